@@ -1,0 +1,96 @@
+// Package jsonhttp holds the JSON wire conventions shared by the app, the emulator and the caller: how a response is
+// written, how a request body is read, and the one error shape they all use.
+//
+// The error shape is Databricks' own ({"error_code", "message"}), with an optional "fix" telling the reader what to
+// do, so a client parses the workspace's errors, the proxy's and the app's alike.
+package jsonhttp
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+)
+
+// Error is an API error as it travels on the wire.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error_code"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Fix != "" {
+		return fmt.Sprintf("%d %s: %s (fix: %s)", e.Status, e.Code, e.Message, e.Fix)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Error codes. The first ones are Databricks' own; the rest name the app's and the proxy's failures.
+const (
+	CodeNotFound         = "RESOURCE_DOES_NOT_EXIST"
+	CodeEndpointNotFound = "ENDPOINT_NOT_FOUND"
+	CodeUnauthenticated  = "UNAUTHENTICATED"
+	CodePermissionDenied = "PERMISSION_DENIED"
+	CodeInvalidParameter = "INVALID_PARAMETER_VALUE"
+	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	CodeTooLarge         = "REQUEST_TOO_LARGE"
+	CodeUnsupportedMedia = "UNSUPPORTED_MEDIA_TYPE"
+	CodeInternal         = "INTERNAL_ERROR"
+	CodeBadGateway       = "BAD_GATEWAY"
+	CodeGatewayTimeout   = "GATEWAY_TIMEOUT"
+	CodeUnavailable      = "TEMPORARILY_UNAVAILABLE"
+)
+
+// Write sends v as JSON with the given status.
+func Write(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only a programming error gets here: the types we send are all marshallable.
+		status = http.StatusInternalServerError
+		body = []byte(`{"error_code":"` + CodeInternal + `","message":"could not encode the response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// WriteError sends e in the shared error shape.
+func WriteError(w http.ResponseWriter, e *Error) { Write(w, e.Status, e) }
+
+// Decode reads a JSON request body of at most limit bytes into v. Its errors are ready to send: 415 for a content
+// type other than JSON, 413 above the limit (without reading the rest), 400 for anything that is not one JSON value.
+func Decode(w http.ResponseWriter, r *http.Request, limit int64, v any) *Error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMedia,
+			Message: "the body must be JSON", Fix: "send Content-Type: application/json"}
+	}
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return tooLarge(limit)
+		}
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Message: "malformed JSON body: " + err.Error()}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return tooLarge(limit)
+		}
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Message: "malformed JSON body: more than one JSON value"}
+	}
+	return nil
+}
+
+func tooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+		Message: fmt.Sprintf("the body is larger than %d bytes", limit)}
+}
