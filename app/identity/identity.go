@@ -105,7 +105,7 @@ func FromHeaders(h http.Header) (Identity, error) {
 	}
 	if principal, workspace, ok := ParseUser(user); ok {
 		id.UserFormat, id.PrincipalID, id.WorkspaceID = FormatWorkspaceID, principal, workspace
-	} else if strings.Contains(user, "@") {
+	} else if isEmail(user) {
 		id.UserFormat = FormatEmail
 	} else {
 		return Identity{}, &HeaderError{Header: HeaderUser, Reason: `want "<id>@<workspace id>" or an email`}
@@ -151,6 +151,12 @@ func singleValue(h http.Header, name string) (string, error) {
 		}
 	}
 	return v, nil
+}
+
+// isEmail is a loose check: run-local forwards whatever email the developer's profile holds.
+func isEmail(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && domain != "" && !strings.Contains(domain, "@")
 }
 
 func isDigits(s string) bool {

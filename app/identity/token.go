@@ -67,12 +67,10 @@ func DecodeClaims(token string) (TokenClaims, error) {
 		ClientID string          `json:"client_id"`
 		Scope    json.RawMessage `json:"scope"`
 		Scp      json.RawMessage `json:"scp"`
-		Iat      json.Number     `json:"iat"`
-		Exp      json.Number     `json:"exp"`
+		Iat      json.RawMessage `json:"iat"`
+		Exp      json.RawMessage `json:"exp"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
+	if err := json.Unmarshal(payload, &raw); err != nil {
 		return TokenClaims{}, fmt.Errorf("%w: payload is not a JSON object", ErrNotJWT)
 	}
 	claims := TokenClaims{Subject: raw.Sub, Issuer: raw.Iss, ClientID: raw.ClientID, Scopes: []string{}}
@@ -107,7 +105,12 @@ func parseScopes(field json.RawMessage) []string {
 	return nil
 }
 
-func unixTime(n json.Number) time.Time {
+// unixTime reads a NumericDate claim; a claim that is not a number yields the zero time.
+func unixTime(field json.RawMessage) time.Time {
+	var n json.Number
+	if json.Unmarshal(field, &n) != nil {
+		return time.Time{}
+	}
 	secs, err := n.Int64()
 	if err != nil || secs <= 0 || secs > 1<<40 {
 		return time.Time{}

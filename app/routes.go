@@ -1,0 +1,29 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// NewServer builds the app's whole HTTP surface. Every route lives under /api/: the Databricks Apps proxy accepts
+// bearer tokens on /api/ routes only, so that is where an API app's endpoints belong.
+func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler {
+	r := chi.NewRouter()
+	r.Use(logRequests(logger), recoverPanics(logger))
+	r.NotFound(handleNotFound())
+	r.MethodNotAllowed(handleMethodNotAllowed(r))
+
+	r.Route("/api", func(r chi.Router) {
+		r.Get("/health", handleHealth(appName))
+		r.Get("/openapi.json", handleOpenAPI())
+		r.Group(func(r chi.Router) {
+			r.Use(requireIdentity)
+			r.Get("/whoami", handleWhoAmI())
+			r.Post("/echo", handleEcho())
+			r.Get("/me", handleMe(logger, ws))
+		})
+	})
+	return r
+}
