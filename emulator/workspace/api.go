@@ -1,0 +1,135 @@
+package workspace
+
+import (
+	"fmt"
+	"html"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// handleSCIMMe answers "who am I" for any valid token of this workspace, the proxy's forwarded tokens included.
+func (w *Workspace) handleSCIMMe() http.HandlerFunc {
+	type email struct {
+		Value   string `json:"value"`
+		Type    string `json:"type"`
+		Primary bool   `json:"primary"`
+	}
+	type response struct {
+		Schemas       []string `json:"schemas"`
+		ID            string   `json:"id"`
+		UserName      string   `json:"userName"`
+		DisplayName   string   `json:"displayName"`
+		Active        bool     `json:"active"`
+		Emails        []email  `json:"emails,omitempty"`
+		ApplicationID string   `json:"applicationId,omitempty"`
+	}
+	return func(rw http.ResponseWriter, r *http.Request) {
+		p := authFrom(r.Context()).principal
+		resp := response{
+			Schemas: []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
+			ID:      p.ID, UserName: p.UserName, DisplayName: p.DisplayName, Active: true,
+		}
+		if p.Kind == identity.KindUser {
+			resp.Emails = []email{{Value: p.Email, Type: "work", Primary: true}}
+		} else {
+			resp.ApplicationID = p.UserName
+		}
+		jsonhttp.Write(rw, http.StatusOK, resp)
+	}
+}
+
+// App states the Apps API reports: RUNNING when the proxy has an upstream that accepts connections, CRASHED when
+// it has one that does not, UNAVAILABLE when the app was never attached.
+const (
+	AppStateRunning     = "RUNNING"
+	AppStateCrashed     = "CRASHED"
+	AppStateUnavailable = "UNAVAILABLE"
+)
+
+func (w *Workspace) handleGetApp() http.HandlerFunc {
+	type status struct {
+		State   string `json:"state"`
+		Message string `json:"message"`
+	}
+	type response struct {
+		Name                     string   `json:"name"`
+		URL                      string   `json:"url"`
+		ServicePrincipalClientID string   `json:"service_principal_client_id"`
+		ServicePrincipalID       int64    `json:"service_principal_id"`
+		ServicePrincipalName     string   `json:"service_principal_name"`
+		UserAPIScopes            []string `json:"user_api_scopes,omitempty"`
+		EffectiveUserAPIScopes   []string `json:"effective_user_api_scopes,omitempty"`
+		AppStatus                status   `json:"app_status"`
+		ComputeStatus            status   `json:"compute_status"`
+	}
+	return func(rw http.ResponseWriter, r *http.Request) {
+		name := chi.URLParam(r, "name")
+		p, ok := w.apps[name]
+		if !ok {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
+				Message: fmt.Sprintf("App with name %s does not exist or is deleted.", name),
+				Fix:     "check the app name; the emulator knows the apps in its config"})
+			return
+		}
+		sp := w.dir.servicePrincipalByName(p.app.ServicePrincipal)
+		resp := response{
+			Name: name, URL: p.url, ServicePrincipalClientID: sp.ApplicationID, ServicePrincipalID: numericID(sp.ID),
+			ServicePrincipalName: sp.Name, UserAPIScopes: p.app.UserAPIScopes, EffectiveUserAPIScopes: p.app.UserAPIScopes,
+		}
+		switch up := p.upstreamURL(); {
+		case up == nil:
+			resp.AppStatus = status{AppStateUnavailable, "The app is not running: start it with `go run ./emulator run`."}
+			resp.ComputeStatus = status{"STOPPED", "App compute is stopped."}
+		case listening(up.Host):
+			resp.AppStatus = status{AppStateRunning, "App has status: App is running"}
+			resp.ComputeStatus = status{"ACTIVE", "App compute is running."}
+		default:
+			resp.AppStatus = status{AppStateCrashed, "App has status: nothing listens on " + up.Host}
+			resp.ComputeStatus = status{"ACTIVE", "App compute is running."}
+		}
+		jsonhttp.Write(rw, http.StatusOK, resp)
+	}
+}
+
+func listening(hostport string) bool {
+	conn, err := net.DialTimeout("tcp", hostport, 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+// handleLoginPage is where the proxy sends a browser without a session. The emulator has no browser sessions: the
+// page says how to call the app instead.
+func (w *Workspace) handleLoginPage() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		next := r.URL.Query().Get("next_url")
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		rw.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = fmt.Fprintf(rw, `<!doctype html><title>Emulated Databricks login</title>
+<h1>Emulated Databricks workspace</h1>
+<p>This offline emulator has no browser sessions. Call <code>%s</code> with
+<code>Authorization: Bearer &lt;token&gt;</code> on an <code>/api/</code> path instead; get a token with the
+generated CLI profile or an emulated service principal.</p>
+`, html.EscapeString(next))
+	}
+}
+
+// writeUnauthorized sends a 401 in the Databricks shape with the WWW-Authenticate challenge OAuth clients expect.
+// invalidToken says a token was sent but refused, which RFC 6750 marks with error="invalid_token".
+func writeUnauthorized(rw http.ResponseWriter, reason string, invalidToken bool) {
+	challenge := `Bearer realm="databricks"`
+	if invalidToken {
+		challenge += `, error="invalid_token"`
+	}
+	rw.Header().Set("WWW-Authenticate", challenge)
+	jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusUnauthorized, Code: jsonhttp.CodeUnauthenticated,
+		Message: reason, Fix: "send a valid OAuth access token of this workspace: Authorization: Bearer <token>"})
+}

@@ -1,0 +1,63 @@
+package workspace
+
+import (
+	"context"
+	"net/http"
+	"strings"
+)
+
+// authResult is who a bearer token speaks for.
+type authResult struct {
+	principal principal
+	claims    accessClaims
+	token     string
+}
+
+// authenticate checks the request's bearer token. It returns (nil, nil) when the request carries none, so callers
+// can tell "no token" (302 for a browser) from "bad token" (401).
+func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return nil, nil
+	}
+	if len(values) > 1 {
+		return nil, &tokenError{"send one Authorization header"}
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, &tokenError{"the Authorization header must be \"Bearer <OAuth access token>\""}
+	}
+	claims, terr := w.issuer.verify(token)
+	if terr != nil {
+		return nil, terr
+	}
+	p, known := w.dir.bySubject[claims.Subject]
+	if !known {
+		return nil, &tokenError{"the token's principal does not exist in this workspace"}
+	}
+	return &authResult{principal: p, claims: claims, token: token}, nil
+}
+
+type authKey struct{}
+
+// requireToken guards the workspace REST APIs: 401 in the Databricks shape without a valid token.
+func (w *Workspace) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		res, terr := w.authenticate(r)
+		if res == nil {
+			if terr == nil {
+				writeUnauthorized(rw, "Credential was not sent or was of an unsupported type for this API.", false)
+			} else {
+				writeUnauthorized(rw, "Invalid access token: "+terr.reason, true)
+			}
+			return
+		}
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), authKey{}, res)))
+	})
+}
+
+func authFrom(ctx context.Context) *authResult {
+	res, _ := ctx.Value(authKey{}).(*authResult)
+	return res
+}

@@ -1,0 +1,249 @@
+package workspace
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the principal model: who exists in the emulated workspace and who may use which app. Its YAML and JSON
+// forms use the same field names (see default.yaml).
+type Config struct {
+	Workspace         WorkspaceConfig    `json:"workspace" yaml:"workspace"`
+	Users             []User             `json:"users" yaml:"users"`
+	ServicePrincipals []ServicePrincipal `json:"service_principals" yaml:"service_principals"`
+	Apps              []App              `json:"apps" yaml:"apps"`
+}
+
+// WorkspaceConfig identifies the emulated workspace.
+type WorkspaceConfig struct {
+	ID        string `json:"id" yaml:"id"`
+	AccountID string `json:"account_id,omitempty" yaml:"account_id,omitempty"`
+	// Host is the loopback address the workspace listens on; empty means 127.0.0.1 on a free port.
+	Host string `json:"host,omitempty" yaml:"host,omitempty"`
+}
+
+// User is a workspace user. Its userName doubles as its email, as in Databricks.
+type User struct {
+	ID          string `json:"id" yaml:"id"`
+	UserName    string `json:"user_name" yaml:"user_name"`
+	DisplayName string `json:"display_name,omitempty" yaml:"display_name,omitempty"`
+	// SignedIn marks the user the authorize endpoint approves as: exactly one user has it.
+	SignedIn bool `json:"signed_in,omitempty" yaml:"signed_in,omitempty"`
+}
+
+// ServicePrincipal is a machine identity with OAuth client credentials.
+type ServicePrincipal struct {
+	ID            string `json:"id" yaml:"id"`
+	Name          string `json:"name" yaml:"name"`
+	ApplicationID string `json:"application_id" yaml:"application_id"`
+	Secret        string `json:"secret" yaml:"secret"`
+}
+
+// App is a Databricks App: the proxy in front of it and who may call it.
+type App struct {
+	Name             string   `json:"name" yaml:"name"`
+	ServicePrincipal string   `json:"service_principal" yaml:"service_principal"`
+	UserAPIScopes    []string `json:"user_api_scopes,omitempty" yaml:"user_api_scopes,omitempty"`
+	CanUse           CanUse   `json:"can_use" yaml:"can_use"`
+	// Upstream is where the proxy forwards, when the app already runs somewhere; `emulator run` sets it itself.
+	Upstream string `json:"upstream,omitempty" yaml:"upstream,omitempty"`
+	// Port fixes the proxy's port on 127.0.0.1; 0 picks a free one.
+	Port int `json:"port,omitempty" yaml:"port,omitempty"`
+}
+
+// CanUse lists who holds the CAN_USE permission on an app.
+type CanUse struct {
+	Users             []string `json:"users,omitempty" yaml:"users,omitempty"`                           // userNames
+	ServicePrincipals []string `json:"service_principals,omitempty" yaml:"service_principals,omitempty"` // names
+	// Groups may only hold "users": every user and service principal of the workspace, as in Databricks.
+	Groups []string `json:"groups,omitempty" yaml:"groups,omitempty"`
+}
+
+// GroupUsers is the one group the emulator models.
+const GroupUsers = "users"
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultConfig returns the embedded default model (see default.yaml and the README).
+func DefaultConfig() Config {
+	cfg, err := ParseConfig(defaultYAML, "default.yaml")
+	if err != nil {
+		panic("the embedded default.yaml is invalid: " + err.Error()) // caught by the tests
+	}
+	return cfg
+}
+
+// LoadConfig reads a model from a JSON or YAML file, chosen by extension (.json, .yaml, .yml) or else by content.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read emulator config: %w", err)
+	}
+	cfg, err := ParseConfig(data, path)
+	if err != nil {
+		return Config{}, fmt.Errorf("emulator config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates a model. name is only used to pick the format by extension.
+func ParseConfig(data []byte, name string) (Config, error) {
+	var cfg Config
+	isJSON := bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".json":
+		isJSON = true
+	case ".yaml", ".yml":
+		isJSON = false
+	}
+	if isJSON {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return Config{}, fmt.Errorf("invalid JSON: %w", err)
+		}
+	} else {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return Config{}, fmt.Errorf("invalid YAML: %w", err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+var (
+	digits  = regexp.MustCompile(`^[0-9]{1,19}$`)
+	appName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,29}$`)
+	scope   = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+)
+
+// Validate reports every inconsistency at once, so a hand-edited file is fixed in one go.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if !digits.MatchString(c.Workspace.ID) {
+		bad("workspace.id %q: want a numeric workspace id", c.Workspace.ID)
+	}
+	if c.Workspace.Host != "" {
+		if err := checkLoopback(c.Workspace.Host); err != nil {
+			bad("workspace.host: %v", err)
+		}
+	}
+	ids := map[string]bool{}
+	checkID := func(what, id string) {
+		if !digits.MatchString(id) {
+			bad("%s id %q: want a numeric id", what, id)
+		} else if ids[id] {
+			bad("%s id %q is used twice", what, id)
+		}
+		ids[id] = true
+	}
+	users := map[string]bool{}
+	signedIn := 0
+	for _, u := range c.Users {
+		checkID("user "+u.UserName, u.ID)
+		if !strings.Contains(u.UserName, "@") {
+			bad("user %q: user_name must be an email", u.UserName)
+		}
+		if users[u.UserName] {
+			bad("user %q is listed twice", u.UserName)
+		}
+		users[u.UserName] = true
+		if u.SignedIn {
+			signedIn++
+		}
+	}
+	if signedIn != 1 {
+		bad("want exactly one user with signed_in: true, found %d", signedIn)
+	}
+	sps := map[string]bool{}
+	appIDs := map[string]bool{}
+	for _, sp := range c.ServicePrincipals {
+		checkID("service principal "+sp.Name, sp.ID)
+		if sp.Name == "" || sps[sp.Name] {
+			bad("service principal %q: names must be set and unique", sp.Name)
+		}
+		sps[sp.Name] = true
+		if sp.ApplicationID == "" || appIDs[sp.ApplicationID] || sp.ApplicationID == CLIClientID {
+			bad("service principal %q: application_id must be set and unique", sp.Name)
+		}
+		appIDs[sp.ApplicationID] = true
+		if sp.Secret == "" {
+			bad("service principal %q: secret must be set", sp.Name)
+		}
+	}
+	apps := map[string]bool{}
+	for _, a := range c.Apps {
+		if !appName.MatchString(a.Name) || apps[a.Name] {
+			bad("app %q: names are unique, lower case letters, digits and dashes", a.Name)
+		}
+		apps[a.Name] = true
+		if !sps[a.ServicePrincipal] {
+			bad("app %q: service_principal %q is not in service_principals", a.Name, a.ServicePrincipal)
+		}
+		for _, s := range a.UserAPIScopes {
+			if !scope.MatchString(s) {
+				bad("app %q: user_api_scopes: %q is not a scope", a.Name, s)
+			}
+		}
+		for _, u := range a.CanUse.Users {
+			if !users[u] {
+				bad("app %q: can_use.users: %q is not in users", a.Name, u)
+			}
+		}
+		for _, s := range a.CanUse.ServicePrincipals {
+			if !sps[s] {
+				bad("app %q: can_use.service_principals: %q is not in service_principals", a.Name, s)
+			}
+		}
+		for _, g := range a.CanUse.Groups {
+			if g != GroupUsers {
+				bad("app %q: can_use.groups: only %q is emulated, not %q", a.Name, GroupUsers, g)
+			}
+		}
+		if a.Port < 0 || a.Port > 65535 {
+			bad("app %q: port %d is out of range", a.Name, a.Port)
+		}
+	}
+	if len(c.Apps) == 0 {
+		bad("want at least one app")
+	}
+	return errors.Join(errs...)
+}
+
+func checkLoopback(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("%q: want 127.0.0.1:PORT", hostport)
+	}
+	if host != "127.0.0.1" {
+		return fmt.Errorf("%q: the emulator only listens on 127.0.0.1 (the SDK accepts http:// hosts only there)", hostport)
+	}
+	return nil
+}
+
+// app returns the named app.
+func (c Config) app(name string) (App, bool) {
+	i := slices.IndexFunc(c.Apps, func(a App) bool { return a.Name == name })
+	if i < 0 {
+		return App{}, false
+	}
+	return c.Apps[i], true
+}

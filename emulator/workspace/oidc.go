@@ -1,0 +1,268 @@
+package workspace
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// handleHostMetadata is the discovery document every SDK Config fetches first: it points at the OIDC endpoints.
+func (w *Workspace) handleHostMetadata() http.HandlerFunc {
+	type response struct {
+		OIDCEndpoint string `json:"oidc_endpoint"`
+		WorkspaceID  string `json:"workspace_id"`
+		AccountID    string `json:"account_id,omitempty"`
+		Cloud        string `json:"cloud"`
+		HostType     string `json:"host_type"`
+	}
+	return func(rw http.ResponseWriter, r *http.Request) {
+		jsonhttp.Write(rw, http.StatusOK, response{
+			OIDCEndpoint: w.url + "/oidc", WorkspaceID: w.cfg.Workspace.ID, AccountID: w.cfg.Workspace.AccountID,
+			Cloud: "AWS", HostType: "workspace",
+		})
+	}
+}
+
+func (w *Workspace) handleOIDCDiscovery() http.HandlerFunc {
+	type response struct {
+		Issuer                        string   `json:"issuer"`
+		AuthorizationEndpoint         string   `json:"authorization_endpoint"`
+		TokenEndpoint                 string   `json:"token_endpoint"`
+		GrantTypesSupported           []string `json:"grant_types_supported"`
+		CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+	}
+	return func(rw http.ResponseWriter, r *http.Request) {
+		jsonhttp.Write(rw, http.StatusOK, response{
+			Issuer:                        w.issuer.iss,
+			AuthorizationEndpoint:         w.url + PathAuthorize,
+			TokenEndpoint:                 w.url + PathToken,
+			GrantTypesSupported:           []string{"authorization_code", "client_credentials", "refresh_token"},
+			CodeChallengeMethodsSupported: []string{"S256"},
+		})
+	}
+}
+
+// pkceValue matches an RFC 7636 code challenge (43 base64url characters) or verifier (43 to 128 characters).
+var pkceValue = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
+
+// handleAuthorize is the browser leg of the PKCE flow. There is no browser session to check: it approves at once
+// as the signed-in user. It never redirects to a URI it has not validated; other errors go back to the client.
+func (w *Workspace) handleAuthorize() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("client_id") != CLIClientID {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_client",
+				"unknown client_id: the emulated workspace knows the public client "+CLIClientID)
+			return
+		}
+		redirect, err := loopbackRedirect(q.Get("redirect_uri"))
+		if err != "" {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", err)
+			return
+		}
+		fail := func(code, description string) {
+			v := redirect.Query()
+			v.Set("error", code)
+			v.Set("error_description", description)
+			if s := q.Get("state"); s != "" {
+				v.Set("state", s)
+			}
+			redirect.RawQuery = v.Encode()
+			http.Redirect(rw, r, redirect.String(), http.StatusFound)
+		}
+		scopes := strings.Fields(q.Get("scope"))
+		switch {
+		case q.Get("response_type") != "code":
+			fail("unsupported_response_type", "response_type must be code")
+			return
+		case q.Get("code_challenge_method") != "S256":
+			fail("invalid_request", "PKCE is required: send code_challenge_method=S256")
+			return
+		case !pkceValue.MatchString(q.Get("code_challenge")) || len(q.Get("code_challenge")) != 43:
+			fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code verifier")
+			return
+		case len(scopes) == 0 || slices.ContainsFunc(scopes, func(s string) bool { return !scope.MatchString(s) }):
+			fail("invalid_scope", "scope must list one or more scopes, such as \"offline_access all-apis\"")
+			return
+		}
+		user := w.dir.signedIn
+		code := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
+			challenge: q.Get("code_challenge"), scopes: scopes, expires: time.Now().Add(codeLifetime)})
+		v := redirect.Query()
+		v.Set("code", code)
+		if s := q.Get("state"); s != "" {
+			v.Set("state", s)
+		}
+		redirect.RawQuery = v.Encode()
+		w.logger.Info("authorized the signed-in user", "user", user.UserName, "client_id", CLIClientID,
+			"scopes", strings.Join(scopes, " "))
+		http.Redirect(rw, r, redirect.String(), http.StatusFound)
+	}
+}
+
+// loopbackRedirect accepts only http redirect URIs on the local machine: where a CLI or SDK listens for the code.
+func loopbackRedirect(raw string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return nil, "redirect_uri is missing or not a URL"
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	if u.Scheme != "http" || u.User != nil || u.Fragment != "" || !(host == "localhost" || (ip != nil && ip.IsLoopback())) {
+		return nil, "redirect_uri must be an http:// loopback address such as http://localhost:8020"
+	}
+	return u, ""
+}
+
+// maxFormBytes bounds a token request; real ones are a few hundred bytes.
+const maxFormBytes = 64 << 10
+
+// handleToken is the token endpoint: client_credentials (M2M), authorization_code with PKCE, and refresh_token.
+// Its errors use the OAuth shape, which is what OAuth clients parse, not the Databricks one.
+func (w *Workspace) handleToken() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(rw, r.Body, maxFormBytes)
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "send the parameters as application/x-www-form-urlencoded")
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "the form body could not be parsed")
+			return
+		}
+		switch grant := r.PostForm.Get("grant_type"); grant {
+		case "client_credentials":
+			w.clientCredentials(rw, r)
+		case "authorization_code":
+			w.authorizationCode(rw, r)
+		case "refresh_token":
+			w.refreshToken(rw, r)
+		case "":
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "grant_type is required")
+		default:
+			writeOAuthError(rw, http.StatusBadRequest, "unsupported_grant_type",
+				"grant_type must be client_credentials, authorization_code or refresh_token")
+		}
+	}
+}
+
+func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 form-encodes the id and secret before Basic encoding; golang.org/x/oauth2 does.
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+		if r.PostForm.Has("client_secret") {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "send the client credentials once: Basic or form, not both")
+			return
+		}
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	sp, ok := w.dir.servicePrincipal(id)
+	if !ok || subtle.ConstantTimeCompare([]byte(sp.Secret), []byte(secret)) != 1 {
+		if basic {
+			rw.Header().Set("WWW-Authenticate", `Basic realm="oidc"`)
+		}
+		w.logger.Warn("client authentication failed", "client_id", id, "known_client", ok)
+		writeOAuthError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
+		return
+	}
+	scopes := strings.Fields(r.PostForm.Get("scope"))
+	if len(scopes) == 0 {
+		scopes = []string{ScopeAllAPIs}
+	}
+	p := w.dir.bySubject[sp.ApplicationID]
+	w.writeToken(rw, p, sp.ApplicationID, scopes, "")
+}
+
+func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	for _, name := range []string{"client_id", "code", "code_verifier", "redirect_uri"} {
+		if f.Get(name) == "" {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", name+" is required")
+			return
+		}
+	}
+	code, ok := w.grants.redeem(f.Get("code"))
+	switch {
+	case !ok:
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "the authorization code is invalid, expired or already used")
+		return
+	case code.clientID != f.Get("client_id"):
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "the authorization code was issued to another client")
+		return
+	case code.redirectURI != f.Get("redirect_uri"):
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
+		return
+	case !pkceValue.MatchString(f.Get("code_verifier")) || s256(f.Get("code_verifier")) != code.challenge:
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "PKCE verification failed: code_verifier does not match code_challenge")
+		return
+	}
+	refresh := ""
+	if slices.Contains(code.scopes, ScopeOfflineAccess) {
+		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes})
+	}
+	w.writeToken(rw, code.user, code.clientID, code.scopes, refresh)
+}
+
+func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	if f.Get("client_id") == "" || f.Get("refresh_token") == "" {
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "client_id and refresh_token are required")
+		return
+	}
+	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"))
+	if !ok || grant.clientID != f.Get("client_id") {
+		// This description is the one the SDK recognises as "log in again".
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "Refresh token is invalid")
+		return
+	}
+	w.writeToken(rw, grant.user, grant.clientID, grant.scopes, f.Get("refresh_token"))
+}
+
+func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID string, scopes []string, refresh string) {
+	type response struct {
+		AccessToken  string `json:"access_token"`
+		TokenType    string `json:"token_type"`
+		ExpiresIn    int64  `json:"expires_in"`
+		Scope        string `json:"scope"`
+		RefreshToken string `json:"refresh_token,omitempty"`
+	}
+	token, expires, err := w.issuer.issue(p, clientID, scopes, time.Time{})
+	if err != nil {
+		w.logger.Error("issue a token", "err", err)
+		writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")
+		return
+	}
+	w.logger.Info("issued an access token", "subject", p.UserName, "client_id", clientID,
+		"scopes", strings.Join(withoutOfflineAccess(scopes), " "), "expires", expires.Format(time.RFC3339))
+	rw.Header().Set("Cache-Control", "no-store")
+	jsonhttp.Write(rw, http.StatusOK, response{
+		AccessToken: token, TokenType: "Bearer", ExpiresIn: max(1, int64(time.Until(expires)/time.Second)),
+		Scope: strings.Join(withoutOfflineAccess(scopes), " "), RefreshToken: refresh,
+	})
+}
+
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// writeOAuthError sends an RFC 6749 error: {"error", "error_description"}.
+func writeOAuthError(rw http.ResponseWriter, status int, code, description string) {
+	rw.Header().Set("Cache-Control", "no-store")
+	jsonhttp.Write(rw, status, struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, description})
+}

@@ -1,0 +1,215 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// appProxy is one app's Databricks Apps reverse proxy: it authenticates the caller, checks CAN_USE and scopes, and
+// forwards with the identity headers set by itself alone.
+type appProxy struct {
+	app       App
+	url       string
+	ws        *Workspace
+	server    *http.Server
+	transport *http.Transport
+
+	mu       sync.RWMutex
+	upstream *url.URL
+}
+
+func (p *appProxy) setUpstream(raw string) error {
+	if raw == "" {
+		p.mu.Lock()
+		p.upstream = nil
+		p.mu.Unlock()
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return fmt.Errorf("upstream of app %q: want a URL such as http://127.0.0.1:8000, got %q", p.app.Name, raw)
+	}
+	p.mu.Lock()
+	p.upstream = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	p.mu.Unlock()
+	p.ws.logger.Info("app attached", "app", p.app.Name, "upstream", p.upstream.String())
+	return nil
+}
+
+func (p *appProxy) upstreamURL() *url.URL {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.upstream
+}
+
+// forward is what the checks decided, handed to Rewrite through the request context.
+type forward struct {
+	upstream  *url.URL
+	principal principal
+	requestID string
+	token     string // the downscoped user token for X-Forwarded-Access-Token, or ""
+}
+
+type forwardKey struct{}
+
+func (p *appProxy) handler() http.Handler {
+	p.transport = &http.Transport{
+		Proxy:                 nil, // the app is local: never route it through HTTP_PROXY
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		ResponseHeaderTimeout: p.ws.timeout,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       30 * time.Second,
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    p.transport,
+		ErrorHandler: p.upstreamError,
+		ErrorLog:     slog.NewLogLogger(p.ws.logger.Handler(), slog.LevelWarn),
+	}
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
+		start := time.Now()
+		fwd := &forward{requestID: uuid.NewString()}
+		defer func() {
+			user := ""
+			if fwd.principal.ID != "" {
+				user = identity.FormatUser(fwd.principal.ID, p.ws.cfg.Workspace.ID)
+			}
+			p.ws.logger.Info("proxy request", "app", p.app.Name, "method", r.Method, "path", r.URL.Path,
+				"status", rec.status, "user", user, "request_id", fwd.requestID,
+				"duration", time.Since(start).Round(time.Microsecond))
+		}()
+		if !p.admit(rec, r, fwd) {
+			return
+		}
+		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
+	})
+}
+
+// admit runs the platform's checks in its order: a token (401, or 302 outside /api/), CAN_USE (403), the app's
+// user authorization scopes (403), a running app (502). It fills fwd and reports whether to forward.
+func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) bool {
+	res, terr := p.ws.authenticate(r)
+	if res == nil {
+		if !isAPIPath(r.URL.Path) {
+			// Browsers get the login page; only /api/ routes take bearer tokens.
+			login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
+			http.Redirect(rw, r, login, http.StatusFound)
+		} else if terr == nil {
+			writeUnauthorized(rw, "No access token: this app's /api/ routes need Authorization: Bearer <OAuth token>.", false)
+		} else {
+			writeUnauthorized(rw, "Invalid access token: "+terr.reason, true)
+		}
+		return false
+	}
+	who := res.principal
+	fwd.principal = who
+	if !p.ws.dir.canUse(p.app, who) {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.app.Name),
+			Fix:     "ask the app's owner to grant CAN USE to this user or service principal (or to the users group)"})
+		return false
+	}
+	needsUserToken := who.Kind == identity.KindUser && len(p.app.UserAPIScopes) > 0
+	if needsUserToken {
+		if missing := coversScopes(res.claims.scopes(), p.app.UserAPIScopes); len(missing) > 0 {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+				Message: fmt.Sprintf("the token lacks scopes app %s requires: %s", p.app.Name, strings.Join(missing, ", ")),
+				Fix: fmt.Sprintf("get a user token with the scopes %s (an OAuth U2M login with custom scopes)",
+					strings.Join(p.app.UserAPIScopes, " "))})
+			return false
+		}
+	}
+	fwd.upstream = p.upstreamURL()
+	if fwd.upstream == nil {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
+			Message: fmt.Sprintf("app %s is not running", p.app.Name),
+			Fix:     "start it under the emulator: go run ./emulator run --app " + p.app.Name + " -- <command>"})
+		return false
+	}
+	if needsUserToken {
+		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, p.app.UserAPIScopes, res.claims.ExpiresAt.Time)
+		if err != nil {
+			p.ws.logger.Error("issue the forwarded user token", "err", err)
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
+				Message: "the proxy could not issue the forwarded user token"})
+			return false
+		}
+		fwd.token = token
+	}
+	return true
+}
+
+func isAPIPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
+
+// rewrite builds the request the app receives. httputil.ReverseProxy has already removed hop-by-hop headers and
+// X-Forwarded-For/Host/Proto; this removes every other header the proxy owns, in any spelling, then sets its own.
+func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
+	fwd := pr.In.Context().Value(forwardKey{}).(*forward)
+	pr.SetURL(fwd.upstream)
+	for name := range pr.Out.Header {
+		if ownedByProxy(name) {
+			delete(pr.Out.Header, name)
+		}
+	}
+	h := pr.Out.Header
+	who := fwd.principal
+	h.Set(identity.HeaderHost, pr.In.Host)
+	h.Set(identity.HeaderUser, identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID))
+	h.Set(identity.HeaderPreferredUsername, who.UserName)
+	if who.Kind == identity.KindUser {
+		h.Set(identity.HeaderEmail, who.Email)
+	}
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		h.Set(identity.HeaderRealIP, ip)
+	}
+	h.Set(identity.HeaderRequestID, fwd.requestID)
+	if fwd.token != "" {
+		h.Set(identity.HeaderAccessToken, fwd.token)
+	}
+}
+
+// forwardedPrefix covers the identity headers and any other X-Forwarded-* a client may send.
+const forwardedPrefix = "x-forwarded-"
+
+// ownedByProxy reports whether a client-sent header must not reach the app. Underscores count as dashes: servers
+// that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would otherwise accept X_Forwarded_User.
+func ownedByProxy(name string) bool {
+	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	return strings.HasPrefix(n, forwardedPrefix) || n == "forwarded" || n == "authorization" ||
+		n == strings.ToLower(identity.HeaderRealIP) || n == strings.ToLower(identity.HeaderRequestID)
+}
+
+// upstreamError turns a failed forward into the platform's answers: 504 when the app is too slow, 502 otherwise.
+func (p *appProxy) upstreamError(rw http.ResponseWriter, r *http.Request, err error) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		p.ws.logger.Info("client went away before the app answered", "app", p.app.Name, "path", r.URL.Path)
+		rw.WriteHeader(499) // never seen by the client; keeps the access log honest
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		p.ws.logger.Warn("app timed out", "app", p.app.Name, "path", r.URL.Path, "timeout", p.ws.timeout)
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusGatewayTimeout, Code: jsonhttp.CodeGatewayTimeout,
+			Message: fmt.Sprintf("app %s did not answer within %s", p.app.Name, p.ws.timeout),
+			Fix:     "answer sooner, or stream the response; the platform gives up after the same time"})
+	default:
+		p.ws.logger.Warn("app unreachable", "app", p.app.Name, "path", r.URL.Path, "err", err)
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
+			Message: fmt.Sprintf("app %s is not reachable", p.app.Name),
+			Fix:     "check the app is running and listens on $DATABRICKS_APP_PORT"})
+	}
+}

@@ -1,0 +1,73 @@
+package workspace
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// Paths of the emulated workspace, as databricks-sdk-go calls them.
+const (
+	PathHostMetadata  = "/.well-known/databricks-config"
+	PathOIDCDiscovery = "/oidc/.well-known/oauth-authorization-server"
+	PathAuthorize     = "/oidc/v1/authorize"
+	PathToken         = "/oidc/v1/token"
+	PathSCIMMe        = "/api/2.0/preview/scim/v2/Me"
+	PathApps          = "/api/2.0/apps"
+	PathLogin         = "/login.html"
+)
+
+// routes is the whole workspace API surface. Anything else is a 404 in the Databricks error shape.
+func (w *Workspace) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(w.countAndLog)
+	r.Get(PathHostMetadata, w.handleHostMetadata())
+	r.Get(PathOIDCDiscovery, w.handleOIDCDiscovery())
+	r.Get(PathAuthorize, w.handleAuthorize())
+	r.Post(PathToken, w.handleToken())
+	r.Get(PathLogin, w.handleLoginPage())
+	r.Group(func(r chi.Router) {
+		r.Use(w.requireToken)
+		r.Get(PathSCIMMe, w.handleSCIMMe())
+		r.Get(PathApps+"/{name}", w.handleGetApp())
+	})
+	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
+			Message: fmt.Sprintf("No API found for '%s %s'", req.Method, req.URL.Path),
+			Fix:     "the emulated workspace serves only the endpoints listed in the README's emulator section"})
+	})
+	r.MethodNotAllowed(func(rw http.ResponseWriter, req *http.Request) {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusMethodNotAllowed, Code: jsonhttp.CodeMethodNotAllowed,
+			Message: fmt.Sprintf("%s is not allowed on %s", req.Method, req.URL.Path)})
+	})
+	return r
+}
+
+// countAndLog counts every request per path and logs it. It logs the path only: queries carry OAuth codes.
+func (w *Workspace) countAndLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.counts.add(r.URL.Path)
+		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(rec, r)
+		w.logger.Info("workspace request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
