@@ -1,0 +1,64 @@
+package workspace
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, "1234567890123456", cfg.Workspace.ID)
+	assert.Len(t, cfg.Users, 2)
+	assert.Len(t, cfg.ServicePrincipals, 4)
+	app, ok := cfg.app("api-app")
+	require.True(t, ok)
+	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, app.UserAPIScopes)
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	minimalJSON := `{"workspace":{"id":"42"},"users":[{"id":"1","user_name":"a@b.c","signed_in":true}],
+		"service_principals":[{"id":"2","name":"app-sp","application_id":"x","secret":"s"}],
+		"apps":[{"name":"my-app","service_principal":"app-sp","can_use":{"users":["a@b.c"]}}]}`
+
+	cfg, err := LoadConfig(write("c.json", minimalJSON))
+	require.NoError(t, err)
+	assert.Equal(t, "42", cfg.Workspace.ID)
+
+	cfg, err = LoadConfig(write("c.conf", minimalJSON))
+	require.NoError(t, err, "JSON is recognised by content too")
+	assert.Equal(t, "my-app", cfg.Apps[0].Name)
+
+	_, err = LoadConfig(write("c.yaml", string(defaultYAML)))
+	require.NoError(t, err)
+
+	tests := []struct{ name, content, mentions string }{
+		{"unknown field", `{"workspace":{"id":"1","colour":"red"}}`, "colour"},
+		{"not yaml", "workspace: [", "invalid YAML"},
+		{"bad references", `
+workspace: {id: "1"}
+users: [{id: "1", user_name: a@b.c}]
+service_principals: []
+apps: [{name: My_App, service_principal: ghost, can_use: {users: [z@b.c], groups: [admins]}}]`,
+			"exactly one user with signed_in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadConfig(write(tt.name+".yaml", tt.content))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.mentions)
+		})
+	}
+	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"))
+	assert.Error(t, err)
+}

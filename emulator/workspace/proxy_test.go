@@ -1,0 +1,216 @@
+package workspace
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+func TestProxyStatusMatrix(t *testing.T) {
+	w, _ := startWorkspace(t, Options{RequestTimeout: 300 * time.Millisecond})
+	other, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+
+	devAllAPIs := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	devSQLOnly := pkceLogin(t, w, "offline_access sql")["access_token"].(string)
+	devExactScopes := pkceLogin(t, w, "offline_access sql file.files dashboards.genie")["access_token"].(string)
+	expired := issueAt(t, w, time.Now().Add(-2*time.Hour), "dev@example.com", "all-apis")
+	otherIssuer := m2mToken(t, other, "external-service")
+	outsider := issueAt(t, w, time.Now(), "outsider@example.com", "all-apis")
+
+	tests := []struct {
+		name      string
+		path      string
+		header    http.Header
+		status    int
+		code      string
+		challenge bool   // expects WWW-Authenticate
+		mentions  string // part of the message
+	}{
+		{"api without token", "/api/x", nil, http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "No access token"},
+		{"api with garbage token", "/api/x", bearer("not-a-jwt"), http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "malformed"},
+		{"api with basic auth", "/api/x", http.Header{"Authorization": {"Basic Zm9vOmJhcg=="}}, http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "Bearer"},
+		{"api with expired token", "/api/x", bearer(expired), http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "expired"},
+		{"api with other issuer's token", "/api/x", bearer(otherIssuer), http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "not issued by this workspace"},
+		{"api with tampered signature", "/api/x", bearer(devAllAPIs[:len(devAllAPIs)-4] + "AAAA"), http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "not issued"},
+		{"user without CAN_USE", "/api/x", bearer(outsider), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "CAN USE"},
+		{"service principal without CAN_USE", "/api/x", bearer(m2mToken(t, w, "no-access-service")), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "CAN USE"},
+		{"user missing scopes", "/api/x", bearer(devSQLOnly), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "file.files, dashboards.genie"},
+		{"browser path without token", "/", nil, http.StatusFound, "", false, ""},
+		{"user with all-apis", "/api/x", bearer(devAllAPIs), http.StatusOK, "", false, ""},
+		{"user with exactly the app's scopes", "/api/x", bearer(devExactScopes), http.StatusOK, "", false, ""},
+		{"service principal with CAN_USE", "/api/x", bearer(m2mToken(t, w, "external-service")), http.StatusOK, "", false, ""},
+		{"browser path with token", "/index.html", bearer(devAllAPIs), http.StatusOK, "", false, ""},
+		{"app slower than the timeout", "/api/slow", bearer(devAllAPIs), http.StatusGatewayTimeout, jsonhttp.CodeGatewayTimeout, false, "did not answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := call(t, http.MethodGet, api+tt.path, tt.header)
+			assert.Equal(t, tt.status, resp.StatusCode, string(body))
+			assert.Equal(t, tt.challenge, resp.Header.Get("WWW-Authenticate") != "")
+			if tt.status == http.StatusFound {
+				assert.True(t, strings.HasPrefix(resp.Header.Get("Location"), w.URL()+PathLogin), resp.Header.Get("Location"))
+			}
+			if tt.code != "" {
+				var e jsonhttp.Error
+				require.NoError(t, json.Unmarshal(body, &e), string(body))
+				assert.Equal(t, tt.code, e.Code)
+				assert.Contains(t, e.Message, tt.mentions)
+				assert.NotEmpty(t, e.Fix)
+			}
+		})
+	}
+}
+
+func TestProxyBadGateway(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	token := m2mToken(t, w, "external-service")
+
+	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/x", bearer(token))
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "no upstream attached")
+	assert.Contains(t, string(body), jsonhttp.CodeBadGateway)
+
+	port, err := FreePort()
+	require.NoError(t, err)
+	require.NoError(t, w.SetUpstream("api-app", "http://127.0.0.1:"+strconv.Itoa(port)))
+	resp, body = call(t, http.MethodGet, w.AppURL("api-app")+"/api/x", bearer(token))
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "nothing listens upstream")
+	assert.Contains(t, string(body), jsonhttp.CodeBadGateway)
+
+	assert.Error(t, w.SetUpstream("api-app", "ftp://example.com"))
+	assert.Error(t, w.SetUpstream("no-such-app", "http://127.0.0.1:1"))
+}
+
+func TestProxyHeaders(t *testing.T) {
+	w, logs := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+
+	spoofed := http.Header{
+		"Authorization":                  {"Bearer " + dev},
+		"X-Forwarded-User":               {"9999@1", "8888@1"},
+		"x-forwarded-email":              {"ceo@example.com"},
+		"X-FORWARDED-PREFERRED-USERNAME": {"ceo"},
+		"X-Forwarded-Access-Token":       {"stolen"},
+		"X-Forwarded-Host":               {"evil.example.com"},
+		"X-Forwarded-For":                {"6.6.6.6"},
+		"X-Forwarded-Anything":           {"x"},
+		"X_Forwarded_User":               {"7777@1"},
+		"X-Real-IP":                      {"6.6.6.6"},
+		"x-request-id":                   {"fixed", "fixed"},
+		"Forwarded":                      {"for=6.6.6.6"},
+	}
+
+	t.Run("user", func(t *testing.T) {
+		resp, body := call(t, http.MethodGet, api+"/api/whoami", spoofed)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		var seen echoed
+		require.NoError(t, json.Unmarshal(body, &seen))
+		h := seen.Headers
+		assert.Equal(t, []string{"1001@1234567890123456"}, h.Values(identity.HeaderUser))
+		assert.Equal(t, []string{"dev@example.com"}, h.Values(identity.HeaderEmail))
+		assert.Equal(t, []string{"dev@example.com"}, h.Values(identity.HeaderPreferredUsername))
+		assert.Equal(t, []string{strings.TrimPrefix(api, "http://")}, h.Values(identity.HeaderHost))
+		assert.Equal(t, []string{"127.0.0.1"}, h.Values(identity.HeaderRealIP))
+		assert.Len(t, h.Values(identity.HeaderRequestID), 1)
+		assert.NotEqual(t, "fixed", h.Get(identity.HeaderRequestID))
+		assert.Empty(t, h.Values("Authorization"), "the caller's token must not reach the app")
+		assert.Empty(t, h.Values("X-Forwarded-For"))
+		assert.Empty(t, h.Values("X-Forwarded-Anything"))
+		assert.Empty(t, h.Values("X_forwarded_user"))
+		assert.Empty(t, h.Values("Forwarded"))
+
+		// The forwarded token is a fresh token for the same user holding exactly the app's scopes.
+		forwarded := h.Get(identity.HeaderAccessToken)
+		require.NotEmpty(t, forwarded)
+		assert.NotEqual(t, dev, forwarded)
+		claims, err := identity.DecodeClaims(forwarded)
+		require.NoError(t, err)
+		assert.Equal(t, "dev@example.com", claims.Subject)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, w.URL()+"/oidc", claims.Issuer)
+
+		// The app can call SCIM Me with it.
+		resp, body = call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		assert.Contains(t, string(body), `"id":"1001"`)
+		assert.NotContains(t, logs.String(), forwarded)
+		assert.NotContains(t, logs.String(), dev)
+	})
+
+	t.Run("service principal", func(t *testing.T) {
+		sp := m2mToken(t, w, "external-service")
+		h := spoofed.Clone()
+		h["Authorization"] = []string{"Bearer " + sp}
+		resp, body := call(t, http.MethodGet, api+"/api/whoami", h)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		var seen echoed
+		require.NoError(t, json.Unmarshal(body, &seen))
+		assert.Equal(t, []string{"2001@1234567890123456"}, seen.Headers.Values(identity.HeaderUser))
+		assert.Equal(t, []string{"7b0d3c52-5e1a-4f0e-9c1d-2a6b8e4f1001"}, seen.Headers.Values(identity.HeaderPreferredUsername))
+		assert.Empty(t, seen.Headers.Values(identity.HeaderEmail), "service principals have no email")
+		assert.Empty(t, seen.Headers.Values(identity.HeaderAccessToken), "service principals get no forwarded token")
+	})
+
+	t.Run("caller-app has no user scopes, so no forwarded token", func(t *testing.T) {
+		require.NoError(t, w.SetUpstream("caller-app", echoApp(t).URL))
+		resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/api/x", bearer(dev))
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		var seen echoed
+		require.NoError(t, json.Unmarshal(body, &seen))
+		assert.Empty(t, seen.Headers.Values(identity.HeaderAccessToken))
+		assert.Equal(t, "1001@1234567890123456", seen.Headers.Get(identity.HeaderUser))
+	})
+
+	t.Run("every request id differs", func(t *testing.T) {
+		ids := map[string]bool{}
+		for range 20 {
+			_, body := call(t, http.MethodGet, api+"/api/x", bearer(dev))
+			var seen echoed
+			require.NoError(t, json.Unmarshal(body, &seen))
+			id := seen.Headers.Get(identity.HeaderRequestID)
+			assert.Len(t, id, 36)
+			assert.False(t, ids[id], "request id %s repeated", id)
+			ids[id] = true
+		}
+	})
+}
+
+func TestProxyWebSocketUpgrade(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+
+	resp, conn, br := rawUpgrade(t, w.AppURL("api-app")+"/api/ws", http.Header{
+		"Authorization": {"Bearer " + dev}, "X-Forwarded-User": {"9999@1"}})
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	raw, err := base64.StdEncoding.DecodeString(resp.Header.Get("X-Seen"))
+	require.NoError(t, err)
+	var seen http.Header
+	require.NoError(t, json.Unmarshal(raw, &seen))
+	assert.Equal(t, []string{"1001@1234567890123456"}, seen.Values(identity.HeaderUser))
+	assert.NotEmpty(t, seen.Get(identity.HeaderRequestID))
+	assert.NotEmpty(t, seen.Get(identity.HeaderAccessToken))
+	assert.Empty(t, seen.Values("Authorization"))
+
+	_, err = conn.Write([]byte("hello\n"))
+	require.NoError(t, err)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "echo: hello\n", line)
+
+	resp, _, _ = rawUpgrade(t, w.AppURL("api-app")+"/api/ws", nil)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "upgrades are authenticated like any request")
+}

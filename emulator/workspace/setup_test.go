@@ -1,0 +1,205 @@
+package workspace
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer collects the emulator's logs so tests can check no secret reaches them.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startWorkspace starts the default model on free ports and stops it with the test.
+func startWorkspace(t *testing.T, opts Options) (*Workspace, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	if opts.Config.Workspace.ID == "" {
+		opts.Config = DefaultConfig()
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := Start(t.Context(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	return w, logs
+}
+
+// echoApp is a test upstream that answers with the headers it received, so tests assert what the app saw.
+// /slow waits longer than any test timeout; /ws accepts a WebSocket-style upgrade and echoes bytes.
+func echoApp(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return
+		case "/api/ws":
+			conn, brw, err := rw.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			seen, _ := json.Marshal(r.Header)
+			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Seen: %s\r\n\r\n",
+				base64.StdEncoding.EncodeToString(seen))
+			_ = brw.Flush()
+			line, _ := brw.ReadString('\n')
+			fmt.Fprintf(brw, "echo: %s", line)
+			_ = brw.Flush()
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(map[string]any{"path": r.URL.Path, "headers": r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type echoed struct {
+	Path    string      `json:"path"`
+	Headers http.Header `json:"headers"`
+}
+
+// call sends a request to url with the given headers (repeatable) and returns the response, its body read.
+func call(t *testing.T, method, url string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+	require.NoError(t, err)
+	for k, vs := range header {
+		req.Header[k] = vs // keep the caller's spelling: tests send odd letter cases on purpose
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, body
+}
+
+func bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+
+// m2mToken gets a service principal token from the token endpoint with Basic credentials, as the SDK does.
+func m2mToken(t *testing.T, w *Workspace, spName string) string {
+	t.Helper()
+	sp := w.dir.servicePrincipalByName(spName)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+PathToken,
+		strings.NewReader("grant_type=client_credentials&scope=all-apis"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(sp.ApplicationID), url.QueryEscape(sp.Secret))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	return tok.AccessToken
+}
+
+// pkceLogin runs authorize + token by hand for the signed-in user and returns the token response.
+func pkceLogin(t *testing.T, w *Workspace, scope string) map[string]any {
+	t.Helper()
+	verifierBytes := make([]byte, 48)
+	_, _ = rand.Read(verifierBytes)
+	verifier := base64.RawURLEncoding.EncodeToString(verifierBytes)
+	redirect := "http://localhost:8020"
+	q := url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {redirect},
+		"state": {"xyz"}, "code_challenge": {s256(verifier)}, "code_challenge_method": {"S256"}, "scope": {scope}}
+	resp, _ := call(t, http.MethodGet, w.URL()+PathAuthorize+"?"+q.Encode(), nil)
+	require.Equal(t, http.StatusFound, resp.StatusCode)
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	require.NoError(t, err)
+	require.Equal(t, "xyz", loc.Query().Get("state"))
+	code := loc.Query().Get("code")
+	require.NotEmpty(t, code)
+	status, body := postForm(t, w.URL()+PathToken, url.Values{"grant_type": {"authorization_code"},
+		"client_id": {CLIClientID}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirect}})
+	require.Equal(t, http.StatusOK, status, string(body))
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(body, &out))
+	return out
+}
+
+func postForm(t *testing.T, target string, form url.Values) (int, []byte) {
+	t.Helper()
+	resp, err := http.PostForm(target, form)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, body
+}
+
+// issueAt signs a token as if at another time, for expired tokens without waiting.
+func issueAt(t *testing.T, w *Workspace, at time.Time, subject string, scopes ...string) string {
+	t.Helper()
+	past := *w.issuer
+	past.now = func() time.Time { return at }
+	token, _, err := past.issue(w.dir.bySubject[subject], CLIClientID, scopes, time.Time{})
+	require.NoError(t, err)
+	return token
+}
+
+// rawUpgrade sends a WebSocket-style upgrade over a raw connection and returns the response and the connection.
+func rawUpgrade(t *testing.T, target string, header http.Header) (*http.Response, net.Conn, *bufio.Reader) {
+	t.Helper()
+	u, err := url.Parse(target)
+	require.NoError(t, err)
+	var d net.Dialer
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n", u.RequestURI(), u.Host)
+	for k, vs := range header {
+		for _, v := range vs {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	b.WriteString("\r\n")
+	_, err = conn.Write([]byte(b.String()))
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	return resp, conn, br
+}
