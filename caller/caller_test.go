@@ -1,0 +1,348 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/oauth2"
+)
+
+// TestMain keeps the developer's own Databricks configuration out of the tests: the SDK and the CLI stand-in read
+// the process environment and ~/.databrickscfg.
+func TestMain(m *testing.M) {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
+			if strings.HasPrefix(name, prefix) {
+				os.Unsetenv(name)
+			}
+		}
+	}
+	home, err := os.MkdirTemp("", "caller-test-home")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("HOME", home)
+	code := m.Run()
+	os.RemoveAll(home)
+	os.Exit(code)
+}
+
+func TestParseArgs(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--url", "https://a.example", "whoami"}, ""},
+		{[]string{"whoami", "--json", "--url", "https://a.example"}, ""},
+		{[]string{"call", "POST", "/api/echo", "--data", "{}"}, ""},
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"--mode", "magic", "whoami"}, "unknown --mode"},
+		{[]string{"call"}, "call takes [METHOD] PATH"},
+		{[]string{"call", "BREW", "/api/x"}, "unsupported method"},
+		{[]string{"--url", "u", "--app", "a", "whoami"}, "not both"},
+		{[]string{"whoami", "extra"}, "takes no arguments"},
+		{[]string{"--client-secret", "x", "whoami"}, "flag provided but not defined"},
+		{[]string{"--data", "{}", "whoami"}, "--data applies to call only"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := parseArgs(tt.args)
+			if tt.wantErr == "" {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorContains(t, err, tt.wantErr)
+			}
+		})
+	}
+	o, err := parseArgs([]string{"serve"})
+	require.NoError(t, err)
+	assert.Equal(t, ModeApp, o.mode, "serve defaults to app mode")
+	o, err = parseArgs([]string{"login", "--scopes", "sql, file.files,sql"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"file.files", "sql"}, o.scopes)
+}
+
+func TestAPIPathValidation(t *testing.T) {
+	base, err := parseAppURL("https://api-app-1.aws.databricksapps.com")
+	require.NoError(t, err)
+	tg := &target{base: base}
+	ok := map[string]string{
+		"/api/whoami":         "https://api-app-1.aws.databricksapps.com/api/whoami",
+		"/api/items?x=1&y=2":  "https://api-app-1.aws.databricksapps.com/api/items?x=1&y=2",
+		"/api/a%20b":          "https://api-app-1.aws.databricksapps.com/api/a%20b",
+		"/api/v1/users/me":    "https://api-app-1.aws.databricksapps.com/api/v1/users/me",
+		"/api/x..y/z.json":    "https://api-app-1.aws.databricksapps.com/api/x..y/z.json",
+		"/api/search?q=a/b:c": "https://api-app-1.aws.databricksapps.com/api/search?q=a/b:c",
+	}
+	for p, want := range ok {
+		got, err := tg.apiURL(p)
+		if assert.NoError(t, err, p) {
+			assert.Equal(t, want, got, p)
+		}
+	}
+	refused := []string{
+		"", "/", "/health", "api/whoami", "/API/whoami", "/apix/whoami",
+		"/api/../logz", "/api/./whoami", "/api/..", "/api/x/../../logz",
+		"//evil.example/api/x", "/api//evil.example", "https://evil.example/api/x", "http://evil.example/api/",
+		"/api/%2e%2e/logz", "/api/%2E%2E/logz", "/api/x%2fy", "/api/x%5c..", "/api/%252e%252e/x", "/api/x%00",
+		"/api/x\\..\\logz", "/api/x y", "/api/x\n", "/api/x#frag",
+		"/api/" + strings.Repeat("a", 3000),
+	}
+	for _, p := range refused {
+		got, err := tg.apiURL(p)
+		if assert.Error(t, err, "%q should be refused, got %q", p, got) {
+			continue
+		}
+	}
+	// Whatever is accepted stays on the configured host.
+	for _, p := range append(refused, "/api/@evil.example") {
+		if got, err := tg.apiURL(p); err == nil {
+			u, _ := url.Parse(got)
+			assert.Equal(t, base.Host, u.Host, p)
+		}
+	}
+}
+
+func TestParseRetryAfterAndBackoff(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	d, ok := parseRetryAfter("3", now)
+	assert.True(t, ok)
+	assert.Equal(t, 3*time.Second, d)
+	d, ok = parseRetryAfter(now.Add(10*time.Second).Format(http.TimeFormat), now)
+	assert.True(t, ok)
+	assert.Equal(t, 10*time.Second, d)
+	d, _ = parseRetryAfter("86400", now)
+	assert.Equal(t, time.Minute, d, "capped")
+	_, ok = parseRetryAfter("soon", now)
+	assert.False(t, ok)
+	for attempt := 1; attempt <= 10; attempt++ {
+		b := backoff(attempt)
+		full := min(250*time.Millisecond<<min(attempt-1, 5), 8*time.Second)
+		assert.GreaterOrEqual(t, b, full/2)
+		assert.LessOrEqual(t, b, full)
+	}
+}
+
+func TestFileTokenCacheIsOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache", "token-cache.json")
+	c := &fileTokenCache{path: path}
+	_, err := c.Lookup("k")
+	assert.Error(t, err, "empty cache")
+	require.NoError(t, c.Store("k", &oauth2.Token{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(time.Hour)}))
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	dir, err := os.Stat(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), dir.Mode().Perm())
+	got, err := c.Lookup("k")
+	require.NoError(t, err)
+	assert.Equal(t, "r", got.RefreshToken)
+
+	require.NoError(t, os.Chmod(path, 0o644))
+	_, err = c.Lookup("k")
+	assert.ErrorContains(t, err, "readable by others")
+}
+
+// TestStatusMatrix: every answer maps to its exit code and the page's checklist, with the fake workspace and app.
+func TestStatusMatrix(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	env := externalEnv(ws)
+	tests := []struct {
+		path     string
+		code     int
+		contains []string
+	}{
+		{"/api/whoami", exitOK, []string{"2001@1234567890123456"}},
+		{"/api/forbidden", exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"ext-client-id"`}},
+		{"/api/scopes", exitPermission, []string{"403", "missing", "scopes"}},
+		{"/api/nope", exitNotFound, []string{"404 Not Found", "the endpoint path exists in the app: /api/nope"}},
+		{"/api/redirect", exitAuth, []string{"not authenticated: the proxy sent you to the login page", "/login.html"}},
+		{"/api/boom", exitServer, []string{"500 Internal Server Error"}},
+		{"/api/down", exitServer, []string{"502", "after 4 attempts"}},
+		{"/api/flaky", exitOK, []string{`"attempt": 3`}},
+		{"/api/reset", exitOK, []string{`"attempt": 2`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			r := runCaller(t, env, "--mode", "external", "--url", app.URL, "--retries", "3", "call", tt.path)
+			assert.Equal(t, tt.code, r.code, r.String())
+			for _, s := range tt.contains {
+				assert.Contains(t, r.stdout+r.stderr, s)
+			}
+		})
+	}
+	assert.Equal(t, 1, app.count("/api/boom"), "500 is not retried")
+	assert.Equal(t, 1, app.count("/api/redirect"), "redirects are not followed")
+}
+
+func TestRetriesHonourMethodAndBudget(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "call", "POST", "/api/down", "--data", "{}")
+	assert.Equal(t, exitServer, r.code)
+	assert.Equal(t, 1, app.count("/api/down"), "a POST is not retried after a 502: the app may have acted on it")
+	r = runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--retries", "0", "call", "/api/flaky")
+	assert.Equal(t, exitServer, r.code)
+}
+
+func TestRefreshOnceAfter401(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	env := externalEnv(ws)
+	// A revoked token: the first call's token is rejected; the refreshed one works.
+	creds, err := newCredentials(t.Context(), &options{mode: ModeExternal, timeout: 10 * time.Second}, func(k string) string { return env[k] }, nil)
+	require.NoError(t, err)
+	out := &output{stdout: &strings.Builder{}, stderr: &strings.Builder{}}
+	c := newClient(creds, &options{retries: 0}, func(string) string { return "" }, out)
+	tok1, _, err := creds.token(t.Context())
+	require.NoError(t, err)
+	ws.revokeAll()
+	resp, err := c.do(t.Context(), "GET", app.URL+"/api/whoami", nil)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.status)
+	assert.True(t, resp.refreshed)
+	tok2, _, err := creds.token(t.Context())
+	require.NoError(t, err)
+	assert.NotEqual(t, tok1.Reveal(), tok2.Reveal())
+	assert.Equal(t, 2, len(ws.tokens()), "one refresh, not more")
+
+	// An app that rejects every token: one refresh, one retry, then the 401 is reported.
+	r := runCaller(t, env, "--mode", "external", "--url", app.URL, "call", "/api/always401")
+	assert.Equal(t, exitAuth, r.code)
+	assert.Contains(t, r.stderr, "even after a refresh")
+	assert.Contains(t, r.stderr, "the token has not expired: ok")
+	assert.Equal(t, 2, app.count("/api/always401"))
+}
+
+func TestModeErrorsNameWhatIsMissing(t *testing.T) {
+	tests := []struct {
+		mode string
+		env  map[string]string
+		want string
+	}{
+		{"external", map[string]string{"DATABRICKS_HOST": "https://w.example", "DATABRICKS_CLIENT_ID": "x"}, "external mode needs DATABRICKS_CLIENT_SECRET"},
+		{"external", map[string]string{}, "external mode needs DATABRICKS_HOST, DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET"},
+		{"app", map[string]string{"DATABRICKS_HOST": "w.example"}, "app mode needs DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET"},
+	}
+	for _, tt := range tests {
+		r := runCaller(t, tt.env, "--mode", tt.mode, "--url", "https://a.example", "whoami")
+		assert.Equal(t, exitUsage, r.code)
+		assert.Contains(t, r.stderr, tt.want)
+	}
+	r := runCaller(t, nil, "--mode", "external", "--url", "https://a.example", "call", "/health")
+	assert.Equal(t, exitUsage, r.code)
+}
+
+func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	env := map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": fakeClientID}
+	var outputs []result
+	runs := [][]string{
+		{"call", "/api/whoami"}, {"call", "POST", "/api/echo", "--data", `{"a":1}`}, {"whoami"}, {"whoami", "--json"},
+		{"doctor"}, {"doctor", "--json"}, {"call", "/api/forbidden"}, {"call", "/api/nope", "--json"}, {"call", "/api/redirect"},
+	}
+	for _, args := range runs {
+		outputs = append(outputs, runCallerStdin(t, env, fakeSecret+"\n",
+			append([]string{"--mode", "external", "--client-secret-stdin", "--url", app.URL}, args...)...))
+	}
+	tok := runCallerStdin(t, env, fakeSecret+"\n", "--mode", "external", "--client-secret-stdin", "token")
+	require.Equal(t, exitOK, tok.code, tok.String())
+	assert.Contains(t, tok.stderr, "warning")
+	issued := ws.tokens()
+	require.NotEmpty(t, issued)
+	assert.Contains(t, issued, strings.TrimSpace(tok.stdout), "token prints the bearer token on stdout")
+	for _, r := range append(outputs, result{stderr: tok.stderr}) {
+		for _, secret := range append(issued, fakeSecret) {
+			assert.NotContains(t, r.stdout+r.stderr, secret)
+		}
+	}
+}
+
+func TestWhoAmIAndCallOutput(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	env := externalEnv(ws)
+	r := runCaller(t, env, "--mode", "external", "--url", app.URL, "whoami")
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Contains(t, r.stdout, "The app saw you as 2001@1234567890123456 (service_principal")
+	assert.Contains(t, r.stdout, "external mode")
+	assert.Contains(t, r.stdout, "auth type oauth-m2m")
+
+	r = runCaller(t, env, "--mode", "external", "--url", app.URL, "--json", "call", "POST", "/api/echo", "--data", `{"hello":"world"}`)
+	require.Equal(t, exitOK, r.code, r.String())
+	var got callResult
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+	assert.Equal(t, 200, got.Status)
+	assert.Equal(t, "oauth-m2m", got.AuthType)
+	assert.JSONEq(t, `{"hello":"world"}`, string(got.Body))
+}
+
+func TestAppResolution(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	running := appInfo{Name: "api-app", URL: app.URL, UserAPIScopes: []string{"sql"}}
+	running.AppStatus.State = "RUNNING"
+	stopped := appInfo{Name: "old-app", URL: app.URL}
+	stopped.AppStatus.State = "STOPPED"
+	ws.apps["api-app"], ws.apps["old-app"] = running, stopped
+	env := externalEnv(ws)
+	r := runCaller(t, env, "--mode", "external", "--app", "api-app", "whoami")
+	assert.Equal(t, exitOK, r.code, r.String())
+	r = runCaller(t, env, "--mode", "external", "--app", "old-app", "whoami")
+	assert.Equal(t, exitNotFound, r.code)
+	assert.Contains(t, r.stderr, "STOPPED, not RUNNING")
+	r = runCaller(t, env, "--mode", "external", "--app", "ghost", "whoami")
+	assert.Equal(t, exitNotFound, r.code)
+	assert.Contains(t, r.stderr, `app "ghost" does not exist`)
+}
+
+func TestNothingListening(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	ws := newFakeWorkspace(t)
+	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", "http://"+addr, "whoami")
+	assert.Equal(t, exitNetwork, r.code)
+	assert.Contains(t, r.stderr, "nothing is listening at "+addr)
+	assert.Contains(t, r.stderr, "HTTPS_PROXY")
+}
+
+func TestAppYAML(t *testing.T) {
+	body, err := os.ReadFile("app.yaml")
+	require.NoError(t, err)
+	var spec struct {
+		Command []string `yaml:"command"`
+		Env     []struct {
+			Name      string `yaml:"name"`
+			Value     string `yaml:"value"`
+			ValueFrom string `yaml:"valueFrom"`
+		} `yaml:"env"`
+	}
+	require.NoError(t, yaml.Unmarshal(body, &spec))
+	require.Len(t, spec.Command, 3)
+	assert.Equal(t, []string{"/bin/sh", "-c"}, spec.Command[:2])
+	script := spec.Command[2]
+	assert.Contains(t, script, "caller.gz")
+	assert.Contains(t, script, "exec ")
+	assert.Contains(t, script, " serve")
+	names := map[string]string{}
+	for _, e := range spec.Env {
+		names[e.Name] = e.ValueFrom
+	}
+	assert.Equal(t, "target-app", names["TARGET_APP"], "TARGET_APP comes from the app resource")
+}

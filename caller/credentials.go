@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/config"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+)
+
+// Auth types, as the SDK names them (and "external-browser", the Python SDK's name for in-process U2M, for a token
+// `caller login` cached).
+const (
+	authDatabricksCLI   = "databricks-cli"
+	authM2M             = "oauth-m2m"
+	authExternalBrowser = "external-browser"
+)
+
+// credentials holds the one *config.Config of a mode. The SDK caches its token and refreshes it in the background;
+// refresh throws the Config away so the next request gets a fresh token (after a 401).
+type credentials struct {
+	mode      Mode
+	principal string // who the token is for, as far as the configuration says: "profile my-env", "service principal abc"
+	clientID  string // external and app modes
+	profile   string // local mode
+	loginHint string // the command that gets a token when none can be obtained
+	build     func() (*config.Config, error)
+	// forceRefresh, when set, runs before a rebuild: the cached login token must be refreshed explicitly.
+	forceRefresh func() error
+
+	mu  sync.Mutex
+	cfg *config.Config
+}
+
+// newCredentials checks that the mode has what it needs and prepares its Config; nothing talks to the network yet.
+func newCredentials(ctx context.Context, opts *options, getenv func(string) string, stdin io.Reader) (*credentials, error) {
+	base := func() *config.Config {
+		// Bound the SDK's own retries (300 s by default) by the command's timeout.
+		secs := int((opts.timeout + time.Second - 1) / time.Second)
+		return &config.Config{RetryTimeoutSeconds: secs, HTTPTimeoutSeconds: secs}
+	}
+	switch opts.mode {
+	case ModeLocal:
+		return localCredentials(ctx, opts, getenv, base)
+	case ModeExternal, ModeApp:
+		return m2mCredentials(opts, getenv, stdin, base)
+	default:
+		c := &credentials{mode: ModeAuto, profile: opts.profile, principal: "the SDK's default credentials chain",
+			loginHint: "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, or run `databricks auth login`, or pick --mode"}
+		c.build = func() (*config.Config, error) {
+			cfg := base()
+			cfg.Profile, cfg.Host, cfg.ConfigFile = opts.profile, normaliseHost(opts.host), configFilePath(getenv)
+			cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
+			// No AuthType: auto is the one mode where the SDK chooses; authType reports its choice.
+			cfg.Loaders = []config.Loader{envLoader(getenv), config.ConfigFile}
+			return cfg, nil
+		}
+		return c, nil
+	}
+}
+
+func localCredentials(ctx context.Context, opts *options, getenv func(string) string, base func() *config.Config) (*credentials, error) {
+	profile := opts.profile
+	if profile == "" {
+		profile = getenv("DATABRICKS_CONFIG_PROFILE")
+	}
+	c := &credentials{mode: ModeLocal, profile: profile}
+	c.principal = "profile " + orDefault(profile, "DEFAULT")
+	c.loginHint = "databricks auth login --profile " + orDefault(profile, "DEFAULT")
+	if profile == "" && opts.host != "" {
+		c.principal, c.loginHint = "host "+opts.host, "databricks auth login --host "+opts.host
+	}
+	profileConfig := func() *config.Config {
+		cfg := base()
+		cfg.Profile, cfg.Host, cfg.ConfigFile = profile, normaliseHost(opts.host), configFilePath(getenv)
+		// Only the profile: a stray DATABRICKS_HOST in the environment must not replace the profile's host.
+		cfg.Loaders = []config.Loader{config.ConfigFile}
+		return cfg
+	}
+	if len(opts.scopes) == 0 {
+		c.build = func() (*config.Config, error) {
+			cfg := profileConfig()
+			cfg.AuthType = authDatabricksCLI
+			cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
+			return cfg, nil
+		}
+		return c, nil
+	}
+
+	// With --scopes, use the token `caller login` cached for this profile (or host) and these scopes.
+	pcfg := profileConfig()
+	if err := pcfg.EnsureResolved(); err != nil {
+		return nil, usageErrorf("local mode: %v", err)
+	}
+	if pcfg.Host == "" {
+		return nil, usageErrorf("local mode needs a host: give --profile with a host in %s, or --host", pcfg.ConfigFile)
+	}
+	host := normaliseHost(pcfg.Host)
+	login, err := newLogin(ctx, host, profile, opts.scopes, getenv, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	c.principal += " with scopes " + strings.Join(opts.scopes, ",")
+	c.loginHint = loginCommand(profile, host, opts.scopes)
+	c.forceRefresh = func() error { _, err := login.auth.ForceRefreshToken(); return err }
+	c.build = func() (*config.Config, error) {
+		cfg := base()
+		cfg.Host, cfg.Profile = host, profile
+		cfg.Credentials = config.NewTokenSourceStrategy(authExternalBrowser, login.tokenSource())
+		cfg.Loaders = []config.Loader{explicitOnly{}}
+		return cfg, nil
+	}
+	return c, nil
+}
+
+func m2mCredentials(opts *options, getenv func(string) string, stdin io.Reader, base func() *config.Config) (*credentials, error) {
+	host, clientID, secret := getenv("DATABRICKS_HOST"), getenv("DATABRICKS_CLIENT_ID"), getenv("DATABRICKS_CLIENT_SECRET")
+	if opts.mode == ModeExternal {
+		host, clientID = firstNonEmpty(opts.host, host), firstNonEmpty(opts.clientID, clientID)
+		if opts.clientSecretStdin {
+			line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return nil, usageErrorf("external mode: reading the client secret from stdin: %v", err)
+			}
+			secret = strings.TrimSpace(line)
+		}
+	}
+	var missing []string
+	for _, v := range []struct{ name, value string }{
+		{"DATABRICKS_HOST", host}, {"DATABRICKS_CLIENT_ID", clientID}, {"DATABRICKS_CLIENT_SECRET", secret},
+	} {
+		if v.value == "" {
+			missing = append(missing, v.name)
+		}
+	}
+	if len(missing) > 0 {
+		if opts.mode == ModeApp {
+			return nil, usageErrorf("app mode needs %s: it runs inside a Databricks App, where the platform sets them "+
+				"for the app's own service principal (locally, use --mode external)", strings.Join(missing, ", "))
+		}
+		return nil, usageErrorf("external mode needs %s (the service principal's OAuth secret: env, or --client-secret-stdin; "+
+			"host and client id may also be --host and --client-id)", strings.Join(missing, ", "))
+	}
+	c := &credentials{mode: opts.mode, clientID: clientID, principal: "service principal " + clientID,
+		loginHint: "check the client id and secret of the service principal (Settings > Identity and access > Service principals > Secrets)"}
+	if opts.mode == ModeApp {
+		c.principal = "the app's service principal " + clientID
+		c.loginHint = "the platform sets DATABRICKS_CLIENT_ID/SECRET for the app; redeploy the app if they were rotated"
+	}
+	c.build = func() (*config.Config, error) {
+		cfg := base()
+		cfg.Host, cfg.ClientID, cfg.ClientSecret = normaliseHost(host), clientID, secret
+		cfg.AuthType = authM2M
+		cfg.Loaders = []config.Loader{explicitOnly{}}
+		return cfg, nil
+	}
+	return c, nil
+}
+
+// current returns the Config, building it on first use.
+func (c *credentials) current() (*config.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg == nil {
+		cfg, err := c.build()
+		if err != nil {
+			return nil, err
+		}
+		c.cfg = cfg
+	}
+	return c.cfg, nil
+}
+
+// token returns a token, fetching one only when the Config's cache has none that is still valid.
+func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, error) {
+	cfg, err := c.current()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	t, err := cfg.GetTokenSource().Token(ctx)
+	if err != nil {
+		return "", time.Time{}, c.tokenFailure(err)
+	}
+	return identity.Token(t.AccessToken), t.Expiry, nil
+}
+
+func (c *credentials) tokenFailure(err error) *failure {
+	return &failure{Code: exitAuth,
+		Summary: fmt.Sprintf("%s mode (%s): cannot get a token: %v", c.mode, c.principal, err),
+		Checks: []string{
+			"the profile or credentials are set up: " + c.loginHint,
+			"the token is valid: `databricks auth token --profile " + orDefault(c.profile, "DEFAULT") + "` prints one (local mode)",
+		}}
+}
+
+// authenticate puts the bearer token on req. The token is fetched first with ctx, so --timeout bounds it; then
+// cfg.Authenticate sets the header from the SDK's cache.
+func (c *credentials) authenticate(ctx context.Context, req *http.Request) error {
+	if _, _, err := c.token(ctx); err != nil {
+		return err
+	}
+	cfg, err := c.current()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Authenticate(req); err != nil {
+		return c.tokenFailure(err)
+	}
+	return nil
+}
+
+// refresh drops the cached token so the next request fetches a new one (databricks-cli passes --force-refresh,
+// M2M asks the token endpoint again, a cached login uses its refresh token).
+func (c *credentials) refresh() error {
+	if c.forceRefresh != nil {
+		if err := c.forceRefresh(); err != nil {
+			return c.tokenFailure(err)
+		}
+	}
+	c.mu.Lock()
+	c.cfg = nil
+	c.mu.Unlock()
+	return nil
+}
+
+// authType is the auth type in use: fixed per mode, or what the default chain picked (after the first token).
+func (c *credentials) authType() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg == nil {
+		return ""
+	}
+	return c.cfg.AuthType
+}
+
+// workspaceHost is the workspace the credentials belong to, once resolved.
+func (c *credentials) workspaceHost(ctx context.Context) (string, error) {
+	if _, _, err := c.token(ctx); err != nil {
+		return "", err
+	}
+	cfg, err := c.current()
+	if err != nil {
+		return "", err
+	}
+	if cfg.Host == "" {
+		return "", usageErrorf("%s mode: no workspace host configured", c.mode)
+	}
+	return cfg.Host, nil
+}
+
+// explicitOnly is a Loader that loads nothing: the Config's fields are all the configuration there is. Without it
+// the SDK would read DATABRICKS_* from the process environment and ~/.databrickscfg.
+type explicitOnly struct{}
+
+func (explicitOnly) Name() string                   { return "explicit" }
+func (explicitOnly) Configure(*config.Config) error { return nil }
+
+// envLoader is the SDK's environment loader reading through getenv, so tests can run the program in-process.
+type envLoader func(string) string
+
+func (envLoader) Name() string { return "environment" }
+
+func (getenv envLoader) Configure(cfg *config.Config) error {
+	for _, attr := range config.ConfigAttributes {
+		if !attr.IsZero(cfg) {
+			continue
+		}
+		for _, name := range attr.EnvVars {
+			if v := getenv(name); v != "" {
+				if err := attr.SetS(cfg, v); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				cfg.SetAttrSource(&attr, config.Source{Type: config.SourceEnv, Name: name})
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// configFilePath is DATABRICKS_CONFIG_FILE, else ~/.databrickscfg (from HOME as getenv sees it).
+func configFilePath(getenv func(string) string) string {
+	if p := getenv("DATABRICKS_CONFIG_FILE"); p != "" {
+		return p
+	}
+	if home := getenv("HOME"); home != "" {
+		return filepath.Join(home, ".databrickscfg")
+	}
+	return ""
+}
+
+// normaliseHost adds https:// to a bare host name: inside an app DATABRICKS_HOST may come without a scheme.
+func normaliseHost(h string) string {
+	h = strings.TrimRight(strings.TrimSpace(h), "/")
+	if h != "" && !strings.Contains(h, "://") {
+		h = "https://" + h
+	}
+	return h
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func orDefault(v, def string) string { return firstNonEmpty(v, def) }

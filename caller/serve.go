@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// serve runs the caller as a Databricks App: the third scenario of the page, one app calling another with its own
+// service principal. The target app is fixed by configuration (TARGET_APP, the name an app resource yields through
+// valueFrom, or TARGET_APP_URL); a request chooses only an /api/ path on it.
+func serve(ctx context.Context, opts *options, getenv func(string) string, stderr io.Writer) error {
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	fail := func(err error) error {
+		f := asFailure(err, ctx)
+		logger.Error("cannot start", "error", f.Summary)
+		return &exitError{code: f.Code, err: f}
+	}
+	creds, err := newCredentials(ctx, opts, getenv, strings.NewReader(""))
+	if err != nil {
+		return fail(err)
+	}
+	targetApp, targetURL := getenv("TARGET_APP"), getenv("TARGET_APP_URL")
+	if (targetApp == "") == (targetURL == "") {
+		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))
+	}
+	quiet := &output{stdout: io.Discard, stderr: io.Discard}
+	resolver := &targetResolver{client: newClient(creds, opts, getenv, quiet), name: targetApp}
+	if targetURL != "" {
+		base, err := parseAppURL(targetURL)
+		if err != nil {
+			return fail(err)
+		}
+		resolver.resolved = &target{base: base}
+	}
+
+	addr := opts.listen
+	if addr == "" {
+		addr = "127.0.0.1:8002"
+		if port := getenv("DATABRICKS_APP_PORT"); port != "" {
+			addr = "0.0.0.0:" + port // behind the Apps proxy, which connects from outside the container
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", addr, err))
+	}
+	srv := &http.Server{
+		Handler:           newServer(logger, resolver, opts.timeout),
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         new(http.Protocols),
+	}
+	// TLS ends at the Apps proxy, which may speak HTTP/2 in cleartext (h2c) to the app.
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+
+	logger.Info("caller serving", "addr", ln.Addr().String(), "mode", string(creds.mode), "target_app", targetApp, "target_url", targetURL)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fail(err)
+	case <-ctx.Done():
+	}
+	// The platform sends SIGTERM and kills 15 s later: drain well inside that.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fail(fmt.Errorf("shutdown: %w", err))
+	}
+	logger.Info("caller stopped")
+	return nil
+}
+
+// newServer is the caller app's whole API surface.
+func newServer(logger *slog.Logger, resolver *targetResolver, timeout time.Duration) http.Handler {
+	r := chi.NewRouter()
+	r.Use(logRequests(logger))
+	r.Route("/api", func(r chi.Router) {
+		r.Get("/health", func(w http.ResponseWriter, _ *http.Request) {
+			jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ok"})
+		})
+		r.Get("/call", handleCall(resolver, timeout).ServeHTTP)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
+			Message: "no route " + r.URL.Path, Fix: "try GET /api/call?path=/api/whoami"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusMethodNotAllowed, Code: jsonhttp.CodeMethodNotAllowed,
+			Message: r.Method + " is not allowed on " + r.URL.Path})
+	})
+	return r
+}
+
+// handleCall calls the target app's path with the caller app's own service principal and returns what the target
+// answered, which identity the caller used, and who asked.
+func handleCall(resolver *targetResolver, timeout time.Duration) http.Handler {
+	type callerIdentity struct {
+		Mode      Mode   `json:"mode"`
+		AuthType  string `json:"auth_type"`
+		Principal string `json:"principal"`
+		ClientID  string `json:"client_id,omitempty"`
+	}
+	type targetInfo struct {
+		App  string `json:"app,omitempty"`
+		URL  string `json:"url"`
+		Path string `json:"path"`
+	}
+	type result struct {
+		Target      targetInfo         `json:"target"`
+		CallerUsed  callerIdentity     `json:"caller_identity"`
+		RequestedBy *identity.Identity `json:"requested_by,omitempty"`
+		Status      int                `json:"status"`
+		Response    jsonRawOrString    `json:"response"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Query().Get("path")
+		if path == "" {
+			path = "/api/whoami"
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		t, err := resolver.get(ctx)
+		if err != nil {
+			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(err, ctx))
+			return
+		}
+		u, err := t.apiURL(path)
+		if err != nil {
+			jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
+				Message: err.Error(), Fix: "pass an /api/ path of the target app, e.g. ?path=/api/whoami"})
+			return
+		}
+		c := resolver.client
+		resp, err := c.do(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(err, ctx))
+			return
+		}
+		if resp.status < 200 || resp.status > 299 {
+			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, statusFailure(ctx, c, resp, t))
+			return
+		}
+		res := result{
+			Target:     targetInfo{App: t.name, URL: t.base.String(), Path: path},
+			CallerUsed: callerIdentity{Mode: c.creds.mode, AuthType: c.creds.authType(), Principal: c.creds.principal, ClientID: c.creds.clientID},
+			Status:     resp.status,
+			Response:   jsonRawOrString(bodyJSON(resp.body)),
+		}
+		// Who called the caller app, as its own proxy says. Only shown: the caller acts as itself, never as them.
+		if who, err := identity.FromHeaders(r.Header); err == nil {
+			res.RequestedBy = &who
+		}
+		jsonhttp.Write(w, http.StatusOK, res)
+	})
+}
+
+// jsonRawOrString is a body already made valid JSON by bodyJSON.
+type jsonRawOrString []byte
+
+func (j jsonRawOrString) MarshalJSON() ([]byte, error) { return j, nil }
+
+func writeFailure(w http.ResponseWriter, status int, code string, f *failure) {
+	jsonhttp.WriteError(w, &jsonhttp.Error{Status: status, Code: code, Message: f.Summary, Fix: strings.Join(f.Checks, "; ")})
+}
+
+// targetResolver looks the target app up through the Apps API on first use and keeps the answer; a failed lookup
+// is retried on the next request, so the caller app starts even while the target is still deploying.
+type targetResolver struct {
+	client *client
+	name   string
+
+	mu       sync.Mutex
+	resolved *target
+}
+
+func (tr *targetResolver) get(ctx context.Context) (*target, error) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.resolved != nil {
+		return tr.resolved, nil
+	}
+	t, err := resolveApp(ctx, tr.client, tr.name)
+	if err != nil {
+		return nil, err
+	}
+	tr.resolved = t
+	return t, nil
+}
+
+// logRequests logs one line per request: never a header value, so never a token.
+func logRequests(logger *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			next.ServeHTTP(rec, r)
+			logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"duration_ms", time.Since(start).Milliseconds(), "request_id", r.Header.Get(identity.HeaderRequestID))
+		})
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
