@@ -8,6 +8,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Databricks Apps refuses any file over this many bytes.
 MAX_FILE_BYTES := 10485760
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Databricks Apps run on linux/amd64. Tests override these to run the packaged app on the machine that builds it.
+PACKAGE_GOOS   ?= linux
+PACKAGE_GOARCH ?= amd64
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test lint package clean
@@ -34,7 +37,7 @@ lint: ## go vet, gofmt and staticcheck
 
 package: ## Build the deployable folder build/app/: app.yaml and the compressed linux/amd64 binary
 	rm -rf $(BUILD)/app && mkdir -p $(BUILD)/app
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/app.bin ./app
+	CGO_ENABLED=0 GOOS=$(PACKAGE_GOOS) GOARCH=$(PACKAGE_GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/app.bin ./app
 	gzip -9 -n -c $(BUILD)/app.bin > $(BUILD)/app/app.gz
 	cp app.yaml $(BUILD)/app/app.yaml
 	rm -f $(BUILD)/app.bin

@@ -39,7 +39,8 @@ type runningApp struct {
 	Stdout *syncBuffer
 	Stderr *syncBuffer
 	stop   context.CancelFunc
-	done   chan error
+	exited chan struct{} // closed when run has returned
+	err    error         // what run returned, once exited is closed
 }
 
 // Stop cancels the app's context, as SIGTERM does, and returns what run returned.
@@ -47,8 +48,8 @@ func (a *runningApp) Stop(t *testing.T) error {
 	t.Helper()
 	a.stop()
 	select {
-	case err := <-a.done:
-		return err
+	case <-a.exited:
+		return a.err
 	case <-time.After(15 * time.Second):
 		t.Fatal("the app did not stop within 15 s")
 		return nil
@@ -60,14 +61,18 @@ func (a *runningApp) Stop(t *testing.T) error {
 func startApp(t *testing.T, env map[string]string) *runningApp {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &runningApp{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	a := &runningApp{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, stop: cancel, exited: make(chan struct{})}
 	getenv := func(k string) string { return env[k] }
-	go func() { a.done <- run(ctx, []string{"app", "--addr", "127.0.0.1:0"}, getenv, a.Stdout, a.Stderr) }()
+	go func() {
+		defer close(a.exited)
+		a.err = run(ctx, []string{"app", "--addr", "127.0.0.1:0"}, getenv, a.Stdout, a.Stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-a.done:
+		case <-a.exited:
 		case <-time.After(15 * time.Second):
+			t.Error("the app did not stop within 15 s")
 		}
 	})
 
@@ -75,8 +80,8 @@ func startApp(t *testing.T, env map[string]string) *runningApp {
 	for a.URL == "" {
 		require.True(t, time.Now().Before(deadline), "the app did not log its address; stdout:\n%s", a.Stdout)
 		select {
-		case err := <-a.done:
-			t.Fatalf("the app exited early: %v\n%s", err, a.Stderr)
+		case <-a.exited:
+			t.Fatalf("the app exited early: %v\n%s", a.err, a.Stderr)
 		case <-time.After(10 * time.Millisecond):
 		}
 		a.URL = listeningURL(a.Stdout.String())

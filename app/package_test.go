@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// Databricks Apps refuses to deploy a source folder holding any file larger than this.
+const platformMaxFileBytes = 10 * 1024 * 1024
+
+var (
+	packageOnce sync.Once
+	packageDir  string
+	packageErr  error
+	packageLog  []byte
+)
+
+// packagedApp runs `make package` once for the whole test binary, into a temporary folder, for this machine's OS and
+// architecture (the default, linux/amd64, is what CI runs on).
+func packagedApp(t *testing.T) string {
+	t.Helper()
+	packageOnce.Do(func() {
+		build, err := os.MkdirTemp("", "app-package-")
+		if err != nil {
+			packageErr = err
+			return
+		}
+		cmd := exec.Command("make", "-C", "..", "package", "BUILD="+build,
+			"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH)
+		packageLog, packageErr = cmd.CombinedOutput()
+		packageDir = filepath.Join(build, "app")
+	})
+	require.NoError(t, packageErr, "make package:\n%s", packageLog)
+	return packageDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if packageDir != "" {
+		os.RemoveAll(filepath.Dir(packageDir))
+	}
+	os.Exit(code)
+}
+
+func TestPackagedFilesFitThePlatformLimit(t *testing.T) {
+	dir := packagedApp(t)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		info, err := e.Info()
+		require.NoError(t, err)
+		names = append(names, e.Name())
+		assert.LessOrEqual(t, info.Size(), int64(platformMaxFileBytes), "%s is %d bytes", e.Name(), info.Size())
+	}
+	assert.ElementsMatch(t, []string{"app.yaml", "app.gz"}, names)
+}
+
+// The packaged app.yaml's command, run as the platform runs it, starts the app, which answers /api/health and stops
+// cleanly on SIGTERM: the shell's exec hands the signal to the Go process.
+func TestPackagedLauncher(t *testing.T) {
+	src := packagedApp(t)
+	dir := t.TempDir()
+	for _, name := range []string{"app.yaml", "app.gz"} {
+		data, err := os.ReadFile(filepath.Join(src, name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	var manifest struct {
+		Command []string `yaml:"command"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "app.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &manifest))
+	require.NotEmpty(t, manifest.Command)
+
+	ws := newFakeWorkspace(t)
+	port := freePort(t)
+	env := platformEnv(ws.URL)
+	env["DATABRICKS_APP_PORT"] = port
+	env["PATH"] = os.Getenv("PATH")
+	env["TMPDIR"] = t.TempDir() // where the launcher unpacks the binary
+	args := make([]string, len(manifest.Command))
+	for i, a := range manifest.Command { // the platform substitutes this one variable in command
+		args[i] = strings.ReplaceAll(a, "$DATABRICKS_APP_PORT", port)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	base := "http://127.0.0.1:" + port
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "no 200 from /api/health; stderr:\n%s", &stderr)
+
+	status, body := call(t, "GET", base+"/api/me", asUser(userToken), "")
+	assert.Equal(t, http.StatusOK, status, "%v", body)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit status after SIGTERM")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the app did not exit within 10 s of SIGTERM")
+	}
+	assert.Contains(t, stdout.String(), `"msg":"stopped"`)
+	for _, secret := range []string{userToken, spSecret, spToken} {
+		assert.NotContains(t, stdout.String()+stderr.String(), secret)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+}
