@@ -239,11 +239,20 @@ func checkLoopback(hostport string) error {
 	return nil
 }
 
-// app returns the named app.
-func (c Config) app(name string) (App, bool) {
+// App returns the named app.
+func (c Config) App(name string) (App, bool) {
 	i := slices.IndexFunc(c.Apps, func(a App) bool { return a.Name == name })
 	if i < 0 {
 		return App{}, false
 	}
 	return c.Apps[i], true
+}
+
+// ServicePrincipal returns the named service principal.
+func (c Config) ServicePrincipal(name string) (ServicePrincipal, bool) {
+	i := slices.IndexFunc(c.ServicePrincipals, func(sp ServicePrincipal) bool { return sp.Name == name })
+	if i < 0 {
+		return ServicePrincipal{}, false
+	}
+	return c.ServicePrincipals[i], true
 }

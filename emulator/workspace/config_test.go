@@ -15,7 +15,7 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, "1234567890123456", cfg.Workspace.ID)
 	assert.Len(t, cfg.Users, 2)
 	assert.Len(t, cfg.ServicePrincipals, 4)
-	app, ok := cfg.app("api-app")
+	app, ok := cfg.App("api-app")
 	require.True(t, ok)
 	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, app.UserAPIScopes)
 }

@@ -53,8 +53,8 @@ func (d *directory) servicePrincipal(clientID string) (ServicePrincipal, bool) {
 }
 
 func (d *directory) servicePrincipalByName(name string) ServicePrincipal {
-	i := slices.IndexFunc(d.cfg.ServicePrincipals, func(sp ServicePrincipal) bool { return sp.Name == name })
-	return d.cfg.ServicePrincipals[i] // Validate guarantees every app's service principal exists
+	sp, _ := d.cfg.ServicePrincipal(name) // Validate guarantees every app's service principal exists
+	return sp
 }
 
 // canUse reports whether p holds CAN_USE on the app, directly or through the users group.

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// appYAML is the part of an app.yaml the platform acts on when it starts an app.
+type appYAML struct {
+	Command []string `yaml:"command"`
+	Env     []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom string `yaml:"valueFrom"`
+	} `yaml:"env"`
+}
+
+// readAppYAML returns the command, the env (KEY=VALUE) and the directory to run in. A valueFrom naming an app of
+// the model yields that app's name, as an app resource does on the platform; other resources are not emulated.
+func readAppYAML(path string, cfg workspace.Config) (command, env []string, dir string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("read app.yaml: %w", err)
+	}
+	var y appYAML
+	if err := yaml.Unmarshal(data, &y); err != nil {
+		return nil, nil, "", fmt.Errorf("%s: command must be a list of arguments and env a list of {name, value}: %w", path, err)
+	}
+	for _, e := range y.Env {
+		value := e.Value
+		if e.ValueFrom != "" {
+			if _, ok := cfg.App(e.ValueFrom); !ok {
+				return nil, nil, "", fmt.Errorf("%s: env %s: valueFrom %q: the emulator resolves only app resources named after an app of its config",
+					path, e.Name, e.ValueFrom)
+			}
+			value = e.ValueFrom
+		}
+		if e.Name == "" {
+			return nil, nil, "", fmt.Errorf("%s: an env item has no name", path)
+		}
+		env = append(env, e.Name+"="+value)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return y.Command, env, filepath.Dir(abs), nil
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/config"
+	"github.com/databricks/databricks-sdk-go/credentials/u2m"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// sdkToken authenticates a request the way callers do (cfg.Authenticate) and returns the bearer token it set.
+func sdkToken(t *testing.T, cfg *config.Config) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://unused.invalid", nil)
+	require.NoError(t, err)
+	require.NoError(t, cfg.Authenticate(req))
+	token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	require.True(t, ok, "the SDK set a bearer token")
+	return token
+}
+
+// u2mLogin runs the SDK's in-process U2M flow with custom scopes against the emulator.
+func u2mLogin(t *testing.T, w *workspace.Workspace, scopes ...string) *u2m.PersistentAuth {
+	t.Helper()
+	ctx, fail := context.WithCancelCause(t.Context())
+	t.Cleanup(func() { fail(nil) })
+	arg, err := u2m.NewBasicWorkspaceOAuthArgument(w.URL())
+	require.NoError(t, err)
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	auth, err := u2m.NewPersistentAuth(ctx, u2m.WithOAuthArgument(arg), u2m.WithScopes(scopes),
+		u2m.WithBrowser(workspace.HeadlessBrowser(fail)), u2m.WithPort(port))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = auth.Close() })
+	require.NoError(t, auth.Challenge())
+	return auth
+}
+
+// TestSDKAuthFlows proves, with the real SDK as the client, that each way of getting a token reaches an app
+// through the proxy as the right principal, and that no token or secret reaches the emulator's logs.
+func TestSDKAuthFlows(t *testing.T) {
+	isolateEnv(t)
+	w, logs := startEmulator(t, workspace.Options{})
+	state := w.State()
+	apiApp := w.AppURL("api-app")
+	var secrets []string // everything that must never be logged
+	for _, sp := range state.ServicePrincipals {
+		secrets = append(secrets, sp.ClientSecret)
+	}
+
+	m2m := func(sp string) *config.Config {
+		return &config.Config{Host: w.URL(), AuthType: "oauth-m2m", ClientID: state.ServicePrincipals[sp].ClientID,
+			ClientSecret: state.ServicePrincipals[sp].ClientSecret, RetryTimeoutSeconds: 5}
+	}
+
+	t.Run("M2M external service principal", func(t *testing.T) {
+		token := sdkToken(t, m2m("external-service"))
+		secrets = append(secrets, token)
+		status, seen := callApp(t, apiApp+"/api/whoami", token)
+		require.Equal(t, http.StatusOK, status)
+		assert.Equal(t, identity.FormatUser("2001", "1234567890123456"), seen.Headers.Get(identity.HeaderUser))
+		assert.Empty(t, seen.Headers.Get(identity.HeaderEmail))
+		assert.Empty(t, seen.Headers.Get(identity.HeaderAccessToken))
+	})
+
+	t.Run("M2M app to app: caller-app's own service principal", func(t *testing.T) {
+		token := sdkToken(t, m2m("caller-app"))
+		secrets = append(secrets, token)
+		status, seen := callApp(t, apiApp+"/api/whoami", token)
+		require.Equal(t, http.StatusOK, status)
+		assert.Equal(t, "2003@1234567890123456", seen.Headers.Get(identity.HeaderUser))
+	})
+
+	t.Run("M2M without CAN_USE is refused", func(t *testing.T) {
+		token := sdkToken(t, m2m("no-access-service"))
+		secrets = append(secrets, token)
+		status, _ := callApp(t, apiApp+"/api/whoami", token)
+		assert.Equal(t, http.StatusForbidden, status)
+	})
+
+	t.Run("M2M with a wrong secret fails at the token endpoint", func(t *testing.T) {
+		cfg := m2m("external-service")
+		cfg.ClientSecret = "wrong-secret"
+		err := cfg.Authenticate(httpRequest(t))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "invalid_client")
+	})
+
+	t.Run("CLI profile through the stand-in", func(t *testing.T) {
+		self, err := os.Executable()
+		require.NoError(t, err)
+		profile, err := w.WriteProfile(filepath.Join(t.TempDir(), "profile"), self)
+		require.NoError(t, err)
+		cfg := &config.Config{Profile: profile.Name, ConfigFile: profile.ConfigFile,
+			Loaders: []config.Loader{config.ConfigFile}, RetryTimeoutSeconds: 5}
+		token := sdkToken(t, cfg)
+		secrets = append(secrets, token)
+		assert.Equal(t, "databricks-cli", cfg.AuthType)
+
+		status, seen := callApp(t, apiApp+"/api/whoami", token)
+		require.Equal(t, http.StatusOK, status)
+		assert.Equal(t, "1001@1234567890123456", seen.Headers.Get(identity.HeaderUser))
+		assert.Equal(t, "dev@example.com", seen.Headers.Get(identity.HeaderEmail))
+		forwarded := seen.Headers.Get(identity.HeaderAccessToken)
+		require.NotEmpty(t, forwarded)
+		secrets = append(secrets, forwarded)
+		claims, err := identity.DecodeClaims(forwarded)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
+
+		cache := filepath.Join(filepath.Dir(profile.CLIPath), workspace.TokenCacheName)
+		info, err := os.Stat(cache)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the token cache is owner-only")
+		raw, err := os.ReadFile(cache)
+		require.NoError(t, err)
+		assert.Contains(t, string(raw), "refresh_token")
+		if i := strings.Index(string(raw), `"refresh_token":"`); i >= 0 {
+			rest := string(raw)[i+len(`"refresh_token":"`):]
+			secrets = append(secrets, rest[:strings.Index(rest, `"`)])
+		}
+
+		// The stand-in on its own: version, help, and --host without a profile.
+		out, err := exec.Command(profile.CLIPath, "version").Output()
+		require.NoError(t, err)
+		assert.Equal(t, "Databricks CLI v0.296.0+emulator\n", string(out))
+		out, err = exec.Command(profile.CLIPath, "--help").Output()
+		require.NoError(t, err)
+		assert.Contains(t, string(out), "OFFLINE STAND-IN")
+		cmd := exec.Command(profile.CLIPath, "auth", "token", "--host", w.URL(), "--force-refresh")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err = cmd.Output()
+		require.NoError(t, err, stderr.String())
+		assert.Contains(t, string(out), `"token_type": "Bearer"`)
+		assert.NotContains(t, stderr.String(), "eyJ", "the stand-in prints no token on stderr")
+		out, err = exec.Command(profile.CLIPath, "workspace", "list").CombinedOutput()
+		assert.Error(t, err)
+		assert.Contains(t, string(out), "supports only")
+	})
+
+	t.Run("in-process U2M with custom scopes", func(t *testing.T) {
+		auth := u2mLogin(t, w, "sql", "file.files", "dashboards.genie")
+		tok, err := auth.Token()
+		require.NoError(t, err)
+		secrets = append(secrets, tok.AccessToken)
+		status, seen := callApp(t, apiApp+"/api/whoami", tok.AccessToken)
+		require.Equal(t, http.StatusOK, status)
+		assert.Equal(t, "1001@1234567890123456", seen.Headers.Get(identity.HeaderUser))
+		forwarded := seen.Headers.Get(identity.HeaderAccessToken)
+		secrets = append(secrets, forwarded)
+		claims, err := identity.DecodeClaims(forwarded)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
+
+		// The app can use the forwarded token as the user, through the SDK's pat auth.
+		me := &config.Config{Host: w.URL(), AuthType: "pat", Token: forwarded, RetryTimeoutSeconds: 5}
+		req, err := http.NewRequest(http.MethodGet, w.URL()+workspace.PathSCIMMe, nil)
+		require.NoError(t, err)
+		require.NoError(t, me.Authenticate(req))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+	})
+
+	t.Run("in-process U2M missing a scope gets 403", func(t *testing.T) {
+		tok, err := u2mLogin(t, w, "sql").Token()
+		require.NoError(t, err)
+		secrets = append(secrets, tok.AccessToken)
+		status, _ := callApp(t, apiApp+"/api/whoami", tok.AccessToken)
+		assert.Equal(t, http.StatusForbidden, status)
+	})
+
+	t.Run("no token or secret in the logs", func(t *testing.T) {
+		out := logs.String()
+		require.NotEmpty(t, out)
+		for _, s := range secrets {
+			require.NotEmpty(t, s)
+			assert.NotContains(t, out, s)
+		}
+	})
+}
+
+func httpRequest(t *testing.T) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://unused.invalid", nil)
+	require.NoError(t, err)
+	return req
+}
+
+// TestRefreshAfterExpiry uses two-second tokens: the SDK gets new ones once they expire, and the proxy refuses
+// the expired ones.
+func TestRefreshAfterExpiry(t *testing.T) {
+	isolateEnv(t)
+	w, _ := startEmulator(t, workspace.Options{TokenLifetime: 2 * time.Second})
+	sp := w.State().ServicePrincipals["external-service"]
+	apiApp := w.AppURL("api-app") + "/api/whoami"
+
+	cfg := &config.Config{Host: w.URL(), AuthType: "oauth-m2m", ClientID: sp.ClientID, ClientSecret: sp.ClientSecret,
+		RetryTimeoutSeconds: 5}
+	m2mFirst := sdkToken(t, cfg)
+	auth := u2mLogin(t, w, "all-apis")
+	u2mFirst, err := auth.Token()
+	require.NoError(t, err)
+	for _, token := range []string{m2mFirst, u2mFirst.AccessToken} {
+		status, _ := callApp(t, apiApp, token)
+		require.Equal(t, http.StatusOK, status)
+	}
+
+	time.Sleep(2100 * time.Millisecond) // past every expiry: exp is at most 2 s after issue
+
+	for _, token := range []string{m2mFirst, u2mFirst.AccessToken} {
+		status, _ := callApp(t, apiApp, token)
+		assert.Equal(t, http.StatusUnauthorized, status, "an expired token is refused")
+	}
+	tokensBefore := w.RequestCount(workspace.PathToken)
+	m2mNext := sdkToken(t, cfg)
+	assert.NotEqual(t, m2mFirst, m2mNext)
+	u2mNext, err := auth.Token() // refresh_token grant
+	require.NoError(t, err)
+	assert.NotEqual(t, u2mFirst.AccessToken, u2mNext.AccessToken)
+	assert.Greater(t, w.RequestCount(workspace.PathToken), tokensBefore)
+	for _, token := range []string{m2mNext, u2mNext.AccessToken} {
+		status, seen := callApp(t, apiApp, token)
+		require.Equal(t, http.StatusOK, status)
+		assert.NotEmpty(t, seen.Headers.Get(identity.HeaderUser))
+	}
+}

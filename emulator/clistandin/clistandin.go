@@ -1,0 +1,189 @@
+// Package clistandin is an offline stand-in for the `databricks` CLI, for demos and tests against the Databricks
+// Apps emulator only.
+//
+// databricks-sdk-go's databricks-cli auth type runs `databricks version` and then `databricks auth token --profile P
+// [--force-refresh]` (or `--host H`) and reads the token JSON it prints. The stand-in answers exactly those, for the
+// emulated workspace's signed-in user, through the workspace's real authorize + PKCE + token endpoints (the SDK's
+// own u2m package, as the real CLI does). Where the real CLI says "run databricks auth login", the stand-in logs in
+// by itself: the emulated workspace approves the signed-in user without a browser.
+//
+// The emulator binary becomes the stand-in when it runs under the name databricks (see emulator/main.go).
+package clistandin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/credentials/u2m"
+	"golang.org/x/oauth2"
+
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// Version is what `databricks version` prints. It claims the CLI release whose flags it implements (--profile,
+// --force-refresh), so the SDK uses them; the build suffix says it is not that CLI.
+const Version = "v0.296.0+emulator"
+
+const usage = `databricks: an OFFLINE STAND-IN for the Databricks CLI, shipped with the Databricks Apps emulator.
+It exists for demos and tests against the emulated workspace only; it is not the Databricks CLI and never talks
+to a real workspace. Install the real CLI for anything else: https://docs.databricks.com/dev-tools/cli/
+
+Usage:
+  databricks version
+  databricks auth token --profile NAME [--force-refresh]
+  databricks auth token --host http://127.0.0.1:PORT [--force-refresh]
+
+auth token prints {"access_token","token_type","expiry"} for the emulated workspace's signed-in user, logging in
+through the workspace's authorize + PKCE + token endpoints when it has no usable refresh token. Profiles are read
+from $DATABRICKS_CONFIG_FILE, else the .databrickscfg next to this binary, else ~/.databrickscfg; the token cache
+is the token-cache.json next to this binary (owner-only).
+`
+
+// loginTimeout bounds a whole token request, login included: the SDK waits for the stand-in synchronously.
+const loginTimeout = 60 * time.Second
+
+// Run is the stand-in's main. args excludes the program name.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	switch {
+	case len(args) == 0 || isHelp(args[0]):
+		_, _ = io.WriteString(stdout, usage)
+		return nil
+	case args[0] == "version" || args[0] == "--version":
+		_, _ = fmt.Fprintf(stdout, "Databricks CLI %s\n", Version)
+		return nil
+	case len(args) >= 2 && args[0] == "auth" && args[1] == "token":
+		return authToken(ctx, args[2:], getenv, stdout, stderr)
+	}
+	return fmt.Errorf("the emulator's CLI stand-in supports only `version` and `auth token`, not %q (see --help)",
+		strings.Join(args, " "))
+}
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+
+type tokenOutput struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	Expiry      string `json:"expiry"`
+}
+
+func authToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("databricks auth token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profile := fs.String("profile", "", "profile in the config file")
+	host := fs.String("host", "", "workspace host, when no profile is used")
+	forceRefresh := fs.Bool("force-refresh", false, "refresh the token even if the cached one is still valid")
+	_ = fs.String("account-id", "", "ignored: the emulator has no account host")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 1 && *host == "" && *profile == "" {
+		*host = fs.Arg(0) // `databricks auth token HOST`, as the real CLI accepts
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locate the stand-in: %w", err)
+	}
+	home := filepath.Dir(self)
+
+	var scopes []string
+	var arg u2m.OAuthArgument
+	switch {
+	case *profile != "":
+		cfgFile := configFile(getenv, home)
+		section, err := readProfile(cfgFile, *profile)
+		if err != nil {
+			return err
+		}
+		if section["host"] == "" {
+			return fmt.Errorf("profile %q in %s has no host", *profile, cfgFile)
+		}
+		scopes = strings.FieldsFunc(section["scopes"], func(r rune) bool { return r == ',' || r == ' ' })
+		if arg, err = u2m.NewProfileWorkspaceOAuthArgument(strings.TrimRight(section["host"], "/"), *profile); err != nil {
+			return fmt.Errorf("profile %q: %w", *profile, err)
+		}
+	case *host != "":
+		if arg, err = u2m.NewBasicWorkspaceOAuthArgument(strings.TrimRight(*host, "/")); err != nil {
+			return err
+		}
+	default:
+		return errors.New("pass --profile NAME or --host URL")
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	port, err := workspace.FreePort()
+	if err != nil {
+		return err
+	}
+	auth, err := u2m.NewPersistentAuth(ctx,
+		u2m.WithOAuthArgument(arg),
+		u2m.WithTokenCache(&fileCache{path: filepath.Join(home, workspace.TokenCacheName)}),
+		u2m.WithBrowser(workspace.HeadlessBrowser(fail)),
+		u2m.WithPort(port),
+		u2m.WithScopes(scopes),
+	)
+	if err != nil {
+		return fmt.Errorf("set up the login: %w", err)
+	}
+	defer auth.Close()
+
+	var token *oauth2.Token
+	if *forceRefresh {
+		token, err = auth.ForceRefreshToken()
+	} else {
+		token, err = auth.Token()
+	}
+	if err != nil {
+		// No cached token, or its refresh token died with an earlier emulator: log in again, as
+		// `databricks auth login` would, the emulated workspace approving the signed-in user at once.
+		if loginErr := auth.Challenge(); loginErr != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				loginErr = cause
+			}
+			return fmt.Errorf("log in to %s: %w", hostOf(arg), loginErr)
+		}
+		if token, err = auth.Token(); err != nil {
+			return fmt.Errorf("get a token after logging in: %w", err)
+		}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(tokenOutput{AccessToken: token.AccessToken, TokenType: token.Type(),
+		Expiry: token.Expiry.Format(time.RFC3339Nano)})
+}
+
+func hostOf(arg u2m.OAuthArgument) string {
+	if w, ok := arg.(u2m.WorkspaceOAuthArgument); ok {
+		return w.GetWorkspaceHost()
+	}
+	return "the workspace"
+}
+
+// configFile follows the CLI's lookup, with the stand-in's own directory first after the environment: the
+// emulator writes the profile there, and the SDK does not pass its config file path to the CLI it runs.
+func configFile(getenv func(string) string, home string) string {
+	if f := getenv("DATABRICKS_CONFIG_FILE"); f != "" {
+		return f
+	}
+	local := filepath.Join(home, workspace.ProfileFileName)
+	if _, err := os.Stat(local); err == nil {
+		return local
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".databrickscfg")
+	}
+	return local
+}

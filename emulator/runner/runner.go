@@ -1,0 +1,134 @@
+// Package runner starts an app the way the Databricks Apps platform does: with the platform's environment, a port
+// to listen on, and on shutdown SIGTERM followed by SIGKILL 15 seconds later.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// StopGrace is how long the platform waits between SIGTERM and SIGKILL.
+const StopGrace = 15 * time.Second
+
+// Spec describes one app process.
+type Spec struct {
+	Name    string   // for messages
+	Command []string // argv; "$DATABRICKS_APP_PORT" in it is replaced, as app.yaml does, and nothing else
+	Dir     string   // working directory; empty is the current one
+	Port    int      // DATABRICKS_APP_PORT
+	// Env is the platform's variables (DATABRICKS_APP_PORT is added from Port). They are added to this process's
+	// environment minus every DATABRICKS_* variable, so a developer's own credentials never leak into the app.
+	Env            []string
+	Stdout, Stderr io.Writer
+}
+
+// App is a started app process.
+type App struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start runs the app in its own process group, so SIGTERM reaches a wrapper's children too (`go run`, `sh -c`).
+func Start(spec Spec) (*App, error) {
+	if len(spec.Command) == 0 {
+		return nil, fmt.Errorf("app %s: no command to run", spec.Name)
+	}
+	port := strconv.Itoa(spec.Port)
+	argv := make([]string, len(spec.Command))
+	for i, a := range spec.Command {
+		argv[i] = strings.NewReplacer("${DATABRICKS_APP_PORT}", port, "$DATABRICKS_APP_PORT", port).Replace(a)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	cmd.Env = append(inheritedEnv(), spec.Env...)
+	cmd.Env = append(cmd.Env, "DATABRICKS_APP_PORT="+port)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
+	}
+	a := &App{name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		a.err = cmd.Wait()
+		close(a.done)
+	}()
+	return a, nil
+}
+
+func inheritedEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABRICKS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// Done is closed when the process has exited; Err then says how.
+func (a *App) Done() <-chan struct{} { return a.done }
+
+// Err is the process's exit error, once Done is closed.
+func (a *App) Err() error {
+	select {
+	case <-a.done:
+		return a.err
+	default:
+		return nil
+	}
+}
+
+// WaitListening polls addr until it accepts a connection, the process exits, or ctx ends.
+func (a *App) WaitListening(ctx context.Context, addr string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		select {
+		case <-a.done:
+			return fmt.Errorf("app %s exited before listening on %s: %v", a.name, addr, a.err)
+		case <-ctx.Done():
+			return fmt.Errorf("app %s did not listen on %s: %w", a.name, addr, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop sends SIGTERM to the app's process group and SIGKILL after grace, as the platform does. It returns once
+// the process has exited.
+func (a *App) Stop(grace time.Duration) error {
+	select {
+	case <-a.done:
+		return nil
+	default:
+	}
+	pgid := -a.cmd.Process.Pid
+	if err := syscall.Kill(pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop app %s: %w", a.name, err)
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-a.done:
+		return nil
+	case <-timer.C:
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		<-a.done
+		return fmt.Errorf("app %s ignored SIGTERM for %s and was killed", a.name, grace)
+	}
+}
