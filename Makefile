@@ -13,10 +13,10 @@ PACKAGE_GOOS   ?= linux
 PACKAGE_GOARCH ?= amd64
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint package clean
+.PHONY: help build run test lint package package-app package-caller clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build the app for this machine into bin/
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/app ./app
@@ -35,17 +35,27 @@ lint: ## go vet, gofmt and staticcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) run $(STATICCHECK) ./...
 
-package: ## Build the deployable folder build/app/: app.yaml and the compressed linux/amd64 binary
-	rm -rf $(BUILD)/app && mkdir -p $(BUILD)/app
-	CGO_ENABLED=0 GOOS=$(PACKAGE_GOOS) GOARCH=$(PACKAGE_GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/app.bin ./app
-	gzip -9 -n -c $(BUILD)/app.bin > $(BUILD)/app/app.gz
-	cp app.yaml $(BUILD)/app/app.yaml
-	rm -f $(BUILD)/app.bin
-	@for f in $(BUILD)/app/*; do \
+package: package-app package-caller ## Build the deployable folders build/app/ and build/caller/ (app.yaml + gzipped linux/amd64 binary)
+
+package-app: ## Build only build/app/
+	$(call package_folder,app,./app,app.yaml)
+
+package-caller: ## Build only build/caller/
+	$(call package_folder,caller,./caller,caller/app.yaml)
+
+# package_folder(name, go package, app.yaml): build/<name>/ with app.yaml and <name>.gz, every file within the limit.
+define package_folder
+	rm -rf $(BUILD)/$(1) && mkdir -p $(BUILD)/$(1)
+	CGO_ENABLED=0 GOOS=$(PACKAGE_GOOS) GOARCH=$(PACKAGE_GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/$(1).bin $(2)
+	gzip -9 -n -c $(BUILD)/$(1).bin > $(BUILD)/$(1)/$(1).gz
+	rm -f $(BUILD)/$(1).bin
+	cp $(3) $(BUILD)/$(1)/app.yaml
+	@for f in $(BUILD)/$(1)/*; do \
 	  size=$$(wc -c < "$$f"); \
 	  if [ "$$size" -gt $(MAX_FILE_BYTES) ]; then echo "$$f is $$size bytes: over the $(MAX_FILE_BYTES)-byte limit"; exit 1; fi; \
 	  echo "  $$f  $$size bytes"; \
 	done
+endef
 
 clean: ## Remove bin/ and build/
 	rm -rf $(BIN) $(BUILD)

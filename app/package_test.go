@@ -24,50 +24,56 @@ const platformMaxFileBytes = 10 * 1024 * 1024
 
 var (
 	packageOnce sync.Once
-	packageDir  string
+	packageRoot string // what make package wrote: one folder per deployable app
 	packageErr  error
 	packageLog  []byte
 )
 
 // packagedApp runs `make package` once for the whole test binary, into a temporary folder, for this machine's OS and
-// architecture (the default, linux/amd64, is what CI runs on).
+// architecture (the default, linux/amd64, is what CI runs on), and returns the app's folder.
 func packagedApp(t *testing.T) string {
 	t.Helper()
 	packageOnce.Do(func() {
-		build, err := os.MkdirTemp("", "app-package-")
-		if err != nil {
-			packageErr = err
+		packageRoot, packageErr = os.MkdirTemp("", "app-package-")
+		if packageErr != nil {
 			return
 		}
-		cmd := exec.Command("make", "-C", "..", "package", "BUILD="+build,
+		cmd := exec.Command("make", "-C", "..", "package", "BUILD="+packageRoot,
 			"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH)
 		packageLog, packageErr = cmd.CombinedOutput()
-		packageDir = filepath.Join(build, "app")
 	})
 	require.NoError(t, packageErr, "make package:\n%s", packageLog)
-	return packageDir
+	return filepath.Join(packageRoot, "app")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if packageDir != "" {
-		os.RemoveAll(filepath.Dir(packageDir))
+	if packageRoot != "" {
+		os.RemoveAll(packageRoot)
 	}
 	os.Exit(code)
 }
 
+// Every file of every deployable folder fits the platform's limit, and each folder holds just app.yaml and its binary.
 func TestPackagedFilesFitThePlatformLimit(t *testing.T) {
-	dir := packagedApp(t)
-	entries, err := os.ReadDir(dir)
+	packagedApp(t)
+	want := map[string][]string{"app": {"app.yaml", "app.gz"}, "caller": {"app.yaml", "caller.gz"}}
+	folders, err := os.ReadDir(packageRoot)
 	require.NoError(t, err)
-	var names []string
-	for _, e := range entries {
-		info, err := e.Info()
+	for _, folder := range folders {
+		entries, err := os.ReadDir(filepath.Join(packageRoot, folder.Name()))
 		require.NoError(t, err)
-		names = append(names, e.Name())
-		assert.LessOrEqual(t, info.Size(), int64(platformMaxFileBytes), "%s is %d bytes", e.Name(), info.Size())
+		var names []string
+		for _, e := range entries {
+			info, err := e.Info()
+			require.NoError(t, err)
+			names = append(names, e.Name())
+			assert.LessOrEqual(t, info.Size(), int64(platformMaxFileBytes), "%s/%s is %d bytes", folder.Name(), e.Name(), info.Size())
+		}
+		assert.ElementsMatch(t, want[folder.Name()], names, folder.Name())
+		delete(want, folder.Name())
 	}
-	assert.ElementsMatch(t, []string{"app.yaml", "app.gz"}, names)
+	assert.Empty(t, want, "make package did not build these folders")
 }
 
 // The packaged app.yaml's command, run as the platform runs it, starts the app, which answers /api/health and stops
