@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// TestRunStartsApps runs the command as a user would: two apps (one from an app.yaml), the state file, the
+// platform environment, then a clean stop on cancellation.
+func TestRunStartsApps(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv(echoAppRole, "1") // the apps are this test binary, serving echoes
+	self, err := os.Executable()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	appYAML := filepath.Join(dir, "caller", "app.yaml")
+	require.NoError(t, os.MkdirAll(filepath.Dir(appYAML), 0o700))
+	require.NoError(t, os.WriteFile(appYAML, []byte(`command: ["`+self+`", "--port", "$DATABRICKS_APP_PORT"]
+env:
+  - name: FROM_APP_YAML
+    value: "yes"
+  - name: TARGET_APP
+    valueFrom: api-app
+`), 0o600))
+	stateFile := filepath.Join(dir, "state.json")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"emulator", "run", "--state", stateFile, "--profile-dir", filepath.Join(dir, "profile"),
+			"--app", "caller-app", "--app-yaml", appYAML, "--app", "api-app", "--", self}, os.Getenv, stdout, stderr)
+	}()
+	raw := waitForFile(t, stateFile, errc)
+
+	info, err := os.Stat(stateFile)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	var state workspace.State
+	require.NoError(t, json.Unmarshal(raw, &state))
+	assert.Equal(t, "1234567890123456", state.WorkspaceID)
+	assert.Equal(t, "emulator", state.Profile)
+	assert.FileExists(t, state.ConfigFile)
+	assert.FileExists(t, state.CLIPath)
+	assert.Equal(t, []string{"api-app", "caller-app"}, state.Users["dev@example.com"].CanUse)
+	assert.Equal(t, []string{"caller-app"}, state.Users["outsider@example.com"].CanUse)
+	assert.Equal(t, []string{"caller-app"}, state.ServicePrincipals["no-access-service"].CanUse)
+	for _, name := range []string{"api-app", "caller-app"} {
+		assert.NotEmpty(t, state.Apps[name].Upstream, name)
+	}
+
+	token := clientCredentials(t, state.WorkspaceHost, state.ServicePrincipals["external-service"])
+	status, seen := callApp(t, state.Apps["api-app"].URL+"/api/whoami", token)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "2001@1234567890123456", seen.Headers.Get(identity.HeaderUser))
+	assert.Equal(t, "api-app", seen.Env["DATABRICKS_APP_NAME"])
+	assert.Equal(t, state.WorkspaceHost, seen.Env["DATABRICKS_HOST"])
+	assert.Equal(t, "1234567890123456", seen.Env["DATABRICKS_WORKSPACE_ID"])
+	assert.Equal(t, state.Apps["api-app"].ServicePrincipalClientID, seen.Env["DATABRICKS_CLIENT_ID"])
+	assert.Equal(t, "true", seen.Env["DATABRICKS_CLIENT_SECRET_SET"])
+	assert.Equal(t, strings.TrimPrefix(state.Apps["api-app"].Upstream, "http://127.0.0.1:"), seen.Env["DATABRICKS_APP_PORT"])
+
+	status, seen = callApp(t, state.Apps["caller-app"].URL+"/api/whoami", token)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "caller-app", seen.Env["DATABRICKS_APP_NAME"])
+	assert.Equal(t, "yes", seen.Env["FROM_APP_YAML"])
+	assert.Equal(t, "api-app", seen.Env["TARGET_APP"], "an app resource yields the app's name")
+	assert.Equal(t, "--port "+seen.Env["DATABRICKS_APP_PORT"], seen.Env["ARGS"], "$DATABRICKS_APP_PORT is substituted")
+
+	cancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancellation")
+	}
+	assert.NoFileExists(t, stateFile, "the state file goes with the emulator")
+	for _, sp := range state.ServicePrincipals {
+		assert.NotContains(t, stdout.String()+stderr.String(), sp.ClientSecret)
+	}
+	assert.NotContains(t, stdout.String()+stderr.String(), token)
+	assert.Contains(t, stdout.String(), state.Apps["api-app"].URL)
+}
+
+func clientCredentials(t *testing.T, host string, sp workspace.ServicePrincipalState) string {
+	t.Helper()
+	resp, err := http.PostForm(host+workspace.PathToken, url.Values{"grant_type": {"client_credentials"},
+		"client_id": {sp.ClientID}, "client_secret": {sp.ClientSecret}, "scope": {"all-apis"}})
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
+	return tok.AccessToken
+}
+
+func TestRunRejectsBadInput(t *testing.T) {
+	isolateEnv(t)
+	dir := t.TempDir()
+	badConfig := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(badConfig, []byte("workspace: {id: abc}\n"), 0o600))
+	exitsAtOnce := filepath.Join(dir, "app.yaml")
+	require.NoError(t, os.WriteFile(exitsAtOnce, []byte(`command: ["false"]`), 0o600))
+
+	tests := []struct {
+		name     string
+		args     []string
+		mentions string
+	}{
+		{"unknown command", []string{"deploy"}, "unknown command"},
+		{"unknown flag", []string{"serve", "--colour"}, "colour"},
+		{"serve with arguments", []string{"serve", "extra"}, "no arguments"},
+		{"run without a command", []string{"run"}, "give its command"},
+		{"bad duration", []string{"--token-lifetime", "10ms"}, "at least 1s"},
+		{"bad config", []string{"--config", badConfig}, "workspace.id"},
+		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "no such file"},
+		{"unknown app", []string{"run", "--app", "nope", "--", "true"}, "no such app"},
+		{"bad upstream", []string{"--upstream", "api-app"}, "NAME=URL"},
+		{"app exits before listening", []string{"run", "--app-yaml", exitsAtOnce}, "exited before listening"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(t.Context(), append([]string{"emulator"}, tt.args...), os.Getenv, io.Discard, io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.mentions)
+		})
+	}
+
+	var out strings.Builder
+	require.NoError(t, run(t.Context(), []string{"emulator", "--help"}, os.Getenv, &out, io.Discard))
+	assert.Contains(t, out.String(), "--request-timeout")
+}
