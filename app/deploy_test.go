@@ -1,0 +1,137 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// The bundle is checked as far as it can be offline: it parses, its references resolve, its source folders are what
+// make package builds, and sync uploads them although build/ is gitignored.
+func TestBundle(t *testing.T) {
+	data, err := os.ReadFile("../databricks.yml")
+	require.NoError(t, err)
+	var bundle struct {
+		Bundle    struct{ Name string }
+		Variables map[string]struct{ Default string }
+		Sync      struct{ Include []string }
+		Resources struct {
+			Apps map[string]struct {
+				Name           string   `yaml:"name"`
+				SourceCodePath string   `yaml:"source_code_path"`
+				UserAPIScopes  []string `yaml:"user_api_scopes"`
+				Resources      []struct {
+					Name string
+					App  struct{ Name, Permission string }
+				}
+				Permissions []struct {
+					Level     string
+					GroupName string `yaml:"group_name"`
+				}
+			}
+		}
+	}
+	require.NoError(t, yaml.Unmarshal(data, &bundle))
+	require.NotEmpty(t, bundle.Bundle.Name)
+
+	for _, ref := range regexp.MustCompile(`\$\{([^}]+)\}`).FindAllStringSubmatch(string(data), -1) {
+		parts := strings.Split(ref[1], ".")
+		switch parts[0] {
+		case "var":
+			assert.Contains(t, bundle.Variables, parts[1], "undefined variable in %s", ref[0])
+		case "resources":
+			require.Len(t, parts, 4, ref[0])
+			assert.Equal(t, "apps", parts[1], ref[0])
+			assert.Contains(t, bundle.Resources.Apps, parts[2], "undefined resource in %s", ref[0])
+		default:
+			t.Errorf("unexpected reference %s", ref[0])
+		}
+	}
+
+	packagedApp(t)
+	apps := bundle.Resources.Apps
+	require.Contains(t, apps, "api_app")
+	require.Contains(t, apps, "caller_app")
+	for key, app := range apps {
+		folder := strings.TrimPrefix(app.SourceCodePath, "./")
+		assert.Contains(t, bundle.Sync.Include, folder+"/**", "%s: its gitignored source folder is not synced", key)
+		assert.FileExists(t, filepath.Join(packageRoot, strings.TrimPrefix(folder, "build/"), "app.yaml"),
+			"%s: make package does not build %s", key, folder)
+		assert.Contains(t, app.Permissions, struct {
+			Level     string
+			GroupName string `yaml:"group_name"`
+		}{"CAN_USE", "users"}, key)
+	}
+	assert.Contains(t, apps["api_app"].UserAPIScopes, meScope, "/api/me needs it")
+
+	callerYAML, err := os.ReadFile("../caller/app.yaml")
+	require.NoError(t, err)
+	require.Len(t, apps["caller_app"].Resources, 1)
+	target := apps["caller_app"].Resources[0]
+	assert.Contains(t, string(callerYAML), "valueFrom: "+target.Name, "caller/app.yaml reads the resource by its key")
+	assert.Equal(t, "${resources.apps.api_app.name}", target.App.Name)
+	assert.Equal(t, "CAN_USE", target.App.Permission)
+}
+
+// make deploy, run against a stand-in databricks CLI that records its arguments, checks the CLI first, then creates,
+// configures, uploads, deploys and grants in that order, and prints the URLs and the caller commands to try.
+func TestMakeDeploy(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := filepath.Join(dir, "databricks")
+	require.NoError(t, os.WriteFile(fake, []byte(`#!/bin/sh
+echo "$*" >> `+calls+`
+case "$*" in
+  *"current-user me"*) echo '{"userName": "dev@example.com"}' ;;
+  *"apps get"*) app=$(echo "$*" | sed 's/.*apps get \([^ ]*\).*/\1/')
+    echo '{"name": "'$app'", "url": "https://'$app'-1234.aws.databricksapps.com", "service_principal_client_id": "sp-'$app'"}' ;;
+esac
+`), 0o755))
+
+	cmd := exec.Command("make", "-s", "-C", "..", "deploy", "DATABRICKS="+fake, "PROFILE=my-env",
+		"API_APP=my-api", "CALLER_APP=my-caller", "BUILD="+filepath.Join(dir, "build"),
+		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	log, err := os.ReadFile(calls)
+	require.NoError(t, err)
+	var verbs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		require.True(t, strings.HasPrefix(line, "--profile my-env "), line)
+		f := strings.Fields(strings.TrimPrefix(line, "--profile my-env "))
+		verbs = append(verbs, strings.Join(f[:min(3, len(f))], " "))
+	}
+	assert.Equal(t, []string{
+		"current-user me", "current-user me -o",
+		"apps get my-api", "apps get my-caller",
+		"apps update my-api", "apps update my-caller",
+		"sync --full .", "apps deploy my-api", "sync --full .", "apps deploy my-caller",
+		"apps get my-caller", "apps update-permissions my-api",
+		"apps get my-api", "apps get my-caller",
+	}, verbs)
+	assert.Contains(t, string(log), `"service_principal_name":"sp-my-caller","permission_level":"CAN_USE"`)
+	assert.Contains(t, string(log), "--source-code-path /Workspace/Users/dev@example.com/apps/my-api")
+	assert.Contains(t, string(out), "https://my-api-1234.aws.databricksapps.com")
+	assert.Contains(t, string(out), "--mode external --app my-api whoami")
+}
+
+func TestMakeDeployStopsWithoutLogin(t *testing.T) {
+	fake := filepath.Join(t.TempDir(), "databricks")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nexit 1\n"), 0o755))
+	out, err := exec.Command("make", "-s", "-C", "..", "deploy-check", "DATABRICKS="+fake, "PROFILE=my-env").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "databricks auth login --host https://<workspace-url> --profile my-env")
+
+	out, err = exec.Command("make", "-s", "-C", "..", "deploy-check", "DATABRICKS=/nonexistent/databricks").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "is not installed")
+}
