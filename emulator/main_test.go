@@ -88,6 +88,9 @@ func isolateEnv(t *testing.T) {
 		}
 	}
 	t.Setenv("HOME", t.TempDir())
+	// Child processes of this test binary (the CLI stand-in, the apps) would otherwise each sleep 1 s at exit
+	// under the race detector.
+	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
 
 // syncBuffer collects logs and output written from several goroutines.

@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,9 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
+	if err := checkReachable(ctx, hostOf(arg)); err != nil {
+		return err
+	}
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	port, err := workspace.FreePort()
@@ -163,6 +167,25 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 	enc.SetIndent("", "  ")
 	return enc.Encode(tokenOutput{AccessToken: token.AccessToken, TokenType: token.Type(),
 		Expiry: token.Expiry.Format(time.RFC3339Nano)})
+}
+
+// checkReachable fails fast when no emulator listens: the SDK's HTTP client would retry for the whole timeout.
+func checkReachable(ctx context.Context, host string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+workspace.PathOIDCDiscovery, nil)
+	if err != nil {
+		return fmt.Errorf("workspace host %q: %w", host, err)
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return fmt.Errorf("the workspace %s is not reachable (is the emulator running?): %w", host, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the workspace %s has no OAuth discovery document (HTTP %d): is it the emulator?", host, resp.StatusCode)
+	}
+	return nil
 }
 
 func hostOf(arg u2m.OAuthArgument) string {

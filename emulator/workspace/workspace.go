@@ -25,9 +25,9 @@ const (
 	DefaultRequestTimeout = 120 * time.Second
 )
 
-// Options configure [Start]. Only Config is required; zero values take the platform's defaults.
+// Options configure [Start]. Zero values take the defaults: the embedded model and the platform's timings.
 type Options struct {
-	Config         Config
+	Config         Config        // the principal model; the zero Config means [DefaultConfig]
 	TokenLifetime  time.Duration // access token lifetime; 1 h by default, down to one second for refresh tests
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
@@ -56,6 +56,9 @@ type Workspace struct {
 // Start validates the model, listens on 127.0.0.1 for the workspace and for each app's proxy, and serves until
 // Close is called or ctx ends.
 func Start(ctx context.Context, opts Options) (*Workspace, error) {
+	if opts.Config.Workspace.ID == "" && len(opts.Config.Apps) == 0 {
+		opts.Config = DefaultConfig()
+	}
 	if err := opts.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("emulator config: %w", err)
 	}
