@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,11 +17,24 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/oauth2"
+
+	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
 // TestMain keeps the developer's own Databricks configuration out of the tests: the SDK and the CLI stand-in read
 // the process environment and ~/.databrickscfg.
+//
+// Run under the name databricks, the test binary is the emulator's Databricks CLI stand-in: the e2e tests install
+// a copy of it next to the emulator's profile, which saves building another SDK binary.
 func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == workspace.CLIFileName {
+		if err := clistandin.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "databricks:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
@@ -28,6 +43,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 	}
+	originalHome = os.Getenv("HOME")
 	home, err := os.MkdirTemp("", "caller-test-home")
 	if err != nil {
 		panic(err)
@@ -37,6 +53,9 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(home)
 	os.Exit(code)
 }
+
+// originalHome is the developer's HOME, for `go build` to find its build and module caches.
+var originalHome string
 
 func TestParseArgs(t *testing.T) {
 	tests := []struct {

@@ -150,8 +150,12 @@ func cmdToken(ctx context.Context, opts *options, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	until := "it expires"
+	if !expiry.IsZero() {
+		until = expiry.Format(time.RFC3339)
+	}
 	fmt.Fprintf(out.stderr, "warning: the token below lets anyone holding it act as %s until %s. "+
-		"Keep it out of logs, tickets and shell history.\n", creds.principal, expiry.Format(time.RFC3339))
+		"Keep it out of logs, tickets and shell history.\n", creds.principal, until)
 	if out.json {
 		out.writeJSON(map[string]any{"access_token": tok.Reveal(), "token_type": "Bearer", "expiry": expiry,
 			"mode": creds.mode, "auth_type": creds.authType()})

@@ -179,17 +179,34 @@ func (c *credentials) current() (*config.Config, error) {
 	return c.cfg, nil
 }
 
-// token returns a token, fetching one only when the Config's cache has none that is still valid.
+// token returns the bearer token requests carry, fetching one only when the Config's cache has none still valid.
+// OAuth auth types give it through their token source, which honours ctx; others (a PAT in auto mode) only through
+// the header cfg.Authenticate sets.
 func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, error) {
 	cfg, err := c.current()
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	t, err := cfg.GetTokenSource().Token(ctx)
-	if err != nil {
+	if err == nil {
+		return identity.Token(t.AccessToken), t.Expiry, nil
+	}
+	if ctx.Err() != nil {
 		return "", time.Time{}, c.tokenFailure(err)
 	}
-	return identity.Token(t.AccessToken), t.Expiry, nil
+	req := &http.Request{Header: http.Header{}}
+	if authErr := cfg.Authenticate(req); authErr != nil {
+		return "", time.Time{}, c.tokenFailure(err)
+	}
+	bearer, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return "", time.Time{}, c.tokenFailure(fmt.Errorf("auth type %s does not give a bearer token", cfg.AuthType))
+	}
+	var expiry time.Time
+	if claims, err := identity.DecodeClaims(bearer); err == nil {
+		expiry = claims.ExpiresAt
+	}
+	return identity.Token(bearer), expiry, nil
 }
 
 func (c *credentials) tokenFailure(err error) *failure {

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -214,7 +217,23 @@ func runCallerStdin(t *testing.T, env map[string]string, stdin string, args ...s
 		strings.NewReader(stdin), &stdout, &stderr)
 	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(err)}
 	t.Logf("caller %s → exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	assertNoSecrets(t, r, args)
 	return r
+}
+
+// assertNoSecrets runs on every run of every test: no output holds a client secret or a JWT (every token here is
+// one: its base64url header starts "eyJ"), except token's stdout, whose purpose it is.
+func assertNoSecrets(t *testing.T, r result, args []string) {
+	t.Helper()
+	outputs := map[string]string{"stderr": r.stderr, "stdout": r.stdout}
+	if slices.Contains(args, "token") {
+		delete(outputs, "stdout")
+	}
+	for name, text := range outputs {
+		for _, secret := range []string{fakeSecret, "emulator-secret-", "eyJ"} {
+			assert.NotContains(t, text, secret, "%s of caller %s leaks a secret or token", name, strings.Join(args, " "))
+		}
+	}
 }
 
 func externalEnv(ws *fakeWorkspace) map[string]string {

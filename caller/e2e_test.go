@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// End-to-end: the emulated workspace and its Apps proxies, the real app (app/) behind api-app, and the caller run
+// in-process. Everything listens on 127.0.0.1 ports chosen at start and stops with the test.
+
+// emulator is a running workspace with the app attached and the signed-in user's CLI profile written.
+type emulator struct {
+	ws    *workspace.Workspace
+	state workspace.State
+	home  string // HOME for the caller: where `caller login` caches tokens
+}
+
+func startEmulator(t *testing.T, lifetime time.Duration) *emulator {
+	t.Helper()
+	ws, err := workspace.Start(t.Context(), workspace.Options{Config: workspace.DefaultConfig(), TokenLifetime: lifetime})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ws.Close() })
+	self, err := os.Executable()
+	require.NoError(t, err)
+	_, err = ws.WriteProfile(t.TempDir(), self) // this test binary doubles as the CLI stand-in (see TestMain)
+	require.NoError(t, err)
+	e := &emulator{ws: ws, state: ws.State(), home: t.TempDir()}
+	require.NoError(t, ws.SetUpstream("api-app", startAPIApp(t, e.state)))
+	e.state = ws.State()
+	return e
+}
+
+// env is a caller environment: HOME, the emulator's CLI profile, plus extra.
+func (e *emulator) env(extra ...string) map[string]string {
+	env := map[string]string{"HOME": e.home, "DATABRICKS_CONFIG_FILE": e.state.ConfigFile}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return env
+}
+
+// spEnv is external mode's environment for one of the model's service principals.
+func (e *emulator) spEnv(name string) map[string]string {
+	sp := e.state.ServicePrincipals[name]
+	return e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", sp.ClientID, "DATABRICKS_CLIENT_SECRET", sp.ClientSecret)
+}
+
+var (
+	buildAppOnce sync.Once
+	appBinary    string
+	buildAppErr  error
+)
+
+// startAPIApp builds app/ once per test binary, runs it on a free port as api-app's service principal would, and
+// returns its URL once /api/health answers.
+func startAPIApp(t *testing.T, state workspace.State) string {
+	t.Helper()
+	buildAppOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "caller-e2e-app")
+		if err != nil {
+			buildAppErr = err
+			return
+		}
+		appBinary = filepath.Join(dir, "app")
+		build := exec.Command("go", "build", "-o", appBinary, "github.com/databricks-sample/go-apps-api/app")
+		build.Env = append(os.Environ(), "HOME="+originalHome) // the warm build cache lives there
+		out, err := build.CombinedOutput()
+		if err != nil {
+			buildAppErr = fmt.Errorf("go build ./app: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildAppErr)
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	sp := state.ServicePrincipals["api-app"]
+	cmd := exec.Command(appBinary, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd.Env = append(os.Environ(), "DATABRICKS_APP_NAME=api-app", "DATABRICKS_HOST="+state.WorkspaceHost,
+		"DATABRICKS_WORKSPACE_ID="+state.WorkspaceID, "DATABRICKS_CLIENT_ID="+sp.ClientID, "DATABRICKS_CLIENT_SECRET="+sp.ClientSecret)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 15*time.Second, 20*time.Millisecond, "the app did not start: %s", &logs)
+	return url
+}
+
+// startCallerApp runs `caller serve` in-process as caller-app (app mode: the platform's env for its service
+// principal, TARGET_APP from its app resource) and attaches it to caller-app's proxy.
+func startCallerApp(t *testing.T, e *emulator) (url string) {
+	t.Helper()
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	sp := e.state.ServicePrincipals["caller-app"]
+	env := map[string]string{"DATABRICKS_HOST": strings.TrimPrefix(e.state.WorkspaceHost, ""), "DATABRICKS_CLIENT_ID": sp.ClientID,
+		"DATABRICKS_CLIENT_SECRET": sp.ClientSecret, "DATABRICKS_APP_NAME": "caller-app", "TARGET_APP": "api-app", "HOME": t.TempDir()}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--timeout", "20s"},
+			func(k string) string { return env[k] }, strings.NewReader(""), &lockedWriter{w: &logs, mu: &mu}, &lockedWriter{w: &logs, mu: &mu})
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "serve stops cleanly on SIGTERM (context cancel)")
+		case <-time.After(15 * time.Second):
+			t.Error("serve did not stop within 15 s")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		assert.NotContains(t, logs.String(), "eyJ", "serve's logs hold no token")
+		assert.NotContains(t, logs.String(), sp.ClientSecret)
+	})
+	url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, e.ws.SetUpstream("caller-app", url))
+	return url
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func whoAmIJSON(t *testing.T, r result) identity.WhoAmI {
+	t.Helper()
+	require.Equal(t, exitOK, r.code, r.String())
+	var who identity.WhoAmI
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &who), r.stdout)
+	return who
+}
+
+func TestE2EEachModeReachesTheAppAsItsPrincipal(t *testing.T) {
+	e := startEmulator(t, 0)
+	ws := e.state.WorkspaceID
+
+	t.Run("local: the CLI profile, whose host wins over a stray DATABRICKS_HOST", func(t *testing.T) {
+		r := runCaller(t, e.env("DATABRICKS_HOST", "http://127.0.0.1:1"), "--mode", "local", "--profile", "emulator", "--app", "api-app", "whoami", "--json")
+		who := whoAmIJSON(t, r)
+		assert.Equal(t, "1001@"+ws, who.User)
+		assert.Equal(t, identity.KindUser, who.Kind)
+		assert.Equal(t, "dev@example.com", who.Email)
+		assert.True(t, who.AccessTokenForwarded, "api-app has user authorization: the proxy forwards a user token")
+		assert.Contains(t, r.stdout, `"auth_type": "databricks-cli"`)
+		text := runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "api-app", "whoami")
+		assert.Contains(t, text.stdout, "The app saw you as 1001@"+ws+" (user, email dev@example.com")
+	})
+	t.Run("external: a service principal's client id and secret", func(t *testing.T) {
+		who := whoAmIJSON(t, runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "api-app", "whoami", "--json"))
+		assert.Equal(t, "2001@"+ws, who.User)
+		assert.Equal(t, identity.KindServicePrincipal, who.Kind)
+		assert.Empty(t, who.Email)
+	})
+	t.Run("external: the secret from stdin", func(t *testing.T) {
+		sp := e.state.ServicePrincipals["external-service"]
+		env := e.env("DATABRICKS_CLIENT_ID", sp.ClientID)
+		r := runCallerStdin(t, env, sp.ClientSecret+"\n", "--mode", "external", "--host", e.state.WorkspaceHost,
+			"--client-secret-stdin", "--url", e.state.Apps["api-app"].URL, "whoami", "--json")
+		assert.Equal(t, "2001@"+ws, whoAmIJSON(t, r).User)
+	})
+	t.Run("auto: reports the auth type the default chain picked", func(t *testing.T) {
+		r := runCaller(t, e.spEnv("external-service"), "--app", "api-app", "whoami")
+		require.Equal(t, exitOK, r.code, r.String())
+		assert.Contains(t, r.stdout, "auto mode")
+		assert.Contains(t, r.stdout, "auth type oauth-m2m")
+		r = runCaller(t, e.env(), "--profile", "emulator", "--app", "api-app", "whoami")
+		require.Equal(t, exitOK, r.code, r.String())
+		assert.Contains(t, r.stdout, "auth type databricks-cli")
+	})
+	t.Run("app: caller serve as caller-app calls api-app with its own service principal", func(t *testing.T) {
+		serveURL := startCallerApp(t, e)
+		// The developer calls caller-app through its proxy; caller-app calls api-app through api-app's proxy.
+		r := runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "caller-app", "--json",
+			"call", "/api/call?path=/api/whoami")
+		require.Equal(t, exitOK, r.code, r.String())
+		var got struct {
+			Body struct {
+				Target struct{ App, URL, Path string } `json:"target"`
+				Caller struct {
+					Mode     Mode   `json:"mode"`
+					AuthType string `json:"auth_type"`
+					ClientID string `json:"client_id"`
+				} `json:"caller_identity"`
+				RequestedBy identity.Identity `json:"requested_by"`
+				Response    identity.WhoAmI   `json:"response"`
+			} `json:"body"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+		assert.Equal(t, "2003@"+ws, got.Body.Response.User, "api-app saw caller-app's service principal")
+		assert.Equal(t, identity.KindServicePrincipal, got.Body.Response.Kind)
+		assert.Equal(t, ModeApp, got.Body.Caller.Mode)
+		assert.Equal(t, "oauth-m2m", got.Body.Caller.AuthType)
+		assert.Equal(t, e.state.ServicePrincipals["caller-app"].ClientID, got.Body.Caller.ClientID)
+		assert.Equal(t, "1001@"+ws, got.Body.RequestedBy.User, "caller-app's proxy says who asked")
+		assert.Equal(t, "api-app", got.Body.Target.App)
+
+		// The target is fixed: a request picks only an /api/ path on it (asked of serve directly, for speed).
+		for _, p := range []string{"//evil.example/api/x", "/api/../logz", "http://evil.example/api/x", "/api/%2e%2e/x",
+			"/logz", "/api/x\\..\\..\\logz", "/api/@evil.example:443/x/..", "https:/evil.example/api/"} {
+			resp, err := http.Get(serveURL + "/api/call?path=" + url.QueryEscape(p))
+			require.NoError(t, err)
+			var e jsonhttp.Error
+			assert.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
+			resp.Body.Close()
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, p)
+			assert.Equal(t, jsonhttp.CodeInvalidParameter, e.Code, p)
+		}
+	})
+}
+
+func TestE2EFailures(t *testing.T) {
+	e := startEmulator(t, 0)
+	short := startEmulator(t, 2*time.Second) // for a token that expires during the test
+	closedPort, err := workspace.FreePort()
+	require.NoError(t, err)
+
+	expired := runCaller(t, short.spEnv("external-service"), "--mode", "external", "token")
+	require.Equal(t, exitOK, expired.code)
+	expiredToken := strings.TrimSpace(expired.stdout)
+	time.Sleep(2100 * time.Millisecond)
+
+	noAccess := e.state.ServicePrincipals["no-access-service"]
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		code     int
+		contains []string
+	}{
+		{"401 garbage token", e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_TOKEN", "not-a-token"),
+			[]string{"--url", e.state.Apps["api-app"].URL, "whoami"}, exitAuth,
+			[]string{"401 Unauthorized", "auth type pat", "even after a refresh", "the token is valid", "it is not a JWT"}},
+		{"401 expired token", short.env("DATABRICKS_HOST", short.state.WorkspaceHost, "DATABRICKS_TOKEN", expiredToken),
+			[]string{"--url", short.state.Apps["api-app"].URL, "whoami"}, exitAuth,
+			[]string{"401 Unauthorized", "token expired", "the token has not expired: it EXPIRED at"}},
+		{"403 no CAN_USE", e.spEnv("no-access-service"), []string{"--mode", "external", "--app", "api-app", "whoami"}, exitPermission,
+			[]string{"403 Forbidden", "CAN USE", "databricks apps update-permissions api-app",
+				`"service_principal_name":"` + noAccess.ClientID + `"`}},
+		{"404 unknown app", e.spEnv("external-service"), []string{"--mode", "external", "--app", "ghost", "whoami"}, exitNotFound,
+			[]string{`app "ghost" does not exist`, "databricks apps list"}},
+		{"404 unknown path", e.spEnv("external-service"), []string{"--mode", "external", "--app", "api-app", "call", "/api/nope"}, exitNotFound,
+			[]string{"404 Not Found", "the endpoint path exists in the app: /api/nope", "the Apps API says RUNNING"}},
+		{"refused path", e.spEnv("external-service"), []string{"--mode", "external", "--app", "api-app", "call", "/logz"}, exitUsage,
+			[]string{"does not start with /api/"}},
+		{"nothing listening", e.spEnv("external-service"), []string{"--mode", "external", "--url", fmt.Sprintf("http://127.0.0.1:%d", closedPort), "whoami"},
+			exitNetwork, []string{"nothing is listening at 127.0.0.1:", "outbound HTTPS", "HTTPS_PROXY"}},
+		{"bad secret", e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", noAccess.ClientID, "DATABRICKS_CLIENT_SECRET", "wrong"),
+			[]string{"--mode", "external", "--app", "api-app", "whoami"}, exitAuth, []string{"cannot get a token", "external mode"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCaller(t, tt.env, tt.args...)
+			assert.Equal(t, tt.code, r.code, r.String())
+			for _, s := range tt.contains {
+				assert.Contains(t, r.stdout+r.stderr, s)
+			}
+		})
+	}
+
+	t.Run("app not running", func(t *testing.T) {
+		require.NoError(t, e.ws.SetUpstream("api-app", ""))
+		r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "api-app", "whoami")
+		assert.Equal(t, exitNotFound, r.code)
+		assert.Contains(t, r.stderr, `app "api-app" is UNAVAILABLE, not RUNNING`)
+		r = runCaller(t, e.spEnv("external-service"), "--mode", "external", "--retries", "1", "--url", e.state.Apps["api-app"].URL, "whoami")
+		assert.Equal(t, exitServer, r.code)
+		assert.Contains(t, r.stderr, "502 Bad Gateway")
+		assert.Contains(t, r.stderr, "retry 1/1")
+	})
+}
+
+func TestE2ERetriesThroughTheProxy(t *testing.T) {
+	e := startEmulator(t, 0)
+	var calls atomic.Int32
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "0")
+			jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable, Message: "warming up"})
+			return
+		}
+		jsonhttp.Write(w, http.StatusOK, map[string]string{"user": r.Header.Get(identity.HeaderUser)})
+	}))
+	t.Cleanup(flaky.Close)
+	require.NoError(t, e.ws.SetUpstream("api-app", flaky.URL))
+	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "api-app", "call", "/api/anything")
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Contains(t, r.stdout, "2001@"+e.state.WorkspaceID)
+	assert.Equal(t, int32(3), calls.Load())
+	assert.Contains(t, r.stderr, "retry 2/3")
+}
+
+// headlessBrowser is stderr for `caller login --no-browser`: when the authorization URL appears, it "opens" it as
+// the user's browser would, following the workspace's redirect to the caller's loopback callback.
+type headlessBrowser struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	opened bool
+	fail   func(error)
+}
+
+var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize\?\S+`)
+
+func (b *headlessBrowser) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if u := authorizeURL.FindString(b.buf.String()); u != "" && !b.opened {
+		b.opened = true
+		_ = workspace.HeadlessBrowser(b.fail)(u)
+	}
+	return len(p), nil
+}
+
+func runLogin(t *testing.T, e *emulator, scopes string) result {
+	t.Helper()
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &headlessBrowser{fail: func(err error) { t.Errorf("browser: %v", err); cancel() }}
+	var stdout bytes.Buffer
+	args := []string{"--profile", "emulator", "login", "--scopes", scopes, "--no-browser", "--port", fmt.Sprint(port)}
+	env := e.env()
+	err = run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, b)
+	r := result{stdout: stdout.String(), stderr: b.buf.String(), code: exitCode(err)}
+	t.Logf("caller %s → exit %d\n%s\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	assertNoSecrets(t, r, args)
+	return r
+}
+
+func TestE2ELoginWithCustomScopes(t *testing.T) {
+	e := startEmulator(t, 0)
+	ws := e.state.WorkspaceID
+
+	// Too few scopes: the proxy refuses, and the caller names the missing ones and the login that fixes it.
+	r := runLogin(t, e, "sql")
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Contains(t, r.stdout, "Logged in to "+e.state.WorkspaceHost+" with scopes sql")
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql", "--app", "api-app", "whoami")
+	assert.Equal(t, exitPermission, r.code, r.String())
+	assert.Contains(t, r.stderr, "missing [file.files dashboards.genie]")
+	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes sql,file.files,dashboards.genie")
+
+	// The app's scopes: the proxy forwards a user token with them.
+	r = runLogin(t, e, "sql,file.files,dashboards.genie")
+	require.Equal(t, exitOK, r.code, r.String())
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "dashboards.genie,file.files,sql", "--app", "api-app", "whoami", "--json")
+	who := whoAmIJSON(t, r)
+	assert.Equal(t, "1001@"+ws, who.User)
+	require.NotNil(t, who.AccessTokenClaims)
+	assert.ElementsMatch(t, []string{"sql", "file.files", "dashboards.genie"}, who.AccessTokenClaims.Scopes)
+	assert.Contains(t, r.stdout, `"auth_type": "external-browser"`)
+
+	cache := filepath.Join(e.home, ".databricks-caller", "token-cache.json")
+	info, err := os.Stat(cache)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	body, err := os.ReadFile(cache)
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"emulator scopes=dashboards.genie,file.files,sql"`)
+
+	// Scopes nobody logged in with: say which login to run.
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")
+	assert.Equal(t, exitAuth, r.code)
+	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes file.files,sql")
+}
+
+func TestE2EDoctor(t *testing.T) {
+	e := startEmulator(t, 0)
+	closedPort, err := workspace.FreePort()
+	require.NoError(t, err)
+
+	r := runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "api-app", "doctor")
+	assert.Equal(t, exitOK, r.code, r.String())
+	for _, line := range []string{"PASS  config", "PASS  token", "PASS  expiry", "PASS  app", "WARN  scopes", "PASS  dns", "PASS  tcp", "PASS  health", "PASS  whoami  the app saw you as 1001@"} {
+		assert.Contains(t, r.stdout, line)
+	}
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		line string
+	}{
+		{"no CAN_USE", e.spEnv("no-access-service"), []string{"--mode", "external", "--app", "api-app"}, exitPermission, "FAIL  health  403 Forbidden"},
+		{"unknown app", e.spEnv("external-service"), []string{"--mode", "external", "--app", "ghost"}, exitNotFound, "FAIL  app"},
+		{"nothing listening", e.spEnv("external-service"), []string{"--mode", "external", "--url", fmt.Sprintf("http://127.0.0.1:%d", closedPort)}, exitNetwork, "FAIL  tcp"},
+		{"bad secret", e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", "x", "DATABRICKS_CLIENT_SECRET", "y"),
+			[]string{"--mode", "external", "--app", "api-app"}, exitAuth, "FAIL  token"},
+		{"missing config", e.env(), []string{"--mode", "external", "--app", "api-app"}, exitUsage, "FAIL  config"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCaller(t, tt.env, append(tt.args, "doctor")...)
+			assert.Equal(t, tt.code, r.code, r.String())
+			assert.Contains(t, r.stdout, tt.line)
+			if tt.code != exitUsage {
+				assert.Contains(t, r.stdout, "fix:")
+			}
+		})
+	}
+	r = runCaller(t, e.spEnv("no-access-service"), "--mode", "external", "--app", "api-app", "doctor", "--json")
+	var report struct {
+		OK     bool    `json:"ok"`
+		Checks []check `json:"checks"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &report), r.stdout)
+	assert.False(t, report.OK)
+}
