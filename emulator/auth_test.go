@@ -74,6 +74,30 @@ func TestSDKAuthFlows(t *testing.T) {
 		assert.Empty(t, seen.Headers.Get(identity.HeaderAccessToken))
 	})
 
+	t.Run("spoofed identity headers never reach the app, and request ids differ", func(t *testing.T) {
+		token := sdkToken(t, m2m("external-service"))
+		ids := map[string]bool{}
+		for range 3 {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, apiApp+"/api/whoami", nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header["x-forwarded-user"] = []string{"1@1", "2@1"} // lower case, sent twice
+			req.Header["X-FORWARDED-EMAIL"] = []string{"ceo@example.com"}
+			req.Header["X-Forwarded-Access-Token"] = []string{"forged"}
+			req.Header["X-Request-ID"] = []string{"fixed"}
+			status, seen := doApp(t, req)
+			require.Equal(t, http.StatusOK, status)
+			assert.Equal(t, []string{"2001@1234567890123456"}, seen.Headers.Values(identity.HeaderUser))
+			assert.Empty(t, seen.Headers.Values(identity.HeaderEmail))
+			assert.Empty(t, seen.Headers.Values(identity.HeaderAccessToken))
+			assert.Empty(t, seen.Headers.Values("Authorization"))
+			id := seen.Headers.Get(identity.HeaderRequestID)
+			assert.NotEqual(t, "fixed", id)
+			assert.False(t, ids[id], "request id repeated")
+			ids[id] = true
+		}
+	})
+
 	t.Run("M2M app to app: caller-app's own service principal", func(t *testing.T) {
 		token := sdkToken(t, m2m("caller-app"))
 		secrets = append(secrets, token)

@@ -180,7 +180,8 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		defer os.Remove(o.stateFile)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	w, err := workspace.Start(ctx, workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
+	// The workspace outlives ctx until the apps have stopped (deferred below), so they can drain through it.
+	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
 		RequestTimeout: o.requestTimeout, Logger: logger})
 	if err != nil {
 		return err
