@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -169,6 +170,22 @@ func TestSDKAuthFlows(t *testing.T) {
 		require.NoError(t, err, stderr.String())
 		assert.Contains(t, string(out), `"token_type": "Bearer"`)
 		assert.NotContains(t, stderr.String(), "eyJ", "the stand-in prints no token on stderr")
+		// A profile's scopes (what `databricks auth login --scopes` writes) are the scopes it asks for.
+		narrow := filepath.Join(t.TempDir(), "narrow.cfg")
+		require.NoError(t, os.WriteFile(narrow, []byte("[narrow]\nhost = "+w.URL()+"\nscopes = sql\n"), 0o600))
+		cmd = exec.Command(profile.CLIPath, "auth", "token", "--profile", "narrow")
+		cmd.Env = append(os.Environ(), "DATABRICKS_CONFIG_FILE="+narrow)
+		out, err = cmd.Output()
+		require.NoError(t, err)
+		var narrowToken struct {
+			AccessToken string `json:"access_token"`
+		}
+		require.NoError(t, json.Unmarshal(out, &narrowToken))
+		secrets = append(secrets, narrowToken.AccessToken)
+		claims, err = identity.DecodeClaims(narrowToken.AccessToken)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sql"}, claims.Scopes)
+
 		out, err = exec.Command(profile.CLIPath, "workspace", "list").CombinedOutput()
 		assert.Error(t, err)
 		assert.Contains(t, string(out), "supports only")

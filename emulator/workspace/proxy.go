@@ -186,12 +186,21 @@ func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 // forwardedPrefix covers the identity headers and any other X-Forwarded-* a client may send.
 const forwardedPrefix = "x-forwarded-"
 
-// ownedByProxy reports whether a client-sent header must not reach the app. Underscores count as dashes: servers
-// that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would otherwise accept X_Forwarded_User.
+// ownedByProxy reports whether a client-sent header must not reach the app: the proxy's own headers
+// (identity.ForwardedHeaders), any other X-Forwarded-*, Forwarded, and the caller's Authorization. Underscores count
+// as dashes: servers that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would accept X_Forwarded_User.
 func ownedByProxy(name string) bool {
-	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	return strings.HasPrefix(n, forwardedPrefix) || n == "forwarded" || n == "authorization" ||
-		n == strings.ToLower(identity.HeaderRealIP) || n == strings.ToLower(identity.HeaderRequestID)
+	n := strings.ReplaceAll(name, "_", "-")
+	if strings.HasPrefix(strings.ToLower(n), forwardedPrefix) || strings.EqualFold(n, "Forwarded") ||
+		strings.EqualFold(n, "Authorization") {
+		return true
+	}
+	for _, h := range identity.ForwardedHeaders {
+		if strings.EqualFold(n, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // upstreamError turns a failed forward into the platform's answers: 504 when the app is too slow, 502 otherwise.
