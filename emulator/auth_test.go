@@ -241,11 +241,11 @@ func httpRequest(t *testing.T) *http.Request {
 	return req
 }
 
-// TestRefreshAfterExpiry uses two-second tokens: the SDK gets new ones once they expire, and the proxy refuses
-// the expired ones.
+// TestRefreshAfterExpiry uses three-second tokens (valid for at least two, as exp is whole seconds): the SDK gets
+// new ones once they expire, and the proxy refuses the expired ones.
 func TestRefreshAfterExpiry(t *testing.T) {
 	isolateEnv(t)
-	w, _ := startEmulator(t, workspace.Options{TokenLifetime: 2 * time.Second})
+	w, _ := startEmulator(t, workspace.Options{TokenLifetime: 3 * time.Second})
 	sp := w.State().ServicePrincipals["external-service"]
 	apiApp := w.AppURL("api-app") + "/api/whoami"
 
@@ -260,7 +260,7 @@ func TestRefreshAfterExpiry(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 	}
 
-	time.Sleep(2100 * time.Millisecond) // past every expiry: exp is at most 2 s after issue
+	time.Sleep(3100 * time.Millisecond) // past every expiry: exp is at most 3 s after issue
 
 	for _, token := range []string{m2mFirst, u2mFirst.AccessToken} {
 		status, _ := callApp(t, apiApp, token)
