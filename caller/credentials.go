@@ -60,7 +60,7 @@ func newCredentials(ctx context.Context, opts *options, getenv func(string) stri
 			cfg.Profile, cfg.Host, cfg.ConfigFile = opts.profile, normaliseHost(opts.host), configFilePath(getenv)
 			cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
 			// No AuthType: auto is the one mode where the SDK chooses; authType reports its choice.
-			cfg.Loaders = []config.Loader{envLoader(getenv), config.ConfigFile}
+			cfg.Loaders = []config.Loader{envLoader(getenv), config.ConfigFile, noDebugHeaders{}}
 			return cfg, nil
 		}
 		return c, nil
@@ -82,7 +82,7 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		cfg := base()
 		cfg.Profile, cfg.Host, cfg.ConfigFile = profile, normaliseHost(opts.host), configFilePath(getenv)
 		// Only the profile: a stray DATABRICKS_HOST in the environment must not replace the profile's host.
-		cfg.Loaders = []config.Loader{config.ConfigFile}
+		cfg.Loaders = []config.Loader{config.ConfigFile, noDebugHeaders{}}
 		return cfg
 	}
 	if len(opts.scopes) == 0 {
@@ -258,6 +258,20 @@ func (c *credentials) authType() string {
 	return c.cfg.AuthType
 }
 
+// servicePrincipalID is the client id when the caller acts as a service principal (external and app modes, or auto
+// mode when the chain picked M2M), else "".
+func (c *credentials) servicePrincipalID() string {
+	if c.clientID != "" {
+		return c.clientID
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg != nil && c.cfg.AuthType == authM2M {
+		return c.cfg.ClientID
+	}
+	return ""
+}
+
 // workspaceHost is the workspace the credentials belong to, once resolved.
 func (c *credentials) workspaceHost(ctx context.Context) (string, error) {
 	if _, _, err := c.token(ctx); err != nil {
@@ -279,6 +293,17 @@ type explicitOnly struct{}
 
 func (explicitOnly) Name() string                   { return "explicit" }
 func (explicitOnly) Configure(*config.Config) error { return nil }
+
+// noDebugHeaders runs after the other loaders: debug_headers (DATABRICKS_DEBUG_HEADERS, or a profile) makes the SDK's
+// debug log print Authorization headers, the M2M secret included. The caller never prints a credential.
+type noDebugHeaders struct{}
+
+func (noDebugHeaders) Name() string { return "no-debug-headers" }
+
+func (noDebugHeaders) Configure(cfg *config.Config) error {
+	cfg.DebugHeaders = false
+	return nil
+}
 
 // envLoader is the SDK's environment loader reading through getenv, so tests can run the program in-process.
 type envLoader func(string) string

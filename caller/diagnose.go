@@ -45,9 +45,12 @@ func statusFailure(ctx context.Context, c *client, resp *response, t *target) *f
 		f.Code = exitPermission
 		f.Summary = fmt.Sprintf("403 Forbidden from %s %s: %s may not use %s", resp.method, resp.url, who, appLabel(t))
 		// Both items of the page apply; the one the answer points at goes first.
-		f.Checks = []string{canUseCheck(ctx, c, t), scopeCheck(ctx, c, t, f.Response)}
-		if f.Response != nil && strings.Contains(strings.ToLower(f.Response.Message), "scope") {
-			f.Checks[0], f.Checks[1] = f.Checks[1], f.Checks[0]
+		f.Checks = []string{canUseCheck(ctx, c, t)}
+		if s := scopeCheck(ctx, c, t, f.Response); s != "" {
+			f.Checks = append(f.Checks, s)
+			if f.Response != nil && strings.Contains(strings.ToLower(f.Response.Message), "scope") {
+				f.Checks[0], f.Checks[1] = f.Checks[1], f.Checks[0]
+			}
 		}
 	case resp.status == http.StatusNotFound:
 		f.Code = exitNotFound
@@ -111,8 +114,12 @@ func tokenChecks(ctx context.Context, c *client, t *target) []string {
 }
 
 // scopeCheck compares the token's scopes with the app's user_api_scopes (when the app was read) and with the
-// scopes an error message names.
+// scopes an error message names. User authorization scopes apply to users' tokens only: for a service principal
+// there is nothing to check.
 func scopeCheck(ctx context.Context, c *client, t *target, body *jsonhttp.Error) string {
+	if c.creds.servicePrincipalID() != "" {
+		return ""
+	}
 	claims, ok := tokenClaims(ctx, c)
 	var need []string
 	if t != nil && t.app != nil {
@@ -184,8 +191,8 @@ func canUseCheck(ctx context.Context, c *client, t *target) string {
 // principalName is how an access control list names the caller: user_name for a user, service_principal_name (the
 // application id) for a service principal. It asks SCIM Me when the configuration alone does not say.
 func principalName(ctx context.Context, c *client) (kind, name string) {
-	if c.creds.clientID != "" {
-		return "service_principal_name", c.creds.clientID
+	if id := c.creds.servicePrincipalID(); id != "" {
+		return "service_principal_name", id
 	}
 	host, err := c.creds.workspaceHost(ctx)
 	if err != nil {

@@ -82,6 +82,8 @@ func cmdDoctor(ctx context.Context, opts *options, getenv func(string) string, s
 	}
 
 	switch {
+	case creds.servicePrincipalID() != "":
+		add(check{Name: "scopes", Status: "skip", Detail: "a service principal: the app's user authorization scopes apply to users' tokens only"})
 	case t.app == nil:
 		add(check{Name: "scopes", Status: "skip", Detail: "the app's user_api_scopes are unknown without --app"})
 	case len(t.app.UserAPIScopes) == 0:
