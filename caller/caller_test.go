@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/oauth2"
 
+	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
@@ -244,6 +246,56 @@ func TestRefreshOnceAfter401(t *testing.T) {
 	assert.Contains(t, r.stderr, "even after a refresh")
 	assert.Contains(t, r.stderr, "the token has not expired: ok")
 	assert.Equal(t, 2, app.count("/api/always401"))
+}
+
+func TestTimeoutBoundsTheCommand(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	start := time.Now()
+	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--timeout", "300ms", "call", "/api/slow")
+	assert.Equal(t, exitNetwork, r.code)
+	assert.Contains(t, r.stderr, "timed out")
+	assert.Less(t, time.Since(start), 5*time.Second, "not the 10 s the app would take")
+}
+
+// TestServeSpeaksH2C: behind the Apps proxy, HTTP/2 arrives in cleartext.
+func TestServeSpeaksH2C(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	env := externalEnv(ws)
+	env["TARGET_APP_URL"] = app.URL
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, func(k string) string { return env[k] },
+			strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	defer func() {
+		stop()
+		assert.NoError(t, <-done)
+	}()
+	h2c := &http.Client{Transport: &http.Transport{Protocols: new(http.Protocols)}}
+	h2c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := h2c.Get(base + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && resp.ProtoMajor == 2
+	}, 5*time.Second, 20*time.Millisecond)
+	resp, err := h2c.Get(base + "/api/call?path=/api/whoami")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	var got struct {
+		Response identity.WhoAmI `json:"response"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	assert.Equal(t, "2001@1234567890123456", got.Response.User)
 }
 
 func TestModeErrorsNameWhatIsMissing(t *testing.T) {

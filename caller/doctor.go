@@ -29,7 +29,7 @@ func cmdDoctor(ctx context.Context, opts *options, getenv func(string) string, s
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
 	fail := func(name string, err error) {
-		f := asFailure(err, ctx)
+		f := asFailure(ctx, err)
 		add(check{Name: name, Status: "fail", Detail: f.Summary, Fix: f.Checks, code: f.Code})
 	}
 	defer func() { printDoctor(out, checks) }()

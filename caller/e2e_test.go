@@ -200,6 +200,13 @@ func TestE2EEachModeReachesTheAppAsItsPrincipal(t *testing.T) {
 		assert.Equal(t, identity.KindServicePrincipal, who.Kind)
 		assert.Empty(t, who.Email)
 	})
+	t.Run("external: one token per process, reused for every request", func(t *testing.T) {
+		before := e.ws.RequestCount(workspace.PathToken)
+		r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "api-app", "doctor")
+		require.Equal(t, exitOK, r.code, r.String())
+		assert.Contains(t, r.stdout, "SKIP  scopes  a service principal")
+		assert.Equal(t, before+1, e.ws.RequestCount(workspace.PathToken), "doctor's Apps API, health and whoami calls share one token")
+	})
 	t.Run("external: the secret from stdin", func(t *testing.T) {
 		sp := e.state.ServicePrincipals["external-service"]
 		env := e.env("DATABRICKS_CLIENT_ID", sp.ClientID)
@@ -412,6 +419,19 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")
 	assert.Equal(t, exitAuth, r.code)
 	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes file.files,sql")
+}
+
+// TestE2ELoginTokenRefreshes: a cached login token that expired is refreshed with its refresh token, no new login.
+func TestE2ELoginTokenRefreshes(t *testing.T) {
+	e := startEmulator(t, 2*time.Second)
+	r := runLogin(t, e, "sql,file.files,dashboards.genie")
+	require.Equal(t, exitOK, r.code, r.String())
+	time.Sleep(2100 * time.Millisecond)
+	before := e.ws.RequestCount(workspace.PathAuthorize)
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files,dashboards.genie", "--app", "api-app", "whoami")
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Contains(t, r.stdout, "The app saw you as 1001@")
+	assert.Equal(t, before, e.ws.RequestCount(workspace.PathAuthorize), "refreshed, not logged in again")
 }
 
 func TestE2EDoctor(t *testing.T) {

@@ -164,6 +164,12 @@ func newFakeApp(t *testing.T, ws *fakeWorkspace) *fakeApp {
 				return
 			}
 			jsonhttp.Write(w, 200, map[string]int{"attempt": n})
+		case "/api/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			return
 		case "/api/always401":
 			jsonhttp.WriteError(w, &jsonhttp.Error{Status: 401, Code: jsonhttp.CodeUnauthenticated, Message: "token rejected"})
 		case "/api/down":

@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if runErr == nil {
 		return nil
 	}
-	f := asFailure(runErr, ctx)
+	f := asFailure(ctx, runErr)
 	if !f.reported {
 		out.failure(f)
 	}

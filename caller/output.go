@@ -29,7 +29,7 @@ func usageErrorf(format string, args ...any) *failure {
 }
 
 // asFailure turns any error from a command into a failure, so every error gets an exit code.
-func asFailure(err error, ctx context.Context) *failure {
+func asFailure(ctx context.Context, err error) *failure {
 	var f *failure
 	if errors.As(err, &f) {
 		return f

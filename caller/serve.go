@@ -23,7 +23,7 @@ import (
 func serve(ctx context.Context, opts *options, getenv func(string) string, stderr io.Writer) error {
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	fail := func(err error) error {
-		f := asFailure(err, ctx)
+		f := asFailure(ctx, err)
 		logger.Error("cannot start", "error", f.Summary)
 		return &exitError{code: f.Code, err: f}
 	}
@@ -134,7 +134,7 @@ func handleCall(resolver *targetResolver, timeout time.Duration) http.Handler {
 		defer cancel()
 		t, err := resolver.get(ctx)
 		if err != nil {
-			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(err, ctx))
+			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(ctx, err))
 			return
 		}
 		u, err := t.apiURL(path)
@@ -146,7 +146,7 @@ func handleCall(resolver *targetResolver, timeout time.Duration) http.Handler {
 		c := resolver.client
 		resp, err := c.do(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(err, ctx))
+			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(ctx, err))
 			return
 		}
 		if resp.status < 200 || resp.status > 299 {
