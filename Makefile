@@ -20,7 +20,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
+.PHONY: help build run demo test lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ build: ## Build the app for this machine into bin/
 
 run: ## Run the app on 127.0.0.1:8000 (no proxy in front: only /api/health answers without X-Forwarded-* headers)
 	$(GO) run ./app
+
+demo: ## Every auth path end to end against the emulator, in one table (needs only Go)
+	$(GO) run ./emulator/demo
 
 test: ## Vet, check formatting and run every test with the race detector
 	$(GO) vet ./...

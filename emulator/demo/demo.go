@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// customScopes are the seed page's example scopes: the ones the API app's user authorization asks for.
+const customScopes = "sql,file.files,dashboards.genie"
+
+// run builds, starts the emulator with both apps, plays every row and prints the table. It fails if a row differs
+// from what is expected.
+func run(ctx context.Context, stdout, stderr io.Writer) error {
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "apps-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "» "+format+"\n", args...) }
+	progress("building the app, the caller and the emulator")
+	bin := filepath.Join(dir, "bin")
+	if err := build(ctx, bin); err != nil {
+		return err
+	}
+
+	progress("starting the emulated workspace with api-app and caller-app under it")
+	emu, err := startEmulator(ctx, dir, bin)
+	if err != nil {
+		return err
+	}
+	defer emu.stop()
+
+	var rows []row
+	for _, sc := range scenarios(emu.state) {
+		progress("%s: %s", sc.path, sc.how)
+		r := sc.play(ctx, emu)
+		r.path, r.how = sc.path, sc.how
+		rows = append(rows, r)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	fmt.Fprintln(stdout)
+	printTable(stdout, rows)
+	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", len(rows), time.Since(start).Seconds())
+
+	var failed []string
+	for _, r := range rows {
+		if r.problem != "" {
+			failed = append(failed, r.path+": "+r.problem)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d paths did not behave as expected:\n  %s\nThe emulator's last log lines:\n%s",
+			len(failed), len(rows), strings.Join(failed, "\n  "), emu.logTail(30))
+	}
+	fmt.Fprintln(stdout, "Every path behaved as expected.")
+	return nil
+}
+
+// build compiles the three programs for this machine into bin.
+func build(ctx context.Context, bin string) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./app", "./caller", "./emulator")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return nil
+}
+
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run the demo from inside the repository (no go.mod found)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// emulator is the emulator process, with both apps running under it.
+type emulator struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *bytes.Buffer
+	state  workspace.State
+	bin    string
+	home   string
+}
+
+// startEmulator runs `emulator run` for both apps, each from an app.yaml as the platform would, and waits for the
+// state file it writes once everything listens.
+func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
+	apps := map[string]string{
+		"api.yaml": fmt.Sprintf("command: [%q]\n", filepath.Join(bin, "app")),
+		// caller/app.yaml reads TARGET_APP from an app resource; the emulator resolves valueFrom to an app's name.
+		"caller.yaml": fmt.Sprintf("command: [%q, serve]\nenv:\n  - name: TARGET_APP\n    valueFrom: api-app\n",
+			filepath.Join(bin, "caller")),
+	}
+	for name, content := range apps {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	stateFile := filepath.Join(dir, "state.json")
+	e := &emulator{exited: make(chan struct{}), log: &bytes.Buffer{}, bin: bin, home: filepath.Join(dir, "home")}
+	if err := os.Mkdir(e.home, 0o700); err != nil {
+		return nil, err
+	}
+	e.cmd = exec.Command(filepath.Join(bin, "emulator"), "run", "--state", stateFile,
+		"--profile-dir", filepath.Join(dir, "profile"),
+		"--app", "api-app", "--app-yaml", filepath.Join(dir, "api.yaml"),
+		"--app", "caller-app", "--app-yaml", filepath.Join(dir, "caller.yaml"))
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	e.cmd.Env = cleanEnv(e.home)
+	// Its own process group: Ctrl-C reaches the demo, which then stops the emulator (and so the apps) itself.
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := e.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the emulator: %w", err)
+	}
+	go func() {
+		_ = e.cmd.Wait()
+		close(e.exited)
+	}()
+
+	deadline := time.NewTimer(2 * time.Minute)
+	defer deadline.Stop()
+	for {
+		if data, err := os.ReadFile(stateFile); err == nil && json.Unmarshal(data, &e.state) == nil {
+			return e, nil
+		}
+		select {
+		case <-e.exited:
+			return nil, fmt.Errorf("the emulator exited before it was ready:\n%s", e.log)
+		case <-ctx.Done():
+			e.stop()
+			return nil, ctx.Err()
+		case <-deadline.C:
+			e.stop()
+			return nil, fmt.Errorf("the emulator was not ready after 2 minutes:\n%s", e.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// logTail returns the last n lines the emulator and the apps under it logged.
+func (e *emulator) logTail(n int) string {
+	lines := strings.Split(strings.TrimRight(e.log.String(), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// stop sends the emulator SIGTERM, which stops both apps as the platform does, and kills it if it lingers.
+func (e *emulator) stop() {
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.exited:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+		<-e.exited
+	}
+}
+
+// cleanEnv is this process's environment without a developer's own Databricks credentials, with HOME in the demo's
+// folder so that no token cache or profile of theirs is read or written.
+func cleanEnv(home string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "DATABRICKS_") || name == "HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "HOME="+home)
+}
+
+// caller runs the caller with --json and the extra environment, and decodes what it printed.
+func (e *emulator) caller(ctx context.Context, extraEnv []string, args ...string) (result callerResult) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "caller"), append([]string{"--json"}, args...)...)
+	cmd.Env = append(cleanEnv(e.home), extraEnv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		result.exitCode = exitErr.ExitCode()
+	case err != nil:
+		result.err = err
+		return result
+	}
+	if jsonErr := json.Unmarshal(out, &result.json); jsonErr != nil {
+		result.err = fmt.Errorf("caller printed no JSON (%v): %s %s", jsonErr, out, stderr.Bytes())
+	}
+	return result
+}
+
+// profileEnv points the caller at the emulator's .databrickscfg and its databricks CLI stand-in.
+func (e *emulator) profileEnv() []string {
+	return []string{"DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile, "DATABRICKS_CLI_PATH=" + e.state.CLIPath}
+}
+
+// login runs `caller login` with custom scopes, and plays the user's browser: the emulator's authorize endpoint
+// approves as the signed-in user and redirects to the caller's loopback callback.
+func (e *emulator) login(ctx context.Context) error {
+	port, err := workspace.FreePort()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "caller"), "login", "--profile", e.state.Profile,
+		"--scopes", customScopes, "--no-browser", "--port", strconv.Itoa(port))
+	cmd.Env = append(cleanEnv(e.home), e.profileEnv()...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var seen bytes.Buffer
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		seen.WriteString(line + "\n")
+		if strings.HasPrefix(line, e.state.WorkspaceHost+workspace.PathAuthorize) {
+			browse := workspace.HeadlessBrowser(func(err error) { seen.WriteString(err.Error() + "\n"); cancel() })
+			if err := browse(line); err != nil {
+				return err
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("caller login: %w: %s", err, seen.String())
+	}
+	return nil
+}
+
+// callerResult is what one caller run printed: on success the app's answer, on failure the caller's diagnosis.
+type callerResult struct {
+	exitCode int
+	err      error
+	json     struct {
+		identity.WhoAmI
+		OK       *bool `json:"ok"` // present, false, on failure
+		Status   int   `json:"status"`
+		Response *struct {
+			Code string `json:"error_code"`
+			Fix  string `json:"fix"`
+		} `json:"response_error"`
+		Checklist []string `json:"checklist"`
+		// call's output: the body the app answered.
+		Body json.RawMessage `json:"body"`
+	}
+}
