@@ -191,9 +191,11 @@ func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, err
 	if err == nil {
 		return identity.Token(t.AccessToken), t.Expiry, nil
 	}
-	if ctx.Err() != nil {
+	if cfg.AuthType != "pat" {
 		return "", time.Time{}, c.tokenFailure(err)
 	}
+	// A personal access token (auto mode with DATABRICKS_TOKEN) has no token source: read the header it sets.
+	// The Apps proxy will most likely refuse it; the 401 explains that.
 	req := &http.Request{Header: http.Header{}}
 	if authErr := cfg.Authenticate(req); authErr != nil {
 		return "", time.Time{}, c.tokenFailure(err)
@@ -210,12 +212,16 @@ func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, err
 }
 
 func (c *credentials) tokenFailure(err error) *failure {
+	checks := []string{"the credentials are set up: " + c.loginHint}
+	if c.mode == ModeLocal || c.mode == ModeAuto {
+		checks = []string{
+			"the profile is set up: " + c.loginHint,
+			"the token is valid: `databricks auth token --profile " + orDefault(c.profile, "DEFAULT") + "` prints one",
+		}
+	}
 	return &failure{Code: exitAuth,
 		Summary: fmt.Sprintf("%s mode (%s): cannot get a token: %v", c.mode, c.principal, err),
-		Checks: []string{
-			"the profile or credentials are set up: " + c.loginHint,
-			"the token is valid: `databricks auth token --profile " + orDefault(c.profile, "DEFAULT") + "` prints one (local mode)",
-		}}
+		Checks:  checks}
 }
 
 // authenticate puts the bearer token on req. The token is fetched first with ctx, so --timeout bounds it; then

@@ -246,7 +246,7 @@ func networkFailure(ctx context.Context, c *client, u string, err error) *failur
 	}
 	f.Checks = []string{
 		"your network allows outbound HTTPS to " + host,
-		"*.databricksapps.com (and the workspace) resolve and are reachable from here: `curl -sI https://" + host + "/api/health`",
+		"*.databricksapps.com (and the workspace) resolve and are reachable from here: `curl -sI " + u + "`",
 		proxyCheck(c, u),
 	}
 	return f

@@ -40,22 +40,14 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
-// exitError carries the exit code of a failure that run has already reported on stderr (or stdout with --json).
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
+// exitCode maps run's error to the process's exit status: a *failure carries its own.
 func exitCode(err error) int {
 	if err == nil {
 		return exitOK
 	}
-	var e *exitError
-	if errors.As(err, &e) {
-		return e.code
+	var f *failure
+	if errors.As(err, &f) {
+		return f.Code
 	}
 	return exitFailure
 }
@@ -70,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return nil
 		}
 		fmt.Fprintf(stderr, "caller: %v\n\n%s", err, usageHint)
-		return &exitError{code: exitUsage, err: err}
+		return usageErrorf("%v", err)
 	}
 	out := &output{stdout: stdout, stderr: stderr, json: opts.json}
 
@@ -101,5 +93,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if !f.reported {
 		out.failure(f)
 	}
-	return &exitError{code: f.Code, err: f}
+	return f
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // failure is what the caller reports when a command fails: one line saying what happened, the checklist items of the
-// documentation page that apply (made specific), and the exit code.
+// documentation page that apply (made specific), and the exit code. run returns it; main exits with its Code.
 type failure struct {
 	Code     int             `json:"exit_code"`
 	Status   int             `json:"status,omitempty"` // the HTTP status, when there was an answer

@@ -24,8 +24,8 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	fail := func(err error) error {
 		f := asFailure(ctx, err)
-		logger.Error("cannot start", "error", f.Summary)
-		return &exitError{code: f.Code, err: f}
+		logger.Error("serve failed", "error", f.Summary)
+		return f
 	}
 	creds, err := newCredentials(ctx, opts, getenv, strings.NewReader(""))
 	if err != nil {
