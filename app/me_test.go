@@ -81,12 +81,14 @@ func newFakeWorkspace(t *testing.T) *fakeWorkspace {
 			writeJSON(w, 401, map[string]string{"error_code": "UNAUTHENTICATED", "message": "invalid token"})
 		}
 	})
-	ws.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Set ws.Server before the server starts: its handlers read ws.URL.
+	ws.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws.mu.Lock()
 		ws.calls[r.Method+" "+r.URL.Path]++
 		ws.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	}))
+	ws.Start()
 	t.Cleanup(ws.Close)
 	return ws
 }
