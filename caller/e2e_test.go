@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,9 +22,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -68,30 +71,35 @@ func (e *emulator) spEnv(name string) map[string]string {
 }
 
 var (
-	buildAppOnce sync.Once
-	appBinary    string
-	buildAppErr  error
+	buildMu  sync.Mutex
+	binaries = map[string]string{} // package → built binary, once per test binary
 )
 
-// startAPIApp builds app/ once per test binary, runs it on a free port as api-app's service principal would, and
-// returns its URL once /api/health answers.
+// buildBinary builds a package of this module once per test run, with the developer's warm build cache.
+func buildBinary(t *testing.T, pkg string, flags ...string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := binaries[pkg]; ok {
+		return bin
+	}
+	dir, err := os.MkdirTemp("", "caller-e2e-build")
+	require.NoError(t, err)
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	args := append(append([]string{"build", "-o", bin}, flags...), "github.com/databricks-sample/go-apps-api/"+pkg)
+	build := exec.Command("go", args...)
+	build.Env = append(os.Environ(), "HOME="+originalHome) // the warm build cache lives there
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build ./%s:\n%s", pkg, out)
+	binaries[pkg] = bin
+	return bin
+}
+
+// startAPIApp runs app/ on a free port as api-app's service principal would, and returns its URL once /api/health
+// answers.
 func startAPIApp(t *testing.T, state workspace.State) string {
 	t.Helper()
-	buildAppOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "caller-e2e-app")
-		if err != nil {
-			buildAppErr = err
-			return
-		}
-		appBinary = filepath.Join(dir, "app")
-		build := exec.Command("go", "build", "-o", appBinary, "github.com/databricks-sample/go-apps-api/app")
-		build.Env = append(os.Environ(), "HOME="+originalHome) // the warm build cache lives there
-		out, err := build.CombinedOutput()
-		if err != nil {
-			buildAppErr = fmt.Errorf("go build ./app: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildAppErr)
+	appBinary := buildBinary(t, "app")
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
 	sp := state.ServicePrincipals["api-app"]
@@ -124,7 +132,7 @@ func startCallerApp(t *testing.T, e *emulator) (url string) {
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
 	sp := e.state.ServicePrincipals["caller-app"]
-	env := map[string]string{"DATABRICKS_HOST": strings.TrimPrefix(e.state.WorkspaceHost, ""), "DATABRICKS_CLIENT_ID": sp.ClientID,
+	env := map[string]string{"DATABRICKS_HOST": e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID": sp.ClientID,
 		"DATABRICKS_CLIENT_SECRET": sp.ClientSecret, "DATABRICKS_APP_NAME": "caller-app", "TARGET_APP": "api-app", "HOME": t.TempDir()}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -163,6 +171,12 @@ func startCallerApp(t *testing.T, e *emulator) (url string) {
 type lockedWriter struct {
 	w  *bytes.Buffer
 	mu *sync.Mutex
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
@@ -262,6 +276,59 @@ func TestE2EEachModeReachesTheAppAsItsPrincipal(t *testing.T) {
 			assert.Equal(t, jsonhttp.CodeInvalidParameter, e.Code, p)
 		}
 	})
+}
+
+// TestE2EPackagedCallerApp runs build/caller as the platform would: caller.gz and app.yaml in a folder, app.yaml's
+// command (a /bin/sh that unpacks and execs the binary) with the platform's environment, SIGTERM to stop.
+func TestE2EPackagedCallerApp(t *testing.T) {
+	e := startEmulator(t, 0)
+	dir := t.TempDir()
+	bin, err := os.ReadFile(buildBinary(t, "caller", "-trimpath", "-ldflags=-s -w")) // as `make package` builds it
+	require.NoError(t, err)
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	_, err = zw.Write(bin)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "caller.gz"), gz.Bytes(), 0o644))
+	assert.Less(t, gz.Len(), 10<<20, "within the platform's 10 MB per-file limit")
+	appYAML, err := os.ReadFile("app.yaml")
+	require.NoError(t, err)
+	var spec struct {
+		Command []string `yaml:"command"`
+	}
+	require.NoError(t, yaml.Unmarshal(appYAML, &spec))
+
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	sp := e.state.ServicePrincipals["caller-app"]
+	var logBuf bytes.Buffer
+	var logMu sync.Mutex
+	logs := &lockedWriter{w: &logBuf, mu: &logMu}
+	app, err := runner.Start(runner.Spec{Name: "caller-app", Command: spec.Command, Dir: dir, Port: port,
+		Env: []string{"DATABRICKS_APP_NAME=caller-app", "DATABRICKS_HOST=" + e.state.WorkspaceHost,
+			"DATABRICKS_WORKSPACE_ID=" + e.state.WorkspaceID, "DATABRICKS_CLIENT_ID=" + sp.ClientID,
+			"DATABRICKS_CLIENT_SECRET=" + sp.ClientSecret, "TARGET_APP=api-app"},
+		Stdout: logs, Stderr: logs})
+	require.NoError(t, err)
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = app.Stop(time.Second)
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, app.WaitListening(ctx, fmt.Sprintf("127.0.0.1:%d", port)), "%s", logs)
+	require.NoError(t, e.ws.SetUpstream("caller-app", fmt.Sprintf("http://127.0.0.1:%d", port)))
+
+	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "caller-app", "--json", "call", "/api/call?path=/api/whoami")
+	require.Equal(t, exitOK, r.code, r.String()+logs.String())
+	assert.Contains(t, r.stdout, `"user": "2003@`+e.state.WorkspaceID+`"`, "api-app saw caller-app's service principal")
+
+	stopped = true
+	assert.NoError(t, app.Stop(runner.StopGrace), "SIGTERM reaches the Go process through sh's exec; it drains and exits")
+	assert.Contains(t, logs.String(), "caller stopped")
 }
 
 func TestE2EFailures(t *testing.T) {
