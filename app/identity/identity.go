@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -145,10 +146,9 @@ func singleValue(h http.Header, name string) (string, error) {
 	if !utf8.ValidString(v) {
 		return "", &HeaderError{Header: name, Reason: "not valid UTF-8"}
 	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return "", &HeaderError{Header: name, Reason: "holds control characters"}
-		}
+	// C0, DEL and C1 (U+0080-U+009F, such as NEL, which some log viewers take for a line break).
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return "", &HeaderError{Header: name, Reason: "holds control characters"}
 	}
 	return v, nil
 }

@@ -91,6 +91,7 @@ func TestFromHeadersRejects(t *testing.T) {
 		{"control character", headers(identity.HeaderUser, "1@2", identity.HeaderEmail, "a@b.c\x00"), identity.HeaderEmail},
 		{"tab", headers(identity.HeaderUser, "1@2", identity.HeaderRequestID, "a\tb"), identity.HeaderRequestID},
 		{"DEL", headers(identity.HeaderUser, "1@2\x7f"), identity.HeaderUser},
+		{"C1 control character (NEL)", headers(identity.HeaderUser, "1@2", identity.HeaderEmail, "a@b.c\u0085"), identity.HeaderEmail},
 		{"invalid UTF-8", headers(identity.HeaderUser, "1@2", identity.HeaderPreferredUsername, "\xff\xfe"), identity.HeaderPreferredUsername},
 		{"too long", headers(identity.HeaderUser, "1@2", identity.HeaderAccessToken, strings.Repeat("a", identity.MaxHeaderValueLen+1)), identity.HeaderAccessToken},
 	}

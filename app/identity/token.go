@@ -105,6 +105,9 @@ func parseScopes(field json.RawMessage) []string {
 	return nil
 }
 
+// maxNumericDate is 9999-12-31T23:59:59Z: later times do not marshal to JSON (RFC 3339 has four-digit years).
+const maxNumericDate = 253402300799
+
 // unixTime reads a NumericDate claim; a claim that is not a number yields the zero time.
 func unixTime(field json.RawMessage) time.Time {
 	var n json.Number
@@ -112,7 +115,7 @@ func unixTime(field json.RawMessage) time.Time {
 		return time.Time{}
 	}
 	secs, err := n.Int64()
-	if err != nil || secs <= 0 || secs > 1<<40 {
+	if err != nil || secs <= 0 || secs > maxNumericDate {
 		return time.Time{}
 	}
 	return time.Unix(secs, 0).UTC()
