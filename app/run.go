@@ -22,6 +22,8 @@ const (
 	shutdownGrace = 10 * time.Second
 	// Forwarded headers are a few kilobytes at most (the user's access token is the longest).
 	maxHeaderBytes = 64 << 10
+	// How long a log line may wait in the buffer before it is written out.
+	logFlushInterval = 100 * time.Millisecond
 )
 
 // settings is everything the app reads from its flags and environment.
@@ -98,7 +100,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	logs := newLogBuffer(stdout, logFlushInterval)
+	defer logs.Close()
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 
 	ws := newWorkspace(s, logger)
 	srv := &http.Server{
@@ -121,6 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "app", s.appName, "version", version,
 		"workspace", s.workspaceHost, "service_principal_configured", s.clientID != "")
+	_ = logs.Flush() // tell whoever waits for this line at once
 	go ws.warmUp(ctx)
 
 	serveErr := make(chan error, 1)

@@ -83,26 +83,23 @@ func (e *HeaderError) Error() string { return fmt.Sprintf("header %s: %s", e.Hea
 // FromHeaders builds the Identity from the proxy's headers. It returns [ErrNoIdentity] when X-Forwarded-User is
 // absent, and a [*HeaderError] when any forwarded header is repeated, too long, not UTF-8 or holds control characters.
 func FromHeaders(h http.Header) (Identity, error) {
-	values := make(map[string]string, len(ForwardedHeaders))
 	for _, name := range ForwardedHeaders {
-		v, err := singleValue(h, name)
-		if err != nil {
+		if _, err := singleValue(h, name); err != nil {
 			return Identity{}, err
 		}
-		values[name] = v
 	}
-	user := values[HeaderUser]
+	user := h.Get(HeaderUser)
 	if user == "" {
 		return Identity{}, ErrNoIdentity
 	}
 	id := Identity{
 		User:              user,
-		Email:             values[HeaderEmail],
-		PreferredUsername: values[HeaderPreferredUsername],
-		Host:              values[HeaderHost],
-		RealIP:            values[HeaderRealIP],
-		RequestID:         values[HeaderRequestID],
-		AccessToken:       Token(values[HeaderAccessToken]),
+		Email:             h.Get(HeaderEmail),
+		PreferredUsername: h.Get(HeaderPreferredUsername),
+		Host:              h.Get(HeaderHost),
+		RealIP:            h.Get(HeaderRealIP),
+		RequestID:         h.Get(HeaderRequestID),
+		AccessToken:       Token(h.Get(HeaderAccessToken)),
 	}
 	if principal, workspace, ok := ParseUser(user); ok {
 		id.UserFormat, id.PrincipalID, id.WorkspaceID = FormatWorkspaceID, principal, workspace

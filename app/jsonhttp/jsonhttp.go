@@ -6,12 +6,14 @@
 package jsonhttp
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 )
 
 // Error is an API error as it travels on the wire.
@@ -45,18 +47,25 @@ const (
 	CodeUnavailable      = "TEMPORARILY_UNAVAILABLE"
 )
 
+// buffers holds encoding buffers for reuse: a response is encoded whole before anything is sent, so that an encoding
+// error can still become a clean 500.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // Write sends v as JSON with the given status.
 func Write(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	defer buffers.Put(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		// Only a programming error gets here: the types we send are all marshallable.
 		status = http.StatusInternalServerError
-		body = []byte(`{"error_code":"` + CodeInternal + `","message":"could not encode the response"}`)
+		buf.Reset()
+		buf.WriteString(`{"error_code":"` + CodeInternal + `","message":"could not encode the response"}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(buf.Bytes())
 }
 
 // WriteError sends e in the shared error shape.
