@@ -128,7 +128,10 @@ func parseArgs(args []string) (*options, error) {
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
-	if len(positional) == 0 || positional[0] == "help" {
+	if len(positional) == 0 {
+		return nil, fmt.Errorf("no command (want one of %s)", strings.Join(commands, ", "))
+	}
+	if positional[0] == "help" {
 		return nil, errHelp
 	}
 	o.command, o.args = positional[0], positional[1:]

@@ -68,6 +68,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"whoami", "--json", "--url", "https://a.example"}, ""},
 		{[]string{"call", "POST", "/api/echo", "--data", "{}"}, ""},
 		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"--json"}, "no command"},
 		{[]string{"--mode", "magic", "whoami"}, "unknown --mode"},
 		{[]string{"call"}, "call takes [METHOD] PATH"},
 		{[]string{"call", "BREW", "/api/x"}, "unsupported method"},
@@ -85,6 +86,10 @@ func TestParseArgs(t *testing.T) {
 				assert.ErrorContains(t, err, tt.wantErr)
 			}
 		})
+	}
+	for _, help := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		_, err := parseArgs(help)
+		assert.ErrorIs(t, err, errHelp)
 	}
 	o, err := parseArgs([]string{"serve"})
 	require.NoError(t, err)
