@@ -9,6 +9,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 MAX_FILE_BYTES := 10485760
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Databricks Apps run on linux/amd64. Tests override these to run the packaged app on the machine that builds it.
+# The load and fault tests, which make stress runs at full size.
+STRESS_TESTS := ^Test(Load|ShutdownUnderLoad|TokensExpiring|Fault)
 PACKAGE_GOOS   ?= linux
 PACKAGE_GOARCH ?= amd64
 
@@ -20,7 +22,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
+.PHONY: help build run demo test stress fuzz lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +41,22 @@ test: ## Vet, check formatting and run every test with the race detector
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -timeout 8m ./...
+
+# Every fuzz target, as package:Target. `go test -fuzz` runs one target per package per run, hence the list.
+FUZZTIME     ?= 30s
+FUZZ_TARGETS := ./app/identity:FuzzFromHeaders ./app/identity:FuzzParseUser ./app/identity:FuzzDecodeClaims \
+	./caller:FuzzAPIURL ./caller:FuzzParseAppURL ./caller:FuzzServePath \
+	./emulator/workspace:FuzzTokenRequest ./emulator/workspace:FuzzAuthorize
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s); crashers land in the package's testdata/fuzz/
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  echo "» $${t##*:} ($${t%%:*}, $(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$${t##*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*} || failed="$$failed $${t##*:}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets that failed:$$failed"; exit 1; fi
+
+stress: ## Load and fault tests at full size, without the race detector (20,000 requests through the proxy)
+	STRESS_REQUESTS=20000 $(GO) test -count=1 -timeout 10m -v -run '$(STRESS_TESTS)' ./app/ ./caller/
 
 lint: ## go vet, gofmt and staticcheck
 	$(GO) vet ./...

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/config"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	emulator "github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// underEmulator starts the emulated workspace and the app under it, with the platform's environment for api-app.
+func underEmulator(t *testing.T, opts emulator.Options) (*emulator.Workspace, *runningApp) {
+	t.Helper()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	ws, err := emulator.Start(t.Context(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ws.Close() })
+	state := ws.State()
+	sp := state.ServicePrincipals["api-app"]
+	app := startApp(t, map[string]string{
+		"DATABRICKS_APP_NAME": "api-app", "DATABRICKS_HOST": ws.URL(), "DATABRICKS_WORKSPACE_ID": state.WorkspaceID,
+		"DATABRICKS_CLIENT_ID": sp.ClientID, "DATABRICKS_CLIENT_SECRET": sp.ClientSecret,
+	})
+	require.NoError(t, ws.SetUpstream("api-app", app.URL))
+	return ws, app
+}
+
+// m2mConfig is the external service principal's SDK config: it fetches and refreshes tokens itself.
+func m2mConfig(ws *emulator.Workspace) *config.Config {
+	sp := ws.State().ServicePrincipals["external-service"]
+	return &config.Config{Host: ws.URL(), ClientID: sp.ClientID, ClientSecret: sp.ClientSecret, AuthType: "oauth-m2m",
+		Loaders: []config.Loader{noLoader{}}, RetryTimeoutSeconds: 5}
+}
+
+// hammer sends n authenticated GETs from c workers and returns how many failed, with the first few errors.
+func hammer(ctx context.Context, cfg *config.Config, target string, n, c int) (failed int64, sample []string) {
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: c}}
+	defer client.CloseIdleConnections()
+	var next atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range c {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) && ctx.Err() == nil {
+				err := getOK(ctx, client, cfg, target)
+				if err != nil {
+					mu.Lock()
+					failed++
+					if len(sample) < 5 {
+						sample = append(sample, err.Error())
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return failed, sample
+}
+
+func getOK(ctx context.Context, client *http.Client, cfg *config.Config, target string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return err
+	}
+	if cfg != nil {
+		if err := cfg.Authenticate(req); err != nil {
+			return err
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// 20,000 requests (make stress; 2,000 in make test, under the race detector) at concurrency 64 through the Apps
+// proxy to the app: no errors, and afterwards no goroutine and no memory left behind beyond what a warm process keeps.
+func TestLoadThroughTheProxy(t *testing.T) {
+	clearDatabricksEnv(t)
+	ws, app := underEmulator(t, emulator.Options{})
+	cfg := m2mConfig(ws)
+	// Resolve before going concurrent: the SDK's first resolution is not safe to race (the race detector says so).
+	require.NoError(t, cfg.EnsureResolved())
+	target := ws.AppURL("api-app") + "/api/whoami"
+
+	failed, sample := hammer(t.Context(), cfg, target, 500, 64) // warm: connections, token, pools
+	require.Zero(t, failed, sample)
+	runtime.GC()
+	goroutines := runtime.NumGoroutine()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	requests := stressRequests(t)
+	start := time.Now()
+	failed, sample = hammer(t.Context(), cfg, target, requests, 64)
+	elapsed := time.Since(start)
+	assert.Zero(t, failed, "failed requests, e.g. %v", sample)
+	t.Logf("%d requests at concurrency 64 through the proxy in %s (%.0f req/s, race detector on: %v)",
+		requests, elapsed.Round(time.Millisecond), float64(requests)/elapsed.Seconds(), raceEnabled)
+
+	// Idle keep-alive connections of the proxy's transport close after their idle timeout; close ours and wait.
+	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+8 }, 45*time.Second, 100*time.Millisecond,
+		"goroutines: %d before the load, %d after", goroutines, runtime.NumGoroutine())
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	const heapBound = 32 << 20
+	assert.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(heapBound),
+		"heap in use grew from %d to %d bytes", before.HeapInuse, after.HeapInuse)
+	t.Logf("after the load: goroutines %d (baseline %d), heap in use %.1f MiB (before %.1f MiB, bound +%d MiB)",
+		runtime.NumGoroutine(), goroutines, float64(after.HeapInuse)/(1<<20), float64(before.HeapInuse)/(1<<20), heapBound>>20)
+	assert.Contains(t, app.Stdout.String(), `"msg":"request"`)
+}
+
+// SIGTERM (the app's context) in the middle of a load: every request the app accepted completes, the app exits 0 in
+// well under 10 s, and the only failures are connections refused once it stopped listening.
+func TestShutdownUnderLoad(t *testing.T) {
+	app := startApp(t, nil)
+	target := app.URL + "/api/whoami"
+	header := asServicePrincipal()
+
+	var ok, refused, other atomic.Int64
+	var otherErr atomic.Value
+	stopLoad := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32}}
+	for range 32 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, target, nil)
+				req.Header = header.Clone()
+				resp, err := client.Do(req)
+				switch {
+				case err == nil:
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						ok.Add(1)
+					} else {
+						other.Add(1)
+						otherErr.Store(fmt.Sprintf("status %d", resp.StatusCode))
+					}
+				case errors.Is(err, syscall.ECONNREFUSED):
+					refused.Add(1)
+					time.Sleep(time.Millisecond)
+				default:
+					other.Add(1)
+					otherErr.Store(err.Error())
+				}
+			}
+		})
+	}
+	require.Eventually(t, func() bool { return ok.Load() > 200 }, 30*time.Second, 10*time.Millisecond)
+
+	stopped := time.Now()
+	err := app.Stop(t)
+	took := time.Since(stopped)
+	close(stopLoad)
+	wg.Wait()
+
+	assert.NoError(t, err, "exit status")
+	assert.Less(t, took, 10*time.Second)
+	assert.Zero(t, other.Load(), "requests that failed other than by a refused connection: e.g. %v", otherErr.Load())
+	t.Logf("shutdown under load: %d requests completed, %d refused after close, stopped in %s",
+		ok.Load(), refused.Load(), took.Round(time.Millisecond))
+}
+
+// Tokens that live 2 s expire many times during a run of requests; the SDK refreshes them and no request fails.
+func TestTokensExpiringDuringARun(t *testing.T) {
+	clearDatabricksEnv(t)
+	ws, _ := underEmulator(t, emulator.Options{TokenLifetime: 2 * time.Second})
+	cfg := m2mConfig(ws)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	deadline := time.Now().Add(7 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		require.NoError(t, getOK(t.Context(), client, cfg, ws.AppURL("api-app")+"/api/whoami"), "request %d", n)
+		n++
+		time.Sleep(20 * time.Millisecond)
+	}
+	tokens := ws.RequestCount(emulator.PathToken)
+	t.Logf("%d requests over 7 s with 2 s tokens: %d token requests, 0 failures", n, tokens)
+	assert.GreaterOrEqual(t, tokens, int64(3), "the tokens did expire and were refreshed")
+}
+
+// stressRequests is how many requests a load test sends: STRESS_REQUESTS (make stress sets 20,000), else 2,000.
+func stressRequests(t *testing.T) int {
+	v := os.Getenv("STRESS_REQUESTS")
+	if v == "" {
+		return 2000
+	}
+	n, err := strconv.Atoi(v)
+	require.NoError(t, err, "STRESS_REQUESTS")
+	return n
+}
+
+// clearDatabricksEnv keeps a developer's own Databricks settings out of the SDK configs these tests build.
+func clearDatabricksEnv(t *testing.T) {
+	t.Helper()
+	t.Setenv("HOME", t.TempDir())
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_"} {
+			if strings.HasPrefix(name, prefix) {
+				t.Setenv(name, "")
+			}
+		}
+	}
+}
