@@ -35,6 +35,8 @@ type settings struct {
 	clientID         string
 	clientSecret     string
 	workspaceTimeout time.Duration
+	// readHeaderTimeout closes connections whose request headers take longer (slow-header clients).
+	readHeaderTimeout time.Duration
 }
 
 // loadSettings resolves the listen address and the platform's variables. The address is, in order: the --addr flag,
@@ -51,13 +53,14 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return settings{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	s := settings{
-		addr:             *addr,
-		appName:          getenv("DATABRICKS_APP_NAME"),
-		workspaceHost:    normaliseHost(getenv("DATABRICKS_HOST")),
-		workspaceID:      getenv("DATABRICKS_WORKSPACE_ID"),
-		clientID:         getenv("DATABRICKS_CLIENT_ID"),
-		clientSecret:     getenv("DATABRICKS_CLIENT_SECRET"),
-		workspaceTimeout: 30 * time.Second,
+		addr:              *addr,
+		appName:           getenv("DATABRICKS_APP_NAME"),
+		workspaceHost:     normaliseHost(getenv("DATABRICKS_HOST")),
+		workspaceID:       getenv("DATABRICKS_WORKSPACE_ID"),
+		clientID:          getenv("DATABRICKS_CLIENT_ID"),
+		clientSecret:      getenv("DATABRICKS_CLIENT_SECRET"),
+		workspaceTimeout:  30 * time.Second,
+		readHeaderTimeout: 10 * time.Second,
 	}
 	if s.addr == "" {
 		s.addr = getenv("APP_LISTEN_ADDR")
@@ -78,6 +81,13 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 			return settings{}, fmt.Errorf("APP_WORKSPACE_TIMEOUT=%q: want a positive duration such as 30s", v)
 		}
 		s.workspaceTimeout = d
+	}
+	if v := getenv("APP_READ_HEADER_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return settings{}, fmt.Errorf("APP_READ_HEADER_TIMEOUT=%q: want a positive duration such as 10s", v)
+		}
+		s.readHeaderTimeout = d
 	}
 	return s, nil
 }
@@ -107,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ws := newWorkspace(s, logger)
 	srv := &http.Server{
 		Handler:           NewServer(logger, s.appName, ws),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.readHeaderTimeout,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
