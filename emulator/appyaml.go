@@ -20,9 +20,9 @@ type appYAML struct {
 	} `yaml:"env"`
 }
 
-// readAppYAML returns the command, the env (KEY=VALUE) and the directory to run in. A valueFrom naming an app of
-// the model yields that app's name, as an app resource does on the platform; other resources are not emulated.
-func readAppYAML(path string, cfg workspace.Config) (command, env []string, dir string, err error) {
+// readAppYAML returns the command, the env (KEY=VALUE) and the directory to run in. A valueFrom naming one of the
+// app's app resources yields the name of the app it points at, as on the platform; other resources are not emulated.
+func readAppYAML(path string, app workspace.App) (command, env []string, dir string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("read app.yaml: %w", err)
@@ -34,11 +34,13 @@ func readAppYAML(path string, cfg workspace.Config) (command, env []string, dir 
 	for _, e := range y.Env {
 		value := e.Value
 		if e.ValueFrom != "" {
-			if _, ok := cfg.App(e.ValueFrom); !ok {
-				return nil, nil, "", fmt.Errorf("%s: env %s: valueFrom %q: the emulator resolves only app resources named after an app of its config",
-					path, e.Name, e.ValueFrom)
+			target, ok := app.Resource(e.ValueFrom)
+			if !ok {
+				return nil, nil, "", fmt.Errorf("%s: env %s: valueFrom %q: app %s has no app resource with that name "+
+					"(add it under the app's resources: in the emulator config; only app resources are emulated)",
+					path, e.Name, e.ValueFrom, app.Name)
 			}
-			value = e.ValueFrom
+			value = target
 		}
 		if e.Name == "" {
 			return nil, nil, "", fmt.Errorf("%s: an env item has no name", path)

@@ -137,7 +137,7 @@ func startApps(ctx context.Context, w *workspace.Workspace, o options, stdout, s
 		}
 		command, env, dir := l.command, []string(nil), ""
 		if l.appYAML != "" {
-			yamlCommand, yamlEnv, yamlDir, err := readAppYAML(l.appYAML, cfg)
+			yamlCommand, yamlEnv, yamlDir, err := readAppYAML(l.appYAML, app)
 			if err != nil {
 				return apps, err
 			}

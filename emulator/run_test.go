@@ -34,7 +34,7 @@ env:
   - name: FROM_APP_YAML
     value: "yes"
   - name: TARGET_APP
-    valueFrom: api-app
+    valueFrom: target-app
 `), 0o600))
 	stateFile := filepath.Join(dir, "state.json")
 
@@ -118,6 +118,14 @@ func TestRunRejectsBadInput(t *testing.T) {
 	require.NoError(t, os.WriteFile(badConfig, []byte("workspace: {id: abc}\n"), 0o600))
 	exitsAtOnce := filepath.Join(dir, "app.yaml")
 	require.NoError(t, os.WriteFile(exitsAtOnce, []byte(`command: ["false"]`), 0o600))
+	unknownResource := filepath.Join(dir, "resource.yaml")
+	require.NoError(t, os.WriteFile(unknownResource, []byte("command: [\"true\"]\nenv:\n  - name: T\n    valueFrom: nope\n"), 0o600))
+	badResource := filepath.Join(dir, "bad-resource.yaml")
+	require.NoError(t, os.WriteFile(badResource, []byte(`workspace: {id: "1"}
+users: [{id: "1001", user_name: dev@example.com, signed_in: true}]
+service_principals: [{id: "2001", name: sp, application_id: a, secret: s}]
+apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: missing}]}]
+`), 0o600))
 
 	tests := []struct {
 		name     string
@@ -134,6 +142,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"unknown app", []string{"run", "--app", "nope", "--", "true"}, "no such app"},
 		{"bad upstream", []string{"--upstream", "api-app"}, "NAME=URL"},
 		{"app exits before listening", []string{"run", "--app-yaml", exitsAtOnce}, "exited before listening"},
+		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `no app resource with that name`},
+		{"resource to an unknown app", []string{"--config", badResource}, `resource "target-app": app "missing" is not in apps`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -116,8 +116,8 @@ type emulator struct {
 func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 	apps := map[string]string{
 		"api.yaml": fmt.Sprintf("command: [%q]\n", filepath.Join(bin, "app")),
-		// caller/app.yaml reads TARGET_APP from an app resource; the emulator resolves valueFrom to an app's name.
-		"caller.yaml": fmt.Sprintf("command: [%q, serve]\nenv:\n  - name: TARGET_APP\n    valueFrom: api-app\n",
+		// As caller/app.yaml does: TARGET_APP is the app resource target-app, which the emulator resolves to api-app.
+		"caller.yaml": fmt.Sprintf("command: [%q, serve]\nenv:\n  - name: TARGET_APP\n    valueFrom: target-app\n",
 			filepath.Join(bin, "caller")),
 	}
 	for name, content := range apps {

@@ -60,6 +60,25 @@ type App struct {
 	Upstream string `json:"upstream,omitempty" yaml:"upstream,omitempty"`
 	// Port fixes the proxy's port on 127.0.0.1; 0 picks a free one.
 	Port int `json:"port,omitempty" yaml:"port,omitempty"`
+	// Resources are the app's app resources: an app.yaml env item `valueFrom: <name>` yields the named app's name,
+	// as on the platform. Unlike the platform, a resource grants nothing here: list CAN_USE in the target's can_use.
+	Resources []AppResource `json:"resources,omitempty" yaml:"resources,omitempty"`
+}
+
+// AppResource is an app resource of type app: a key the app's app.yaml refers to, and the app it names.
+type AppResource struct {
+	Name string `json:"name" yaml:"name"` // the resource key, e.g. target-app
+	App  string `json:"app" yaml:"app"`   // the app it points at
+}
+
+// Resource returns the name of the app behind the app resource with this key.
+func (a App) Resource(key string) (string, bool) {
+	for _, r := range a.Resources {
+		if r.Name == key {
+			return r.App, true
+		}
+	}
+	return "", false
 }
 
 // CanUse lists who holds the CAN_USE permission on an app.
@@ -220,6 +239,18 @@ func (c Config) Validate() error {
 		}
 		if a.Port < 0 || a.Port > 65535 {
 			bad("app %q: port %d is out of range", a.Name, a.Port)
+		}
+	}
+	for _, a := range c.Apps {
+		keys := map[string]bool{}
+		for _, r := range a.Resources {
+			if r.Name == "" || keys[r.Name] {
+				bad("app %q: resources: names must be set and unique, got %q", a.Name, r.Name)
+			}
+			keys[r.Name] = true
+			if !apps[r.App] {
+				bad("app %q: resource %q: app %q is not in apps", a.Name, r.Name, r.App)
+			}
 		}
 	}
 	if len(c.Apps) == 0 {

@@ -1,0 +1,72 @@
+// Command bench measures the figures the README's Performance section reports, all in one run on this machine, as
+// ratios (these machines are shared and noisy: absolute numbers vary, ratios measured together hold):
+//
+//	make bench       # or: go run ./emulator/bench [--requests 20000] [--concurrency 32]
+//
+// It builds and packages the app, starts the emulated workspace in this process and the app as its own process
+// with the platform's environment, then drives loopback load at it with a Go load generator.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// The bench re-executes itself as the bare net/http server it compares the app with.
+	if len(os.Args) > 1 && os.Args[1] == "bare-server" {
+		if err := serveBare(ctx, os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bare-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	fs.IntVar(&o.requests, "requests", 20000, "requests per load run")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent keep-alive connections")
+	fs.IntVar(&o.startups, "startups", 5, "start-up runs of each kind (the median is reported)")
+	_ = fs.Parse(os.Args[1:])
+	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// serveBare answers every request with the body in --body-file: the app's own /api/whoami answer, served by a bare
+// net/http handler, with no routing, identity parsing, logging or recovery.
+func serveBare(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bare-server", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	bodyFile := fs.String("body-file", "", "the body to answer with")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	body, err := os.ReadFile(*bodyFile)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: *addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(body)
+	})}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
