@@ -120,3 +120,22 @@ func TestParseAndFormatUser(t *testing.T) {
 		assert.False(t, ok, bad)
 	}
 }
+
+// BenchmarkFromHeaders parses what the proxy forwards for a user with user authorization.
+func BenchmarkFromHeaders(b *testing.B) {
+	h := headers(
+		identity.HeaderUser, "1001@1234567890123456",
+		identity.HeaderEmail, "dev@example.com",
+		identity.HeaderPreferredUsername, "dev@example.com",
+		identity.HeaderHost, "api-app-1234.aws.databricksapps.com",
+		identity.HeaderRealIP, "203.0.113.7",
+		identity.HeaderRequestID, "7f1c3e52-0d7a-4c55-9b0e-2f4f1c0e9d11",
+		identity.HeaderAccessToken, strings.Repeat("t", 900),
+	)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := identity.FromHeaders(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
