@@ -1,8 +1,12 @@
 package workspace
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -224,4 +228,89 @@ func TestProxyWebSocketUpgrade(t *testing.T) {
 
 	resp, _, _ = rawUpgrade(t, w.AppURL("api-app")+"/api/ws", nil)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "upgrades are authenticated like any request")
+}
+
+// TestProxySpoofedHeadersInEverySpelling sends each header the proxy owns, one at a time, in every spelling a client
+// might try (letter case, underscores as CGI-style servers read them, repeated), and over the raw wire in forms Go's
+// client will not write. None of the spoofed values reaches the app; the app sees the proxy's identity.
+func TestProxySpoofedHeadersInEverySpelling(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+
+	mixed := func(s string) string { // x-FoRwArDeD-uSeR
+		b := []byte(strings.ToLower(s))
+		for i := 1; i < len(b); i += 2 {
+			b[i] = strings.ToUpper(string(b[i]))[0]
+		}
+		return string(b)
+	}
+	spellings := map[string]func(string) string{
+		"canonical":        func(s string) string { return s },
+		"lower":            strings.ToLower,
+		"upper":            strings.ToUpper,
+		"mixed":            mixed,
+		"underscores":      func(s string) string { return strings.ReplaceAll(s, "-", "_") },
+		"lower underscore": func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "_")) },
+		"upper underscore": func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) },
+		"mixed underscore": func(s string) string { return mixed(strings.ReplaceAll(s, "-", "_")) },
+	}
+	owned := append(append([]string{}, identity.ForwardedHeaders...), "X-Forwarded-For", "X-Forwarded-Proto",
+		"X-Forwarded-Port", "Forwarded")
+	tried := 0
+	for _, header := range owned {
+		for name, spell := range spellings {
+			for _, repeated := range []bool{false, true} {
+				value := fmt.Sprintf("spoofed-%d", tried)
+				h := bearer(dev)
+				h[spell(header)] = []string{value}
+				if repeated {
+					h[spell(header)] = []string{value, value + "-again"}
+				}
+				tried++
+				resp, body := call(t, http.MethodGet, api+"/api/whoami", h)
+				require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+				assert.NotContains(t, string(body), "spoofed", "%s spelt %s (%s, repeated %v) reached the app", header, spell(header), name, repeated)
+				var seen echoed
+				require.NoError(t, json.Unmarshal(body, &seen))
+				assert.Equal(t, []string{"1001@1234567890123456"}, seen.Headers.Values(identity.HeaderUser))
+				assert.Len(t, seen.Headers.Values(identity.HeaderRequestID), 1)
+			}
+		}
+	}
+
+	// Over the raw wire: a space before the colon and an obsolete line folding are refused by the proxy's own server;
+	// a header the request names as hop-by-hop is dropped and replaced.
+	for _, line := range []string{
+		"X-Forwarded-User : 9999@1",
+		"X-Forwarded-User: 1001@1234567890123456\r\n spoofed-fold",
+		"X-Forwarded-User:\tspoofed-tab",
+		"Connection: X-Forwarded-User\r\nX-Forwarded-User: spoofed-hop",
+	} {
+		tried++
+		status, answer := rawProxyRequest(t, api, "GET /api/whoami HTTP/1.1\r\nHost: "+strings.TrimPrefix(api, "http://")+
+			"\r\nAuthorization: Bearer "+dev+"\r\n"+line)
+		assert.Contains(t, []int{http.StatusOK, http.StatusBadRequest}, status, line)
+		assert.NotContains(t, answer, "spoofed", line)
+		assert.NotContains(t, answer, "9999@1", line)
+		assert.NotContains(t, answer, dev, "the caller's token is not echoed")
+	}
+	t.Logf("spoofed forwarded headers tried: %d, reached the app: 0", tried)
+}
+
+// rawProxyRequest writes head on a new connection to baseURL and returns the status and the whole answer.
+func rawProxyRequest(t *testing.T, baseURL, head string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(baseURL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, head+"\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
