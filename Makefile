@@ -22,7 +22,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test stress fuzz lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
+.PHONY: help build run demo test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,10 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s); crashers land in the p
 
 stress: ## Load and fault tests at full size, without the race detector (20,000 requests through the proxy)
 	STRESS_REQUESTS=20000 $(GO) test -count=1 -timeout 10m -v -run '$(STRESS_TESTS)' ./app/ ./caller/
+
+bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the README's Performance section
+	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
+	$(GO) run ./emulator/bench
 
 lint: ## go vet, gofmt and staticcheck
 	$(GO) vet ./...
