@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -49,14 +50,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	progress("building the app and packaging it (make package-app)")
-	root, err := moduleRoot(ctx)
+	root, err := gotool.ModuleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	appBin := filepath.Join(dir, "app")
-	if out, err := command(ctx, root, "go", "build", "-o", appBin, "./app").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
+	if err := gotool.Build(ctx, dir, "./app"); err != nil {
+		return err
 	}
+	appBin := filepath.Join(dir, "app")
 	pkg := filepath.Join(dir, "build")
 	if out, err := command(ctx, root, "make", "-s", "package-app", "BUILD="+pkg,
 		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH).CombinedOutput(); err != nil {
@@ -246,18 +247,6 @@ func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	return cmd
-}
-
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run the bench from inside the repository (no go.mod found)")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 func get(ctx context.Context, url string, header http.Header) ([]byte, error) {

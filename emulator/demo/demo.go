@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -36,7 +37,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "» "+format+"\n", args...) }
 	progress("building the app, the caller and the emulator")
 	bin := filepath.Join(dir, "bin")
-	if err := build(ctx, bin); err != nil {
+	if err := gotool.Build(ctx, bin, "./app", "./caller", "./emulator"); err != nil {
 		return err
 	}
 
@@ -73,32 +74,6 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "Every path behaved as expected.")
 	return nil
-}
-
-// build compiles the three programs for this machine into bin.
-func build(ctx context.Context, bin string) error {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+string(filepath.Separator), "./app", "./caller", "./emulator")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return nil
-}
-
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run the demo from inside the repository (no go.mod found)")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // emulator is the emulator process, with both apps running under it.

@@ -1,0 +1,40 @@
+// Package gotool builds this repository's programs for the demo and the benchmark, which run them as the platform
+// would: as separate processes.
+package gotool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ModuleRoot is the folder of the go.mod of the module being worked in.
+func ModuleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run this from inside the repository (no go.mod found)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Build compiles the module's packages (such as "./app") for this machine into the folder bin.
+func Build(ctx context.Context, bin string, packages ...string) error {
+	root, err := ModuleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", bin + string(filepath.Separator)}, packages...)...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", strings.Join(packages, " "), err, out)
+	}
+	return nil
+}
