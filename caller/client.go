@@ -32,16 +32,10 @@ type client struct {
 const maxBody = 10 << 20
 
 func newClient(creds *credentials, opts *options, getenv func(string) string, out *output) *client {
-	proxy := (&httpproxy.Config{
-		HTTPProxy:  firstNonEmpty(getenv("HTTP_PROXY"), getenv("http_proxy")),
-		HTTPSProxy: firstNonEmpty(getenv("HTTPS_PROXY"), getenv("https_proxy")),
-		NoProxy:    firstNonEmpty(getenv("NO_PROXY"), getenv("no_proxy")),
-	}).ProxyFunc()
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+	proxy := proxyFromEnv(getenv)
 	return &client{
 		http: &http.Client{
-			Transport: transport,
+			Transport: newTransport(proxy),
 			// A redirect from the Apps proxy is the login page: report it, never follow it (and never send the
 			// token to wherever it points).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -51,6 +45,22 @@ func newClient(creds *credentials, opts *options, getenv func(string) string, ou
 		out:     out,
 		proxy:   proxy,
 	}
+}
+
+// proxyFromEnv is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY as getenv sees them.
+func proxyFromEnv(getenv func(string) string) func(*url.URL) (*url.URL, error) {
+	return (&httpproxy.Config{
+		HTTPProxy:  firstNonEmpty(getenv("HTTP_PROXY"), getenv("http_proxy")),
+		HTTPSProxy: firstNonEmpty(getenv("HTTPS_PROXY"), getenv("https_proxy")),
+		NoProxy:    firstNonEmpty(getenv("NO_PROXY"), getenv("no_proxy")),
+	}).ProxyFunc()
+}
+
+// newTransport is the standard transport through proxy: the client's for the app, the SDK's for the workspace.
+func newTransport(proxy func(*url.URL) (*url.URL, error)) *http.Transport {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+	return transport
 }
 
 // response is an answer read in full.

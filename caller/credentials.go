@@ -3,15 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/config"
+	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
@@ -36,17 +39,34 @@ type credentials struct {
 	// forceRefresh, when set, runs before a rebuild: the cached login token must be refreshed explicitly.
 	forceRefresh func() error
 
+	// workspace is the transport of the SDK's own requests (host metadata, OAuth discovery, the token endpoint): it
+	// remembers a request that got no answer, so a failed token fetch blames the network, not the credentials.
+	workspace *workspaceTransport
+
 	mu  sync.Mutex
 	cfg *config.Config
 }
 
 // newCredentials checks that the mode has what it needs and prepares its Config; nothing talks to the network yet.
 func newCredentials(ctx context.Context, opts *options, getenv func(string) string, stdin io.Reader) (*credentials, error) {
+	wt := &workspaceTransport{proxy: proxyFromEnv(getenv)}
+	wt.base = newTransport(wt.proxy)
 	base := func() *config.Config {
-		// Bound the SDK's own retries (300 s by default) by the command's timeout.
+		// Shorten the SDK's own retries (300 s by default) to the command's timeout. That alone does not bound a
+		// token fetch (the SDK resolves and discovers with context.Background(), one retry budget per step): token
+		// stops waiting when ctx ends.
 		secs := int((opts.timeout + time.Second - 1) / time.Second)
-		return &config.Config{RetryTimeoutSeconds: secs, HTTPTimeoutSeconds: secs}
+		return &config.Config{RetryTimeoutSeconds: secs, HTTPTimeoutSeconds: secs, HTTPTransport: wt}
 	}
+	c, err := modeCredentials(ctx, opts, getenv, stdin, base)
+	if err != nil {
+		return nil, err
+	}
+	c.workspace = wt
+	return c, nil
+}
+
+func modeCredentials(ctx context.Context, opts *options, getenv func(string) string, stdin io.Reader, base func() *config.Config) (*credentials, error) {
 	switch opts.mode {
 	case ModeLocal:
 		return localCredentials(ctx, opts, getenv, base)
@@ -187,10 +207,27 @@ func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, err
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	t, err := cfg.GetTokenSource().Token(ctx)
-	if err == nil {
-		return identity.Token(t.AccessToken), t.Expiry, nil
+	// The SDK resolves the configuration and discovers the OAuth endpoints without a context, each with its own
+	// retry budget; wait for it only as long as ctx allows. (Left behind, it gives up within RetryTimeoutSeconds.)
+	type fetched struct {
+		tok *oauth2.Token
+		err error
 	}
+	done := make(chan fetched, 1)
+	go func() {
+		t, err := cfg.GetTokenSource().Token(ctx)
+		done <- fetched{t, err}
+	}()
+	var f fetched
+	select {
+	case f = <-done:
+	case <-ctx.Done():
+		return "", time.Time{}, c.tokenFailure(fmt.Errorf("no token before --timeout: %w", ctx.Err()))
+	}
+	if f.err == nil {
+		return identity.Token(f.tok.AccessToken), f.tok.Expiry, nil
+	}
+	err = f.err
 	if cfg.AuthType != "pat" {
 		return "", time.Time{}, c.tokenFailure(err)
 	}
@@ -211,7 +248,12 @@ func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, err
 	return identity.Token(bearer), expiry, nil
 }
 
+// tokenFailure explains why no token came: the workspace could not be reached (network), or the credentials were
+// not accepted (authentication).
 func (c *credentials) tokenFailure(err error) *failure {
+	if f := c.unreachable(err); f != nil {
+		return f
+	}
 	checks := []string{"the credentials are set up: " + c.loginHint}
 	if c.mode == ModeLocal || c.mode == ModeAuto {
 		checks = []string{
@@ -222,6 +264,90 @@ func (c *credentials) tokenFailure(err error) *failure {
 	return &failure{Code: exitAuth,
 		Summary: fmt.Sprintf("%s mode (%s): cannot get a token: %v", c.mode, c.principal, err),
 		Checks:  checks}
+}
+
+// unreachable is the network failure for a token fetch whose requests to the workspace got no answer, or that ran
+// out of time; nil when the workspace answered.
+func (c *credentials) unreachable(err error) *failure {
+	host, netErr := c.workspace.lastError()
+	timedOut := errors.Is(err, context.DeadlineExceeded)
+	if netErr == nil && !timedOut {
+		return nil
+	}
+	f := &failure{Code: exitNetwork}
+	switch {
+	case netErr == nil:
+		f.Summary = fmt.Sprintf("%s mode (%s): timed out getting a token from the workspace (--timeout)", c.mode, c.principal)
+		f.Checks = []string{"the workspace answers: its OAuth token endpoint did not within --timeout; raise it, or check the workspace's status"}
+		return f
+	case isRefused(netErr):
+		f.Summary = fmt.Sprintf("%s mode (%s): cannot get a token: nothing is listening at the workspace %s (connection refused)", c.mode, c.principal, host)
+	case isDNS(netErr):
+		f.Summary = fmt.Sprintf("%s mode (%s): cannot get a token: cannot resolve the workspace %s: %v", c.mode, c.principal, host, netErr)
+	default:
+		f.Summary = fmt.Sprintf("%s mode (%s): cannot get a token: cannot reach the workspace %s: %v", c.mode, c.principal, host, netErr)
+	}
+	if timedOut {
+		f.Summary += ", still failing at --timeout"
+	}
+	proxy := "no proxy is used for the workspace: if your organisation requires one, set HTTPS_PROXY (and NO_PROXY)"
+	if u, perr := url.Parse(host); perr == nil {
+		if p, perr := c.workspace.proxy(u); perr == nil && p != nil {
+			proxy = "the organisation proxy " + p.Redacted() + " (HTTPS_PROXY) lets " + u.Host + " through"
+		}
+	}
+	f.Checks = []string{
+		"the workspace URL is right: " + host + " (" + c.hostSource() + ")",
+		"the workspace is up and your network allows outbound HTTPS to it: `curl -sI " + host + "/oidc/.well-known/oauth-authorization-server`",
+		proxy,
+	}
+	return f
+}
+
+// hostSource says where the mode's workspace URL comes from, for a person to fix it.
+func (c *credentials) hostSource() string {
+	switch c.mode {
+	case ModeLocal:
+		return "the host of " + c.principal
+	case ModeExternal:
+		return "DATABRICKS_HOST or --host"
+	case ModeApp:
+		return "DATABRICKS_HOST, which the platform sets"
+	}
+	return "DATABRICKS_HOST or the profile's host"
+}
+
+// workspaceTransport sends the SDK's requests to the workspace and remembers the last one that got no answer (until
+// one does), so that a failed token fetch can say the workspace was unreachable and which it was (scheme://host).
+type workspaceTransport struct {
+	base  http.RoundTripper
+	proxy func(*url.URL) (*url.URL, error)
+
+	mu   sync.Mutex
+	host string
+	err  error
+}
+
+func (t *workspaceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err == nil:
+		t.host, t.err = "", nil
+	case req.Context().Err() == nil: // not our own cancellation
+		t.host, t.err = req.URL.Scheme+"://"+req.URL.Host, err
+	}
+	return resp, err
+}
+
+func (t *workspaceTransport) lastError() (host string, err error) {
+	if t == nil {
+		return "", nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.host, t.err
 }
 
 // authenticate puts the bearer token on req. The token is fetched first with ctx, so --timeout bounds it; then

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// Fault tests: the workspace going away and coming back, the app restarting under a caller that retries.
+
+// stopWorkspace closes the emulated workspace (its token endpoint and app proxies with it: one process serves them
+// all, as one workspace) and returns restart, which starts it again on the same addresses with the same model and
+// upstreams. Tokens issued before are not valid after: the new workspace has a new signing key.
+func (e *emulator) stopWorkspace(t *testing.T) (restart func()) {
+	t.Helper()
+	cfg := e.ws.Config()
+	wsURL, err := url.Parse(e.state.WorkspaceHost)
+	require.NoError(t, err)
+	cfg.Workspace.Host = wsURL.Host
+	upstreams := map[string]string{}
+	for i, app := range cfg.Apps {
+		u, err := url.Parse(e.ws.AppURL(app.Name))
+		require.NoError(t, err)
+		cfg.Apps[i].Port, err = strconv.Atoi(u.Port())
+		require.NoError(t, err)
+		upstreams[app.Name] = e.ws.Upstream(app.Name)
+	}
+	require.NoError(t, e.ws.Close())
+	return func() {
+		t.Helper()
+		ws, err := workspace.Start(t.Context(), workspace.Options{Config: cfg})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = ws.Close() })
+		_, err = ws.WriteProfile(filepath.Dir(e.state.ConfigFile), "") // the same profile; the stand-in is already there
+		require.NoError(t, err)
+		for app, u := range upstreams {
+			if u != "" {
+				require.NoError(t, ws.SetUpstream(app, u))
+			}
+		}
+		e.ws = ws
+	}
+}
+
+// TestE2ETokenEndpointDown: with the workspace's token endpoint unreachable, the caller gives up within --timeout
+// (not the SDK's 300 s of connection retries, nor one retry budget per discovery step) with the network exit code
+// and names the workspace to check; once the workspace is back, the next call succeeds.
+func TestE2ETokenEndpointDown(t *testing.T) {
+	e := startEmulator(t, 0)
+	modes := map[string][]string{
+		"external": {"--mode", "external"},
+		"local":    {"--mode", "local", "--profile", "emulator"},
+	}
+	env := map[string]map[string]string{"external": e.spEnv("external-service"), "local": e.env()}
+	restart := e.stopWorkspace(t)
+
+	const timeout = 4 * time.Second
+	for _, mode := range []string{"external", "local"} {
+		t.Run(mode+" while down", func(t *testing.T) {
+			start := time.Now()
+			r := runCaller(t, env[mode], append(modes[mode], "--app", "api-app", "--timeout", timeout.String(), "whoami")...)
+			took := time.Since(start)
+			t.Logf("%s mode failed after %s (--timeout %s)", mode, took.Round(time.Millisecond), timeout)
+			assert.Equal(t, exitNetwork, r.code, r.String())
+			assert.Contains(t, r.stderr, "cannot get a token: nothing is listening at the workspace "+e.state.WorkspaceHost)
+			assert.Contains(t, r.stderr, "the workspace URL is right: "+e.state.WorkspaceHost)
+			assert.Contains(t, r.stderr, "curl -sI "+e.state.WorkspaceHost+"/oidc/.well-known/oauth-authorization-server")
+			// A bound, not a speed claim (3 s of slack for a loaded machine): without the fix, the SDK's host metadata and
+			// OAuth discovery steps each retried for --timeout, twice the bound at least.
+			assert.Less(t, took, timeout+3*time.Second, "bounded by --timeout")
+		})
+	}
+	restart()
+	for _, mode := range []string{"external", "local"} {
+		t.Run(mode+" once back", func(t *testing.T) {
+			r := runCaller(t, env[mode], append(modes[mode], "--app", "api-app", "whoami")...)
+			assert.Equal(t, exitOK, r.code, r.String())
+			assert.Contains(t, r.stdout, "The app saw you as")
+		})
+	}
+}
+
+func mustURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	return u
+}
