@@ -38,6 +38,7 @@ type options struct {
 	url               string
 	app               string
 	data              string
+	repeat            int // call and whoami: send the request this many times and print a summary; 0 means once, with the answer
 	timeout           time.Duration
 	retries           int
 	json              bool
@@ -87,6 +88,7 @@ func defineFlags(fs *flag.FlagSet, o *options) (mode, scopes *string) {
 	fs.StringVar(&o.url, "url", "", "the app's URL, https://<app>.databricksapps.com")
 	fs.StringVar(&o.app, "app", "", "the app's name, resolved to its URL through the Apps API")
 	fs.StringVar(&o.data, "data", "", "request body for call: JSON, or @file")
+	fs.IntVar(&o.repeat, "repeat", 0, "call, whoami: send the request N times in a row over one token, print count, statuses and p50/p99 latency")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound for the whole command, retries included")
 	fs.IntVar(&o.retries, "retries", 3, "retries of 429/502/503/504 and connection resets")
 	fs.BoolVar(&o.json, "json", false, "machine-readable output")
@@ -190,6 +192,16 @@ func parseArgs(args []string) (*options, error) {
 	}
 	if o.data != "" && o.command != "call" {
 		return nil, errors.New("--data applies to call only")
+	}
+	repeatSet := false
+	fs.Visit(func(f *flag.Flag) { repeatSet = repeatSet || f.Name == "repeat" })
+	if repeatSet {
+		if o.command != "call" && o.command != "whoami" {
+			return nil, errors.New("--repeat applies to call and whoami only")
+		}
+		if o.repeat < 1 || o.repeat > maxRepeat {
+			return nil, fmt.Errorf("--repeat must be between 1 and %d", maxRepeat)
+		}
 	}
 	return o, nil
 }

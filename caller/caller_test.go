@@ -76,6 +76,11 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"whoami", "extra"}, "takes no arguments"},
 		{[]string{"--client-secret", "x", "whoami"}, "flag provided but not defined"},
 		{[]string{"--data", "{}", "whoami"}, "--data applies to call only"},
+		{[]string{"whoami", "--repeat", "1000"}, ""},
+		{[]string{"--repeat", "1", "call", "/api/x"}, ""},
+		{[]string{"--repeat", "0", "whoami"}, "--repeat must be between 1 and 100000"},
+		{[]string{"--repeat", "100001", "whoami"}, "--repeat must be between 1 and 100000"},
+		{[]string{"--repeat", "5", "token"}, "--repeat applies to call and whoami only"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

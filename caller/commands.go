@@ -80,6 +80,9 @@ func cmdCall(ctx context.Context, opts *options, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	if opts.repeat > 0 {
+		return s.repeat(ctx, opts.repeat, method, path, body, out)
+	}
 	resp, err := s.send(ctx, method, path, body)
 	if err != nil {
 		return err
@@ -95,6 +98,9 @@ func cmdWhoAmI(ctx context.Context, opts *options, getenv func(string) string, s
 	s, err := newSession(ctx, opts, getenv, stdin, out)
 	if err != nil {
 		return err
+	}
+	if opts.repeat > 0 {
+		return s.repeat(ctx, opts.repeat, http.MethodGet, "/api/whoami", nil, out)
 	}
 	resp, err := s.send(ctx, http.MethodGet, "/api/whoami", nil)
 	if err != nil {

@@ -99,9 +99,16 @@ func buildBinary(t *testing.T, pkg string, flags ...string) string {
 // answers.
 func startAPIApp(t *testing.T, state workspace.State) string {
 	t.Helper()
-	appBinary := buildBinary(t, "app")
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
+	url, _ := startAPIAppOn(t, state, port)
+	return url
+}
+
+// startAPIAppOn is startAPIApp on a given port; stop ends it (SIGTERM, then waits), as a restart of the app would.
+func startAPIAppOn(t *testing.T, state workspace.State, port int) (url string, stop func()) {
+	t.Helper()
+	appBinary := buildBinary(t, "app")
 	sp := state.ServicePrincipals["api-app"]
 	cmd := exec.Command(appBinary, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
 	cmd.Env = append(os.Environ(), "DATABRICKS_APP_NAME=api-app", "DATABRICKS_HOST="+state.WorkspaceHost,
@@ -109,11 +116,15 @@ func startAPIApp(t *testing.T, state workspace.State) string {
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(url + "/api/health")
 		if err != nil {
@@ -122,7 +133,7 @@ func startAPIApp(t *testing.T, state workspace.State) string {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 15*time.Second, 20*time.Millisecond, "the app did not start: %s", &logs)
-	return url
+	return url, stop
 }
 
 // startCallerApp runs `caller serve` in-process as caller-app (app mode: the platform's env for its service

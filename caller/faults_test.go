@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,4 +95,74 @@ func mustURL(t *testing.T, raw string) *url.URL {
 	u, err := url.Parse(raw)
 	require.NoError(t, err)
 	return u
+}
+
+// TestE2EAppRestartsWhileTheCallerRetries: the app goes away (its proxy answers 502) and comes back on the same
+// port while a caller is retrying; the call succeeds within the retry budget.
+func TestE2EAppRestartsWhileTheCallerRetries(t *testing.T) {
+	e := startEmulator(t, 0)
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	appURL, stop := startAPIAppOn(t, e.state, port)
+	require.NoError(t, e.ws.SetUpstream("api-app", appURL))
+	stop() // the app is down; the proxy still points at its port
+
+	// The caller's first attempt meets the 502; the app restarts when the caller says it will retry.
+	saw502 := make(chan struct{})
+	stderr := &watchWriter{want: "502 Bad Gateway: retry 1/", seen: saw502}
+	var stdout bytes.Buffer
+	args := []string{"--mode", "external", "--url", e.state.Apps["api-app"].URL, "--retries", "6", "--timeout", "30s", "whoami"}
+	env := e.spEnv("external-service")
+	done := make(chan error, 1)
+	go func() {
+		done <- run(t.Context(), args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, stderr)
+	}()
+	select {
+	case <-saw502:
+	case err := <-done:
+		t.Fatalf("the caller ended before retrying a 502: exit %d\n%s", exitCode(err), stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the caller never saw the app's 502")
+	}
+	startAPIAppOn(t, e.state, port)
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the caller did not finish")
+	}
+	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(runErr)}
+	t.Logf("caller %s → exit %d\n%s\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	assertNoSecrets(t, r, args)
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Contains(t, r.stdout, "The app saw you as 2001@"+e.state.WorkspaceID)
+	retries := strings.Count(r.stderr, "502 Bad Gateway: retry ")
+	t.Logf("502s retried before the app was back: %d", retries)
+	assert.GreaterOrEqual(t, retries, 1)
+	assert.Less(t, retries, 6, "within the retry budget")
+}
+
+// watchWriter collects what is written and closes seen the first time want appears.
+type watchWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
