@@ -5,8 +5,9 @@ BIN       := bin
 BUILD     := build
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-# Databricks Apps refuses any file over this many bytes.
+# Databricks Apps refuses any file over this many bytes; packaged binaries are cut into parts of PART_BYTES (9 MiB).
 MAX_FILE_BYTES := 10485760
+PART_BYTES     := 9437184
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Databricks Apps run on linux/amd64. Tests override these to run the packaged app on the machine that builds it.
 # The load and fault tests, which make stress runs at full size.
@@ -67,7 +68,7 @@ lint: ## go vet, gofmt and staticcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) run $(STATICCHECK) ./...
 
-package: package-app package-caller ## Build the deployable folders build/app/ and build/caller/ (app.yaml + gzipped linux/amd64 binary)
+package: package-app package-caller ## Build the deployable folders build/app/ and build/caller/ (app.yaml + the linux/amd64 binary in parts)
 
 package-app: ## Build only build/app/
 	$(call package_folder,app,./app,app.yaml)
@@ -75,11 +76,13 @@ package-app: ## Build only build/app/
 package-caller: ## Build only build/caller/
 	$(call package_folder,caller,./caller,caller/app.yaml)
 
-# package_folder(name, go package, app.yaml): build/<name>/ with app.yaml and <name>.gz, every file within the limit.
+# package_folder(name, go package, app.yaml): build/<name>/ with app.yaml and the binary cut into <name>.part-aa,
+# <name>.part-ab, … each within the limit. app.yaml's command joins them with cat: measured, that starts the app
+# about 7 times faster than unpacking a gzip'd binary (make bench).
 define package_folder
 	rm -rf $(BUILD)/$(1) && mkdir -p $(BUILD)/$(1)
 	CGO_ENABLED=0 GOOS=$(PACKAGE_GOOS) GOARCH=$(PACKAGE_GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/$(1).bin $(2)
-	gzip -9 -n -c $(BUILD)/$(1).bin > $(BUILD)/$(1)/$(1).gz
+	split -b $(PART_BYTES) -a 2 $(BUILD)/$(1).bin $(BUILD)/$(1)/$(1).part-
 	rm -f $(BUILD)/$(1).bin
 	cp $(3) $(BUILD)/$(1)/app.yaml
 	@for f in $(BUILD)/$(1)/*; do \

@@ -418,7 +418,7 @@ func TestAppYAML(t *testing.T) {
 	require.Len(t, spec.Command, 3)
 	assert.Equal(t, []string{"/bin/sh", "-c"}, spec.Command[:2])
 	script := spec.Command[2]
-	assert.Contains(t, script, "caller.gz")
+	assert.Contains(t, script, "caller.part-*")
 	assert.Contains(t, script, "exec ")
 	assert.Contains(t, script, " serve")
 	names := map[string]string{}
