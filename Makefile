@@ -11,7 +11,7 @@ PART_BYTES     := 9437184
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Databricks Apps run on linux/amd64. Tests override these to run the packaged app on the machine that builds it.
 # The load and fault tests, which make stress runs at full size.
-STRESS_TESTS := ^Test(Load|ShutdownUnderLoad|TokensExpiring|Fault)
+STRESS_TESTS := ^Test(Load|ShutdownUnderLoad|TokensExpiring|E2ETokenEndpointDown|E2EAppRestarts|E2ETokenReuse)
 PACKAGE_GOOS   ?= linux
 PACKAGE_GOARCH ?= amd64
 

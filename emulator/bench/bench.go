@@ -2,27 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
@@ -33,6 +24,7 @@ type options struct {
 	requests    int
 	concurrency int
 	startups    int
+	appBinary   string // a prebuilt app to measure (figures 1, 2, 5, 6), for comparing two versions
 }
 
 // figure is one line of the table.
@@ -49,15 +41,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 
-	progress("building the app and packaging it (make package-app)")
+	progress("building the app, the caller and the emulator, and packaging the app (make package-app)")
 	root, err := gotool.ModuleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	if err := gotool.Build(ctx, dir, "./app"); err != nil {
+	if err := gotool.Build(ctx, dir, "./app", "./caller", "./emulator"); err != nil {
 		return err
 	}
 	appBin := filepath.Join(dir, "app")
+	if o.appBinary != "" {
+		appBin = o.appBinary
+	}
 	pkg := filepath.Join(dir, "build")
 	if out, err := command(ctx, root, "make", "-s", "package-app", "BUILD="+pkg,
 		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH).CombinedOutput(); err != nil {
@@ -179,6 +174,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	figures = append(figures, figure{"6. workspace requests per /api/me",
 		fmt.Sprintf("%.2f (over %d calls, after the first)", perMe, meCalls), "2 (one per identity)", perMe == 2})
 
+	// 3: token requests per 1,000 calls in each of the caller's modes.
+	const reuseCalls = 1000
+	progress("token reuse: %d caller requests in local, external and app mode", reuseCalls)
+	reuse, err := tokenReuse(ctx, ws, dir, reuseCalls)
+	if err != nil {
+		return err
+	}
+	figures = append(figures, figure{fmt.Sprintf("3. token requests per %d caller calls", reuseCalls),
+		fmt.Sprintf("external %d, app %d, local %d (SDK: 1 discarded check + 1)", reuse["external"], reuse["app"], reuse["local"]),
+		"1 (local 2)", reuse["external"] == 1 && reuse["app"] == 1 && reuse["local"] <= 2})
+
 	// 4: start-up, packaged launcher against the binary started directly.
 	progress("start-up: %d runs each of the packaged app.yaml command and the binary", o.startups)
 	packagedCmd, err := appYAMLCommand(filepath.Join(pkg, "app", "app.yaml"))
@@ -268,189 +274,4 @@ func get(ctx context.Context, url string, header http.Header) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
 	}
 	return body, nil
-}
-
-// clientCredentials gets an M2M token for a service principal.
-func clientCredentials(ctx context.Context, host, clientID, secret string) (string, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, host+workspace.PathToken, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.SetBasicAuth(clientID, secret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return tokenFrom(req)
-}
-
-// userLogin runs the authorization code flow with PKCE for the signed-in user, as `databricks auth login` does,
-// without a browser: the emulator approves at once and its redirect carries the code.
-func userLogin(ctx context.Context, host string) (string, error) {
-	verifier := base64.RawURLEncoding.EncodeToString([]byte(rand.Text() + rand.Text()))
-	sum := sha256.Sum256([]byte(verifier))
-	redirect := "http://localhost:8020"
-	q := url.Values{"client_id": {workspace.CLIClientID}, "response_type": {"code"}, "redirect_uri": {redirect},
-		"state": {"bench"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])},
-		"code_challenge_method": {"S256"}, "scope": {"offline_access all-apis"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+workspace.PathAuthorize+"?"+q.Encode(), nil)
-	if err != nil {
-		return "", err
-	}
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		return "", fmt.Errorf("authorize answered %d without a code", resp.StatusCode)
-	}
-	form := url.Values{"grant_type": {"authorization_code"}, "client_id": {workspace.CLIClientID},
-		"code": {loc.Query().Get("code")}, "code_verifier": {verifier}, "redirect_uri": {redirect}}
-	req, err = http.NewRequestWithContext(ctx, http.MethodPost, host+workspace.PathToken, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return tokenFrom(req)
-}
-
-func tokenFrom(req *http.Request) (string, error) {
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
-		return "", fmt.Errorf("token endpoint answered %d %s", resp.StatusCode, tok.Error)
-	}
-	return tok.AccessToken, nil
-}
-
-// appYAMLCommand reads the command of an app.yaml.
-func appYAMLCommand(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var y struct {
-		Command []string `yaml:"command"`
-	}
-	if err := yaml.Unmarshal(data, &y); err != nil || len(y.Command) == 0 {
-		return nil, fmt.Errorf("%s: no command: %v", path, err)
-	}
-	return y.Command, nil
-}
-
-// medianStartup starts argv n times in dir and returns the median time from exec to the first 200 from /api/health.
-func medianStartup(ctx context.Context, dir string, n int, workDir string, argv []string) (time.Duration, error) {
-	var times []time.Duration
-	for range n {
-		p, err := startProcess(ctx, dir, "startup", argv, nil, inDir(workDir))
-		if err != nil {
-			return 0, err
-		}
-		times = append(times, p.ready)
-		p.stop()
-	}
-	slices.Sort(times)
-	return times[len(times)/2], nil
-}
-
-// process is an app-like process listening on 127.0.0.1.
-type process struct {
-	cmd    *exec.Cmd
-	url    string
-	ready  time.Duration // from exec to the first 200 from /api/health (or any answer, for the bare server)
-	exited chan struct{}
-}
-
-type processOption func(*exec.Cmd)
-
-func inDir(dir string) processOption { return func(c *exec.Cmd) { c.Dir = dir } }
-
-// startProcess runs argv with a free loopback port (in $ADDR of argv, and in APP_LISTEN_ADDR and
-// DATABRICKS_APP_PORT) and waits until it answers.
-func startProcess(ctx context.Context, dir, name string, argv, env []string, opts ...processOption) (*process, error) {
-	port, err := workspace.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := make([]string, len(argv))
-	for i, a := range argv {
-		args[i] = strings.ReplaceAll(a, "$ADDR", addr)
-	}
-	logFile, err := os.CreateTemp(dir, name+"-*.log")
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), append(env, "APP_LISTEN_ADDR="+addr, "DATABRICKS_APP_PORT="+strconv.Itoa(port),
-		"TMPDIR="+dir)...)
-	for _, o := range opts {
-		o(cmd)
-	}
-	p := &process{cmd: cmd, url: "http://" + addr, exited: make(chan struct{})}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(p.exited)
-	}()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get(p.url + "/api/health")
-		if err == nil {
-			resp.Body.Close()
-			p.ready = time.Since(start)
-			return p, nil
-		}
-		select {
-		case <-p.exited:
-			log, _ := os.ReadFile(logFile.Name())
-			return nil, fmt.Errorf("%s exited before it answered:\n%s", name, log)
-		case <-ctx.Done():
-			p.stop()
-			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-		if time.Since(start) > time.Minute {
-			p.stop()
-			return nil, fmt.Errorf("%s did not answer within a minute", name)
-		}
-	}
-}
-
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// rss is the process's resident set size in bytes, from /proc (Linux); 0 where that is not available.
-func (p *process) rss() int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -35,6 +35,7 @@ func main() {
 	fs.IntVar(&o.requests, "requests", 20000, "requests per load run")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent keep-alive connections")
 	fs.IntVar(&o.startups, "startups", 5, "start-up runs of each kind (the median is reported)")
+	fs.StringVar(&o.appBinary, "app-binary", "", "measure this app binary (built for this machine) instead of building ./app")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
