@@ -23,7 +23,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy clean
+.PHONY: help build run demo test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy e2e-workspace clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -134,6 +134,9 @@ bundle-deploy: deploy-check package ## Deploy both apps with the bundle (databri
 	$(DBX) bundle deploy --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
 	$(DBX) bundle run api_app --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
 	$(DBX) bundle run caller_app --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
+
+e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see README)
+	$(GO) test -count=1 -v -run '^TestRealWorkspace$$' ./emulator/demo/
 
 clean: ## Remove bin/ and build/
 	rm -rf $(BIN) $(BUILD)

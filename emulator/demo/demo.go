@@ -173,11 +173,23 @@ func cleanEnv(home string) []string {
 }
 
 // caller runs the caller with --json and the extra environment, and decodes what it printed.
-func (e *emulator) caller(ctx context.Context, extraEnv []string, args ...string) (result callerResult) {
+func (e *emulator) caller(ctx context.Context, extraEnv []string, args ...string) callerResult {
+	return callerProgram{path: filepath.Join(e.bin, "caller"), home: e.home}.run(ctx, extraEnv, args...)
+}
+
+// callerProgram is the caller binary, run as a user would run it, with HOME set and without the Databricks settings
+// of whoever runs the demo.
+type callerProgram struct {
+	path string
+	home string
+}
+
+// run runs the caller with --json and the extra environment, and decodes what it printed.
+func (c callerProgram) run(ctx context.Context, extraEnv []string, args ...string) (result callerResult) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "caller"), append([]string{"--json"}, args...)...)
-	cmd.Env = append(cleanEnv(e.home), extraEnv...)
+	cmd := exec.CommandContext(ctx, c.path, append([]string{"--json"}, args...)...)
+	cmd.Env = append(cleanEnv(c.home), extraEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -252,5 +264,7 @@ type callerResult struct {
 		Checklist []string `json:"checklist"`
 		// call's output: the body the app answered.
 		Body json.RawMessage `json:"body"`
+		// The URL the caller called.
+		URL string `json:"url"`
 	}
 }
