@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	emulator "github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -45,7 +46,7 @@ func underEmulator(t *testing.T, opts emulator.Options) (*emulator.Workspace, *r
 func m2mConfig(ws *emulator.Workspace) *config.Config {
 	sp := ws.State().ServicePrincipals["external-service"]
 	return &config.Config{Host: ws.URL(), ClientID: sp.ClientID, ClientSecret: sp.ClientSecret, AuthType: "oauth-m2m",
-		Loaders: []config.Loader{noLoader{}}, RetryTimeoutSeconds: 5}
+		Loaders: []config.Loader{sdkconfig.ExplicitOnly{}}, RetryTimeoutSeconds: 5}
 }
 
 // hammer sends n authenticated GETs from c workers and returns how many failed, with the first few errors.

@@ -9,8 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -55,7 +56,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	s := settings{
 		addr:              *addr,
 		appName:           getenv("DATABRICKS_APP_NAME"),
-		workspaceHost:     normaliseHost(getenv("DATABRICKS_HOST")),
+		workspaceHost:     sdkconfig.NormaliseHost(getenv("DATABRICKS_HOST")),
 		workspaceID:       getenv("DATABRICKS_WORKSPACE_ID"),
 		clientID:          getenv("DATABRICKS_CLIENT_ID"),
 		clientSecret:      getenv("DATABRICKS_CLIENT_SECRET"),
@@ -90,15 +91,6 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		s.readHeaderTimeout = d
 	}
 	return s, nil
-}
-
-// normaliseHost adds the https:// scheme the platform may leave out of DATABRICKS_HOST.
-func normaliseHost(host string) string {
-	host = strings.TrimRight(strings.TrimSpace(host), "/")
-	if host != "" && !strings.Contains(host, "://") {
-		host = "https://" + host
-	}
-	return host
 }
 
 // run starts the app and serves until ctx is cancelled, then drains in-flight requests for up to 10 s.

@@ -301,9 +301,3 @@ func TestSettingsRejectBadInput(t *testing.T) {
 	err = run(t.Context(), []string{"app", "--addr", "256.0.0.1:1"}, func(string) string { return "" }, io.Discard, io.Discard)
 	assert.ErrorContains(t, err, "listen on 256.0.0.1:1")
 }
-
-func TestNormaliseHost(t *testing.T) {
-	assert.Equal(t, "https://adb-1.azuredatabricks.net", normaliseHost("adb-1.azuredatabricks.net/"))
-	assert.Equal(t, "http://127.0.0.1:9", normaliseHost(" http://127.0.0.1:9 "))
-	assert.Equal(t, "", normaliseHost(""))
-}

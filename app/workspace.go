@@ -12,6 +12,8 @@ import (
 	"github.com/databricks/databricks-sdk-go/client"
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/databricks/databricks-sdk-go/service/iam"
+
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // workspace calls the Databricks workspace as two identities: the app's own service principal (from the platform's
@@ -64,7 +66,7 @@ var errNotConfigured = errors.New("the app has no service principal credentials 
 func (ws *workspace) newConfig(cfg *config.Config) *config.Config {
 	cfg.Host = ws.host
 	cfg.WorkspaceID = ws.workspaceID
-	cfg.Loaders = []config.Loader{noLoader{}}
+	cfg.Loaders = []config.Loader{sdkconfig.ExplicitOnly{}}
 	cfg.HTTPTransport = ws.transport
 	cfg.HTTPTimeoutSeconds = int(ws.timeout / time.Second)
 	cfg.RetryTimeoutSeconds = int(ws.timeout / time.Second)
@@ -130,9 +132,3 @@ func (c *hostMetadataCache) get(ctx context.Context, host string, fetch config.H
 	c.host, c.meta = host, meta
 	return meta, nil
 }
-
-// noLoader reads nothing: the app's configs are built from explicit fields only.
-type noLoader struct{}
-
-func (noLoader) Name() string                   { return "explicit fields" }
-func (noLoader) Configure(*config.Config) error { return nil }
