@@ -108,7 +108,7 @@ func parseFlags(command string, args []string, stderr io.Writer) (options, error
 		last.command = rest
 		for _, l := range o.launches {
 			if len(l.command) == 0 && l.appYAML == "" {
-				return o, fmt.Errorf("app %s: give its command after -- or its app.yaml with --app-yaml", orDefault(l.name))
+				return o, fmt.Errorf("app %s: give its command after -- or its app.yaml with --app-yaml", appLabel(l.name))
 			}
 		}
 	}
@@ -121,7 +121,8 @@ func parseFlags(command string, args []string, stderr io.Writer) (options, error
 	return o, nil
 }
 
-func orDefault(name string) string {
+// appLabel names an --app in messages; an empty name is the model's first app.
+func appLabel(name string) string {
 	if name == "" {
 		return "(default)"
 	}
