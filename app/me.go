@@ -71,7 +71,7 @@ func handleMe(logger *slog.Logger, ws *workspace) http.HandlerFunc {
 		case errors.Is(appErr, errNotConfigured):
 			resp.AppNote = errNotConfigured.Error()
 		case appErr != nil:
-			apiErr := workspaceError("as the app's service principal", appErr, "")
+			apiErr := appCredentialsError(appErr)
 			logger.WarnContext(r.Context(), "scim me as app", "status", apiErr.Status, "error", apiErr.Message)
 			jsonhttp.WriteError(w, apiErr)
 			return
@@ -103,6 +103,17 @@ func toPrincipal(u *iam.User) principal {
 		p.Emails = append(p.Emails, e.Value)
 	}
 	return p
+}
+
+// appCredentialsError reports a failed call as the app's own service principal. It is always 502: whatever the
+// workspace said, the caller's credentials are not at fault, and a 401 or 403 passed on would send the caller off to
+// refresh a token that is fine.
+func appCredentialsError(err error) *jsonhttp.Error {
+	e := workspaceError("as the app's service principal", err, "")
+	e.Status, e.Code = http.StatusBadGateway, jsonhttp.CodeBadGateway
+	e.Fix = "the app's own credentials (DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET) or its service principal's " +
+		"permissions are at fault, not the caller's: see the app's logs"
+	return e
 }
 
 // workspaceError maps a failed workspace call to what the app answers: the workspace's own 401 and 403 pass through,

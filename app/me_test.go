@@ -188,6 +188,20 @@ func TestMeWorkspaceErrors(t *testing.T) {
 	}
 }
 
+// When the app's own service principal fails, the caller is not at fault: 502, never the workspace's 401, which
+// would send the caller off to refresh its own token.
+func TestMeAppCredentialsRefused(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	env := platformEnv(ws.URL)
+	env["DATABRICKS_CLIENT_SECRET"] = "wrong-secret"
+	app := startApp(t, env)
+	status, body := call(t, "GET", app.URL+"/api/me", asUser(userToken), "")
+	assert.Equal(t, http.StatusBadGateway, status, "%v", body)
+	assert.Equal(t, "BAD_GATEWAY", body["error_code"])
+	assert.Contains(t, body["message"], "as the app's service principal")
+	assert.Contains(t, body["fix"], "the app's own credentials")
+}
+
 func TestMeWorkspaceDown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

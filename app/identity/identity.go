@@ -14,8 +14,9 @@ import (
 	"unicode/utf8"
 )
 
-// Headers the Databricks Apps proxy sets on every request it forwards to an app. The proxy replaces any copy a
-// client sent; an app that runs without the proxy in front of it must not trust them.
+// Headers the Databricks Apps proxy sets on every request it forwards to an app. Whether the proxy also removes copies
+// a client sent is not documented (the emulator removes them, the safe choice), so [FromHeaders] refuses a header that
+// arrives twice; an app that runs without the proxy in front of it must not trust them at all.
 const (
 	HeaderUser              = "X-Forwarded-User"               // "<numeric id>@<workspace id>"; an email under `databricks apps run-local`
 	HeaderEmail             = "X-Forwarded-Email"              // users only: service principals have no email

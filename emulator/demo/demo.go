@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,7 +81,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 type emulator struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *bytes.Buffer
+	log    *lockedBuffer // the emulator's and the apps' output, written while the demo reads it
 	state  workspace.State
 	bin    string
 	home   string
@@ -101,7 +102,7 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 		}
 	}
 	stateFile := filepath.Join(dir, "state.json")
-	e := &emulator{exited: make(chan struct{}), log: &bytes.Buffer{}, bin: bin, home: filepath.Join(dir, "home")}
+	e := &emulator{exited: make(chan struct{}), log: &lockedBuffer{}, bin: bin, home: filepath.Join(dir, "home")}
 	if err := os.Mkdir(e.home, 0o700); err != nil {
 		return nil, err
 	}
@@ -139,6 +140,24 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that one goroutine may write while another reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // logTail returns the last n lines the emulator and the apps under it logged.
@@ -231,13 +250,13 @@ func (e *emulator) login(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	var seen bytes.Buffer
+	var seen lockedBuffer // the browser's failure callback writes from another goroutine
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		seen.WriteString(line + "\n")
+		_, _ = seen.Write([]byte(line + "\n"))
 		if strings.HasPrefix(line, e.state.WorkspaceHost+workspace.PathAuthorize) {
-			browse := workspace.HeadlessBrowser(func(err error) { seen.WriteString(err.Error() + "\n"); cancel() })
+			browse := workspace.HeadlessBrowser(func(err error) { _, _ = seen.Write([]byte(err.Error() + "\n")); cancel() })
 			if err := browse(line); err != nil {
 				return err
 			}
