@@ -19,6 +19,11 @@ import (
 // StopGrace is how long the platform waits between SIGTERM and SIGKILL.
 const StopGrace = 15 * time.Second
 
+// pipeDelay is how long an app's output is still read after the app has exited. Stdout and Stderr are writers, not
+// files, so os/exec copies through pipes and Wait waits for them to close too: without a bound, a child the app left
+// behind holding its stdout (a daemon, a process that escaped the group) would keep Done and Stop from ever returning.
+const pipeDelay = time.Second
+
 // Spec describes one app process.
 type Spec struct {
 	Name    string   // for messages
@@ -55,12 +60,17 @@ func Start(spec Spec) (*App, error) {
 	cmd.Env = append(inheritedEnv(), spec.Env...)
 	cmd.Env = append(cmd.Env, "DATABRICKS_APP_PORT="+port)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = pipeDelay
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
 	}
 	a := &App{name: spec.Name, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		a.err = cmd.Wait()
+		err := cmd.Wait()
+		if errors.Is(err, exec.ErrWaitDelay) {
+			err = fmt.Errorf("exited, but something it started kept its output open %s later: %w", pipeDelay, err)
+		}
+		a.err = err
 		close(a.done)
 	}()
 	return a, nil
@@ -110,7 +120,7 @@ func (a *App) WaitListening(ctx context.Context, addr string) error {
 }
 
 // Stop sends SIGTERM to the app's process group and SIGKILL after grace, as the platform does. It returns once
-// the process has exited.
+// the process has exited and its output is closed, which pipeDelay bounds.
 func (a *App) Stop(grace time.Duration) error {
 	select {
 	case <-a.done:
@@ -129,6 +139,10 @@ func (a *App) Stop(grace time.Duration) error {
 	case <-timer.C:
 		_ = syscall.Kill(pgid, syscall.SIGKILL)
 		<-a.done
-		return fmt.Errorf("app %s ignored SIGTERM for %s and was killed", a.name, grace)
+		// The app may have exited on SIGTERM and only its output have outlived grace: that is no reason to blame it.
+		if ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return fmt.Errorf("app %s ignored SIGTERM for %s and was killed", a.name, grace)
+		}
+		return nil
 	}
 }

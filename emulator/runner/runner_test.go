@@ -3,8 +3,11 @@ package runner
 import (
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +39,47 @@ func TestStopSendsSIGTERMThenKills(t *testing.T) {
 			<-a.Done()
 		})
 	}
+}
+
+// An app's output is a pipe (a writer, not a file), so a process the app leaves behind holding its stdout must not
+// keep the emulator waiting for it.
+func TestOutputHeldOpenDoesNotBlock(t *testing.T) {
+	t.Run("the app exits while its child keeps stdout", func(t *testing.T) {
+		a, err := Start(Spec{Name: "leaver", Command: []string{"sh", "-c", "sleep 60 & exit 3"}, Stdout: &strings.Builder{}})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL) }) // the sleep, still in the group
+		select {
+		case <-a.Done():
+			assert.ErrorContains(t, a.Err(), "exit status 3")
+		case <-time.After(10 * time.Second):
+			t.Fatal("Done not closed after the app exited")
+		}
+	})
+	t.Run("Stop while a child outside the group keeps stdout", func(t *testing.T) {
+		if _, err := exec.LookPath("setsid"); err != nil {
+			t.Skip("needs setsid(1) to start a child outside the app's process group")
+		}
+		pidFile := filepath.Join(t.TempDir(), "escaped.pid")
+		a, err := Start(Spec{Name: "escaper", Stdout: &strings.Builder{},
+			Command: []string{"sh", "-c", `setsid sleep 60 & echo $! > "$0"; exec sleep 60`, pidFile}})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			if pid, err := os.ReadFile(pidFile); err == nil {
+				if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
+					_ = syscall.Kill(n, syscall.SIGKILL)
+				}
+			}
+		})
+		require.Eventually(t, func() bool { _, err := os.Stat(pidFile); return err == nil }, 5*time.Second, 10*time.Millisecond)
+		stopped := make(chan error, 1)
+		go func() { stopped <- a.Stop(100 * time.Millisecond) }()
+		select {
+		case err := <-stopped:
+			assert.NoError(t, err, "the app itself exited on SIGTERM")
+		case <-time.After(10 * time.Second):
+			t.Fatal("Stop did not return")
+		}
+	})
 }
 
 func TestStartGivesThePlatformEnvironment(t *testing.T) {
