@@ -33,8 +33,9 @@ run only:
   --start-timeout D        how long an app may take to listen (default 2m)
   -- COMMAND...            the command of the last --app; $DATABRICKS_APP_PORT in it is replaced
 
-Apps get DATABRICKS_APP_NAME, DATABRICKS_APP_PORT, DATABRICKS_HOST, DATABRICKS_WORKSPACE_ID and their own service
-principal's DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET. On SIGINT or SIGTERM the emulator sends each app
+Apps get DATABRICKS_APP_NAME, DATABRICKS_APP_PORT, DATABRICKS_HOST, DATABRICKS_WORKSPACE_ID, their own service
+principal's DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, and a TMPDIR of their own, removed once they have
+exited (the platform throws an app's container away). On SIGINT or SIGTERM the emulator sends each app
 SIGTERM and kills it 15 s later, as the platform does.
 `
 

@@ -1,5 +1,6 @@
 // Package runner starts an app the way the Databricks Apps platform does: with the platform's environment, a port
-// to listen on, and on shutdown SIGTERM followed by SIGKILL 15 seconds later.
+// to listen on, and on shutdown SIGTERM followed by SIGKILL 15 seconds later. The platform throws an app's container
+// away when it stops; the runner's stand-in for that is a TMPDIR of the app's own, removed once the app has exited.
 package runner
 
 import (
@@ -31,7 +32,8 @@ type Spec struct {
 	Dir     string   // working directory; empty is the current one
 	Port    int      // DATABRICKS_APP_PORT
 	// Env is the platform's variables (DATABRICKS_APP_PORT is added from Port). They are added to this process's
-	// environment minus every DATABRICKS_* variable, so a developer's own credentials never leak into the app.
+	// environment minus every DATABRICKS_* variable, so a developer's own credentials never leak into the app, and
+	// after TMPDIR, which is a fresh directory unless Env sets it.
 	Env            []string
 	Stdout, Stderr io.Writer
 }
@@ -54,14 +56,22 @@ func Start(spec Spec) (*App, error) {
 	for i, a := range spec.Command {
 		argv[i] = strings.NewReplacer("${DATABRICKS_APP_PORT}", port, "$DATABRICKS_APP_PORT", port).Replace(a)
 	}
+	// Without a TMPDIR of its own, every start of a packaged app (its launcher writes the binary under mktemp -d and
+	// execs it, so nothing removes it) would leave a copy in the developer's temp directory.
+	tmpDir, err := os.MkdirTemp("", "databricks-app-"+spec.Name+"-tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("start app %s: TMPDIR: %w", spec.Name, err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
-	cmd.Env = append(inheritedEnv(), spec.Env...)
+	cmd.Env = append(inheritedEnv(), "TMPDIR="+tmpDir)
+	cmd.Env = append(cmd.Env, spec.Env...)
 	cmd.Env = append(cmd.Env, "DATABRICKS_APP_PORT="+port)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = pipeDelay
 	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(tmpDir)
 		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
 	}
 	a := &App{name: spec.Name, cmd: cmd, done: make(chan struct{})}
@@ -69,6 +79,9 @@ func Start(spec Spec) (*App, error) {
 		err := cmd.Wait()
 		if errors.Is(err, exec.ErrWaitDelay) {
 			err = fmt.Errorf("exited, but something it started kept its output open %s later: %w", pipeDelay, err)
+		}
+		if rmErr := os.RemoveAll(tmpDir); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove its TMPDIR: %w", rmErr))
 		}
 		a.err = err
 		close(a.done)
@@ -86,7 +99,7 @@ func inheritedEnv() []string {
 	return env
 }
 
-// Done is closed when the process has exited; Err then says how.
+// Done is closed when the process has exited and its TMPDIR is removed; Err then says how.
 func (a *App) Done() <-chan struct{} { return a.done }
 
 // Err is the process's exit error, once Done is closed.

@@ -82,6 +82,28 @@ func TestOutputHeldOpenDoesNotBlock(t *testing.T) {
 	})
 }
 
+// A packaged app's launcher writes its binary under mktemp -d and execs it; the platform throws the container away,
+// the runner the app's own TMPDIR.
+func TestStopRemovesTheAppsTMPDIR(t *testing.T) {
+	seen := filepath.Join(t.TempDir(), "seen")
+	a, err := Start(Spec{Name: "packaged", Command: []string{"sh", "-c",
+		`d="$(mktemp -d)" && echo x > "$d/app" && echo "$TMPDIR|$d" > "$0" && exec sleep 60`, seen}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Stop(0) })
+	var tmpDir, launcherDir string
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(seen)
+		tmpDir, launcherDir, _ = strings.Cut(strings.TrimSpace(string(b)), "|")
+		return err == nil && launcherDir != ""
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NotEmpty(t, tmpDir, "the app has a TMPDIR")
+	assert.NotEqual(t, os.TempDir(), tmpDir, "the app has a TMPDIR of its own")
+	assert.True(t, strings.HasPrefix(launcherDir, tmpDir+string(filepath.Separator)), "mktemp -d writes under it")
+
+	require.NoError(t, a.Stop(time.Second))
+	assert.NoDirExists(t, tmpDir)
+}
+
 func TestStartGivesThePlatformEnvironment(t *testing.T) {
 	t.Setenv("DATABRICKS_TOKEN", "developer-token-must-not-leak")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
