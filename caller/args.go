@@ -121,6 +121,10 @@ func parseArgs(args []string) (*options, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, errHelp
 			}
+			if strings.Contains(err.Error(), " for -client-secret-stdin:") {
+				// The flag package quotes the value it could not parse: a secret pasted there must not reach stderr.
+				return nil, errors.New("--client-secret-stdin takes no value: pipe the secret on stdin")
+			}
 			return nil, err
 		}
 		args = fs.Args()

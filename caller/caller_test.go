@@ -75,6 +75,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"--url", "u", "--app", "a", "whoami"}, "not both"},
 		{[]string{"whoami", "extra"}, "takes no arguments"},
 		{[]string{"--client-secret", "x", "whoami"}, "flag provided but not defined"},
+		{[]string{"--client-secret-stdin=x", "whoami"}, "--client-secret-stdin takes no value: pipe the secret on stdin"},
 		{[]string{"--data", "{}", "whoami"}, "--data applies to call only"},
 		{[]string{"whoami", "--repeat", "1000"}, ""},
 		{[]string{"--repeat", "1", "call", "/api/x"}, ""},
@@ -350,6 +351,13 @@ func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
 		for _, secret := range append(issued, fakeSecret) {
 			assert.NotContains(t, r.stdout+r.stderr, secret)
 		}
+	}
+
+	// A secret pasted as the flag's value is a usage error that does not repeat it (runCaller checks every output).
+	for _, flag := range []string{"--client-secret-stdin=" + fakeSecret, "-client-secret-stdin=" + fakeSecret} {
+		r := runCaller(t, env, "--mode", "external", flag, "whoami")
+		assert.Equal(t, exitUsage, r.code)
+		assert.Contains(t, r.stderr, "--client-secret-stdin takes no value: pipe the secret on stdin")
 	}
 }
 
