@@ -22,7 +22,8 @@ Usage:
 Flags (both commands):
   --config FILE            principal model, JSON or YAML (default: the embedded one, see the README)
   --state FILE             write the state JSON here once everything listens (owner-only; removed on exit)
-  --profile-dir DIR        where to write .databrickscfg and the databricks CLI stand-in (default: a temp dir)
+  --profile-dir DIR        where to write .databrickscfg and the databricks CLI stand-in (default: a temp dir);
+                           a new directory, or one holding none of your own .databrickscfg or databricks
   --token-lifetime D       access token lifetime (default 1h; e.g. 30s to exercise refresh)
   --request-timeout D      how long the proxy waits for an app (default 120s), then answers 504
 serve only:
