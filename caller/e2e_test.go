@@ -451,7 +451,7 @@ func (b *headlessBrowser) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func runLogin(t *testing.T, e *emulator, scopes string) result {
+func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
 	t.Helper()
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
@@ -459,7 +459,7 @@ func runLogin(t *testing.T, e *emulator, scopes string) result {
 	defer cancel()
 	b := &headlessBrowser{fail: func(err error) { t.Errorf("browser: %v", err); cancel() }}
 	var stdout bytes.Buffer
-	args := []string{"--profile", "emulator", "login", "--scopes", scopes, "--no-browser", "--port", fmt.Sprint(port)}
+	args := append([]string{"--profile", "emulator", "login", "--scopes", scopes, "--no-browser", "--port", fmt.Sprint(port)}, extra...)
 	env := e.env()
 	err = run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, b)
 	r := result{stdout: stdout.String(), stderr: b.buf.String(), code: exitCode(err)}
@@ -503,6 +503,21 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")
 	assert.Equal(t, exitAuth, r.code)
 	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes file.files,sql")
+}
+
+// With --json and --no-browser the authorization URL still reaches stderr: it is the only way to log in.
+func TestE2ELoginJSONPrintsTheURL(t *testing.T) {
+	e := startEmulator(t, 0)
+	r := runLogin(t, e, "sql", "--json")
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Regexp(t, authorizeURL, r.stderr)
+	var got struct {
+		Host   string   `json:"host"`
+		Scopes []string `json:"scopes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got), r.stdout)
+	assert.Equal(t, e.state.WorkspaceHost, got.Host)
+	assert.Equal(t, []string{"sql"}, got.Scopes)
 }
 
 // TestE2ELoginTokenRefreshes: a cached login token that expired is refreshed with its refresh token, no new login.

@@ -102,8 +102,9 @@ func cmdLogin(ctx context.Context, opts *options, getenv func(string) string, ou
 		}
 	}
 	openURL := func(u string) error {
-		// Print the URL too: the browser may not open (no display, a remote shell).
-		out.notef("Log in with your browser; if it does not open, visit:\n  %s", u)
+		// Print the URL too, with --json as well: the browser may not open (no display, a remote shell), and with
+		// --no-browser the URL is the only way on. It is not a secret.
+		fmt.Fprintf(out.stderr, "Log in with your browser; if it does not open, visit:\n  %s\n", u)
 		if !opts.noBrowser {
 			_ = browser.OpenURL(u)
 		}
