@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // Auth types, as the SDK names them (and "external-browser", the Python SDK's name for in-process U2M, for a token
@@ -77,7 +78,7 @@ func modeCredentials(ctx context.Context, opts *options, getenv func(string) str
 			loginHint: "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, or run `databricks auth login`, or pick --mode"}
 		c.build = func() (*config.Config, error) {
 			cfg := base()
-			cfg.Profile, cfg.Host, cfg.ConfigFile = opts.profile, normaliseHost(opts.host), configFilePath(getenv)
+			cfg.Profile, cfg.Host, cfg.ConfigFile = opts.profile, sdkconfig.NormaliseHost(opts.host), configFilePath(getenv)
 			cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
 			// No AuthType: auto is the one mode where the SDK chooses; authType reports its choice.
 			cfg.Loaders = []config.Loader{envLoader(getenv), config.ConfigFile, noDebugHeaders{}}
@@ -100,7 +101,7 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 	}
 	profileConfig := func() *config.Config {
 		cfg := base()
-		cfg.Profile, cfg.Host, cfg.ConfigFile = profile, normaliseHost(opts.host), configFilePath(getenv)
+		cfg.Profile, cfg.Host, cfg.ConfigFile = profile, sdkconfig.NormaliseHost(opts.host), configFilePath(getenv)
 		// Only the profile: a stray DATABRICKS_HOST in the environment must not replace the profile's host.
 		cfg.Loaders = []config.Loader{config.ConfigFile, noDebugHeaders{}}
 		return cfg
@@ -123,7 +124,7 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 	if pcfg.Host == "" {
 		return nil, usageErrorf("local mode needs a host: give --profile with a host in %s, or --host", pcfg.ConfigFile)
 	}
-	host := normaliseHost(pcfg.Host)
+	host := sdkconfig.NormaliseHost(pcfg.Host)
 	login, err := newLogin(ctx, host, profile, opts.scopes, getenv, nil, 0)
 	if err != nil {
 		return nil, err
@@ -135,7 +136,7 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		cfg := base()
 		cfg.Host, cfg.Profile = host, profile
 		cfg.Credentials = config.NewTokenSourceStrategy(authExternalBrowser, login.tokenSource())
-		cfg.Loaders = []config.Loader{explicitOnly{}}
+		cfg.Loaders = []config.Loader{sdkconfig.ExplicitOnly{}}
 		return cfg, nil
 	}
 	return c, nil
@@ -177,9 +178,9 @@ func m2mCredentials(opts *options, getenv func(string) string, stdin io.Reader, 
 	}
 	c.build = func() (*config.Config, error) {
 		cfg := base()
-		cfg.Host, cfg.ClientID, cfg.ClientSecret = normaliseHost(host), clientID, secret
+		cfg.Host, cfg.ClientID, cfg.ClientSecret = sdkconfig.NormaliseHost(host), clientID, secret
 		cfg.AuthType = authM2M
-		cfg.Loaders = []config.Loader{explicitOnly{}}
+		cfg.Loaders = []config.Loader{sdkconfig.ExplicitOnly{}}
 		return cfg, nil
 	}
 	return c, nil
@@ -419,13 +420,6 @@ func (c *credentials) workspaceHost(ctx context.Context) (string, error) {
 	return cfg.Host, nil
 }
 
-// explicitOnly is a Loader that loads nothing: the Config's fields are all the configuration there is. Without it
-// the SDK would read DATABRICKS_* from the process environment and ~/.databrickscfg.
-type explicitOnly struct{}
-
-func (explicitOnly) Name() string                   { return "explicit" }
-func (explicitOnly) Configure(*config.Config) error { return nil }
-
 // noDebugHeaders runs after the other loaders: debug_headers (DATABRICKS_DEBUG_HEADERS, or a profile) makes the SDK's
 // debug log print Authorization headers, the M2M secret included. The caller never prints a credential.
 type noDebugHeaders struct{}
@@ -469,15 +463,6 @@ func configFilePath(getenv func(string) string) string {
 		return filepath.Join(home, ".databrickscfg")
 	}
 	return ""
-}
-
-// normaliseHost adds https:// to a bare host name: inside an app DATABRICKS_HOST may come without a scheme.
-func normaliseHost(h string) string {
-	h = strings.TrimRight(strings.TrimSpace(h), "/")
-	if h != "" && !strings.Contains(h, "://") {
-		h = "https://" + h
-	}
-	return h
 }
 
 func firstNonEmpty(vs ...string) string {

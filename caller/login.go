@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // login is the page's custom-scope U2M flow: authorization code + PKCE with client_id=databricks-cli and a loopback
@@ -91,13 +92,13 @@ func cmdLogin(ctx context.Context, opts *options, getenv func(string) string, ou
 			"(for the default all-apis scope, `databricks auth login` is enough)")
 	}
 	profile := firstNonEmpty(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
-	host := normaliseHost(opts.host)
+	host := sdkconfig.NormaliseHost(opts.host)
 	if host == "" {
 		cfg := &config.Config{Profile: profile, ConfigFile: configFilePath(getenv), Loaders: []config.Loader{config.ConfigFile}}
 		if err := cfg.EnsureResolved(); err != nil {
 			return usageErrorf("login: %v", err)
 		}
-		if host = normaliseHost(cfg.Host); host == "" {
+		if host = sdkconfig.NormaliseHost(cfg.Host); host == "" {
 			return usageErrorf("login needs a workspace: --host https://<workspace-url>, or --profile with a host in %s", cfg.ConfigFile)
 		}
 	}
