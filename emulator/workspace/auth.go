@@ -14,7 +14,7 @@ type authResult struct {
 }
 
 // authenticate checks the request's bearer token. It returns (nil, nil) when the request carries none, so callers
-// can tell "no token" (302 for a browser) from "bad token" (401).
+// can tell "no token" (401 without a challenge) from "bad token" (401 with WWW-Authenticate).
 func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {

@@ -100,16 +100,19 @@ func (p *appProxy) handler() http.Handler {
 	})
 }
 
-// admit runs the platform's checks in its order: a token (401, or 302 outside /api/), CAN_USE (403), the app's
-// user authorization scopes (403), a running app (502). It fills fwd and reports whether to forward.
+// admit runs the platform's checks in its order: a session outside /api/ (302), a token (401), CAN_USE (403), the
+// app's user authorization scopes (403), a running app (502). It fills fwd and reports whether to forward.
 func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) bool {
+	if !isAPIPath(r.URL.Path) {
+		// Bearer tokens work on /api/ routes; any other path is a browser's, which needs a workspace session. The
+		// emulator has no sessions, so it sends every such request to the login page, with a valid token or not.
+		login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
+		http.Redirect(rw, r, login, http.StatusFound)
+		return false
+	}
 	res, terr := p.ws.authenticate(r)
 	if res == nil {
-		if !isAPIPath(r.URL.Path) {
-			// Browsers get the login page; only /api/ routes take bearer tokens.
-			login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
-			http.Redirect(rw, r, login, http.StatusFound)
-		} else if terr == nil {
+		if terr == nil {
 			writeUnauthorized(rw, "No access token: this app's /api/ routes need Authorization: Bearer <OAuth token>.", false)
 		} else {
 			writeUnauthorized(rw, "Invalid access token: "+terr.reason, true)

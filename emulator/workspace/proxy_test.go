@@ -55,7 +55,9 @@ func TestProxyStatusMatrix(t *testing.T) {
 		{"user with all-apis", "/api/x", bearer(devAllAPIs), http.StatusOK, "", false, ""},
 		{"user with exactly the app's scopes", "/api/x", bearer(devExactScopes), http.StatusOK, "", false, ""},
 		{"service principal with CAN_USE", "/api/x", bearer(m2mToken(t, w, "external-service")), http.StatusOK, "", false, ""},
-		{"browser path with token", "/index.html", bearer(devAllAPIs), http.StatusOK, "", false, ""},
+		{"browser path with a valid token", "/index.html", bearer(devAllAPIs), http.StatusFound, "", false, ""},
+		{"browser path with a bad token", "/", bearer("not-a-jwt"), http.StatusFound, "", false, ""},
+		{"a path that only starts like /api", "/apis/x", bearer(devAllAPIs), http.StatusFound, "", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
