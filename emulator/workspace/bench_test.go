@@ -12,8 +12,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
 
-// BenchmarkRewrite is the proxy's header rewriting for one request carrying spoofed identity headers: strip every
-// header the proxy owns, in any spelling, and set its own.
+// BenchmarkRewrite is the proxy's header rewriting for one request carrying spoofed identity headers: remove every
+// header ownedByProxy names, in any spelling, and set its own.
 func BenchmarkRewrite(b *testing.B) {
 	w, err := Start(b.Context(), Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

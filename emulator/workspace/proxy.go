@@ -19,8 +19,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
-// appProxy is one app's Databricks Apps reverse proxy: it authenticates the caller, checks CAN_USE and scopes, and
-// forwards with the identity headers set by itself alone.
+// appProxy is one app's emulated Databricks Apps reverse proxy: it authenticates the caller, checks CAN_USE and
+// scopes, and forwards with identity headers it set itself, having stripped any the client sent.
 type appProxy struct {
 	app       App
 	url       string
@@ -160,7 +160,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 func isAPIPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
 
 // rewrite builds the request the app receives. httputil.ReverseProxy has already removed hop-by-hop headers and
-// X-Forwarded-For/Host/Proto; this removes every other header the proxy owns, in any spelling, then sets its own.
+// X-Forwarded-For/Host/Proto; this removes every other header ownedByProxy names, in any spelling, then sets its own.
 func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 	fwd := pr.In.Context().Value(forwardKey{}).(*forward)
 	pr.SetURL(fwd.upstream)
@@ -189,9 +189,11 @@ func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 // forwardedPrefix covers the identity headers and any other X-Forwarded-* a client may send.
 const forwardedPrefix = "x-forwarded-"
 
-// ownedByProxy reports whether a client-sent header must not reach the app: the proxy's own headers
-// (identity.ForwardedHeaders), any other X-Forwarded-*, Forwarded, and the caller's Authorization. Underscores count
-// as dashes: servers that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would accept X_Forwarded_User.
+// ownedByProxy reports whether the emulator strips a client-sent header before forwarding: the headers it sets
+// (identity.ForwardedHeaders), any other X-Forwarded-*, Forwarded, and the caller's Authorization. Whether the real
+// proxy strips client-sent X-Forwarded-* and whether it passes Authorization on are open (PLATFORM.md section 2);
+// stripping them is the safe choice, so an app that passes here depends on neither. Underscores count as dashes:
+// servers that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would accept X_Forwarded_User.
 func ownedByProxy(name string) bool {
 	n := strings.ReplaceAll(name, "_", "-")
 	if strings.HasPrefix(strings.ToLower(n), forwardedPrefix) || strings.EqualFold(n, "Forwarded") ||

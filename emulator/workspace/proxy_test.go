@@ -232,9 +232,9 @@ func TestProxyWebSocketUpgrade(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "upgrades are authenticated like any request")
 }
 
-// TestProxySpoofedHeadersInEverySpelling sends each header the proxy owns, one at a time, in every spelling a client
-// might try (letter case, underscores as CGI-style servers read them, repeated), and over the raw wire in forms Go's
-// client will not write. None of the spoofed values reaches the app; the app sees the proxy's identity.
+// TestProxySpoofedHeadersInEverySpelling sends each header the emulator strips, one at a time, in every spelling a
+// client might try (letter case, underscores as CGI-style servers read them, repeated), and over the raw wire in forms
+// Go's client will not write. None of the spoofed values reaches the app; the app sees the proxy's identity.
 func TestProxySpoofedHeadersInEverySpelling(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
