@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -318,39 +317,6 @@ func (c *credentials) hostSource() string {
 	return "DATABRICKS_HOST or the profile's host"
 }
 
-// workspaceTransport sends the SDK's requests to the workspace and remembers the last one that got no answer (until
-// one does), so that a failed token fetch can say the workspace was unreachable and which it was (scheme://host).
-type workspaceTransport struct {
-	base  http.RoundTripper
-	proxy func(*url.URL) (*url.URL, error)
-
-	mu   sync.Mutex
-	host string
-	err  error
-}
-
-func (t *workspaceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch {
-	case err == nil:
-		t.host, t.err = "", nil
-	case req.Context().Err() == nil: // not our own cancellation
-		t.host, t.err = req.URL.Scheme+"://"+req.URL.Host, err
-	}
-	return resp, err
-}
-
-func (t *workspaceTransport) lastError() (host string, err error) {
-	if t == nil {
-		return "", nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.host, t.err
-}
-
 // authenticate puts the bearer token on req. The token is fetched first with ctx, so --timeout bounds it; then
 // cfg.Authenticate sets the header from the SDK's cache.
 func (c *credentials) authenticate(ctx context.Context, req *http.Request) error {
@@ -420,49 +386,14 @@ func (c *credentials) workspaceHost(ctx context.Context) (string, error) {
 	return cfg.Host, nil
 }
 
-// noDebugHeaders runs after the other loaders: debug_headers (DATABRICKS_DEBUG_HEADERS, or a profile) makes the SDK's
-// debug log print Authorization headers, the M2M secret included. The caller never prints a credential.
-type noDebugHeaders struct{}
-
-func (noDebugHeaders) Name() string { return "no-debug-headers" }
-
-func (noDebugHeaders) Configure(cfg *config.Config) error {
-	cfg.DebugHeaders = false
-	return nil
-}
-
-// envLoader is the SDK's environment loader reading through getenv, so tests can run the program in-process.
-type envLoader func(string) string
-
-func (envLoader) Name() string { return "environment" }
-
-func (getenv envLoader) Configure(cfg *config.Config) error {
-	for _, attr := range config.ConfigAttributes {
-		if !attr.IsZero(cfg) {
-			continue
-		}
-		for _, name := range attr.EnvVars {
-			if v := getenv(name); v != "" {
-				if err := attr.SetS(cfg, v); err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				cfg.SetAttrSource(&attr, config.Source{Type: config.SourceEnv, Name: name})
-				break
-			}
-		}
+// hostOrEmpty is the workspace of the Config built so far, "" before the first token: for messages, never a fetch.
+func (c *credentials) hostOrEmpty() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg == nil {
+		return ""
 	}
-	return nil
-}
-
-// configFilePath is DATABRICKS_CONFIG_FILE, else ~/.databrickscfg (from HOME as getenv sees it).
-func configFilePath(getenv func(string) string) string {
-	if p := getenv("DATABRICKS_CONFIG_FILE"); p != "" {
-		return p
-	}
-	if home := getenv("HOME"); home != "" {
-		return filepath.Join(home, ".databrickscfg")
-	}
-	return ""
+	return c.cfg.Host
 }
 
 func firstNonEmpty(vs ...string) string {

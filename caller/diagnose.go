@@ -279,22 +279,6 @@ func appLabel(t *target) string {
 	return "the app"
 }
 
-func (t *target) nameOrEmpty() string {
-	if t == nil {
-		return ""
-	}
-	return t.name
-}
-
-func (c *credentials) hostOrEmpty() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cfg == nil {
-		return ""
-	}
-	return c.cfg.Host
-}
-
 // redactURL drops the query of a login URL: it may carry state the caller has no reason to print.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)

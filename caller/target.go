@@ -19,6 +19,14 @@ type target struct {
 	app  *appInfo // when resolved through the Apps API
 }
 
+// nameOrEmpty is the app's name, "" when it is not known or there is no target yet.
+func (t *target) nameOrEmpty() string {
+	if t == nil {
+		return ""
+	}
+	return t.name
+}
+
 // appInfo is the part of GET /api/2.0/apps/{name} the caller uses.
 type appInfo struct {
 	Name                     string   `json:"name"`
