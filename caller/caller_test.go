@@ -435,3 +435,19 @@ func TestAppYAML(t *testing.T) {
 	}
 	assert.Equal(t, "target-app", names["TARGET_APP"], "TARGET_APP comes from the app resource")
 }
+
+// A workspace that does not answer is a network failure for login too (6, naming it), not a failed login (3).
+func TestLoginNothingListening(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	port, err := workspace.FreePort()
+	require.NoError(t, err)
+	r := runCaller(t, nil, "--host", "http://"+addr, "login", "--scopes", "sql", "--no-browser",
+		"--port", fmt.Sprint(port), "--timeout", "2s")
+	assert.Equal(t, exitNetwork, r.code)
+	assert.Contains(t, r.stderr, "login to http://"+addr+": nothing is listening at the workspace http://"+addr)
+	assert.Contains(t, r.stderr, "the workspace URL is right: http://"+addr+" (--host)")
+	assert.NotContains(t, r.stderr, "the browser reached the loopback redirect")
+}

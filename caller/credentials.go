@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -124,7 +123,7 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		return nil, usageErrorf("local mode needs a host: give --profile with a host in %s, or --host", pcfg.ConfigFile)
 	}
 	host := sdkconfig.NormaliseHost(pcfg.Host)
-	login, err := newLogin(ctx, host, profile, opts.scopes, getenv, nil, 0)
+	login, err := newLogin(ctx, host, profile, opts.scopes, getenv, nil, 0, nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -269,39 +268,17 @@ func (c *credentials) tokenFailure(err error) *failure {
 // unreachable is the network failure for a token fetch whose requests to the workspace got no answer, or that ran
 // out of time; nil when the workspace answered.
 func (c *credentials) unreachable(err error) *failure {
-	host, netErr := c.workspace.lastError()
 	timedOut := errors.Is(err, context.DeadlineExceeded)
-	if netErr == nil && !timedOut {
+	what := fmt.Sprintf("%s mode (%s): cannot get a token", c.mode, c.principal)
+	if f := c.workspace.unreachable(what, c.hostSource(), timedOut); f != nil {
+		return f
+	}
+	if !timedOut {
 		return nil
 	}
-	f := &failure{Code: exitNetwork}
-	switch {
-	case netErr == nil:
-		f.Summary = fmt.Sprintf("%s mode (%s): timed out getting a token from the workspace (--timeout)", c.mode, c.principal)
-		f.Checks = []string{"the workspace answers: its OAuth token endpoint did not within --timeout; raise it, or check the workspace's status"}
-		return f
-	case isRefused(netErr):
-		f.Summary = fmt.Sprintf("%s mode (%s): cannot get a token: nothing is listening at the workspace %s (connection refused)", c.mode, c.principal, host)
-	case isDNS(netErr):
-		f.Summary = fmt.Sprintf("%s mode (%s): cannot get a token: cannot resolve the workspace %s: %v", c.mode, c.principal, host, netErr)
-	default:
-		f.Summary = fmt.Sprintf("%s mode (%s): cannot get a token: cannot reach the workspace %s: %v", c.mode, c.principal, host, netErr)
-	}
-	if timedOut {
-		f.Summary += ", still failing at --timeout"
-	}
-	proxy := "no proxy is used for the workspace: if your organisation requires one, set HTTPS_PROXY (and NO_PROXY)"
-	if u, perr := url.Parse(host); perr == nil {
-		if p, perr := c.workspace.proxy(u); perr == nil && p != nil {
-			proxy = "the organisation proxy " + p.Redacted() + " (HTTPS_PROXY) lets " + u.Host + " through"
-		}
-	}
-	f.Checks = []string{
-		"the workspace URL is right: " + host + " (" + c.hostSource() + ")",
-		"the workspace is up and your network allows outbound HTTPS to it: `curl -sI " + host + "/oidc/.well-known/oauth-authorization-server`",
-		proxy,
-	}
-	return f
+	return &failure{Code: exitNetwork,
+		Summary: fmt.Sprintf("%s mode (%s): timed out getting a token from the workspace (--timeout)", c.mode, c.principal),
+		Checks:  []string{"the workspace answers: its OAuth token endpoint did not within --timeout; raise it, or check the workspace's status"}}
 }
 
 // hostSource says where the mode's workspace URL comes from, for a person to fix it.

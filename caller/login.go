@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/databricks/databricks-sdk-go/config/experimental/auth"
 	"github.com/databricks/databricks-sdk-go/credentials/u2m"
 	"github.com/databricks/databricks-sdk-go/credentials/u2m/cache"
+	"github.com/databricks/databricks-sdk-go/httpclient"
 	"github.com/pkg/browser"
 	"golang.org/x/oauth2"
 
@@ -38,7 +41,11 @@ type loginKey struct {
 
 func (k loginKey) GetCacheKey() string { return k.key }
 
-func newLogin(ctx context.Context, host, profile string, scopes []string, getenv func(string) string, openURL func(string) error, port int) (*login, error) {
+// newLogin prepares the login of profile (or host) with scopes. When workspace is not nil, the SDK's requests to the
+// workspace (OAuth discovery, the token exchange, refreshes) go through it, retried for up to timeout; else through
+// the SDK's own client.
+func newLogin(ctx context.Context, host, profile string, scopes []string, getenv func(string) string, openURL func(string) error, port int,
+	workspace http.RoundTripper, timeout time.Duration) (*login, error) {
 	arg, err := u2m.NewProfileWorkspaceOAuthArgument(host, profile)
 	if err != nil {
 		return nil, usageErrorf("login: %v", err)
@@ -56,6 +63,11 @@ func newLogin(ctx context.Context, host, profile string, scopes []string, getenv
 	}
 	if openURL != nil {
 		opts = append(opts, u2m.WithBrowser(openURL))
+	}
+	if workspace != nil {
+		api := httpclient.NewApiClient(httpclient.ClientConfig{Transport: workspace, RetryTimeout: timeout, HTTPTimeout: timeout})
+		opts = append(opts, u2m.WithHttpClient(&http.Client{Transport: workspace, Timeout: timeout}),
+			u2m.WithOAuthEndpointSupplier(&u2m.BasicOAuthEndpointSupplier{Client: api}))
 	}
 	if l.auth, err = u2m.NewPersistentAuth(ctx, opts...); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
@@ -111,11 +123,23 @@ func cmdLogin(ctx context.Context, opts *options, getenv func(string) string, ou
 		}
 		return nil
 	}
-	l, err := newLogin(ctx, host, profile, opts.scopes, getenv, openURL, opts.port)
+	// The SDK's requests to the workspace go through a transport that remembers one that got no answer, so an
+	// unreachable workspace is reported as such (exit 6), not as a failed login.
+	workspace := &workspaceTransport{proxy: proxyFromEnv(getenv)}
+	workspace.base = newTransport(workspace.proxy)
+	l, err := newLogin(ctx, host, profile, opts.scopes, getenv, openURL, opts.port, workspace, opts.timeout)
 	if err != nil {
 		return err
 	}
 	if err := l.auth.Challenge(); err != nil {
+		hostSource := "--host"
+		if opts.host == "" {
+			hostSource = "the host of profile " + orDefault(profile, "DEFAULT")
+		}
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)
+		if f := workspace.unreachable("login to "+host, hostSource, timedOut); f != nil {
+			return f
+		}
 		return &failure{Code: exitAuth, Summary: fmt.Sprintf("login to %s: %v", host, err),
 			Checks: []string{"the browser reached the loopback redirect (http://localhost:8020-8040, or --port)",
 				"the workspace allows the OAuth app databricks-cli and the scopes " + strings.Join(opts.scopes, ",")}}

@@ -90,3 +90,37 @@ func (t *workspaceTransport) lastError() (host string, err error) {
 	defer t.mu.Unlock()
 	return t.host, t.err
 }
+
+// unreachable is the network failure (exit 6) of requests to the workspace whose last one got no answer, naming the
+// workspace and why; nil when it answered. what is what the requests were for ("login to …"), hostSource where the
+// workspace URL came from, for a person to fix it; timedOut adds that it was still failing at --timeout.
+func (t *workspaceTransport) unreachable(what, hostSource string, timedOut bool) *failure {
+	host, netErr := t.lastError()
+	if netErr == nil {
+		return nil
+	}
+	f := &failure{Code: exitNetwork}
+	switch {
+	case isRefused(netErr):
+		f.Summary = fmt.Sprintf("%s: nothing is listening at the workspace %s (connection refused)", what, host)
+	case isDNS(netErr):
+		f.Summary = fmt.Sprintf("%s: cannot resolve the workspace %s: %v", what, host, netErr)
+	default:
+		f.Summary = fmt.Sprintf("%s: cannot reach the workspace %s: %v", what, host, netErr)
+	}
+	if timedOut {
+		f.Summary += ", still failing at --timeout"
+	}
+	proxy := "no proxy is used for the workspace: if your organisation requires one, set HTTPS_PROXY (and NO_PROXY)"
+	if u, perr := url.Parse(host); perr == nil {
+		if p, perr := t.proxy(u); perr == nil && p != nil {
+			proxy = "the organisation proxy " + p.Redacted() + " (HTTPS_PROXY) lets " + u.Host + " through"
+		}
+	}
+	f.Checks = []string{
+		"the workspace URL is right: " + host + " (" + hostSource + ")",
+		"the workspace is up and your network allows outbound HTTPS to it: `curl -sI " + host + "/oidc/.well-known/oauth-authorization-server`",
+		proxy,
+	}
+	return f
+}
