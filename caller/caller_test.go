@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -450,4 +453,83 @@ func TestLoginNothingListening(t *testing.T) {
 	assert.Contains(t, r.stderr, "login to http://"+addr+": nothing is listening at the workspace http://"+addr)
 	assert.Contains(t, r.stderr, "the workspace URL is right: http://"+addr+" (--host)")
 	assert.NotContains(t, r.stderr, "the browser reached the loopback redirect")
+}
+
+// Requests that arrive while serve looks the target app up wait for that one lookup, each no longer than its own
+// context; a failed lookup is not kept, so a later request looks again.
+func TestServeSharesOneTargetLookup(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := newFakeApp(t, ws)
+	var lookups atomic.Int32
+	release := make(chan struct{})
+	ws.mu.Lock()
+	ws.onAppLookup = func() {
+		lookups.Add(1)
+		select { // slow until released
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	ws.mu.Unlock()
+
+	opts := &options{mode: ModeExternal, timeout: 20 * time.Second}
+	env := externalEnv(ws)
+	getenv := func(k string) string { return env[k] }
+	creds, err := newCredentials(t.Context(), opts, getenv, strings.NewReader(""))
+	require.NoError(t, err)
+	resolver := &targetResolver{client: newClient(creds, opts, getenv, &output{stdout: io.Discard, stderr: io.Discard}),
+		name: "api-app", timeout: opts.timeout}
+	var entered atomic.Int32
+	handler := newServer(slog.New(slog.DiscardHandler), resolver, opts.timeout)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered.Add(1)
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	call := func() (int, string) {
+		resp, err := http.Get(srv.URL + "/api/call?path=/api/whoami")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	// The app does not exist yet, and the lookup is slow: five requests share it, and all get its answer.
+	const n = 5
+	answers := make(chan string, n)
+	for range n {
+		go func() {
+			status, body := call()
+			answers <- fmt.Sprint(status, " ", body)
+		}()
+	}
+	require.Eventually(t, func() bool { return entered.Load() == n && lookups.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = resolver.get(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiting request gives up at its own deadline")
+	assert.Less(t, time.Since(start), 2*time.Second)
+	time.Sleep(50 * time.Millisecond) // the five requests are waiting by now
+	close(release)
+	for range n {
+		answer := <-answers
+		assert.True(t, strings.HasPrefix(answer, "502 "), answer)
+		assert.Contains(t, answer, `app \"api-app\" does not exist`)
+	}
+	assert.Equal(t, int32(1), lookups.Load(), "one lookup for all the requests that waited")
+
+	// The app appears: the failure was not kept, the next request looks again, and the answer is kept.
+	ws.mu.Lock()
+	info := appInfo{Name: "api-app", URL: app.URL}
+	info.AppStatus.State = "RUNNING"
+	ws.apps["api-app"] = info
+	ws.mu.Unlock()
+	for range 2 {
+		status, body := call()
+		assert.Equal(t, http.StatusOK, status, body)
+	}
+	assert.Equal(t, int32(2), lookups.Load())
 }

@@ -35,6 +35,8 @@ type fakeWorkspace struct {
 	issued  []string
 	revoked map[string]bool
 	apps    map[string]appInfo
+	// onAppLookup, when set, runs at the start of each GET /api/2.0/apps/{name} (to count or slow lookups).
+	onAppLookup func()
 }
 
 func newFakeWorkspace(t *testing.T) *fakeWorkspace {
@@ -57,6 +59,12 @@ func newFakeWorkspace(t *testing.T) *fakeWorkspace {
 		jsonhttp.Write(w, 200, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
 	})
 	mux.HandleFunc("GET /api/2.0/apps/{name}", func(w http.ResponseWriter, r *http.Request) {
+		ws.mu.Lock()
+		hook := ws.onAppLookup
+		ws.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
 		if !ws.valid(r) {
 			jsonhttp.WriteError(w, &jsonhttp.Error{Status: 401, Code: jsonhttp.CodeUnauthenticated, Message: "bad token"})
 			return

@@ -36,7 +36,7 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))
 	}
 	quiet := &output{stdout: io.Discard, stderr: io.Discard}
-	resolver := &targetResolver{client: newClient(creds, opts, getenv, quiet), name: targetApp}
+	resolver := &targetResolver{client: newClient(creds, opts, getenv, quiet), name: targetApp, timeout: opts.timeout}
 	if targetURL != "" {
 		base, err := parseAppURL(targetURL)
 		if err != nil {
@@ -177,27 +177,65 @@ func writeFailure(w http.ResponseWriter, status int, code string, f *failure) {
 }
 
 // targetResolver looks the target app up through the Apps API on first use and keeps the answer; a failed lookup
-// is retried on the next request, so the caller app starts even while the target is still deploying.
+// is retried on the next request, so the caller app starts even while the target is still deploying. Requests that
+// arrive during a lookup wait for that one (each only as long as its own context allows) instead of queueing
+// behind a lock for a lookup each.
 type targetResolver struct {
-	client *client
-	name   string
+	client  *client
+	name    string
+	timeout time.Duration // bounds one lookup
 
 	mu       sync.Mutex
 	resolved *target
+	inflight *resolution // the lookup under way, if any
+}
+
+// resolution is one lookup; done is closed once t or err is set.
+type resolution struct {
+	done chan struct{}
+	t    *target
+	err  error
 }
 
 func (tr *targetResolver) get(ctx context.Context) (*target, error) {
 	tr.mu.Lock()
-	defer tr.mu.Unlock()
 	if tr.resolved != nil {
-		return tr.resolved, nil
+		t := tr.resolved
+		tr.mu.Unlock()
+		return t, nil
 	}
-	t, err := resolveApp(ctx, tr.client, tr.name)
-	if err != nil {
-		return nil, err
+	r := tr.inflight
+	if r == nil {
+		r = &resolution{done: make(chan struct{})}
+		tr.inflight = r
+		// The lookup is shared, so it must not end with the request that happened to start it.
+		go tr.resolve(context.WithoutCancel(ctx), r)
 	}
-	tr.resolved = t
-	return t, nil
+	tr.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.t, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// resolve runs one lookup and publishes it: kept when it worked, forgotten when it failed so the next request tries
+// again.
+func (tr *targetResolver) resolve(ctx context.Context, r *resolution) {
+	ctx, cancel := context.WithTimeout(ctx, tr.timeout)
+	defer cancel()
+	r.t, r.err = resolveApp(ctx, tr.client, tr.name)
+	if r.err != nil {
+		r.err = asFailure(ctx, r.err) // judged by the lookup's own deadline, not a waiting request's
+	}
+	tr.mu.Lock()
+	if r.err == nil {
+		tr.resolved = r.t
+	}
+	tr.inflight = nil
+	tr.mu.Unlock()
+	close(r.done)
 }
 
 // logRequests logs one line per request: never a header value, so never a token.
