@@ -56,6 +56,7 @@ func TestMain(m *testing.M) {
 	os.Setenv("HOME", home)
 	code := m.Run()
 	os.RemoveAll(home)
+	removeBuilds()
 	os.Exit(code)
 }
 

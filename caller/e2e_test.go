@@ -72,10 +72,12 @@ func (e *emulator) spEnv(name string) map[string]string {
 
 var (
 	buildMu  sync.Mutex
+	buildDir string                // where buildBinary puts what it builds; removeBuilds removes it
 	binaries = map[string]string{} // package → built binary, once per test binary
 )
 
-// buildBinary builds a package of this module once per test run, with the developer's warm build cache.
+// buildBinary builds a package of this module once per test run, with the developer's warm build cache. The
+// binaries outlive any one test; TestMain removes them at the end (removeBuilds).
 func buildBinary(t *testing.T, pkg string, flags ...string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -83,9 +85,12 @@ func buildBinary(t *testing.T, pkg string, flags ...string) string {
 	if bin, ok := binaries[pkg]; ok {
 		return bin
 	}
-	dir, err := os.MkdirTemp("", "caller-e2e-build")
-	require.NoError(t, err)
-	bin := filepath.Join(dir, filepath.Base(pkg))
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "caller-e2e-build")
+		require.NoError(t, err)
+		buildDir = dir
+	}
+	bin := filepath.Join(buildDir, strings.ReplaceAll(pkg, "/", "-"))
 	args := append(append([]string{"build", "-o", bin}, flags...), "github.com/databricks-sample/go-apps-api/"+pkg)
 	build := exec.Command("go", args...)
 	build.Env = append(os.Environ(), "HOME="+originalHome) // the warm build cache lives there
@@ -93,6 +98,15 @@ func buildBinary(t *testing.T, pkg string, flags ...string) string {
 	require.NoError(t, err, "go build ./%s:\n%s", pkg, out)
 	binaries[pkg] = bin
 	return bin
+}
+
+// removeBuilds removes what buildBinary built, once no test needs it.
+func removeBuilds() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
 }
 
 // startAPIApp runs app/ on a free port as api-app's service principal would, and returns its URL once /api/health
@@ -322,10 +336,11 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 	var logBuf bytes.Buffer
 	var logMu sync.Mutex
 	logs := &lockedWriter{w: &logBuf, mu: &logMu}
+	tmp := t.TempDir() // where app.yaml's command joins the parts (mktemp -d): removed after the app stops
 	app, err := runner.Start(runner.Spec{Name: "caller-app", Command: spec.Command, Dir: dir, Port: port,
 		Env: []string{"DATABRICKS_APP_NAME=caller-app", "DATABRICKS_HOST=" + e.state.WorkspaceHost,
 			"DATABRICKS_WORKSPACE_ID=" + e.state.WorkspaceID, "DATABRICKS_CLIENT_ID=" + sp.ClientID,
-			"DATABRICKS_CLIENT_SECRET=" + sp.ClientSecret, "TARGET_APP=api-app"},
+			"DATABRICKS_CLIENT_SECRET=" + sp.ClientSecret, "TARGET_APP=api-app", "TMPDIR=" + tmp},
 		Stdout: logs, Stderr: logs})
 	require.NoError(t, err)
 	stopped := false
