@@ -483,6 +483,9 @@ func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result 
 	return r
 }
 
+// appScopes are the emulated api-app's user authorization scopes.
+const appScopes = "iam.current-user:read,sql,file.files,dashboards.genie"
+
 func TestE2ELoginWithCustomScopes(t *testing.T) {
 	e := startEmulator(t, 0)
 	ws := e.state.WorkspaceID
@@ -493,17 +496,17 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	assert.Contains(t, r.stdout, "Logged in to "+e.state.WorkspaceHost+" with scopes sql")
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql", "--app", "api-app", "whoami")
 	assert.Equal(t, exitPermission, r.code, r.String())
-	assert.Contains(t, r.stderr, "missing [file.files dashboards.genie]")
-	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes sql,file.files,dashboards.genie")
+	assert.Contains(t, r.stderr, "missing [iam.current-user:read file.files dashboards.genie]")
+	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes iam.current-user:read,sql,file.files,dashboards.genie")
 
 	// The app's scopes: the proxy forwards a user token with them.
-	r = runLogin(t, e, "sql,file.files,dashboards.genie")
+	r = runLogin(t, e, appScopes)
 	require.Equal(t, exitOK, r.code, r.String())
-	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "dashboards.genie,file.files,sql", "--app", "api-app", "whoami", "--json")
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "dashboards.genie,file.files,iam.current-user:read,sql", "--app", "api-app", "whoami", "--json")
 	who := whoAmIJSON(t, r)
 	assert.Equal(t, "1001@"+ws, who.User)
 	require.NotNil(t, who.AccessTokenClaims)
-	assert.ElementsMatch(t, []string{"sql", "file.files", "dashboards.genie"}, who.AccessTokenClaims.Scopes)
+	assert.ElementsMatch(t, strings.Split(appScopes, ","), who.AccessTokenClaims.Scopes)
 	assert.Contains(t, r.stdout, `"auth_type": "external-browser"`)
 
 	cache := filepath.Join(e.home, ".databricks-caller", "token-cache.json")
@@ -512,7 +515,7 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 	body, err := os.ReadFile(cache)
 	require.NoError(t, err)
-	assert.Contains(t, string(body), `"emulator scopes=dashboards.genie,file.files,sql"`)
+	assert.Contains(t, string(body), `"emulator scopes=dashboards.genie,file.files,iam.current-user:read,sql"`)
 
 	// Scopes nobody logged in with: say which login to run.
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")
@@ -538,11 +541,11 @@ func TestE2ELoginJSONPrintsTheURL(t *testing.T) {
 // TestE2ELoginTokenRefreshes: a cached login token that expired is refreshed with its refresh token, no new login.
 func TestE2ELoginTokenRefreshes(t *testing.T) {
 	e := startEmulator(t, 2*time.Second)
-	r := runLogin(t, e, "sql,file.files,dashboards.genie")
+	r := runLogin(t, e, appScopes)
 	require.Equal(t, exitOK, r.code, r.String())
 	time.Sleep(2100 * time.Millisecond)
 	before := e.ws.RequestCount(workspace.PathAuthorize)
-	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files,dashboards.genie", "--app", "api-app", "whoami")
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", appScopes, "--app", "api-app", "whoami")
 	require.Equal(t, exitOK, r.code, r.String())
 	assert.Contains(t, r.stdout, "The app saw you as 1001@")
 	assert.Equal(t, before, e.ws.RequestCount(workspace.PathAuthorize), "refreshed, not logged in again")

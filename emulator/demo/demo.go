@@ -22,8 +22,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
-// customScopes are the seed page's example scopes: the ones the API app's user authorization asks for.
-const customScopes = "sql,file.files,dashboards.genie"
+// customScopes are the API app's user authorization scopes: the seed page's examples, and the one /api/me needs.
+const customScopes = "iam.current-user:read,sql,file.files,dashboards.genie"
 
 // run builds, starts the emulator with both apps, plays every row and prints the table. It fails if a row differs
 // from what is expected.

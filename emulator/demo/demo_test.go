@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"local ", "local+scopes", "external", "app-to-app", "no CAN USE", "bad token",
 		"1001@1234567890123456", "2001@1234567890123456", "2003@1234567890123456", "dev@example.com",
-		"403 ok", "401 ok", "forwarded token's scopes: sql file.files dashboards.genie",
+		"403 ok", "401 ok", "forwarded token's scopes: iam.current-user:read sql file.files",
 		"databricks apps update-permissions",
 	} {
 		assert.Contains(t, out, want)

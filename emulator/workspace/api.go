@@ -13,7 +13,11 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
-// handleSCIMMe answers "who am I" for any valid token of this workspace, the proxy's forwarded tokens included.
+// ScopeCurrentUser is the scope SCIM Me needs, unless the token has all-apis.
+const ScopeCurrentUser = "iam.current-user:read"
+
+// handleSCIMMe answers "who am I" for a valid token of this workspace that holds iam.current-user:read or all-apis:
+// M2M and CLI tokens (all-apis), and the proxy's forwarded tokens when the app's scopes include it.
 func (w *Workspace) handleSCIMMe() http.HandlerFunc {
 	type email struct {
 		Value   string `json:"value"`
@@ -30,7 +34,14 @@ func (w *Workspace) handleSCIMMe() http.HandlerFunc {
 		ApplicationID string   `json:"applicationId,omitempty"`
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
-		p := authFrom(r.Context()).principal
+		auth := authFrom(r.Context())
+		if missing := coversScopes(auth.claims.scopes(), []string{ScopeCurrentUser}); len(missing) > 0 {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+				Message: "the token lacks the scope " + ScopeCurrentUser + " that SCIM Me needs",
+				Fix:     "for an app's forwarded token, add " + ScopeCurrentUser + " to the app's user_api_scopes"})
+			return
+		}
+		p := auth.principal
 		resp := response{
 			Schemas: []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
 			ID:      p.ID, UserName: p.UserName, DisplayName: p.DisplayName, Active: true,

@@ -17,7 +17,7 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Len(t, cfg.ServicePrincipals, 4)
 	app, ok := cfg.App("api-app")
 	require.True(t, ok)
-	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, app.UserAPIScopes)
+	assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, app.UserAPIScopes)
 }
 
 func TestLoadConfig(t *testing.T) {

@@ -28,7 +28,7 @@ func TestProxyStatusMatrix(t *testing.T) {
 
 	devAllAPIs := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	devSQLOnly := pkceLogin(t, w, "offline_access sql")["access_token"].(string)
-	devExactScopes := pkceLogin(t, w, "offline_access sql file.files dashboards.genie")["access_token"].(string)
+	devExactScopes := pkceLogin(t, w, "offline_access iam.current-user:read sql file.files dashboards.genie")["access_token"].(string)
 	expired := issueAt(t, w, time.Now().Add(-2*time.Hour), "dev@example.com", "all-apis")
 	otherIssuer := m2mToken(t, other, "external-service")
 	outsider := issueAt(t, w, time.Now(), "outsider@example.com", "all-apis")
@@ -50,7 +50,7 @@ func TestProxyStatusMatrix(t *testing.T) {
 		{"api with tampered signature", "/api/x", bearer(devAllAPIs[:len(devAllAPIs)-4] + "AAAA"), http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "not issued"},
 		{"user without CAN_USE", "/api/x", bearer(outsider), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "CAN USE"},
 		{"service principal without CAN_USE", "/api/x", bearer(m2mToken(t, w, "no-access-service")), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "CAN USE"},
-		{"user missing scopes", "/api/x", bearer(devSQLOnly), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "file.files, dashboards.genie"},
+		{"user missing scopes", "/api/x", bearer(devSQLOnly), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "iam.current-user:read, file.files, dashboards.genie"},
 		{"browser path without token", "/", nil, http.StatusFound, "", false, ""},
 		{"user with all-apis", "/api/x", bearer(devAllAPIs), http.StatusOK, "", false, ""},
 		{"user with exactly the app's scopes", "/api/x", bearer(devExactScopes), http.StatusOK, "", false, ""},
@@ -156,7 +156,7 @@ func TestProxyHeaders(t *testing.T) {
 		claims, err := identity.DecodeClaims(forwarded)
 		require.NoError(t, err)
 		assert.Equal(t, "dev@example.com", claims.Subject)
-		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
 		assert.Equal(t, w.URL()+"/oidc", claims.Issuer)
 
 		// The app can call SCIM Me with it.
@@ -315,4 +315,25 @@ func rawProxyRequest(t *testing.T, baseURL, head string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// SCIM Me needs iam.current-user:read (or all-apis), as on a real workspace: a user token with other scopes only is
+// refused, so an app whose user authorization lacks it fails under the emulator as it would in production.
+func TestSCIMMeNeedsTheCurrentUserScope(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	for _, tt := range []struct {
+		scopes string
+		status int
+	}{
+		{"offline_access sql", http.StatusForbidden},
+		{"offline_access iam.current-user:read", http.StatusOK},
+		{"offline_access all-apis", http.StatusOK},
+	} {
+		token := pkceLogin(t, w, tt.scopes)["access_token"].(string)
+		resp, body := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
+		assert.Equal(t, tt.status, resp.StatusCode, "%s: %s", tt.scopes, body)
+		if tt.status == http.StatusForbidden {
+			assert.Contains(t, string(body), ScopeCurrentUser)
+		}
+	}
 }
