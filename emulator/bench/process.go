@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -78,7 +79,7 @@ func startProcess(ctx context.Context, dir, name string, argv, env []string, opt
 	defer logFile.Close()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(cleanEnv(dir), append(env, "APP_LISTEN_ADDR="+addr, "DATABRICKS_APP_PORT="+strconv.Itoa(port),
+	cmd.Env = append(gotool.CleanEnv(dir), append(env, "APP_LISTEN_ADDR="+addr, "DATABRICKS_APP_PORT="+strconv.Itoa(port),
 		"TMPDIR="+dir)...)
 	for _, o := range opts {
 		o(cmd)

@@ -8,9 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -35,7 +35,7 @@ func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls 
 		before := ws.RequestCount(workspace.PathToken)
 		cmd := exec.CommandContext(ctx, filepath.Join(dir, "caller"), append(args, "--url", target, "--json",
 			"--repeat", fmt.Sprint(calls), "whoami")...)
-		cmd.Env = append(cleanEnv(home), env...)
+		cmd.Env = append(gotool.CleanEnv(home), env...)
 		out, err := cmd.Output()
 		if err != nil {
 			return fmt.Errorf("caller --mode %s --repeat %d: %w: %s", mode, calls, err, out)
@@ -81,16 +81,4 @@ func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls 
 	}
 	counts["app"] = ws.RequestCount(workspace.PathToken) - before
 	return counts, nil
-}
-
-// cleanEnv is this process's environment without Databricks settings of the developer's own, with HOME replaced.
-func cleanEnv(home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DATABRICKS_") || name == "HOME" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "HOME="+home)
 }

@@ -111,7 +111,7 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 		"--app", "api-app", "--app-yaml", filepath.Join(dir, "api.yaml"),
 		"--app", "caller-app", "--app-yaml", filepath.Join(dir, "caller.yaml"))
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	e.cmd.Env = cleanEnv(e.home)
+	e.cmd.Env = gotool.CleanEnv(e.home)
 	// Its own process group: Ctrl-C reaches the demo, which then stops the emulator (and so the apps) itself.
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
@@ -177,20 +177,6 @@ func (e *emulator) stop() {
 	}
 }
 
-// cleanEnv is this process's environment without a developer's own Databricks credentials, with HOME in the demo's
-// folder so that no token cache or profile of theirs is read or written.
-func cleanEnv(home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "DATABRICKS_") || name == "HOME" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "HOME="+home)
-}
-
 // caller runs the caller with --json and the extra environment, and decodes what it printed.
 func (e *emulator) caller(ctx context.Context, extraEnv []string, args ...string) callerResult {
 	return callerProgram{path: filepath.Join(e.bin, "caller"), home: e.home}.run(ctx, extraEnv, args...)
@@ -208,7 +194,7 @@ func (c callerProgram) run(ctx context.Context, extraEnv []string, args ...strin
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.path, append([]string{"--json"}, args...)...)
-	cmd.Env = append(cleanEnv(c.home), extraEnv...)
+	cmd.Env = append(gotool.CleanEnv(c.home), extraEnv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -242,7 +228,7 @@ func (e *emulator) login(ctx context.Context) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "caller"), "login", "--profile", e.state.Profile,
 		"--scopes", customScopes, "--no-browser", "--port", strconv.Itoa(port))
-	cmd.Env = append(cleanEnv(e.home), e.profileEnv()...)
+	cmd.Env = append(gotool.CleanEnv(e.home), e.profileEnv()...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err

@@ -1,5 +1,5 @@
 // Package gotool builds this repository's programs for the demo and the benchmark, which run them as the platform
-// would: as separate processes.
+// would: as separate processes, in an environment of their own.
 package gotool
 
 import (
@@ -37,4 +37,17 @@ func Build(ctx context.Context, bin string, packages ...string) error {
 		return fmt.Errorf("go build %s: %w\n%s", strings.Join(packages, " "), err, out)
 	}
 	return nil
+}
+
+// CleanEnv is this process's environment without the Databricks settings of whoever runs it, and with HOME set to
+// home, so that no profile or token cache of theirs is read or written.
+func CleanEnv(home string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DATABRICKS_") || name == "HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "HOME="+home)
 }
