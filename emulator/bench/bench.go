@@ -18,6 +18,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
+	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -216,15 +217,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	// 4: start-up, packaged launcher against the binary started directly.
 	progress("start-up: %d runs each of the packaged app.yaml command and the binary", o.startups)
-	packagedCmd, err := appYAMLCommand(filepath.Join(pkg, "app", "app.yaml"))
+	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
 	if err != nil {
 		return err
+	}
+	if len(packaged.Command) == 0 {
+		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
 	}
 	directStart, err := medianStartup(ctx, dir, o.startups, "", []string{appBin})
 	if err != nil {
 		return err
 	}
-	packagedStart, err := medianStartup(ctx, dir, o.startups, filepath.Join(pkg, "app"), packagedCmd)
+	packagedStart, err := medianStartup(ctx, dir, o.startups, filepath.Join(pkg, "app"), packaged.Command)
 	if err != nil {
 		return err
 	}

@@ -12,26 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
-
-// appYAMLCommand reads the command of an app.yaml.
-func appYAMLCommand(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var y struct {
-		Command []string `yaml:"command"`
-	}
-	if err := yaml.Unmarshal(data, &y); err != nil || len(y.Command) == 0 {
-		return nil, fmt.Errorf("%s: no command: %v", path, err)
-	}
-	return y.Command, nil
-}
 
 // medianStartup starts argv n times in dir and returns the median time from exec to the first 200 from /api/health.
 func medianStartup(ctx context.Context, dir string, n int, workDir string, argv []string) (time.Duration, error) {
