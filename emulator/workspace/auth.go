@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"strings"
+
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
 // authResult is who a bearer token speaks for.
@@ -60,4 +62,27 @@ func (w *Workspace) requireToken(next http.Handler) http.Handler {
 func authFrom(ctx context.Context) *authResult {
 	res, _ := ctx.Value(authKey{}).(*authResult)
 	return res
+}
+
+// API scopes of the workspace REST APIs the emulator serves. all-apis covers both. Databricks names an OAuth scope
+// per API family; these two are the families of the Apps and Permissions APIs and of the workspace files APIs.
+const (
+	ScopeApps      = "apps"
+	ScopeWorkspace = "workspace"
+)
+
+// requireScope refuses, with 403 as a workspace does, a token that holds neither scope nor all-apis. It runs after
+// requireToken.
+func requireScope(scope string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if missing := coversScopes(authFrom(r.Context()).claims.scopes(), []string{scope}); len(missing) > 0 {
+				jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+					Message: "Provided OAuth token does not have required scopes: " + scope,
+					Fix:     "get a token with the scope " + scope + " or all-apis"})
+				return
+			}
+			next.ServeHTTP(rw, r)
+		})
+	}
 }

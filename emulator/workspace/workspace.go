@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +34,8 @@ type Options struct {
 	TokenLifetime  time.Duration // access token lifetime; 1 h by default, down to one second for refresh tests
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
+	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
+	DataDir string
 }
 
 // Workspace is a running emulated workspace with its app proxies. It is safe for concurrent use.
@@ -44,9 +47,12 @@ type Workspace struct {
 	logger  *slog.Logger
 	timeout time.Duration
 	url     string
+	dataDir string
 	server  *http.Server
 	apps    map[string]*appProxy
 	counts  requestCounts
+
+	removeDataDir bool
 
 	profileMu sync.Mutex
 	prof      *Profile
@@ -88,17 +94,29 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		apps:    map[string]*appProxy{},
 	}
 
+	if w.dataDir = opts.DataDir; w.dataDir == "" {
+		dir, err := os.MkdirTemp("", "databricks-workspace-")
+		if err != nil {
+			return nil, fmt.Errorf("workspace data folder: %w", err)
+		}
+		w.dataDir, w.removeDataDir = dir, true
+	} else if err := os.MkdirAll(w.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("workspace data folder: %w", err)
+	}
+
 	addr := opts.Config.Workspace.Host
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		w.removeData()
 		return nil, fmt.Errorf("listen for the workspace on %s: %w", addr, err)
 	}
 	w.url = "http://" + ln.Addr().String()
 	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime); err != nil {
 		_ = ln.Close()
+		w.removeData()
 		return nil, err
 	}
 	w.server = w.serve(ln, w.routes())
@@ -201,6 +219,7 @@ func (w *Workspace) Close() error {
 			}
 		}
 		w.wg.Wait()
+		errs = append(errs, w.removeData())
 		w.closeErr = errors.Join(errs...)
 	})
 	return w.closeErr
@@ -235,4 +254,12 @@ func (c *requestCounts) snapshot() map[string]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// removeData removes the data folder if Start made it.
+func (w *Workspace) removeData() error {
+	if !w.removeDataDir {
+		return nil
+	}
+	return os.RemoveAll(w.dataDir)
 }
