@@ -83,3 +83,15 @@ func numericID(id string) int64 {
 	n, _ := strconv.ParseInt(id, 10, 64) // Validate guarantees ids are digits
 	return n
 }
+
+// Permission levels on an app, as the Permissions API names them. CAN_MANAGE includes CAN_USE.
+const (
+	PermissionCanUse    = "CAN_USE"
+	PermissionCanManage = "CAN_MANAGE"
+)
+
+// canManage reports whether p holds CAN_MANAGE on the named app: the signed-in user manages the model's apps.
+func (w *Workspace) canManage(app string, p principal) bool {
+	_, ok := w.apps[app]
+	return ok && p.Kind == identity.KindUser && p.UserName == w.dir.signedIn.UserName
+}
