@@ -24,6 +24,7 @@ Flags (both commands):
   --state FILE             write the state JSON here once everything listens (owner-only; removed on exit)
   --profile-dir DIR        where to write .databrickscfg and the databricks CLI stand-in (default: a temp dir);
                            a new directory, or one holding none of your own .databrickscfg or databricks
+  --data-dir DIR            where workspace files and deployments are kept (default: a temp dir removed on exit)
   --token-lifetime D       access token lifetime (default 1h; e.g. 30s to exercise refresh)
   --request-timeout D      how long the proxy waits for an app (default 120s), then answers 504
 serve only:
@@ -33,6 +34,9 @@ run only:
   --app-yaml FILE          read command and env from this app.yaml, for the preceding --app
   --start-timeout D        how long an app may take to listen (default 2m)
   -- COMMAND...            the command of the last --app; $DATABRICKS_APP_PORT in it is replaced
+
+The workspace also serves the Apps, Permissions and workspace files APIs: the real Databricks CLI logged in to it
+can create apps, sync and deploy their code (which runs it as below), grant permissions and read the logs.
 
 Apps get DATABRICKS_APP_NAME, DATABRICKS_APP_PORT, DATABRICKS_HOST, DATABRICKS_WORKSPACE_ID, their own service
 principal's DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, and a TMPDIR of their own, removed once they have
@@ -52,6 +56,7 @@ type options struct {
 	configFile     string
 	stateFile      string
 	profileDir     string
+	dataDir        string
 	tokenLifetime  time.Duration
 	requestTimeout time.Duration
 	startTimeout   time.Duration
@@ -66,6 +71,7 @@ func parseFlags(command string, args []string, stderr io.Writer) (options, error
 	fs.StringVar(&o.configFile, "config", "", "")
 	fs.StringVar(&o.stateFile, "state", "", "")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "")
+	fs.StringVar(&o.dataDir, "data-dir", "", "")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", workspace.DefaultTokenLifetime, "")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", workspace.DefaultRequestTimeout, "")
 	if command == "serve" {

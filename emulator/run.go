@@ -9,12 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
-	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -62,9 +59,10 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		defer os.Remove(o.stateFile)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	// The workspace outlives ctx until the apps have stopped (deferred below), so they can drain through it.
+	// The workspace outlives ctx until the apps have stopped (Close stops them first), so they can drain through it.
 	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
-		RequestTimeout: o.requestTimeout, Logger: logger})
+		RequestTimeout: o.requestTimeout, Logger: logger, DataDir: o.dataDir, StartTimeout: o.startTimeout,
+		AppStdout: stdout, AppStderr: stderr})
 	if err != nil {
 		return err
 	}
@@ -90,8 +88,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		return err
 	}
 
-	apps, err := startApps(ctx, w, o, stdout, stderr)
-	defer stopApps(apps, logger)
+	instances, err := startApps(ctx, w, o)
 	if err != nil {
 		return err
 	}
@@ -99,109 +96,73 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		if err := w.WriteState(o.stateFile); err != nil {
 			return err
 		}
+		w.KeepStateFile(o.stateFile)
 	}
 	printSummary(stdout, w, o.stateFile)
 
-	exited := make(chan error, len(apps))
-	for name, a := range apps {
+	// An app `run` started that exits on its own ends the emulator, so a script or CI job notices; an app the
+	// workspace replaced (a deployment through the Apps API) or stopped (apps stop) does not.
+	crashed := make(chan error, len(instances))
+	for name, inst := range instances {
 		go func() {
-			<-a.Done()
-			exited <- fmt.Errorf("app %s exited: %v", name, a.Err())
+			<-inst.Done()
+			if !inst.StoppedByWorkspace() {
+				crashed <- fmt.Errorf("app %s exited: %v", name, inst.Err())
+			}
 		}()
 	}
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
 		return nil
-	case err := <-exited:
+	case err := <-crashed:
 		return err
 	}
 }
 
-// startApps starts each launch with the platform's environment and attaches it to its proxy once it listens.
-func startApps(ctx context.Context, w *workspace.Workspace, o options, stdout, stderr io.Writer) (map[string]*runner.App, error) {
-	apps := map[string]*runner.App{}
-	cfg := w.Config()
-	out, errOut := &lockedWriter{w: stdout}, &lockedWriter{w: stderr}
+// startApps starts each launch with the platform's environment, through the same path as a deployment.
+func startApps(ctx context.Context, w *workspace.Workspace, o options) (map[string]*workspace.Instance, error) {
+	instances := map[string]*workspace.Instance{}
 	for _, l := range o.launches {
 		name := l.name
 		if name == "" {
-			name = cfg.Apps[0].Name
+			name = w.AppNames()[0]
 		}
-		app, ok := cfg.App(name)
-		if !ok {
-			return apps, fmt.Errorf("--app %s: no such app in the emulator config", name)
+		if w.AppURL(name) == "" {
+			return instances, fmt.Errorf("--app %s: no such app in the emulator config", name)
 		}
-		if _, dup := apps[name]; dup {
-			return apps, fmt.Errorf("--app %s given twice", name)
+		if _, dup := instances[name]; dup {
+			return instances, fmt.Errorf("--app %s given twice", name)
 		}
-		command, env, dir := l.command, []string(nil), ""
+		var launch workspace.Launch
 		if l.appYAML != "" {
-			yamlCommand, yamlEnv, yamlDir, err := readAppYAML(l.appYAML, app)
-			if err != nil {
-				return apps, err
-			}
-			env, dir = yamlEnv, yamlDir
-			if len(command) == 0 {
-				command = yamlCommand
+			var err error
+			if launch, err = w.ReadAppYAML(name, l.appYAML); err != nil {
+				return instances, err
 			}
 		}
-		port, err := workspace.FreePort()
+		if len(l.command) > 0 {
+			launch.Command = l.command
+		}
+		inst, err := w.StartApp(ctx, name, launch)
 		if err != nil {
-			return apps, err
+			return instances, err
 		}
-		sp, _ := cfg.ServicePrincipal(app.ServicePrincipal)
-		platformEnv := []string{
-			"DATABRICKS_APP_NAME=" + name,
-			"DATABRICKS_HOST=" + w.URL(),
-			"DATABRICKS_WORKSPACE_ID=" + cfg.Workspace.ID,
-			"DATABRICKS_CLIENT_ID=" + sp.ApplicationID,
-			"DATABRICKS_CLIENT_SECRET=" + sp.Secret,
-		}
-		a, err := runner.Start(runner.Spec{Name: name, Command: command, Dir: dir, Port: port,
-			Env:    append(env, platformEnv...), // the platform's variables win over app.yaml's
-			Stdout: &prefixWriter{out: out, prefix: []byte("[" + name + "] ")},
-			Stderr: &prefixWriter{out: errOut, prefix: []byte("[" + name + "] ")}})
-		if err != nil {
-			return apps, err
-		}
-		apps[name] = a
-		waitCtx, cancel := context.WithTimeout(ctx, o.startTimeout)
-		err = a.WaitListening(waitCtx, "127.0.0.1:"+strconv.Itoa(port))
-		cancel()
-		if err != nil {
-			return apps, err
-		}
-		if err := w.SetUpstream(name, "http://127.0.0.1:"+strconv.Itoa(port)); err != nil {
-			return apps, err
-		}
+		instances[name] = inst
 	}
-	return apps, nil
-}
-
-// stopApps stops every app at once, each with the platform's grace period.
-func stopApps(apps map[string]*runner.App, logger *slog.Logger) {
-	var wg sync.WaitGroup
-	for name, a := range apps {
-		wg.Go(func() {
-			if err := a.Stop(runner.StopGrace); err != nil {
-				logger.Warn("stop app", "app", name, "err", err)
-			}
-		})
-	}
-	wg.Wait()
+	return instances, nil
 }
 
 func printSummary(stdout io.Writer, w *workspace.Workspace, stateFile string) {
 	s := w.State()
 	fmt.Fprintf(stdout, "Emulated Databricks workspace %s (workspace id %s)\n", s.WorkspaceHost, s.WorkspaceID)
-	for _, app := range w.Config().Apps {
-		a := s.Apps[app.Name]
+	for _, name := range w.AppNames() {
+		a := s.Apps[name]
 		upstream := a.Upstream
 		if upstream == "" {
 			upstream = "not running (502)"
 		}
-		fmt.Fprintf(stdout, "  app %-12s %s -> %s\n", app.Name, a.URL, upstream)
+		fmt.Fprintf(stdout, "  app %-12s %s -> %s\n", name, a.URL, upstream)
 	}
 	fmt.Fprintf(stdout, "  CLI profile %q in %s\n", s.Profile, s.ConfigFile)
 	fmt.Fprintf(stdout, "    try: DATABRICKS_CONFIG_FILE=%s %s auth token --profile %s\n", s.ConfigFile, s.CLIPath, s.Profile)

@@ -58,8 +58,9 @@ env:
 	assert.FileExists(t, state.ConfigFile)
 	assert.FileExists(t, state.CLIPath)
 	assert.Equal(t, []string{"api-app", "caller-app"}, state.Users["dev@example.com"].CanUse)
-	assert.Equal(t, []string{"caller-app"}, state.Users["outsider@example.com"].CanUse)
-	assert.Equal(t, []string{"caller-app"}, state.ServicePrincipals["no-access-service"].CanUse)
+	// Only those who may use api-app may use caller-app, which calls api-app as itself.
+	assert.Empty(t, state.Users["outsider@example.com"].CanUse)
+	assert.Empty(t, state.ServicePrincipals["no-access-service"].CanUse)
 	for _, name := range []string{"api-app", "caller-app"} {
 		assert.NotEmpty(t, state.Apps[name].Upstream, name)
 	}
@@ -143,7 +144,7 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 		{"unknown app", []string{"run", "--app", "nope", "--", "true"}, "no such app"},
 		{"bad upstream", []string{"--upstream", "api-app"}, "NAME=URL"},
 		{"app exits before listening", []string{"run", "--app-yaml", exitsAtOnce}, "exited before listening"},
-		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `no app resource with that name`},
+		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `no app resource with that key`},
 		{"resource to an unknown app", []string{"--config", badResource}, `resource "target-app": app "missing" is not in apps`},
 	}
 	for _, tt := range tests {

@@ -3,11 +3,7 @@ package workspace
 import (
 	"fmt"
 	"html"
-	"net"
 	"net/http"
-	"time"
-
-	"github.com/go-chi/chi/v5"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -53,68 +49,6 @@ func (w *Workspace) handleSCIMMe() http.HandlerFunc {
 		}
 		jsonhttp.Write(rw, http.StatusOK, resp)
 	}
-}
-
-// App states the Apps API reports: RUNNING when the proxy has an upstream that accepts connections, CRASHED when
-// it has one that does not, UNAVAILABLE when the app was never attached.
-const (
-	AppStateRunning     = "RUNNING"
-	AppStateCrashed     = "CRASHED"
-	AppStateUnavailable = "UNAVAILABLE"
-)
-
-func (w *Workspace) handleGetApp() http.HandlerFunc {
-	type status struct {
-		State   string `json:"state"`
-		Message string `json:"message"`
-	}
-	type response struct {
-		Name                     string   `json:"name"`
-		URL                      string   `json:"url"`
-		ServicePrincipalClientID string   `json:"service_principal_client_id"`
-		ServicePrincipalID       int64    `json:"service_principal_id"`
-		ServicePrincipalName     string   `json:"service_principal_name"`
-		UserAPIScopes            []string `json:"user_api_scopes,omitempty"`
-		EffectiveUserAPIScopes   []string `json:"effective_user_api_scopes,omitempty"`
-		AppStatus                status   `json:"app_status"`
-		ComputeStatus            status   `json:"compute_status"`
-	}
-	return func(rw http.ResponseWriter, r *http.Request) {
-		name := chi.URLParam(r, "name")
-		p, ok := w.apps[name]
-		if !ok {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
-				Message: fmt.Sprintf("App with name %s does not exist or is deleted.", name),
-				Fix:     "check the app name; the emulator knows the apps in its config"})
-			return
-		}
-		sp := w.dir.servicePrincipalByName(p.app.ServicePrincipal)
-		resp := response{
-			Name: name, URL: p.url, ServicePrincipalClientID: sp.ApplicationID, ServicePrincipalID: numericID(sp.ID),
-			ServicePrincipalName: sp.Name, UserAPIScopes: p.app.UserAPIScopes, EffectiveUserAPIScopes: p.app.UserAPIScopes,
-		}
-		switch up := p.upstreamURL(); {
-		case up == nil:
-			resp.AppStatus = status{AppStateUnavailable, "The app is not running: start it with `go run ./emulator run`."}
-			resp.ComputeStatus = status{"STOPPED", "App compute is stopped."}
-		case listening(up.Host):
-			resp.AppStatus = status{AppStateRunning, "App has status: App is running"}
-			resp.ComputeStatus = status{"ACTIVE", "App compute is running."}
-		default:
-			resp.AppStatus = status{AppStateCrashed, "App has status: nothing listens on " + up.Host}
-			resp.ComputeStatus = status{"ACTIVE", "App compute is running."}
-		}
-		jsonhttp.Write(rw, http.StatusOK, resp)
-	}
-}
-
-func listening(hostport string) bool {
-	conn, err := net.DialTimeout("tcp", hostport, 300*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	_ = conn.Close()
-	return true
 }
 
 // handleLoginPage is where the proxy sends a browser without a session. The emulator has no browser sessions: the

@@ -34,7 +34,7 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	if terr != nil {
 		return nil, terr
 	}
-	p, known := w.dir.bySubject[claims.Subject]
+	p, known := w.dir.subject(claims.Subject)
 	if !known {
 		return nil, &tokenError{"the token's principal does not exist in this workspace"}
 	}

@@ -53,15 +53,18 @@ type ServicePrincipal struct {
 // App is a Databricks App: the proxy in front of it and who may call it.
 type App struct {
 	Name             string   `json:"name" yaml:"name"`
+	Description      string   `json:"description,omitempty" yaml:"description,omitempty"`
 	ServicePrincipal string   `json:"service_principal" yaml:"service_principal"`
 	UserAPIScopes    []string `json:"user_api_scopes,omitempty" yaml:"user_api_scopes,omitempty"`
 	CanUse           CanUse   `json:"can_use" yaml:"can_use"`
+	// CanManage lists who may change the app, deploy it and read its logs; empty means the signed-in user.
+	CanManage CanUse `json:"can_manage,omitempty" yaml:"can_manage,omitempty"`
 	// Upstream is where the proxy forwards, when the app already runs somewhere; `emulator run` sets it itself.
 	Upstream string `json:"upstream,omitempty" yaml:"upstream,omitempty"`
 	// Port fixes the proxy's port on 127.0.0.1; 0 picks a free one.
 	Port int `json:"port,omitempty" yaml:"port,omitempty"`
 	// Resources are the app's app resources: an app.yaml env item `valueFrom: <name>` yields the named app's name,
-	// as on the platform. Unlike the platform, a resource grants nothing here: list CAN_USE in the target's can_use.
+	// as on the platform. As on the platform, the app's service principal gets CAN_USE on each target app.
 	Resources []AppResource `json:"resources,omitempty" yaml:"resources,omitempty"`
 }
 
@@ -81,7 +84,7 @@ func (a App) Resource(key string) (string, bool) {
 	return "", false
 }
 
-// CanUse lists who holds the CAN_USE permission on an app.
+// CanUse lists who holds a permission on an app (CAN_USE, or CAN_MANAGE under can_manage).
 type CanUse struct {
 	Users             []string `json:"users,omitempty" yaml:"users,omitempty"`                           // userNames
 	ServicePrincipals []string `json:"service_principals,omitempty" yaml:"service_principals,omitempty"` // names
@@ -222,19 +225,21 @@ func (c Config) Validate() error {
 				bad("app %q: user_api_scopes: %q is not a scope", a.Name, s)
 			}
 		}
-		for _, u := range a.CanUse.Users {
-			if !users[u] {
-				bad("app %q: can_use.users: %q is not in users", a.Name, u)
+		for field, list := range map[string]CanUse{"can_use": a.CanUse, "can_manage": a.CanManage} {
+			for _, u := range list.Users {
+				if !users[u] {
+					bad("app %q: %s.users: %q is not in users", a.Name, field, u)
+				}
 			}
-		}
-		for _, s := range a.CanUse.ServicePrincipals {
-			if !sps[s] {
-				bad("app %q: can_use.service_principals: %q is not in service_principals", a.Name, s)
+			for _, s := range list.ServicePrincipals {
+				if !sps[s] {
+					bad("app %q: %s.service_principals: %q is not in service_principals", a.Name, field, s)
+				}
 			}
-		}
-		for _, g := range a.CanUse.Groups {
-			if g != GroupUsers {
-				bad("app %q: can_use.groups: only %q is emulated, not %q", a.Name, GroupUsers, g)
+			for _, g := range list.Groups {
+				if g != GroupUsers {
+					bad("app %q: %s.groups: only %q is emulated, not %q", a.Name, field, GroupUsers, g)
+				}
 			}
 		}
 		if a.Port < 0 || a.Port > 65535 {

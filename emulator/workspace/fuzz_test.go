@@ -56,7 +56,7 @@ func checkOAuthError(t *testing.T, rec *httptest.ResponseRecorder, statuses ...i
 func FuzzTokenRequest(f *testing.F) {
 	w := startFuzzWorkspace(f)
 	handler := w.routes()
-	sp := w.dir.servicePrincipalByName("external-service")
+	sp, _ := w.dir.servicePrincipalByName("external-service")
 	form := "application/x-www-form-urlencoded"
 	seeds := []struct {
 		body, contentType, basic string

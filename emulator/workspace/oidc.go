@@ -181,7 +181,7 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	if len(scopes) == 0 {
 		scopes = []string{ScopeAllAPIs}
 	}
-	p := w.dir.bySubject[sp.ApplicationID]
+	p, _ := w.dir.subject(sp.ApplicationID)
 	w.writeToken(rw, p, sp.ApplicationID, scopes, "")
 }
 

@@ -37,7 +37,7 @@ func TestDiscovery(t *testing.T) {
 
 func TestTokenEndpointErrors(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
-	sp := w.dir.servicePrincipalByName("external-service")
+	sp, _ := w.dir.servicePrincipalByName("external-service")
 	tests := []struct {
 		name   string
 		form   url.Values

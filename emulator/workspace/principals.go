@@ -1,8 +1,13 @@
 package workspace
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
@@ -17,15 +22,18 @@ type principal struct {
 	SPName      string // service principals only
 }
 
-// directory answers "who is this subject" and "may they use that app" from a Config.
+// directory answers "who is this subject". It starts from the model's users and service principals; creating an
+// app adds the app's own service principal and deleting it removes it again.
 type directory struct {
-	cfg       Config
+	mu        sync.RWMutex
 	bySubject map[string]principal
+	sps       map[string]ServicePrincipal // by application (client) id
 	signedIn  principal
+	nextID    int64
 }
 
 func newDirectory(cfg Config) *directory {
-	d := &directory{cfg: cfg, bySubject: map[string]principal{}}
+	d := &directory{bySubject: map[string]principal{}, sps: map[string]ServicePrincipal{}, nextID: 3001}
 	for _, u := range cfg.Users {
 		p := principal{Kind: identity.KindUser, ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.UserName}
 		if p.DisplayName == "" {
@@ -35,63 +43,117 @@ func newDirectory(cfg Config) *directory {
 		if u.SignedIn {
 			d.signedIn = p
 		}
+		d.nextID = max(d.nextID, numericID(u.ID)+1)
 	}
 	for _, sp := range cfg.ServicePrincipals {
-		d.bySubject[sp.ApplicationID] = principal{Kind: identity.KindServicePrincipal, ID: sp.ID,
-			UserName: sp.ApplicationID, DisplayName: sp.Name, SPName: sp.Name}
+		d.addLocked(sp)
 	}
 	return d
 }
 
-// servicePrincipal finds a service principal by its client id.
-func (d *directory) servicePrincipal(clientID string) (ServicePrincipal, bool) {
-	i := slices.IndexFunc(d.cfg.ServicePrincipals, func(sp ServicePrincipal) bool { return sp.ApplicationID == clientID })
-	if i < 0 {
-		return ServicePrincipal{}, false
-	}
-	return d.cfg.ServicePrincipals[i], true
+func (d *directory) addLocked(sp ServicePrincipal) {
+	d.sps[sp.ApplicationID] = sp
+	d.bySubject[sp.ApplicationID] = principal{Kind: identity.KindServicePrincipal, ID: sp.ID,
+		UserName: sp.ApplicationID, DisplayName: sp.Name, SPName: sp.Name}
+	d.nextID = max(d.nextID, numericID(sp.ID)+1)
 }
 
-func (d *directory) servicePrincipalByName(name string) ServicePrincipal {
-	sp, _ := d.cfg.ServicePrincipal(name) // Validate guarantees every app's service principal exists
+// subject finds the principal a token's subject names.
+func (d *directory) subject(sub string) (principal, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	p, ok := d.bySubject[sub]
+	return p, ok
+}
+
+// servicePrincipal finds a service principal by its client id.
+func (d *directory) servicePrincipal(clientID string) (ServicePrincipal, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	sp, ok := d.sps[clientID]
+	return sp, ok
+}
+
+// servicePrincipalByName finds a service principal by its name.
+func (d *directory) servicePrincipalByName(name string) (ServicePrincipal, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, sp := range d.sps {
+		if sp.Name == name {
+			return sp, true
+		}
+	}
+	return ServicePrincipal{}, false
+}
+
+// userByName finds a user by userName.
+func (d *directory) user(userName string) (principal, bool) {
+	p, ok := d.subject(userName)
+	return p, ok && p.Kind == identity.KindUser
+}
+
+// users lists the users, by userName.
+func (d *directory) users() []principal {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []principal
+	for _, p := range d.bySubject {
+		if p.Kind == identity.KindUser {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b principal) int { return strings.Compare(a.UserName, b.UserName) })
+	return out
+}
+
+// servicePrincipals lists the service principals, by name.
+func (d *directory) servicePrincipals() []ServicePrincipal {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]ServicePrincipal, 0, len(d.sps))
+	for _, sp := range d.sps {
+		out = append(out, sp)
+	}
+	slices.SortFunc(out, func(a, b ServicePrincipal) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// newAppServicePrincipal creates the service principal a new app runs as, named after the app as the model's
+// apps are (or app-<name> when that name is taken), with fresh OAuth credentials.
+func (d *directory) newAppServicePrincipal(app string) ServicePrincipal {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	name := app
+	for i := 1; d.nameTakenLocked(name); i++ {
+		name = fmt.Sprintf("app-%s-%d", app, i)
+	}
+	sp := ServicePrincipal{ID: strconv.FormatInt(d.nextID, 10), Name: name, ApplicationID: uuid.NewString(),
+		Secret: "emulator-secret-" + randomString()}
+	d.addLocked(sp)
 	return sp
 }
 
-// canUse reports whether p holds CAN_USE on the app, directly or through the users group.
-func (d *directory) canUse(app App, p principal) bool {
-	if slices.Contains(app.CanUse.Groups, GroupUsers) {
+func (d *directory) nameTakenLocked(name string) bool {
+	if _, ok := d.bySubject[name]; ok {
 		return true
 	}
-	if p.Kind == identity.KindUser {
-		return slices.Contains(app.CanUse.Users, p.UserName)
-	}
-	return slices.Contains(app.CanUse.ServicePrincipals, p.SPName)
-}
-
-// appsUsableBy lists the apps p may use, in config order.
-func (d *directory) appsUsableBy(p principal) []string {
-	names := []string{}
-	for _, a := range d.cfg.Apps {
-		if d.canUse(a, p) {
-			names = append(names, a.Name)
+	for _, sp := range d.sps {
+		if sp.Name == name {
+			return true
 		}
 	}
-	return names
+	return false
+}
+
+// removeServicePrincipal deletes an app's service principal with its app: its tokens stop working.
+func (d *directory) removeServicePrincipal(clientID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.sps, clientID)
+	delete(d.bySubject, clientID)
 }
 
 func numericID(id string) int64 {
 	n, _ := strconv.ParseInt(id, 10, 64) // Validate guarantees ids are digits
 	return n
-}
-
-// Permission levels on an app, as the Permissions API names them. CAN_MANAGE includes CAN_USE.
-const (
-	PermissionCanUse    = "CAN_USE"
-	PermissionCanManage = "CAN_MANAGE"
-)
-
-// canManage reports whether p holds CAN_MANAGE on the named app: the signed-in user manages the model's apps.
-func (w *Workspace) canManage(app string, p principal) bool {
-	_, ok := w.apps[app]
-	return ok && p.Kind == identity.KindUser && p.UserName == w.dir.signedIn.UserName
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,14 +23,21 @@ import (
 // appProxy is one app's emulated Databricks Apps reverse proxy: it authenticates the caller, checks CAN_USE and
 // scopes, and forwards with identity headers it set itself, having stripped any the client sent.
 type appProxy struct {
-	app       App
+	name      string
 	url       string
 	ws        *Workspace
 	server    *http.Server
 	transport *http.Transport
+	settings  atomic.Pointer[appSettings]
 
 	mu       sync.RWMutex
 	upstream *url.URL
+}
+
+func newAppProxy(w *Workspace, s *appSettings, url string) *appProxy {
+	p := &appProxy{name: s.name, url: url, ws: w}
+	p.settings.Store(s)
+	return p
 }
 
 func (p *appProxy) setUpstream(raw string) error {
@@ -41,12 +49,12 @@ func (p *appProxy) setUpstream(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return fmt.Errorf("upstream of app %q: want a URL such as http://127.0.0.1:8000, got %q", p.app.Name, raw)
+		return fmt.Errorf("upstream of app %q: want a URL such as http://127.0.0.1:8000, got %q", p.name, raw)
 	}
 	p.mu.Lock()
 	p.upstream = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	p.mu.Unlock()
-	p.ws.logger.Info("app attached", "app", p.app.Name, "upstream", p.upstream.String())
+	p.ws.logger.Info("app attached", "app", p.name, "upstream", p.upstream.String())
 	return nil
 }
 
@@ -89,7 +97,7 @@ func (p *appProxy) handler() http.Handler {
 			if fwd.principal.ID != "" {
 				user = identity.FormatUser(fwd.principal.ID, p.ws.cfg.Workspace.ID)
 			}
-			p.ws.logger.Info("proxy request", "app", p.app.Name, "method", r.Method, "path", r.URL.Path,
+			p.ws.logger.Info("proxy request", "app", p.name, "method", r.Method, "path", r.URL.Path,
 				"status", rec.status, "user", user, "request_id", fwd.requestID,
 				"duration", time.Since(start).Round(time.Microsecond))
 		}()
@@ -121,31 +129,35 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	who := res.principal
 	fwd.principal = who
-	if !p.ws.dir.canUse(p.app, who) {
+	settings := p.settings.Load()
+	if !settings.has(who, PermissionCanUse) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
-			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.app.Name),
-			Fix:     "ask the app's owner to grant CAN USE to this user or service principal (or to the users group)"})
+			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.name),
+			Fix: fmt.Sprintf("ask a manager of the app to grant it: databricks apps update-permissions %s --json "+
+				"'{\"access_control_list\":[{\"%s\":\"%s\",\"permission_level\":\"CAN_USE\"}]}'",
+				p.name, aclField(who), who.UserName)})
 		return false
 	}
-	needsUserToken := who.Kind == identity.KindUser && len(p.app.UserAPIScopes) > 0
+	needsUserToken := who.Kind == identity.KindUser && len(settings.userAPIScopes) > 0
 	if needsUserToken {
-		if missing := coversScopes(res.claims.scopes(), p.app.UserAPIScopes); len(missing) > 0 {
+		if missing := coversScopes(res.claims.scopes(), settings.userAPIScopes); len(missing) > 0 {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
-				Message: fmt.Sprintf("the token lacks scopes app %s requires: %s", p.app.Name, strings.Join(missing, ", ")),
+				Message: fmt.Sprintf("the token lacks scopes app %s requires: %s", p.name, strings.Join(missing, ", ")),
 				Fix: fmt.Sprintf("get a user token with the scopes %s (an OAuth U2M login with custom scopes)",
-					strings.Join(p.app.UserAPIScopes, " "))})
+					strings.Join(settings.userAPIScopes, " "))})
 			return false
 		}
 	}
 	fwd.upstream = p.upstreamURL()
 	if fwd.upstream == nil {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
-			Message: fmt.Sprintf("app %s is not running", p.app.Name),
-			Fix:     "start it under the emulator: go run ./emulator run --app " + p.app.Name + " -- <command>"})
+			Message: fmt.Sprintf("app %s is not running", p.name),
+			Fix: "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
+				"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"})
 		return false
 	}
 	if needsUserToken {
-		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, p.app.UserAPIScopes, res.claims.ExpiresAt.Time)
+		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, settings.userAPIScopes, res.claims.ExpiresAt.Time)
 		if err != nil {
 			p.ws.logger.Error("issue the forwarded user token", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
@@ -155,6 +167,14 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		fwd.token = token
 	}
 	return true
+}
+
+// aclField is the Permissions API field that names p.
+func aclField(p principal) string {
+	if p.Kind == identity.KindUser {
+		return "user_name"
+	}
+	return "service_principal_name"
 }
 
 func isAPIPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
@@ -213,17 +233,17 @@ func (p *appProxy) upstreamError(rw http.ResponseWriter, r *http.Request, err er
 	var netErr net.Error
 	switch {
 	case errors.Is(err, context.Canceled):
-		p.ws.logger.Info("client went away before the app answered", "app", p.app.Name, "path", r.URL.Path)
+		p.ws.logger.Info("client went away before the app answered", "app", p.name, "path", r.URL.Path)
 		rw.WriteHeader(499) // never seen by the client; keeps the access log honest
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		p.ws.logger.Warn("app timed out", "app", p.app.Name, "path", r.URL.Path, "timeout", p.ws.timeout)
+		p.ws.logger.Warn("app timed out", "app", p.name, "path", r.URL.Path, "timeout", p.ws.timeout)
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusGatewayTimeout, Code: jsonhttp.CodeGatewayTimeout,
-			Message: fmt.Sprintf("app %s did not answer within %s", p.app.Name, p.ws.timeout),
+			Message: fmt.Sprintf("app %s did not answer within %s", p.name, p.ws.timeout),
 			Fix:     "answer sooner, or stream the response; the platform gives up after the same time"})
 	default:
-		p.ws.logger.Warn("app unreachable", "app", p.app.Name, "path", r.URL.Path, "err", err)
+		p.ws.logger.Warn("app unreachable", "app", p.name, "path", r.URL.Path, "err", err)
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
-			Message: fmt.Sprintf("app %s is not reachable", p.app.Name),
+			Message: fmt.Sprintf("app %s is not reachable", p.name),
 			Fix:     "check the app is running and listens on $DATABRICKS_APP_PORT"})
 	}
 }

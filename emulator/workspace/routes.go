@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -19,6 +20,7 @@ const (
 	PathSCIMMe        = "/api/2.0/preview/scim/v2/Me"
 	PathApps          = "/api/2.0/apps"
 	PathLogin         = "/login.html"
+	PathTelemetry     = "/telemetry-ext"
 )
 
 // routes is the whole workspace API surface. Anything else is a 404 in the Databricks error shape.
@@ -33,7 +35,12 @@ func (w *Workspace) routes() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(w.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())
-		r.Get(PathApps+"/{name}", w.handleGetApp())
+		r.Post(PathTelemetry, w.handleTelemetry())
+		r.Group(func(r chi.Router) {
+			r.Use(requireScope(ScopeApps))
+			w.appRoutes(r)
+			w.permissionRoutes(r)
+		})
 	})
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
@@ -71,3 +78,17 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// handleTelemetry accepts the usage events the Databricks CLI posts after a deploy, and keeps none.
+func (w *Workspace) handleTelemetry() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ProtoLogs []json.RawMessage `json:"protoLogs"`
+		}
+		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		jsonhttp.Write(rw, http.StatusOK, map[string]any{"errors": []string{}, "numProtoSuccess": len(req.ProtoLogs)})
+	}
+}

@@ -115,7 +115,7 @@ func bearer(token string) http.Header { return http.Header{"Authorization": {"Be
 // m2mToken gets a service principal token from the token endpoint with Basic credentials, as the SDK does.
 func m2mToken(t *testing.T, w *Workspace, spName string) string {
 	t.Helper()
-	sp := w.dir.servicePrincipalByName(spName)
+	sp, _ := w.dir.servicePrincipalByName(spName)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+PathToken,
 		strings.NewReader("grant_type=client_credentials&scope=all-apis"))
 	require.NoError(t, err)
@@ -171,7 +171,8 @@ func issueAt(t *testing.T, w *Workspace, at time.Time, subject string, scopes ..
 	t.Helper()
 	past := *w.issuer
 	past.now = func() time.Time { return at }
-	token, _, err := past.issue(w.dir.bySubject[subject], CLIClientID, scopes, time.Time{})
+	p, _ := w.dir.subject(subject)
+	token, _, err := past.issue(p, CLIClientID, scopes, time.Time{})
 	require.NoError(t, err)
 	return token
 }

@@ -41,7 +41,8 @@ type ServicePrincipalState struct {
 	CanUse       []string `json:"can_use"`
 }
 
-// State describes the running workspace. The profile fields are empty until [Workspace.WriteProfile] is called.
+// State describes the running workspace: the model's apps and principals and those created since (a new app's
+// service principal included). The profile fields are empty until [Workspace.WriteProfile] is called.
 func (w *Workspace) State() State {
 	s := State{
 		WorkspaceHost:     w.url,
@@ -50,21 +51,44 @@ func (w *Workspace) State() State {
 		Users:             map[string]UserState{},
 		ServicePrincipals: map[string]ServicePrincipalState{},
 	}
-	for _, a := range w.cfg.Apps {
-		s.Apps[a.Name] = AppState{URL: w.AppURL(a.Name), Upstream: w.Upstream(a.Name),
-			ServicePrincipalClientID: w.dir.servicePrincipalByName(a.ServicePrincipal).ApplicationID}
+	for _, name := range w.AppNames() {
+		if settings := w.settingsOf(name); settings != nil {
+			s.Apps[name] = AppState{URL: w.AppURL(name), Upstream: w.Upstream(name),
+				ServicePrincipalClientID: settings.servicePrincipal.ApplicationID}
+		}
 	}
-	for _, u := range w.cfg.Users {
-		s.Users[u.UserName] = UserState{ID: u.ID, CanUse: w.dir.appsUsableBy(w.dir.bySubject[u.UserName])}
+	for _, u := range w.dir.users() {
+		s.Users[u.UserName] = UserState{ID: u.ID, CanUse: w.appsUsableBy(u)}
 	}
-	for _, sp := range w.cfg.ServicePrincipals {
+	for _, sp := range w.dir.servicePrincipals() {
+		p, _ := w.dir.subject(sp.ApplicationID)
 		s.ServicePrincipals[sp.Name] = ServicePrincipalState{ID: sp.ID, ClientID: sp.ApplicationID,
-			ClientSecret: sp.Secret, CanUse: w.dir.appsUsableBy(w.dir.bySubject[sp.ApplicationID])}
+			ClientSecret: sp.Secret, CanUse: w.appsUsableBy(p)}
 	}
 	if p, ok := w.profile(); ok {
 		s.ConfigFile, s.Profile, s.CLIPath = p.ConfigFile, p.Name, p.CLIPath
 	}
 	return s
+}
+
+// KeepStateFile makes the workspace rewrite path with [Workspace.State] whenever its apps, their instances or their
+// permissions change, so scripts reading it see apps created through the Apps API and their service principals.
+func (w *Workspace) KeepStateFile(path string) {
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
+	w.statePath = path
+}
+
+// stateChanged rewrites the kept state file, if any.
+func (w *Workspace) stateChanged() {
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
+	if w.statePath == "" {
+		return
+	}
+	if err := w.WriteState(w.statePath); err != nil {
+		w.logger.Warn("rewrite the state file", "err", err)
+	}
 }
 
 // WriteState writes [Workspace.State] to path, owner-only, replacing the file at once so a script polling for it

@@ -17,9 +17,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/databricks/databricks-sdk-go/service/apps"
+
+	"github.com/databricks-sample/go-apps-api/emulator/runner"
 )
 
 // Defaults the platform uses.
@@ -36,6 +40,12 @@ type Options struct {
 	Logger         *slog.Logger  // nil discards logs
 	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
 	DataDir string
+	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
+	// app's name; nil discards it (it still reaches the app's log).
+	AppStdout, AppStderr io.Writer
+	// StartTimeout bounds how long a started app may take to listen (2 minutes by default); StopGrace is how long
+	// a stopped app gets between SIGTERM and SIGKILL (the platform's 15 seconds by default).
+	StartTimeout, StopGrace time.Duration
 }
 
 // Workspace is a running emulated workspace with its app proxies. It is safe for concurrent use.
@@ -49,10 +59,24 @@ type Workspace struct {
 	url     string
 	dataDir string
 	server  *http.Server
-	apps    map[string]*appProxy
 	counts  requestCounts
 
+	mu       sync.Mutex // guards apps, appOrder and the records' mutable fields
+	apps     map[string]*appRecord
+	appOrder []string // creation order, for listing
+
 	removeDataDir bool
+	statePath     string
+	stateMu       sync.Mutex // guards statePath; one state file write at a time
+	appStdout     *lockedWriter
+	appStderr     *lockedWriter
+	startTimeout  time.Duration
+	stopGrace     time.Duration
+
+	ctx     context.Context // ends when Close starts: background deployments stop
+	cancel  context.CancelFunc
+	tasks   sync.WaitGroup // background deployments and starts
+	closing bool           // guarded by mu: no instance attaches once Close has begun
 
 	profileMu sync.Mutex
 	prof      *Profile
@@ -85,15 +109,31 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = 2 * time.Minute
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = runner.StopGrace
+	}
+	for _, out := range []*io.Writer{&opts.AppStdout, &opts.AppStderr} {
+		if *out == nil {
+			*out = io.Discard
+		}
+	}
 	w := &Workspace{
-		cfg:     opts.Config,
-		dir:     newDirectory(opts.Config),
-		grants:  newGrants(),
-		logger:  opts.Logger,
-		timeout: opts.RequestTimeout,
-		apps:    map[string]*appProxy{},
+		appStdout:    &lockedWriter{w: opts.AppStdout},
+		appStderr:    &lockedWriter{w: opts.AppStderr},
+		startTimeout: opts.StartTimeout,
+		stopGrace:    opts.StopGrace,
+		cfg:          opts.Config,
+		dir:          newDirectory(opts.Config),
+		grants:       newGrants(),
+		logger:       opts.Logger,
+		timeout:      opts.RequestTimeout,
+		apps:         map[string]*appRecord{},
 	}
 
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if w.dataDir = opts.DataDir; w.dataDir == "" {
 		dir, err := os.MkdirTemp("", "databricks-workspace-")
 		if err != nil {
@@ -121,25 +161,41 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	}
 	w.server = w.serve(ln, w.routes())
 
-	for _, app := range opts.Config.Apps {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(app.Port)))
-		if err != nil {
-			_ = w.Close()
-			return nil, fmt.Errorf("listen for the proxy of app %q: %w", app.Name, err)
-		}
-		p := &appProxy{app: app, url: "http://" + ln.Addr().String(), ws: w}
-		w.apps[app.Name] = p
-		p.server = w.serve(ln, p.handler())
-		if app.Upstream != "" {
-			if err := w.SetUpstream(app.Name, app.Upstream); err != nil {
-				_ = w.Close()
-				return nil, err
-			}
-		}
+	if err := w.addModelApps(opts.Config); err != nil {
+		_ = w.Close()
+		return nil, err
 	}
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID)
 	return w, nil
+}
+
+// addModelApps registers the model's apps, each with its proxy, and grants their app resources.
+func (w *Workspace) addModelApps(cfg Config) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, app := range cfg.Apps {
+		sp, _ := cfg.ServicePrincipal(app.ServicePrincipal) // Validate guarantees it exists
+		settings := &appSettings{name: app.Name, description: app.Description, servicePrincipal: sp,
+			userAPIScopes: slices.Clone(app.UserAPIScopes), acl: aclFromConfig(app, cfg, w.dir.signedIn.UserName)}
+		for _, r := range app.Resources {
+			settings.resources = append(settings.resources, apps.AppResource{Name: r.Name,
+				App: &apps.AppResourceApp{Name: r.App, Permission: apps.AppResourceAppAppPermissionCanUse}})
+		}
+		rec, err := w.addAppLocked(settings, app.Port, w.dir.signedIn.UserName, apps.ComputeStateActive)
+		if err != nil {
+			return err
+		}
+		if app.Upstream != "" {
+			if err := rec.proxy.setUpstream(app.Upstream); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range w.appOrder {
+		w.grantResourceAccessLocked(w.apps[name].settings())
+	}
+	return nil
 }
 
 func (w *Workspace) serve(ln net.Listener, h http.Handler) *http.Server {
@@ -164,13 +220,15 @@ func (w *Workspace) URL() string { return w.url }
 // WorkspaceID is the numeric id of the emulated workspace.
 func (w *Workspace) WorkspaceID() string { return w.cfg.Workspace.ID }
 
-// Config is the model the workspace runs.
+// Config is the model the workspace started from; the Apps and Permissions APIs change the apps since.
 func (w *Workspace) Config() Config { return w.cfg }
 
 // AppURL is the URL of the app's proxy, or "" for an unknown app.
 func (w *Workspace) AppURL(name string) string {
-	if p, ok := w.apps[name]; ok {
-		return p.url
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if rec, ok := w.apps[name]; ok {
+		return rec.proxy.url
 	}
 	return ""
 }
@@ -178,21 +236,33 @@ func (w *Workspace) AppURL(name string) string {
 // SetUpstream points an app's proxy at where the app listens, such as "http://127.0.0.1:8000". An empty
 // upstreamURL detaches the app: its proxy answers 502 and the Apps API reports it UNAVAILABLE.
 func (w *Workspace) SetUpstream(app, upstreamURL string) error {
-	p, ok := w.apps[app]
+	w.mu.Lock()
+	rec, ok := w.apps[app]
+	w.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("set upstream: no app %q in the emulator config", app)
+		return fmt.Errorf("set upstream: no app %q in the workspace", app)
 	}
-	return p.setUpstream(upstreamURL)
+	return rec.proxy.setUpstream(upstreamURL)
 }
 
 // Upstream is where an app's proxy forwards, or "" when the app is not attached.
 func (w *Workspace) Upstream(app string) string {
-	if p, ok := w.apps[app]; ok {
-		if u := p.upstreamURL(); u != nil {
+	w.mu.Lock()
+	rec, ok := w.apps[app]
+	w.mu.Unlock()
+	if ok {
+		if u := rec.proxy.upstreamURL(); u != nil {
 			return u.String()
 		}
 	}
 	return ""
+}
+
+// AppNames lists the workspace's apps in creation order: the model's first.
+func (w *Workspace) AppNames() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.appOrder)
 }
 
 // RequestCount is how many requests the workspace (not the app proxies) served for a path, such as
@@ -202,16 +272,21 @@ func (w *Workspace) RequestCount(path string) int64 { return w.counts.get(path) 
 // RequestCounts is [Workspace.RequestCount] for every path seen so far.
 func (w *Workspace) RequestCounts() map[string]int64 { return w.counts.snapshot() }
 
-// Close stops every listener at once; in-flight requests are cut, as when a workspace goes away.
+// Close stops the apps the workspace started (SIGTERM, then SIGKILL after the grace period, while their proxies
+// still answer so they can drain), then every listener at once: in-flight requests are cut, as when a workspace goes
+// away.
 func (w *Workspace) Close() error {
 	w.closed.Do(func() {
+		w.stopAllInstances()
+		w.mu.Lock()
 		servers := []*http.Server{w.server}
-		for _, p := range w.apps {
-			servers = append(servers, p.server)
-			if p.transport != nil {
-				defer p.transport.CloseIdleConnections()
+		for _, rec := range w.apps {
+			servers = append(servers, rec.proxy.server)
+			if rec.proxy.transport != nil {
+				defer rec.proxy.transport.CloseIdleConnections()
 			}
 		}
+		w.mu.Unlock()
 		var errs []error
 		for _, s := range servers {
 			if s != nil {

@@ -1,0 +1,271 @@
+package workspace
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/databricks/databricks-sdk-go"
+	"github.com/databricks/databricks-sdk-go/apierr"
+	"github.com/databricks/databricks-sdk-go/service/apps"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sdkClient is databricks-sdk-go's own workspace client, calling the emulator with token, as the Databricks CLI
+// does. The environment is cleared so a developer's own DATABRICKS_* settings never leak in.
+func sdkClient(t *testing.T, w *Workspace, token string) *databricks.WorkspaceClient {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DATABRICKS_") {
+			t.Setenv(name, "")
+			_ = os.Unsetenv(name)
+		}
+	}
+	t.Setenv("HOME", t.TempDir())
+	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "pat", Token: token,
+		RetryTimeoutSeconds: 5})
+	require.NoError(t, err)
+	return c
+}
+
+// managerToken is the signed-in user's token: the user who manages the model's apps.
+func managerToken(t *testing.T, w *Workspace) string {
+	t.Helper()
+	return pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+}
+
+// apiError returns the Databricks error the SDK parsed, for asserting status and error code.
+func apiError(t *testing.T, err error) *apierr.APIError {
+	t.Helper()
+	require.Error(t, err)
+	var apiErr *apierr.APIError
+	require.ErrorAs(t, err, &apiErr)
+	return apiErr
+}
+
+func TestAppsAPIWithTheSDK(t *testing.T) {
+	w, logs := startWorkspace(t, Options{})
+	dev := sdkClient(t, w, managerToken(t, w))
+	ctx := t.Context()
+
+	all, err := dev.Apps.ListAll(ctx, apps.ListAppsRequest{PageSize: 1}) // one app a page: the SDK follows the tokens
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	assert.Equal(t, "api-app", all[0].Name)
+	assert.Equal(t, "caller-app", all[1].Name)
+	assert.Equal(t, w.AppURL("api-app"), all[0].Url)
+	assert.Equal(t, apps.ComputeStateActive, all[0].ComputeStatus.State)
+	assert.Equal(t, apps.ApplicationStateUnavailable, all[0].AppStatus.State, "nothing runs behind it yet")
+
+	created, err := dev.Apps.CreateAndWait(ctx, apps.CreateAppRequest{App: apps.App{Name: "my-app",
+		Description: "made by a test", UserApiScopes: []string{"sql"}}})
+	require.NoError(t, err)
+	assert.Equal(t, apps.ComputeStateActive, created.ComputeStatus.State)
+	assert.Equal(t, "dev@example.com", created.Creator)
+	assert.NotEmpty(t, created.Url)
+	assert.Equal(t, []string{"sql"}, created.EffectiveUserApiScopes)
+	sp, ok := w.State().ServicePrincipals[created.ServicePrincipalName]
+	require.True(t, ok, "the new app's service principal shows in the state")
+	assert.Equal(t, created.ServicePrincipalClientId, sp.ClientID)
+	assert.Equal(t, w.State().Apps["my-app"].ServicePrincipalClientID, sp.ClientID)
+
+	_, err = dev.Apps.Create(ctx, apps.CreateAppRequest{App: apps.App{Name: "my-app"}})
+	e := apiError(t, err)
+	assert.Equal(t, http.StatusConflict, e.StatusCode)
+	assert.Equal(t, "RESOURCE_ALREADY_EXISTS", e.ErrorCode)
+
+	noCompute, err := dev.Apps.Create(ctx, apps.CreateAppRequest{App: apps.App{Name: "bundle-app"}, NoCompute: true})
+	require.NoError(t, err)
+	assert.Equal(t, apps.ComputeStateStopped, noCompute.Response.ComputeStatus.State)
+
+	updated, err := dev.Apps.Update(ctx, apps.UpdateAppRequest{Name: "my-app",
+		App: apps.App{Name: "my-app", Description: "changed", UserApiScopes: []string{"sql", "file.files"}}})
+	require.NoError(t, err)
+	assert.Equal(t, "changed", updated.Description)
+	assert.Equal(t, []string{"sql", "file.files"}, updated.UserApiScopes)
+
+	wait, err := dev.Apps.CreateUpdate(ctx, apps.AsyncUpdateAppRequest{AppName: "my-app", UpdateMask: "description",
+		App: &apps.App{Name: "my-app", Description: "async", UserApiScopes: []string{"ignored"}}})
+	require.NoError(t, err)
+	update, err := wait.Get()
+	require.NoError(t, err)
+	assert.Equal(t, apps.AppUpdateUpdateStatusUpdateStateSucceeded, update.Status.State)
+	got, err := dev.Apps.GetByName(ctx, "my-app")
+	require.NoError(t, err)
+	assert.Equal(t, "async", got.Description)
+	assert.Equal(t, []string{"sql", "file.files"}, got.UserApiScopes, "only the masked fields change")
+
+	_, err = dev.Apps.DeleteByName(ctx, "my-app")
+	require.NoError(t, err)
+	_, err = dev.Apps.GetByName(ctx, "my-app")
+	assert.Equal(t, http.StatusNotFound, apiError(t, err).StatusCode)
+	_, gone := w.State().ServicePrincipals[created.ServicePrincipalName]
+	assert.False(t, gone, "deleting an app deletes its service principal")
+	assert.Empty(t, w.AppURL("my-app"))
+
+	assert.NotContains(t, logs.String(), sp.ClientSecret)
+}
+
+// TestGrantTurnsForbiddenIntoOK is the workshop's fix: a principal without CAN USE gets 403 from the proxy, the
+// app's manager grants it with the Permissions API, and the very next request is let through.
+func TestGrantTurnsForbiddenIntoOK(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	w.SetUpstream("api-app", echoApp(t).URL)
+	dev := sdkClient(t, w, managerToken(t, w))
+	ctx := t.Context()
+	outsider := m2mToken(t, w, "no-access-service")
+	clientID := w.State().ServicePrincipals["no-access-service"].ClientID
+
+	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(outsider))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+	assert.Contains(t, string(body), "databricks apps update-permissions api-app")
+	assert.Contains(t, string(body), clientID)
+
+	perms, err := dev.Apps.UpdatePermissions(ctx, apps.AppPermissionsRequest{AppName: "api-app",
+		AccessControlList: []apps.AppAccessControlRequest{{ServicePrincipalName: clientID,
+			PermissionLevel: apps.AppPermissionLevelCanUse}}})
+	require.NoError(t, err)
+	assert.Equal(t, "/apps/api-app", perms.ObjectId)
+	assert.Contains(t, levels(perms), "service_principal_name="+clientID+" CAN_USE")
+	assert.Contains(t, levels(perms), "user_name=dev@example.com CAN_MANAGE", "PATCH keeps the other entries")
+
+	resp, body = call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(outsider))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.Contains(t, w.State().ServicePrincipals["no-access-service"].CanUse, "api-app")
+
+	// PUT replaces the list, as bundles send it: the grant is gone again.
+	_, err = dev.Apps.SetPermissions(ctx, apps.AppPermissionsRequest{AppName: "api-app",
+		AccessControlList: []apps.AppAccessControlRequest{
+			{UserName: "dev@example.com", PermissionLevel: apps.AppPermissionLevelCanManage},
+			{GroupName: "users", PermissionLevel: apps.AppPermissionLevelCanUse}}})
+	require.NoError(t, err)
+	perms, err = dev.Apps.GetPermissions(ctx, apps.GetAppPermissionsRequest{AppName: "api-app"})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"user_name=dev@example.com CAN_MANAGE", "group_name=users CAN_USE"}, levels(perms))
+	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(outsider))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the users group holds every service principal")
+
+	lv, err := dev.Apps.GetPermissionLevels(ctx, apps.GetAppPermissionLevelsRequest{AppName: "api-app"})
+	require.NoError(t, err)
+	require.Len(t, lv.PermissionLevels, 2)
+}
+
+func levels(p *apps.AppPermissions) []string {
+	var out []string
+	for _, e := range p.AccessControlList {
+		who := "user_name=" + e.UserName
+		switch {
+		case e.GroupName != "":
+			who = "group_name=" + e.GroupName
+		case e.ServicePrincipalName != "":
+			who = "service_principal_name=" + e.ServicePrincipalName
+		}
+		for _, l := range e.AllPermissions {
+			out = append(out, who+" "+string(l.PermissionLevel))
+		}
+	}
+	return out
+}
+
+// TestScopesChangeLive: user_api_scopes set with apps update change both the scope check and the forwarded token
+// from the next request on.
+func TestScopesChangeLive(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	w.SetUpstream("api-app", echoApp(t).URL)
+	dev := sdkClient(t, w, managerToken(t, w))
+	sqlOnly := pkceLogin(t, w, "offline_access sql")["access_token"].(string)
+
+	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(sqlOnly))
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "api-app asks for four scopes")
+	assert.Contains(t, string(body), "iam.current-user:read")
+
+	_, err := dev.Apps.Update(t.Context(), apps.UpdateAppRequest{Name: "api-app",
+		App: apps.App{Name: "api-app", UserApiScopes: []string{"sql"}}})
+	require.NoError(t, err)
+
+	resp, body = call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(sqlOnly))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var seen echoed
+	require.NoError(t, json.Unmarshal(body, &seen))
+	forwarded := seen.Headers.Get("X-Forwarded-Access-Token")
+	require.NotEmpty(t, forwarded)
+	claims, terr := w.issuer.verify(forwarded)
+	require.Nil(t, terr)
+	assert.Equal(t, "sql", claims.Scope, "the forwarded token carries the new scopes")
+}
+
+// TestAppsAPIRefusals is every refusal of the Apps and Permissions APIs, with its status and error code.
+func TestAppsAPIRefusals(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	dev := managerToken(t, w)
+	external := m2mToken(t, w, "external-service") // CAN_USE on api-app, not CAN_MANAGE
+	sqlOnly := pkceLogin(t, w, "offline_access sql")["access_token"].(string)
+	asJSON := http.Header{"Content-Type": {"application/json"}}
+	with := func(token string, h http.Header) http.Header {
+		out := bearer(token)
+		for k, v := range h {
+			out[k] = v
+		}
+		return out
+	}
+	perms := PathAppPermissions + "/api-app"
+	tests := []struct {
+		name, method, path, body string
+		header                   http.Header
+		status                   int
+		code                     string
+	}{
+		{"no token", "GET", PathApps, "", nil, 401, "UNAUTHENTICATED"},
+		{"garbage token", "GET", PathApps, "", bearer("nope"), 401, "UNAUTHENTICATED"},
+		{"a token holding only sql may not list apps", "GET", PathApps, "", bearer(sqlOnly), 403, "PERMISSION_DENIED"},
+		{"unknown app", "GET", PathApps + "/nope", "", bearer(dev), 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"update without CAN_MANAGE", "PATCH", PathApps + "/api-app", `{"description":"x"}`, with(external, asJSON), 403, "PERMISSION_DENIED"},
+		{"stop without CAN_MANAGE", "POST", PathApps + "/api-app/stop", `{}`, with(external, asJSON), 403, "PERMISSION_DENIED"},
+		{"deploy without CAN_MANAGE", "POST", PathApps + "/api-app/deployments", `{"source_code_path":"/Workspace/x"}`, with(external, asJSON), 403, "PERMISSION_DENIED"},
+		{"delete without CAN_MANAGE", "DELETE", PathApps + "/api-app", "", bearer(external), 403, "PERMISSION_DENIED"},
+		{"read permissions without CAN_MANAGE", "GET", perms, "", bearer(external), 403, "PERMISSION_DENIED"},
+		{"grant without CAN_MANAGE", "PATCH", perms, `{"access_control_list":[{"group_name":"users","permission_level":"CAN_USE"}]}`, with(external, asJSON), 403, "PERMISSION_DENIED"},
+		{"permissions of an unknown app", "GET", PathAppPermissions + "/nope", "", bearer(dev), 404, "RESOURCE_DOES_NOT_EXIST"},
+		{"an unknown level", "PATCH", perms, `{"access_control_list":[{"group_name":"users","permission_level":"CAN_RUN"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"an unknown user", "PATCH", perms, `{"access_control_list":[{"user_name":"nobody@example.com","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"an unknown group", "PATCH", perms, `{"access_control_list":[{"group_name":"admins","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"two principals in one entry", "PATCH", perms, `{"access_control_list":[{"user_name":"dev@example.com","group_name":"users","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"a bad app name", "POST", PathApps, `{"name":"Bad_Name"}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"a resource naming an unknown app", "POST", PathApps, `{"name":"ok-name","resources":[{"name":"r","app":{"name":"nope"}}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"renaming through PATCH", "PATCH", PathApps + "/api-app", `{"name":"other"}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"not JSON", "PATCH", PathApps + "/api-app", `{`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"deploy a folder that does not exist", "POST", PathApps + "/api-app/deployments", `{"source_code_path":"/Workspace/Users/dev@example.com/nope"}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"a bad page size", "GET", PathApps + "?page_size=x", "", bearer(dev), 400, "INVALID_PARAMETER_VALUE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, tt.method, w.URL()+tt.path, tt.body, tt.header)
+			assert.Equal(t, tt.status, resp.StatusCode, string(body))
+			assert.Contains(t, string(body), `"error_code":"`+tt.code+`"`)
+		})
+	}
+	// None of the refused changes happened.
+	s := w.settingsOf("api-app")
+	assert.Empty(t, s.description)
+	assert.Len(t, s.acl, 4, "dev manages; dev, external-service and caller-app may use")
+}
+
+// send is call with a body.
+func send(t *testing.T, method, url, body string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, out
+}

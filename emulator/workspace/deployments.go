@@ -1,0 +1,177 @@
+package workspace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/service/apps"
+	"github.com/google/uuid"
+)
+
+// deployment is one deployment of an app: a snapshot of a workspace folder, started with its app.yaml. Its
+// fields are guarded by Workspace.mu.
+type deployment struct {
+	id             string
+	sourceCodePath string
+	mode           apps.AppDeploymentMode
+	command        []string // from the request, replacing app.yaml's
+	envVars        []apps.EnvVar
+	creator        string
+	createTime     time.Time
+	updateTime     time.Time
+	state          apps.AppDeploymentState
+	message        string
+	dir            string // the snapshot the instance runs from
+}
+
+func newDeploymentID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
+
+// wire is the deployment as the Apps API reports it. Callers hold w.mu.
+func (d *deployment) wire() *apps.AppDeployment {
+	return &apps.AppDeployment{
+		DeploymentId:        d.id,
+		SourceCodePath:      d.sourceCodePath,
+		Mode:                d.mode,
+		Command:             d.command,
+		EnvVars:             d.envVars,
+		Creator:             d.creator,
+		CreateTime:          formatTime(d.createTime),
+		UpdateTime:          formatTime(d.updateTime),
+		Status:              &apps.AppDeploymentStatus{State: d.state, Message: d.message},
+		DeploymentArtifacts: &apps.AppDeploymentArtifacts{SourceCodePath: d.sourceCodePath},
+	}
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// setStatus records a deployment's progress, as the CLI prints each message while it polls.
+func (w *Workspace) setStatus(d *deployment, state apps.AppDeploymentState, message string) {
+	w.mu.Lock()
+	d.state, d.message, d.updateTime = state, message, time.Now()
+	w.mu.Unlock()
+}
+
+// deploy starts a deployment of rec from its source code path and returns at once; the deployment goes on in the
+// background, as on the platform, and reports SUCCEEDED once the new instance listens (the previous one is then
+// stopped) or FAILED with the app's last output.
+func (w *Workspace) deployLocked(rec *appRecord, req apps.AppDeployment, creator string) *deployment {
+	now := time.Now()
+	mode := req.Mode
+	if mode == "" {
+		mode = apps.AppDeploymentModeSnapshot
+	}
+	d := &deployment{id: newDeploymentID(), sourceCodePath: req.SourceCodePath, mode: mode, command: req.Command,
+		envVars: req.EnvVars, creator: creator, createTime: now, updateTime: now,
+		state: apps.AppDeploymentStateInProgress, message: "Preparing source code for new app deployment."}
+	rec.deployments = append(rec.deployments, d)
+	rec.pending = d
+	rec.generation++
+	gen := rec.generation
+	name := rec.settings().name
+	w.tasks.Go(func() { w.runDeployment(rec, d, gen, name) })
+	return d
+}
+
+func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, name string) {
+	w.appSystemLog(name, "Deploying "+d.sourceCodePath+" (deployment "+d.id+")")
+	launch, err := w.prepareDeployment(name, d)
+	if err == nil {
+		w.setStatus(d, apps.AppDeploymentStateInProgress, "Starting app with command: "+strings.Join(launch.Command, " "))
+		_, err = w.startInstance(w.ctx, rec, gen, launch)
+	}
+	w.mu.Lock()
+	if rec.pending == d {
+		rec.pending = nil
+	}
+	d.updateTime = time.Now()
+	var obsolete string
+	if err != nil {
+		d.state, d.message = apps.AppDeploymentStateFailed, "Deployment failed: "+err.Error()
+		if rec.instance == nil && rec.generation == gen {
+			rec.crash = d.message
+		}
+		obsolete = d.dir
+	} else {
+		d.state, d.message = apps.AppDeploymentStateSucceeded, "App started successfully"
+		if rec.active != nil && rec.active.dir != d.dir {
+			obsolete = rec.active.dir
+		}
+		rec.active = d
+		rec.defaultSourceCodePath = d.sourceCodePath
+	}
+	message := d.message
+	w.mu.Unlock()
+	removeDeploymentDir(obsolete)
+	w.appSystemLog(name, message)
+	if err != nil {
+		w.logger.Warn("deployment failed", "app", name, "deployment_id", d.id, "err", err)
+	} else {
+		w.logger.Info("deployment succeeded", "app", name, "deployment_id", d.id)
+	}
+}
+
+// prepareDeployment copies the source folder out of the workspace files into the deployment's snapshot and reads
+// how to start it.
+func (w *Workspace) prepareDeployment(app string, d *deployment) (Launch, error) {
+	dir := w.deploymentDir(app, d.id)
+	w.mu.Lock()
+	d.dir = dir
+	w.mu.Unlock()
+	if err := w.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
+		return Launch{}, fmt.Errorf("copy the source code: %w", err)
+	}
+	w.setStatus(d, apps.AppDeploymentStateInProgress, "Reading app.yaml")
+	w.mu.Lock()
+	snapshot := *d
+	w.mu.Unlock()
+	return w.launchFromSnapshot(app, &snapshot)
+}
+
+// launchFromSnapshot reads the app.yaml of a deployment's snapshot; the deployment's own command and env_vars, when
+// given (bundles send the app's config), take precedence.
+func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error) {
+	var launch Launch
+	var yamlPath string
+	for _, name := range []string{"app.yaml", "app.yml"} {
+		if _, err := os.Stat(filepath.Join(d.dir, name)); err == nil {
+			yamlPath = filepath.Join(d.dir, name)
+			break
+		}
+	}
+	switch {
+	case yamlPath != "":
+		l, err := w.ReadAppYAML(app, yamlPath)
+		if err != nil {
+			return Launch{}, errors.New(strings.ReplaceAll(err.Error(), d.dir, d.sourceCodePath))
+		}
+		launch = l
+	case len(d.command) == 0:
+		return Launch{}, fmt.Errorf("%s has no app.yaml: the emulator needs its command "+
+			"(the platform would run python app.py, which the emulator does not guess)", d.sourceCodePath)
+	default:
+		launch.Dir = d.dir
+	}
+	if len(d.command) > 0 {
+		launch.Command = d.command
+	}
+	s := w.settingsOf(app)
+	if s == nil {
+		return Launch{}, fmt.Errorf("app %s was deleted", app)
+	}
+	for _, e := range d.envVars {
+		value := e.Value
+		if e.ValueFrom != "" {
+			target, ok := s.resourceApp(e.ValueFrom)
+			if !ok {
+				return Launch{}, fmt.Errorf("env %s: valueFrom %q: app %s has no app resource with that key", e.Name, e.ValueFrom, app)
+			}
+			value = target
+		}
+		launch.Env = append(launch.Env, e.Name+"="+value)
+	}
+	return launch, nil
+}

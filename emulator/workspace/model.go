@@ -1,0 +1,210 @@
+package workspace
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/service/apps"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+)
+
+// appSettings is what the Apps and Permissions APIs change about an app. A value is never modified once published:
+// a change publishes a new one, so every proxy request reads one consistent version without a lock, and a grant or
+// a scope change applies from the next request on.
+type appSettings struct {
+	name             string
+	description      string
+	servicePrincipal ServicePrincipal
+	userAPIScopes    []string
+	resources        []apps.AppResource
+	acl              []aclEntry
+}
+
+// aclEntry is one principal's permission on an app. Exactly one of the names is set; a service principal is named
+// by its application id, as the Permissions API names it.
+type aclEntry struct {
+	userName             string
+	groupName            string
+	servicePrincipalName string
+	level                string
+}
+
+// grants reports whether the entry gives p at least level. The users group holds every user and service principal.
+func (e aclEntry) grants(p principal, level string) bool {
+	if level == PermissionCanManage && e.level != PermissionCanManage {
+		return false
+	}
+	switch {
+	case e.groupName != "":
+		return e.groupName == GroupUsers
+	case e.userName != "":
+		return p.Kind == identity.KindUser && e.userName == p.UserName
+	default:
+		return p.Kind == identity.KindServicePrincipal && e.servicePrincipalName == p.UserName
+	}
+}
+
+// has reports whether p holds level (CAN_USE or CAN_MANAGE) on the app; CAN_MANAGE includes CAN_USE.
+func (s *appSettings) has(p principal, level string) bool {
+	return slices.ContainsFunc(s.acl, func(e aclEntry) bool { return e.grants(p, level) })
+}
+
+// resourceApp returns the name of the app behind the app resource with this key.
+func (s *appSettings) resourceApp(key string) (string, bool) {
+	for _, r := range s.resources {
+		if r.Name == key && r.App != nil {
+			return r.App.Name, true
+		}
+	}
+	return "", false
+}
+
+// with returns a copy of s changed by f, for publishing.
+func (s *appSettings) with(f func(*appSettings)) *appSettings {
+	c := *s
+	c.userAPIScopes = slices.Clone(s.userAPIScopes)
+	c.resources = slices.Clone(s.resources)
+	c.acl = slices.Clone(s.acl)
+	f(&c)
+	return &c
+}
+
+// appRecord is one app of the workspace. settings is published atomically (see appSettings); the other fields are
+// guarded by Workspace.mu.
+type appRecord struct {
+	proxy *appProxy
+
+	id                    string
+	createTime            time.Time
+	updateTime            time.Time
+	creator, updater      string
+	computeState          apps.ComputeState
+	deployments           []*deployment // oldest first
+	active, pending       *deployment
+	defaultSourceCodePath string
+	lastUpdate            *apps.AppUpdate
+	instance              *Instance // the process serving the app, when the workspace started it
+	crash                 string    // why the last instance stopped on its own, until the next start
+	generation            uint64    // counts starts and stops, so a slow start never attaches after a later one
+}
+
+func (r *appRecord) settings() *appSettings { return r.proxy.settings.Load() }
+
+// aclFromConfig turns the model's can_use and can_manage lists into Permissions API entries; an empty can_manage
+// means the signed-in user.
+func aclFromConfig(a App, cfg Config, signedIn string) []aclEntry {
+	var acl []aclEntry
+	add := func(list CanUse, level string) {
+		for _, u := range list.Users {
+			acl = append(acl, aclEntry{userName: u, level: level})
+		}
+		for _, name := range list.ServicePrincipals {
+			sp, _ := cfg.ServicePrincipal(name) // Validate guarantees it exists
+			acl = append(acl, aclEntry{servicePrincipalName: sp.ApplicationID, level: level})
+		}
+		for _, g := range list.Groups {
+			acl = append(acl, aclEntry{groupName: g, level: level})
+		}
+	}
+	manage := a.CanManage
+	if len(manage.Users)+len(manage.ServicePrincipals)+len(manage.Groups) == 0 {
+		manage = CanUse{Users: []string{signedIn}}
+	}
+	add(manage, PermissionCanManage)
+	add(a.CanUse, PermissionCanUse)
+	return acl
+}
+
+// addApp registers an app with its proxy listening on 127.0.0.1:port (0 picks a free port). Callers hold w.mu.
+func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compute apps.ComputeState) (*appRecord, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("listen for the proxy of app %q: %w", s.name, err)
+	}
+	now := time.Now().UTC()
+	rec := &appRecord{id: newDeploymentID(), createTime: now, updateTime: now, creator: creator, updater: creator,
+		computeState: compute}
+	p := newAppProxy(w, s, "http://"+ln.Addr().String())
+	rec.proxy = p
+	w.apps[s.name] = rec
+	w.appOrder = append(w.appOrder, s.name)
+	p.server = w.serve(ln, p.handler())
+	return rec, nil
+}
+
+// app returns the named app's record. Callers hold w.mu.
+func (w *Workspace) appLocked(name string) (*appRecord, bool) {
+	rec, ok := w.apps[name]
+	return rec, ok
+}
+
+// settingsOf returns an app's current settings, or nil for an unknown app.
+func (w *Workspace) settingsOf(name string) *appSettings {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if rec, ok := w.apps[name]; ok {
+		return rec.settings()
+	}
+	return nil
+}
+
+// canUse reports whether p holds CAN_USE (or CAN_MANAGE) on the named app.
+func (w *Workspace) canUse(app string, p principal) bool {
+	s := w.settingsOf(app)
+	return s != nil && s.has(p, PermissionCanUse)
+}
+
+// canManage reports whether p holds CAN_MANAGE on the named app.
+func (w *Workspace) canManage(app string, p principal) bool {
+	s := w.settingsOf(app)
+	return s != nil && s.has(p, PermissionCanManage)
+}
+
+// appsUsableBy lists the apps p may use, in creation order.
+func (w *Workspace) appsUsableBy(p principal) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	names := []string{}
+	for _, name := range w.appOrder {
+		if w.apps[name].settings().has(p, PermissionCanUse) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// grantResourceAccess gives an app's service principal the permission its app resources ask for on their target
+// apps, as the platform does when a resource is added. Callers hold w.mu.
+func (w *Workspace) grantResourceAccessLocked(s *appSettings) {
+	for _, r := range s.resources {
+		if r.App == nil {
+			continue
+		}
+		target, ok := w.apps[r.App.Name]
+		if !ok {
+			continue
+		}
+		level := string(r.App.Permission)
+		if level != PermissionCanManage {
+			level = PermissionCanUse
+		}
+		sp := s.servicePrincipal.ApplicationID
+		ts := target.settings()
+		if slices.ContainsFunc(ts.acl, func(e aclEntry) bool { return e.servicePrincipalName == sp && e.level == level }) {
+			continue
+		}
+		target.proxy.settings.Store(ts.with(func(t *appSettings) {
+			t.acl = append(t.acl, aclEntry{servicePrincipalName: sp, level: level})
+		}))
+	}
+}
+
+// Permission levels on an app, as the Permissions API names them. CAN_MANAGE includes CAN_USE.
+const (
+	PermissionCanUse    = "CAN_USE"
+	PermissionCanManage = "CAN_MANAGE"
+)

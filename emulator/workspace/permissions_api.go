@@ -1,0 +1,143 @@
+package workspace
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/databricks/databricks-sdk-go/service/apps"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// PathAppPermissions is the Permissions API for apps; its object id is /apps/<name>.
+const PathAppPermissions = "/api/2.0/permissions/apps"
+
+// permissionRoutes is the Permissions API for apps. Reading or changing an app's permissions takes CAN_MANAGE on
+// it; a change applies at the app's proxy from the next request on.
+func (w *Workspace) permissionRoutes(r chi.Router) {
+	r.Route(PathAppPermissions+"/{name}", func(r chi.Router) {
+		r.Use(w.requireManage)
+		r.Get("/", w.handleGetPermissions())
+		r.Patch("/", w.handleSetPermissions(false))
+		r.Put("/", w.handleSetPermissions(true))
+		r.Get("/permissionLevels", w.handlePermissionLevels())
+	})
+}
+
+func (w *Workspace) handleGetPermissions() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		rec, _ := w.appFromPath(rw, r)
+		jsonhttp.Write(rw, http.StatusOK, w.permissionsWire(rec.settings()))
+	}
+}
+
+func (w *Workspace) handlePermissionLevels() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		jsonhttp.Write(rw, http.StatusOK, apps.GetAppPermissionLevelsResponse{PermissionLevels: []apps.AppPermissionsDescription{
+			{PermissionLevel: apps.AppPermissionLevelCanManage, Description: "Can edit, deploy, start, stop and delete the app, read its logs and change its permissions"},
+			{PermissionLevel: apps.AppPermissionLevelCanUse, Description: "Can call the app"},
+		}})
+	}
+}
+
+// handleSetPermissions is PATCH (replace each named principal's permission, keep the others: apps
+// update-permissions) and PUT (replace the whole list: bundles).
+func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		rec, _ := w.appFromPath(rw, r)
+		var req apps.AppPermissionsRequest
+		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		entries := make([]aclEntry, 0, len(req.AccessControlList))
+		for _, e := range req.AccessControlList {
+			entry, jerr := w.checkACLEntry(e)
+			if jerr != nil {
+				jsonhttp.WriteError(rw, jerr)
+				return
+			}
+			entries = append(entries, entry)
+		}
+		w.mu.Lock()
+		s := rec.settings().with(func(s *appSettings) {
+			if replace {
+				s.acl = nil
+			}
+			for _, e := range entries {
+				s.acl = slices.DeleteFunc(s.acl, func(old aclEntry) bool { return old.samePrincipal(e) })
+				s.acl = append(s.acl, e)
+			}
+		})
+		rec.proxy.settings.Store(s)
+		w.mu.Unlock()
+		who := authFrom(r.Context()).principal
+		w.logger.Info("app permissions changed", "app", s.name, "by", who.UserName, "replace", replace, "entries", len(entries))
+		w.stateChanged()
+		jsonhttp.Write(rw, http.StatusOK, w.permissionsWire(s))
+	}
+}
+
+func (e aclEntry) samePrincipal(o aclEntry) bool {
+	return e.userName == o.userName && e.groupName == o.groupName && e.servicePrincipalName == o.servicePrincipalName
+}
+
+// checkACLEntry validates one requested entry: one principal that exists, and a level apps have.
+func (w *Workspace) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *jsonhttp.Error) {
+	named := 0
+	for _, n := range []string{e.UserName, e.GroupName, e.ServicePrincipalName} {
+		if n != "" {
+			named++
+		}
+	}
+	if named != 1 {
+		return aclEntry{}, badParameter("each access control entry names exactly one of user_name, group_name and service_principal_name")
+	}
+	level := string(e.PermissionLevel)
+	if level != PermissionCanUse && level != PermissionCanManage {
+		return aclEntry{}, badParameter("Permission level %q is not valid for apps: use CAN_USE or CAN_MANAGE", level)
+	}
+	switch {
+	case e.UserName != "":
+		if _, ok := w.dir.user(e.UserName); !ok {
+			return aclEntry{}, principalNotFound(fmt.Sprintf("User %s does not exist in this workspace", e.UserName))
+		}
+	case e.ServicePrincipalName != "":
+		if _, ok := w.dir.servicePrincipal(e.ServicePrincipalName); !ok {
+			return aclEntry{}, principalNotFound(fmt.Sprintf("Service principal %s does not exist in this workspace "+
+				"(service_principal_name is the application id)", e.ServicePrincipalName))
+		}
+	case e.GroupName != GroupUsers:
+		return aclEntry{}, principalNotFound(fmt.Sprintf("Group %s does not exist in this workspace (the emulator has the group %s)",
+			e.GroupName, GroupUsers))
+	}
+	return aclEntry{userName: e.UserName, groupName: e.GroupName, servicePrincipalName: e.ServicePrincipalName, level: level}, nil
+}
+
+func principalNotFound(msg string) *jsonhttp.Error {
+	return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: msg}
+}
+
+// permissionsWire is an app's permissions as the Permissions API reports them.
+func (w *Workspace) permissionsWire(s *appSettings) apps.AppPermissions {
+	out := apps.AppPermissions{ObjectId: "/apps/" + s.name, ObjectType: "apps", AccessControlList: []apps.AppAccessControlResponse{}}
+	for _, e := range s.acl {
+		entry := apps.AppAccessControlResponse{UserName: e.userName, GroupName: e.groupName,
+			ServicePrincipalName: e.servicePrincipalName,
+			AllPermissions:       []apps.AppPermission{{PermissionLevel: apps.AppPermissionLevel(e.level)}}}
+		switch {
+		case e.userName != "":
+			if p, ok := w.dir.user(e.userName); ok {
+				entry.DisplayName = p.DisplayName
+			}
+		case e.servicePrincipalName != "":
+			if p, ok := w.dir.subject(e.servicePrincipalName); ok {
+				entry.DisplayName = p.DisplayName
+			}
+		}
+		out.AccessControlList = append(out.AccessControlList, entry)
+	}
+	return out
+}
