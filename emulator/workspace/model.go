@@ -98,16 +98,22 @@ func (r *appRecord) settings() *appSettings { return r.proxy.settings.Load() }
 // means the signed-in user.
 func aclFromConfig(a App, cfg Config, signedIn string) []aclEntry {
 	var acl []aclEntry
+	// A principal has one level on an app, as in the Permissions API: CAN_MANAGE, listed first, wins.
+	put := func(e aclEntry) {
+		if !slices.ContainsFunc(acl, e.samePrincipal) {
+			acl = append(acl, e)
+		}
+	}
 	add := func(list CanUse, level string) {
 		for _, u := range list.Users {
-			acl = append(acl, aclEntry{userName: u, level: level})
+			put(aclEntry{userName: u, level: level})
 		}
 		for _, name := range list.ServicePrincipals {
 			sp, _ := cfg.ServicePrincipal(name) // Validate guarantees it exists
-			acl = append(acl, aclEntry{servicePrincipalName: sp.ApplicationID, level: level})
+			put(aclEntry{servicePrincipalName: sp.ApplicationID, level: level})
 		}
 		for _, g := range list.Groups {
-			acl = append(acl, aclEntry{groupName: g, level: level})
+			put(aclEntry{groupName: g, level: level})
 		}
 	}
 	manage := a.CanManage
