@@ -25,6 +25,7 @@ type appProxy struct {
 	app       App
 	url       string
 	ws        *Workspace
+	logs      *appLog
 	server    *http.Server
 	transport *http.Transport
 

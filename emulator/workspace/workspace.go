@@ -127,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 			_ = w.Close()
 			return nil, fmt.Errorf("listen for the proxy of app %q: %w", app.Name, err)
 		}
-		p := &appProxy{app: app, url: "http://" + ln.Addr().String(), ws: w}
+		p := &appProxy{app: app, url: "http://" + ln.Addr().String(), ws: w, logs: newAppLog()}
 		w.apps[app.Name] = p
 		p.server = w.serve(ln, p.handler())
 		if app.Upstream != "" {
