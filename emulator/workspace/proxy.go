@@ -82,6 +82,10 @@ func (p *appProxy) handler() http.Handler {
 		ErrorLog:     slog.NewLogLogger(p.ws.logger.Handler(), slog.LevelWarn),
 	}
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if isLogsPath(r.URL.Path) {
+			p.serveLogs(rw, r) // the platform's own paths: never forwarded, so neither access-logged nor given identity headers
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
 		start := time.Now()
 		fwd := &forward{requestID: uuid.NewString()}
@@ -107,8 +111,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	if !isAPIPath(r.URL.Path) {
 		// Bearer tokens work on /api/ routes; any other path is a browser's, which needs a workspace session. The
 		// emulator has no sessions, so it sends every such request to the login page, with a valid token or not.
-		login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
-		http.Redirect(rw, r, login, http.StatusFound)
+		p.redirectToLogin(rw, r)
 		return false
 	}
 	res, terr := p.ws.authenticate(r)
@@ -156,6 +159,13 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		fwd.token = token
 	}
 	return true
+}
+
+// redirectToLogin answers as the platform does a browser without a workspace session: 302 to the workspace's login
+// page, which returns to the requested URL.
+func (p *appProxy) redirectToLogin(rw http.ResponseWriter, r *http.Request) {
+	login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
+	http.Redirect(rw, r, login, http.StatusFound)
 }
 
 func isAPIPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }

@@ -34,6 +34,7 @@ type Options struct {
 	TokenLifetime  time.Duration // access token lifetime; 1 h by default, down to one second for refresh tests
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
+	LogKeepalive   time.Duration // how often an app's /logz/stream sends a keepalive frame; 15 s by default
 	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
 	DataDir string
 }
@@ -53,6 +54,7 @@ type Workspace struct {
 	counts  requestCounts
 
 	removeDataDir bool
+	logKeepalive  time.Duration
 
 	profileMu sync.Mutex
 	prof      *Profile
@@ -82,6 +84,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.RequestTimeout < 0 {
 		return nil, fmt.Errorf("request timeout %s: want a positive duration", opts.RequestTimeout)
 	}
+	if opts.LogKeepalive == 0 {
+		opts.LogKeepalive = DefaultLogKeepalive
+	}
+	if opts.LogKeepalive < 0 {
+		return nil, fmt.Errorf("log keepalive %s: want a positive duration", opts.LogKeepalive)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -92,6 +100,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		logger:  opts.Logger,
 		timeout: opts.RequestTimeout,
 		apps:    map[string]*appProxy{},
+
+		logKeepalive: opts.LogKeepalive,
 	}
 
 	if w.dataDir = opts.DataDir; w.dataDir == "" {
@@ -202,9 +212,13 @@ func (w *Workspace) RequestCount(path string) int64 { return w.counts.get(path) 
 // RequestCounts is [Workspace.RequestCount] for every path seen so far.
 func (w *Workspace) RequestCounts() map[string]int64 { return w.counts.snapshot() }
 
-// Close stops every listener at once; in-flight requests are cut, as when a workspace goes away.
+// Close stops every listener at once; in-flight requests are cut, as when a workspace goes away. Log streams, which
+// http.Server.Close does not reach once upgraded, are closed with 1001 first, and Close waits for them to end.
 func (w *Workspace) Close() error {
 	w.closed.Do(func() {
+		for _, p := range w.apps {
+			p.logs.close()
+		}
 		servers := []*http.Server{w.server}
 		for _, p := range w.apps {
 			servers = append(servers, p.server)
