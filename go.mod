@@ -3,6 +3,7 @@ module github.com/databricks-sample/go-apps-api
 go 1.25.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/databricks/databricks-sdk-go v0.175.0
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/golang-jwt/jwt/v5 v5.3.1

@@ -452,6 +452,7 @@ func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 		}
 		server := rec.proxy.server
 		w.mu.Unlock()
+		rec.proxy.logs.close()
 		_ = server.Close()
 		w.dir.removeServicePrincipal(rec.settings().servicePrincipal.ApplicationID)
 		for _, d := range rec.deployments {

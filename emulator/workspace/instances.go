@@ -282,16 +282,18 @@ func (t *tailBuffer) lastLines() string {
 	return "; last output:\n" + strings.Join(lines, "\n")
 }
 
-// appOutput is where an instance's stdout and stderr go: the emulator's own output (AppStdout/AppStderr), each line
-// labelled with the app's name, and tail.
+// appOutput is where an instance's stdout and stderr go: the app's log (what databricks apps logs shows), the
+// emulator's own output (AppStdout/AppStderr) with each line labelled with the app's name, and tail.
 func (w *Workspace) appOutput(app string, tail io.Writer) (stdout, stderr io.Writer) {
 	prefix := []byte("[" + app + "] ")
-	return io.MultiWriter(&prefixWriter{out: w.appStdout, prefix: prefix}, tail),
-		io.MultiWriter(&prefixWriter{out: w.appStderr, prefix: prefix}, tail)
+	return io.MultiWriter(w.AppLogWriter(app), &prefixWriter{out: w.appStdout, prefix: prefix}, tail),
+		io.MultiWriter(w.AppLogWriter(app), &prefixWriter{out: w.appStderr, prefix: prefix}, tail)
 }
 
-// appSystemLog records a lifecycle event of an app (deploying, started, stopped, crashed).
+// appSystemLog records a lifecycle event of an app (deploying, started, stopped, crashed) in its log and the
+// emulator's.
 func (w *Workspace) appSystemLog(app, msg string) {
+	w.AppLogSystem(app, msg)
 	w.logger.Info(msg, "app", app)
 }
 
@@ -324,5 +326,15 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		}
 		p.buf = p.buf[i+1:]
 	}
+	if len(p.buf) > maxPendingLine { // an app that never ends its line still shows, and never grows this buffer
+		p.out.mu.Lock()
+		_, err := p.out.w.Write(append(append(append([]byte{}, p.prefix...), p.buf...), '\n'))
+		p.out.mu.Unlock()
+		p.buf = p.buf[:0]
+		return len(b), err
+	}
 	return len(b), nil
 }
+
+// maxPendingLine bounds the part of a line an app has written without its newline.
+const maxPendingLine = 64 << 10

@@ -26,6 +26,7 @@ type appProxy struct {
 	name      string
 	url       string
 	ws        *Workspace
+	logs      *appLog
 	server    *http.Server
 	transport *http.Transport
 	settings  atomic.Pointer[appSettings]
@@ -35,7 +36,7 @@ type appProxy struct {
 }
 
 func newAppProxy(w *Workspace, s *appSettings, url string) *appProxy {
-	p := &appProxy{name: s.name, url: url, ws: w}
+	p := &appProxy{name: s.name, url: url, ws: w, logs: newAppLog()}
 	p.settings.Store(s)
 	return p
 }
@@ -89,6 +90,10 @@ func (p *appProxy) handler() http.Handler {
 		ErrorLog:     slog.NewLogLogger(p.ws.logger.Handler(), slog.LevelWarn),
 	}
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if isLogsPath(r.URL.Path) {
+			p.serveLogs(rw, r) // the platform's own paths: never forwarded, so neither access-logged nor given identity headers
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
 		start := time.Now()
 		fwd := &forward{requestID: uuid.NewString()}
@@ -114,8 +119,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	if !isAPIPath(r.URL.Path) {
 		// Bearer tokens work on /api/ routes; any other path is a browser's, which needs a workspace session. The
 		// emulator has no sessions, so it sends every such request to the login page, with a valid token or not.
-		login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
-		http.Redirect(rw, r, login, http.StatusFound)
+		p.redirectToLogin(rw, r)
 		return false
 	}
 	res, terr := p.ws.authenticate(r)
@@ -175,6 +179,13 @@ func aclField(p principal) string {
 		return "user_name"
 	}
 	return "service_principal_name"
+}
+
+// redirectToLogin answers as the platform does a browser without a workspace session: 302 to the workspace's login
+// page, which returns to the requested URL.
+func (p *appProxy) redirectToLogin(rw http.ResponseWriter, r *http.Request) {
+	login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
+	http.Redirect(rw, r, login, http.StatusFound)
 }
 
 func isAPIPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }

@@ -38,6 +38,7 @@ type Options struct {
 	TokenLifetime  time.Duration // access token lifetime; 1 h by default, down to one second for refresh tests
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
+	LogKeepalive   time.Duration // how often an app's /logz/stream sends a keepalive frame; 15 s by default
 	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
 	DataDir string
 	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
@@ -77,6 +78,7 @@ type Workspace struct {
 	cancel  context.CancelFunc
 	tasks   sync.WaitGroup // background deployments and starts
 	closing bool           // guarded by mu: no instance attaches once Close has begun
+	logKeepalive  time.Duration
 
 	profileMu sync.Mutex
 	prof      *Profile
@@ -106,6 +108,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.RequestTimeout < 0 {
 		return nil, fmt.Errorf("request timeout %s: want a positive duration", opts.RequestTimeout)
 	}
+	if opts.LogKeepalive == 0 {
+		opts.LogKeepalive = DefaultLogKeepalive
+	}
+	if opts.LogKeepalive < 0 {
+		return nil, fmt.Errorf("log keepalive %s: want a positive duration", opts.LogKeepalive)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -131,6 +139,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		logger:       opts.Logger,
 		timeout:      opts.RequestTimeout,
 		apps:         map[string]*appRecord{},
+
+		logKeepalive: opts.LogKeepalive,
 	}
 
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -274,11 +284,15 @@ func (w *Workspace) RequestCounts() map[string]int64 { return w.counts.snapshot(
 
 // Close stops the apps the workspace started (SIGTERM, then SIGKILL after the grace period, while their proxies
 // still answer so they can drain), then every listener at once: in-flight requests are cut, as when a workspace goes
-// away.
+// away. Log streams, which http.Server.Close does not reach once upgraded, are closed with 1001 first, and Close
+// waits for them to end.
 func (w *Workspace) Close() error {
 	w.closed.Do(func() {
 		w.stopAllInstances()
 		w.mu.Lock()
+		for _, rec := range w.apps {
+			rec.proxy.logs.close()
+		}
 		servers := []*http.Server{w.server}
 		for _, rec := range w.apps {
 			servers = append(servers, rec.proxy.server)
