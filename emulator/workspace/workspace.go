@@ -74,11 +74,11 @@ type Workspace struct {
 	startTimeout  time.Duration
 	stopGrace     time.Duration
 
-	ctx     context.Context // ends when Close starts: background deployments stop
-	cancel  context.CancelFunc
-	tasks   sync.WaitGroup // background deployments and starts
-	closing bool           // guarded by mu: no instance attaches once Close has begun
-	logKeepalive  time.Duration
+	ctx          context.Context // ends when Close starts: background deployments stop
+	cancel       context.CancelFunc
+	tasks        sync.WaitGroup // background deployments and starts
+	closing      bool           // guarded by mu: no instance attaches once Close has begun
+	logKeepalive time.Duration
 
 	profileMu sync.Mutex
 	prof      *Profile
