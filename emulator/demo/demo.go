@@ -17,6 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/databricks/databricks-sdk-go/client"
+	"github.com/databricks/databricks-sdk-go/config"
+	"github.com/databricks/databricks-sdk-go/service/apps"
+
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
@@ -210,6 +214,21 @@ func (c callerProgram) run(ctx context.Context, extraEnv []string, args ...strin
 		result.err = fmt.Errorf("caller printed no JSON (%v): %s %s", jsonErr, out, stderr.Bytes())
 	}
 	return result
+}
+
+// grantCanUse gives a service principal CAN USE on an app through the Permissions API, as the signed-in user
+// running `databricks apps update-permissions` would: with the SDK's Apps client and the emulator's CLI profile.
+func (e *emulator) grantCanUse(ctx context.Context, app, clientID string) error {
+	c, err := client.New(&config.Config{Profile: e.state.Profile, ConfigFile: e.state.ConfigFile,
+		AuthType: "databricks-cli", DatabricksCliPath: e.state.CLIPath, Loaders: []config.Loader{config.ConfigFile},
+		RetryTimeoutSeconds: 10})
+	if err != nil {
+		return err
+	}
+	_, err = apps.NewApps(c).UpdatePermissions(ctx, apps.AppPermissionsRequest{AppName: app,
+		AccessControlList: []apps.AppAccessControlRequest{{ServicePrincipalName: clientID,
+			PermissionLevel: apps.AppPermissionLevelCanUse}}})
+	return err
 }
 
 // profileEnv points the caller at the emulator's .databrickscfg and its databricks CLI stand-in.

@@ -90,6 +90,18 @@ func scenarios(s workspace.State) []scenario {
 			res := e.caller(ctx, m2m("no-access-service"), "--mode", "external", "--app", "api-app", "whoami")
 			return expectRefusal(res, 403, 4, fixFromChecklist)
 		}},
+		{"granted", "same SP, granted", func(ctx context.Context, e *emulator) row {
+			// The fix the row above printed, applied as the signed-in user, who manages the app: the same call
+			// passes at once, with no restart.
+			if err := e.grantCanUse(ctx, "api-app", s.ServicePrincipals["no-access-service"].ClientID); err != nil {
+				return row{status: "—", problem: "grant CAN USE: " + err.Error()}
+			}
+			res := e.caller(ctx, m2m("no-access-service"), "--mode", "external", "--app", "api-app", "whoami")
+			r := expectIdentity(res, sp("no-access-service"), "")
+			r.detail = "dev@example.com, who has CAN MANAGE, granted no-access-service CAN USE through the " +
+				"Permissions API (databricks apps update-permissions); the same call then passed"
+			return r
+		}},
 		{"bad token", "garbage bearer", func(ctx context.Context, e *emulator) row {
 			// In auto mode a DATABRICKS_TOKEN is sent as it is: here, a token the proxy cannot parse.
 			env := []string{"DATABRICKS_HOST=" + s.WorkspaceHost, "DATABRICKS_TOKEN=not-a-real-token"}
