@@ -34,6 +34,7 @@ func (w *Workspace) routes() http.Handler {
 		r.Use(w.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())
 		r.Get(PathApps+"/{name}", w.handleGetApp())
+		r.Group(func(r chi.Router) { r.Use(requireScope(ScopeWorkspace)); w.fileRoutes(r) })
 	})
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
