@@ -19,6 +19,17 @@ import (
 // does. The environment is cleared so a developer's own DATABRICKS_* settings never leak in.
 func sdkClient(t *testing.T, w *Workspace, token string) *databricks.WorkspaceClient {
 	t.Helper()
+	isolateSDKEnv(t)
+	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "pat", Token: token,
+		RetryTimeoutSeconds: 5})
+	require.NoError(t, err)
+	return c
+}
+
+// isolateSDKEnv clears the DATABRICKS_* variables and points HOME at an empty folder for the test, so the SDK reads
+// no developer's settings.
+func isolateSDKEnv(t *testing.T) {
+	t.Helper()
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DATABRICKS_") {
 			t.Setenv(name, "")
@@ -26,10 +37,6 @@ func sdkClient(t *testing.T, w *Workspace, token string) *databricks.WorkspaceCl
 		}
 	}
 	t.Setenv("HOME", t.TempDir())
-	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "pat", Token: token,
-		RetryTimeoutSeconds: 5})
-	require.NoError(t, err)
-	return c
 }
 
 // managerToken is the signed-in user's token: the user who manages the model's apps.

@@ -41,6 +41,10 @@ func (w *Workspace) routes() http.Handler {
 			w.appRoutes(r)
 			w.permissionRoutes(r)
 		})
+		r.Group(func(r chi.Router) {
+			r.Use(requireScope(ScopeWorkspace))
+			w.fileRoutes(r)
+		})
 	})
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,

@@ -1,0 +1,193 @@
+package workspace
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go"
+	"github.com/databricks/databricks-sdk-go/service/apps"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testAppMode, set in a deployed app.yaml's env, makes this test binary the app: the deployments tests deploy it
+// like any app folder, so they need no toolchain and no network.
+const testAppMode = "WORKSPACE_TEST_APP"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(testAppMode) {
+	case "":
+		os.Exit(m.Run())
+	case "serve":
+		serveTestApp()
+	case "crash":
+		fmt.Println("starting up")
+		fmt.Fprintln(os.Stderr, "boom: the configuration is broken")
+		os.Exit(3)
+	}
+}
+
+// serveTestApp answers GET /api/whoami with its version and the identity headers it received, prints a line per
+// request, and stops on SIGTERM as an app should.
+func serveTestApp() {
+	ln, err := net.Listen("tcp", os.Getenv("APP_LISTEN_ADDR"))
+	if os.Getenv("APP_LISTEN_ADDR") == "" {
+		ln, err = net.Listen("tcp", "127.0.0.1:"+os.Getenv("DATABRICKS_APP_PORT"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	fmt.Println("test app", os.Getenv("APP_VERSION"), "listening for", os.Getenv("DATABRICKS_APP_NAME"))
+	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		fmt.Println("request", r.URL.Path)
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(map[string]string{"version": os.Getenv("APP_VERSION"),
+			"user": r.Header.Get("X-Forwarded-User"), "client_id": os.Getenv("DATABRICKS_CLIENT_ID"),
+			"target": os.Getenv("TARGET_APP")})
+	})}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	_ = srv.Serve(ln)
+	fmt.Println("test app stopped")
+	os.Exit(0)
+}
+
+// uploadTestApp writes an app folder to the workspace files with the files API, as databricks sync does: an
+// app.yaml whose command is this test binary in the given mode.
+func uploadTestApp(t *testing.T, w *Workspace, token, dir, mode, version string) {
+	t.Helper()
+	self, err := os.Executable()
+	require.NoError(t, err)
+	appYAML := fmt.Sprintf("command: [%q, \"-test.run=^$\"]\nenv:\n  - name: %s\n    value: %s\n"+
+		"  - name: APP_VERSION\n    value: %s\n  - name: TARGET_APP\n    valueFrom: target-app\n",
+		self, testAppMode, mode, version)
+	resp, body := send(t, http.MethodPost, w.URL()+"/api/2.0/workspace/mkdirs", `{"path":"`+dir+`"}`,
+		http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	resp, body = send(t, http.MethodPost, w.URL()+"/api/2.0/workspace-files/import-file"+dir+"/app.yaml?overwrite=true",
+		appYAML, bearer(token))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+}
+
+// whoami calls the app through its proxy as the external-service service principal.
+func whoami(t *testing.T, w *Workspace, app, token string) (int, map[string]string) {
+	t.Helper()
+	resp, body := call(t, http.MethodGet, w.AppURL(app)+"/api/whoami", bearer(token))
+	var out map[string]string
+	if resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(body, &out), string(body))
+	}
+	return resp.StatusCode, out
+}
+
+// TestDeploymentsRunTheCode deploys an app folder from the workspace files with the SDK's Apps client, calls it
+// through the proxy, redeploys, stops and starts it: what `databricks bundle run` and `apps deploy` do.
+func TestDeploymentsRunTheCode(t *testing.T) {
+	w, logs := startWorkspace(t, Options{StopGrace: 5 * time.Second})
+	token := managerToken(t, w)
+	dev := sdkClient(t, w, token)
+	ctx := t.Context()
+	external := m2mToken(t, w, "external-service")
+	root := "/Workspace/Users/dev@example.com/caller"
+
+	status, _ := whoami(t, w, "caller-app", external)
+	require.Equal(t, http.StatusBadGateway, status, "nothing deployed yet")
+
+	uploadTestApp(t, w, token, root+"/v1", "serve", "v1")
+	first := deploy(t, dev, "caller-app", root+"/v1")
+	assert.Equal(t, apps.AppDeploymentStateSucceeded, first.Status.State)
+	status, seen := whoami(t, w, "caller-app", external)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "v1", seen["version"])
+	assert.Equal(t, "2001@1234567890123456", seen["user"], "the proxy's identity headers reach the deployed app")
+	assert.Equal(t, w.State().ServicePrincipals["caller-app"].ClientID, seen["client_id"], "it runs as its own service principal")
+	assert.Equal(t, "api-app", seen["target"], "valueFrom resolves the app resource")
+
+	app, err := dev.Apps.GetByName(ctx, "caller-app")
+	require.NoError(t, err)
+	assert.Equal(t, apps.ApplicationStateRunning, app.AppStatus.State)
+	assert.Equal(t, first.DeploymentId, app.ActiveDeployment.DeploymentId)
+	assert.Equal(t, root+"/v1", app.DefaultSourceCodePath)
+
+	uploadTestApp(t, w, token, root+"/v2", "serve", "v2")
+	second := deploy(t, dev, "caller-app", root+"/v2")
+	status, seen = whoami(t, w, "caller-app", external)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "v2", seen["version"], "the new deployment serves")
+	assert.Eventually(t, func() bool { return strings.Contains(logs.String(), "Stopping the previous instance") },
+		5*time.Second, 20*time.Millisecond)
+
+	list, err := dev.Apps.ListDeploymentsAll(ctx, apps.ListAppDeploymentsRequest{AppName: "caller-app"})
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, second.DeploymentId, list[0].DeploymentId, "newest first")
+
+	stopped, err := dev.Apps.StopAndWait(ctx, apps.StopAppRequest{Name: "caller-app"})
+	require.NoError(t, err)
+	assert.Equal(t, apps.ComputeStateStopped, stopped.ComputeStatus.State)
+	status, _ = whoami(t, w, "caller-app", external)
+	assert.Equal(t, http.StatusBadGateway, status)
+
+	_, err = dev.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: root + "/v2"}})
+	assert.Equal(t, "INVALID_STATE", apiError(t, err).ErrorCode, "a stopped app is started before it is deployed")
+
+	_, err = dev.Apps.StartAndWait(ctx, apps.StartAppRequest{Name: "caller-app"})
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool {
+		status, seen := whoami(t, w, "caller-app", external)
+		return status == http.StatusOK && seen["version"] == "v2"
+	}, 30*time.Second, 50*time.Millisecond, "start runs the active deployment again")
+}
+
+// deploy is `databricks apps deploy`: create a deployment and wait for it with the SDK's waiter.
+func deploy(t *testing.T, c *databricks.WorkspaceClient, app, path string) *apps.AppDeployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	d, err := c.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: app,
+		AppDeployment: apps.AppDeployment{SourceCodePath: path, Mode: apps.AppDeploymentModeSnapshot}})
+	require.NoError(t, err)
+	return d
+}
+
+// TestFailedDeploymentReportsTheAppsOutput: an app that exits at start fails its deployment with its last output,
+// and the proxy keeps answering 502 rather than hanging.
+func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
+	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
+	token := managerToken(t, w)
+	dev := sdkClient(t, w, token)
+	dir := "/Workspace/Users/dev@example.com/broken"
+	uploadTestApp(t, w, token, dir, "crash", "v1")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, err := dev.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: dir}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FAILED")
+	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, apps.AppDeploymentStateFailed, list[0].Status.State)
+	assert.Contains(t, list[0].Status.Message, "boom: the configuration is broken")
+	assert.Contains(t, list[0].Status.Message, "exit status 3")
+
+	app, err := dev.Apps.GetByName(t.Context(), "caller-app")
+	require.NoError(t, err)
+	assert.Equal(t, apps.ApplicationStateCrashed, app.AppStatus.State)
+	assert.Nil(t, app.ActiveDeployment)
+	status, _ := whoami(t, w, "caller-app", m2mToken(t, w, "external-service"))
+	assert.Equal(t, http.StatusBadGateway, status)
+}
