@@ -152,7 +152,7 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		return nil, err
 	}
 	w.mu.Unlock()
-	w.appSystemLog(s.name, "App started successfully and listens on $DATABRICKS_APP_PORT ("+strconv.Itoa(port)+")")
+	w.appSystemLog(s.name, "App listens on $DATABRICKS_APP_PORT ("+strconv.Itoa(port)+")")
 	go w.watchInstance(rec, inst)
 	if old != nil {
 		w.appSystemLog(s.name, "Stopping the previous instance")
