@@ -173,7 +173,7 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 		if basic {
 			rw.Header().Set("WWW-Authenticate", `Basic realm="oidc"`)
 		}
-		w.logger.Warn("client authentication failed", "client_id", id, "known_client", ok)
+		w.logger.Warn("client authentication failed", "client_id", loggableClientID(id, ok), "known_client", ok)
 		writeOAuthError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
 		return
 	}
@@ -183,6 +183,19 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	}
 	p := w.dir.bySubject[sp.ApplicationID]
 	w.writeToken(rw, p, sp.ApplicationID, scopes, "")
+}
+
+// loggableClientID is what a log may show of a client id that failed to authenticate. A known id is public; an
+// unknown one may be the secret, given where the id belongs, so only its first 4 characters are shown, and only
+// when that is less than half of it.
+func loggableClientID(id string, known bool) string {
+	if known {
+		return id
+	}
+	if r := []rune(id); len(r) > 8 {
+		return string(r[:4]) + "…"
+	}
+	return "…"
 }
 
 func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
