@@ -165,19 +165,20 @@ func (c Config) Validate() error {
 			bad("workspace.host: %v", err)
 		}
 	}
-	ids := map[string]bool{}
-	checkID := func(what, id string) {
+	ids := map[string]string{} // id -> who holds it, to name both in an error
+	checkID := func(who, id string) {
 		if !digits.MatchString(id) {
-			bad("%s id %q: want a numeric id", what, id)
-		} else if ids[id] {
-			bad("%s id %q is used twice", what, id)
+			bad("%s id %q: want a numeric id", who, id)
+		} else if first, dup := ids[id]; dup {
+			bad("%s: id %q is also the id of %s", who, id, first)
+		} else {
+			ids[id] = who
 		}
-		ids[id] = true
 	}
 	users := map[string]bool{}
 	signedIn := 0
 	for _, u := range c.Users {
-		checkID("user "+u.UserName, u.ID)
+		checkID(fmt.Sprintf("user %q", u.UserName), u.ID)
 		if !strings.Contains(u.UserName, "@") {
 			bad("user %q: user_name must be an email", u.UserName)
 		}
@@ -195,7 +196,15 @@ func (c Config) Validate() error {
 	sps := map[string]bool{}
 	appIDs := map[string]bool{}
 	for _, sp := range c.ServicePrincipals {
-		checkID("service principal "+sp.Name, sp.ID)
+		checkID(fmt.Sprintf("service principal %q", sp.Name), sp.ID)
+		// A token's subject is a user name or an application id, and can_use lists user names and service
+		// principal names: neither may be both a user and a service principal.
+		if users[sp.Name] {
+			bad("service principal %q: name %q is also the user_name of user %q", sp.Name, sp.Name, sp.Name)
+		}
+		if users[sp.ApplicationID] {
+			bad("service principal %q: application_id %q is also the user_name of user %q", sp.Name, sp.ApplicationID, sp.ApplicationID)
+		}
 		if sp.Name == "" || sps[sp.Name] {
 			bad("service principal %q: names must be set and unique", sp.Name)
 		}
