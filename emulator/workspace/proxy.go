@@ -171,7 +171,8 @@ func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h := pr.Out.Header
 	who := fwd.principal
-	h.Set(identity.HeaderHost, pr.In.Host)
+	// The app's own host, as the platform's proxy sets it: never the client's Host header or absolute-form URI.
+	h.Set(identity.HeaderHost, strings.TrimPrefix(p.url, "http://"))
 	h.Set(identity.HeaderUser, identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID))
 	h.Set(identity.HeaderPreferredUsername, who.UserName)
 	if who.Kind == identity.KindUser {

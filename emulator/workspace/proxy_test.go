@@ -337,3 +337,28 @@ func TestSCIMMeNeedsTheCurrentUserScope(t *testing.T) {
 		}
 	}
 }
+
+// X-Forwarded-Host is the app's own host, whatever Host header or absolute-form request URI the client sends.
+func TestProxyForwardedHostIsTheAppsHost(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+	host := strings.TrimPrefix(api, "http://")
+	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	auth := "\r\nAuthorization: Bearer " + dev
+	for name, head := range map[string]string{
+		"the proxy's host":       "GET /api/whoami HTTP/1.1\r\nHost: " + host + auth,
+		"another Host header":    "GET /api/whoami HTTP/1.1\r\nHost: evil.example.com" + auth,
+		"absolute-form URI":      "GET http://evil.example.com/api/whoami HTTP/1.1\r\nHost: " + host + auth,
+		"absolute-form and Host": "GET http://evil.example.com:8443/api/whoami HTTP/1.1\r\nHost: evil.example.com" + auth,
+		"HTTP/1.0 without Host":  "GET /api/whoami HTTP/1.0" + auth,
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, body := rawProxyRequest(t, api, head)
+			require.Equal(t, http.StatusOK, status, body)
+			var seen echoed
+			require.NoError(t, json.Unmarshal([]byte(body), &seen))
+			assert.Equal(t, []string{host}, seen.Headers.Values(identity.HeaderHost))
+		})
+	}
+}
