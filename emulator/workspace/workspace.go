@@ -28,12 +28,24 @@ const (
 	DefaultRequestTimeout = 120 * time.Second
 )
 
+// Default timeouts of every emulator listener, the workspace's and each app proxy's: those of the app's own server.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+)
+
 // Options configure [Start]. Zero values take the defaults: the embedded model and the platform's timings.
 type Options struct {
 	Config         Config        // the principal model; the zero Config means [DefaultConfig]
 	TokenLifetime  time.Duration // access token lifetime; 1 h by default, down to one second for refresh tests
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
+	// Timeouts of every listener (workspace and proxies): to read a request's headers, to read the whole request
+	// (a WebSocket is exempt once upgraded), and before an idle keep-alive connection is closed.
+	ReadHeaderTimeout time.Duration // 10 s by default
+	ReadTimeout       time.Duration // 60 s by default
+	IdleTimeout       time.Duration // 120 s by default
 	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
 	DataDir string
 }
@@ -46,6 +58,7 @@ type Workspace struct {
 	grants  *grants
 	logger  *slog.Logger
 	timeout time.Duration
+	listen  listenTimeouts
 	url     string
 	dataDir string
 	server  *http.Server
@@ -82,6 +95,10 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.RequestTimeout < 0 {
 		return nil, fmt.Errorf("request timeout %s: want a positive duration", opts.RequestTimeout)
 	}
+	listen, err := newListenTimeouts(opts)
+	if err != nil {
+		return nil, err
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -91,6 +108,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		grants:  newGrants(),
 		logger:  opts.Logger,
 		timeout: opts.RequestTimeout,
+		listen:  listen,
 		apps:    map[string]*appProxy{},
 	}
 
@@ -142,10 +160,38 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	return w, nil
 }
 
+// listenTimeouts are the http.Server timeouts every emulator listener uses.
+type listenTimeouts struct{ readHeader, read, idle time.Duration }
+
+func newListenTimeouts(opts Options) (listenTimeouts, error) {
+	t := listenTimeouts{readHeader: opts.ReadHeaderTimeout, read: opts.ReadTimeout, idle: opts.IdleTimeout}
+	for _, d := range []struct {
+		value *time.Duration
+		def   time.Duration
+		name  string
+	}{
+		{&t.readHeader, DefaultReadHeaderTimeout, "read header timeout"},
+		{&t.read, DefaultReadTimeout, "read timeout"},
+		{&t.idle, DefaultIdleTimeout, "idle timeout"},
+	} {
+		if *d.value == 0 {
+			*d.value = d.def
+		}
+		if *d.value < 0 {
+			return listenTimeouts{}, fmt.Errorf("%s %s: want a positive duration", d.name, *d.value)
+		}
+	}
+	return t, nil
+}
+
+// serve serves h on ln until Close. Its timeouts close a connection whose client is idle or too slow, as the
+// platform's front end and the app's own server do; a request that is being answered is never cut by them.
 func (w *Workspace) serve(ln net.Listener, h http.Handler) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: w.listen.readHeader,
+		ReadTimeout:       w.listen.read,
+		IdleTimeout:       w.listen.idle,
 		ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
 	}
 	w.wg.Add(1)
