@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -90,8 +91,12 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 		case !pkceValue.MatchString(q.Get("code_challenge")) || len(q.Get("code_challenge")) != 43:
 			fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code verifier")
 			return
-		case len(scopes) == 0 || slices.ContainsFunc(scopes, func(s string) bool { return !scope.MatchString(s) }):
+		case len(scopes) == 0:
 			fail("invalid_scope", "scope must list one or more scopes, such as \"offline_access all-apis\"")
+			return
+		}
+		if problem := w.scopeProblem(scopes); problem != "" {
+			fail("invalid_scope", problem)
 			return
 		}
 		user := w.dir.signedIn
@@ -181,6 +186,10 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	if len(scopes) == 0 {
 		scopes = []string{ScopeAllAPIs}
 	}
+	if problem := w.scopeProblem(scopes); problem != "" {
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
+		return
+	}
 	p := w.dir.bySubject[sp.ApplicationID]
 	w.writeToken(rw, p, sp.ApplicationID, scopes, "")
 }
@@ -205,6 +214,11 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", name+" is required")
 			return
 		}
+	}
+	// The code grant takes no scope (the code carries its own); one sent anyway must still be a known scope.
+	if problem := w.scopeProblem(strings.Fields(f.Get("scope"))); problem != "" {
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
+		return
 	}
 	code, ok := w.grants.redeem(f.Get("code"))
 	switch {
@@ -240,7 +254,23 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "Refresh token is invalid")
 		return
 	}
-	w.writeToken(rw, grant.user, grant.clientID, grant.scopes, f.Get("refresh_token"))
+	// A refresh may ask for fewer scopes than were granted, never others (RFC 6749 section 6).
+	scopes := grant.scopes
+	if requested := strings.Fields(f.Get("scope")); len(requested) > 0 {
+		if problem := w.scopeProblem(requested); problem != "" {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
+			return
+		}
+		for _, s := range requested {
+			if !slices.Contains(grant.scopes, s) {
+				writeOAuthError(rw, http.StatusBadRequest, "invalid_scope",
+					fmt.Sprintf("scope %q was not granted to this refresh token; log in again to ask for it", s))
+				return
+			}
+		}
+		scopes = requested
+	}
+	w.writeToken(rw, grant.user, grant.clientID, scopes, f.Get("refresh_token"))
 }
 
 func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID string, scopes []string, refresh string) {
