@@ -100,8 +100,14 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 			return
 		}
 		user := w.dir.signedIn
-		code := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
-			challenge: q.Get("code_challenge"), scopes: scopes, expires: time.Now().Add(codeLifetime)})
+		code, ok := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
+			challenge: q.Get("code_challenge"), scopes: scopes})
+		if !ok {
+			w.logger.Warn("authorize refused: too many outstanding authorization codes", "max", maxOutstandingCodes)
+			fail("temporarily_unavailable", fmt.Sprintf("%d authorization codes are waiting to be exchanged; "+
+				"exchange them or let them expire (%s) and try again", maxOutstandingCodes, codeLifetime))
+			return
+		}
 		v := redirect.Query()
 		v.Set("code", code)
 		if s := q.Get("state"); s != "" {

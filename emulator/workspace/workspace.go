@@ -26,6 +26,9 @@ import (
 const (
 	DefaultTokenLifetime  = time.Hour
 	DefaultRequestTimeout = 120 * time.Second
+	// DefaultRefreshTokenLifetime is how long a refresh token works: a workspace's OAuth app policy sets it
+	// (refresh_token_ttl_in_minutes); after it, the CLI or SDK has to log in again.
+	DefaultRefreshTokenLifetime = 30 * 24 * time.Hour
 )
 
 // Default timeouts of every emulator listener, the workspace's and each app proxy's: those of the app's own server.
@@ -41,6 +44,8 @@ type Options struct {
 	TokenLifetime  time.Duration // access token lifetime; 1 h by default, down to one second for refresh tests
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
+	// RefreshTokenLifetime is how long a refresh token works after it is issued; 30 days by default.
+	RefreshTokenLifetime time.Duration
 	// Timeouts of every listener (workspace and proxies): to read a request's headers, to read the whole request
 	// (a WebSocket is exempt once upgraded), and before an idle keep-alive connection is closed.
 	ReadHeaderTimeout time.Duration // 10 s by default
@@ -89,6 +94,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.TokenLifetime < time.Second {
 		return nil, fmt.Errorf("token lifetime %s: want at least 1s", opts.TokenLifetime)
 	}
+	if opts.RefreshTokenLifetime == 0 {
+		opts.RefreshTokenLifetime = DefaultRefreshTokenLifetime
+	}
+	if opts.RefreshTokenLifetime < 0 {
+		return nil, fmt.Errorf("refresh token lifetime %s: want a positive duration", opts.RefreshTokenLifetime)
+	}
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = DefaultRequestTimeout
 	}
@@ -105,7 +116,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w := &Workspace{
 		cfg:     opts.Config,
 		dir:     newDirectory(opts.Config),
-		grants:  newGrants(),
+		grants:  newGrants(opts.RefreshTokenLifetime),
 		logger:  opts.Logger,
 		timeout: opts.RequestTimeout,
 		listen:  listen,
@@ -155,6 +166,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 			}
 		}
 	}
+	w.grants.startSweeping(sweepInterval)
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID)
 	return w, nil
@@ -265,6 +277,7 @@ func (w *Workspace) Close() error {
 			}
 		}
 		w.wg.Wait()
+		w.grants.stopSweeping()
 		errs = append(errs, w.removeData())
 		w.closeErr = errors.Join(errs...)
 	})
