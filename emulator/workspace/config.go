@@ -30,7 +30,17 @@ type WorkspaceConfig struct {
 	ID        string `json:"id" yaml:"id"`
 	AccountID string `json:"account_id,omitempty" yaml:"account_id,omitempty"`
 	// Host is the loopback address the workspace listens on; empty means 127.0.0.1 on a free port.
-	Host string `json:"host,omitempty" yaml:"host,omitempty"`
+	Host  string      `json:"host,omitempty" yaml:"host,omitempty"`
+	OAuth OAuthPolicy `json:"oauth,omitempty" yaml:"oauth,omitempty"`
+}
+
+// OAuthPolicy is the token policy of the workspace's OAuth app for the CLI and the SDK's U2M flow, as a workspace's
+// token_access_policy sets it.
+type OAuthPolicy struct {
+	// SingleUseRefreshTokens rotates refresh tokens (enable_single_use_refresh_tokens): each refresh returns a new
+	// refresh token and invalidates the one used, which then answers "Refresh token is invalid". Off by default:
+	// two CLI processes sharing a token cache and refreshing at once would otherwise log one of them out.
+	SingleUseRefreshTokens bool `json:"single_use_refresh_tokens,omitempty" yaml:"single_use_refresh_tokens,omitempty"`
 }
 
 // User is a workspace user. Its userName doubles as its email, as in Databricks.

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
 )
 
 // authorizeQuery is an authorize request for the signed-in user that the workspace approves.
@@ -51,7 +54,7 @@ func TestAuthorizeLeavesExpiredCodesToTheSweeper(t *testing.T) {
 func TestSweeperForgetsExpiredGrantsUntilStopped(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
-	g := newGrants(time.Hour)
+	g := newGrants(time.Hour, time.Hour)
 	g.now = func() time.Time { return time.Unix(0, now.Load()) }
 	_, ok := g.newCode(authCode{})
 	require.True(t, ok)
@@ -90,8 +93,8 @@ func TestCloseStopsTheSweeper(t *testing.T) {
 	}
 }
 
-// Beyond maxOutstandingCodes, authorize redirects back with temporarily_unavailable and stores nothing; once a code
-// is exchanged, it approves again.
+// Beyond maxOutstandingCodes, authorize redirects back with temporarily_unavailable and stores nothing. An exchanged
+// code still counts until it expires (it is kept to detect a replay); once codes expire, authorize approves again.
 func TestAuthorizeCapsOutstandingCodes(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	var last string
@@ -108,9 +111,17 @@ func TestAuthorizeCapsOutstandingCodes(t *testing.T) {
 	codes, _ := w.grants.outstanding()
 	assert.Equal(t, maxOutstandingCodes, codes)
 
-	_, ok := w.grants.redeem(last)
+	_, ok, _ := w.grants.redeem(last)
 	require.True(t, ok)
-	assert.NotEmpty(t, authorizeOnce(t, w).Get("code"))
+	codes, _ = w.grants.outstanding()
+	assert.Equal(t, maxOutstandingCodes, codes, "an exchanged code is kept until it expires, to detect a replay")
+	assert.Equal(t, "temporarily_unavailable", authorizeOnce(t, w).Get("error"))
+
+	w.grants.mu.Lock()
+	w.grants.now = func() time.Time { return time.Now().Add(codeLifetime + time.Second) }
+	w.grants.mu.Unlock()
+	w.grants.sweep()
+	assert.NotEmpty(t, authorizeOnce(t, w).Get("code"), "once the codes expire, authorize approves again")
 }
 
 func TestRefreshTokensExpire(t *testing.T) {
@@ -118,7 +129,7 @@ func TestRefreshTokensExpire(t *testing.T) {
 		w, _ := startWorkspace(t, Options{})
 		before := time.Now()
 		refresh := pkceLogin(t, w, "offline_access sql")["refresh_token"].(string)
-		grant, ok := w.grants.lookupRefresh(refresh)
+		grant, ok := w.grants.lookupRefresh(refresh, CLIClientID)
 		require.True(t, ok)
 		assert.WithinDuration(t, before.Add(30*24*time.Hour), grant.expires, time.Minute)
 	})
@@ -136,4 +147,120 @@ func TestRefreshTokensExpire(t *testing.T) {
 		_, err := Start(t.Context(), Options{RefreshTokenLifetime: -time.Second})
 		assert.ErrorContains(t, err, "refresh token lifetime")
 	})
+}
+
+// invalidRefresh is the exact answer to a refresh token that is unknown, expired, revoked or already rotated: the
+// description is the string the SDK matches to tell the user to log in again.
+const invalidRefresh = `{"error":"invalid_request","error_description":"Refresh token is invalid"}`
+
+func refreshWith(t *testing.T, w *Workspace, refresh string) (int, oauthAnswer, string) {
+	t.Helper()
+	status, body := postForm(t, w.URL()+PathToken, url.Values{"grant_type": {"refresh_token"},
+		"client_id": {CLIClientID}, "refresh_token": {refresh}})
+	var a oauthAnswer
+	require.NoError(t, json.Unmarshal(body, &a), string(body))
+	return status, a, strings.TrimSpace(string(body))
+}
+
+func TestRefreshTokenRotation(t *testing.T) {
+	t.Run("off by default: a refresh token works again and again", func(t *testing.T) {
+		w, _ := startWorkspace(t, Options{})
+		require.False(t, w.Config().Workspace.OAuth.SingleUseRefreshTokens)
+		r0 := pkceLogin(t, w, "offline_access sql")["refresh_token"].(string)
+		for range 3 {
+			status, answer, _ := refreshWith(t, w, r0)
+			require.Equal(t, http.StatusOK, status)
+			assert.Equal(t, r0, answer.RefreshToken)
+		}
+		status, _, body := refreshWith(t, w, "unknown")
+		assert.Equal(t, http.StatusBadRequest, status)
+		assert.JSONEq(t, invalidRefresh, body)
+	})
+
+	t.Run("single use: each refresh returns a new token and the old one is invalid", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Workspace.OAuth.SingleUseRefreshTokens = true
+		w, _ := startWorkspace(t, Options{Config: cfg})
+		r0 := pkceLogin(t, w, "offline_access sql")["refresh_token"].(string)
+		status, answer, _ := refreshWith(t, w, r0)
+		require.Equal(t, http.StatusOK, status)
+		r1 := answer.RefreshToken
+		require.NotEmpty(t, r1)
+		assert.NotEqual(t, r0, r1)
+
+		status, _, body := refreshWith(t, w, r0)
+		assert.Equal(t, http.StatusBadRequest, status, "a used refresh token is spent")
+		assert.JSONEq(t, invalidRefresh, body)
+
+		// A refused refresh (a scope not granted) does not spend the token.
+		status, _ = tokenRequest(t, w, url.Values{"grant_type": {"refresh_token"}, "client_id": {CLIClientID},
+			"refresh_token": {r1}, "scope": {"all-apis"}})
+		require.Equal(t, http.StatusBadRequest, status)
+		status, answer, _ = refreshWith(t, w, r1)
+		require.Equal(t, http.StatusOK, status)
+		assert.NotEqual(t, r1, answer.RefreshToken)
+		_, refreshTokens := w.grants.outstanding()
+		assert.Equal(t, 1, refreshTokens, "rotation replaces, it does not pile up")
+	})
+
+	t.Run("the model's YAML switches it on", func(t *testing.T) {
+		cfg, err := ParseConfig([]byte(strings.Replace(string(defaultYAML), "single_use_refresh_tokens: false",
+			"single_use_refresh_tokens: true", 1)), "c.yaml")
+		require.NoError(t, err)
+		assert.True(t, cfg.Workspace.OAuth.SingleUseRefreshTokens)
+	})
+}
+
+// A replayed authorization code is refused and revokes what was issued from it (RFC 6749 section 4.1.2): the access
+// token, the refresh token, a token refreshed from it and the proxy's forwarded token stop working, at SCIM Me and
+// at the proxy; another login's tokens do not.
+func TestReplayedCodeRevokesItsTokens(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app") + "/api/whoami"
+	other := pkceLogin(t, w, "offline_access all-apis")
+
+	q := authorizeOnce(t, w)
+	exchange := func() (int, oauthAnswer) {
+		return tokenRequest(t, w, url.Values{"grant_type": {"authorization_code"}, "client_id": {CLIClientID},
+			"code": {q.Get("code")}, "redirect_uri": {"http://localhost:8020"}, "code_verifier": {strings.Repeat("v", 43)}})
+	}
+	status, first := exchange()
+	require.Equal(t, http.StatusOK, status, first.Description)
+	status, refreshed, _ := refreshWith(t, w, first.RefreshToken)
+	require.Equal(t, http.StatusOK, status)
+	resp, body := call(t, http.MethodGet, api, bearer(first.AccessToken))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var seen echoed
+	require.NoError(t, json.Unmarshal(body, &seen))
+	forwarded := seen.Headers.Get(identity.HeaderAccessToken)
+	require.NotEmpty(t, forwarded)
+	for _, token := range []string{first.AccessToken, refreshed.AccessToken, forwarded} {
+		resp, _ := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+
+	status, replay := exchange()
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "invalid_grant", replay.Error)
+	assert.Empty(t, replay.AccessToken)
+
+	for name, token := range map[string]string{"access token": first.AccessToken, "refreshed": refreshed.AccessToken,
+		"forwarded": forwarded} {
+		resp, body := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "SCIM Me, %s", name)
+		assert.Contains(t, string(body), "revoked")
+		if name != "forwarded" {
+			resp, _ = call(t, http.MethodGet, api, bearer(token))
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "proxy, %s", name)
+		}
+	}
+	status, _, answer := refreshWith(t, w, first.RefreshToken)
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.JSONEq(t, invalidRefresh, answer)
+
+	resp, _ = call(t, http.MethodGet, api, bearer(other["access_token"].(string)))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "another login is not revoked")
+	status, _, _ = refreshWith(t, w, other["refresh_token"].(string))
+	assert.Equal(t, http.StatusOK, status)
 }

@@ -197,7 +197,7 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := w.dir.bySubject[sp.ApplicationID]
-	w.writeToken(rw, p, sp.ApplicationID, scopes, "")
+	w.writeToken(rw, p, sp.ApplicationID, "", scopes, "")
 }
 
 // loggableClientID is what a log may show of a client id that failed to authenticate. A known id is public; an
@@ -226,8 +226,13 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
 		return
 	}
-	code, ok := w.grants.redeem(f.Get("code"))
+	code, ok, replayed := w.grants.redeem(f.Get("code"))
 	switch {
+	case replayed:
+		w.logger.Warn("authorization code used twice: revoked the tokens issued from it", "client_id", CLIClientID)
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant",
+			"the authorization code was already used; the tokens issued from it are revoked")
+		return
 	case !ok:
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "the authorization code is invalid, expired or already used")
 		return
@@ -243,9 +248,10 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 	}
 	refresh := ""
 	if slices.Contains(code.scopes, ScopeOfflineAccess) {
-		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes})
+		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes,
+			grant: code.grant})
 	}
-	w.writeToken(rw, code.user, code.clientID, code.scopes, refresh)
+	w.writeToken(rw, code.user, code.clientID, code.grant, code.scopes, refresh)
 }
 
 func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
@@ -254,10 +260,12 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "client_id and refresh_token are required")
 		return
 	}
-	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"))
-	if !ok || grant.clientID != f.Get("client_id") {
-		// This description is the one the SDK recognises as "log in again".
-		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "Refresh token is invalid")
+	// Unknown, expired, another client's, revoked or already rotated: all get the same answer, whose description
+	// the SDK recognises as "log in again" (PLATFORM.md section 3).
+	invalid := func() { writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "Refresh token is invalid") }
+	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"), f.Get("client_id"))
+	if !ok {
+		invalid()
 		return
 	}
 	// A refresh may ask for fewer scopes than were granted, never others (RFC 6749 section 6).
@@ -276,10 +284,18 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 		}
 		scopes = requested
 	}
-	w.writeToken(rw, grant.user, grant.clientID, scopes, f.Get("refresh_token"))
+	// Only a refresh that succeeds spends a single-use refresh token.
+	next := f.Get("refresh_token")
+	if w.cfg.Workspace.OAuth.SingleUseRefreshTokens {
+		if next, ok = w.grants.rotateRefresh(next); !ok {
+			invalid()
+			return
+		}
+	}
+	w.writeToken(rw, grant.user, grant.clientID, grant.grant, scopes, next)
 }
 
-func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID string, scopes []string, refresh string) {
+func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string) {
 	type response struct {
 		AccessToken  string `json:"access_token"`
 		TokenType    string `json:"token_type"`
@@ -287,7 +303,7 @@ func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID str
 		Scope        string `json:"scope"`
 		RefreshToken string `json:"refresh_token,omitempty"`
 	}
-	token, expires, err := w.issuer.issue(p, clientID, scopes, time.Time{})
+	token, expires, err := w.issuer.issue(p, clientID, grant, scopes, time.Time{})
 	if err != nil {
 		w.logger.Error("issue a token", "err", err)
 		writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")

@@ -52,7 +52,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 		{"credentials twice", url.Values{"grant_type": {"client_credentials"}, "client_secret": {sp.Secret}}, []string{sp.ApplicationID, sp.Secret}, 400, "invalid_request"},
 		{"code missing verifier", url.Values{"grant_type": {"authorization_code"}, "client_id": {CLIClientID}, "code": {"x"}, "redirect_uri": {"http://localhost:1"}}, nil, 400, "invalid_request"},
 		{"unknown code", url.Values{"grant_type": {"authorization_code"}, "client_id": {CLIClientID}, "code": {"x"}, "redirect_uri": {"http://localhost:1"}, "code_verifier": {strings.Repeat("a", 43)}}, nil, 400, "invalid_grant"},
-		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "client_id": {CLIClientID}, "refresh_token": {"nope"}}, nil, 400, "invalid_grant"},
+		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "client_id": {CLIClientID}, "refresh_token": {"nope"}}, nil, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -151,7 +151,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		return false
 	}
 	if needsUserToken {
-		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, p.app.UserAPIScopes, res.claims.ExpiresAt.Time)
+		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, res.claims.Grant, p.app.UserAPIScopes, res.claims.ExpiresAt.Time)
 		if err != nil {
 			p.ws.logger.Error("issue the forwarded user token", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,

@@ -172,7 +172,7 @@ func issueAt(t *testing.T, w *Workspace, at time.Time, subject string, scopes ..
 	t.Helper()
 	past := *w.issuer
 	past.now = func() time.Time { return at }
-	token, _, err := past.issue(w.dir.bySubject[subject], CLIClientID, scopes, time.Time{})
+	token, _, err := past.issue(w.dir.bySubject[subject], CLIClientID, "", scopes, time.Time{})
 	require.NoError(t, err)
 	return token
 }

@@ -116,7 +116,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w := &Workspace{
 		cfg:     opts.Config,
 		dir:     newDirectory(opts.Config),
-		grants:  newGrants(opts.RefreshTokenLifetime),
+		grants:  newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime),
 		logger:  opts.Logger,
 		timeout: opts.RequestTimeout,
 		listen:  listen,
