@@ -13,6 +13,7 @@ import (
 
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/databricks/databricks-sdk-go/credentials/u2m"
+	"github.com/databricks/databricks-sdk-go/credentials/u2m/cache"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -34,14 +35,20 @@ func sdkToken(t *testing.T, cfg *config.Config) string {
 // u2mLogin runs the SDK's in-process U2M flow with custom scopes against the emulator.
 func u2mLogin(t *testing.T, w *workspace.Workspace, scopes ...string) *u2m.PersistentAuth {
 	t.Helper()
+	return u2mLoginWith(t, w, scopes)
+}
+
+// u2mLoginWith is u2mLogin with more options for the SDK, such as a token cache the test can look into.
+func u2mLoginWith(t *testing.T, w *workspace.Workspace, scopes []string, opts ...u2m.PersistentAuthOption) *u2m.PersistentAuth {
+	t.Helper()
 	ctx, fail := context.WithCancelCause(t.Context())
 	t.Cleanup(func() { fail(nil) })
 	arg, err := u2m.NewBasicWorkspaceOAuthArgument(w.URL())
 	require.NoError(t, err)
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
-	auth, err := u2m.NewPersistentAuth(ctx, u2m.WithOAuthArgument(arg), u2m.WithScopes(scopes),
-		u2m.WithBrowser(workspace.HeadlessBrowser(fail)), u2m.WithPort(port))
+	auth, err := u2m.NewPersistentAuth(ctx, append([]u2m.PersistentAuthOption{u2m.WithOAuthArgument(arg),
+		u2m.WithScopes(scopes), u2m.WithBrowser(workspace.HeadlessBrowser(fail)), u2m.WithPort(port)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = auth.Close() })
 	require.NoError(t, auth.Challenge())
@@ -278,4 +285,37 @@ func TestRefreshAfterExpiry(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		assert.NotEmpty(t, seen.Headers.Get(identity.HeaderUser))
 	}
+}
+
+// With single-use refresh tokens, the SDK stores each rotated refresh token and keeps refreshing; a process still
+// holding a spent one gets the SDK's InvalidRefreshTokenError ("log in again"), which it recognises by the exact
+// description the emulator answers.
+func TestSDKWithSingleUseRefreshTokens(t *testing.T) {
+	isolateEnv(t)
+	cfg := workspace.DefaultConfig()
+	cfg.Workspace.OAuth.SingleUseRefreshTokens = true
+	w, _ := startEmulator(t, workspace.Options{Config: cfg})
+	tokens := cache.NewInMemoryTokenCache()
+	auth := u2mLoginWith(t, w, []string{"all-apis"}, u2m.WithTokenCache(tokens))
+	arg, err := u2m.NewBasicWorkspaceOAuthArgument(w.URL())
+	require.NoError(t, err)
+	key := arg.GetCacheKey()
+
+	first, err := tokens.Lookup(key)
+	require.NoError(t, err)
+	require.NotEmpty(t, first.RefreshToken)
+	for range 2 {
+		_, err := auth.ForceRefreshToken()
+		require.NoError(t, err)
+	}
+	latest, err := tokens.Lookup(key)
+	require.NoError(t, err)
+	assert.NotEqual(t, first.RefreshToken, latest.RefreshToken, "the SDK stored the rotated refresh token")
+	status, _ := callApp(t, w.AppURL("api-app")+"/api/whoami", latest.AccessToken)
+	assert.Equal(t, http.StatusOK, status)
+
+	require.NoError(t, tokens.Store(key, first)) // another process's cache, still holding the spent token
+	_, err = auth.ForceRefreshToken()
+	var invalid *u2m.InvalidRefreshTokenError
+	assert.ErrorAs(t, err, &invalid)
 }

@@ -115,7 +115,9 @@ func (s *syncBuffer) String() string {
 func startEmulator(t *testing.T, opts workspace.Options) (*workspace.Workspace, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	opts.Config = workspace.DefaultConfig()
+	if opts.Config.Workspace.ID == "" {
+		opts.Config = workspace.DefaultConfig()
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := workspace.Start(t.Context(), opts)
 	require.NoError(t, err)

@@ -38,6 +38,9 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	if !known {
 		return nil, &tokenError{"the token's principal does not exist in this workspace"}
 	}
+	if w.grants.isRevoked(claims.Grant) {
+		return nil, &tokenError{"the token was revoked: its authorization code was used twice; log in again"}
+	}
 	return &authResult{principal: p, claims: claims, token: token}, nil
 }
 

@@ -2,11 +2,14 @@ package workspace
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
@@ -39,5 +42,45 @@ func BenchmarkRewrite(b *testing.B) {
 		if pr.Out.Header.Get(identity.HeaderUser) != "1001@1234567890123456" {
 			b.Fatal(pr.Out.Header)
 		}
+	}
+}
+
+// BenchmarkAuthorize is one approval at the authorize endpoint, with that many other codes outstanding: its cost
+// must not grow with them, since token redemption waits on the same lock.
+func BenchmarkAuthorize(b *testing.B) {
+	q := url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {"http://localhost:8020"},
+		"state": {"s"}, "code_challenge": {s256(strings.Repeat("v", 43))}, "code_challenge_method": {"S256"},
+		"scope": {"offline_access all-apis"}}
+	target := PathAuthorize + "?" + q.Encode()
+	for _, outstanding := range []int{0, 1_000, 9_000} {
+		b.Run(fmt.Sprintf("outstanding=%d", outstanding), func(b *testing.B) {
+			w, err := Start(b.Context(), Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			kept := map[string]bool{}
+			for range outstanding {
+				code, _ := w.grants.newCode(authCode{})
+				kept[code] = true
+			}
+			handler := w.routes()
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+				if rec.Code != http.StatusFound || !strings.Contains(rec.Header().Get("Location"), "code=") {
+					b.Fatal(rec.Code, rec.Header())
+				}
+				if n++; n%1000 == 0 { // keep the outstanding count where the sub-benchmark says
+					b.StopTimer()
+					w.grants.mu.Lock()
+					maps.DeleteFunc(w.grants.codes, func(code string, _ authCode) bool { return !kept[code] })
+					w.grants.mu.Unlock()
+					b.StartTimer()
+				}
+			}
+		})
 	}
 }

@@ -30,7 +30,17 @@ type WorkspaceConfig struct {
 	ID        string `json:"id" yaml:"id"`
 	AccountID string `json:"account_id,omitempty" yaml:"account_id,omitempty"`
 	// Host is the loopback address the workspace listens on; empty means 127.0.0.1 on a free port.
-	Host string `json:"host,omitempty" yaml:"host,omitempty"`
+	Host  string      `json:"host,omitempty" yaml:"host,omitempty"`
+	OAuth OAuthPolicy `json:"oauth,omitempty" yaml:"oauth,omitempty"`
+}
+
+// OAuthPolicy is the token policy of the workspace's OAuth app for the CLI and the SDK's U2M flow, as a workspace's
+// token_access_policy sets it.
+type OAuthPolicy struct {
+	// SingleUseRefreshTokens rotates refresh tokens (enable_single_use_refresh_tokens): each refresh returns a new
+	// refresh token and invalidates the one used, which then answers "Refresh token is invalid". Off by default:
+	// two CLI processes sharing a token cache and refreshing at once would otherwise log one of them out.
+	SingleUseRefreshTokens bool `json:"single_use_refresh_tokens,omitempty" yaml:"single_use_refresh_tokens,omitempty"`
 }
 
 // User is a workspace user. Its userName doubles as its email, as in Databricks.
@@ -168,19 +178,20 @@ func (c Config) Validate() error {
 			bad("workspace.host: %v", err)
 		}
 	}
-	ids := map[string]bool{}
-	checkID := func(what, id string) {
+	ids := map[string]string{} // id -> who holds it, to name both in an error
+	checkID := func(who, id string) {
 		if !digits.MatchString(id) {
-			bad("%s id %q: want a numeric id", what, id)
-		} else if ids[id] {
-			bad("%s id %q is used twice", what, id)
+			bad("%s id %q: want a numeric id", who, id)
+		} else if first, dup := ids[id]; dup {
+			bad("%s: id %q is also the id of %s", who, id, first)
+		} else {
+			ids[id] = who
 		}
-		ids[id] = true
 	}
 	users := map[string]bool{}
 	signedIn := 0
 	for _, u := range c.Users {
-		checkID("user "+u.UserName, u.ID)
+		checkID(fmt.Sprintf("user %q", u.UserName), u.ID)
 		if !strings.Contains(u.UserName, "@") {
 			bad("user %q: user_name must be an email", u.UserName)
 		}
@@ -198,7 +209,15 @@ func (c Config) Validate() error {
 	sps := map[string]bool{}
 	appIDs := map[string]bool{}
 	for _, sp := range c.ServicePrincipals {
-		checkID("service principal "+sp.Name, sp.ID)
+		checkID(fmt.Sprintf("service principal %q", sp.Name), sp.ID)
+		// A token's subject is a user name or an application id, and can_use lists user names and service
+		// principal names: neither may be both a user and a service principal.
+		if users[sp.Name] {
+			bad("service principal %q: name %q is also the user_name of user %q", sp.Name, sp.Name, sp.Name)
+		}
+		if users[sp.ApplicationID] {
+			bad("service principal %q: application_id %q is also the user_name of user %q", sp.Name, sp.ApplicationID, sp.ApplicationID)
+		}
 		if sp.Name == "" || sps[sp.Name] {
 			bad("service principal %q: names must be set and unique", sp.Name)
 		}

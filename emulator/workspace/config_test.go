@@ -62,3 +62,31 @@ apps: [{name: My_App, service_principal: ghost, can_use: {users: [z@b.c], groups
 	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"))
 	assert.Error(t, err)
 }
+
+// A service principal and a user must not share an id or a name: tokens name their subject by user name or
+// application id, and the proxy forwards ids, so a collision would make one principal speak for the other.
+func TestValidateRefusesServicePrincipalsCollidingWithUsers(t *testing.T) {
+	tests := []struct {
+		name     string
+		sp       ServicePrincipal
+		mentions []string
+	}{
+		{"same id", ServicePrincipal{ID: "1001", Name: "svc", ApplicationID: "app-svc", Secret: "s"},
+			[]string{`service principal "svc"`, `user "dev@example.com"`, `"1001"`}},
+		{"name is a user name", ServicePrincipal{ID: "2999", Name: "dev@example.com", ApplicationID: "app-svc", Secret: "s"},
+			[]string{`service principal "dev@example.com"`, `user "dev@example.com"`, "name"}},
+		{"application id is a user name", ServicePrincipal{ID: "2999", Name: "svc", ApplicationID: "outsider@example.com", Secret: "s"},
+			[]string{`service principal "svc"`, `user "outsider@example.com"`, "application_id"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.ServicePrincipals = append(cfg.ServicePrincipals, tt.sp)
+			err := cfg.Validate()
+			require.Error(t, err)
+			for _, m := range tt.mentions {
+				assert.Contains(t, err.Error(), m)
+			}
+		})
+	}
+}

@@ -22,7 +22,7 @@ import (
 
 // oauthErrors are the RFC 6749 error codes the endpoints may answer with.
 var oauthErrors = []string{"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
-	"unsupported_grant_type", "invalid_scope", "unsupported_response_type"}
+	"unsupported_grant_type", "invalid_scope", "unsupported_response_type", "temporarily_unavailable"}
 
 // startFuzzWorkspace starts the default model quietly, for a fuzz target's whole run.
 func startFuzzWorkspace(f *testing.F) *Workspace {

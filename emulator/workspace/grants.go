@@ -10,6 +10,15 @@ import (
 // codeLifetime bounds how long an authorization code waits to be exchanged; real servers use a minute or so.
 const codeLifetime = 2 * time.Minute
 
+// maxOutstandingCodes caps the authorization codes held: those waiting to be exchanged and, until they expire, the
+// exchanged ones kept to detect a replay. A real login needs one for seconds; beyond the cap, authorize refuses
+// with temporarily_unavailable until codes expire.
+const maxOutstandingCodes = 10_000
+
+// sweepInterval is how often expired codes and refresh tokens are forgotten, by a timer rather than by the
+// requests that add them, so no request pays for the others.
+const sweepInterval = 30 * time.Second
+
 // authCode is what an authorization code stands for until the token endpoint redeems it, once.
 type authCode struct {
 	user        principal
@@ -18,66 +27,185 @@ type authCode struct {
 	challenge   string // S256 code challenge
 	scopes      []string
 	expires     time.Time
+	// grant names everything issued from this code: its access and refresh tokens, the tokens those refresh, and
+	// the proxy's forwarded tokens. A replay of the code revokes them by it.
+	grant string
+	spent bool // redeemed once; kept until it expires so a replay is recognised
 }
 
-// refreshGrant is what a refresh token stands for. Refresh tokens are opaque, are not rotated and live as long as
-// the emulator: two CLI processes refreshing at once then never invalidate each other.
+// refreshGrant is what a refresh token stands for. Refresh tokens are opaque and expire after the workspace's
+// refresh token lifetime; they rotate on use only when the model's OAuth policy says so (see OAuthPolicy).
 type refreshGrant struct {
 	user     principal
 	clientID string
 	scopes   []string
+	grant    string // the authorization code's grant
+	expires  time.Time
 }
 
-// grants holds the workspace's outstanding authorization codes and refresh tokens, in memory only.
+// grants holds the workspace's authorization codes, refresh tokens and revoked grants, in memory only.
 type grants struct {
-	mu      sync.Mutex
-	codes   map[string]authCode
-	refresh map[string]refreshGrant
+	mu              sync.Mutex
+	codes           map[string]authCode
+	refresh         map[string]refreshGrant
+	revoked         map[string]time.Time // grant -> when the last access token it may have issued expires
+	refreshLifetime time.Duration
+	accessLifetime  time.Duration
+	now             func() time.Time
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed by stopSweeping
+	swept    chan struct{} // closed when the sweeper has returned; nil until startSweeping
 }
 
-func newGrants() *grants {
-	return &grants{codes: map[string]authCode{}, refresh: map[string]refreshGrant{}}
+func newGrants(refreshLifetime, accessLifetime time.Duration) *grants {
+	return &grants{codes: map[string]authCode{}, refresh: map[string]refreshGrant{}, revoked: map[string]time.Time{},
+		refreshLifetime: refreshLifetime, accessLifetime: accessLifetime, now: time.Now, stop: make(chan struct{})}
 }
 
-func (g *grants) newCode(c authCode) string {
-	code := randomString()
+// startSweeping forgets expired codes and refresh tokens every interval until stopSweeping.
+func (g *grants) startSweeping(interval time.Duration) {
+	g.swept = make(chan struct{})
+	go func() {
+		defer close(g.swept)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-g.stop:
+				return
+			case <-t.C:
+				g.sweep()
+			}
+		}
+	}()
+}
+
+// stopSweeping stops the sweeper, if started, and waits for it.
+func (g *grants) stopSweeping() {
+	g.stopOnce.Do(func() { close(g.stop) })
+	if g.swept != nil {
+		<-g.swept
+	}
+}
+
+func (g *grants) sweep() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
-	for k, old := range g.codes { // forget codes nobody redeemed
-		if now.After(old.expires) {
+	now := g.now()
+	for k, c := range g.codes {
+		if now.After(c.expires) {
 			delete(g.codes, k)
 		}
 	}
-	g.codes[code] = c
-	return code
+	for k, r := range g.refresh {
+		if now.After(r.expires) {
+			delete(g.refresh, k)
+		}
+	}
+	for k, until := range g.revoked {
+		if now.After(until) {
+			delete(g.revoked, k)
+		}
+	}
 }
 
-// redeem returns the code's grant and forgets it, so each code works once.
-func (g *grants) redeem(code string) (authCode, bool) {
+// newCode stores c under a new code that expires after codeLifetime, or reports false when maxOutstandingCodes
+// are outstanding.
+func (g *grants) newCode(c authCode) (string, bool) {
+	code := randomString()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	c, ok := g.codes[code]
-	delete(g.codes, code)
-	if !ok || time.Now().After(c.expires) {
-		return authCode{}, false
+	if len(g.codes) >= maxOutstandingCodes {
+		return "", false
 	}
-	return c, true
+	c.expires = g.now().Add(codeLifetime)
+	c.grant, c.spent = randomString(), false
+	g.codes[code] = c
+	return code, true
 }
 
+// redeem spends a code and returns what it stands for. Each code works once: its first use spends it, even a failed
+// one, and a second use revokes every token issued from it, as RFC 6749 section 4.1.2 asks; replayed reports that.
+func (g *grants) redeem(code string) (c authCode, ok, replayed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, found := g.codes[code]
+	switch {
+	case found && c.spent:
+		g.revokeLocked(c.grant)
+		return authCode{}, false, true
+	case !found || g.now().After(c.expires):
+		return authCode{}, false, false
+	}
+	c.spent = true
+	g.codes[code] = c
+	return c, true, false
+}
+
+// revokeLocked forgets the grant's refresh tokens and refuses its access tokens until the last of them expires.
+func (g *grants) revokeLocked(grant string) {
+	for k, r := range g.refresh {
+		if r.grant == grant {
+			delete(g.refresh, k)
+		}
+	}
+	g.revoked[grant] = g.now().Add(g.accessLifetime)
+}
+
+// isRevoked reports whether an access token of this grant must be refused. M2M tokens have no grant.
+func (g *grants) isRevoked(grant string) bool {
+	if grant == "" {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, revoked := g.revoked[grant]
+	return revoked
+}
+
+// newRefreshToken stores r under a new refresh token that expires after the refresh token lifetime.
 func (g *grants) newRefreshToken(r refreshGrant) string {
 	token := randomString()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	r.expires = g.now().Add(g.refreshLifetime)
 	g.refresh[token] = r
 	return token
 }
 
-func (g *grants) lookupRefresh(token string) (refreshGrant, bool) {
+// lookupRefresh returns what a refresh token presented by clientID stands for, if it is valid.
+func (g *grants) lookupRefresh(token, clientID string) (refreshGrant, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r, ok := g.refresh[token]
-	return r, ok
+	if ok && g.now().After(r.expires) {
+		delete(g.refresh, token)
+		return refreshGrant{}, false
+	}
+	return r, ok && r.clientID == clientID
+}
+
+// rotateRefresh replaces a refresh token by a new one standing for the same grant, with the same expiry (rotation
+// never extends a session). It reports false if the token was used or revoked meanwhile.
+func (g *grants) rotateRefresh(token string) (string, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.refresh[token]
+	if !ok {
+		return "", false
+	}
+	delete(g.refresh, token)
+	next := randomString()
+	g.refresh[next] = r
+	return next, true
+}
+
+// outstanding counts the codes and refresh tokens held, expired ones not yet swept included.
+func (g *grants) outstanding() (codes, refreshTokens int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.codes), len(g.refresh)
 }
 
 func randomString() string {

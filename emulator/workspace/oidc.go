@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -90,13 +91,23 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 		case !pkceValue.MatchString(q.Get("code_challenge")) || len(q.Get("code_challenge")) != 43:
 			fail("invalid_request", "code_challenge must be the base64url SHA-256 of the code verifier")
 			return
-		case len(scopes) == 0 || slices.ContainsFunc(scopes, func(s string) bool { return !scope.MatchString(s) }):
+		case len(scopes) == 0:
 			fail("invalid_scope", "scope must list one or more scopes, such as \"offline_access all-apis\"")
 			return
 		}
+		if problem := w.scopeProblem(scopes); problem != "" {
+			fail("invalid_scope", problem)
+			return
+		}
 		user := w.dir.signedIn
-		code := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
-			challenge: q.Get("code_challenge"), scopes: scopes, expires: time.Now().Add(codeLifetime)})
+		code, ok := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
+			challenge: q.Get("code_challenge"), scopes: scopes})
+		if !ok {
+			w.logger.Warn("authorize refused: too many outstanding authorization codes", "max", maxOutstandingCodes)
+			fail("temporarily_unavailable", fmt.Sprintf("%d authorization codes are waiting to be exchanged; "+
+				"exchange them or let them expire (%s) and try again", maxOutstandingCodes, codeLifetime))
+			return
+		}
 		v := redirect.Query()
 		v.Set("code", code)
 		if s := q.Get("state"); s != "" {
@@ -173,7 +184,7 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 		if basic {
 			rw.Header().Set("WWW-Authenticate", `Basic realm="oidc"`)
 		}
-		w.logger.Warn("client authentication failed", "client_id", id, "known_client", ok)
+		w.logger.Warn("client authentication failed", "client_id", loggableClientID(id, ok), "known_client", ok)
 		writeOAuthError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
 		return
 	}
@@ -181,8 +192,25 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	if len(scopes) == 0 {
 		scopes = []string{ScopeAllAPIs}
 	}
+	if problem := w.scopeProblem(scopes); problem != "" {
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
+		return
+	}
 	p, _ := w.dir.subject(sp.ApplicationID)
-	w.writeToken(rw, p, sp.ApplicationID, scopes, "")
+	w.writeToken(rw, p, sp.ApplicationID, "", scopes, "")
+}
+
+// loggableClientID is what a log may show of a client id that failed to authenticate. A known id is public; an
+// unknown one may be the secret, given where the id belongs, so only its first 4 characters are shown, and only
+// when that is less than half of it.
+func loggableClientID(id string, known bool) string {
+	if known {
+		return id
+	}
+	if r := []rune(id); len(r) > 8 {
+		return string(r[:4]) + "…"
+	}
+	return "…"
 }
 
 func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
@@ -193,8 +221,18 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	code, ok := w.grants.redeem(f.Get("code"))
+	// The code grant takes no scope (the code carries its own); one sent anyway must still be a known scope.
+	if problem := w.scopeProblem(strings.Fields(f.Get("scope"))); problem != "" {
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
+		return
+	}
+	code, ok, replayed := w.grants.redeem(f.Get("code"))
 	switch {
+	case replayed:
+		w.logger.Warn("authorization code used twice: revoked the tokens issued from it", "client_id", CLIClientID)
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant",
+			"the authorization code was already used; the tokens issued from it are revoked")
+		return
 	case !ok:
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "the authorization code is invalid, expired or already used")
 		return
@@ -210,9 +248,10 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 	}
 	refresh := ""
 	if slices.Contains(code.scopes, ScopeOfflineAccess) {
-		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes})
+		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes,
+			grant: code.grant})
 	}
-	w.writeToken(rw, code.user, code.clientID, code.scopes, refresh)
+	w.writeToken(rw, code.user, code.clientID, code.grant, code.scopes, refresh)
 }
 
 func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
@@ -221,16 +260,42 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "client_id and refresh_token are required")
 		return
 	}
-	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"))
-	if !ok || grant.clientID != f.Get("client_id") {
-		// This description is the one the SDK recognises as "log in again".
-		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "Refresh token is invalid")
+	// Unknown, expired, another client's, revoked or already rotated: all get the same answer, whose description
+	// the SDK recognises as "log in again" (PLATFORM.md section 3).
+	invalid := func() { writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "Refresh token is invalid") }
+	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"), f.Get("client_id"))
+	if !ok {
+		invalid()
 		return
 	}
-	w.writeToken(rw, grant.user, grant.clientID, grant.scopes, f.Get("refresh_token"))
+	// A refresh may ask for fewer scopes than were granted, never others (RFC 6749 section 6).
+	scopes := grant.scopes
+	if requested := strings.Fields(f.Get("scope")); len(requested) > 0 {
+		if problem := w.scopeProblem(requested); problem != "" {
+			writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
+			return
+		}
+		for _, s := range requested {
+			if !slices.Contains(grant.scopes, s) {
+				writeOAuthError(rw, http.StatusBadRequest, "invalid_scope",
+					fmt.Sprintf("scope %q was not granted to this refresh token; log in again to ask for it", s))
+				return
+			}
+		}
+		scopes = requested
+	}
+	// Only a refresh that succeeds spends a single-use refresh token.
+	next := f.Get("refresh_token")
+	if w.cfg.Workspace.OAuth.SingleUseRefreshTokens {
+		if next, ok = w.grants.rotateRefresh(next); !ok {
+			invalid()
+			return
+		}
+	}
+	w.writeToken(rw, grant.user, grant.clientID, grant.grant, scopes, next)
 }
 
-func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID string, scopes []string, refresh string) {
+func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string) {
 	type response struct {
 		AccessToken  string `json:"access_token"`
 		TokenType    string `json:"token_type"`
@@ -238,7 +303,7 @@ func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID str
 		Scope        string `json:"scope"`
 		RefreshToken string `json:"refresh_token,omitempty"`
 	}
-	token, expires, err := w.issuer.issue(p, clientID, scopes, time.Time{})
+	token, expires, err := w.issuer.issue(p, clientID, grant, scopes, time.Time{})
 	if err != nil {
 		w.logger.Error("issue a token", "err", err)
 		writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")

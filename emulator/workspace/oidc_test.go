@@ -52,7 +52,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 		{"credentials twice", url.Values{"grant_type": {"client_credentials"}, "client_secret": {sp.Secret}}, []string{sp.ApplicationID, sp.Secret}, 400, "invalid_request"},
 		{"code missing verifier", url.Values{"grant_type": {"authorization_code"}, "client_id": {CLIClientID}, "code": {"x"}, "redirect_uri": {"http://localhost:1"}}, nil, 400, "invalid_request"},
 		{"unknown code", url.Values{"grant_type": {"authorization_code"}, "client_id": {CLIClientID}, "code": {"x"}, "redirect_uri": {"http://localhost:1"}, "code_verifier": {strings.Repeat("a", 43)}}, nil, 400, "invalid_grant"},
-		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "client_id": {CLIClientID}, "refresh_token": {"nope"}}, nil, 400, "invalid_grant"},
+		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "client_id": {CLIClientID}, "refresh_token": {"nope"}}, nil, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,4 +216,45 @@ func TestWorkspaceAPIs(t *testing.T) {
 
 	resp, _ = call(t, http.MethodGet, w.URL()+PathApps+"/api-app", nil)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+// A client id and secret given the wrong way round put the secret where the id belongs: the failure is logged with
+// a known client id in full, and otherwise with its first characters only, so the secret never reaches the logs.
+func TestClientAuthFailureNeverLogsTheSecret(t *testing.T) {
+	w, logs := startWorkspace(t, Options{})
+	sp, _ := w.dir.servicePrincipalByName("external-service")
+	tests := []struct {
+		name       string
+		id, secret string
+		basic      bool
+		logged     string // the client_id the log line shows
+	}{
+		{"swapped, Basic", sp.Secret, sp.ApplicationID, true, sp.Secret[:4] + "…"},
+		{"swapped, form", sp.Secret, sp.ApplicationID, false, sp.Secret[:4] + "…"},
+		{"known id, secret of another", sp.ApplicationID, w.State().ServicePrincipals["caller-app"].ClientSecret, true, sp.ApplicationID},
+		{"short unknown id", "abcd", "x", false, "…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			form := url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}
+			if !tt.basic {
+				form.Set("client_id", tt.id)
+				form.Set("client_secret", tt.secret)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+PathToken, strings.NewReader(form.Encode()))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tt.basic {
+				req.SetBasicAuth(url.QueryEscape(tt.id), url.QueryEscape(tt.secret))
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			assert.Contains(t, logs.String(), "client_id="+tt.logged+" ")
+		})
+	}
+	for _, sp := range w.cfg.ServicePrincipals {
+		assert.NotContains(t, logs.String(), sp.Secret)
+	}
 }

@@ -106,6 +106,12 @@ func (p *appProxy) handler() http.Handler {
 				"status", rec.status, "user", user, "request_id", fwd.requestID,
 				"duration", time.Since(start).Round(time.Microsecond))
 		}()
+		if problem := pathProblem(r.URL); problem != "" {
+			jsonhttp.WriteError(rec, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
+				Message: "the request path " + problem,
+				Fix:     "send the path the app serves, with dot segments resolved, as browsers and HTTP clients do"})
+			return
+		}
 		if !p.admit(rec, r, fwd) {
 			return
 		}
@@ -161,7 +167,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		return false
 	}
 	if needsUserToken {
-		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, settings.userAPIScopes, res.claims.ExpiresAt.Time)
+		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, res.claims.Grant, settings.userAPIScopes, res.claims.ExpiresAt.Time)
 		if err != nil {
 			p.ws.logger.Error("issue the forwarded user token", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
@@ -188,6 +194,27 @@ func (p *appProxy) redirectToLogin(rw http.ResponseWriter, r *http.Request) {
 	http.Redirect(rw, r, login, http.StatusFound)
 }
 
+// pathProblem says why the proxy refuses a request path, or "" to forward it unchanged. It refuses a dot segment
+// ("." or "..") anywhere, after decoding (%2e is a dot, %2f a slash) and also where some servers see one: after a
+// backslash, or before a ";parameter". It refuses an /api/ prefix that is percent-encoded, too (/api%2fx, /%61pi/x).
+//
+// It refuses rather than resolving because the proxy's /api/ check and the app's router must read the same path.
+// Browsers, curl and the SDK resolve dot segments before sending, so only a crafted request carries one; and a
+// resolved /api%2f..%2fadmin is /admin to an app that decodes first but a single segment to one that does not, so
+// no cleaned path is safe to forward. An encoded slash inside a segment (/api/files/a%2Fb) is data and is kept.
+func pathProblem(u *url.URL) string {
+	separator := func(r rune) bool { return r == '/' || r == '\\' }
+	for _, segment := range strings.FieldsFunc(u.Path, separator) {
+		if name, _, _ := strings.Cut(segment, ";"); name == "." || name == ".." {
+			return "holds a dot segment (. or ..), which the proxy does not resolve"
+		}
+	}
+	if isAPIPath(u.Path) != isAPIPath(u.EscapedPath()) {
+		return "spells its /api/ prefix with percent-encoding"
+	}
+	return ""
+}
+
 func isAPIPath(path string) bool { return path == "/api" || strings.HasPrefix(path, "/api/") }
 
 // rewrite builds the request the app receives. httputil.ReverseProxy has already removed hop-by-hop headers and
@@ -202,7 +229,8 @@ func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h := pr.Out.Header
 	who := fwd.principal
-	h.Set(identity.HeaderHost, pr.In.Host)
+	// The app's own host, as the platform's proxy sets it: never the client's Host header or absolute-form URI.
+	h.Set(identity.HeaderHost, strings.TrimPrefix(p.url, "http://"))
 	h.Set(identity.HeaderUser, identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID))
 	h.Set(identity.HeaderPreferredUsername, who.UserName)
 	if who.Kind == identity.KindUser {

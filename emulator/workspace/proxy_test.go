@@ -337,3 +337,71 @@ func TestSCIMMeNeedsTheCurrentUserScope(t *testing.T) {
 		}
 	}
 }
+
+// X-Forwarded-Host is the app's own host, whatever Host header or absolute-form request URI the client sends.
+func TestProxyForwardedHostIsTheAppsHost(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+	host := strings.TrimPrefix(api, "http://")
+	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	auth := "\r\nAuthorization: Bearer " + dev
+	for name, head := range map[string]string{
+		"the proxy's host":       "GET /api/whoami HTTP/1.1\r\nHost: " + host + auth,
+		"another Host header":    "GET /api/whoami HTTP/1.1\r\nHost: evil.example.com" + auth,
+		"absolute-form URI":      "GET http://evil.example.com/api/whoami HTTP/1.1\r\nHost: " + host + auth,
+		"absolute-form and Host": "GET http://evil.example.com:8443/api/whoami HTTP/1.1\r\nHost: evil.example.com" + auth,
+		"HTTP/1.0 without Host":  "GET /api/whoami HTTP/1.0" + auth,
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, body := rawProxyRequest(t, api, head)
+			require.Equal(t, http.StatusOK, status, body)
+			var seen echoed
+			require.NoError(t, json.Unmarshal([]byte(body), &seen))
+			assert.Equal(t, []string{host}, seen.Headers.Values(identity.HeaderHost))
+		})
+	}
+}
+
+// A path with dot segments would pass the proxy's /api/ check and reach an app that resolves them as a browser-only
+// route, with identity headers. The proxy answers 400 to any dot segment (decoded, %2e included, with an encoded
+// slash or a backslash as separator, or a ;parameter after it) and to an /api/ prefix that is percent-encoded, and
+// forwards every other path exactly as the client sent it.
+func TestProxyDotSegments(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+	auth := "\r\nHost: " + strings.TrimPrefix(api, "http://") + "\r\nAuthorization: Bearer " +
+		pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	refused := []string{
+		"/api/../x", "/api/./x", "/api/x/..", "/api/..", "/api/.", "/api/x/./y",
+		"/api/%2e%2e/x", "/api/%2E%2e/x", "/api/.%2e/x", "/api/%2e/x",
+		"/api%2f..%2fx", "/api%2F..%2Fx", "/api/%2e%2e%2fx", "/api/x%2f..%2f..%2fy",
+		"/api/..%5cx", "/api/x%5c..%5c..%5cy", "/api/..;/x", "/api/..;jsessionid=1/x",
+		"/../api/x", "/x/../api/y", "/%2e%2e/api/x",
+		"/api%2fx", "/%61pi/x", "/api%2Fx/y", "/api/files/a%2fb%2f..%2Fc",
+	}
+	for _, path := range refused {
+		t.Run("refused "+path, func(t *testing.T) {
+			status, body := rawProxyRequest(t, api, "GET "+path+" HTTP/1.1"+auth)
+			assert.Equal(t, http.StatusBadRequest, status, body)
+			var e jsonhttp.Error
+			require.NoError(t, json.Unmarshal([]byte(body), &e), body)
+			assert.Equal(t, jsonhttp.CodeInvalidParameter, e.Code)
+			assert.NotEmpty(t, e.Fix)
+		})
+	}
+	forwarded := []string{
+		"/api", "/api/x", "/api/files/a%2Fb", "/api/..x", "/api/x..", "/api/...",
+		"/api/.well-known", "/api/x?next=../y", "/api/%252e%252e/x", "/api/a%20b",
+	}
+	for _, uri := range forwarded {
+		t.Run("forwarded "+uri, func(t *testing.T) {
+			status, body := rawProxyRequest(t, api, "GET "+uri+" HTTP/1.1"+auth)
+			require.Equal(t, http.StatusOK, status, body)
+			var seen echoed
+			require.NoError(t, json.Unmarshal([]byte(body), &seen))
+			assert.Equal(t, uri, seen.URI, "the app receives the path exactly as sent")
+		})
+	}
+}

@@ -82,7 +82,7 @@ func echoApp(t *testing.T) *httptest.Server {
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(rw).Encode(map[string]any{"path": r.URL.Path, "headers": r.Header})
+		_ = json.NewEncoder(rw).Encode(map[string]any{"path": r.URL.Path, "uri": r.RequestURI, "headers": r.Header})
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -90,6 +90,7 @@ func echoApp(t *testing.T) *httptest.Server {
 
 type echoed struct {
 	Path    string      `json:"path"`
+	URI     string      `json:"uri"` // the request target as it reached the app, undecoded
 	Headers http.Header `json:"headers"`
 }
 
@@ -172,7 +173,7 @@ func issueAt(t *testing.T, w *Workspace, at time.Time, subject string, scopes ..
 	past := *w.issuer
 	past.now = func() time.Time { return at }
 	p, _ := w.dir.subject(subject)
-	token, _, err := past.issue(p, CLIClientID, scopes, time.Time{})
+	token, _, err := past.issue(p, CLIClientID, "", scopes, time.Time{})
 	require.NoError(t, err)
 	return token
 }

@@ -31,6 +31,9 @@ type accessClaims struct {
 	jwt.RegisteredClaims
 	ClientID string `json:"client_id"`
 	Scope    string `json:"scope"`
+	// Grant names the authorization code a user token descends from, through refreshes and the proxy's forwarded
+	// tokens, so that replaying the code revokes them all (RFC 6749 section 4.1.2). M2M tokens have none.
+	Grant string `json:"grant_id,omitempty"`
 }
 
 func (c accessClaims) scopes() []string { return strings.Fields(c.Scope) }
@@ -52,9 +55,9 @@ func newIssuer(iss string, lifetime time.Duration) (*issuer, error) {
 	return &issuer{key: key, iss: iss, lifetime: lifetime, now: time.Now}, nil
 }
 
-// issue signs an access token for p. notAfter, when set, caps the expiry (a forwarded token never outlives the
-// caller's own).
-func (i *issuer) issue(p principal, clientID string, scopes []string, notAfter time.Time) (token string, expires time.Time, err error) {
+// issue signs an access token for p, of the authorization code's grant (or "" for M2M). notAfter, when set, caps
+// the expiry (a forwarded token never outlives the caller's own).
+func (i *issuer) issue(p principal, clientID, grant string, scopes []string, notAfter time.Time) (token string, expires time.Time, err error) {
 	now := i.now().Truncate(time.Second)
 	expires = now.Add(i.lifetime)
 	if !notAfter.IsZero() && notAfter.Before(expires) {
@@ -71,6 +74,7 @@ func (i *issuer) issue(p principal, clientID string, scopes []string, notAfter t
 		},
 		ClientID: clientID,
 		Scope:    strings.Join(withoutOfflineAccess(scopes), " "),
+		Grant:    grant,
 	}
 	token, err = jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(i.key)
 	if err != nil {

@@ -30,6 +30,16 @@ import (
 const (
 	DefaultTokenLifetime  = time.Hour
 	DefaultRequestTimeout = 120 * time.Second
+	// DefaultRefreshTokenLifetime is how long a refresh token works: a workspace's OAuth app policy sets it
+	// (refresh_token_ttl_in_minutes); after it, the CLI or SDK has to log in again.
+	DefaultRefreshTokenLifetime = 30 * 24 * time.Hour
+)
+
+// Default timeouts of every emulator listener, the workspace's and each app proxy's: those of the app's own server.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
 )
 
 // Options configure [Start]. Zero values take the defaults: the embedded model and the platform's timings.
@@ -39,6 +49,13 @@ type Options struct {
 	RequestTimeout time.Duration // how long the proxy waits for an app's response headers; 120 s by default
 	Logger         *slog.Logger  // nil discards logs
 	LogKeepalive   time.Duration // how often an app's /logz/stream sends a keepalive frame; 15 s by default
+	// RefreshTokenLifetime is how long a refresh token works after it is issued; 30 days by default.
+	RefreshTokenLifetime time.Duration
+	// Timeouts of every listener (workspace and proxies): to read a request's headers, to read the whole request
+	// (a WebSocket is exempt once upgraded), and before an idle keep-alive connection is closed.
+	ReadHeaderTimeout time.Duration // 10 s by default
+	ReadTimeout       time.Duration // 60 s by default
+	IdleTimeout       time.Duration // 120 s by default
 	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
 	DataDir string
 	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
@@ -57,6 +74,7 @@ type Workspace struct {
 	grants  *grants
 	logger  *slog.Logger
 	timeout time.Duration
+	listen  listenTimeouts
 	url     string
 	dataDir string
 	server  *http.Server
@@ -102,6 +120,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.TokenLifetime < time.Second {
 		return nil, fmt.Errorf("token lifetime %s: want at least 1s", opts.TokenLifetime)
 	}
+	if opts.RefreshTokenLifetime == 0 {
+		opts.RefreshTokenLifetime = DefaultRefreshTokenLifetime
+	}
+	if opts.RefreshTokenLifetime < 0 {
+		return nil, fmt.Errorf("refresh token lifetime %s: want a positive duration", opts.RefreshTokenLifetime)
+	}
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = DefaultRequestTimeout
 	}
@@ -113,6 +137,10 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	}
 	if opts.LogKeepalive < 0 {
 		return nil, fmt.Errorf("log keepalive %s: want a positive duration", opts.LogKeepalive)
+	}
+	listen, err := newListenTimeouts(opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -135,12 +163,13 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		stopGrace:    opts.StopGrace,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
-		grants:       newGrants(),
+		grants:       newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime),
 		logger:       opts.Logger,
 		timeout:      opts.RequestTimeout,
 		apps:         map[string]*appRecord{},
 
 		logKeepalive: opts.LogKeepalive,
+		listen:       listen,
 	}
 
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -175,6 +204,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		_ = w.Close()
 		return nil, err
 	}
+	w.grants.startSweeping(sweepInterval)
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID)
 	return w, nil
@@ -208,10 +238,38 @@ func (w *Workspace) addModelApps(cfg Config) error {
 	return nil
 }
 
+// listenTimeouts are the http.Server timeouts every emulator listener uses.
+type listenTimeouts struct{ readHeader, read, idle time.Duration }
+
+func newListenTimeouts(opts Options) (listenTimeouts, error) {
+	t := listenTimeouts{readHeader: opts.ReadHeaderTimeout, read: opts.ReadTimeout, idle: opts.IdleTimeout}
+	for _, d := range []struct {
+		value *time.Duration
+		def   time.Duration
+		name  string
+	}{
+		{&t.readHeader, DefaultReadHeaderTimeout, "read header timeout"},
+		{&t.read, DefaultReadTimeout, "read timeout"},
+		{&t.idle, DefaultIdleTimeout, "idle timeout"},
+	} {
+		if *d.value == 0 {
+			*d.value = d.def
+		}
+		if *d.value < 0 {
+			return listenTimeouts{}, fmt.Errorf("%s %s: want a positive duration", d.name, *d.value)
+		}
+	}
+	return t, nil
+}
+
+// serve serves h on ln until Close. Its timeouts close a connection whose client is idle or too slow, as the
+// platform's front end and the app's own server do; a request that is being answered is never cut by them.
 func (w *Workspace) serve(ln net.Listener, h http.Handler) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: w.listen.readHeader,
+		ReadTimeout:       w.listen.read,
+		IdleTimeout:       w.listen.idle,
 		ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
 	}
 	w.wg.Add(1)
@@ -308,6 +366,7 @@ func (w *Workspace) Close() error {
 			}
 		}
 		w.wg.Wait()
+		w.grants.stopSweeping()
 		errs = append(errs, w.removeData())
 		w.closeErr = errors.Join(errs...)
 	})

@@ -1,0 +1,80 @@
+package workspace
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Every listener of the emulator, the workspace's and each app proxy's, closes a keep-alive connection left idle
+// and one whose request headers never finish, as the app's own server does; without that, idle clients pile up.
+func TestListenersCloseIdleAndSlowConnections(t *testing.T) {
+	w, _ := startWorkspace(t, Options{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
+	listeners := map[string]string{"workspace": w.URL() + PathHostMetadata}
+	for _, a := range w.Config().Apps {
+		listeners["proxy of "+a.Name] = w.AppURL(a.Name) + "/" // a browser path: 302, no app needed
+	}
+	for name, target := range listeners {
+		host := strings.TrimPrefix(target, "http://")
+		host, path, _ := strings.Cut(host, "/")
+		t.Run(name+": idle keep-alive connection", func(t *testing.T) {
+			conn := dial(t, host)
+			_, err := io.WriteString(conn, "GET /"+path+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+			require.NoError(t, err)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			require.False(t, resp.Close, "the server keeps the connection alive")
+			assertClosedByServer(t, conn, br)
+		})
+		t.Run(name+": headers that never finish", func(t *testing.T) {
+			conn := dial(t, host)
+			_, err := io.WriteString(conn, "GET /"+path+" HTTP/1.1\r\nHost: "+host+"\r\n")
+			require.NoError(t, err)
+			assertClosedByServer(t, conn, bufio.NewReader(conn))
+		})
+	}
+}
+
+func dial(t *testing.T, host string) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// assertClosedByServer waits, up to a bound far above the test's timeouts, for the server to close conn.
+func assertClosedByServer(t *testing.T, conn net.Conn, br *bufio.Reader) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err := io.Copy(io.Discard, br) // a 408 or nothing, then EOF
+	var netErr net.Error
+	assert.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the server left the connection open")
+}
+
+// The read timeout bounds reading a request, not the life of an upgraded connection: a WebSocket through the proxy
+// outlives it.
+func TestReadTimeoutSparesUpgradedConnections(t *testing.T) {
+	w, _ := startWorkspace(t, Options{ReadTimeout: 100 * time.Millisecond})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	resp, conn, br := rawUpgrade(t, w.AppURL("api-app")+"/api/ws", bearer(dev))
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	time.Sleep(300 * time.Millisecond) // three read timeouts
+	_, err := conn.Write([]byte("still there\n"))
+	require.NoError(t, err)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "echo: still there\n", line)
+}
