@@ -25,8 +25,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// sdkClient is databricks-sdk-go as an external service would configure it: OAuth M2M with a service principal.
-func sdkClient(t *testing.T, w *Workspace) *databricks.WorkspaceClient {
+// m2mClient is databricks-sdk-go as an external service would configure it: OAuth M2M with a service principal.
+func m2mClient(t *testing.T, w *Workspace) *databricks.WorkspaceClient {
 	t.Helper()
 	sp := w.State().ServicePrincipals["external-service"]
 	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "oauth-m2m",
@@ -44,8 +44,8 @@ func assertAPIError(t *testing.T, err error, status int, code string) {
 	assert.Equal(t, code, apiErr.ErrorCode, apiErr.Message)
 }
 
-// send makes a plain request, as the CLI's files client does, and returns the status and the error code if any.
-func send(t *testing.T, method, target, token string, body io.Reader) (int, string, []byte) {
+// sendRaw makes a plain request, as the CLI's files client does, and returns the status and the error code if any.
+func sendRaw(t *testing.T, method, target, token string, body io.Reader) (int, string, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, target, body)
 	require.NoError(t, err)
@@ -69,7 +69,7 @@ func send(t *testing.T, method, target, token string, body io.Reader) (int, stri
 
 func importFile(t *testing.T, w *Workspace, token, wsPath string, overwrite bool, content []byte) (int, string) {
 	t.Helper()
-	status, code, _ := send(t, http.MethodPost,
+	status, code, _ := sendRaw(t, http.MethodPost,
 		fmt.Sprintf("%s%s%s?overwrite=%t", w.URL(), PathImportFile, wsPath, overwrite), token, bytes.NewReader(content))
 	return status, code
 }
@@ -101,7 +101,7 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func TestWorkspaceFilesWithTheSDK(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
-	c := sdkClient(t, w)
+	c := m2mClient(t, w)
 	ctx := t.Context()
 	const app = "/Workspace/Users/external-service/my-app"
 
@@ -164,8 +164,8 @@ func TestWorkspaceFilesWithTheSDK(t *testing.T) {
 
 // TestImportFile follows the CLI's sync: import-file, mkdirs on 404, retry; overwrite=false is the deploy lock.
 func TestImportFile(t *testing.T) {
-	w, logs := startWorkspace(t, Options{})
-	c := sdkClient(t, w)
+	w, _ := startWorkspace(t, Options{})
+	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
 	const root = "/Workspace/Users/external-service/.bundle/dev"
 
@@ -195,21 +195,20 @@ func TestImportFile(t *testing.T) {
 	assert.True(t, bytes.Equal(part, got), "the 9 MiB part changed on the way")
 
 	// bundle validate asks with return_export_info; the answer is the same object.
-	status, _, body := send(t, http.MethodGet, w.URL()+PathWorkspaceGetStatus+"?return_export_info=true&path="+
+	status, _, body := sendRaw(t, http.MethodGet, w.URL()+PathWorkspaceGetStatus+"?return_export_info=true&path="+
 		url.QueryEscape(root+"/state/part-0001.bin"), token, nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var info objectInfo
 	require.NoError(t, json.Unmarshal(body, &info))
 	assert.Equal(t, objectInfo{ObjectType: ObjectTypeFile, Path: root + "/state/part-0001.bin", ObjectID: info.ObjectID,
 		Size: 9 << 20, ModifiedAt: info.ModifiedAt}, info)
-	assert.NotContains(t, logs.String(), token)
 }
 
 // TestImportFileLockIsExclusive takes the deploy lock from many clients at once: exactly one gets it.
 func TestImportFileLockIsExclusive(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
-	require.NoError(t, sdkClient(t, w).Workspace.MkdirsByPath(t.Context(), "/Users/x/state"))
+	require.NoError(t, m2mClient(t, w).Workspace.MkdirsByPath(t.Context(), "/Users/x/state"))
 
 	const clients = 8
 	statuses := make([]int, clients)
@@ -232,7 +231,7 @@ func TestImportFileLockIsExclusive(t *testing.T) {
 // TestExportNeverSeesHalfAFile overwrites a file while exporting it: every export is one whole version.
 func TestExportNeverSeesHalfAFile(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
-	c := sdkClient(t, w)
+	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
 	require.NoError(t, c.Workspace.MkdirsByPath(t.Context(), "/Users/x"))
 	const size = 1 << 20
@@ -267,10 +266,10 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 
 func TestWorkspaceFilesRefusals(t *testing.T) {
 	parent := t.TempDir()
-	w, _ := startWorkspace(t, Options{DataDir: filepath.Join(parent, "data")})
+	w, logs := startWorkspace(t, Options{DataDir: filepath.Join(parent, "data")})
 	token := m2mToken(t, w, "external-service")
 	sqlToken := scopedToken(t, w, "external-service", "sql")
-	status, _, _ := send(t, http.MethodPost, w.URL()+PathWorkspaceMkdirs, token,
+	status, _, _ := sendRaw(t, http.MethodPost, w.URL()+PathWorkspaceMkdirs, token,
 		strings.NewReader(`{"path":"/Workspace/Users/x/app"}`))
 	require.Equal(t, http.StatusOK, status)
 	status, _ = importFile(t, w, token, "/Users/x/app/main.go", false, []byte("package main"))
@@ -337,7 +336,7 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			status, code, data := send(t, tt.method, tt.target, tt.token, body)
+			status, code, data := sendRaw(t, tt.method, tt.target, tt.token, body)
 			assert.Equal(t, tt.status, status, string(data))
 			assert.Equal(t, tt.code, code, string(data))
 		})
@@ -356,6 +355,8 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 		return err
 	}))
 	assert.Equal(t, []string{"/data/files/Users/x/app/main.go"}, written)
+	assert.NotContains(t, logs.String(), token)
+	assert.NotContains(t, logs.String(), sqlToken)
 }
 
 // scopedToken gets a service principal token with only the given scope.
@@ -383,7 +384,7 @@ func scopedToken(t *testing.T, w *Workspace, spName, scope string) string {
 func TestMaxFileSize(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	w, _ := startWorkspace(t, Options{DataDir: dataDir})
-	c := sdkClient(t, w)
+	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
 	require.NoError(t, c.Workspace.MkdirsByPath(t.Context(), "/Users/x"))
 
@@ -405,7 +406,7 @@ func TestMaxFileSize(t *testing.T) {
 
 func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
-	c := sdkClient(t, w)
+	c := m2mClient(t, w)
 	ctx := t.Context()
 	const src = "/Workspace/Users/x/.bundle/dev/files"
 	require.NoError(t, c.Workspace.MkdirsByPath(ctx, src+"/static/empty"))
