@@ -175,8 +175,8 @@ func objectID(rel string) int64 {
 	return int64(h.Sum64()&(1<<53-1)) | 1
 }
 
-// stat returns what is at p, following no symlink: the API never makes one, so anything else is not an object.
-func stat(root *os.Root, p objectPath) (fs.FileInfo, *jsonhttp.Error) {
+// statObject returns what is at p, following no symlink: the API never makes one, so anything else is not an object.
+func statObject(root *os.Root, p objectPath) (fs.FileInfo, *jsonhttp.Error) {
 	fi, err := root.Lstat(p.rel)
 	switch {
 	// A lookup through a file ("/a/file/b") is ENOTDIR: for the API that path simply does not exist.
@@ -214,7 +214,7 @@ func (w *Workspace) lookup(asked string) (*os.Root, objectPath, fs.FileInfo, *js
 	if err != nil {
 		return nil, p, nil, internalError("open", p, err)
 	}
-	fi, serr := stat(root, p)
+	fi, serr := statObject(root, p)
 	if serr != nil {
 		_ = root.Close()
 		return nil, p, nil, serr
@@ -431,7 +431,7 @@ func (w *Workspace) writeFile(p objectPath, body io.Reader, overwrite bool, exis
 	}
 	defer root.Close()
 	parent := p.parent()
-	if fi, jerr := stat(root, parent); jerr != nil {
+	if fi, jerr := statObject(root, parent); jerr != nil {
 		if jerr.Status == http.StatusNotFound {
 			return &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 				Message: fmt.Sprintf("The parent folder (%s) does not exist.", parent.asked),
@@ -503,47 +503,32 @@ func fileFormat(format string) *jsonhttp.Error {
 		Fix:     "use format SOURCE, AUTO or RAW"}
 }
 
+// importRequest is an import as the handlers see it, whichever encoding the client sent.
+type importRequest struct {
+	path, format string
+	overwrite    bool
+	content      []byte
+}
+
 // handleImport is the Workspace API's import, as the SDK sends it: JSON with base64 content (w.Workspace.Import),
-// or multipart/form-data with the raw file (w.Workspace.Upload).
+// or multipart/form-data with the raw file (w.Workspace.Upload). Language is accepted and ignored: no notebooks here.
 func (w *Workspace) handleImport() http.HandlerFunc {
-	type request struct {
-		Path      string `json:"path"`
-		Content   string `json:"content"`
-		Format    string `json:"format"`
-		Language  string `json:"language"` // no notebooks here: accepted and ignored
-		Overwrite bool   `json:"overwrite"`
-	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
-		var req request
-		var content []byte
+		read := readImportJSON
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
-			var jerr *jsonhttp.Error
-			if req.Path, req.Format, req.Overwrite, content, jerr = readImportForm(rw, r); jerr != nil {
-				jsonhttp.WriteError(rw, jerr)
-				return
-			}
-		} else {
-			if jerr := jsonhttp.Decode(rw, r, int64(base64.StdEncoding.EncodedLen(MaxFileSize))+maxJSONBody, &req); jerr != nil {
-				if jerr.Status == http.StatusRequestEntityTooLarge {
-					jerr = tooBig()
-				}
-				jsonhttp.WriteError(rw, jerr)
-				return
-			}
-			var err error
-			if content, err = base64.StdEncoding.DecodeString(req.Content); err != nil {
-				jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
-					Message: "content is not valid base64: " + err.Error()})
-				return
-			}
+			read = readImportForm
 		}
-		p, jerr := parseObjectPath(req.Path)
+		req, jerr := read(rw, r)
+		var p objectPath
 		if jerr == nil {
-			jerr = fileFormat(req.Format)
+			p, jerr = parseObjectPath(req.path)
 		}
 		if jerr == nil {
-			jerr = w.writeFile(p, bytes.NewReader(content), req.Overwrite, http.StatusBadRequest)
+			jerr = fileFormat(req.format)
+		}
+		if jerr == nil {
+			jerr = w.writeFile(p, bytes.NewReader(req.content), req.overwrite, http.StatusBadRequest)
 		}
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -553,27 +538,54 @@ func (w *Workspace) handleImport() http.HandlerFunc {
 	}
 }
 
+// readImportJSON reads the JSON of w.Workspace.Import. The body holds the file in base64, so its limit is that of
+// the file's base64 plus room for the other fields.
+func readImportJSON(rw http.ResponseWriter, r *http.Request) (importRequest, *jsonhttp.Error) {
+	var body struct {
+		Path      string `json:"path"`
+		Content   string `json:"content"`
+		Format    string `json:"format"`
+		Overwrite bool   `json:"overwrite"`
+	}
+	if jerr := jsonhttp.Decode(rw, r, int64(base64.StdEncoding.EncodedLen(MaxFileSize))+maxJSONBody, &body); jerr != nil {
+		if jerr.Status == http.StatusRequestEntityTooLarge {
+			jerr = tooBig()
+		}
+		return importRequest{}, jerr
+	}
+	content, err := base64.StdEncoding.DecodeString(body.Content)
+	if err != nil {
+		return importRequest{}, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
+			Message: "content is not valid base64: " + err.Error()}
+	}
+	if len(content) > MaxFileSize {
+		return importRequest{}, tooBig()
+	}
+	return importRequest{path: body.Path, format: body.Format, overwrite: body.Overwrite, content: content}, nil
+}
+
 // readImportForm reads the multipart form of w.Workspace.Upload, holding at most MaxFileSize+1 bytes of content.
-func readImportForm(rw http.ResponseWriter, r *http.Request) (p, format string, overwrite bool, content []byte, jerr *jsonhttp.Error) {
+func readImportForm(rw http.ResponseWriter, r *http.Request) (importRequest, *jsonhttp.Error) {
 	invalid := func(msg string) *jsonhttp.Error {
 		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: msg}
 	}
 	r.Body = http.MaxBytesReader(rw, r.Body, MaxFileSize+maxJSONBody)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return "", "", false, nil, invalid("malformed multipart body: " + err.Error())
+		return importRequest{}, invalid("malformed multipart body: " + err.Error())
 	}
+	var req importRequest
 	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			break
+			return req, nil
 		}
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return "", "", false, nil, tooBig()
+			return importRequest{}, tooBig()
 		}
 		if err != nil || parts == 16 {
-			return "", "", false, nil, invalid("malformed multipart body: want the fields path, content, format, language and overwrite")
+			return importRequest{}, invalid("malformed multipart body: want the fields path, content, format, language and overwrite")
 		}
 		limit := int64(maxFormField)
 		if part.FormName() == "content" {
@@ -582,26 +594,25 @@ func readImportForm(rw http.ResponseWriter, r *http.Request) (p, format string, 
 		value, err := io.ReadAll(io.LimitReader(part, limit+1))
 		switch {
 		case errors.As(err, &maxErr), part.FormName() == "content" && int64(len(value)) > limit:
-			return "", "", false, nil, tooBig()
+			return importRequest{}, tooBig()
 		case err != nil:
-			return "", "", false, nil, invalid("malformed multipart body: " + err.Error())
+			return importRequest{}, invalid("malformed multipart body: " + err.Error())
 		case int64(len(value)) > limit:
-			return "", "", false, nil, invalid(fmt.Sprintf("the form field %s is longer than %d bytes", part.FormName(), limit))
+			return importRequest{}, invalid(fmt.Sprintf("the form field %s is longer than %d bytes", part.FormName(), limit))
 		}
 		switch part.FormName() {
 		case "path":
-			p = string(value)
+			req.path = string(value)
 		case "format":
-			format = string(value)
+			req.format = string(value)
 		case "overwrite":
-			if overwrite, err = parseBool(string(value)); err != nil {
-				return "", "", false, nil, invalid("overwrite must be true or false")
+			if req.overwrite, err = parseBool(string(value)); err != nil {
+				return importRequest{}, invalid("overwrite must be true or false")
 			}
 		case "content":
-			content = value
+			req.content = value
 		}
 	}
-	return p, format, overwrite, content, nil
 }
 
 // handleExport answers the raw bytes with direct_download=true (w.Workspace.Download), else the Workspace API's

@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -72,6 +73,23 @@ func importFile(t *testing.T, w *Workspace, token, wsPath string, overwrite bool
 	status, code, _ := sendRaw(t, http.MethodPost,
 		fmt.Sprintf("%s%s%s?overwrite=%t", w.URL(), PathImportFile, wsPath, overwrite), token, bytes.NewReader(content))
 	return status, code
+}
+
+// importFileStatus is importFile for goroutines other than the test's: it reports failures instead of stopping.
+func importFileStatus(ctx context.Context, w *Workspace, token, wsPath string, overwrite bool, content []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		fmt.Sprintf("%s%s%s?overwrite=%t", w.URL(), PathImportFile, wsPath, overwrite), bytes.NewReader(content))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
 }
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -176,6 +194,15 @@ func TestImportFile(t *testing.T) {
 	got, err := io.ReadAll(rc)
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(part, got), "the 9 MiB part changed on the way")
+
+	// bundle validate asks with return_export_info; the answer is the same object.
+	status, _, body := sendRaw(t, http.MethodGet, w.URL()+PathWorkspaceGetStatus+"?return_export_info=true&path="+
+		url.QueryEscape(root+"/state/part-0001.bin"), token, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var info objectInfo
+	require.NoError(t, json.Unmarshal(body, &info))
+	assert.Equal(t, objectInfo{ObjectType: ObjectTypeFile, Path: root + "/state/part-0001.bin", ObjectID: info.ObjectID,
+		Size: 9 << 20, ModifiedAt: info.ModifiedAt}, info)
 }
 
 // TestImportFileLockIsExclusive takes the deploy lock from many clients at once: exactly one gets it.
@@ -186,13 +213,15 @@ func TestImportFileLockIsExclusive(t *testing.T) {
 
 	const clients = 8
 	statuses := make([]int, clients)
+	errs := make([]error, clients)
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
-			statuses[i], _ = importFile(t, w, token, "/Users/x/state/deploy.lock", false, []byte(fmt.Sprint(i)))
+			statuses[i], errs[i] = importFileStatus(t.Context(), w, token, "/Users/x/state/deploy.lock", false, []byte(fmt.Sprint(i)))
 		})
 	}
 	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
 	count := map[int]int{}
 	for _, s := range statuses {
 		count[s]++
@@ -210,12 +239,17 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 	status, _ := importFile(t, w, token, "/Users/x/data.bin", true, bytes.Repeat([]byte{'a'}, size))
 	require.Equal(t, http.StatusOK, status)
 
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		defer close(done)
+		var errs []error
 		for i := range 10 {
-			importFile(t, w, token, "/Users/x/data.bin", true, bytes.Repeat([]byte{byte('a' + i%2)}, size))
+			status, err := importFileStatus(t.Context(), w, token, "/Users/x/data.bin", true, bytes.Repeat([]byte{byte('a' + i%2)}, size))
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("overwrite %d: status %d", i, status)
+			}
+			errs = append(errs, err)
 		}
+		done <- errors.Join(errs...)
 	}()
 	for reads := 0; ; reads++ {
 		data, err := c.Workspace.ReadFile(t.Context(), "/Users/x/data.bin")
@@ -223,7 +257,8 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 		require.Len(t, data, size)
 		assert.Equal(t, bytes.Repeat(data[:1], size), data, "export %d mixes two versions", reads)
 		select {
-		case <-done:
+		case err := <-done:
+			require.NoError(t, err)
 			return
 		default:
 		}
@@ -232,7 +267,7 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 
 func TestWorkspaceFilesRefusals(t *testing.T) {
 	parent := t.TempDir()
-	w, _ := startWorkspace(t, Options{DataDir: filepath.Join(parent, "data")})
+	w, logs := startWorkspace(t, Options{DataDir: filepath.Join(parent, "data")})
 	token := m2mToken(t, w, "external-service")
 	sqlToken := scopedToken(t, w, "external-service", "sql")
 	status, _, _ := sendRaw(t, http.MethodPost, w.URL()+PathWorkspaceMkdirs, token,
@@ -250,6 +285,10 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 	}
 	tests := []refusal{
 		{"no token", http.MethodGet, getStatus("/Users/x"), "", "", http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"import-file without a token", http.MethodPost, importFileURL("/Users/x/app/a"), "", "x",
+			http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"import-file with a token without the workspace scope", http.MethodPost, importFileURL("/Users/x/app/a"), sqlToken, "x",
+			http.StatusForbidden, "PERMISSION_DENIED"},
 		{"token without the workspace scope", http.MethodGet, getStatus("/Users/x"), sqlToken, "",
 			http.StatusForbidden, "PERMISSION_DENIED"},
 		{"missing object", http.MethodGet, getStatus("/Users/x/nope"), token, "", http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"},
@@ -317,6 +356,8 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 		return err
 	}))
 	assert.Equal(t, []string{"/data/files/Users/x/app/main.go"}, written)
+	assert.NotContains(t, logs.String(), token)
+	assert.NotContains(t, logs.String(), sqlToken)
 }
 
 // scopedToken gets a service principal token with only the given scope.
