@@ -36,7 +36,11 @@ func newSession(ctx context.Context, opts *options, getenv func(string) string, 
 		s.target = &target{base: base}
 		return s, nil
 	}
-	if s.target, err = resolveApp(ctx, s.client, opts.app); err != nil {
+	lookup := s.client
+	if creds.lookup != nil {
+		lookup = newClient(creds.lookup, opts, getenv, out)
+	}
+	if s.target, err = resolveApp(ctx, lookup, opts.app); err != nil {
 		return nil, err
 	}
 	return s, nil

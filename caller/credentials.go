@@ -37,6 +37,10 @@ type credentials struct {
 	build     func() (*config.Config, error)
 	// forceRefresh, when set, runs before a rebuild: the cached login token must be refreshed explicitly.
 	forceRefresh func() error
+	// lookup, when set, are the credentials that look the app up with the Apps API: a token holding only an app's
+	// user authorization scopes may not call it (that takes apps or all-apis), so local mode with --scopes looks the
+	// app up with the profile's own token and calls the app with the scoped one.
+	lookup *credentials
 
 	// workspace is the transport of the SDK's own requests (host metadata, OAuth discovery, the token endpoint): it
 	// remembers a request that got no answer, so a failed token fetch blames the network, not the credentials.
@@ -104,15 +108,17 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		cfg.Loaders = []config.Loader{config.ConfigFile, noDebugHeaders{}}
 		return cfg
 	}
+	cliBuild := func() (*config.Config, error) {
+		cfg := profileConfig()
+		cfg.AuthType = authDatabricksCLI
+		cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
+		return cfg, nil
+	}
 	if len(opts.scopes) == 0 {
-		c.build = func() (*config.Config, error) {
-			cfg := profileConfig()
-			cfg.AuthType = authDatabricksCLI
-			cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
-			return cfg, nil
-		}
+		c.build = cliBuild
 		return c, nil
 	}
+	c.lookup = &credentials{mode: ModeLocal, profile: profile, principal: c.principal, loginHint: c.loginHint, build: cliBuild}
 
 	// With --scopes, use the token `caller login` cached for this profile (or host) and these scopes.
 	pcfg := profileConfig()

@@ -63,7 +63,11 @@ func cmdDoctor(ctx context.Context, opts *options, getenv func(string) string, s
 	var t *target
 	switch {
 	case opts.app != "":
-		if t, err = resolveApp(ctx, c, opts.app); err != nil {
+		lookup := c
+		if creds.lookup != nil {
+			lookup = newClient(creds.lookup, opts, getenv, out)
+		}
+		if t, err = resolveApp(ctx, lookup, opts.app); err != nil {
 			fail("app", err)
 			return doctorResult(checks)
 		}

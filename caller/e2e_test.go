@@ -543,6 +543,9 @@ func TestE2ELoginTokenRefreshes(t *testing.T) {
 	e := startEmulator(t, 2*time.Second)
 	r := runLogin(t, e, appScopes)
 	require.Equal(t, exitOK, r.code, r.String())
+	// --app is looked up with the profile's own token (the scoped one may not call the Apps API): log the CLI in too.
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "api-app", "whoami")
+	require.Equal(t, exitOK, r.code, r.String())
 	time.Sleep(2100 * time.Millisecond)
 	before := e.ws.RequestCount(workspace.PathAuthorize)
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", appScopes, "--app", "api-app", "whoami")
