@@ -48,10 +48,8 @@ func scenarios(s workspace.State) []scenario {
 			if err := e.login(ctx); err != nil {
 				return row{status: "—", problem: err.Error()}
 			}
-			// A token with only the app's scopes may not call the Apps API (that takes apps or all-apis), so this
-			// path names the app by its URL, as a user holding such a token does.
 			res := e.caller(ctx, e.profileEnv(), "--mode", "local", "--profile", s.Profile, "--scopes", customScopes,
-				"--url", s.Apps["api-app"].URL, "whoami")
+				"--app", "api-app", "whoami")
 			r := expectIdentity(res, user("dev@example.com"), "dev@example.com")
 			if claims := res.json.AccessTokenClaims; claims != nil {
 				r.detail = "forwarded token's scopes: " + strings.Join(claims.Scopes, " ")
