@@ -75,13 +75,16 @@ func handleNotFound() http.HandlerFunc {
 }
 
 // handleMethodNotAllowed answers 405 with the Allow header RFC 9110 asks for, found by asking the router which
-// methods match the path.
+// methods match the path. Every GET route also answers HEAD (middleware.GetHead).
 func handleMethodNotAllowed(routes chi.Routes) http.HandlerFunc {
-	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	return func(w http.ResponseWriter, r *http.Request) {
 		for _, m := range methods {
 			if routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
 				w.Header().Add("Allow", m)
+				if m == http.MethodGet {
+					w.Header().Add("Allow", http.MethodHead)
+				}
 			}
 		}
 		jsonhttp.WriteError(w, &jsonhttp.Error{

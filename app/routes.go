@@ -5,13 +5,15 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 // NewServer builds the app's whole HTTP surface. Every route lives under /api/: the Databricks Apps proxy accepts
 // bearer tokens on /api/ routes only, so that is where an API app's endpoints belong.
 func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler {
 	r := chi.NewRouter()
-	r.Use(logRequests(logger), recoverPanics(logger))
+	// GetHead answers HEAD on every GET route as GET does; net/http drops the body.
+	r.Use(logRequests(logger), recoverPanics(logger), middleware.GetHead)
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 

@@ -303,3 +303,18 @@ func TestServeRefusesHostilePaths(t *testing.T) {
 	t.Logf("serve: %d hostile requests, %d refused with 400 (the rest decoded to safe /api/ paths), 0 sent off-target; %d good paths",
 		tried, refused, len(goodPaths))
 }
+
+// serve answers HEAD on its GET routes as GET does.
+func TestServeAnswersHead(t *testing.T) {
+	fx := newServeFixture(t)
+	for _, path := range []string{"/api/health", "/api/call?path=/api/whoami"} {
+		t.Run(path, func(t *testing.T) {
+			get, head := httptest.NewRecorder(), httptest.NewRecorder()
+			fx.handler.ServeHTTP(get, httptest.NewRequest(http.MethodGet, path, nil))
+			fx.handler.ServeHTTP(head, httptest.NewRequest(http.MethodHead, path, nil))
+			require.Equal(t, http.StatusOK, get.Code, get.Body.String())
+			assert.Equal(t, get.Code, head.Code, head.Body.String())
+			assert.Equal(t, get.Header().Get("Content-Type"), head.Header().Get("Content-Type"))
+		})
+	}
+}

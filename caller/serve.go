@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -86,7 +87,8 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 // newServer is the caller app's whole API surface.
 func newServer(logger *slog.Logger, resolver *targetResolver, timeout time.Duration) http.Handler {
 	r := chi.NewRouter()
-	r.Use(logRequests(logger))
+	// GetHead answers HEAD on the GET routes as GET does; net/http drops the body.
+	r.Use(logRequests(logger), middleware.GetHead)
 	r.Route("/api", func(r chi.Router) {
 		r.Get("/health", func(w http.ResponseWriter, _ *http.Request) {
 			jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ok"})
