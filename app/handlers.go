@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -10,8 +11,14 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
-// maxEchoBody is the largest body POST /api/echo reads.
-const maxEchoBody = 1 << 20
+const (
+	// maxEchoBody is the largest body POST /api/echo reads.
+	maxEchoBody = 1 << 20
+	// maxBodiesInFlight bounds the requests with a body the app works on at once (a few MiB each at most), and
+	// bodySlotWait how long one over it waits for a slot before the 503. Each takes milliseconds: 2 s absorbs bursts.
+	maxBodiesInFlight = 8
+	bodySlotWait      = 2 * time.Second
+)
 
 func handleHealth(appName string) http.HandlerFunc {
 	type response struct {
