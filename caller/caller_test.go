@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -533,4 +534,27 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 		assert.Equal(t, http.StatusOK, status, body)
 	}
 	assert.Equal(t, int32(2), lookups.Load())
+}
+
+// The first requests of `caller serve` fetch their tokens at once from one fresh Config: the SDK's first resolution
+// of a Config must not run from two goroutines at a time (the race detector finds it).
+func TestConcurrentFirstTokens(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	env := externalEnv(ws)
+	getenv := func(k string) string { return env[k] }
+	creds, err := newCredentials(t.Context(), &options{mode: ModeApp, timeout: 20 * time.Second}, getenv, strings.NewReader(""))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			_, _, err := creds.token(t.Context())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
 }

@@ -44,6 +44,9 @@ type credentials struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// resolving lets one goroutine at a time into the SDK's first resolution of a Config: EnsureResolved reads its
+	// "resolved" flag without a lock, so two first requests at once (serve) race.
+	resolving sync.Mutex
 }
 
 // newCredentials checks that the mode has what it needs and prepares its Config; nothing talks to the network yet.
@@ -214,7 +217,10 @@ func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, err
 	}
 	done := make(chan fetched, 1)
 	go func() {
-		t, err := cfg.GetTokenSource().Token(ctx)
+		c.resolving.Lock()
+		ts := cfg.GetTokenSource()
+		c.resolving.Unlock()
+		t, err := ts.Token(ctx)
 		done <- fetched{t, err}
 	}()
 	var f fetched
