@@ -145,6 +145,10 @@ type serveFixture struct {
 	handler http.Handler
 	base    *url.URL
 
+	// hold, when set before the first request, keeps each request to the target until it is closed; held tells of
+	// each one held.
+	hold, held chan struct{}
+
 	mu     sync.Mutex
 	sent   []*url.URL // every request serve sent, wherever to
 	tokens []string   // every token the token endpoint issued
@@ -190,6 +194,10 @@ func (fx *serveFixture) RoundTrip(r *http.Request) (*http.Response, error) {
 	fx.mu.Lock()
 	fx.sent = append(fx.sent, &u)
 	fx.mu.Unlock()
+	if fx.hold != nil {
+		fx.held <- struct{}{}
+		<-fx.hold
+	}
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(strings.NewReader(`{"ok":true}`)), Request: r}, nil
 }

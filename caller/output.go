@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,11 +112,15 @@ func prettyBody(body []byte) string {
 	return string(b)
 }
 
-// bodyJSON returns the body as raw JSON when it is JSON, else as a JSON string, for --json output.
+// bodyJSON returns the body as raw JSON when it is JSON, else as a JSON string, for --json output. It does not
+// escape <, > and & (json.Marshal would, making a body of '<' six times its size).
 func bodyJSON(body []byte) json.RawMessage {
 	if len(body) > 0 && json.Valid(body) {
 		return json.RawMessage(body)
 	}
-	b, _ := json.Marshal(string(body))
-	return b
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(string(body))
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

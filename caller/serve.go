@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/inflight"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
@@ -37,7 +38,9 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))
 	}
 	quiet := &output{stdout: io.Discard, stderr: io.Discard}
-	resolver := &targetResolver{client: newClient(creds, opts, getenv, quiet), name: targetApp, timeout: opts.timeout}
+	c := newClient(creds, opts, getenv, quiet)
+	c.maxBody = maxServeBody
+	resolver := &targetResolver{client: c, name: targetApp, timeout: opts.timeout}
 	if targetURL != "" {
 		base, err := parseAppURL(targetURL)
 		if err != nil {
@@ -84,6 +87,16 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 	return nil
 }
 
+const (
+	// maxServeBody is the largest answer of the target serve reads: serve holds one per call and sends it back
+	// inside its own JSON answer, so it reads less than `caller call` does.
+	maxServeBody = 1 << 20
+	// maxCallsInFlight bounds the calls serve works on at once (each holds up to a few times maxServeBody), and
+	// callSlotWait how long one over it waits for a slot before the 503.
+	maxCallsInFlight = 8
+	callSlotWait     = 2 * time.Second
+)
+
 // newServer is the caller app's whole API surface.
 func newServer(logger *slog.Logger, resolver *targetResolver, timeout time.Duration) http.Handler {
 	r := chi.NewRouter()
@@ -93,7 +106,7 @@ func newServer(logger *slog.Logger, resolver *targetResolver, timeout time.Durat
 		r.Get("/health", func(w http.ResponseWriter, _ *http.Request) {
 			jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 		})
-		r.Get("/call", handleCall(resolver, timeout).ServeHTTP)
+		r.With(inflight.Limit(maxCallsInFlight, callSlotWait)).Get("/call", handleCall(resolver, timeout).ServeHTTP)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
