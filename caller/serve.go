@@ -49,11 +49,13 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 		resolver.resolved = &target{base: base}
 	}
 
-	addr := opts.listen
+	// As the app does: --listen, APP_LISTEN_ADDR (the emulator keeps apps on loopback with it), the platform's port on
+	// every interface (the Apps proxy connects from outside the container), else loopback.
+	addr := firstNonEmpty(opts.listen, getenv("APP_LISTEN_ADDR"))
 	if addr == "" {
 		addr = "127.0.0.1:8002"
 		if port := getenv("DATABRICKS_APP_PORT"); port != "" {
-			addr = "0.0.0.0:" + port // behind the Apps proxy, which connects from outside the container
+			addr = "0.0.0.0:" + port
 		}
 	}
 	ln, err := net.Listen("tcp", addr)
