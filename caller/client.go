@@ -132,7 +132,7 @@ func (c *client) do(ctx context.Context, method, u string, body []byte) (*respon
 			attempt-- // the refresh retry does not use up a transient-failure retry
 			continue
 		case attempt <= c.retries && retryable(method, resp.StatusCode):
-			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), resp.Status) {
+			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), oneLine(resp.Status)) {
 				continue
 			}
 		}

@@ -49,6 +49,11 @@ type output struct {
 	json           bool
 }
 
+// newOutput is the output of a command: whatever it prints, a server's text included, cannot drive the terminal.
+func newOutput(stdout, stderr io.Writer, json bool) *output {
+	return &output{stdout: &terminalWriter{w: stdout, json: json}, stderr: &terminalWriter{w: stderr}, json: json}
+}
+
 // result prints text for people, or v as JSON.
 func (o *output) result(text string, v any) {
 	if o.json {
@@ -79,9 +84,9 @@ func (o *output) failure(f *failure) {
 	}
 	fmt.Fprintf(o.stderr, "caller: %s\n", f.Summary)
 	if f.Response != nil && f.Response.Message != "" {
-		line := fmt.Sprintf("  the server said: %s: %s", f.Response.Code, f.Response.Message)
+		line := fmt.Sprintf("  the server said: %s: %s", oneLine(f.Response.Code), oneLine(f.Response.Message))
 		if f.Response.Fix != "" {
-			line += " (fix: " + f.Response.Fix + ")"
+			line += " (fix: " + oneLine(f.Response.Fix) + ")"
 		}
 		fmt.Fprintln(o.stderr, line)
 	}
@@ -95,6 +100,7 @@ func (o *output) failure(f *failure) {
 
 func (o *output) writeJSON(v any) {
 	enc := json.NewEncoder(o.stdout)
+	enc.SetEscapeHTML(false) // "<your user name>" in a fix, not "\u003cyour user name\u003e"
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
