@@ -203,7 +203,7 @@ func TestStatusMatrix(t *testing.T) {
 		contains []string
 	}{
 		{"/api/whoami", exitOK, []string{"2001@1234567890123456"}},
-		{"/api/forbidden", exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"ext-client-id"`}},
+		{"/api/forbidden", exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"` + fakeClientID + `"`}},
 		{"/api/scopes", exitPermission, []string{"403", "the server said: PERMISSION_DENIED: the token lacks the scopes sql file.files"}},
 		{"/api/nope", exitNotFound, []string{"404 Not Found", "the endpoint path exists in the app: /api/nope"}},
 		{"/api/redirect", exitAuth, []string{"not authenticated: the proxy sent you to the login page", "/login.html"}},

@@ -25,7 +25,7 @@ import (
 // emulator does not make easy to provoke (retries, resets, odd statuses). The end-to-end tests use the emulator.
 
 const (
-	fakeClientID = "ext-client-id"
+	fakeClientID = "3f8a1c0e-7d2b-4e6f-9a1b-2c3d4e5f6a7b" // Databricks client ids are UUIDs
 	fakeSecret   = "fake-secret-must-never-print"
 )
 

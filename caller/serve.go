@@ -172,7 +172,7 @@ func handleCall(resolver *targetResolver, timeout time.Duration) http.Handler {
 		}
 		res := result{
 			Target:     targetInfo{App: t.name, URL: t.base.String(), Path: path},
-			CallerUsed: callerIdentity{Mode: c.creds.mode, AuthType: c.creds.authType(), Principal: c.creds.principal, ClientID: c.creds.clientID},
+			CallerUsed: callerIdentity{Mode: c.creds.mode, AuthType: c.creds.authType(), Principal: c.creds.principal, ClientID: shownClientID(c.creds.clientID)},
 			Status:     resp.status,
 			Response:   jsonRawOrString(bodyJSON(resp.body)),
 		}
