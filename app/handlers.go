@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -10,8 +11,14 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
-// maxEchoBody is the largest body POST /api/echo reads.
-const maxEchoBody = 1 << 20
+const (
+	// maxEchoBody is the largest body POST /api/echo reads.
+	maxEchoBody = 1 << 20
+	// maxBodiesInFlight bounds the requests with a body the app works on at once (a few MiB each at most), and
+	// bodySlotWait how long one over it waits for a slot before the 503. Each takes milliseconds: 2 s absorbs bursts.
+	maxBodiesInFlight = 8
+	bodySlotWait      = 2 * time.Second
+)
 
 func handleHealth(appName string) http.HandlerFunc {
 	type response struct {
@@ -75,13 +82,16 @@ func handleNotFound() http.HandlerFunc {
 }
 
 // handleMethodNotAllowed answers 405 with the Allow header RFC 9110 asks for, found by asking the router which
-// methods match the path.
+// methods match the path. Every GET route also answers HEAD (middleware.GetHead).
 func handleMethodNotAllowed(routes chi.Routes) http.HandlerFunc {
-	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	return func(w http.ResponseWriter, r *http.Request) {
 		for _, m := range methods {
 			if routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
 				w.Header().Add("Allow", m)
+				if m == http.MethodGet {
+					w.Header().Add("Allow", http.MethodHead)
+				}
 			}
 		}
 		jsonhttp.WriteError(w, &jsonhttp.Error{

@@ -5,13 +5,21 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/databricks-sample/go-apps-api/app/inflight"
 )
 
 // NewServer builds the app's whole HTTP surface. Every route lives under /api/: the Databricks Apps proxy accepts
 // bearer tokens on /api/ routes only, so that is where an API app's endpoints belong.
 func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler {
+	// Routes that read a body share one bound on how many they work on at once: each holds its body, decoded and
+	// encoded again, so without it memory grows with concurrency.
+	limitBodies := inflight.Limit(maxBodiesInFlight, bodySlotWait)
+
 	r := chi.NewRouter()
-	r.Use(logRequests(logger), recoverPanics(logger))
+	// GetHead answers HEAD on every GET route as GET does; net/http drops the body.
+	r.Use(logRequests(logger), recoverPanics(logger), middleware.GetHead)
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
@@ -21,7 +29,7 @@ func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler 
 		r.Group(func(r chi.Router) {
 			r.Use(requireIdentity)
 			r.Get("/whoami", handleWhoAmI())
-			r.Post("/echo", handleEcho())
+			r.With(limitBodies).Post("/echo", handleEcho())
 			r.Get("/me", handleMe(logger, ws))
 		})
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -300,4 +301,45 @@ func TestSettingsRejectBadInput(t *testing.T) {
 	assert.ErrorContains(t, err, "APP_WORKSPACE_TIMEOUT")
 	err = run(t.Context(), []string{"app", "--addr", "256.0.0.1:1"}, func(string) string { return "" }, io.Discard, io.Discard)
 	assert.ErrorContains(t, err, "listen on 256.0.0.1:1")
+}
+
+// HEAD answers as GET does on every GET route, without the body (RFC 9110: a server that answers GET answers HEAD).
+func TestHeadOnEveryGetRoute(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	app := startApp(t, platformEnv(ws.URL))
+	router := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), "api-app", newWorkspace(settings{}, nil)).(chi.Routes)
+	var getRoutes []string
+	require.NoError(t, chi.Walk(router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if method == http.MethodGet {
+			getRoutes = append(getRoutes, route)
+		}
+		return nil
+	}))
+	require.NotEmpty(t, getRoutes)
+	do := func(method, path string) (*http.Response, []byte) {
+		req, err := http.NewRequest(method, app.URL+path, nil)
+		require.NoError(t, err)
+		req.Header = asUser(userToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp, body
+	}
+	for _, route := range getRoutes {
+		t.Run(route, func(t *testing.T) {
+			get, getBody := do(http.MethodGet, route)
+			head, headBody := do(http.MethodHead, route)
+			require.NotEmpty(t, getBody)
+			assert.Equal(t, get.StatusCode, head.StatusCode)
+			assert.Equal(t, get.Header.Get("Content-Type"), head.Header.Get("Content-Type"))
+			assert.Empty(t, headBody)
+		})
+	}
+	t.Run("405 lists HEAD with GET", func(t *testing.T) {
+		resp, _ := do(http.MethodDelete, "/api/health")
+		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+		assert.Equal(t, []string{"GET", "HEAD"}, resp.Header.Values("Allow"))
+	})
 }

@@ -44,7 +44,7 @@ type options struct {
 	json              bool
 	noBrowser         bool
 	port              int    // login's loopback redirect port; 0 tries 8020-8040 like the Databricks CLI
-	listen            string // serve's address; empty means DATABRICKS_APP_PORT or 127.0.0.1:8002
+	listen            string // serve's address; empty means APP_LISTEN_ADDR, DATABRICKS_APP_PORT or 127.0.0.1:8002
 }
 
 var commands = []string{"call", "whoami", "token", "login", "doctor", "serve"}
@@ -94,7 +94,7 @@ func defineFlags(fs *flag.FlagSet, o *options) (mode, scopes *string) {
 	fs.BoolVar(&o.json, "json", false, "machine-readable output")
 	fs.BoolVar(&o.noBrowser, "no-browser", false, "login: print the authorization URL instead of opening a browser")
 	fs.IntVar(&o.port, "port", 0, "login: loopback redirect port (default 8020, then up to 8040)")
-	fs.StringVar(&o.listen, "listen", "", "serve: listen address (default 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
+	fs.StringVar(&o.listen, "listen", "", "serve: listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
 	return mode, scopes
 }
 

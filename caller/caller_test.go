@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,7 +203,7 @@ func TestStatusMatrix(t *testing.T) {
 		contains []string
 	}{
 		{"/api/whoami", exitOK, []string{"2001@1234567890123456"}},
-		{"/api/forbidden", exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"ext-client-id"`}},
+		{"/api/forbidden", exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"` + fakeClientID + `"`}},
 		{"/api/scopes", exitPermission, []string{"403", "the server said: PERMISSION_DENIED: the token lacks the scopes sql file.files"}},
 		{"/api/nope", exitNotFound, []string{"404 Not Found", "the endpoint path exists in the app: /api/nope"}},
 		{"/api/redirect", exitAuth, []string{"not authenticated: the proxy sent you to the login page", "/login.html"}},
@@ -533,4 +534,27 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 		assert.Equal(t, http.StatusOK, status, body)
 	}
 	assert.Equal(t, int32(2), lookups.Load())
+}
+
+// The first requests of `caller serve` fetch their tokens at once from one fresh Config: the SDK's first resolution
+// of a Config must not run from two goroutines at a time (the race detector finds it).
+func TestConcurrentFirstTokens(t *testing.T) {
+	ws := newFakeWorkspace(t)
+	env := externalEnv(ws)
+	getenv := func(k string) string { return env[k] }
+	creds, err := newCredentials(t.Context(), &options{mode: ModeApp, timeout: 20 * time.Second}, getenv, strings.NewReader(""))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			_, _, err := creds.token(t.Context())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
 }

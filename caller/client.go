@@ -23,12 +23,13 @@ type client struct {
 	http    *http.Client
 	creds   *credentials
 	retries int
+	maxBody int64 // the largest answer it reads; a larger one is a failure, never cut short
 	out     *output
 	// proxy is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY; doctor reports it.
 	proxy func(*url.URL) (*url.URL, error)
 }
 
-// maxBody bounds what the caller reads of a response.
+// maxBody bounds what the caller reads of an answer.
 const maxBody = 10 << 20
 
 func newClient(creds *credentials, opts *options, getenv func(string) string, out *output) *client {
@@ -42,6 +43,7 @@ func newClient(creds *credentials, opts *options, getenv func(string) string, ou
 		},
 		creds:   creds,
 		retries: opts.retries,
+		maxBody: maxBody,
 		out:     out,
 		proxy:   proxy,
 	}
@@ -100,7 +102,11 @@ func (c *client) do(ctx context.Context, method, u string, body []byte) (*respon
 			}
 			return nil, networkFailure(ctx, c, u, err)
 		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		if resp.ContentLength > c.maxBody {
+			resp.Body.Close()
+			return nil, c.tooLarge(method, u)
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 		resp.Body.Close()
 		if err != nil {
 			if attempt <= c.retries && idempotent(method) && isConnectionReset(err) && ctx.Err() == nil {
@@ -109,6 +115,9 @@ func (c *client) do(ctx context.Context, method, u string, body []byte) (*respon
 				}
 			}
 			return nil, networkFailure(ctx, c, u, err)
+		}
+		if int64(len(data)) > c.maxBody {
+			return nil, c.tooLarge(method, u)
 		}
 		r := &response{method: method, url: u, status: resp.StatusCode, header: resp.Header, body: data,
 			attempts: attempt, refreshed: refreshed}
@@ -123,12 +132,20 @@ func (c *client) do(ctx context.Context, method, u string, body []byte) (*respon
 			attempt-- // the refresh retry does not use up a transient-failure retry
 			continue
 		case attempt <= c.retries && retryable(method, resp.StatusCode):
-			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), resp.Status) {
+			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), oneLine(resp.Status)) {
 				continue
 			}
 		}
 		return r, nil
 	}
+}
+
+// tooLarge is the failure for an answer over c.maxBody: reported, not cut short, so nobody takes part of an answer
+// for all of it.
+func (c *client) tooLarge(method, u string) *failure {
+	return &failure{Code: exitServer,
+		Summary: fmt.Sprintf("%s %s: the answer is larger than %d MiB, the most the caller reads", method, u, c.maxBody>>20),
+		Checks:  []string{"the app answers this path with less: a page of results, or a narrower query"}}
 }
 
 // wait sleeps before retry number attempt and reports whether to go on: not when the wait would outlast ctx.

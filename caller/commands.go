@@ -126,17 +126,17 @@ func cmdWhoAmI(ctx context.Context, opts *options, getenv func(string) string, s
 // describeWhoAmI is whoami's text: who the app saw, then how the caller got there.
 func describeWhoAmI(who identity.WhoAmI, creds *credentials, u string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "The app saw you as %s (%s", who.User, who.Kind)
+	fmt.Fprintf(&b, "The app saw you as %s (%s", oneLine(who.User), oneLine(string(who.Kind)))
 	if who.Email != "" {
-		fmt.Fprintf(&b, ", email %s", who.Email)
+		fmt.Fprintf(&b, ", email %s", oneLine(who.Email))
 	}
 	if who.PreferredUsername != "" {
-		fmt.Fprintf(&b, ", preferred username %s", who.PreferredUsername)
+		fmt.Fprintf(&b, ", preferred username %s", oneLine(who.PreferredUsername))
 	}
 	b.WriteString(").\n")
 	switch {
 	case who.AccessTokenClaims != nil:
-		fmt.Fprintf(&b, "Your forwarded token has scopes [%s]", strings.Join(who.AccessTokenClaims.Scopes, " "))
+		fmt.Fprintf(&b, "Your forwarded token has scopes [%s]", oneLine(strings.Join(who.AccessTokenClaims.Scopes, " ")))
 		if !who.AccessTokenClaims.ExpiresAt.IsZero() {
 			fmt.Fprintf(&b, " and expires %s", who.AccessTokenClaims.ExpiresAt.Format(time.RFC3339))
 		}

@@ -48,6 +48,9 @@ type credentials struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// resolving lets one goroutine at a time into the SDK's first resolution of a Config: EnsureResolved reads its
+	// "resolved" flag without a lock, so two first requests at once (serve) race.
+	resolving sync.Mutex
 }
 
 // newCredentials checks that the mode has what it needs and prepares its Config; nothing talks to the network yet.
@@ -174,10 +177,10 @@ func m2mCredentials(opts *options, getenv func(string) string, stdin io.Reader, 
 		return nil, usageErrorf("external mode needs %s (the service principal's OAuth secret: env, or --client-secret-stdin; "+
 			"host and client id may also be --host and --client-id)", strings.Join(missing, ", "))
 	}
-	c := &credentials{mode: opts.mode, clientID: clientID, principal: "service principal " + clientID,
+	c := &credentials{mode: opts.mode, clientID: clientID, principal: "service principal " + shownClientID(clientID),
 		loginHint: "check the client id and secret of the service principal (Settings > Identity and access > Service principals > Secrets)"}
 	if opts.mode == ModeApp {
-		c.principal = "the app's service principal " + clientID
+		c.principal = "the app's service principal " + shownClientID(clientID)
 		c.loginHint = "the platform sets DATABRICKS_CLIENT_ID/SECRET for the app; redeploy the app if they were rotated"
 	}
 	c.build = func() (*config.Config, error) {
@@ -220,7 +223,10 @@ func (c *credentials) token(ctx context.Context) (identity.Token, time.Time, err
 	}
 	done := make(chan fetched, 1)
 	go func() {
-		t, err := cfg.GetTokenSource().Token(ctx)
+		c.resolving.Lock()
+		ts := cfg.GetTokenSource()
+		c.resolving.Unlock()
+		t, err := ts.Token(ctx)
 		done <- fetched{t, err}
 	}()
 	var f fetched
@@ -267,7 +273,7 @@ func (c *credentials) tokenFailure(err error) *failure {
 		}
 	}
 	return &failure{Code: exitAuth,
-		Summary: fmt.Sprintf("%s mode (%s): cannot get a token: %v", c.mode, c.principal, err),
+		Summary: fmt.Sprintf("%s mode (%s): cannot get a token: %s", c.mode, c.principal, c.redact(err.Error())),
 		Checks:  checks}
 }
 
@@ -377,6 +383,53 @@ func (c *credentials) hostOrEmpty() string {
 		return ""
 	}
 	return c.cfg.Host
+}
+
+// shownClientID is a client id as the caller prints it: whole when it looks like one (Databricks client ids, the
+// application ids of service principals, are UUIDs), else only its first characters, so that a client id and
+// secret given the wrong way round never print the secret.
+func shownClientID(id string) string {
+	if id == "" || isUUID(id) {
+		return id
+	}
+	r := []rune(id)
+	return string(r[:min(4, len(r)/2)]) + "…"
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// redact replaces the client ids of the configuration in s (an SDK error: "Config: host=…, client_id=…") with how
+// the caller shows them.
+func (c *credentials) redact(s string) string {
+	ids := []string{c.clientID}
+	c.mu.Lock()
+	if c.cfg != nil {
+		ids = append(ids, c.cfg.ClientID)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		if shown := shownClientID(id); shown != id {
+			s = strings.ReplaceAll(s, id, shown)
+		}
+	}
+	return s
 }
 
 func firstNonEmpty(vs ...string) string {

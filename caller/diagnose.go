@@ -192,7 +192,7 @@ func canUseCheck(ctx context.Context, c *client, t *target) string {
 // application id) for a service principal. It asks SCIM Me when the configuration alone does not say.
 func principalName(ctx context.Context, c *client) (kind, name string) {
 	if id := c.creds.servicePrincipalID(); id != "" {
-		return "service_principal_name", id
+		return "service_principal_name", shownClientID(id)
 	}
 	host, err := c.creds.workspaceHost(ctx)
 	if err != nil {

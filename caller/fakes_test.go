@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +25,7 @@ import (
 // emulator does not make easy to provoke (retries, resets, odd statuses). The end-to-end tests use the emulator.
 
 const (
-	fakeClientID = "ext-client-id"
+	fakeClientID = "3f8a1c0e-7d2b-4e6f-9a1b-2c3d4e5f6a7b" // Databricks client ids are UUIDs
 	fakeSecret   = "fake-secret-must-never-print"
 )
 
@@ -184,6 +185,11 @@ func newFakeApp(t *testing.T, ws *fakeWorkspace) *fakeApp {
 			jsonhttp.WriteError(w, &jsonhttp.Error{Status: 502, Code: jsonhttp.CodeBadGateway, Message: "app not listening"})
 		case "/api/boom":
 			jsonhttp.WriteError(w, &jsonhttp.Error{Status: 500, Code: jsonhttp.CodeInternal, Message: "boom"})
+		case "/api/huge": // 1 GiB, streamed: generated as it is sent, never held
+			streamLarge(w, 1<<30)
+		case "/api/huge-length": // the same with its Content-Length
+			w.Header().Set("Content-Length", strconv.Itoa(1<<30))
+			streamLarge(w, 1<<30)
 		case "/api/reset": // drop the connection the first time
 			if n == 1 {
 				hj, _ := w.(http.Hijacker)
@@ -198,6 +204,19 @@ func newFakeApp(t *testing.T, ws *fakeWorkspace) *fakeApp {
 	}))
 	t.Cleanup(a.Close)
 	return a
+}
+
+// largeChunk is what streamLarge repeats: '<', which a JSON encoder escaping HTML writes as six bytes.
+var largeChunk = bytes.Repeat([]byte{'<'}, 64<<10)
+
+// streamLarge writes n bytes of '<' as a plain-text answer, stopping when the client stops reading.
+func streamLarge(w http.ResponseWriter, n int64) {
+	w.Header().Set("Content-Type", "text/plain")
+	for sent := int64(0); sent < n; sent += int64(len(largeChunk)) {
+		if _, err := w.Write(largeChunk); err != nil {
+			return
+		}
+	}
 }
 
 func (a *fakeApp) count(path string) int {

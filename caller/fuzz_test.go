@@ -145,6 +145,10 @@ type serveFixture struct {
 	handler http.Handler
 	base    *url.URL
 
+	// hold, when set before the first request, keeps each request to the target until it is closed; held tells of
+	// each one held.
+	hold, held chan struct{}
+
 	mu     sync.Mutex
 	sent   []*url.URL // every request serve sent, wherever to
 	tokens []string   // every token the token endpoint issued
@@ -190,6 +194,10 @@ func (fx *serveFixture) RoundTrip(r *http.Request) (*http.Response, error) {
 	fx.mu.Lock()
 	fx.sent = append(fx.sent, &u)
 	fx.mu.Unlock()
+	if fx.hold != nil {
+		fx.held <- struct{}{}
+		<-fx.hold
+	}
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(strings.NewReader(`{"ok":true}`)), Request: r}, nil
 }
@@ -302,4 +310,19 @@ func TestServeRefusesHostilePaths(t *testing.T) {
 	}
 	t.Logf("serve: %d hostile requests, %d refused with 400 (the rest decoded to safe /api/ paths), 0 sent off-target; %d good paths",
 		tried, refused, len(goodPaths))
+}
+
+// serve answers HEAD on its GET routes as GET does.
+func TestServeAnswersHead(t *testing.T) {
+	fx := newServeFixture(t)
+	for _, path := range []string{"/api/health", "/api/call?path=/api/whoami"} {
+		t.Run(path, func(t *testing.T) {
+			get, head := httptest.NewRecorder(), httptest.NewRecorder()
+			fx.handler.ServeHTTP(get, httptest.NewRequest(http.MethodGet, path, nil))
+			fx.handler.ServeHTTP(head, httptest.NewRequest(http.MethodHead, path, nil))
+			require.Equal(t, http.StatusOK, get.Code, get.Body.String())
+			assert.Equal(t, get.Code, head.Code, head.Body.String())
+			assert.Equal(t, get.Header().Get("Content-Type"), head.Header().Get("Content-Type"))
+		})
+	}
 }

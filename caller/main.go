@@ -64,11 +64,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "caller: %v\n\n%s", err, usageHint)
 		return usageErrorf("%v", err)
 	}
-	out := &output{stdout: stdout, stderr: stderr, json: opts.json}
+	out := newOutput(stdout, stderr, opts.json)
 
 	if opts.command == "serve" {
 		// serve runs until ctx ends; --timeout bounds each outgoing call instead.
-		return serve(ctx, opts, getenv, stderr)
+		return serve(ctx, opts, getenv, &terminalWriter{w: stderr, json: true}) // its log is JSON lines
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,11 @@ type output struct {
 	json           bool
 }
 
+// newOutput is the output of a command: whatever it prints, a server's text included, cannot drive the terminal.
+func newOutput(stdout, stderr io.Writer, json bool) *output {
+	return &output{stdout: &terminalWriter{w: stdout, json: json}, stderr: &terminalWriter{w: stderr}, json: json}
+}
+
 // result prints text for people, or v as JSON.
 func (o *output) result(text string, v any) {
 	if o.json {
@@ -78,9 +84,9 @@ func (o *output) failure(f *failure) {
 	}
 	fmt.Fprintf(o.stderr, "caller: %s\n", f.Summary)
 	if f.Response != nil && f.Response.Message != "" {
-		line := fmt.Sprintf("  the server said: %s: %s", f.Response.Code, f.Response.Message)
+		line := fmt.Sprintf("  the server said: %s: %s", oneLine(f.Response.Code), oneLine(f.Response.Message))
 		if f.Response.Fix != "" {
-			line += " (fix: " + f.Response.Fix + ")"
+			line += " (fix: " + oneLine(f.Response.Fix) + ")"
 		}
 		fmt.Fprintln(o.stderr, line)
 	}
@@ -94,6 +100,7 @@ func (o *output) failure(f *failure) {
 
 func (o *output) writeJSON(v any) {
 	enc := json.NewEncoder(o.stdout)
+	enc.SetEscapeHTML(false) // "<your user name>" in a fix, not "\u003cyour user name\u003e"
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
@@ -111,11 +118,15 @@ func prettyBody(body []byte) string {
 	return string(b)
 }
 
-// bodyJSON returns the body as raw JSON when it is JSON, else as a JSON string, for --json output.
+// bodyJSON returns the body as raw JSON when it is JSON, else as a JSON string, for --json output. It does not
+// escape <, > and & (json.Marshal would, making a body of '<' six times its size).
 func bodyJSON(body []byte) json.RawMessage {
 	if len(body) > 0 && json.Valid(body) {
 		return json.RawMessage(body)
 	}
-	b, _ := json.Marshal(string(body))
-	return b
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(string(body))
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

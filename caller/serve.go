@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/inflight"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
@@ -36,7 +38,9 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))
 	}
 	quiet := &output{stdout: io.Discard, stderr: io.Discard}
-	resolver := &targetResolver{client: newClient(creds, opts, getenv, quiet), name: targetApp, timeout: opts.timeout}
+	c := newClient(creds, opts, getenv, quiet)
+	c.maxBody = maxServeBody
+	resolver := &targetResolver{client: c, name: targetApp, timeout: opts.timeout}
 	if targetURL != "" {
 		base, err := parseAppURL(targetURL)
 		if err != nil {
@@ -45,11 +49,13 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 		resolver.resolved = &target{base: base}
 	}
 
-	addr := opts.listen
+	// As the app does: --listen, APP_LISTEN_ADDR (the emulator keeps apps on loopback with it), the platform's port on
+	// every interface (the Apps proxy connects from outside the container), else loopback.
+	addr := firstNonEmpty(opts.listen, getenv("APP_LISTEN_ADDR"))
 	if addr == "" {
 		addr = "127.0.0.1:8002"
 		if port := getenv("DATABRICKS_APP_PORT"); port != "" {
-			addr = "0.0.0.0:" + port // behind the Apps proxy, which connects from outside the container
+			addr = "0.0.0.0:" + port
 		}
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -83,15 +89,26 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 	return nil
 }
 
+const (
+	// maxServeBody is the largest answer of the target serve reads: serve holds one per call and sends it back
+	// inside its own JSON answer, so it reads less than `caller call` does.
+	maxServeBody = 1 << 20
+	// maxCallsInFlight bounds the calls serve works on at once (each holds up to a few times maxServeBody), and
+	// callSlotWait how long one over it waits for a slot before the 503.
+	maxCallsInFlight = 8
+	callSlotWait     = 2 * time.Second
+)
+
 // newServer is the caller app's whole API surface.
 func newServer(logger *slog.Logger, resolver *targetResolver, timeout time.Duration) http.Handler {
 	r := chi.NewRouter()
-	r.Use(logRequests(logger))
+	// GetHead answers HEAD on the GET routes as GET does; net/http drops the body.
+	r.Use(logRequests(logger), middleware.GetHead)
 	r.Route("/api", func(r chi.Router) {
 		r.Get("/health", func(w http.ResponseWriter, _ *http.Request) {
 			jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 		})
-		r.Get("/call", handleCall(resolver, timeout).ServeHTTP)
+		r.With(inflight.Limit(maxCallsInFlight, callSlotWait)).Get("/call", handleCall(resolver, timeout).ServeHTTP)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
@@ -155,7 +172,7 @@ func handleCall(resolver *targetResolver, timeout time.Duration) http.Handler {
 		}
 		res := result{
 			Target:     targetInfo{App: t.name, URL: t.base.String(), Path: path},
-			CallerUsed: callerIdentity{Mode: c.creds.mode, AuthType: c.creds.authType(), Principal: c.creds.principal, ClientID: c.creds.clientID},
+			CallerUsed: callerIdentity{Mode: c.creds.mode, AuthType: c.creds.authType(), Principal: c.creds.principal, ClientID: shownClientID(c.creds.clientID)},
 			Status:     resp.status,
 			Response:   jsonRawOrString(bodyJSON(resp.body)),
 		}

@@ -48,15 +48,33 @@ const (
 )
 
 // buffers holds encoding buffers for reuse: a response is encoded whole before anything is sent, so that an encoding
-// error can still become a clean 500.
+// error can still become a clean 500. Only buffers up to maxPooledBuffer go back: a pool keeps what it is given, so one
+// large answer would otherwise pin its buffer for every later small one.
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// Write sends v as JSON with the given status.
-func Write(w http.ResponseWriter, status int, v any) {
+const maxPooledBuffer = 64 << 10
+
+func getBuffer() *bytes.Buffer {
 	buf := buffers.Get().(*bytes.Buffer)
-	defer buffers.Put(buf)
 	buf.Reset()
-	if err := json.NewEncoder(buf).Encode(v); err != nil {
+	return buf
+}
+
+func putBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBuffer {
+		buffers.Put(buf)
+	}
+}
+
+// Write sends v as JSON with the given status. It does not escape <, > and & as \u003c, \u003e, \u0026: that is for
+// JSON pasted into HTML, and these answers are served as application/json with nosniff. Escaping would make a body of
+// '<' six times its size, and "<your user name>" in a fix unreadable.
+func Write(w http.ResponseWriter, status int, v any) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		// Only a programming error gets here: the types we send are all marshallable.
 		status = http.StatusInternalServerError
 		buf.Reset()

@@ -30,8 +30,8 @@ type Spec struct {
 	Name    string   // for messages
 	Command []string // argv; "$DATABRICKS_APP_PORT" in it is replaced, as app.yaml does, and nothing else
 	Dir     string   // working directory; empty is the current one
-	Port    int      // DATABRICKS_APP_PORT
-	// Env is the platform's variables (DATABRICKS_APP_PORT is added from Port). They are added to this process's
+	Port    int      // DATABRICKS_APP_PORT, and APP_LISTEN_ADDR=127.0.0.1:Port
+	// Env is the platform's variables (DATABRICKS_APP_PORT and APP_LISTEN_ADDR are added from Port, last). They are added to this process's
 	// environment minus every DATABRICKS_* variable, so a developer's own credentials never leak into the app, and
 	// after TMPDIR, which is a fresh directory unless Env sets it.
 	Env            []string
@@ -41,6 +41,7 @@ type Spec struct {
 // App is a started app process.
 type App struct {
 	name string
+	port int
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -67,14 +68,17 @@ func Start(spec Spec) (*App, error) {
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	cmd.Env = append(inheritedEnv(), "TMPDIR="+tmpDir)
 	cmd.Env = append(cmd.Env, spec.Env...)
-	cmd.Env = append(cmd.Env, "DATABRICKS_APP_PORT="+port)
+	// On the platform an app listens on 0.0.0.0 and only the proxy can reach it; on a laptop 0.0.0.0 is the
+	// network around it. The app and the caller listen on APP_LISTEN_ADDR when it is set; ExposedListeners finds
+	// apps that do not.
+	cmd.Env = append(cmd.Env, "DATABRICKS_APP_PORT="+port, "APP_LISTEN_ADDR="+net.JoinHostPort("127.0.0.1", port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = pipeDelay
 	if err := cmd.Start(); err != nil {
 		_ = os.RemoveAll(tmpDir)
 		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
 	}
-	a := &App{name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	a := &App{name: spec.Name, port: spec.Port, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		if errors.Is(err, exec.ErrWaitDelay) {

@@ -113,12 +113,12 @@ func TestStartGivesThePlatformEnvironment(t *testing.T) {
 
 	out := &strings.Builder{}
 	a, err := Start(Spec{Name: "env", Port: port, Env: []string{"DATABRICKS_APP_NAME=api-app"}, Stdout: out,
-		Command: []string{"sh", "-c", `echo "$0 $DATABRICKS_APP_NAME $DATABRICKS_APP_PORT token=$DATABRICKS_TOKEN"`, "$DATABRICKS_APP_PORT"}})
+		Command: []string{"sh", "-c", `echo "$0 $DATABRICKS_APP_NAME $DATABRICKS_APP_PORT $APP_LISTEN_ADDR token=$DATABRICKS_TOKEN"`, "$DATABRICKS_APP_PORT"}})
 	require.NoError(t, err)
 	<-a.Done()
 	require.NoError(t, a.Err())
 	p := strconv.Itoa(port)
-	assert.Equal(t, p+" api-app "+p+" token=\n", out.String())
+	assert.Equal(t, p+" api-app "+p+" 127.0.0.1:"+p+" token=\n", out.String())
 }
 
 func TestWaitListeningReportsAnEarlyExit(t *testing.T) {
