@@ -39,10 +39,11 @@ func TestMain(m *testing.M) {
 // serveTestApp answers GET /api/whoami with its version and the identity headers it received, prints a line per
 // request, and stops on SIGTERM as an app should.
 func serveTestApp() {
-	ln, err := net.Listen("tcp", os.Getenv("APP_LISTEN_ADDR"))
-	if os.Getenv("APP_LISTEN_ADDR") == "" {
-		ln, err = net.Listen("tcp", "127.0.0.1:"+os.Getenv("DATABRICKS_APP_PORT"))
+	addr := os.Getenv("APP_LISTEN_ADDR")
+	if addr == "" || os.Getenv("TEST_APP_EVERY_INTERFACE") != "" { // an app that ignores APP_LISTEN_ADDR
+		addr = ":" + os.Getenv("DATABRICKS_APP_PORT")
 	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		os.Exit(1)
@@ -190,4 +191,25 @@ func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
 	assert.Nil(t, app.ActiveDeployment)
 	status, _ := whoami(t, w, "caller-app", m2mToken(t, w, "external-service"))
 	assert.Equal(t, http.StatusBadGateway, status)
+}
+
+// TestAppListeningPastTheProxyIsWarned: the emulator tells apps to listen on loopback; one that listens on every
+// interface anyway is reported, in the emulator's log and the app's.
+func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
+	w, logs := startWorkspace(t, Options{StopGrace: 5 * time.Second})
+	self, err := os.Executable()
+	require.NoError(t, err)
+	launch := Launch{Command: []string{self, "-test.run=^$"}, Env: []string{testAppMode + "=serve"}}
+
+	_, err = w.StartApp(t.Context(), "api-app", launch)
+	require.NoError(t, err)
+	assert.NotContains(t, logs.String(), "reachable past the proxy", "an app on APP_LISTEN_ADDR is on loopback only")
+
+	launch.Env = append(launch.Env, "TEST_APP_EVERY_INTERFACE=1")
+	_, err = w.StartApp(t.Context(), "caller-app", launch)
+	require.NoError(t, err)
+	assert.Contains(t, logs.String(), "reachable past the proxy")
+	resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/logz", bearer(managerToken(t, w)))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "not only on loopback")
 }

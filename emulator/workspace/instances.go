@@ -139,6 +139,15 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		return nil, err
 	}
 
+	if exposed := proc.ExposedListeners(); len(exposed) > 0 {
+		// The emulator told the app to listen on 127.0.0.1 (APP_LISTEN_ADDR); one that listens on every interface
+		// can be called past the proxy by anyone on the network, with any X-Forwarded-User it likes.
+		msg := fmt.Sprintf("Warning: the app listens on %s, not only on loopback: anyone who can reach this machine "+
+			"can call it past the proxy and claim any identity. Listen on $APP_LISTEN_ADDR (127.0.0.1:%d).",
+			strings.Join(exposed, ", "), port)
+		w.appSystemLog(s.name, msg)
+		w.logger.Warn("app reachable past the proxy", "app", s.name, "listeners", strings.Join(exposed, ", "))
+	}
 	w.mu.Lock()
 	if rec.generation != gen || w.closing {
 		w.mu.Unlock()
