@@ -360,26 +360,6 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 	assert.NotContains(t, logs.String(), sqlToken)
 }
 
-// scopedToken gets a service principal token with only the given scope.
-func scopedToken(t *testing.T, w *Workspace, spName, scope string) string {
-	t.Helper()
-	sp := w.State().ServicePrincipals[spName]
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+PathToken,
-		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}.Encode()))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(sp.ClientID), url.QueryEscape(sp.ClientSecret))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
-	return tok.AccessToken
-}
-
 // TestMaxFileSize: 10 MiB is the limit, through import-file and through the SDK's Upload, and a refused file
 // leaves nothing behind, not even a temp file.
 func TestMaxFileSize(t *testing.T) {

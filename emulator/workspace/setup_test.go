@@ -116,12 +116,18 @@ func bearer(token string) http.Header { return http.Header{"Authorization": {"Be
 // m2mToken gets a service principal token from the token endpoint with Basic credentials, as the SDK does.
 func m2mToken(t *testing.T, w *Workspace, spName string) string {
 	t.Helper()
-	sp, _ := w.dir.servicePrincipalByName(spName)
+	return scopedToken(t, w, spName, ScopeAllAPIs)
+}
+
+// scopedToken gets a service principal token with only the given scope.
+func scopedToken(t *testing.T, w *Workspace, spName, scope string) string {
+	t.Helper()
+	sp := w.State().ServicePrincipals[spName]
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+PathToken,
-		strings.NewReader("grant_type=client_credentials&scope=all-apis"))
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}.Encode()))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(sp.ApplicationID), url.QueryEscape(sp.Secret))
+	req.SetBasicAuth(url.QueryEscape(sp.ClientID), url.QueryEscape(sp.ClientSecret))
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
