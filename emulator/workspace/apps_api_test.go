@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -275,4 +276,27 @@ func send(t *testing.T, method, url, body string, header http.Header) (*http.Res
 	out, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp, out
+}
+
+// TestNoConfusedDeputyInTheDefaultModel: caller-app calls api-app as itself, so whoever may use caller-app may use
+// api-app through it. The default model grants caller-app only to principals that may use api-app, and a principal
+// without CAN USE on api-app is refused by caller-app's proxy as well.
+func TestNoConfusedDeputyInTheDefaultModel(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	s := w.State()
+	for name, u := range s.Users {
+		if slices.Contains(u.CanUse, "caller-app") {
+			assert.Contains(t, u.CanUse, "api-app", "user %s may use caller-app but not api-app", name)
+		}
+	}
+	for name, sp := range s.ServicePrincipals {
+		if slices.Contains(sp.CanUse, "caller-app") {
+			assert.Contains(t, sp.CanUse, "api-app", "service principal %s may use caller-app but not api-app", name)
+		}
+	}
+	token := m2mToken(t, w, "no-access-service")
+	for _, app := range []string{"api-app", "caller-app"} {
+		resp, body := call(t, http.MethodGet, w.AppURL(app)+"/api/whoami", bearer(token))
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "%s: %s", app, body)
+	}
 }

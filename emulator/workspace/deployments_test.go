@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "serve":
 		serveTestApp()
+	case "silent": // starts, never listens
+		fmt.Println("warming up forever")
+		time.Sleep(time.Hour)
 	case "crash":
 		fmt.Println("starting up")
 		fmt.Fprintln(os.Stderr, "boom: the configuration is broken")
@@ -212,4 +215,25 @@ func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
 	resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/logz", bearer(managerToken(t, w)))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(body), "not only on loopback")
+}
+
+// TestDeploymentThatNeverListensFails: an app that runs but never listens on $DATABRICKS_APP_PORT fails its
+// deployment once the start timeout has passed, and is stopped.
+func TestDeploymentThatNeverListensFails(t *testing.T) {
+	w, _ := startWorkspace(t, Options{StartTimeout: time.Second, StopGrace: time.Second})
+	token := managerToken(t, w)
+	dev := sdkClient(t, w, token)
+	dir := "/Workspace/Users/dev@example.com/silent"
+	uploadTestApp(t, w, token, dir, "silent", "v1")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, err := dev.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: dir}})
+	require.Error(t, err)
+	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, apps.AppDeploymentStateFailed, list[0].Status.State)
+	assert.Contains(t, list[0].Status.Message, "did not listen")
+	assert.Contains(t, list[0].Status.Message, "warming up forever", "the app's last output")
 }
