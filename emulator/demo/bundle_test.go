@@ -140,7 +140,9 @@ func TestBundleDeploysToTheEmulator(t *testing.T) {
 	// bundle run: start the compute if it is stopped, then deploy from the uploaded folder.
 	for _, key := range []string{"api_app", "caller_app"} {
 		a := bundle[key]
-		_, err := c.Apps.StartAndWait(ctx, apps.StartAppRequest{Name: a.Name})
+		started, err := c.Apps.Start(ctx, apps.StartAppRequest{Name: a.Name})
+		require.NoError(t, err)
+		_, err = started.Get()
 		require.NoError(t, err)
 		deployBundleApp(t, c, a.Name, path.Join(filesRoot, "build", filepath.Base(a.SourceCodePath)))
 	}
@@ -172,7 +174,9 @@ func TestBundleDeploysToTheEmulator(t *testing.T) {
 	// A redeploy (bundle run again) replaces the instance; stop takes the app down.
 	deployBundleApp(t, c, apiName, path.Join(filesRoot, "build", "app"))
 	require.Equal(t, http.StatusOK, getJSON(t, w.AppURL(apiName)+"/api/whoami", token, &who))
-	_, err = c.Apps.StopAndWait(ctx, apps.StopAppRequest{Name: apiName})
+	stopped, err := c.Apps.Stop(ctx, apps.StopAppRequest{Name: apiName})
+	require.NoError(t, err)
+	_, err = stopped.Get()
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusBadGateway, getJSON(t, w.AppURL(apiName)+"/api/whoami", token, nil))
 }
@@ -198,8 +202,10 @@ func deployBundleApp(t *testing.T, c *databricks.WorkspaceClient, app, sourcePat
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	d, err := c.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: app,
+	wait, err := c.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: app,
 		AppDeployment: apps.AppDeployment{SourceCodePath: sourcePath, Mode: apps.AppDeploymentModeSnapshot}})
+	require.NoError(t, err)
+	d, err := wait.Get()
 	require.NoError(t, err)
 	require.Equal(t, apps.AppDeploymentStateSucceeded, d.Status.State)
 }

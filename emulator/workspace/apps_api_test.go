@@ -69,8 +69,8 @@ func TestAppsAPIWithTheSDK(t *testing.T) {
 	assert.Equal(t, apps.ComputeStateActive, all[0].ComputeStatus.State)
 	assert.Equal(t, apps.ApplicationStateUnavailable, all[0].AppStatus.State, "nothing runs behind it yet")
 
-	created, err := dev.Apps.CreateAndWait(ctx, apps.CreateAppRequest{App: apps.App{Name: "my-app",
-		Description: "made by a test", UserApiScopes: []string{"sql"}}})
+	created, err := waitFor[apps.App](dev.Apps.Create(ctx, apps.CreateAppRequest{App: apps.App{Name: "my-app",
+		Description: "made by a test", UserApiScopes: []string{"sql"}}}))
 	require.NoError(t, err)
 	assert.Equal(t, apps.ComputeStateActive, created.ComputeStatus.State)
 	assert.Equal(t, "dev@example.com", created.Creator)

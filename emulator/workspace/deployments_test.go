@@ -137,7 +137,7 @@ func TestDeploymentsRunTheCode(t *testing.T) {
 	require.Len(t, list, 2)
 	assert.Equal(t, second.DeploymentId, list[0].DeploymentId, "newest first")
 
-	stopped, err := dev.Apps.StopAndWait(ctx, apps.StopAppRequest{Name: "caller-app"})
+	stopped, err := waitFor[apps.App](dev.Apps.Stop(ctx, apps.StopAppRequest{Name: "caller-app"}))
 	require.NoError(t, err)
 	assert.Equal(t, apps.ComputeStateStopped, stopped.ComputeStatus.State)
 	status, _ = whoami(t, w, "caller-app", external)
@@ -147,7 +147,7 @@ func TestDeploymentsRunTheCode(t *testing.T) {
 		AppDeployment: apps.AppDeployment{SourceCodePath: root + "/v2"}})
 	assert.Equal(t, "INVALID_STATE", apiError(t, err).ErrorCode, "a stopped app is started before it is deployed")
 
-	_, err = dev.Apps.StartAndWait(ctx, apps.StartAppRequest{Name: "caller-app"})
+	_, err = waitFor[apps.App](dev.Apps.Start(ctx, apps.StartAppRequest{Name: "caller-app"}))
 	require.NoError(t, err)
 	assert.Eventually(t, func() bool {
 		status, seen := whoami(t, w, "caller-app", external)
@@ -160,8 +160,8 @@ func deploy(t *testing.T, c *databricks.WorkspaceClient, app, path string) *apps
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	d, err := c.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: app,
-		AppDeployment: apps.AppDeployment{SourceCodePath: path, Mode: apps.AppDeploymentModeSnapshot}})
+	d, err := waitFor[apps.AppDeployment](c.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: app,
+		AppDeployment: apps.AppDeployment{SourceCodePath: path, Mode: apps.AppDeploymentModeSnapshot}}))
 	require.NoError(t, err)
 	return d
 }
@@ -177,8 +177,8 @@ func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	_, err := dev.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
-		AppDeployment: apps.AppDeployment{SourceCodePath: dir}})
+	_, err := waitFor[apps.AppDeployment](dev.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: dir}}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "FAILED")
 	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
@@ -227,8 +227,8 @@ func TestDeploymentThatNeverListensFails(t *testing.T) {
 	uploadTestApp(t, w, token, dir, "silent", "v1")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	_, err := dev.Apps.DeployAndWait(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
-		AppDeployment: apps.AppDeployment{SourceCodePath: dir}})
+	_, err := waitFor[apps.AppDeployment](dev.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: dir}}))
 	require.Error(t, err)
 	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
 	require.NoError(t, err)

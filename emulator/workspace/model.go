@@ -142,12 +142,6 @@ func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compu
 	return rec, nil
 }
 
-// app returns the named app's record. Callers hold w.mu.
-func (w *Workspace) appLocked(name string) (*appRecord, bool) {
-	rec, ok := w.apps[name]
-	return rec, ok
-}
-
 // settingsOf returns an app's current settings, or nil for an unknown app.
 func (w *Workspace) settingsOf(name string) *appSettings {
 	w.mu.Lock()
@@ -156,12 +150,6 @@ func (w *Workspace) settingsOf(name string) *appSettings {
 		return rec.settings()
 	}
 	return nil
-}
-
-// canUse reports whether p holds CAN_USE (or CAN_MANAGE) on the named app.
-func (w *Workspace) canUse(app string, p principal) bool {
-	s := w.settingsOf(app)
-	return s != nil && s.has(p, PermissionCanUse)
 }
 
 // canManage reports whether p holds CAN_MANAGE on the named app.

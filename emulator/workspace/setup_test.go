@@ -211,3 +211,11 @@ func rawUpgrade(t *testing.T, target string, header http.Header) (*http.Response
 	require.NoError(t, err)
 	return resp, conn, br
 }
+
+// waitFor waits for one of the SDK's long-running calls (create, start, stop, deploy), as the CLI does after them.
+func waitFor[R any, W interface{ Get() (*R, error) }](wait W, err error) (*R, error) {
+	if err != nil {
+		return nil, err
+	}
+	return wait.Get()
+}
