@@ -23,7 +23,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate bundle-deploy e2e-workspace clean
+.PHONY: help build run demo test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,33 +92,17 @@ define package_folder
 	done
 endef
 
-deploy: deploy-check package ## Deploy both apps to a real workspace (PROFILE=, API_APP=, CALLER_APP=)
-	@set -eu; \
-	user=$$($(DBX) current-user me -o json | sed -n 's/.*"userName": *"\([^"]*\)".*/\1/p' | head -n 1); \
-	for app in $(API_APP) $(CALLER_APP); do \
-	  if ! $(DBX) apps get $$app >/dev/null 2>&1; then echo "» creating app $$app (takes a few minutes)"; $(DBX) apps create $$app >/dev/null; fi; \
-	done; \
-	echo "» user authorization scopes on $(API_APP); $(API_APP) as the target-app resource of $(CALLER_APP)"; \
-	$(DBX) apps update $(API_APP) --json '{"name":"$(API_APP)","user_api_scopes":["iam.current-user:read","sql","file.files","dashboards.genie"]}' >/dev/null; \
-	$(DBX) apps update $(CALLER_APP) --json '{"name":"$(CALLER_APP)","resources":[{"name":"target-app","app":{"name":"$(API_APP)","permission":"CAN_USE"}}]}' >/dev/null; \
-	for pair in $(API_APP):app $(CALLER_APP):caller; do \
-	  app=$${pair%%:*}; folder=$(BUILD)/$${pair##*:}; dest="/Workspace/Users/$$user/apps/$$app"; \
-	  stage=$$(mktemp -d); cp $$folder/* "$$stage/"; \
-	  echo "» uploading $$folder to $$dest"; \
-	  (cd "$$stage" && $(DBX) sync --full . "$$dest" >/dev/null); rm -rf "$$stage"; \
-	  echo "» deploying $$app"; \
-	  $(DBX) apps deploy $$app --source-code-path "$$dest" >/dev/null; \
-	done; \
-	sp=$$($(DBX) apps get $(CALLER_APP) -o json | sed -n 's/.*"service_principal_client_id": *"\([^"]*\)".*/\1/p' | head -n 1); \
-	echo "» granting $(CALLER_APP)'s service principal ($$sp) CAN USE on $(API_APP)"; \
-	$(DBX) apps update-permissions $(API_APP) --json '{"access_control_list":[{"service_principal_name":"'"$$sp"'","permission_level":"CAN_USE"},{"group_name":"users","permission_level":"CAN_USE"}]}' >/dev/null; \
-	api_url=$$($(DBX) apps get $(API_APP) -o json | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' | head -n 1); \
-	caller_url=$$($(DBX) apps get $(CALLER_APP) -o json | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' | head -n 1); \
-	echo; echo "API app:    $$api_url"; echo "Caller app: $$caller_url"; echo; \
-	echo "Try the three paths:"; \
+# The bundle's variables: the apps' names. The bundle (databricks.yml) is the one description of the deployment.
+BUNDLE_VARS = --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
+
+deploy: deploy-check package ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, API_APP=, CALLER_APP=)
+	$(DBX) bundle deploy $(BUNDLE_VARS)
+	$(DBX) bundle run api_app $(BUNDLE_VARS)
+	$(DBX) bundle run caller_app $(BUNDLE_VARS)
+	@echo; echo "Try the three paths:"; \
 	echo "  go run ./caller --mode local --profile $(PROFILE) --app $(API_APP) whoami"; \
 	echo "  DATABRICKS_HOST=... DATABRICKS_CLIENT_ID=... DATABRICKS_CLIENT_SECRET=... go run ./caller --mode external --app $(API_APP) whoami"; \
-	echo "  go run ./caller --mode local --profile $(PROFILE) --url $$caller_url call /api/call?path=/api/whoami"
+	echo "  go run ./caller --mode local --profile $(PROFILE) --app $(CALLER_APP) call '/api/call?path=/api/whoami'"
 
 deploy-check: ## Check the databricks CLI is installed and PROFILE is logged in
 	@command -v $(DATABRICKS) >/dev/null 2>&1 || { \
@@ -128,12 +112,7 @@ deploy-check: ## Check the databricks CLI is installed and PROFILE is logged in
 	  echo "  databricks auth login --host https://<workspace-url> --profile $(PROFILE)"; exit 1; }
 
 bundle-validate: package ## Validate databricks.yml against the workspace (needs the CLI and PROFILE)
-	$(DBX) bundle validate --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
-
-bundle-deploy: deploy-check package ## Deploy both apps with the bundle (databricks.yml) and start them
-	$(DBX) bundle deploy --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
-	$(DBX) bundle run api_app --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
-	$(DBX) bundle run caller_app --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
+	$(DBX) bundle validate $(BUNDLE_VARS)
 
 e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see README)
 	$(GO) test -count=1 -v -run '^TestRealWorkspace$$' ./emulator/demo/

@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -79,49 +78,6 @@ func TestBundle(t *testing.T) {
 	assert.Contains(t, string(callerYAML), "valueFrom: "+target.Name, "caller/app.yaml reads the resource by its key")
 	assert.Equal(t, "${resources.apps.api_app.name}", target.App.Name)
 	assert.Equal(t, "CAN_USE", target.App.Permission)
-}
-
-// make deploy, run against a stand-in databricks CLI that records its arguments, checks the CLI first, then creates,
-// configures, uploads, deploys and grants in that order, and prints the URLs and the caller commands to try.
-func TestMakeDeploy(t *testing.T) {
-	dir := t.TempDir()
-	calls := filepath.Join(dir, "calls")
-	fake := filepath.Join(dir, "databricks")
-	require.NoError(t, os.WriteFile(fake, []byte(`#!/bin/sh
-echo "$*" >> `+calls+`
-case "$*" in
-  *"current-user me"*) echo '{"userName": "dev@example.com"}' ;;
-  *"apps get"*) app=$(echo "$*" | sed 's/.*apps get \([^ ]*\).*/\1/')
-    echo '{"name": "'$app'", "url": "https://'$app'-1234.aws.databricksapps.com", "service_principal_client_id": "sp-'$app'"}' ;;
-esac
-`), 0o755))
-
-	cmd := exec.Command("make", "-s", "-C", "..", "deploy", "DATABRICKS="+fake, "PROFILE=my-env",
-		"API_APP=my-api", "CALLER_APP=my-caller", "BUILD="+filepath.Join(dir, "build"),
-		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-
-	log, err := os.ReadFile(calls)
-	require.NoError(t, err)
-	var verbs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
-		require.True(t, strings.HasPrefix(line, "--profile my-env "), line)
-		f := strings.Fields(strings.TrimPrefix(line, "--profile my-env "))
-		verbs = append(verbs, strings.Join(f[:min(3, len(f))], " "))
-	}
-	assert.Equal(t, []string{
-		"current-user me", "current-user me -o",
-		"apps get my-api", "apps get my-caller",
-		"apps update my-api", "apps update my-caller",
-		"sync --full .", "apps deploy my-api", "sync --full .", "apps deploy my-caller",
-		"apps get my-caller", "apps update-permissions my-api",
-		"apps get my-api", "apps get my-caller",
-	}, verbs)
-	assert.Contains(t, string(log), `"service_principal_name":"sp-my-caller","permission_level":"CAN_USE"`)
-	assert.Contains(t, string(log), "--source-code-path /Workspace/Users/dev@example.com/apps/my-api")
-	assert.Contains(t, string(out), "https://my-api-1234.aws.databricksapps.com")
-	assert.Contains(t, string(out), "--mode external --app my-api whoami")
 }
 
 func TestMakeDeployStopsWithoutLogin(t *testing.T) {
