@@ -201,14 +201,15 @@ func (w *Workspace) federate(token, clientID string) (federated, *exchangeError)
 			"ask identity provider %s for a token with one of those audiences", truncate(strings.Join(aud, " "), 200),
 			whose, idp.cfg.Name, quoteAll(accepted), idp.cfg.Name)
 	}
+	sub, _ := claims.GetSubject()
+	exp, _ := claims.GetExpirationTime() // verify required it
 	var seen []string
 	for _, p := range matchesAudience {
 		claim := subjectClaim(p)
 		value, _ := claims[claim].(string)
 		seen = append(seen, fmt.Sprintf("%s %q", claim, truncate(value, 100)))
-		who := federated{clientID: clientID, issuer: idp.cfg.Name, subject: truncate(claimString(claims, "sub"), 200),
-			policy: policyLabel(p)}
-		who.expires, _ = claimTime(claims)
+		who := federated{clientID: clientID, issuer: idp.cfg.Name, subject: truncate(sub, 200), policy: policyLabel(p),
+			expires: exp.Time}
 		switch {
 		case value == "":
 		case clientID != "" && value == p.Subject:
@@ -271,19 +272,6 @@ func policyLabel(p FederationPolicy) string {
 		return p.Name
 	}
 	return "(unnamed, issuer " + p.Issuer + ")"
-}
-
-func claimString(claims jwt.MapClaims, name string) string {
-	s, _ := claims[name].(string)
-	return s
-}
-
-func claimTime(claims jwt.MapClaims) (time.Time, bool) {
-	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
-		return time.Time{}, false
-	}
-	return exp.Time, true
 }
 
 func quoteAll(values []string) string {
