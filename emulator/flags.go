@@ -17,6 +17,9 @@ Usage:
   emulator [serve] [flags]                   serve the workspace and one proxy per app
   emulator run [flags] [--app NAME [--app-yaml FILE]]... [-- COMMAND...]
                                              also start apps with the platform's environment
+  emulator idp-token --state FILE --issuer NAME --subject S [--audience A] [--lifetime D]
+                                             print a token of one of the running emulator's identity
+                                             providers (default audience: the account id; lifetime 1h)
   emulator --help
 
 Flags (both commands):

@@ -3,6 +3,7 @@
 //
 //	go run ./emulator                        # serve the workspace and one proxy per app; print their URLs
 //	go run ./emulator run -- ./bin/api-app   # also start the app with the platform's environment
+//	go run ./emulator idp-token --state F --issuer ci --subject S   # a token of an emulated identity provider
 //	go run ./emulator --help
 //
 // The principal model (users, service principals, apps, CAN_USE) is emulator/workspace/default.yaml unless

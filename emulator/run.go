@@ -27,11 +27,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch command {
 	case "serve", "run":
+	case "idp-token":
+		err := idpToken(ctx, args, stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = io.WriteString(stdout, usage)
+			return nil
+		}
+		return err
 	case "help":
 		_, _ = io.WriteString(stdout, usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q: want serve or run (see --help)", command)
+		return fmt.Errorf("unknown command %q: want serve, run or idp-token (see --help)", command)
 	}
 
 	opts, err := parseFlags(command, args, stderr)

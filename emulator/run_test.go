@@ -92,7 +92,9 @@ env:
 	}
 	assert.NoFileExists(t, stateFile, "the state file goes with the emulator")
 	for _, sp := range state.ServicePrincipals {
-		assert.NotContains(t, stdout.String()+stderr.String(), sp.ClientSecret)
+		if sp.ClientSecret != "" { // federated-service has none
+			assert.NotContains(t, stdout.String()+stderr.String(), sp.ClientSecret)
+		}
 	}
 	assert.NotContains(t, stdout.String()+stderr.String(), token)
 	assert.Contains(t, stdout.String(), state.Apps["api-app"].URL)

@@ -259,7 +259,7 @@ func TestAppsAPIRefusals(t *testing.T) {
 	// None of the refused changes happened.
 	s := w.settingsOf("api-app")
 	assert.Empty(t, s.description)
-	assert.Len(t, s.acl, 3, "dev manages; external-service and caller-app may use")
+	assert.Len(t, s.acl, 4, "dev manages; external-service, caller-app and federated-service may use")
 }
 
 // send is call with a body.

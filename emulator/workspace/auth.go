@@ -32,6 +32,9 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	}
 	claims, terr := w.issuer.verify(token)
 	if terr != nil {
+		if hint := w.federationHint(token); hint != nil {
+			return nil, hint
+		}
 		return nil, terr
 	}
 	p, known := w.dir.subject(claims.Subject)

@@ -23,6 +23,12 @@ type Config struct {
 	Users             []User             `json:"users" yaml:"users"`
 	ServicePrincipals []ServicePrincipal `json:"service_principals" yaml:"service_principals"`
 	Apps              []App              `json:"apps" yaml:"apps"`
+	// IdentityProviders are external OIDC issuers the emulator serves itself, in place of a CI provider or an
+	// Entra ID tenant: their tokens are what token federation exchanges (see idp.go).
+	IdentityProviders []IdentityProvider `json:"identity_providers,omitempty" yaml:"identity_providers,omitempty"`
+	// FederationPolicies are the account's federation policies (account-wide token federation); a service
+	// principal's own policies are listed with the service principal.
+	FederationPolicies []FederationPolicy `json:"federation_policies,omitempty" yaml:"federation_policies,omitempty"`
 }
 
 // WorkspaceConfig identifies the emulated workspace.
@@ -52,12 +58,48 @@ type User struct {
 	SignedIn bool `json:"signed_in,omitempty" yaml:"signed_in,omitempty"`
 }
 
-// ServicePrincipal is a machine identity with OAuth client credentials.
+// ServicePrincipal is a machine identity with OAuth client credentials, or federation policies, or both.
 type ServicePrincipal struct {
 	ID            string `json:"id" yaml:"id"`
 	Name          string `json:"name" yaml:"name"`
 	ApplicationID string `json:"application_id" yaml:"application_id"`
-	Secret        string `json:"secret" yaml:"secret"`
+	// Secret may be empty for a service principal with federation policies: it then has no secret to leak, and
+	// authenticates only by exchanging an identity provider's token.
+	Secret string `json:"secret,omitempty" yaml:"secret,omitempty"`
+	// FederationPolicies are its service principal federation policies (workload identity federation): each
+	// names a subject, and the exchange sends the service principal's application id as client_id.
+	FederationPolicies []FederationPolicy `json:"federation_policies,omitempty" yaml:"federation_policies,omitempty"`
+}
+
+// IdentityProvider is an external OIDC identity provider. The emulator serves it at <workspace>/idp/<name>, its
+// issuer URL, with discovery and JWKS, and mints its tokens on request (see idp.go).
+type IdentityProvider struct {
+	Name        string `json:"name" yaml:"name"`
+	Description string `json:"description,omitempty" yaml:"description,omitempty"`
+	// Subjects are the workloads, apps or users it issues tokens for; it mints for no one else.
+	Subjects []IdentitySubject `json:"subjects" yaml:"subjects"`
+}
+
+// IdentitySubject is one identity an identity provider issues tokens for.
+type IdentitySubject struct {
+	Sub string `json:"sub" yaml:"sub"` // e.g. repo:acme/api:ref:refs/heads/main
+	// Claims are further string claims its tokens carry, for policies whose subject_claim is not sub: an
+	// Entra ID app token names the app's client id in azp and its object id in oid, for example.
+	Claims map[string]string `json:"claims,omitempty" yaml:"claims,omitempty"`
+}
+
+// FederationPolicy is a Databricks federation policy's OIDC part. A token matches it when the token was issued by
+// Issuer, for one of Audiences, and its SubjectClaim holds Subject. In an account policy Subject is empty and the
+// claim's value names the principal: a user's user_name or a service principal's application id.
+type FederationPolicy struct {
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Issuer names one of the model's identity providers. Databricks stores the issuer URL; the emulator's
+	// issuers' URLs hold a port chosen at start, so the model names them instead.
+	Issuer string `json:"issuer" yaml:"issuer"`
+	// Audiences default to the account id, as in Databricks.
+	Audiences    []string `json:"audiences,omitempty" yaml:"audiences,omitempty"`
+	Subject      string   `json:"subject,omitempty" yaml:"subject,omitempty"`             // service principal policies only
+	SubjectClaim string   `json:"subject_claim,omitempty" yaml:"subject_claim,omitempty"` // sub by default
 }
 
 // App is a Databricks App: the proxy in front of it and who may call it.
@@ -226,10 +268,11 @@ func (c Config) Validate() error {
 			bad("service principal %q: application_id must be set and unique", sp.Name)
 		}
 		appIDs[sp.ApplicationID] = true
-		if sp.Secret == "" {
-			bad("service principal %q: secret must be set", sp.Name)
+		if sp.Secret == "" && len(sp.FederationPolicies) == 0 {
+			bad("service principal %q: secret must be set, unless it has federation_policies", sp.Name)
 		}
 	}
+	c.validateFederation(bad)
 	apps := map[string]bool{}
 	for _, a := range c.Apps {
 		if !appName.MatchString(a.Name) || apps[a.Name] {

@@ -46,7 +46,7 @@ func (w *Workspace) handleOIDCDiscovery() http.HandlerFunc {
 			Issuer:                        w.issuer.iss,
 			AuthorizationEndpoint:         w.url + PathAuthorize,
 			TokenEndpoint:                 w.url + PathToken,
-			GrantTypesSupported:           []string{"authorization_code", "client_credentials", "refresh_token"},
+			GrantTypesSupported:           []string{"authorization_code", "client_credentials", "refresh_token", GrantTokenExchange},
 			CodeChallengeMethodsSupported: []string{"S256"},
 		})
 	}
@@ -137,7 +137,8 @@ func loopbackRedirect(raw string) (*url.URL, string) {
 // maxFormBytes bounds a token request; real ones are a few hundred bytes.
 const maxFormBytes = 64 << 10
 
-// handleToken is the token endpoint: client_credentials (M2M), authorization_code with PKCE, and refresh_token.
+// handleToken is the token endpoint: client_credentials (M2M), authorization_code with PKCE, refresh_token, and
+// token-exchange (token federation, in federation.go).
 // Its errors use the OAuth shape, which is what OAuth clients parse, not the Databricks one.
 func (w *Workspace) handleToken() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
@@ -157,11 +158,13 @@ func (w *Workspace) handleToken() http.HandlerFunc {
 			w.authorizationCode(rw, r)
 		case "refresh_token":
 			w.refreshToken(rw, r)
+		case GrantTokenExchange:
+			w.tokenExchange(rw, r)
 		case "":
 			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "grant_type is required")
 		default:
 			writeOAuthError(rw, http.StatusBadRequest, "unsupported_grant_type",
-				"grant_type must be client_credentials, authorization_code or refresh_token")
+				"grant_type must be client_credentials, authorization_code, refresh_token or "+GrantTokenExchange)
 		}
 	}
 }
@@ -180,6 +183,13 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
 	sp, ok := w.dir.servicePrincipal(id)
+	if ok && sp.Secret == "" {
+		// A service principal that only federates has no secret: an empty client_secret must not match it.
+		w.logger.Warn("client authentication failed: the service principal has no secret", "client_id", id)
+		writeOAuthError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication failed: service principal "+
+			sp.Name+" has no OAuth secret; exchange its identity provider's token instead (token federation)")
+		return
+	}
 	if !ok || subtle.ConstantTimeCompare([]byte(sp.Secret), []byte(secret)) != 1 {
 		if basic {
 			rw.Header().Set("WWW-Authenticate", `Basic realm="oidc"`)
@@ -197,7 +207,7 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := w.dir.subject(sp.ApplicationID)
-	w.writeToken(rw, p, sp.ApplicationID, "", scopes, "")
+	w.writeToken(rw, p, sp.ApplicationID, "", scopes, "", time.Time{})
 }
 
 // loggableClientID is what a log may show of a client id that failed to authenticate. A known id is public; an
@@ -251,7 +261,7 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes,
 			grant: code.grant})
 	}
-	w.writeToken(rw, code.user, code.clientID, code.grant, code.scopes, refresh)
+	w.writeToken(rw, code.user, code.clientID, code.grant, code.scopes, refresh, time.Time{})
 }
 
 func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
@@ -292,10 +302,11 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w.writeToken(rw, grant.user, grant.clientID, grant.grant, scopes, next)
+	w.writeToken(rw, grant.user, grant.clientID, grant.grant, scopes, next, time.Time{})
 }
 
-func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string) {
+// writeToken issues and sends an access token. notAfter, when set, caps its expiry.
+func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string, notAfter time.Time) {
 	type response struct {
 		AccessToken  string `json:"access_token"`
 		TokenType    string `json:"token_type"`
@@ -303,7 +314,7 @@ func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, gr
 		Scope        string `json:"scope"`
 		RefreshToken string `json:"refresh_token,omitempty"`
 	}
-	token, expires, err := w.issuer.issue(p, clientID, grant, scopes, time.Time{})
+	token, expires, err := w.issuer.issue(p, clientID, grant, scopes, notAfter)
 	if err != nil {
 		w.logger.Error("issue a token", "err", err)
 		writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")

@@ -32,6 +32,7 @@ func (w *Workspace) routes() http.Handler {
 	r.Get(PathAuthorize, w.handleAuthorize())
 	r.Post(PathToken, w.handleToken())
 	r.Get(PathLogin, w.handleLoginPage())
+	r.Route(PathIdentityProviders+"/{idp}", w.identityProviderRoutes)
 	r.Group(func(r chi.Router) {
 		r.Use(w.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())

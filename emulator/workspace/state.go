@@ -15,6 +15,7 @@ type State struct {
 	Apps              map[string]AppState              `json:"apps"`
 	Users             map[string]UserState             `json:"users"`
 	ServicePrincipals map[string]ServicePrincipalState `json:"service_principals"`
+	IdentityProviders map[string]IdentityProviderState `json:"identity_providers"`
 	ConfigFile        string                           `json:"config_file"` // a .databrickscfg with Profile
 	Profile           string                           `json:"profile"`     // the signed-in user's profile
 	CLIPath           string                           `json:"cli_path"`    // the databricks CLI stand-in
@@ -41,6 +42,14 @@ type ServicePrincipalState struct {
 	CanUse       []string `json:"can_use"`
 }
 
+// IdentityProviderState locates an emulated identity provider: its issuer URL (the iss of its tokens, with its
+// discovery document and JWKS under it), where to mint its tokens, and for whom it mints them.
+type IdentityProviderState struct {
+	Issuer        string   `json:"issuer"`
+	TokenEndpoint string   `json:"token_endpoint"`
+	Subjects      []string `json:"subjects"`
+}
+
 // State describes the running workspace: the model's apps and principals and those created since (a new app's
 // service principal included). The profile fields are empty until [Workspace.WriteProfile] is called.
 func (w *Workspace) State() State {
@@ -50,6 +59,7 @@ func (w *Workspace) State() State {
 		Apps:              map[string]AppState{},
 		Users:             map[string]UserState{},
 		ServicePrincipals: map[string]ServicePrincipalState{},
+		IdentityProviders: map[string]IdentityProviderState{},
 	}
 	for _, name := range w.AppNames() {
 		if settings := w.settingsOf(name); settings != nil {
@@ -65,10 +75,27 @@ func (w *Workspace) State() State {
 		s.ServicePrincipals[sp.Name] = ServicePrincipalState{ID: sp.ID, ClientID: sp.ApplicationID,
 			ClientSecret: sp.Secret, CanUse: w.appsUsableBy(p)}
 	}
+	for name, p := range w.federation.byName {
+		s.IdentityProviders[name] = IdentityProviderState{Issuer: p.iss, TokenEndpoint: p.iss + PathIdPToken,
+			Subjects: p.subs()}
+	}
 	if p, ok := w.profile(); ok {
 		s.ConfigFile, s.Profile, s.CLIPath = p.ConfigFile, p.Name, p.CLIPath
 	}
 	return s
+}
+
+// ReadState reads a state file that `emulator --state FILE` wrote.
+func ReadState(path string) (State, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return State{}, fmt.Errorf("read the emulator state: %w (start the emulator with --state %s)", err, path)
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return State{}, fmt.Errorf("emulator state %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // KeepStateFile makes the workspace rewrite path with [Workspace.State] whenever its apps, their instances or their

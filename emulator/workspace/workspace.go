@@ -84,6 +84,8 @@ type Workspace struct {
 	apps     map[string]*appRecord
 	appOrder []string // creation order, for listing
 
+	federation *federation // the identity providers and federation policies (federation.go)
+
 	removeDataDir bool
 	statePath     string
 	stateMu       sync.Mutex // guards statePath; one state file write at a time
@@ -198,6 +200,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		w.removeData()
 		return nil, err
 	}
+	w.federation = newFederation(opts.Config, w.url)
 	w.server = w.serve(ln, w.routes())
 
 	if err := w.addModelApps(opts.Config); err != nil {
