@@ -1,4 +1,13 @@
-package main
+// Package appclient calls a Databricks App's API through its Apps proxy: a bearer token on each request, bounded
+// retries of transient failures, one token refresh after a 401, never a redirect followed, and a bound on the size
+// of an answer. It also looks an app up by name through the workspace's Apps API.
+//
+// It prints nothing and decides nothing for a person: failures come back as typed errors (*StatusError with the
+// answer and its Databricks error body, *NetworkError, *TooLargeError), and the program on top explains them.
+//
+//	c := appclient.New(appclient.ConfigCredentials(appauth.External(host, clientID, clientSecret)))
+//	resp, err := c.Do(ctx, http.MethodGet, appURL+"/api/whoami", nil)
+package appclient
 
 import (
 	"bytes"
@@ -7,157 +16,173 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"syscall"
 	"time"
 
-	"golang.org/x/net/http/httpproxy"
+	"github.com/databricks/databricks-sdk-go/config"
 )
 
-// client sends the caller's requests: a bearer token on each, never a redirect followed, bounded retries of
-// transient failures, and one token refresh after a 401.
-type client struct {
-	http    *http.Client
-	creds   *credentials
-	retries int
-	maxBody int64 // the largest answer it reads; a larger one is a failure, never cut short
-	out     *output
-	// proxy is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY; doctor reports it.
-	proxy func(*url.URL) (*url.URL, error)
+// Credentials put a bearer token on a request, and drop it for a new one after a 401.
+type Credentials interface {
+	Authenticate(ctx context.Context, req *http.Request) error
+	// Refresh makes the next Authenticate use a new token. An error means there is none to get: the 401 stands.
+	Refresh() error
 }
 
-// maxBody bounds what the caller reads of an answer.
-const maxBody = 10 << 20
+// ConfigCredentials are the credentials of one *config.Config (from caller/appauth, say). The SDK refreshes its
+// token before it expires; Refresh cannot force it, so a 401 is reported rather than retried.
+func ConfigCredentials(cfg *config.Config) Credentials { return configCredentials{cfg} }
 
-func newClient(creds *credentials, opts *options, getenv func(string) string, out *output) *client {
-	proxy := proxyFromEnv(getenv)
-	return &client{
-		http: &http.Client{
-			Transport: newTransport(proxy),
-			// A redirect from the Apps proxy is the login page: report it, never follow it (and never send the
-			// token to wherever it points).
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		creds:   creds,
-		retries: opts.retries,
-		maxBody: maxBody,
-		out:     out,
-		proxy:   proxy,
+type configCredentials struct{ cfg *config.Config }
+
+func (c configCredentials) Authenticate(_ context.Context, req *http.Request) error {
+	return c.cfg.Authenticate(req)
+}
+
+func (configCredentials) Refresh() error {
+	return errors.New("a config.Config refreshes its token by itself")
+}
+
+// DefaultMaxBody bounds what a Client reads of an answer: 10 MiB.
+const DefaultMaxBody = 10 << 20
+
+// Client sends requests to apps. Its fields may be changed before the first request.
+type Client struct {
+	HTTP    *http.Client
+	Creds   Credentials
+	Retries int   // retries of 429/503, and of 502/504 and connection resets for idempotent methods
+	MaxBody int64 // the largest answer read; a larger one is a *TooLargeError, never cut short
+	// OnRetry, when set, hears of each retry before its wait, and of the refresh after a 401 (attempt 0).
+	OnRetry func(Retry)
+}
+
+// Retry is one retry a Client is about to make.
+type Retry struct {
+	Attempt int           // 1 for the first retry; 0 for the one refresh after a 401
+	Of      int           // the retry budget
+	Wait    time.Duration // before the retry
+	Reason  string        // "503 Service Unavailable", "connection reset (…)", "401 from host: refreshing the token"
+}
+
+// New is a Client with three retries and DefaultMaxBody, over the standard transport.
+func New(creds Credentials) *Client {
+	return &Client{HTTP: NewHTTPClient(NewTransport(http.ProxyFromEnvironment)), Creds: creds, Retries: 3, MaxBody: DefaultMaxBody}
+}
+
+// NewHTTPClient is an http.Client over transport that never follows a redirect: from the Apps proxy a redirect is
+// the login page, and following it would send the token wherever it points.
+func NewHTTPClient(transport http.RoundTripper) *http.Client {
+	return &http.Client{
+		Transport:     transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
-// proxyFromEnv is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY as getenv sees them.
-func proxyFromEnv(getenv func(string) string) func(*url.URL) (*url.URL, error) {
-	return (&httpproxy.Config{
-		HTTPProxy:  firstNonEmpty(getenv("HTTP_PROXY"), getenv("http_proxy")),
-		HTTPSProxy: firstNonEmpty(getenv("HTTPS_PROXY"), getenv("https_proxy")),
-		NoProxy:    firstNonEmpty(getenv("NO_PROXY"), getenv("no_proxy")),
-	}).ProxyFunc()
-}
-
-// newTransport is the standard transport through proxy: the client's for the app, the SDK's for the workspace.
-func newTransport(proxy func(*url.URL) (*url.URL, error)) *http.Transport {
+// NewTransport is the standard transport through proxy (an organisation proxy per request URL).
+func NewTransport(proxy func(*http.Request) (*url.URL, error)) *http.Transport {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+	transport.Proxy = proxy
 	return transport
 }
 
-// response is an answer read in full.
-type response struct {
-	method, url string
-	status      int
-	header      http.Header
-	body        []byte
-	attempts    int
-	refreshed   bool // the token was refreshed after a 401
+// Response is an answer read in full.
+type Response struct {
+	Method, URL string
+	Status      int
+	Header      http.Header
+	Body        []byte
+	Attempts    int
+	Refreshed   bool // the token was refreshed after a 401
 }
 
-// do sends one request, retrying 429/502/503/504 and connection resets up to c.retries times with exponential
+// Do sends one request, retrying 429/502/503/504 and connection resets up to c.Retries times with exponential
 // backoff and jitter (or the server's Retry-After), and refreshing the token once after a 401. 502, 504 and resets
-// are retried for idempotent methods only: the app may have acted on the request. It returns an error only when
-// no answer came back; any HTTP status is a response.
-func (c *client) do(ctx context.Context, method, u string, body []byte) (*response, error) {
+// are retried for idempotent methods only: the app may have acted on the request. A 2xx answer is a Response; any
+// other status is the Response and a *StatusError; no answer is a *NetworkError or the credentials' error.
+func (c *Client) Do(ctx context.Context, method, u string, body []byte) (*Response, error) {
 	refreshed := false
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 		if err != nil {
-			return nil, usageErrorf("%s %s: %v", method, u, err)
+			return nil, fmt.Errorf("%s %s: %w", method, u, err)
 		}
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
 		req.Header.Set("Accept", "application/json")
-		if err := c.creds.authenticate(ctx, req); err != nil {
+		if err := c.Creds.Authenticate(ctx, req); err != nil {
 			return nil, err
 		}
-		resp, err := c.http.Do(req)
+		resp, err := c.HTTP.Do(req)
 		if err != nil {
-			if attempt <= c.retries && idempotent(method) && isConnectionReset(err) && ctx.Err() == nil {
-				if c.wait(ctx, attempt, "", fmt.Sprintf("connection reset (%v)", err)) {
-					continue
-				}
+			if c.retryReset(ctx, method, attempt, err, fmt.Sprintf("connection reset (%v)", err)) {
+				continue
 			}
-			return nil, networkFailure(ctx, c, u, err)
+			return nil, &NetworkError{Method: method, URL: u, Err: err}
 		}
-		if resp.ContentLength > c.maxBody {
+		if resp.ContentLength > c.MaxBody {
 			resp.Body.Close()
-			return nil, c.tooLarge(method, u)
+			return nil, &TooLargeError{Method: method, URL: u, Limit: c.MaxBody}
 		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+		data, err := io.ReadAll(io.LimitReader(resp.Body, c.MaxBody+1))
 		resp.Body.Close()
 		if err != nil {
-			if attempt <= c.retries && idempotent(method) && isConnectionReset(err) && ctx.Err() == nil {
-				if c.wait(ctx, attempt, "", "connection reset while reading the answer") {
-					continue
-				}
+			if c.retryReset(ctx, method, attempt, err, "connection reset while reading the answer") {
+				continue
 			}
-			return nil, networkFailure(ctx, c, u, err)
+			return nil, &NetworkError{Method: method, URL: u, Err: err}
 		}
-		if int64(len(data)) > c.maxBody {
-			return nil, c.tooLarge(method, u)
+		if int64(len(data)) > c.MaxBody {
+			return nil, &TooLargeError{Method: method, URL: u, Limit: c.MaxBody}
 		}
-		r := &response{method: method, url: u, status: resp.StatusCode, header: resp.Header, body: data,
-			attempts: attempt, refreshed: refreshed}
+		r := &Response{Method: method, URL: u, Status: resp.StatusCode, Header: resp.Header, Body: data,
+			Attempts: attempt, Refreshed: refreshed}
 		switch {
 		case resp.StatusCode == http.StatusUnauthorized && !refreshed:
-			// The token may have expired or been revoked since the SDK cached it: get a new one, once.
+			// The token may have expired or been revoked since it was cached: get a new one, once.
 			refreshed = true
-			c.out.notef("401 from %s: refreshing the token and retrying once", hostOf(u))
-			if err := c.creds.refresh(); err != nil {
-				return r, nil
+			c.notify(Retry{Of: c.Retries, Reason: "401 from " + hostOf(u) + ": refreshing the token and retrying once"})
+			if err := c.Creds.Refresh(); err != nil {
+				return r, &StatusError{Response: r}
 			}
 			attempt-- // the refresh retry does not use up a transient-failure retry
 			continue
-		case attempt <= c.retries && retryable(method, resp.StatusCode):
-			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), oneLine(resp.Status)) {
+		case attempt <= c.Retries && retryable(method, resp.StatusCode):
+			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), resp.Status) {
 				continue
 			}
+		}
+		if r.Status < 200 || r.Status > 299 {
+			return r, &StatusError{Response: r}
 		}
 		return r, nil
 	}
 }
 
-// tooLarge is the failure for an answer over c.maxBody: reported, not cut short, so nobody takes part of an answer
-// for all of it.
-func (c *client) tooLarge(method, u string) *failure {
-	return &failure{Code: exitServer,
-		Summary: fmt.Sprintf("%s %s: the answer is larger than %d MiB, the most the caller reads", method, u, c.maxBody>>20),
-		Checks:  []string{"the app answers this path with less: a page of results, or a narrower query"}}
+func (c *Client) retryReset(ctx context.Context, method string, attempt int, err error, reason string) bool {
+	return attempt <= c.Retries && idempotent(method) && isConnectionReset(err) && ctx.Err() == nil &&
+		c.wait(ctx, attempt, "", reason)
+}
+
+func (c *Client) notify(r Retry) {
+	if c.OnRetry != nil {
+		c.OnRetry(r)
+	}
 }
 
 // wait sleeps before retry number attempt and reports whether to go on: not when the wait would outlast ctx.
-func (c *client) wait(ctx context.Context, attempt int, retryAfter, reason string) bool {
-	d, ok := parseRetryAfter(retryAfter, time.Now())
+func (c *Client) wait(ctx context.Context, attempt int, retryAfter, reason string) bool {
+	d, ok := ParseRetryAfter(retryAfter, time.Now())
 	if !ok {
-		d = backoff(attempt)
+		d = Backoff(attempt)
 	}
 	if deadline, has := ctx.Deadline(); has && time.Until(deadline) < d {
 		return false
 	}
-	c.out.notef("%s: retry %d/%d in %s", reason, attempt, c.retries, d.Round(time.Millisecond))
+	c.notify(Retry{Attempt: attempt, Of: c.Retries, Wait: d, Reason: reason})
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -168,16 +193,16 @@ func (c *client) wait(ctx context.Context, attempt int, retryAfter, reason strin
 	}
 }
 
-// backoff is 250 ms doubled per attempt, capped at 8 s, with "equal jitter": half fixed, half random, so that many
+// Backoff is 250 ms doubled per attempt, capped at 8 s, with "equal jitter": half fixed, half random, so that many
 // callers retrying at once spread out.
-func backoff(attempt int) time.Duration {
+func Backoff(attempt int) time.Duration {
 	d := 250 * time.Millisecond << min(attempt-1, 5)
 	d = min(d, 8*time.Second)
 	return d/2 + rand.N(d/2+1)
 }
 
-// parseRetryAfter reads seconds or an HTTP date, capped at a minute.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+// ParseRetryAfter reads seconds or an HTTP date, capped at a minute.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
@@ -220,13 +245,4 @@ func hostOf(u string) string {
 		return p.Host
 	}
 	return u
-}
-
-// isRefused reports a connection refused: nothing listens at the address.
-func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
-
-// isDNS reports a failed name lookup.
-func isDNS(err error) bool {
-	var dns *net.DNSError
-	return errors.As(err, &dns)
 }

@@ -1,4 +1,4 @@
-package main
+package appclient
 
 import (
 	"context"
@@ -8,27 +8,26 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
 
-// target is the app the caller talks to: a base URL fixed by configuration, and what the Apps API said about it.
-type target struct {
-	base *url.URL
-	name string   // the app's name, when known
-	app  *appInfo // when resolved through the Apps API
+// Target is the app a caller talks to: a base URL fixed by configuration and, when it was looked up by name, what
+// the Apps API said about it.
+type Target struct {
+	Base *url.URL
+	Name string   // the app's name, when known
+	App  *AppInfo // when resolved through the Apps API
 }
 
-// nameOrEmpty is the app's name, "" when it is not known or there is no target yet.
-func (t *target) nameOrEmpty() string {
+// NameOrEmpty is the app's name, "" when it is not known or there is no target.
+func (t *Target) NameOrEmpty() string {
 	if t == nil {
 		return ""
 	}
-	return t.name
+	return t.Name
 }
 
-// appInfo is the part of GET /api/2.0/apps/{name} the caller uses.
-type appInfo struct {
+// AppInfo is the part of GET /api/2.0/apps/{name} a caller uses.
+type AppInfo struct {
 	Name                     string   `json:"name"`
 	URL                      string   `json:"url"`
 	ServicePrincipalClientID string   `json:"service_principal_client_id"`
@@ -40,114 +39,102 @@ type appInfo struct {
 	} `json:"app_status"`
 }
 
-// parseAppURL accepts the app's base URL: http(s), a host, no path beyond "/", no query.
-func parseAppURL(raw string) (*url.URL, error) {
+// ParseAppURL accepts an app's base URL: http(s), a host, no path beyond "/", no query.
+func ParseAppURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return nil, usageErrorf("--url %q: %v", raw, err)
+		return nil, fmt.Errorf("%q: %v", raw, err)
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return nil, usageErrorf("--url %q: want https://<app-name>-<id>.<region>.databricksapps.com", raw)
+		return nil, fmt.Errorf("%q: want https://<app-name>-<id>.<region>.databricksapps.com", raw)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, usageErrorf("--url %q: give the app's base URL only; the path goes to `call`", raw)
+		return nil, fmt.Errorf("%q: give the app's base URL only; the path goes to `call`", raw)
 	}
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }
 
-// resolveApp reads the app from the Apps API with the caller's own credentials and checks it is running.
-func resolveApp(ctx context.Context, c *client, name string) (*target, error) {
-	if name == "" || strings.ContainsAny(name, "/?#%\\") || len(name) > 64 {
-		return nil, usageErrorf("--app %q is not an app name (lowercase letters, digits and dashes)", name)
-	}
-	host, err := c.creds.workspaceHost(ctx)
-	if err != nil {
-		return nil, err
-	}
-	u := host + "/api/2.0/apps/" + url.PathEscape(name)
-	resp, err := c.do(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	if resp.status != http.StatusOK {
-		f := statusFailure(ctx, c, resp, &target{name: name})
-		if resp.status == http.StatusNotFound {
-			f.Summary = fmt.Sprintf("app %q does not exist in workspace %s (or %s cannot see it)", name, host, c.creds.principal)
-			f.Checks = []string{
-				"the app name and the workspace URL are right: `databricks apps list` in that workspace",
-				"the app is deployed: `databricks apps get " + name + "`",
-			}
-		} else {
-			f.Summary = "looking up app " + name + ": " + f.Summary
-		}
-		return nil, f
-	}
-	var info appInfo
-	if err := json.Unmarshal(resp.body, &info); err != nil || info.URL == "" {
-		return nil, &failure{Code: exitServer, Summary: fmt.Sprintf("the Apps API answered for %q without a url", name)}
-	}
-	if info.AppStatus.State != "RUNNING" {
-		return nil, &failure{Code: exitNotFound,
-			Summary: fmt.Sprintf("app %q is %s, not RUNNING: %s", name, orDefault(info.AppStatus.State, "in an unknown state"), info.AppStatus.Message),
-			Checks:  []string{"the app is deployed and running: `databricks apps start " + name + "`, then `databricks apps deploy " + name + "`"}}
-	}
-	base, err := parseAppURL(info.URL)
-	if err != nil {
-		return nil, &failure{Code: exitServer, Summary: fmt.Sprintf("the Apps API gave app %q an unusable url %q", name, info.URL)}
-	}
-	return &target{base: base, name: name, app: &info}, nil
+// ErrBadAppName is a --app that cannot be an app's name.
+var ErrBadAppName = errors.New("not an app name (lowercase letters, digits and dashes)")
+
+// AppNotRunningError is an app the Apps API knows but that is not RUNNING.
+type AppNotRunningError struct {
+	Name, State, Message string
 }
 
-// errBadPath explains why a path is refused.
-var errBadPath = errors.New("the path must be an /api/ path on the app")
+func (e *AppNotRunningError) Error() string {
+	state := e.State
+	if state == "" {
+		state = "in an unknown state"
+	}
+	return fmt.Sprintf("app %q is %s, not RUNNING: %s", e.Name, state, e.Message)
+}
 
-// apiURL joins a request path to the target's base URL. The path comes from a person or, in serve, from an HTTP
-// request, so it is checked strictly: only "/api/..." on the configured host, with no way to climb out of /api/ or
-// name another host (no "//", "\", "..", encoded slashes or dots, schemes or user info).
-func (t *target) apiURL(p string) (string, error) {
+// Resolve reads the app name from the Apps API of the workspace at host, with c's credentials, and checks that it
+// is running. A name the workspace does not know is a *StatusError with status 404.
+func Resolve(ctx context.Context, c *Client, host, name string) (*Target, error) {
+	if name == "" || strings.ContainsAny(name, "/?#%\\") || len(name) > 64 {
+		return nil, fmt.Errorf("--app %q: %w", name, ErrBadAppName)
+	}
+	resp, err := c.Do(ctx, http.MethodGet, host+"/api/2.0/apps/"+url.PathEscape(name), nil)
+	if err != nil {
+		return nil, err
+	}
+	var info AppInfo
+	if err := json.Unmarshal(resp.Body, &info); err != nil || info.URL == "" {
+		return nil, fmt.Errorf("the Apps API answered for %q without a url", name)
+	}
+	if info.AppStatus.State != "RUNNING" {
+		return nil, &AppNotRunningError{Name: name, State: info.AppStatus.State, Message: info.AppStatus.Message}
+	}
+	base, err := ParseAppURL(info.URL)
+	if err != nil {
+		return nil, fmt.Errorf("the Apps API gave app %q an unusable url %q", name, info.URL)
+	}
+	return &Target{Base: base, Name: name, App: &info}, nil
+}
+
+// ErrBadPath explains why a path is refused.
+var ErrBadPath = errors.New("the path must be an /api/ path on the app")
+
+// APIURL joins a request path to the target's base URL. The path may come from a person or from an HTTP request,
+// so it is checked strictly: only "/api/..." on the configured host, with no way to climb out of /api/ or name
+// another host (no "//", "\", "..", encoded slashes or dots, schemes or user info).
+func (t *Target) APIURL(p string) (string, error) {
 	if len(p) > 2048 {
-		return "", fmt.Errorf("%w: longer than 2048 bytes", errBadPath)
+		return "", fmt.Errorf("%w: longer than 2048 bytes", ErrBadPath)
 	}
 	if !strings.HasPrefix(p, "/api/") {
-		return "", fmt.Errorf("%w: %q does not start with /api/ (the Apps proxy accepts bearer tokens on /api/ routes only)", errBadPath, p)
+		return "", fmt.Errorf("%w: %q does not start with /api/ (the Apps proxy accepts bearer tokens on /api/ routes only)", ErrBadPath, p)
 	}
 	for _, r := range p {
 		if r < 0x21 || r == 0x7f || r == '\\' {
-			return "", fmt.Errorf("%w: %q holds spaces, control characters or backslashes", errBadPath, p)
+			return "", fmt.Errorf("%w: %q holds spaces, control characters or backslashes", ErrBadPath, p)
 		}
 	}
 	rawPath, _, _ := strings.Cut(p, "?")
 	if strings.Contains(rawPath, "//") || strings.Contains(p, "#") {
-		return "", fmt.Errorf("%w: %q holds // or #", errBadPath, p)
+		return "", fmt.Errorf("%w: %q holds // or #", ErrBadPath, p)
 	}
 	lower := strings.ToLower(rawPath)
 	for _, enc := range []string{"%2f", "%5c", "%2e", "%25", "%00"} {
 		if strings.Contains(lower, enc) {
-			return "", fmt.Errorf("%w: %q encodes a slash, backslash, dot, percent or NUL", errBadPath, p)
+			return "", fmt.Errorf("%w: %q encodes a slash, backslash, dot, percent or NUL", ErrBadPath, p)
 		}
 	}
 	u, err := url.Parse(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", errBadPath, err)
+		return "", fmt.Errorf("%w: %v", ErrBadPath, err)
 	}
 	if u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/api/") {
-		return "", fmt.Errorf("%w: %q", errBadPath, p)
+		return "", fmt.Errorf("%w: %q", ErrBadPath, p)
 	}
 	for _, seg := range strings.Split(u.Path, "/") {
 		if seg == "." || seg == ".." {
-			return "", fmt.Errorf("%w: %q climbs out with . or ..", errBadPath, p)
+			return "", fmt.Errorf("%w: %q climbs out with . or ..", ErrBadPath, p)
 		}
 	}
-	full := *t.base
+	full := *t.Base
 	full.Path, full.RawPath, full.RawQuery = u.Path, u.RawPath, u.RawQuery
 	return full.String(), nil
-}
-
-// appErrorBody parses the shared error shape from a body, when it is one.
-func appErrorBody(body []byte) *jsonhttp.Error {
-	var e jsonhttp.Error
-	if json.Unmarshal(body, &e) != nil || (e.Code == "" && e.Message == "") {
-		return nil
-	}
-	return &e
 }
