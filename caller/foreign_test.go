@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -95,4 +98,26 @@ func keys(m map[string]json.RawMessage) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// The Databricks CLI asks for custom scopes since v0.287.0; the emulator's stand-in does too. After
+// `databricks auth login --profile P --scopes …`, local mode's plain profile token carries the app's scopes.
+func TestE2ECLILoginWithScopes(t *testing.T) {
+	e := startEmulator(t, 0)
+	login := exec.Command(e.state.CLIPath, "auth", "login", "--profile", "emulator", "--scopes", appScopes)
+	login.Env = []string{"HOME=" + e.home, "DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile}
+	out, err := login.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	cfg, err := os.ReadFile(e.state.ConfigFile)
+	require.NoError(t, err)
+	assert.Contains(t, string(cfg), "scopes = "+appScopes)
+
+	// --url: a token holding only the app's scopes may not call the Apps API (that takes apps or all-apis).
+	appURL := e.state.Apps["api-app"].URL
+	who := whoAmIJSON(t, runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--url", appURL, "whoami", "--json"))
+	require.NotNil(t, who.AccessTokenClaims)
+	assert.ElementsMatch(t, strings.Split(appScopes, ","), who.AccessTokenClaims.Scopes)
+	r := runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "api-app", "whoami")
+	assert.Equal(t, exitPermission, r.code, r.String())
+	assert.Contains(t, r.stderr, "Provided OAuth token does not have required scopes: apps")
 }
