@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,9 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
@@ -90,7 +89,7 @@ func TestParseArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, err := parseArgs(tt.args)
+			_, _, _, err := parseArgs(tt.args)
 			if tt.wantErr == "" {
 				assert.NoError(t, err)
 			} else {
@@ -99,97 +98,15 @@ func TestParseArgs(t *testing.T) {
 		})
 	}
 	for _, help := range [][]string{{"help"}, {"--help"}, {"-h"}} {
-		_, err := parseArgs(help)
+		_, _, _, err := parseArgs(help)
 		assert.ErrorIs(t, err, errHelp)
 	}
-	o, err := parseArgs([]string{"serve"})
+	_, _, o, err := parseArgs([]string{"serve"})
 	require.NoError(t, err)
 	assert.Equal(t, ModeApp, o.mode, "serve defaults to app mode")
-	o, err = parseArgs([]string{"login", "--scopes", "sql, file.files,sql"})
+	_, _, o, err = parseArgs([]string{"login", "--scopes", "sql, file.files,sql"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"file.files", "sql"}, o.scopes)
-}
-
-func TestAPIPathValidation(t *testing.T) {
-	base, err := parseAppURL("https://api-app-1.aws.databricksapps.com")
-	require.NoError(t, err)
-	tg := &target{base: base}
-	ok := map[string]string{
-		"/api/whoami":         "https://api-app-1.aws.databricksapps.com/api/whoami",
-		"/api/items?x=1&y=2":  "https://api-app-1.aws.databricksapps.com/api/items?x=1&y=2",
-		"/api/a%20b":          "https://api-app-1.aws.databricksapps.com/api/a%20b",
-		"/api/v1/users/me":    "https://api-app-1.aws.databricksapps.com/api/v1/users/me",
-		"/api/x..y/z.json":    "https://api-app-1.aws.databricksapps.com/api/x..y/z.json",
-		"/api/search?q=a/b:c": "https://api-app-1.aws.databricksapps.com/api/search?q=a/b:c",
-	}
-	for p, want := range ok {
-		got, err := tg.apiURL(p)
-		if assert.NoError(t, err, p) {
-			assert.Equal(t, want, got, p)
-		}
-	}
-	refused := []string{
-		"", "/", "/health", "api/whoami", "/API/whoami", "/apix/whoami",
-		"/api/../logz", "/api/./whoami", "/api/..", "/api/x/../../logz",
-		"//evil.example/api/x", "/api//evil.example", "https://evil.example/api/x", "http://evil.example/api/",
-		"/api/%2e%2e/logz", "/api/%2E%2E/logz", "/api/x%2fy", "/api/x%5c..", "/api/%252e%252e/x", "/api/x%00",
-		"/api/x\\..\\logz", "/api/x y", "/api/x\n", "/api/x#frag",
-		"/api/" + strings.Repeat("a", 3000),
-	}
-	for _, p := range refused {
-		got, err := tg.apiURL(p)
-		if assert.Error(t, err, "%q should be refused, got %q", p, got) {
-			continue
-		}
-	}
-	// Whatever is accepted stays on the configured host.
-	for _, p := range append(refused, "/api/@evil.example") {
-		if got, err := tg.apiURL(p); err == nil {
-			u, _ := url.Parse(got)
-			assert.Equal(t, base.Host, u.Host, p)
-		}
-	}
-}
-
-func TestParseRetryAfterAndBackoff(t *testing.T) {
-	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	d, ok := parseRetryAfter("3", now)
-	assert.True(t, ok)
-	assert.Equal(t, 3*time.Second, d)
-	d, ok = parseRetryAfter(now.Add(10*time.Second).Format(http.TimeFormat), now)
-	assert.True(t, ok)
-	assert.Equal(t, 10*time.Second, d)
-	d, _ = parseRetryAfter("86400", now)
-	assert.Equal(t, time.Minute, d, "capped")
-	_, ok = parseRetryAfter("soon", now)
-	assert.False(t, ok)
-	for attempt := 1; attempt <= 10; attempt++ {
-		b := backoff(attempt)
-		full := min(250*time.Millisecond<<min(attempt-1, 5), 8*time.Second)
-		assert.GreaterOrEqual(t, b, full/2)
-		assert.LessOrEqual(t, b, full)
-	}
-}
-
-func TestFileTokenCacheIsOwnerOnly(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cache", "token-cache.json")
-	c := &fileTokenCache{path: path}
-	_, err := c.Lookup("k")
-	assert.Error(t, err, "empty cache")
-	require.NoError(t, c.Store("k", &oauth2.Token{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(time.Hour)}))
-	info, err := os.Stat(path)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
-	dir, err := os.Stat(filepath.Dir(path))
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o700), dir.Mode().Perm())
-	got, err := c.Lookup("k")
-	require.NoError(t, err)
-	assert.Equal(t, "r", got.RefreshToken)
-
-	require.NoError(t, os.Chmod(path, 0o644))
-	_, err = c.Lookup("k")
-	assert.ErrorContains(t, err, "readable by others")
 }
 
 // TestStatusMatrix: every answer maps to its exit code and the page's checklist, with the fake workspace and app.
@@ -240,17 +157,16 @@ func TestRefreshOnceAfter401(t *testing.T) {
 	app := newFakeApp(t, ws)
 	env := externalEnv(ws)
 	// A revoked token: the first call's token is rejected; the refreshed one works.
-	creds, err := newCredentials(t.Context(), &options{mode: ModeExternal, timeout: 10 * time.Second}, func(k string) string { return env[k] }, nil)
+	s, err := newSession(t.Context(), testEnv(&options{mode: ModeExternal, timeout: 10 * time.Second, retries: 0}, func(k string) string { return env[k] }))
 	require.NoError(t, err)
-	out := &output{stdout: &strings.Builder{}, stderr: &strings.Builder{}}
-	c := newClient(creds, &options{retries: 0}, func(string) string { return "" }, out)
+	creds, c := s.creds, s.client
 	tok1, _, err := creds.token(t.Context())
 	require.NoError(t, err)
 	ws.revokeAll()
-	resp, err := c.do(t.Context(), "GET", app.URL+"/api/whoami", nil)
+	resp, err := c.Do(t.Context(), "GET", app.URL+"/api/whoami", nil)
 	require.NoError(t, err)
-	assert.Equal(t, 200, resp.status)
-	assert.True(t, resp.refreshed)
+	assert.Equal(t, 200, resp.Status)
+	assert.True(t, resp.Refreshed)
 	tok2, _, err := creds.token(t.Context())
 	require.NoError(t, err)
 	assert.NotEqual(t, tok1.Reveal(), tok2.Reveal())
@@ -388,9 +304,9 @@ func TestWhoAmIAndCallOutput(t *testing.T) {
 func TestAppResolution(t *testing.T) {
 	ws := newFakeWorkspace(t)
 	app := newFakeApp(t, ws)
-	running := appInfo{Name: "api-app", URL: app.URL, UserAPIScopes: []string{"sql"}}
+	running := appclient.AppInfo{Name: "api-app", URL: app.URL, UserAPIScopes: []string{"sql"}}
 	running.AppStatus.State = "RUNNING"
-	stopped := appInfo{Name: "old-app", URL: app.URL}
+	stopped := appclient.AppInfo{Name: "old-app", URL: app.URL}
 	stopped.AppStatus.State = "STOPPED"
 	ws.apps["api-app"], ws.apps["old-app"] = running, stopped
 	env := externalEnv(ws)
@@ -477,10 +393,9 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 	opts := &options{mode: ModeExternal, timeout: 20 * time.Second}
 	env := externalEnv(ws)
 	getenv := func(k string) string { return env[k] }
-	creds, err := newCredentials(t.Context(), opts, getenv, strings.NewReader(""))
+	s, err := newSession(t.Context(), testEnv(opts, getenv))
 	require.NoError(t, err)
-	resolver := &targetResolver{client: newClient(creds, opts, getenv, &output{stdout: io.Discard, stderr: io.Discard}),
-		name: "api-app", timeout: opts.timeout}
+	resolver := &targetResolver{session: s, name: "api-app", timeout: opts.timeout}
 	var entered atomic.Int32
 	handler := newServer(slog.New(slog.DiscardHandler), resolver, opts.timeout)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -525,7 +440,7 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 
 	// The app appears: the failure was not kept, the next request looks again, and the answer is kept.
 	ws.mu.Lock()
-	info := appInfo{Name: "api-app", URL: app.URL}
+	info := appclient.AppInfo{Name: "api-app", URL: app.URL}
 	info.AppStatus.State = "RUNNING"
 	ws.apps["api-app"] = info
 	ws.mu.Unlock()
@@ -542,7 +457,7 @@ func TestConcurrentFirstTokens(t *testing.T) {
 	ws := newFakeWorkspace(t)
 	env := externalEnv(ws)
 	getenv := func(k string) string { return env[k] }
-	creds, err := newCredentials(t.Context(), &options{mode: ModeApp, timeout: 20 * time.Second}, getenv, strings.NewReader(""))
+	creds, err := newCredentials(t.Context(), testEnv(&options{mode: ModeApp, timeout: 20 * time.Second}, getenv))
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)

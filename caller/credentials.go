@@ -16,14 +16,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
-)
-
-// Auth types, as the SDK names them (and "external-browser", the Python SDK's name for in-process U2M, for a token
-// `caller login` cached).
-const (
-	authDatabricksCLI   = "databricks-cli"
-	authM2M             = "oauth-m2m"
-	authExternalBrowser = "external-browser"
+	"github.com/databricks-sample/go-apps-api/caller/appauth"
 )
 
 // credentials holds the one *config.Config of a mode. The SDK caches its token and refreshes it in the background;
@@ -53,51 +46,53 @@ type credentials struct {
 	resolving sync.Mutex
 }
 
-// newCredentials checks that the mode has what it needs and prepares its Config; nothing talks to the network yet.
-func newCredentials(ctx context.Context, opts *options, getenv func(string) string, stdin io.Reader) (*credentials, error) {
-	wt := &workspaceTransport{proxy: proxyFromEnv(getenv)}
-	wt.base = newTransport(wt.proxy)
-	base := func() *config.Config {
+// newCredentials checks that the mode has what it needs and prepares its Config, one of caller/appauth's where the
+// mode is one of the page's ways; nothing talks to the network yet.
+func newCredentials(ctx context.Context, e *env) (*credentials, error) {
+	wt := &workspaceTransport{base: e.transport, proxy: e.proxy}
+	plumb := func(cfg *config.Config) *config.Config {
 		// Shorten the SDK's own retries (300 s by default) to the command's timeout. That alone does not bound a
 		// token fetch (the SDK resolves and discovers with context.Background(), one retry budget per step): token
 		// stops waiting when ctx ends.
-		secs := int((opts.timeout + time.Second - 1) / time.Second)
-		return &config.Config{RetryTimeoutSeconds: secs, HTTPTimeoutSeconds: secs, HTTPTransport: wt}
+		secs := int((e.opts.timeout + time.Second - 1) / time.Second)
+		cfg.RetryTimeoutSeconds, cfg.HTTPTimeoutSeconds, cfg.HTTPTransport = secs, secs, wt
+		cfg.Loaders = append(cfg.Loaders, noDebugHeaders{})
+		return cfg
 	}
-	c, err := modeCredentials(ctx, opts, getenv, stdin, base)
+	c, err := modeCredentials(ctx, e, wt, plumb)
 	if err != nil {
 		return nil, err
 	}
 	c.workspace = wt
+	if c.lookup != nil {
+		c.lookup.workspace = wt
+	}
 	return c, nil
 }
 
-func modeCredentials(ctx context.Context, opts *options, getenv func(string) string, stdin io.Reader, base func() *config.Config) (*credentials, error) {
+func modeCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb func(*config.Config) *config.Config) (*credentials, error) {
+	opts, getenv := e.opts, e.getenv
 	switch opts.mode {
 	case ModeLocal:
-		return localCredentials(ctx, opts, getenv, base)
+		return localCredentials(ctx, e, wt, plumb)
 	case ModeExternal, ModeApp:
-		return m2mCredentials(opts, getenv, stdin, base)
+		return m2mCredentials(e, plumb)
 	default:
 		c := &credentials{mode: ModeAuto, profile: opts.profile, principal: "the SDK's default credentials chain",
 			loginHint: "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, or run `databricks auth login`, or pick --mode"}
 		c.build = func() (*config.Config, error) {
-			cfg := base()
-			cfg.Profile, cfg.Host, cfg.ConfigFile = opts.profile, sdkconfig.NormaliseHost(opts.host), configFilePath(getenv)
-			cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
 			// No AuthType: auto is the one mode where the SDK chooses; authType reports its choice.
-			cfg.Loaders = []config.Loader{envLoader(getenv), config.ConfigFile, noDebugHeaders{}}
-			return cfg, nil
+			cfg := &config.Config{Profile: opts.profile, Host: sdkconfig.NormaliseHost(opts.host), ConfigFile: configFilePath(getenv),
+				DatabricksCliPath: getenv("DATABRICKS_CLI_PATH"), Loaders: []config.Loader{envLoader(getenv), config.ConfigFile}}
+			return plumb(cfg), nil
 		}
 		return c, nil
 	}
 }
 
-func localCredentials(ctx context.Context, opts *options, getenv func(string) string, base func() *config.Config) (*credentials, error) {
-	profile := opts.profile
-	if profile == "" {
-		profile = getenv("DATABRICKS_CONFIG_PROFILE")
-	}
+func localCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb func(*config.Config) *config.Config) (*credentials, error) {
+	opts, getenv := e.opts, e.getenv
+	profile := firstNonEmpty(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
 	c := &credentials{mode: ModeLocal, profile: profile}
 	c.principal = "profile " + orDefault(profile, "DEFAULT")
 	c.loginHint = "databricks auth login --profile " + orDefault(profile, "DEFAULT")
@@ -105,15 +100,12 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		c.principal, c.loginHint = "host "+opts.host, "databricks auth login --host "+opts.host
 	}
 	profileConfig := func() *config.Config {
-		cfg := base()
-		cfg.Profile, cfg.Host, cfg.ConfigFile = profile, sdkconfig.NormaliseHost(opts.host), configFilePath(getenv)
-		// Only the profile: a stray DATABRICKS_HOST in the environment must not replace the profile's host.
-		cfg.Loaders = []config.Loader{config.ConfigFile, noDebugHeaders{}}
-		return cfg
+		cfg := appauth.Local(profile)
+		cfg.Host, cfg.ConfigFile = sdkconfig.NormaliseHost(opts.host), configFilePath(getenv)
+		return plumb(cfg)
 	}
 	cliBuild := func() (*config.Config, error) {
 		cfg := profileConfig()
-		cfg.AuthType = authDatabricksCLI
 		cfg.DatabricksCliPath = getenv("DATABRICKS_CLI_PATH")
 		return cfg, nil
 	}
@@ -121,6 +113,8 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		c.build = cliBuild
 		return c, nil
 	}
+	// A token holding only an app's user authorization scopes may not call the Apps API (that takes apps or
+	// all-apis): --app is looked up with the profile's own token, and the app called with the scoped one.
 	c.lookup = &credentials{mode: ModeLocal, profile: profile, principal: c.principal, loginHint: c.loginHint, build: cliBuild}
 
 	// With --scopes, use the token `caller login` cached for this profile (or host) and these scopes.
@@ -132,29 +126,29 @@ func localCredentials(ctx context.Context, opts *options, getenv func(string) st
 		return nil, usageErrorf("local mode needs a host: give --profile with a host in %s, or --host", pcfg.ConfigFile)
 	}
 	host := sdkconfig.NormaliseHost(pcfg.Host)
-	login, err := newLogin(ctx, host, profile, opts.scopes, getenv, nil, 0, nil, 0)
+	login, err := newLogin(ctx, e, host, profile, loginOptions{})
 	if err != nil {
 		return nil, err
 	}
 	c.principal += " with scopes " + strings.Join(opts.scopes, ",")
 	c.loginHint = loginCommand(profile, host, opts.scopes)
-	c.forceRefresh = func() error { _, err := login.auth.ForceRefreshToken(); return err }
+	c.forceRefresh = login.Refresh
 	c.build = func() (*config.Config, error) {
-		cfg := base()
-		cfg.Host, cfg.Profile = host, profile
-		cfg.Credentials = config.NewTokenSourceStrategy(authExternalBrowser, login.tokenSource())
-		cfg.Loaders = []config.Loader{sdkconfig.ExplicitOnly{}}
-		return cfg, nil
+		cfg := login.Config()
+		cfg.Profile = profile
+		return plumb(cfg), nil
 	}
 	return c, nil
 }
 
-func m2mCredentials(opts *options, getenv func(string) string, stdin io.Reader, base func() *config.Config) (*credentials, error) {
-	host, clientID, secret := getenv("DATABRICKS_HOST"), getenv("DATABRICKS_CLIENT_ID"), getenv("DATABRICKS_CLIENT_SECRET")
+func m2mCredentials(e *env, plumb func(*config.Config) *config.Config) (*credentials, error) {
+	opts := e.opts
+	cfg := appauth.FromEnv(e.getenv) // the platform's variables; external mode may override them
+	host, clientID, secret := e.getenv("DATABRICKS_HOST"), cfg.ClientID, cfg.ClientSecret
 	if opts.mode == ModeExternal {
 		host, clientID = firstNonEmpty(opts.host, host), firstNonEmpty(opts.clientID, clientID)
 		if opts.clientSecretStdin {
-			line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+			line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
 			if err != nil && err != io.EOF {
 				return nil, usageErrorf("external mode: reading the client secret from stdin: %v", err)
 			}
@@ -183,13 +177,7 @@ func m2mCredentials(opts *options, getenv func(string) string, stdin io.Reader, 
 		c.principal = "the app's service principal " + shownClientID(clientID)
 		c.loginHint = "the platform sets DATABRICKS_CLIENT_ID/SECRET for the app; redeploy the app if they were rotated"
 	}
-	c.build = func() (*config.Config, error) {
-		cfg := base()
-		cfg.Host, cfg.ClientID, cfg.ClientSecret = sdkconfig.NormaliseHost(host), clientID, secret
-		cfg.AuthType = authM2M
-		cfg.Loaders = []config.Loader{sdkconfig.ExplicitOnly{}}
-		return cfg, nil
-	}
+	c.build = func() (*config.Config, error) { return plumb(appauth.External(host, clientID, secret)), nil }
 	return c, nil
 }
 
@@ -306,9 +294,9 @@ func (c *credentials) hostSource() string {
 	return "DATABRICKS_HOST or the profile's host"
 }
 
-// authenticate puts the bearer token on req. The token is fetched first with ctx, so --timeout bounds it; then
+// Authenticate puts the bearer token on req. The token is fetched first with ctx, so --timeout bounds it; then
 // cfg.Authenticate sets the header from the SDK's cache.
-func (c *credentials) authenticate(ctx context.Context, req *http.Request) error {
+func (c *credentials) Authenticate(ctx context.Context, req *http.Request) error {
 	if _, _, err := c.token(ctx); err != nil {
 		return err
 	}
@@ -322,9 +310,9 @@ func (c *credentials) authenticate(ctx context.Context, req *http.Request) error
 	return nil
 }
 
-// refresh drops the cached token so the next request fetches a new one (databricks-cli passes --force-refresh,
+// Refresh drops the cached token so the next request fetches a new one (databricks-cli passes --force-refresh,
 // M2M asks the token endpoint again, a cached login uses its refresh token).
-func (c *credentials) refresh() error {
+func (c *credentials) Refresh() error {
 	if c.forceRefresh != nil {
 		if err := c.forceRefresh(); err != nil {
 			return c.tokenFailure(err)
@@ -354,7 +342,7 @@ func (c *credentials) servicePrincipalID() string {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cfg != nil && c.cfg.AuthType == authM2M {
+	if c.cfg != nil && c.cfg.AuthType == appauth.AuthM2M {
 		return c.cfg.ClientID
 	}
 	return ""

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
 // The fakes here stand in for a workspace and an app behind its proxy, for the unit tests of behaviour the
@@ -35,14 +37,14 @@ type fakeWorkspace struct {
 	mu      sync.Mutex
 	issued  []string
 	revoked map[string]bool
-	apps    map[string]appInfo
+	apps    map[string]appclient.AppInfo
 	// onAppLookup, when set, runs at the start of each GET /api/2.0/apps/{name} (to count or slow lookups).
 	onAppLookup func()
 }
 
 func newFakeWorkspace(t *testing.T) *fakeWorkspace {
 	t.Helper()
-	ws := &fakeWorkspace{revoked: map[string]bool{}, apps: map[string]appInfo{}}
+	ws := &fakeWorkspace{revoked: map[string]bool{}, apps: map[string]appclient.AppInfo{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/databricks-config", func(w http.ResponseWriter, r *http.Request) {
 		jsonhttp.Write(w, 200, map[string]string{"oidc_endpoint": ws.URL + "/oidc", "workspace_id": "1234567890123456", "host_type": "workspace", "cloud": "AWS"})
@@ -267,6 +269,14 @@ func assertNoSecrets(t *testing.T, r result, args []string) {
 			assert.NotContains(t, text, secret, "%s of caller %s leaks a secret or token", name, strings.Join(args, " "))
 		}
 	}
+}
+
+// testEnv is the env of a command with opts and getenv, printing nothing, over the standard transport.
+func testEnv(opts *options, getenv func(string) string) *env {
+	e := &env{opts: opts, getenv: getenv, stdin: strings.NewReader(""), out: &output{stdout: discard{}, stderr: discard{}}}
+	e.proxy = proxyFromEnv(getenv)
+	e.transport = appclient.NewTransport(func(r *http.Request) (*url.URL, error) { return e.proxy(r.URL) })
+	return e
 }
 
 func externalEnv(ws *fakeWorkspace) map[string]string {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
 // The caller builds URLs from paths a person or, in serve, an HTTP request chooses. These fuzz targets and tests
@@ -95,14 +96,14 @@ func unescapedOr(s string) string {
 func FuzzAPIURL(f *testing.F) {
 	base, err := parseAppURL(fixedTarget)
 	require.NoError(f, err)
-	tg := &target{base: base}
+	tg := &appclient.Target{Base: base}
 	for _, p := range append(append([]string{}, hostilePaths...), goodPaths...) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		got, err := tg.apiURL(p)
+		got, err := tg.APIURL(p)
 		if err != nil {
-			if !errors.Is(err, errBadPath) {
+			if !errors.Is(err, appclient.ErrBadPath) {
 				t.Fatalf("apiURL(%q): error %v is not errBadPath", p, err)
 			}
 			return
@@ -177,14 +178,13 @@ func newServeFixture(tb testing.TB) *serveFixture {
 
 	env := map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": fakeClientID, "DATABRICKS_CLIENT_SECRET": fakeSecret}
 	getenv := func(k string) string { return env[k] }
-	opts := &options{command: "serve", mode: ModeExternal, timeout: 20 * time.Second}
-	creds, err := newCredentials(tb.Context(), opts, getenv, strings.NewReader(""))
+	opts := &options{mode: ModeExternal, timeout: 20 * time.Second}
+	s, err := newSession(tb.Context(), testEnv(opts, getenv))
 	require.NoError(tb, err)
 	fx.base, err = parseAppURL(fixedTarget)
 	require.NoError(tb, err)
-	c := newClient(creds, opts, getenv, &output{stdout: io.Discard, stderr: io.Discard})
-	c.http.Transport = fx
-	fx.handler = newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), &targetResolver{client: c, resolved: &target{base: fx.base}}, opts.timeout)
+	s.client.HTTP.Transport = fx
+	fx.handler = newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), &targetResolver{session: s, resolved: &appclient.Target{Base: fx.base}}, opts.timeout)
 	return fx
 }
 

@@ -5,10 +5,10 @@
 //	go run ./caller --mode external --url https://api-app-123.aws.databricksapps.com call /api/echo --data '{"hi":1}'
 //	go run ./caller serve     # as a Databricks App itself (see caller/app.yaml), calling TARGET_APP
 //
-// Modes pick the credentials, one *config.Config each, with an explicit auth type:
-// local (a Databricks CLI profile, or a token cached by `caller login`), external (a service principal's client id
-// and secret), app (the service principal a Databricks App runs as) and auto (the SDK's default chain).
-// Run `caller help` for every command and flag; the README's "The caller" section has examples and exit codes.
+// The credentials are caller/appauth's (one *config.Config per mode, with an explicit auth type) and the requests
+// caller/appclient's; this package is the command line on top: one file per command (cmd_*.go), the output, and
+// explain.go, the one place that turns an error into the page's troubleshooting list. Run `caller help` for every
+// command and flag; the README's "The caller" section has examples and exit codes.
 package main
 
 import (
@@ -16,9 +16,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"golang.org/x/net/http/httpproxy"
+
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
 // Exit codes. Scripts tell failures apart by them; the README lists them.
@@ -52,10 +58,22 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
+// env is what a command runs with: its options, the process's surroundings, and the one transport (through the
+// organisation proxy, if any) that every request of the run shares.
+type env struct {
+	command   string
+	opts      *options
+	getenv    func(string) string
+	stdin     io.Reader
+	out       *output
+	proxy     func(*url.URL) (*url.URL, error) // from HTTPS_PROXY/HTTP_PROXY/NO_PROXY as getenv sees them
+	transport *http.Transport
+}
+
 // run is the whole program; main only wires it to the process. Everything it reads comes in as an argument, so
 // tests run the real program in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	opts, err := parseArgs(args)
+	name, cmd, opts, err := parseArgs(args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
 			printUsage(stdout)
@@ -64,34 +82,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "caller: %v\n\n%s", err, usageHint)
 		return usageErrorf("%v", err)
 	}
-	out := newOutput(stdout, stderr, opts.json)
+	e := &env{command: name, opts: opts, getenv: getenv, stdin: stdin, out: newOutput(stdout, stderr, opts.json)}
+	e.proxy = proxyFromEnv(getenv)
+	e.transport = appclient.NewTransport(func(r *http.Request) (*url.URL, error) { return e.proxy(r.URL) })
 
-	if opts.command == "serve" {
-		// serve runs until ctx ends; --timeout bounds each outgoing call instead.
-		return serve(ctx, opts, getenv, &terminalWriter{w: stderr, json: true}) // its log is JSON lines
+	if name == "serve" {
+		// serve runs until ctx ends; --timeout bounds each outgoing call instead. Its log is JSON lines.
+		e.out = &output{stdout: io.Discard, stderr: &terminalWriter{w: stderr, json: true}, json: true}
+		return cmd.run(ctx, e)
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-
-	var runErr error
-	switch opts.command {
-	case "call":
-		runErr = cmdCall(ctx, opts, getenv, stdin, out)
-	case "whoami":
-		runErr = cmdWhoAmI(ctx, opts, getenv, stdin, out)
-	case "token":
-		runErr = cmdToken(ctx, opts, getenv, stdin, out)
-	case "login":
-		runErr = cmdLogin(ctx, opts, getenv, out)
-	case "doctor":
-		runErr = cmdDoctor(ctx, opts, getenv, stdin, out)
-	}
+	runErr := cmd.run(ctx, e)
 	if runErr == nil {
 		return nil
 	}
 	f := asFailure(ctx, runErr)
 	if !f.reported {
-		out.failure(f)
+		e.out.failure(f)
 	}
 	return f
+}
+
+// proxyFromEnv is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY as getenv sees them.
+func proxyFromEnv(getenv func(string) string) func(*url.URL) (*url.URL, error) {
+	return (&httpproxy.Config{
+		HTTPProxy:  firstNonEmpty(getenv("HTTP_PROXY"), getenv("http_proxy")),
+		HTTPSProxy: firstNonEmpty(getenv("HTTPS_PROXY"), getenv("https_proxy")),
+		NoProxy:    firstNonEmpty(getenv("NO_PROXY"), getenv("no_proxy")),
+	}).ProxyFunc()
 }

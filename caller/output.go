@@ -19,8 +19,11 @@ type failure struct {
 	Status   int             `json:"status,omitempty"` // the HTTP status, when there was an answer
 	Summary  string          `json:"error"`
 	Response *jsonhttp.Error `json:"response_error,omitempty"` // the error body the proxy, app or workspace sent
-	Checks   []string        `json:"checklist,omitempty"`
-	reported bool            // the command already printed it (doctor's report)
+	// Body is any other body of the answer, as the app sent it (JSON, or a JSON string): an app's own error.
+	Body     json.RawMessage `json:"response_body,omitempty"`
+	bodyText string
+	Checks   []string `json:"checklist,omitempty"`
+	reported bool     // the command already printed it (doctor's report)
 }
 
 func (f *failure) Error() string { return f.Summary }
@@ -90,6 +93,13 @@ func (o *output) failure(f *failure) {
 		}
 		fmt.Fprintln(o.stderr, line)
 	}
+	if f.bodyText != "" {
+		shown := f.bodyText
+		if len(shown) > maxShownBody {
+			shown = strings.ToValidUTF8(shown[:maxShownBody], "") + fmt.Sprintf("… (%d bytes in all)", len(f.bodyText))
+		}
+		fmt.Fprintf(o.stderr, "  the app answered: %s\n", oneLine(shown))
+	}
 	if len(f.Checks) > 0 {
 		fmt.Fprintln(o.stderr, "Check (from \"Connect to a Databricks app using token authentication\", troubleshooting):")
 		for _, c := range f.Checks {
@@ -105,17 +115,14 @@ func (o *output) writeJSON(v any) {
 	_ = enc.Encode(v)
 }
 
-// prettyBody indents a JSON body and returns any other body unchanged.
+// prettyBody indents a JSON body and returns any other body unchanged. Only whitespace changes: keys keep their
+// order and numbers their digits.
 func prettyBody(body []byte) string {
-	var v any
-	if json.Unmarshal(body, &v) != nil {
+	var b bytes.Buffer
+	if json.Indent(&b, body, "", "  ") != nil {
 		return string(body)
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return string(body)
-	}
-	return string(b)
+	return b.String()
 }
 
 // bodyJSON returns the body as raw JSON when it is JSON, else as a JSON string, for --json output. It does not

@@ -29,7 +29,8 @@ type repeatSummary struct {
 // repeat sends the same request n times in a row over the session's one client and one Config, so every request
 // after the first reuses the token, and prints a one-line summary. The first failure stops it and is reported as
 // usual, saying which request it was.
-func (s *session) repeat(ctx context.Context, n int, method, path string, body []byte, out *output) error {
+func (s *session) repeat(ctx context.Context, n int, method, path string, body []byte) error {
+	out := s.env.out
 	latencies := make([]time.Duration, 0, n)
 	statuses := map[int]int{}
 	var u string
@@ -37,13 +38,13 @@ func (s *session) repeat(ctx context.Context, n int, method, path string, body [
 		start := time.Now()
 		resp, err := s.send(ctx, method, path, body)
 		if err != nil {
-			f := asFailure(ctx, err)
+			f := s.explain(ctx, err, s.target)
 			f.Summary = fmt.Sprintf("request %d of %d: %s", i+1, n, f.Summary)
 			return f
 		}
 		latencies = append(latencies, time.Since(start))
-		statuses[resp.status]++
-		u = resp.url
+		statuses[resp.Status]++
+		u = resp.URL
 	}
 	sum := repeatSummary{Requests: n, Statuses: map[string]int{}, P50ms: percentileMS(latencies, 50),
 		P99ms: percentileMS(latencies, 99), Method: method, URL: u, Mode: s.creds.mode, AuthType: s.creds.authType()}
@@ -59,6 +60,14 @@ func (s *session) repeat(ctx context.Context, n int, method, path string, body [
 	}
 	out.result(fmt.Sprintf("%d requests %s %s: %s, p50 %.3f ms, p99 %.3f ms (%s mode, auth type %s)",
 		n, method, u, strings.Join(counts, " "), sum.P50ms, sum.P99ms, sum.Mode, sum.AuthType), sum)
+	return nil
+}
+
+// checkRepeat checks --repeat when it was given.
+func checkRepeat(n int, set map[string]bool) error {
+	if set["repeat"] && (n < 1 || n > maxRepeat) {
+		return fmt.Errorf("--repeat must be between 1 and %d", maxRepeat)
+	}
 	return nil
 }
 

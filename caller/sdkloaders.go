@@ -58,7 +58,7 @@ func configFilePath(getenv func(string) string) string {
 	return ""
 }
 
-// workspaceTransport sends the SDK's requests to the workspace and remembers the last one that got no answer (until
+// workspaceTransport sends the SDK's requests to the workspace (over the run's one transport) and remembers the last one that got no answer (until
 // one does), so that a failed token fetch can say the workspace was unreachable and which it was (scheme://host).
 type workspaceTransport struct {
 	base  http.RoundTripper

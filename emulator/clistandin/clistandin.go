@@ -41,11 +41,15 @@ Usage:
   databricks version
   databricks auth token --profile NAME [--force-refresh]
   databricks auth token --host http://127.0.0.1:PORT [--force-refresh]
+  databricks auth login --profile NAME [--host http://127.0.0.1:PORT] [--scopes a,b]
 
 auth token prints {"access_token","token_type","expiry"} for the emulated workspace's signed-in user, logging in
 through the workspace's authorize + PKCE + token endpoints when it has no usable refresh token. Profiles are read
 from $DATABRICKS_CONFIG_FILE, else the .databrickscfg next to this binary, else ~/.databrickscfg; the token cache
 is the token-cache.json next to this binary (owner-only).
+
+auth login logs in again, as the signed-in user, and stores the profile (with --scopes, its scopes = a,b, as the CLI
+does since v0.287.0): auth token --profile NAME then returns a token with exactly those scopes.
 `
 
 // loginTimeout bounds a whole token request, login included: the SDK waits for the stand-in synchronously.
@@ -62,8 +66,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case len(args) >= 2 && args[0] == "auth" && args[1] == "token":
 		return authToken(ctx, args[2:], getenv, stdout, stderr)
+	case len(args) >= 2 && args[0] == "auth" && args[1] == "login":
+		return authLogin(ctx, args[2:], getenv, stdout, stderr)
 	}
-	return fmt.Errorf("the emulator's CLI stand-in supports only `version` and `auth token`, not %q (see --help)",
+	return fmt.Errorf("the emulator's CLI stand-in supports only `version`, `auth token` and `auth login`, not %q (see --help)",
 		strings.Join(args, " "))
 }
 
@@ -123,24 +129,11 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
-	if err := checkReachable(ctx, hostOf(arg)); err != nil {
-		return err
-	}
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	port, err := workspace.FreePort()
+	auth, err := newAuth(ctx, arg, scopes, home, fail)
 	if err != nil {
 		return err
-	}
-	auth, err := u2m.NewPersistentAuth(ctx,
-		u2m.WithOAuthArgument(arg),
-		u2m.WithTokenCache(&fileCache{path: filepath.Join(home, workspace.TokenCacheName)}),
-		u2m.WithBrowser(workspace.HeadlessBrowser(fail)),
-		u2m.WithPort(port),
-		u2m.WithScopes(scopes),
-	)
-	if err != nil {
-		return fmt.Errorf("set up the login: %w", err)
 	}
 	defer auth.Close()
 
@@ -153,20 +146,98 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		// No cached token, or its refresh token died with an earlier emulator: log in again, as
 		// `databricks auth login` would, the emulated workspace approving the signed-in user at once.
-		if loginErr := auth.Challenge(); loginErr != nil {
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				loginErr = cause
-			}
-			return fmt.Errorf("log in to %s: %w", hostOf(arg), loginErr)
-		}
-		if token, err = auth.Token(); err != nil {
-			return fmt.Errorf("get a token after logging in: %w", err)
+		if token, err = login(ctx, auth, arg); err != nil {
+			return err
 		}
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(tokenOutput{AccessToken: token.AccessToken, TokenType: token.Type(),
 		Expiry: token.Expiry.Format(time.RFC3339Nano)})
+}
+
+// newAuth is the SDK's u2m login of arg with scopes, its browser the emulator's headless one, its cache next to the
+// stand-in.
+func newAuth(ctx context.Context, arg u2m.OAuthArgument, scopes []string, home string, fail context.CancelCauseFunc) (*u2m.PersistentAuth, error) {
+	if err := checkReachable(ctx, hostOf(arg)); err != nil {
+		return nil, err
+	}
+	port, err := workspace.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	auth, err := u2m.NewPersistentAuth(ctx,
+		u2m.WithOAuthArgument(arg),
+		u2m.WithTokenCache(&fileCache{path: filepath.Join(home, workspace.TokenCacheName)}),
+		u2m.WithBrowser(workspace.HeadlessBrowser(fail)),
+		u2m.WithPort(port),
+		u2m.WithScopes(scopes),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("set up the login: %w", err)
+	}
+	return auth, nil
+}
+
+// login runs the authorize + PKCE + token flow and returns the token it cached.
+func login(ctx context.Context, auth *u2m.PersistentAuth, arg u2m.OAuthArgument) (*oauth2.Token, error) {
+	if err := auth.Challenge(); err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		return nil, fmt.Errorf("log in to %s: %w", hostOf(arg), err)
+	}
+	token, err := auth.Token()
+	if err != nil {
+		return nil, fmt.Errorf("get a token after logging in: %w", err)
+	}
+	return token, nil
+}
+
+// authLogin is `databricks auth login --profile P [--host H] [--scopes a,b]`: it stores the profile, with its
+// scopes as the CLI does since v0.287.0 (none: the default all-apis), and logs in with them, replacing the cached
+// token, so that auth token --profile P returns a token with exactly those scopes.
+func authLogin(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("databricks auth login", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profile := fs.String("profile", "", "profile to store in the config file")
+	host := fs.String("host", "", "workspace host; default: the profile's")
+	scopeList := fs.String("scopes", "", "comma-separated OAuth scopes; default all-apis")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *profile == "" || fs.NArg() > 0 {
+		return errors.New("the stand-in's auth login takes --profile NAME [--host URL] [--scopes a,b]")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locate the stand-in: %w", err)
+	}
+	home := filepath.Dir(self)
+	cfgFile := configFile(getenv, home)
+	scopes := strings.FieldsFunc(*scopeList, func(r rune) bool { return r == ',' || r == ' ' })
+	h, err := writeProfile(cfgFile, *profile, strings.TrimRight(*host, "/"), strings.Join(scopes, ","))
+	if err != nil {
+		return err
+	}
+	arg, err := u2m.NewProfileWorkspaceOAuthArgument(h, *profile)
+	if err != nil {
+		return fmt.Errorf("profile %q: %w", *profile, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	auth, err := newAuth(ctx, arg, scopes, home, fail)
+	if err != nil {
+		return err
+	}
+	defer auth.Close()
+	if _, err := login(ctx, auth, arg); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "Profile %s was successfully saved\n", *profile)
+	return err
 }
 
 // checkReachable fails fast when no emulator listens: the SDK's HTTP client would retry for the whole timeout.

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,44 +17,57 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/inflight"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
-// serve runs the caller as a Databricks App: the third scenario of the page, one app calling another with its own
+// serveCmd runs the caller as a Databricks App: the third scenario of the page, one app calling another with its own
 // service principal. The target app is fixed by configuration (TARGET_APP, the name an app resource yields through
 // valueFrom, or TARGET_APP_URL); a request chooses only an /api/ path on it.
-func serve(ctx context.Context, opts *options, getenv func(string) string, stderr io.Writer) error {
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+type serveCmd struct {
+	listen string // empty means APP_LISTEN_ADDR, DATABRICKS_APP_PORT or 127.0.0.1:8002
+}
+
+func (c *serveCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.listen, "listen", "", "serve: listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
+}
+
+func (*serveCmd) check(_ *options, args []string, _ map[string]bool) error {
+	return noArgs("serve", args)
+}
+
+func (c *serveCmd) run(ctx context.Context, e *env) error {
+	logger := slog.New(slog.NewJSONHandler(e.out.stderr, nil))
 	fail := func(err error) error {
 		f := asFailure(ctx, err)
 		logger.Error("serve failed", "error", f.Summary)
 		return f
 	}
-	creds, err := newCredentials(ctx, opts, getenv, strings.NewReader(""))
+	quiet := *e
+	quiet.stdin, quiet.out = strings.NewReader(""), &output{stdout: discard{}, stderr: discard{}}
+	s, err := newSession(ctx, &quiet)
 	if err != nil {
 		return fail(err)
 	}
-	targetApp, targetURL := getenv("TARGET_APP"), getenv("TARGET_APP_URL")
+	s.client.MaxBody, s.lookup.MaxBody = maxServeBody, maxServeBody
+	targetApp, targetURL := e.getenv("TARGET_APP"), e.getenv("TARGET_APP_URL")
 	if (targetApp == "") == (targetURL == "") {
 		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))
 	}
-	quiet := &output{stdout: io.Discard, stderr: io.Discard}
-	c := newClient(creds, opts, getenv, quiet)
-	c.maxBody = maxServeBody
-	resolver := &targetResolver{client: c, name: targetApp, timeout: opts.timeout}
+	resolver := &targetResolver{session: s, name: targetApp, timeout: e.opts.timeout}
 	if targetURL != "" {
 		base, err := parseAppURL(targetURL)
 		if err != nil {
 			return fail(err)
 		}
-		resolver.resolved = &target{base: base}
+		resolver.resolved = &appclient.Target{Base: base}
 	}
 
 	// As the app does: --listen, APP_LISTEN_ADDR (the emulator keeps apps on loopback with it), the platform's port on
 	// every interface (the Apps proxy connects from outside the container), else loopback.
-	addr := firstNonEmpty(opts.listen, getenv("APP_LISTEN_ADDR"))
+	addr := firstNonEmpty(c.listen, e.getenv("APP_LISTEN_ADDR"))
 	if addr == "" {
 		addr = "127.0.0.1:8002"
-		if port := getenv("DATABRICKS_APP_PORT"); port != "" {
+		if port := e.getenv("DATABRICKS_APP_PORT"); port != "" {
 			addr = "0.0.0.0:" + port
 		}
 	}
@@ -63,7 +76,7 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 		return fail(fmt.Errorf("listen on %s: %w", addr, err))
 	}
 	srv := &http.Server{
-		Handler:           newServer(logger, resolver, opts.timeout),
+		Handler:           newServer(logger, resolver, e.opts.timeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		Protocols:         new(http.Protocols),
 	}
@@ -71,7 +84,7 @@ func serve(ctx context.Context, opts *options, getenv func(string) string, stder
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 
-	logger.Info("caller serving", "addr", ln.Addr().String(), "mode", string(creds.mode), "target_app", targetApp, "target_url", targetURL)
+	logger.Info("caller serving", "addr", ln.Addr().String(), "mode", string(s.creds.mode), "target_app", targetApp, "target_url", targetURL)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -154,27 +167,23 @@ func handleCall(resolver *targetResolver, timeout time.Duration) http.Handler {
 			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(ctx, err))
 			return
 		}
-		u, err := t.apiURL(path)
+		u, err := t.APIURL(path)
 		if err != nil {
 			jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
 				Message: err.Error(), Fix: "pass an /api/ path of the target app, e.g. ?path=/api/whoami"})
 			return
 		}
-		c := resolver.client
-		resp, err := c.do(ctx, http.MethodGet, u, nil)
+		s := resolver.session
+		resp, err := s.client.Do(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, asFailure(ctx, err))
-			return
-		}
-		if resp.status < 200 || resp.status > 299 {
-			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, statusFailure(ctx, c, resp, t))
+			writeFailure(w, http.StatusBadGateway, jsonhttp.CodeBadGateway, s.explain(ctx, err, t))
 			return
 		}
 		res := result{
-			Target:     targetInfo{App: t.name, URL: t.base.String(), Path: path},
-			CallerUsed: callerIdentity{Mode: c.creds.mode, AuthType: c.creds.authType(), Principal: c.creds.principal, ClientID: shownClientID(c.creds.clientID)},
-			Status:     resp.status,
-			Response:   jsonRawOrString(bodyJSON(resp.body)),
+			Target:     targetInfo{App: t.Name, URL: t.Base.String(), Path: path},
+			CallerUsed: callerIdentity{Mode: s.creds.mode, AuthType: s.creds.authType(), Principal: s.creds.principal, ClientID: shownClientID(s.creds.clientID)},
+			Status:     resp.Status,
+			Response:   jsonRawOrString(bodyJSON(resp.Body)),
 		}
 		// Who called the caller app, as its own proxy says. Only shown: the caller acts as itself, never as them.
 		if who, err := identity.FromHeaders(r.Header); err == nil {
@@ -198,23 +207,23 @@ func writeFailure(w http.ResponseWriter, status int, code string, f *failure) {
 // arrive during a lookup wait for that one (each only as long as its own context allows) instead of queueing
 // behind a lock for a lookup each.
 type targetResolver struct {
-	client  *client
+	session *session
 	name    string
 	timeout time.Duration // bounds one lookup
 
 	mu       sync.Mutex
-	resolved *target
+	resolved *appclient.Target
 	inflight *resolution // the lookup under way, if any
 }
 
 // resolution is one lookup; done is closed once t or err is set.
 type resolution struct {
 	done chan struct{}
-	t    *target
+	t    *appclient.Target
 	err  error
 }
 
-func (tr *targetResolver) get(ctx context.Context) (*target, error) {
+func (tr *targetResolver) get(ctx context.Context) (*appclient.Target, error) {
 	tr.mu.Lock()
 	if tr.resolved != nil {
 		t := tr.resolved
@@ -242,7 +251,7 @@ func (tr *targetResolver) get(ctx context.Context) (*target, error) {
 func (tr *targetResolver) resolve(ctx context.Context, r *resolution) {
 	ctx, cancel := context.WithTimeout(ctx, tr.timeout)
 	defer cancel()
-	r.t, r.err = resolveApp(ctx, tr.client, tr.name)
+	r.t, r.err = tr.session.resolveApp(ctx, tr.name)
 	if r.err != nil {
 		r.err = asFailure(ctx, r.err) // judged by the lookup's own deadline, not a waiting request's
 	}

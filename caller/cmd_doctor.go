@@ -3,16 +3,27 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
+	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
+
+// doctorCmd is `caller doctor`: the page's troubleshooting list as checks, in the order a request meets them:
+// configuration, token, app, scopes, network, then the app's own answers. A failed check is explained as a failed
+// call is (explain.go).
+type doctorCmd struct{}
+
+func (*doctorCmd) flags(*flag.FlagSet) {}
+
+func (*doctorCmd) check(_ *options, args []string, _ map[string]bool) error {
+	return noArgs("doctor", args)
+}
 
 // check is one line of doctor's report.
 type check struct {
@@ -23,29 +34,28 @@ type check struct {
 	code   int      // the exit code a failure maps to
 }
 
-// cmdDoctor runs the page's troubleshooting list as checks, in the order a request meets them: configuration, token,
-// app, scopes, network, then the app's own answers.
-func cmdDoctor(ctx context.Context, opts *options, getenv func(string) string, stdin io.Reader, out *output) error {
+func (*doctorCmd) run(ctx context.Context, e *env) error {
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
-	fail := func(name string, err error) {
-		f := asFailure(ctx, err)
+	failed := func(name string, f *failure) error {
 		add(check{Name: name, Status: "fail", Detail: f.Summary, Fix: f.Checks, code: f.Code})
-	}
-	defer func() { printDoctor(out, checks) }()
-
-	creds, err := newCredentials(ctx, opts, getenv, stdin)
-	if err != nil {
-		fail("config", err)
 		return doctorResult(checks)
 	}
+	defer func() { printDoctor(e.out, checks) }()
+	// Its own retries and refreshes are not news: the report says what came of them.
+	quiet := *e
+	quiet.out = &output{stdout: discard{}, stderr: discard{}}
+
+	s, err := newSession(ctx, &quiet)
+	if err != nil {
+		return failed("config", asFailure(ctx, err))
+	}
+	creds := s.creds
 	add(check{Name: "config", Status: "pass", Detail: fmt.Sprintf("%s mode, %s", creds.mode, creds.principal)})
-	c := newClient(creds, opts, getenv, &output{stdout: io.Discard, stderr: io.Discard})
 
 	tok, _, err := creds.token(ctx)
 	if err != nil {
-		fail("token", err)
-		return doctorResult(checks)
+		return failed("token", s.explain(ctx, err, nil))
 	}
 	add(check{Name: "token", Status: "pass", Detail: fmt.Sprintf("got an OAuth token (auth type %s) for %s", creds.authType(), creds.hostOrEmpty())})
 
@@ -60,75 +70,28 @@ func cmdDoctor(ctx context.Context, opts *options, getenv func(string) string, s
 		add(check{Name: "expiry", Status: "pass", Detail: "valid until " + claims.ExpiresAt.Format(time.RFC3339)})
 	}
 
-	var t *target
-	switch {
-	case opts.app != "":
-		lookup := c
-		if creds.lookup != nil {
-			lookup = newClient(creds.lookup, opts, getenv, out)
-		}
-		if t, err = resolveApp(ctx, lookup, opts.app); err != nil {
-			fail("app", err)
-			return doctorResult(checks)
-		}
-		add(check{Name: "app", Status: "pass", Detail: fmt.Sprintf("%s is RUNNING at %s", t.name, t.base)})
-	case opts.url != "":
-		base, err := parseAppURL(opts.url)
-		if err != nil {
-			fail("app", err)
-			return doctorResult(checks)
-		}
-		t = &target{base: base}
+	if err := s.resolveTarget(ctx); err != nil {
+		return failed("app", s.explain(ctx, err, nil))
+	}
+	t := s.target
+	if t.App != nil {
+		add(check{Name: "app", Status: "pass", Detail: fmt.Sprintf("%s is RUNNING at %s", t.Name, t.Base)})
+	} else {
 		add(check{Name: "app", Status: "skip", Detail: "--url given: the Apps API is not asked (use --app NAME to check the app's state and scopes)"})
-	default:
-		fail("app", usageErrorf("give the app: --url https://<app>.databricksapps.com or --app NAME"))
+	}
+	add(s.scopes(ctx, t).doctorCheck(s, t))
+
+	if !s.networkChecks(ctx, add) {
 		return doctorResult(checks)
 	}
-
-	switch {
-	case creds.servicePrincipalID() != "":
-		add(check{Name: "scopes", Status: "skip", Detail: "a service principal: the app's user authorization scopes apply to users' tokens only"})
-	case t.app == nil:
-		add(check{Name: "scopes", Status: "skip", Detail: "the app's user_api_scopes are unknown without --app"})
-	case len(t.app.UserAPIScopes) == 0:
-		add(check{Name: "scopes", Status: "pass", Detail: "the app has no user authorization scopes"})
-	case claimsErr != nil:
-		add(check{Name: "scopes", Status: "skip", Detail: "the token is not a JWT, so its scopes cannot be read"})
-	default:
-		missing := missingScopes(claims.Scopes, t.app.UserAPIScopes)
-		detail := fmt.Sprintf("the token has [%s]; the app needs [%s]", strings.Join(claims.Scopes, " "), strings.Join(t.app.UserAPIScopes, " "))
-		switch {
-		case len(missing) == 0:
-			add(check{Name: "scopes", Status: "pass", Detail: detail})
-		case len(claims.Scopes) == 1 && claims.Scopes[0] == "all-apis":
-			add(check{Name: "scopes", Status: "warn", Detail: detail + "; all-apis may not be enough for user authorization",
-				Fix: []string{loginCommand(creds.profile, creds.hostOrEmpty(), t.app.UserAPIScopes)}})
-		default:
-			add(check{Name: "scopes", Status: "fail", code: exitPermission, Detail: detail + "; missing [" + strings.Join(missing, " ") + "]",
-				Fix: []string{loginCommand(creds.profile, creds.hostOrEmpty(), t.app.UserAPIScopes)}})
-		}
-	}
-
-	if !networkChecks(ctx, c, t, add) {
-		return doctorResult(checks)
-	}
-
 	for _, path := range []string{"/api/health", "/api/whoami"} {
 		name := strings.TrimPrefix(path, "/api/")
-		u, _ := t.apiURL(path)
-		resp, err := c.do(ctx, http.MethodGet, u, nil)
+		resp, err := s.send(ctx, http.MethodGet, path, nil)
 		if err != nil {
-			fail(name, err)
-			return doctorResult(checks)
+			return failed(name, s.explain(ctx, err, t))
 		}
-		if resp.status != http.StatusOK {
-			f := statusFailure(ctx, c, resp, t)
-			add(check{Name: name, Status: "fail", Detail: f.Summary, Fix: f.Checks, code: f.Code})
-			return doctorResult(checks)
-		}
-		detail := fmt.Sprintf("GET %s: 200", path)
-		var who identity.WhoAmI
-		if path == "/api/whoami" && json.Unmarshal(resp.body, &who) == nil && who.User != "" {
+		detail := fmt.Sprintf("GET %s: %d", path, resp.Status)
+		if who, _, ok := parseWhoAmI(resp.Body); path == "/api/whoami" && ok {
 			detail = fmt.Sprintf("the app saw you as %s (%s)", who.User, who.Kind)
 		}
 		add(check{Name: name, Status: "pass", Detail: detail})
@@ -136,20 +99,25 @@ func cmdDoctor(ctx context.Context, opts *options, getenv func(string) string, s
 	return doctorResult(checks)
 }
 
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
 // networkChecks resolves and dials the app's host (or the organisation proxy, when HTTPS_PROXY applies), as curl
 // would, and does the TLS handshake for https.
-func networkChecks(ctx context.Context, c *client, t *target, add func(check)) bool {
-	host, port := t.base.Hostname(), t.base.Port()
+func (s *session) networkChecks(ctx context.Context, add func(check)) bool {
+	base := s.target.Base
+	host, port := base.Hostname(), base.Port()
 	if port == "" {
-		port = map[string]string{"https": "443", "http": "80"}[t.base.Scheme]
+		port = map[string]string{"https": "443", "http": "80"}[base.Scheme]
 	}
 	via := ""
-	if proxy, err := c.proxy(t.base); err == nil && proxy != nil {
+	if proxy, err := s.env.proxy(base); err == nil && proxy != nil {
 		via = " (through the proxy " + proxy.Redacted() + ")"
 		host, port = proxy.Hostname(), orDefault(proxy.Port(), "3128")
 	}
 	netFix := func(err error) []string {
-		return networkFailure(ctx, c, t.base.String(), err).Checks
+		return s.explain(ctx, &appclient.NetworkError{Method: http.MethodGet, URL: base.String(), Err: err}, s.target).Checks
 	}
 	dnsCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -167,7 +135,7 @@ func networkChecks(ctx context.Context, c *client, t *target, add func(check)) b
 		return false
 	}
 	defer conn.Close()
-	if t.base.Scheme != "https" || via != "" {
+	if base.Scheme != "https" || via != "" {
 		add(check{Name: "tcp", Status: "pass", Detail: fmt.Sprintf("connected to %s:%s%s", host, port, via)})
 		return true
 	}

@@ -1,0 +1,116 @@
+package appauth_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+)
+
+// What the examples take from their surroundings, as a program takes it from its configuration or a secret store
+// (never from its source). TestMain points them at an emulated workspace.
+var (
+	appURL       string // https://<app-name>-<id>.<region>.databricksapps.com
+	workspaceURL string // https://<workspace-url>
+	clientID     string // the service principal's client id
+	clientSecret string // and its OAuth secret
+	cacheFile    string // where a custom-scope login keeps its token
+	openBrowser  func(url string) error
+)
+
+// TestMain runs the examples against the emulator: a workspace whose Apps proxy fronts api-app, a signed-in user
+// with the CLI profile my-env, and the platform's environment of caller-app for FromApp. Run under the name
+// databricks, the test binary is the emulator's Databricks CLI stand-in, which Local's profile runs.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == workspace.CLIFileName {
+		if err := clistandin.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "databricks:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(runWithEmulator(m))
+}
+
+func runWithEmulator(m *testing.M) int {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
+			if strings.HasPrefix(name, prefix) {
+				os.Unsetenv(name)
+			}
+		}
+	}
+	home, err := os.MkdirTemp("", "appauth-home")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(home)
+	os.Setenv("HOME", home) // ~/.databrickscfg is the emulator's
+
+	ws, err := workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
+	if err != nil {
+		panic(err)
+	}
+	defer ws.Close()
+	self, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	profile, err := ws.WriteProfile(home, self)
+	if err != nil {
+		panic(err)
+	}
+	// The page's profile name: the emulator writes its profile as [emulator].
+	cfg, err := os.ReadFile(profile.ConfigFile)
+	if err != nil {
+		panic(err)
+	}
+	cfg = []byte(strings.Replace(string(cfg), "["+profile.Name+"]", "[my-env]", 1))
+	if err := os.WriteFile(profile.ConfigFile, cfg, 0o600); err != nil {
+		panic(err)
+	}
+
+	app := httptest.NewServer(http.HandlerFunc(handleWhoAmI))
+	defer app.Close()
+	if err := ws.SetUpstream("api-app", app.URL); err != nil {
+		panic(err)
+	}
+	state := ws.State()
+	appURL, workspaceURL = state.Apps["api-app"].URL, state.WorkspaceHost
+	sp := state.ServicePrincipals["external-service"]
+	clientID, clientSecret = sp.ClientID, sp.ClientSecret
+	cacheFile = filepath.Join(home, ".databricks-caller", "token-cache.json")
+	openBrowser = workspace.HeadlessBrowser(func(err error) { fmt.Fprintln(os.Stderr, "browser:", err) })
+
+	// The platform's environment inside caller-app, for FromApp.
+	callerApp := state.ServicePrincipals["caller-app"]
+	os.Setenv("DATABRICKS_HOST", state.WorkspaceHost)
+	os.Setenv("DATABRICKS_CLIENT_ID", callerApp.ClientID)
+	os.Setenv("DATABRICKS_CLIENT_SECRET", callerApp.ClientSecret)
+	return m.Run()
+}
+
+// handleWhoAmI is api-app's GET /api/whoami in a few lines: who the proxy says called, and the scopes of the user
+// token it forwarded.
+func handleWhoAmI(w http.ResponseWriter, r *http.Request) {
+	id, err := identity.FromHeaders(r.Header)
+	if err != nil {
+		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusUnauthorized, Code: jsonhttp.CodeUnauthenticated, Message: err.Error()})
+		return
+	}
+	who := identity.WhoAmI{Identity: id, AccessTokenForwarded: id.AccessToken != ""}
+	if claims, err := identity.DecodeClaims(id.AccessToken.Reveal()); err == nil {
+		who.AccessTokenClaims = &claims
+	}
+	jsonhttp.Write(w, http.StatusOK, who)
+}

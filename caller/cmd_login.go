@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/databricks/databricks-sdk-go/config"
+	"github.com/pkg/browser"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
+	"github.com/databricks-sample/go-apps-api/caller/appauth"
+)
+
+// loginCmd is `caller login --scopes …`: the page's custom-scope U2M flow in-process (caller/appauth's Login), for
+// when the Databricks CLI is older than v0.287.0 or not at hand; `databricks auth login --scopes` is the first way.
+type loginCmd struct {
+	noBrowser bool
+	port      int // the loopback redirect port; 0 tries 8020-8040 like the Databricks CLI
+}
+
+func (c *loginCmd) flags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.noBrowser, "no-browser", false, "login: print the authorization URL instead of opening a browser")
+	fs.IntVar(&c.port, "port", 0, "login: loopback redirect port (default 8020, then up to 8040)")
+}
+
+func (c *loginCmd) check(_ *options, args []string, _ map[string]bool) error {
+	if len(args) != 0 {
+		return fmt.Errorf("login takes no arguments, got %q", args)
+	}
+	if c.port < 0 || c.port > 65535 {
+		return errors.New("--port must be a TCP port")
+	}
+	return nil
+}
+
+// loginOptions are what `caller login` adds to a login that local mode only reads from the cache.
+type loginOptions struct {
+	openURL   func(string) error
+	port      int
+	workspace *workspaceTransport // the login's requests to the workspace, retried for up to --timeout
+}
+
+// newLogin prepares the login of profile (or host) with the command's scopes, its token cached under HOME.
+func newLogin(ctx context.Context, e *env, host, profile string, lo loginOptions) (*appauth.Login, error) {
+	home := e.getenv("HOME")
+	if home == "" {
+		return nil, usageErrorf("login: HOME is not set, so there is nowhere to cache the token")
+	}
+	o := appauth.LoginOptions{Profile: profile, CacheFile: filepath.Join(home, ".databricks-caller", "token-cache.json"),
+		OpenURL: lo.openURL, Port: lo.port}
+	if lo.workspace != nil {
+		o.Transport, o.Timeout = lo.workspace, e.opts.timeout
+	}
+	l, err := appauth.NewLogin(ctx, host, e.opts.scopes, o)
+	if err != nil {
+		return nil, usageErrorf("login: %v", err)
+	}
+	return l, nil
+}
+
+// loginTarget is how the command line names the login: by profile when there is one, else by host.
+func loginTarget(profile, host string) string {
+	if profile == "" {
+		return "--host " + host
+	}
+	return "--profile " + profile
+}
+
+// loginCommand is the in-process login that gets a token with scopes.
+func loginCommand(profile, host string, scopes []string) string {
+	return fmt.Sprintf("caller login %s --scopes %s", loginTarget(profile, host), strings.Join(scopes, ","))
+}
+
+// cliLoginCommand is the Databricks CLI's login with scopes (v0.287.0 and later): local mode then uses its token.
+func cliLoginCommand(profile, host string, scopes []string) string {
+	target := "--profile " + orDefault(profile, "DEFAULT")
+	if profile == "" && host != "" {
+		target = "--host " + host
+	}
+	return fmt.Sprintf("databricks auth login %s --scopes %s", target, strings.Join(scopes, ","))
+}
+
+func (c *loginCmd) run(ctx context.Context, e *env) error {
+	opts, out := e.opts, e.out
+	if len(opts.scopes) == 0 {
+		return usageErrorf("login needs --scopes, for example --scopes sql,file.files,dashboards.genie " +
+			"(for the default all-apis scope, `databricks auth login` is enough)")
+	}
+	profile := firstNonEmpty(opts.profile, e.getenv("DATABRICKS_CONFIG_PROFILE"))
+	host := sdkconfig.NormaliseHost(opts.host)
+	if host == "" {
+		cfg := &config.Config{Profile: profile, ConfigFile: configFilePath(e.getenv), Loaders: []config.Loader{config.ConfigFile}}
+		if err := cfg.EnsureResolved(); err != nil {
+			return usageErrorf("login: %v", err)
+		}
+		if host = sdkconfig.NormaliseHost(cfg.Host); host == "" {
+			return usageErrorf("login needs a workspace: --host https://<workspace-url>, or --profile with a host in %s", cfg.ConfigFile)
+		}
+	}
+	openURL := func(u string) error {
+		// Print the URL too, with --json as well: the browser may not open (no display, a remote shell), and with
+		// --no-browser the URL is the only way on. It is not a secret.
+		fmt.Fprintf(out.stderr, "Log in with your browser; if it does not open, visit:\n  %s\n", u)
+		if !c.noBrowser {
+			_ = browser.OpenURL(u)
+		}
+		return nil
+	}
+	// The login's requests to the workspace go through a transport that remembers one that got no answer, so an
+	// unreachable workspace is reported as such (exit 6), not as a failed login.
+	workspace := &workspaceTransport{base: e.transport, proxy: e.proxy}
+	l, err := newLogin(ctx, e, host, profile, loginOptions{openURL: openURL, port: c.port, workspace: workspace})
+	if err != nil {
+		return err
+	}
+	if err := l.Run(); err != nil {
+		hostSource := "--host"
+		if opts.host == "" {
+			hostSource = "the host of profile " + orDefault(profile, "DEFAULT")
+		}
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)
+		if f := workspace.unreachable("login to "+host, hostSource, timedOut); f != nil {
+			return f
+		}
+		return &failure{Code: exitAuth, Summary: fmt.Sprintf("login to %s: %v", host, err),
+			Checks: []string{"the browser reached the loopback redirect (http://localhost:8020-8040, or --port)",
+				"the workspace allows the OAuth app databricks-cli and the scopes " + strings.Join(opts.scopes, ",")}}
+	}
+	t, err := l.Token()
+	if err != nil {
+		return &failure{Code: exitAuth, Summary: fmt.Sprintf("login to %s: reading the new token: %v", host, err)}
+	}
+	granted := opts.scopes
+	if claims, err := identity.DecodeClaims(t.AccessToken); err == nil && len(claims.Scopes) > 0 {
+		granted = claims.Scopes
+	}
+	next := fmt.Sprintf("caller --mode local %s --scopes %s --app <app-name> whoami",
+		loginTarget(profile, host), strings.Join(opts.scopes, ","))
+	out.result(fmt.Sprintf("Logged in to %s with scopes %s.\nThe token is cached in %s (owner-only); it expires %s and refreshes itself.\nUse it: %s\n",
+		host, strings.Join(granted, " "), l.CacheFile, t.Expiry.Format("2006-01-02 15:04:05 MST"), next),
+		map[string]any{"host": host, "profile": profile, "scopes": granted, "cache": l.CacheFile, "expires_at": t.Expiry})
+	return nil
+}
