@@ -53,6 +53,7 @@ EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/ca
 test-examples: ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
 	$(GO) build -o $(BIN)/emulator ./emulator
 	$(GO) build -o $(BIN)/caller ./caller
+	$(EXAMPLE_ENV) $(GO) test -count=1 -tags examples ./examples/go/
 	@python=""; for py in $(EXAMPLE_PYTHONS); do \
 	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; \
 	done; \
