@@ -59,7 +59,7 @@ test-examples: ## The sample apps in examples/ under the emulator, each with its
 	done; \
 	if [ -n "$$python" ]; then \
 	  echo "» examples/fastapi: pytest with $$(command -v $$python)"; \
-	  $(EXAMPLE_ENV) $$python -m pytest -q -p no:cacheprovider examples/fastapi || exit 1; \
+	  $(EXAMPLE_ENV) $$python -m pytest -q examples/fastapi || exit 1; \
 	else \
 	  echo "SKIPPED examples/fastapi: none of $(EXAMPLE_PYTHONS) imports fastapi, uvicorn, requests and pytest" \
 	    "(apt-get install python3-fastapi python3-uvicorn python3-requests python3-pytest)"; \
