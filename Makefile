@@ -23,7 +23,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
+.PHONY: help build run demo test test-examples stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,34 @@ test: ## Vet, check formatting and run every test with the race detector
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	GORACE=atexit_sleep_ms=0 $(GO) test -race -timeout 8m ./...
+	@$(MAKE) --no-print-directory test-examples
+
+# Interpreters tried in turn for examples/fastapi: the first that imports its four packages runs it. python3 may be a
+# pyenv or virtualenv shim without them while Debian's packages (python3-fastapi, …) are in /usr/bin/python3.
+EXAMPLE_PYTHONS ?= python3 /usr/bin/python3
+NODE            ?= node
+EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/caller PYTHONDONTWRITEBYTECODE=1
+
+test-examples: ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
+	$(GO) build -o $(BIN)/emulator ./emulator
+	$(GO) build -o $(BIN)/caller ./caller
+	$(EXAMPLE_ENV) $(GO) test -count=1 -tags examples ./examples/go/
+	@python=""; for py in $(EXAMPLE_PYTHONS); do \
+	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; \
+	done; \
+	if [ -n "$$python" ]; then \
+	  echo "» examples/fastapi: pytest with $$(command -v $$python)"; \
+	  $(EXAMPLE_ENV) $$python -m pytest -q examples/fastapi || exit 1; \
+	else \
+	  echo "SKIPPED examples/fastapi: none of $(EXAMPLE_PYTHONS) imports fastapi, uvicorn, requests and pytest" \
+	    "(apt-get install python3-fastapi python3-uvicorn python3-requests python3-pytest)"; \
+	fi; \
+	if command -v $(NODE) >/dev/null 2>&1 && $(NODE) -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)'; then \
+	  echo "» examples/node: node --test with Node $$($(NODE) --version)"; \
+	  $(EXAMPLE_ENV) $(NODE) --test examples/node/server.test.js || exit 1; \
+	else \
+	  echo "SKIPPED examples/node: no Node 18 or later ($(NODE): $$($(NODE) --version 2>/dev/null || echo not found); apt-get install nodejs)"; \
+	fi
 
 # Every fuzz target, as package:Target. `go test -fuzz` runs one target per package per run, hence the list.
 FUZZTIME     ?= 30s
@@ -63,9 +91,10 @@ bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the 
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
 	$(GO) run ./emulator/bench
 
-lint: ## go vet, gofmt and staticcheck
+lint: ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) tool actionlint
 	$(GO) run $(STATICCHECK) ./...
 
 package: package-app package-caller ## Build the deployable folders build/app/ and build/caller/ (app.yaml + the linux/amd64 binary in parts)

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +38,8 @@ run only:
   --app NAME               the app to start (default: the first app of the model); repeat for several apps
   --app-yaml FILE          read command and env from this app.yaml, for the preceding --app
   --start-timeout D        how long an app may take to listen (default 2m)
-  -- COMMAND...            the command of the last --app; $DATABRICKS_APP_PORT in it is replaced
+  -- COMMAND...            the command of the last --app; $DATABRICKS_APP_PORT in it is replaced (quote it
+                           in a shell: '$DATABRICKS_APP_PORT')
 
 The workspace also serves the Apps, Permissions and workspace files APIs: the real Databricks CLI logged in to it
 can create apps, sync and deploy their code (which runs it as below), grant permissions and read the logs.
@@ -67,7 +70,9 @@ type options struct {
 	launches       []*appLaunch
 }
 
-func parseFlags(command string, args []string, stderr io.Writer) (options, error) {
+// parseFlags reads the command line. getenv is the emulator's own environment: what the shell would have put in place
+// of an unquoted $DATABRICKS_APP_PORT.
+func parseFlags(command string, args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	o := options{command: command, upstreams: map[string]string{}}
 	fs := flag.NewFlagSet("emulator "+command, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // usage is ours; errors are returned
@@ -117,6 +122,9 @@ func parseFlags(command string, args []string, stderr io.Writer) (options, error
 		}
 		last := o.launches[len(o.launches)-1]
 		last.command = rest
+		if err := checkPortNotExpanded(rest, getenv(portVariable)); err != nil {
+			return o, fmt.Errorf("app %s: %w", appLabel(last.name), err)
+		}
 		for _, l := range o.launches {
 			if len(l.command) == 0 && l.appYAML == "" {
 				return o, fmt.Errorf("app %s: give its command after -- or its app.yaml with --app-yaml", appLabel(l.name))
@@ -139,3 +147,97 @@ func appLabel(name string) string {
 	}
 	return name
 }
+
+// portVariable is the variable the platform gives an app to listen on, and its placeholder in a command.
+const portVariable = "DATABRICKS_APP_PORT"
+
+// quotePortFix is what to do about a port the shell substituted.
+const quotePortFix = "put it in single quotes, '$" + portVariable + "', so that the shell leaves it to the emulator, " +
+	"which replaces it with the app's port"
+
+// checkPortNotExpanded refuses a command in which the shell, not the emulator, replaced $DATABRICKS_APP_PORT: the
+// app would then listen on no port or on another one while the emulator waits for it on its own. It looks only at
+// ports the command spells out, after "--port" (or "-p", "--server.port", any "--…port"), after "--port=", or
+// after the colon of an address ("0.0.0.0:8000", ":8000": gunicorn's --bind, the caller's --listen), and refuses
+//   - such a port left empty: the option last or followed by an empty argument, a "--…port" followed by another
+//     option, nothing after the "=" or the colon (the shell's expansion of an unset variable);
+//   - such a port equal to DATABRICKS_APP_PORT in the emulator's own environment (shellPort), in a command that
+//     names no $DATABRICKS_APP_PORT (the expansion of a variable left over in the developer's shell).
+//
+// A script given to sh -c is one argument: its words are looked at too, so a double-quoted script is caught.
+func checkPortNotExpanded(command []string, shellPort string) error {
+	words := commandWords(command)
+	placeholder := slices.ContainsFunc(command, func(a string) bool { return strings.Contains(a, portVariable) })
+	for i, w := range words {
+		next := ""
+		if i+1 < len(words) {
+			next = words[i+1]
+		}
+		port, ok := spelledPort(w, next)
+		switch {
+		case !ok:
+		case port == "":
+			if isPortOption(w) {
+				w = strings.TrimSpace(w + " " + next)
+			}
+			return fmt.Errorf("the command has %q with no port: if you wrote $%s there, your shell replaced it "+
+				"with nothing before the emulator saw the command; %s", w, portVariable, quotePortFix)
+		case port == shellPort && !placeholder:
+			return fmt.Errorf("the command has port %s, the value of %s in your shell: the shell put it in place of "+
+				"$%s before the emulator saw the command, and the app would listen there, not on the port the "+
+				"emulator gives it; %s", port, portVariable, portVariable, quotePortFix)
+		}
+	}
+	return nil
+}
+
+// commandWords splits the arguments, and the words of each (a sh -c script), keeping an empty argument as "".
+func commandWords(command []string) []string {
+	var words []string
+	for _, arg := range command {
+		if strings.TrimSpace(arg) == "" {
+			words = append(words, "")
+			continue
+		}
+		for _, w := range strings.Fields(arg) {
+			if w == `""` || w == "''" {
+				w = ""
+			}
+			words = append(words, w)
+		}
+	}
+	return words
+}
+
+// spelledPort returns the port word spells out (next is the word after it), and whether it spells one at all.
+func spelledPort(word, next string) (port string, ok bool) {
+	if isPortOption(word) {
+		// "-p" also means other things (mkdir -p -m 700): only a "--…port" may not be followed by an option.
+		if strings.HasPrefix(next, "-") && strings.HasSuffix(strings.ToLower(word), "port") {
+			return "", true
+		}
+		return next, true
+	}
+	if name, value, found := strings.Cut(word, "="); found {
+		if isPortOption(name) {
+			return value, true
+		}
+		word = value
+	}
+	if m := addressPort.FindStringSubmatch(word); m != nil {
+		return m[1], true
+	}
+	return "", false
+}
+
+// isPortOption tells an option that takes a port: -p, --port, --http-port, --server.port (Streamlit), ….
+func isPortOption(word string) bool {
+	if !strings.HasPrefix(word, "-") || strings.Contains(word, "=") {
+		return false
+	}
+	name := strings.ToLower(strings.TrimLeft(word, "-"))
+	return name == "p" || strings.HasSuffix(name, "port")
+}
+
+// addressPort is a listen address and its port, which may be empty: "0.0.0.0:8000", "localhost:", "[::]:", ":".
+var addressPort = regexp.MustCompile(`^(?:localhost|[0-9.]+|\[[0-9a-fA-F:]*\])?:([0-9]*)$`)

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
@@ -41,7 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("unknown command %q: want serve, run or idp-token (see --help)", command)
 	}
 
-	opts, err := parseFlags(command, args, stderr)
+	opts, err := parseFlags(command, args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		_, _ = io.WriteString(stdout, usage)
 		return nil
@@ -95,7 +97,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		return err
 	}
 
-	instances, err := startApps(ctx, w, o)
+	instances, err := startApps(ctx, w, o, logger)
 	if err != nil {
 		return err
 	}
@@ -127,8 +129,12 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	}
 }
 
+// portHintAfter is how long an app whose command names no $DATABRICKS_APP_PORT may take to listen before the
+// emulator says where it waits: long enough for most apps, short against the 2-minute wait for a cold `go run`.
+const portHintAfter = 10 * time.Second
+
 // startApps starts each launch with the platform's environment, through the same path as a deployment.
-func startApps(ctx context.Context, w *workspace.Workspace, o options) (map[string]*workspace.Instance, error) {
+func startApps(ctx context.Context, w *workspace.Workspace, o options, logger *slog.Logger) (map[string]*workspace.Instance, error) {
 	instances := map[string]*workspace.Instance{}
 	for _, l := range o.launches {
 		name := l.name
@@ -151,13 +157,33 @@ func startApps(ctx context.Context, w *workspace.Workspace, o options) (map[stri
 		if len(l.command) > 0 {
 			launch.Command = l.command
 		}
-		inst, err := w.StartApp(ctx, name, launch)
+		inst, err := startApp(ctx, w, name, launch, logger)
 		if err != nil {
 			return instances, err
 		}
 		instances[name] = inst
 	}
 	return instances, nil
+}
+
+// startApp is w.StartApp, explaining an app that does not listen where the emulator waits when its command does
+// not name $DATABRICKS_APP_PORT: such an app must read the variable from its environment (a Node or Go app can),
+// or the shell took the placeholder out before the emulator saw it and no check could tell (flags.go).
+func startApp(ctx context.Context, w *workspace.Workspace, name string, l workspace.Launch, logger *slog.Logger) (*workspace.Instance, error) {
+	if slices.ContainsFunc(l.Command, func(a string) bool { return strings.Contains(a, portVariable) }) {
+		return w.StartApp(ctx, name, l)
+	}
+	hint := fmt.Sprintf("its command names no $%s, so it must listen on the port in its environment variable %s; "+
+		"if it takes the port as an argument, %s", portVariable, portVariable, quotePortFix)
+	slow := time.AfterFunc(portHintAfter, func() {
+		logger.Warn("app not listening yet on its DATABRICKS_APP_PORT", "app", name, "after", portHintAfter, "hint", hint)
+	})
+	inst, err := w.StartApp(ctx, name, l)
+	slow.Stop()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w\n%s", err, "hint: "+hint)
+	}
+	return inst, err
 }
 
 func printSummary(stdout io.Writer, w *workspace.Workspace, stateFile string) {

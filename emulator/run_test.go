@@ -148,6 +148,8 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 		{"app exits before listening", []string{"run", "--app-yaml", exitsAtOnce}, "exited before listening"},
 		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `no app resource with that key`},
 		{"resource to an unknown app", []string{"--config", badResource}, `resource "target-app": app "missing" is not in apps`},
+		{"listens where the emulator does not wait", []string{"run", "--start-timeout", "1s", "--", "sleep", "30"},
+			"names no $DATABRICKS_APP_PORT, so it must listen on the port in its environment variable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,4 +162,46 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 	var out strings.Builder
 	require.NoError(t, run(t.Context(), []string{"emulator", "--help"}, os.Getenv, &out, io.Discard))
 	assert.Contains(t, out.String(), "--request-timeout")
+}
+
+// TestRunRefusesAPortTheShellExpanded: an unquoted $DATABRICKS_APP_PORT is gone before the emulator sees the command,
+// so the app would listen on no port or another one. Each of these is refused before anything starts.
+func TestRunRefusesAPortTheShellExpanded(t *testing.T) {
+	unset := func(string) string { return "" }
+	leftOver := func(k string) string { return map[string]string{"DATABRICKS_APP_PORT": "8000"}[k] }
+	tests := []struct {
+		name     string
+		getenv   func(string) string
+		command  []string
+		mentions string
+	}{
+		{"unquoted, unset: the option last", unset, []string{"uvicorn", "main:app", "--port"}, `"--port" with no port`},
+		{"double-quoted, unset", unset, []string{"uvicorn", "main:app", "--port", "", "--reload"}, `"--port" with no port`},
+		{"unquoted, unset, an option after it", unset, []string{"uvicorn", "main:app", "--port", "--reload"}, `"--port --reload" with no port`},
+		{"after =", unset, []string{"streamlit", "run", "app.py", "--server.port="}, `"--server.port=" with no port`},
+		{"an address with no port", unset, []string{"gunicorn", "-b", "0.0.0.0:", "app:app"}, `"0.0.0.0:" with no port`},
+		{"in a double-quoted sh -c script", unset, []string{"sh", "-c", "exec node server.js -p "}, `"-p" with no port`},
+		{"left over in the shell", leftOver, []string{"uvicorn", "main:app", "--port", "8000"}, "port 8000, the value of DATABRICKS_APP_PORT in your shell"},
+		{"left over, in an address", leftOver, []string{"./app", "--listen=127.0.0.1:8000"}, "port 8000, the value of DATABRICKS_APP_PORT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"emulator", "run", "--"}, tt.command...)
+			err := run(t.Context(), args, tt.getenv, io.Discard, io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.mentions)
+			assert.Contains(t, err.Error(), "'$DATABRICKS_APP_PORT'", "the fix: single quotes")
+		})
+	}
+
+	for _, command := range [][]string{
+		{"uvicorn", "main:app", "--port", "$DATABRICKS_APP_PORT"},
+		{"uvicorn", "main:app", "--port=${DATABRICKS_APP_PORT}"},
+		{"gunicorn", "-b", "0.0.0.0:$DATABRICKS_APP_PORT", "app:app"},
+		{"sh", "-c", `mkdir -p -m 700 "$TMPDIR/x" && exec ./app --port "$DATABRICKS_APP_PORT"`},
+		{"node", "server.js"}, // reads DATABRICKS_APP_PORT from its environment
+		{"sh", "-c", "sleep 8000; exec ./app --port $DATABRICKS_APP_PORT"},
+	} {
+		assert.NoError(t, checkPortNotExpanded(command, "8000"), "%q", command)
+	}
 }
