@@ -69,6 +69,15 @@ func (*doctorCmd) run(ctx context.Context, e *env) error {
 	default:
 		add(check{Name: "expiry", Status: "pass", Detail: "valid until " + claims.ExpiresAt.Format(time.RFC3339)})
 	}
+	if claimsErr == nil {
+		if fix := federationFix(claims.Issuer, creds.hostOrEmpty()); fix != "" {
+			add(check{Name: "issuer", Status: "fail", code: exitAuth,
+				Detail: "the token was issued by " + oneLine(claims.Issuer) + ", not by the workspace: an app takes Databricks OAuth tokens only",
+				Fix:    []string{fix}})
+		} else {
+			add(check{Name: "issuer", Status: "pass", Detail: "issued by the workspace"})
+		}
+	}
 
 	if err := s.resolveTarget(ctx); err != nil {
 		return failed("app", s.explain(ctx, err, nil))

@@ -77,6 +77,8 @@ func modeCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb 
 		return localCredentials(ctx, e, wt, plumb)
 	case ModeExternal, ModeApp:
 		return m2mCredentials(e, plumb)
+	case ModeFederated:
+		return federatedCredentials(e, plumb)
 	default:
 		c := &credentials{mode: ModeAuto, profile: opts.profile, principal: "the SDK's default credentials chain",
 			loginHint: "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, or run `databricks auth login`, or pick --mode"}
@@ -178,6 +180,36 @@ func m2mCredentials(e *env, plumb func(*config.Config) *config.Config) (*credent
 		c.loginHint = "the platform sets DATABRICKS_CLIENT_ID/SECRET for the app; redeploy the app if they were rotated"
 	}
 	c.build = func() (*config.Config, error) { return plumb(appauth.External(host, clientID, secret)), nil }
+	return c, nil
+}
+
+// federatedCredentials exchange an identity provider's JWT for a Databricks token: from a file (file-oidc, read
+// again at each refresh), else from DATABRICKS_OIDC_TOKEN (env-oidc).
+func federatedCredentials(e *env, plumb func(*config.Config) *config.Config) (*credentials, error) {
+	opts, getenv := e.opts, e.getenv
+	host := firstNonEmpty(opts.host, getenv("DATABRICKS_HOST"))
+	clientID := firstNonEmpty(opts.clientID, getenv("DATABRICKS_CLIENT_ID"))
+	file := firstNonEmpty(opts.oidcTokenFile, getenv("DATABRICKS_OIDC_TOKEN_FILEPATH"))
+	switch {
+	case host == "":
+		return nil, usageErrorf("federated mode needs the workspace: DATABRICKS_HOST or --host")
+	case file == "" && getenv("DATABRICKS_OIDC_TOKEN") == "":
+		return nil, usageErrorf("federated mode needs the identity provider's token: --oidc-token-file F, " +
+			"DATABRICKS_OIDC_TOKEN_FILEPATH or DATABRICKS_OIDC_TOKEN")
+	}
+	c := &credentials{mode: ModeFederated, clientID: clientID,
+		principal: "the identity provider's token, exchanged for service principal " + shownClientID(clientID),
+		loginHint: "check the token is fresh and that a federation policy trusts its issuer, audience and subject " +
+			"(databricks account service-principal-federation-policy list, or federation-policy list)"}
+	if clientID == "" {
+		c.principal = "the identity provider's token, exchanged under an account federation policy"
+	}
+	c.build = func() (*config.Config, error) {
+		if file != "" {
+			return plumb(appauth.Federated(host, clientID, file)), nil
+		}
+		return plumb(appauth.FederatedFromEnv(host, clientID)), nil
+	}
 	return c, nil
 }
 

@@ -133,6 +133,11 @@ func (s *session) tokenChecks(ctx context.Context, t *appclient.Target) []string
 		checks = append(checks, "the token is valid: "+c.loginHint)
 	}
 	claims, ok := s.tokenClaims(ctx)
+	if fix := federationFix(claims.Issuer, c.hostOrEmpty()); ok && fix != "" {
+		// The likeliest cause by far: put it first.
+		checks = append([]string{"the token is a Databricks OAuth token: it was issued by " + oneLine(claims.Issuer) +
+			", not by the workspace; " + fix}, checks...)
+	}
 	switch {
 	case !ok:
 		checks = append(checks, "the token has not expired (it is not a JWT, so the caller cannot tell)")
@@ -378,4 +383,23 @@ func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 func isDNS(err error) bool {
 	var dns *net.DNSError
 	return errors.As(err, &dns)
+}
+
+// federationFix says how to turn a token the workspace did not issue (an identity provider's: GitHub Actions,
+// Entra ID, …) into one it did, or "" for a token of the workspace: Databricks does not exchange tokens on the server
+// side, so the client exchanges it first (token federation). A workspace's tokens are issued by <host>/oidc.
+func federationFix(issuer, host string) string {
+	if issuer == "" {
+		return ""
+	}
+	if host != "" && strings.TrimSuffix(issuer, "/") == strings.TrimSuffix(host, "/")+"/oidc" {
+		return ""
+	}
+	if host == "" && strings.HasSuffix(strings.TrimSuffix(issuer, "/"), "/oidc") {
+		return ""
+	}
+	return "exchange the identity provider's token for a Databricks OAuth token first (token federation: " +
+		"grant_type=urn:ietf:params:oauth:grant-type:token-exchange at " + orDefault(host, "https://<workspace-url>") +
+		"/oidc/v1/token, with a federation policy that trusts the issuer): " +
+		"`caller --mode federated --oidc-token-file <file with the token> --client-id <service principal>`"
 }

@@ -20,9 +20,11 @@ const (
 	ModeExternal Mode = "external" // a service principal's client id and secret (oauth-m2m)
 	ModeApp      Mode = "app"      // the service principal a Databricks App runs as, from the platform's env (oauth-m2m)
 	ModeAuto     Mode = "auto"     // the SDK's default chain; the auth type it picked is reported
+	// ModeFederated exchanges an identity provider's JWT for a Databricks token (file-oidc or env-oidc).
+	ModeFederated Mode = "federated"
 )
 
-var modes = []Mode{ModeLocal, ModeExternal, ModeApp, ModeAuto}
+var modes = []Mode{ModeLocal, ModeExternal, ModeApp, ModeFederated, ModeAuto}
 
 // options are the flags every command shares: the credentials, the app and the bounds. A command's own flags live
 // in its file.
@@ -32,6 +34,7 @@ type options struct {
 	host              string
 	clientID          string
 	clientSecretStdin bool
+	oidcTokenFile     string // federated mode
 	scopes            []string // login, and local mode reusing a login's token
 	url               string
 	app               string
@@ -82,6 +85,9 @@ Credentials (--mode):
   external  a service principal: DATABRICKS_HOST, DATABRICKS_CLIENT_ID (or --host, --client-id) and
             DATABRICKS_CLIENT_SECRET (env, or --client-secret-stdin; never a flag)
   app       inside a Databricks App: the app's own service principal from the platform's env
+  federated token federation: an identity provider's JWT (--oidc-token-file F, DATABRICKS_OIDC_TOKEN_FILEPATH or
+            DATABRICKS_OIDC_TOKEN), exchanged at DATABRICKS_HOST (or --host) for a Databricks token of the service
+            principal DATABRICKS_CLIENT_ID (or --client-id) whose federation policy trusts it; no secret
   auto      the SDK's default chain (the default); the auth type it picked is reported
 
 Target: --url https://<app>.databricksapps.com, or --app NAME (looked up with GET /api/2.0/apps/NAME).
@@ -92,11 +98,13 @@ Flags of every command:
 
 // commonFlags declares the flags every command shares; mode and scopes need checking after parsing.
 func commonFlags(fs *flag.FlagSet, o *options) (mode, scopes *string) {
-	mode = fs.String("mode", "", "credentials: local, external, app or auto (default auto; app for serve)")
+	mode = fs.String("mode", "", "credentials: local, external, app, federated or auto (default auto; app for serve)")
 	fs.StringVar(&o.profile, "profile", "", "Databricks CLI profile (local and auto modes, login)")
 	fs.StringVar(&o.host, "host", "", "workspace URL (external mode, login); overrides DATABRICKS_HOST")
 	fs.StringVar(&o.clientID, "client-id", "", "service principal client id (external mode); overrides DATABRICKS_CLIENT_ID")
 	fs.BoolVar(&o.clientSecretStdin, "client-secret-stdin", false, "read the client secret from stdin (external mode)")
+	fs.StringVar(&o.oidcTokenFile, "oidc-token-file", "", "file holding an identity provider's JWT (federated mode); "+
+		"overrides DATABRICKS_OIDC_TOKEN_FILEPATH")
 	scopes = fs.String("scopes", "", "comma-separated OAuth scopes (login; local mode then reuses that login's token)")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound for the whole command, retries included")
 	fs.IntVar(&o.retries, "retries", 3, "retries of 429/502/503/504 and connection resets")
@@ -174,7 +182,7 @@ func parseArgs(args []string) (string, command, *options, error) {
 		}
 	}
 	if !slices.Contains(modes, o.mode) {
-		return "", nil, nil, fmt.Errorf("unknown --mode %q (want local, external, app or auto)", *mode)
+		return "", nil, nil, fmt.Errorf("unknown --mode %q (want local, external, app, federated or auto)", *mode)
 	}
 	for _, s := range strings.FieldsFunc(*scopes, func(r rune) bool { return r == ',' || r == ' ' }) {
 		o.scopes = append(o.scopes, s)

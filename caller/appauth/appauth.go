@@ -6,6 +6,7 @@
 //	cfg := appauth.Local("my-env")                             // local development: a Databricks CLI profile (U2M)
 //	cfg := appauth.External(host, clientID, clientSecret)      // an external application: a service principal (M2M)
 //	cfg := appauth.FromApp()                                   // another Databricks App: its own service principal
+//	cfg := appauth.Federated(host, clientID, "/path/to/idp.jwt")  // token federation: an identity provider's JWT
 //
 //	req, _ := http.NewRequest("GET", "https://<app-name>-<id>.<region>.databricksapps.com/api/whoami", nil)
 //	err := cfg.Authenticate(req)                               // Authorization: Bearer <token>
@@ -32,6 +33,8 @@ const (
 	AuthDatabricksCLI   = "databricks-cli"
 	AuthM2M             = "oauth-m2m"
 	AuthExternalBrowser = "external-browser"
+	AuthFileOIDC        = "file-oidc"
+	AuthEnvOIDC         = "env-oidc"
 )
 
 // Local is the page's local development path: the token of a Databricks CLI profile, as `databricks auth token
@@ -68,4 +71,31 @@ func FromApp() *config.Config { return FromEnv(os.Getenv) }
 // FromEnv is FromApp reading the three variables through getenv, for programs that pass their environment in.
 func FromEnv(getenv func(string) string) *config.Config {
 	return External(getenv("DATABRICKS_HOST"), getenv("DATABRICKS_CLIENT_ID"), getenv("DATABRICKS_CLIENT_SECRET"))
+}
+
+// Federated is token federation (workload identity federation): the JWT an identity provider issued to this
+// workload (GitHub Actions, Azure DevOps, a Kubernetes service account, an Entra app), read from tokenFile and
+// exchanged at the workspace's token endpoint for a Databricks OAuth token (grant type
+// urn:ietf:params:oauth:grant-type:token-exchange). An app refuses the provider's token itself: Databricks does not
+// exchange tokens on the server side. clientID is the service principal whose federation policy trusts the token;
+// "" relies on an account-wide policy. The file is read again at each refresh, so a provider that rotates it works.
+func Federated(host, clientID, tokenFile string) *config.Config {
+	return &config.Config{
+		Host:              sdkconfig.NormaliseHost(host),
+		ClientID:          clientID,
+		OIDCTokenFilepath: tokenFile,
+		AuthType:          AuthFileOIDC,
+		Loaders:           []config.Loader{sdkconfig.ExplicitOnly{}},
+	}
+}
+
+// FederatedFromEnv is Federated with the identity provider's JWT in the environment variable DATABRICKS_OIDC_TOKEN
+// (the SDK's env-oidc), for providers that hand it over that way.
+func FederatedFromEnv(host, clientID string) *config.Config {
+	return &config.Config{
+		Host:     sdkconfig.NormaliseHost(host),
+		ClientID: clientID,
+		AuthType: AuthEnvOIDC,
+		Loaders:  []config.Loader{sdkconfig.ExplicitOnly{}},
+	}
 }

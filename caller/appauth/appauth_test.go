@@ -25,6 +25,8 @@ func TestEachWayHasAnExplicitAuthType(t *testing.T) {
 		{"local", appauth.Local("my-env"), appauth.AuthDatabricksCLI},
 		{"external", appauth.External("adb-1.example.com", "id", "secret"), appauth.AuthM2M},
 		{"from app", appauth.FromEnv(func(string) string { return "x" }), appauth.AuthM2M},
+		{"federated", appauth.Federated("adb-1.example.com", "id", "/run/token"), appauth.AuthFileOIDC},
+		{"federated from env", appauth.FederatedFromEnv("adb-1.example.com", "id"), appauth.AuthEnvOIDC},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

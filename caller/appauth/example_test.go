@@ -79,6 +79,27 @@ func ExampleFromApp() {
 	// Output: 200 OK 2003@1234567890123456 service_principal
 }
 
+// Token federation: a CI job (GitHub Actions, Azure DevOps, a Kubernetes workload) holds a token of its identity
+// provider, not a Databricks secret. An app refuses that token; the SDK exchanges it for a Databricks OAuth token of
+// the service principal whose federation policy trusts it.
+func ExampleFederated() {
+	cfg := appauth.Federated(workspaceURL, federatedClientID, idTokenFile) // the provider's JWT, in a file
+
+	req, _ := http.NewRequest(http.MethodGet, appURL+"/api/whoami", nil)
+	if err := cfg.Authenticate(req); err != nil { // Authorization: Bearer <the exchanged Databricks token>
+		log.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var who whoAmI
+	_ = json.NewDecoder(resp.Body).Decode(&who)
+	fmt.Println(resp.Status, who.User, who.Kind)
+	// Output: 200 OK 2005@1234567890123456 service_principal
+}
+
 // Custom scopes: an app with user authorization needs a token with its scopes (Edit > User authorization). The
 // login is authorization code + PKCE with client_id=databricks-cli; its token is cached for later runs.
 func ExampleNewLogin() {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -24,6 +25,10 @@ var (
 	clientID     string // the service principal's client id
 	clientSecret string // and its OAuth secret
 	cacheFile    string // where a custom-scope login keeps its token
+	// Token federation: the service principal whose federation policy trusts the CI provider's tokens, and the
+	// file where the CI job finds its provider's token.
+	federatedClientID string
+	idTokenFile       string
 	openBrowser  func(url string) error
 )
 
@@ -91,6 +96,18 @@ func runWithEmulator(m *testing.M) int {
 	clientID, clientSecret = sp.ClientID, sp.ClientSecret
 	cacheFile = filepath.Join(home, ".databricks-caller", "token-cache.json")
 	openBrowser = workspace.HeadlessBrowser(func(err error) { fmt.Fprintln(os.Stderr, "browser:", err) })
+
+	// A CI provider's token for the main branch of acme/api, which federated-service's policy trusts.
+	federatedClientID = state.ServicePrincipals["federated-service"].ClientID
+	idToken, err := workspace.MintIdentityToken(context.Background(), state.IdentityProviders["ci"].TokenEndpoint,
+		"repo:acme/api:ref:refs/heads/main", "https://github.com/acme", time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	idTokenFile = filepath.Join(home, "id-token.jwt")
+	if err := os.WriteFile(idTokenFile, []byte(idToken), 0o600); err != nil {
+		panic(err)
+	}
 
 	// The platform's environment inside caller-app, for FromApp.
 	callerApp := state.ServicePrincipals["caller-app"]
