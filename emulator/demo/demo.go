@@ -231,6 +231,17 @@ func (e *emulator) grantCanUse(ctx context.Context, app, clientID string) error 
 	return err
 }
 
+// ciToken is a token of the emulator's CI identity provider for the main branch of acme/api: what a CI job gets
+// from its provider (GitHub Actions' ACTIONS_ID_TOKEN_REQUEST_URL, say).
+func (e *emulator) ciToken(ctx context.Context) (string, error) {
+	idp, ok := e.state.IdentityProviders["ci"]
+	if !ok {
+		return "", errors.New("the emulator's model has no identity provider ci")
+	}
+	return workspace.MintIdentityToken(ctx, idp.TokenEndpoint, "repo:acme/api:ref:refs/heads/main",
+		"https://github.com/acme", 10*time.Minute)
+}
+
 // profileEnv points the caller at the emulator's .databrickscfg and its databricks CLI stand-in.
 func (e *emulator) profileEnv() []string {
 	return []string{"DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile, "DATABRICKS_CLI_PATH=" + e.state.CLIPath}

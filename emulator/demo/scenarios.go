@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,6 +100,33 @@ func scenarios(s workspace.State) []scenario {
 			r := expectIdentity(res, sp("no-access-service"), "")
 			r.detail = "dev@example.com, who has CAN MANAGE, granted no-access-service CAN USE through the " +
 				"Permissions API (databricks apps update-permissions); the same call then passed"
+			return r
+		}},
+		{"IdP token", "CI's JWT, as is", func(ctx context.Context, e *emulator) row {
+			// The page's rule: an identity provider's token cannot call an app; Databricks does not exchange it.
+			token, err := e.ciToken(ctx)
+			if err != nil {
+				return row{status: "—", problem: err.Error()}
+			}
+			env := []string{"DATABRICKS_HOST=" + s.WorkspaceHost, "DATABRICKS_TOKEN=" + token}
+			res := e.caller(ctx, env, "--mode", "auto", "--url", s.Apps["api-app"].URL, "whoami")
+			return expectRefusal(res, 401, 3, fixFromChecklist)
+		}},
+		{"federated", "CI's JWT exchanged", func(ctx context.Context, e *emulator) row {
+			token, err := e.ciToken(ctx)
+			if err != nil {
+				return row{status: "—", problem: err.Error()}
+			}
+			file := filepath.Join(e.home, "ci-token.jwt") // where a CI job finds its provider's token
+			if err := os.WriteFile(file, []byte(token), 0o600); err != nil {
+				return row{status: "—", problem: err.Error()}
+			}
+			env := []string{"DATABRICKS_HOST=" + s.WorkspaceHost,
+				"DATABRICKS_CLIENT_ID=" + s.ServicePrincipals["federated-service"].ClientID}
+			res := e.caller(ctx, env, "--mode", "federated", "--oidc-token-file", file, "--app", "api-app", "whoami")
+			r := expectIdentity(res, sp("federated-service"), "")
+			r.detail = "the CI provider's token for repo:acme/api on main was exchanged (token federation) " +
+				"for a Databricks token of federated-service, whose federation policy trusts it; no secret"
 			return r
 		}},
 		{"bad token", "garbage bearer", func(ctx context.Context, e *emulator) row {
