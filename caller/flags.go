@@ -34,7 +34,7 @@ type options struct {
 	host              string
 	clientID          string
 	clientSecretStdin bool
-	oidcTokenFile     string // federated mode
+	oidcTokenFile     string   // federated mode
 	scopes            []string // login, and local mode reusing a login's token
 	url               string
 	app               string

@@ -29,7 +29,7 @@ var (
 	// file where the CI job finds its provider's token.
 	federatedClientID string
 	idTokenFile       string
-	openBrowser  func(url string) error
+	openBrowser       func(url string) error
 )
 
 // TestMain runs the examples against the emulator: a workspace whose Apps proxy fronts api-app, a signed-in user
