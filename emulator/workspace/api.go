@@ -1,8 +1,6 @@
 package workspace
 
 import (
-	"fmt"
-	"html"
 	"net/http"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
@@ -48,22 +46,6 @@ func (w *Workspace) handleSCIMMe() http.HandlerFunc {
 			resp.ApplicationID = p.UserName
 		}
 		jsonhttp.Write(rw, http.StatusOK, resp)
-	}
-}
-
-// handleLoginPage is where the proxy sends a browser without a session. The emulator has no browser sessions: the
-// page says how to call the app instead.
-func (w *Workspace) handleLoginPage() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		next := r.URL.Query().Get("next_url")
-		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
-		rw.Header().Set("X-Content-Type-Options", "nosniff")
-		_, _ = fmt.Fprintf(rw, `<!doctype html><title>Emulated Databricks login</title>
-<h1>Emulated Databricks workspace</h1>
-<p>This offline emulator has no browser sessions. Call <code>%s</code> with
-<code>Authorization: Bearer &lt;token&gt;</code> on an <code>/api/</code> path instead; get a token with the
-generated CLI profile or an emulated service principal.</p>
-`, html.EscapeString(next))
 	}
 }
 

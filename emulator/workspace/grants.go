@@ -153,6 +153,13 @@ func (g *grants) revokeLocked(grant string) {
 	g.revoked[grant] = g.now().Add(g.accessLifetime)
 }
 
+// revoke is revokeLocked for callers outside grants: a browser session that ends.
+func (g *grants) revoke(grant string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.revokeLocked(grant)
+}
+
 // isRevoked reports whether an access token of this grant must be refused. M2M tokens have no grant.
 func (g *grants) isRevoked(grant string) bool {
 	if grant == "" {

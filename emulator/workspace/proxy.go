@@ -94,6 +94,10 @@ func (p *appProxy) handler() http.Handler {
 			p.serveLogs(rw, r) // the platform's own paths: never forwarded, so neither access-logged nor given identity headers
 			return
 		}
+		if isAuthPath(r.URL.Path) {
+			p.serveAuth(rw, r) // the browser sign-in's callback and logout (sessions.go)
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
 		start := time.Now()
 		fwd := &forward{requestID: uuid.NewString()}
@@ -119,29 +123,30 @@ func (p *appProxy) handler() http.Handler {
 	})
 }
 
-// admit runs the platform's checks in its order: a session outside /api/ (302), a token (401), CAN_USE (403), the
-// app's user authorization scopes (403), a running app (502). It fills fwd and reports whether to forward.
+// admit runs the platform's checks in its order: a browser session outside /api/ (302), a session or a bearer
+// token on /api/ (401), CAN_USE (403), the app's user authorization scopes (403), a running app (502). It fills fwd
+// and reports whether to forward. A refusal is JSON on /api/ and a page for a browser elsewhere.
 func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) bool {
-	if !isAPIPath(r.URL.Path) {
-		// Bearer tokens work on /api/ routes; any other path is a browser's, which needs a workspace session. The
-		// emulator has no sessions, so it sends every such request to the login page, with a valid token or not.
-		p.redirectToLogin(rw, r)
+	res, answered := p.browserAuth(rw, r)
+	if answered {
 		return false
 	}
-	res, terr := p.ws.authenticate(r)
 	if res == nil {
-		if terr == nil {
-			writeUnauthorized(rw, "No access token: this app's /api/ routes need Authorization: Bearer <OAuth token>.", false)
-		} else {
-			writeUnauthorized(rw, "Invalid access token: "+terr.reason, true)
+		var terr *tokenError
+		if res, terr = p.ws.authenticate(r); res == nil {
+			if terr == nil {
+				writeUnauthorized(rw, "No access token: this app's /api/ routes need Authorization: Bearer <OAuth token>.", false)
+			} else {
+				writeUnauthorized(rw, "Invalid access token: "+terr.reason, true)
+			}
+			return false
 		}
-		return false
 	}
 	who := res.principal
 	fwd.principal = who
 	settings := p.settings.Load()
 	if !settings.has(who, PermissionCanUse) {
-		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.name),
 			Fix: fmt.Sprintf("ask a manager of the app to grant it: databricks apps update-permissions %s --json "+
 				"'{\"access_control_list\":[{\"%s\":\"%s\",\"permission_level\":\"CAN_USE\"}]}'",
@@ -151,7 +156,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	needsUserToken := who.Kind == identity.KindUser && len(settings.userAPIScopes) > 0
 	if needsUserToken {
 		if missing := coversScopes(res.claims.scopes(), settings.userAPIScopes); len(missing) > 0 {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+			p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("the token lacks scopes app %s requires: %s", p.name, strings.Join(missing, ", ")),
 				Fix: fmt.Sprintf("get a user token with the scopes %s (an OAuth U2M login with custom scopes)",
 					strings.Join(settings.userAPIScopes, " "))})
@@ -160,7 +165,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	fwd.upstream = p.upstreamURL()
 	if fwd.upstream == nil {
-		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
+		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
 			Message: fmt.Sprintf("app %s is not running", p.name),
 			Fix: "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
 				"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"})
@@ -227,6 +232,7 @@ func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 			delete(pr.Out.Header, name)
 		}
 	}
+	withoutEmulatorCookies(pr.Out.Header) // the app's own cookies pass; its session cookie is the proxy's
 	h := pr.Out.Header
 	who := fwd.principal
 	// The app's own host, as the platform's proxy sets it: never the client's Host header or absolute-form URI.

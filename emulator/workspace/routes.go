@@ -20,6 +20,7 @@ const (
 	PathSCIMMe        = "/api/2.0/preview/scim/v2/Me"
 	PathApps          = "/api/2.0/apps"
 	PathLogin         = "/login.html"
+	PathConsent       = "/login/consent"
 	PathTelemetry     = "/telemetry-ext"
 )
 
@@ -33,6 +34,14 @@ func (w *Workspace) routes() http.Handler {
 	r.Post(PathToken, w.handleToken())
 	r.Get(PathLogin, w.handleLoginPage())
 	r.Route(PathIdentityProviders+"/{idp}", w.identityProviderRoutes)
+	r.Group(func(r chi.Router) {
+		// The browser sign-in's forms (login.go): refused when posted from another origin, besides their CSRF tokens.
+		sameOrigin := http.NewCrossOriginProtection()
+		sameOrigin.SetDenyHandler(crossOriginRefused())
+		r.Use(sameOrigin.Handler)
+		r.Post(PathLogin, w.handleSignIn())
+		r.Post(PathConsent, w.handleConsent())
+	})
 	r.Group(func(r chi.Router) {
 		r.Use(w.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())

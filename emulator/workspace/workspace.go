@@ -80,6 +80,8 @@ type Workspace struct {
 	server  *http.Server
 	counts  requestCounts
 
+	sessions *sessions // the browsers signed in to apps (sessions.go, login.go)
+
 	mu       sync.Mutex // guards apps, appOrder and the records' mutable fields
 	apps     map[string]*appRecord
 	appOrder []string // creation order, for listing
@@ -173,6 +175,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		logKeepalive: opts.LogKeepalive,
 		listen:       listen,
 	}
+	w.sessions = newSessions(opts.TokenLifetime, w.grants.revoke)
 
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if w.dataDir = opts.DataDir; w.dataDir == "" {
