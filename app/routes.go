@@ -10,8 +10,9 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/inflight"
 )
 
-// NewServer builds the app's whole HTTP surface. Every route lives under /api/: the Databricks Apps proxy accepts
-// bearer tokens on /api/ routes only, so that is where an API app's endpoints belong.
+// NewServer builds the app's whole HTTP surface. Every endpoint lives under /api/: the Databricks Apps proxy accepts
+// bearer tokens on /api/ routes only, so that is where an API app's endpoints belong. The one page, at /, is for a
+// person in a browser, whose session the proxy accepts on every path.
 func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler {
 	// Routes that read a body share one bound on how many they work on at once: each holds its body, decoded and
 	// encoded again, so without it memory grows with concurrency.
@@ -23,6 +24,7 @@ func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler 
 	r.NotFound(handleNotFound())
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
+	r.Get("/", handlePage())
 	r.Route("/api", func(r chi.Router) {
 		r.Get("/health", handleHealth(appName))
 		r.Get("/openapi.json", handleOpenAPI())

@@ -93,7 +93,7 @@ func TestStatusMatrix(t *testing.T) {
 		{"me as a service principal", "GET", "/api/me", asServicePrincipal(), "", 403, "PERMISSION_DENIED"},
 		{"me with a token but no workspace", "GET", "/api/me", asUser("t"), "", 503, "TEMPORARILY_UNAVAILABLE"},
 		{"unknown api path", "GET", "/api/nope", user, "", 404, "ENDPOINT_NOT_FOUND"},
-		{"unknown path outside api", "GET", "/", nil, "", 404, "ENDPOINT_NOT_FOUND"},
+		{"unknown path outside api", "GET", "/reports", nil, "", 404, "ENDPOINT_NOT_FOUND"},
 		{"wrong method", "DELETE", "/api/whoami", user, "", 405, "METHOD_NOT_ALLOWED"},
 		{"GET on echo", "GET", "/api/echo", user, "", 405, "METHOD_NOT_ALLOWED"},
 	}
