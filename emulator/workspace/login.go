@@ -273,7 +273,7 @@ button.primary { background: #2272b4; border-color: #2272b4; color: #fff; }
 .muted { color: #5f7281; font-size: .9rem; }
 code { background: #f3f5f6; padding: .1rem .3rem; border-radius: 4px; }
 </style></head><body>
-<header>Emulated Databricks workspace</header>
+<header>Emulated Databricks</header>
 {{end}}
 {{define "bottom"}}<p class="muted">A local emulator: no passwords, nothing leaves this machine.</p>
 </body></html>{{end}}

@@ -275,7 +275,11 @@ func (p *appProxy) refuse(rw http.ResponseWriter, r *http.Request, e *jsonhttp.E
 		jsonhttp.WriteError(rw, e)
 		return
 	}
-	writePage(rw, e.Status, page{Title: http.StatusText(e.Status), Message: e.Message, Fix: e.Fix,
+	title := http.StatusText(e.Status)
+	if e.Status == http.StatusForbidden {
+		title = "No access to " + p.name
+	}
+	writePage(rw, e.Status, page{Title: title, Message: e.Message, Fix: e.Fix,
 		Links: []link{{"Sign in as someone else", p.url + PathLogout}}})
 }
 
