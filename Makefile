@@ -23,7 +23,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test test-examples stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
+.PHONY: help build run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,13 @@ test-examples: ## The sample apps in examples/ under the emulator, each with its
 	else \
 	  echo "SKIPPED examples/node: no Node 18 or later ($(NODE): $$($(NODE) --version 2>/dev/null || echo not found); apt-get install nodejs)"; \
 	fi
+
+browser-test: ## Drive headless Chromium through the browser sign-in to the app; saves docs/browser.png (installs Debian's chromium as root when missing)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "» installing Debian's chromium"; apt-get update && apt-get install -y chromium; \
+	  else echo "Chromium is not installed. Install it (Debian: sudo apt-get install -y chromium) and run make browser-test again."; exit 1; fi; }
+	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/docs/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./app/
 
 # Every fuzz target, as package:Target. `go test -fuzz` runs one target per package per run, hence the list.
 FUZZTIME     ?= 30s
