@@ -52,6 +52,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer emu.stop()
+	progress("in a browser, until the demo ends: %s/ (sign in as dev@example.com)", emu.state.Apps["api-app"].URL)
 
 	var rows []row
 	for _, sc := range scenarios(emu.state) {
