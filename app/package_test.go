@@ -109,7 +109,8 @@ func TestPackagedLauncher(t *testing.T) {
 	env := platformEnv(ws.URL)
 	env["DATABRICKS_APP_PORT"] = port
 	env["PATH"] = os.Getenv("PATH")
-	env["TMPDIR"] = t.TempDir() // where the launcher unpacks the binary
+	tmp := t.TempDir()
+	env["TMPDIR"] = tmp // where the launcher unpacks the binary
 	args := make([]string, len(manifest.Command))
 	for i, a := range manifest.Command { // the platform substitutes this one variable in command
 		args[i] = strings.ReplaceAll(a, "$DATABRICKS_APP_PORT", port)
@@ -138,6 +139,11 @@ func TestPackagedLauncher(t *testing.T) {
 
 	status, body := call(t, "GET", base+"/api/me", asUser(userToken), "")
 	assert.Equal(t, http.StatusOK, status, "%v", body)
+	if _, err := os.Stat("/proc/self/fd"); err == nil {
+		left, err := os.ReadDir(tmp)
+		require.NoError(t, err)
+		assert.Empty(t, left, "the running app left its joined binary in TMPDIR") // a 17 MB copy at every start
+	}
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -147,6 +153,11 @@ func TestPackagedLauncher(t *testing.T) {
 		t.Fatal("the app did not exit within 10 s of SIGTERM")
 	}
 	assert.Contains(t, stdout.String(), `"msg":"stopped"`)
+	if _, err := os.Stat("/proc/self/fd"); err == nil {
+		left, err := os.ReadDir(tmp)
+		require.NoError(t, err)
+		assert.Empty(t, left, "the stopped app left files in TMPDIR")
+	}
 	for _, secret := range []string{userToken, spSecret, spToken} {
 		assert.NotContains(t, stdout.String()+stderr.String(), secret)
 	}
