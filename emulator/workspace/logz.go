@@ -79,7 +79,7 @@ func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
 }
 
 // admitLogs lets through a token the workspace accepts whose principal holds CAN_MANAGE on the app. Without one, it
-// sends the login page, as the platform does on these paths even to a bearer it refuses (PLATFORM.md section 2);
+// sends the login page, as the platform does on these paths even to a bearer it refuses (docs/platform.md);
 // without CAN_MANAGE, 403.
 func (p *appProxy) admitLogs(rw http.ResponseWriter, r *http.Request) (principal, bool) {
 	res, _ := p.ws.authenticate(r)

@@ -271,7 +271,7 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Unknown, expired, another client's, revoked or already rotated: all get the same answer, whose description
-	// the SDK recognises as "log in again" (PLATFORM.md section 3).
+	// the SDK recognises as "log in again" (docs/platform.md).
 	invalid := func() { writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "Refresh token is invalid") }
 	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"), f.Get("client_id"))
 	if !ok {

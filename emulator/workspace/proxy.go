@@ -256,7 +256,7 @@ const forwardedPrefix = "x-forwarded-"
 
 // ownedByProxy reports whether the emulator strips a client-sent header before forwarding: the headers it sets
 // (identity.ForwardedHeaders), any other X-Forwarded-*, Forwarded, and the caller's Authorization. Whether the real
-// proxy strips client-sent X-Forwarded-* and whether it passes Authorization on are open (PLATFORM.md section 2);
+// proxy strips client-sent X-Forwarded-* and whether it passes Authorization on are open (docs/platform.md);
 // stripping them is the safe choice, so an app that passes here depends on neither. Underscores count as dashes:
 // servers that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would accept X_Forwarded_User.
 func ownedByProxy(name string) bool {

@@ -2,10 +2,10 @@
 // the workspace's OAuth endpoints, SCIM Me and the Apps API, and one Apps reverse proxy per app.
 //
 // Tests start it on free loopback ports with [Start] and talk to it with the real databricks-sdk-go; the emulator
-// command (go run ./emulator) wraps it for humans. It reproduces the platform's behaviour as PLATFORM.md describes
-// it, including the failures (401, 403, 302, 502, 504), because those are what an app must be tested against. Where
-// PLATFORM.md marks a behaviour open (whether client-sent X-Forwarded-* headers or Authorization reach the app), it
-// takes the strict side and strips them.
+// command (go run ./emulator) wraps it for humans. It reproduces the platform's behaviour as docs/platform.md
+// describes it, including the failures (401, 403, 302, 502, 504), because those are what an app must be tested
+// against. Where docs/platform.md marks a behaviour open (whether client-sent X-Forwarded-* headers or Authorization
+// reach the app), it takes the strict side and strips them.
 package workspace
 
 import (
