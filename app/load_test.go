@@ -99,7 +99,7 @@ func getOK(ctx context.Context, client *http.Client, cfg *config.Config, target 
 
 // 20,000 requests (make stress; 2,000 in make test, under the race detector) at concurrency 64 through the Apps
 // proxy to the app: no errors, and afterwards no goroutine and no memory left behind beyond what a warm process keeps.
-func TestLoadThroughTheProxy(t *testing.T) {
+func TestStressLoadThroughTheProxy(t *testing.T) {
 	clearDatabricksEnv(t)
 	ws, app := underEmulator(t, emulator.Options{})
 	cfg := m2mConfig(ws)
@@ -140,7 +140,7 @@ func TestLoadThroughTheProxy(t *testing.T) {
 // in well under 10 s. "Accepted" is counted where it happens: every request line the app logged must match a 200 its
 // client received. The only failures are connections the app never took: refused once it stopped listening, or reset
 // by the kernel while still waiting in the listener's accept queue when it closed.
-func TestShutdownUnderLoad(t *testing.T) {
+func TestStressShutdownUnderLoad(t *testing.T) {
 	app := startApp(t, nil)
 	target := app.URL + "/api/whoami"
 	header := asServicePrincipal()
@@ -202,7 +202,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 }
 
 // Tokens that live 2 s expire many times during a run of requests; the SDK refreshes them and no request fails.
-func TestTokensExpiringDuringARun(t *testing.T) {
+func TestStressTokensExpiringDuringARun(t *testing.T) {
 	clearDatabricksEnv(t)
 	ws, _ := underEmulator(t, emulator.Options{TokenLifetime: 2 * time.Second})
 	cfg := m2mConfig(ws)

@@ -52,10 +52,10 @@ func (e *emulator) stopWorkspace(t *testing.T) (restart func()) {
 	}
 }
 
-// TestE2ETokenEndpointDown: with the workspace's token endpoint unreachable, the caller gives up within --timeout
+// TestStressTokenEndpointDown: with the workspace's token endpoint unreachable, the caller gives up within --timeout
 // (not the SDK's 300 s of connection retries, nor one retry budget per discovery step) with the network exit code
 // and names the workspace to check; once the workspace is back, the next call succeeds.
-func TestE2ETokenEndpointDown(t *testing.T) {
+func TestStressTokenEndpointDown(t *testing.T) {
 	e := startEmulator(t, 0)
 	modes := map[string][]string{
 		"external": {"--mode", "external"},
@@ -90,16 +90,9 @@ func TestE2ETokenEndpointDown(t *testing.T) {
 	}
 }
 
-func mustURL(t *testing.T, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	require.NoError(t, err)
-	return u
-}
-
-// TestE2EAppRestartsWhileTheCallerRetries: the app goes away (its proxy answers 502) and comes back on the same
+// TestStressAppRestartsWhileTheCallerRetries: the app goes away (its proxy answers 502) and comes back on the same
 // port while a caller is retrying; the call succeeds within the retry budget.
-func TestE2EAppRestartsWhileTheCallerRetries(t *testing.T) {
+func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	e := startEmulator(t, 0)
 	port, err := workspace.FreePort()
 	require.NoError(t, err)

@@ -184,9 +184,7 @@ func parseArgs(args []string) (string, command, *options, error) {
 	if !slices.Contains(modes, o.mode) {
 		return "", nil, nil, fmt.Errorf("unknown --mode %q (want local, external, app, federated or auto)", *mode)
 	}
-	for _, s := range strings.FieldsFunc(*scopes, func(r rune) bool { return r == ',' || r == ' ' }) {
-		o.scopes = append(o.scopes, s)
-	}
+	o.scopes = append(o.scopes, strings.FieldsFunc(*scopes, func(r rune) bool { return r == ',' || r == ' ' })...)
 	slices.Sort(o.scopes)
 	o.scopes = slices.Compact(o.scopes)
 	if o.timeout <= 0 {

@@ -43,14 +43,14 @@ func (c *countingCLI) invocations(t *testing.T) []string {
 	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
-// TestE2ETokenReuse: 1,000 requests in a row in each mode, over one *config.Config, fetch a token once. What the
+// TestStressTokenReuse: 1,000 requests in a row in each mode, over one *config.Config, fetch a token once. What the
 // workspace's token endpoint counts per mode:
 //   - external: 1, the service principal's client-credentials grant.
 //   - local: 2, both from the SDK's databricks-cli auth, which runs `databricks version`, then `auth token` once to
 //     check the CLI works (and throws that token away), then once more for the token it caches; it passes
 //     --force-refresh to CLIs from 0.296.0, so each run costs the CLI (here the stand-in) one token request.
 //   - app: 1 for caller-app's service principal, behind the developer's local caller (2 more, as above).
-func TestE2ETokenReuse(t *testing.T) {
+func TestStressTokenReuse(t *testing.T) {
 	const n = 1000
 	e := startEmulator(t, 0)
 	startCallerApp(t, e)

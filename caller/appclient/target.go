@@ -131,7 +131,7 @@ func (t *Target) APIURL(p string) (string, error) {
 	}
 	for _, seg := range strings.Split(u.Path, "/") {
 		if seg == "." || seg == ".." {
-			return "", fmt.Errorf("%w: %q climbs out with . or ..", ErrBadPath, p)
+			return "", fmt.Errorf("%w: %q climbs out of /api/ with a dot segment", ErrBadPath, p)
 		}
 	}
 	full := *t.Base
