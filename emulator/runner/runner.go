@@ -136,15 +136,19 @@ func (a *App) WaitListening(ctx context.Context, addr string) error {
 	}
 }
 
-// Stop sends SIGTERM to the app's process group and SIGKILL after grace, as the platform does. It returns once
-// the process has exited and its output is closed, which pipeDelay bounds.
+// Stop sends SIGTERM to the app's process group and SIGKILL after grace, as the platform does, and then SIGKILL to
+// whatever is left in the group. It returns once the process has exited and its output is closed, which pipeDelay
+// bounds.
 func (a *App) Stop(grace time.Duration) error {
+	pgid := -a.cmd.Process.Pid
+	// Whatever the app started and left behind in its group (a daemon, `cmd &`) goes with it, as with the platform's
+	// container: it would otherwise keep the port and the app's secret after the emulator has gone.
+	defer func() { _ = syscall.Kill(pgid, syscall.SIGKILL) }()
 	select {
 	case <-a.done:
 		return nil
 	default:
 	}
-	pgid := -a.cmd.Process.Pid
 	if err := syscall.Kill(pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop app %s: %w", a.name, err)
 	}

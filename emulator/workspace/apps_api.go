@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -31,7 +32,8 @@ const (
 const maxAPIBody = 1 << 20
 
 // appRoutes is the Apps API. Anyone whose token holds the apps scope may list and read apps (they learn names and
-// URLs, not secrets); changing, starting, stopping, deploying or deleting an app takes CAN_MANAGE on it.
+// URLs, not secrets, env values or the app's output); changing, starting, stopping, deploying or deleting an app,
+// and reading its deployments, takes CAN_MANAGE on it.
 func (w *Workspace) appRoutes(r chi.Router) {
 	r.Get(PathApps, w.handleListApps())
 	r.Post(PathApps, w.handleCreateApp())
@@ -44,8 +46,9 @@ func (w *Workspace) appRoutes(r chi.Router) {
 		r.With(w.requireManage).Post("/start", w.handleStart())
 		r.With(w.requireManage).Post("/stop", w.handleStop())
 		r.With(w.requireManage).Post("/deployments", w.handleCreateDeployment())
-		r.Get("/deployments", w.handleListDeployments())
-		r.Get("/deployments/{id}", w.handleGetDeployment())
+		// A deployment's env values and the app's output in its status are for the app's managers.
+		r.With(w.requireManage).Get("/deployments", w.handleListDeployments())
+		r.With(w.requireManage).Get("/deployments/{id}", w.handleGetDeployment())
 	})
 }
 
@@ -81,12 +84,33 @@ func (w *Workspace) requireManage(next http.Handler) http.Handler {
 				Fix:     "ask a manager of the app for CAN_MANAGE, or act as one"})
 			return
 		}
-		next.ServeHTTP(rw, r)
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
 	})
 }
 
-// wireLocked is the app as the Apps API reports it. Callers hold w.mu.
-func (w *Workspace) wireLocked(rec *appRecord) apps.App {
+type recordKey struct{}
+
+// recordFrom is the app requireManage checked: handlers act on that record, never on a later lookup by name (the
+// app may have been deleted, or deleted and created again by someone else, in between).
+func recordFrom(r *http.Request) *appRecord { return r.Context().Value(recordKey{}).(*appRecord) }
+
+// wire is the app as the Apps API reports it. Whether an upstream the workspace did not start (emulator serve
+// --upstream) listens is probed first, without the lock: a dial must never hold up the rest of the workspace.
+func (w *Workspace) wire(rec *appRecord) apps.App {
+	w.mu.Lock()
+	var probe string
+	if up := rec.proxy.upstreamURL(); up != nil && rec.instance == nil {
+		probe = up.Host
+	}
+	w.mu.Unlock()
+	reachable := probe != "" && listening(probe)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.wireLocked(rec, reachable)
+}
+
+// wireLocked is wire once the probe is done. Callers hold w.mu.
+func (w *Workspace) wireLocked(rec *appRecord, upstreamListens bool) apps.App {
 	s := rec.settings()
 	a := apps.App{
 		Id:                       rec.id,
@@ -106,18 +130,18 @@ func (w *Workspace) wireLocked(rec *appRecord) apps.App {
 		Updater:                  rec.updater,
 	}
 	if rec.active != nil {
-		a.ActiveDeployment = rec.active.wire()
+		a.ActiveDeployment = rec.active.summary()
 	}
 	if rec.pending != nil {
-		a.PendingDeployment = rec.pending.wire()
+		a.PendingDeployment = rec.pending.summary()
 	}
-	a.ComputeStatus, a.AppStatus = w.statusLocked(rec)
+	a.ComputeStatus, a.AppStatus = w.statusLocked(rec, upstreamListens)
 	return a
 }
 
 // statusLocked works out compute_status and app_status; the CLI reads both without a nil check, so both are
 // always set.
-func (w *Workspace) statusLocked(rec *appRecord) (*apps.ComputeStatus, *apps.ApplicationStatus) {
+func (w *Workspace) statusLocked(rec *appRecord, upstreamListens bool) (*apps.ComputeStatus, *apps.ApplicationStatus) {
 	name := rec.settings().name
 	compute := &apps.ComputeStatus{State: rec.computeState}
 	switch rec.computeState {
@@ -135,7 +159,7 @@ func (w *Workspace) statusLocked(rec *appRecord) (*apps.ComputeStatus, *apps.App
 	case up != nil && rec.instance != nil:
 		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateRunning, RunningInstances: 1,
 			Message: "App has status: App is running"}
-	case up != nil && listening(up.Host):
+	case up != nil && upstreamListens:
 		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateRunning, RunningInstances: 1,
 			Message: "App has status: App is running"}
 	case up != nil:
@@ -161,10 +185,7 @@ func listening(hostport string) bool {
 }
 
 func (w *Workspace) writeApp(rw http.ResponseWriter, rec *appRecord) {
-	w.mu.Lock()
-	a := w.wireLocked(rec)
-	w.mu.Unlock()
-	jsonhttp.Write(rw, http.StatusOK, a)
+	jsonhttp.Write(rw, http.StatusOK, w.wire(rec))
 }
 
 func (w *Workspace) handleGetApp() http.HandlerFunc {
@@ -193,14 +214,18 @@ func (w *Workspace) handleListApps() http.HandlerFunc {
 			}
 		})
 		resp := apps.ListAppsResponse{Apps: []apps.App{}}
+		var page []*appRecord
 		for i, name := range names {
 			if i == size {
 				resp.NextPageToken = names[i-1]
 				break
 			}
-			resp.Apps = append(resp.Apps, w.wireLocked(w.apps[name]))
+			page = append(page, w.apps[name])
 		}
 		w.mu.Unlock()
+		for _, rec := range page {
+			resp.Apps = append(resp.Apps, w.wire(rec))
+		}
 		jsonhttp.Write(rw, http.StatusOK, resp)
 	}
 }
@@ -236,7 +261,7 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		if jerr := w.checkAppFields(req.UserApiScopes, req.Resources); jerr != nil {
+		if jerr := w.checkAppFields(who, req.UserApiScopes, req.Resources); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -271,7 +296,7 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 			return
 		}
 		w.grantResourceAccessLocked(s)
-		a := w.wireLocked(rec)
+		a := w.wireLocked(rec, false) // a new app has no upstream
 		w.mu.Unlock()
 		w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
 		w.stateChanged()
@@ -281,6 +306,11 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 
 // CodeAlreadyExists is the error code for a name that is taken.
 const CodeAlreadyExists = "RESOURCE_ALREADY_EXISTS"
+
+// unavailable answers a request the workspace cannot serve any more: it is shutting down, or the app was deleted.
+func unavailable(err error) *jsonhttp.Error {
+	return &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable, Message: err.Error()}
+}
 
 func badParameter(format string, args ...any) *jsonhttp.Error {
 	return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
@@ -296,12 +326,23 @@ func checkAppName(name string) *jsonhttp.Error {
 	return nil
 }
 
-// checkAppFields validates the scopes and resources a create or an update sets.
-func (w *Workspace) checkAppFields(scopes []string, resources []apps.AppResource) *jsonhttp.Error {
+// checkAppFields validates the scopes and resources a create or an update sets, for who asks. user_api_scopes name
+// API scopes the platform knows, never all-apis or offline_access: the proxy would forward every caller's whole
+// token to the app. An app resource grants the app's service principal CAN_USE on its target, so who sets one must
+// manage the target, or anyone could give themselves (through an app of theirs) access to any app.
+func (w *Workspace) checkAppFields(who principal, scopes []string, resources []apps.AppResource) *jsonhttp.Error {
 	bad := badParameter
 	for _, sc := range scopes {
-		if !scope.MatchString(sc) {
+		switch {
+		case !scope.MatchString(sc):
 			return bad("user_api_scopes: %q is not a scope", sc)
+		case sc == ScopeAllAPIs || sc == ScopeOfflineAccess:
+			return bad("user_api_scopes: %s cannot be an app's scope: the app would receive its callers' whole tokens", sc)
+		case !slices.Contains(platformScopes, sc):
+			known := slices.DeleteFunc(slices.Clone(platformScopes), func(k string) bool {
+				return k == ScopeAllAPIs || k == ScopeOfflineAccess
+			})
+			return bad("user_api_scopes: unknown scope %q; this workspace knows %s", sc, strings.Join(known, ", "))
 		}
 	}
 	keys := map[string]bool{}
@@ -310,16 +351,20 @@ func (w *Workspace) checkAppFields(scopes []string, resources []apps.AppResource
 			return bad("resources: every resource needs a unique name, got %q", res.Name)
 		}
 		keys[res.Name] = true
-		if res.App != nil {
-			w.mu.Lock()
-			_, ok := w.apps[res.App.Name]
-			w.mu.Unlock()
-			if !ok {
-				return bad("resource %s: app %s does not exist", res.Name, res.App.Name)
-			}
-			if p := string(res.App.Permission); p != "" && p != PermissionCanUse && p != PermissionCanManage {
-				return bad("resource %s: permission %q: want CAN_USE", res.Name, p)
-			}
+		if res.App == nil {
+			continue
+		}
+		if p := string(res.App.Permission); p != "" && p != PermissionCanUse {
+			return bad("resource %s: permission %q: an app resource grants CAN_USE", res.Name, p)
+		}
+		target := w.settingsOf(res.App.Name)
+		switch {
+		case target == nil:
+			return bad("resource %s: app %s does not exist", res.Name, res.App.Name)
+		case !target.has(who, PermissionCanManage):
+			return &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+				Message: fmt.Sprintf("resource %s: %s does not have CAN_MANAGE on app %s, so may not grant its access to another app",
+					res.Name, who.UserName, res.App.Name)}
 		}
 	}
 	return nil
@@ -328,7 +373,7 @@ func (w *Workspace) checkAppFields(scopes []string, resources []apps.AppResource
 // handlePatchApp changes the fields the body names (apps update --json sends only those it changes).
 func (w *Workspace) handlePatchApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		var raw map[string]json.RawMessage
 		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &raw); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -361,10 +406,18 @@ func (w *Workspace) handlePatchApp() http.HandlerFunc {
 // applyUpdate sets the named fields of req on the app and publishes the new settings.
 func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, fields []string) *jsonhttp.Error {
 	set := func(f string) bool { return slices.Contains(fields, f) }
-	if jerr := w.checkAppFields(req.UserApiScopes, req.Resources); jerr != nil {
+	who := authFrom(r.Context()).principal
+	var scopes []string
+	var resources []apps.AppResource
+	if set("user_api_scopes") {
+		scopes = req.UserApiScopes
+	}
+	if set("resources") {
+		resources = req.Resources
+	}
+	if jerr := w.checkAppFields(who, scopes, resources); jerr != nil {
 		return jerr
 	}
-	who := authFrom(r.Context()).principal
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := rec.settings().with(func(s *appSettings) {
@@ -390,7 +443,7 @@ func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, f
 // emulator applies it at once, so the first poll of GET …/update already reads SUCCEEDED.
 func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		var req struct {
 			App        *apps.App `json:"app"`
 			UpdateMask string    `json:"update_mask"`
@@ -427,7 +480,7 @@ func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 
 func (w *Workspace) handleGetUpdate() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		w.mu.Lock()
 		update := apps.AppUpdate{Status: &apps.AppUpdateUpdateStatus{State: apps.AppUpdateUpdateStatusUpdateStateNotUpdated,
 			Message: "The app has not been updated."}}
@@ -441,22 +494,30 @@ func (w *Workspace) handleGetUpdate() http.HandlerFunc {
 
 func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		name := rec.settings().name
-		w.stopApp(rec)
 		w.mu.Lock()
-		a := w.wireLocked(rec)
+		rec.deleted = true // no deployment or start may begin for it from here on
+		w.mu.Unlock()
+		w.stopApp(rec)
+		a := w.wire(rec)
+		w.mu.Lock()
 		if w.apps[name] == rec {
 			delete(w.apps, name)
 			w.appOrder = slices.DeleteFunc(w.appOrder, func(n string) bool { return n == name })
 		}
 		server := rec.proxy.server
+		var dirs []string
+		for _, d := range rec.deployments {
+			dirs = append(dirs, d.dir)
+		}
 		w.mu.Unlock()
 		rec.proxy.logs.close()
 		_ = server.Close()
+		w.sessions.endOrigin(rec.proxy.url) // a new app on the same port must not inherit its browsers
 		w.dir.removeServicePrincipal(rec.settings().servicePrincipal.ApplicationID)
-		for _, d := range rec.deployments {
-			removeDeploymentDir(d.dir)
+		for _, dir := range dirs {
+			removeDeploymentDir(dir)
 		}
 		w.logger.Info("app deleted", "app", name)
 		w.stateChanged()
@@ -469,7 +530,7 @@ func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 // platform does.
 func (w *Workspace) handleStart() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		w.mu.Lock()
 		if rec.computeState != apps.ComputeStateActive {
 			rec.computeState = apps.ComputeStateActive
@@ -486,6 +547,9 @@ func (w *Workspace) handleStart() http.HandlerFunc {
 
 // restartLocked runs the active deployment again from its snapshot. Callers hold w.mu.
 func (w *Workspace) restartLocked(rec *appRecord) {
+	if w.closing || rec.deleted {
+		return
+	}
 	rec.generation++
 	gen, d, name := rec.generation, rec.active, rec.settings().name
 	w.tasks.Go(func() {
@@ -496,7 +560,7 @@ func (w *Workspace) restartLocked(rec *appRecord) {
 		if err != nil {
 			w.mu.Lock()
 			if rec.generation == gen {
-				rec.crash = "App failed to start: " + err.Error()
+				rec.crash = withoutOutput("App failed to start: " + err.Error())
 			}
 			w.mu.Unlock()
 		}
@@ -514,13 +578,15 @@ func (w *Workspace) relaunch(app string, d *deployment) (Launch, error) {
 // handleStop stops the app's instance and its compute; the proxy answers 502 until it is started again.
 func (w *Workspace) handleStop() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		w.mu.Lock()
 		rec.computeState = apps.ComputeStateStopping
 		w.mu.Unlock()
 		w.stopApp(rec)
 		w.mu.Lock()
-		rec.computeState = apps.ComputeStateStopped
+		if rec.computeState == apps.ComputeStateStopping { // not if an apps start came meanwhile
+			rec.computeState = apps.ComputeStateStopped
+		}
 		w.mu.Unlock()
 		w.writeApp(rw, rec)
 	}
@@ -528,7 +594,7 @@ func (w *Workspace) handleStop() http.HandlerFunc {
 
 func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		var req apps.AppDeployment
 		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -564,18 +630,23 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 				rec.settings().name, rec.pending.id)
 			return
 		}
-		d := w.deployLocked(rec, req, creatorName(who)).wire()
+		d, err := w.deployLocked(rec, req, creatorName(who))
+		var answer *apps.AppDeployment
+		if err == nil {
+			answer = d.wire() // under the lock: the deployment is already under way
+		}
 		w.mu.Unlock()
-		jsonhttp.Write(rw, http.StatusOK, d)
+		if err != nil {
+			jsonhttp.WriteError(rw, unavailable(err))
+			return
+		}
+		jsonhttp.Write(rw, http.StatusOK, answer)
 	}
 }
 
 func (w *Workspace) handleListDeployments() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, ok := w.appFromPath(rw, r)
-		if !ok {
-			return
-		}
+		rec := recordFrom(r)
 		size, after, jerr := pageParams(r)
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -603,10 +674,7 @@ func (w *Workspace) handleListDeployments() http.HandlerFunc {
 
 func (w *Workspace) handleGetDeployment() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, ok := w.appFromPath(rw, r)
-		if !ok {
-			return
-		}
+		rec := recordFrom(r)
 		id := chi.URLParam(r, "id")
 		w.mu.Lock()
 		i := slices.IndexFunc(rec.deployments, func(d *deployment) bool { return d.id == id })

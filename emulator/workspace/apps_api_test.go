@@ -2,12 +2,14 @@ package workspace
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/apierr"
@@ -298,5 +300,82 @@ func TestNoConfusedDeputyInTheDefaultModel(t *testing.T) {
 	for _, app := range []string{"api-app", "caller-app"} {
 		resp, body := call(t, http.MethodGet, w.AppURL(app)+"/api/whoami", bearer(token))
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "%s: %s", app, body)
+	}
+}
+
+// TestAppResourcesCannotGrantWhatTheCallerLacks: an app resource gives the app's service principal CAN_USE on its
+// target, so only a manager of the target may set one; otherwise anyone could reach any app through an app of theirs.
+func TestAppResourcesCannotGrantWhatTheCallerLacks(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	outsider := m2mToken(t, w, "no-access-service")
+	dev := managerToken(t, w)
+	asJSON := func(token string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}
+	}
+	tests := []struct {
+		name, method, path, body, token string
+		status                           int
+		code                             string
+	}{
+		{"create with a resource on an app the caller does not manage", "POST", PathApps,
+			`{"name":"evil","resources":[{"name":"r","app":{"name":"api-app","permission":"CAN_USE"}}]}`, outsider, 403, "PERMISSION_DENIED"},
+		{"a resource asking for CAN_MANAGE", "POST", PathApps,
+			`{"name":"evil","resources":[{"name":"r","app":{"name":"api-app","permission":"CAN_MANAGE"}}]}`, dev, 400, "INVALID_PARAMETER_VALUE"},
+		{"all-apis as an app's scope", "POST", PathApps, `{"name":"greedy","user_api_scopes":["all-apis"]}`, dev, 400, "INVALID_PARAMETER_VALUE"},
+		{"an unknown scope", "POST", PathApps, `{"name":"odd","user_api_scopes":["no.such:scope"]}`, dev, 400, "INVALID_PARAMETER_VALUE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, tt.method, w.URL()+tt.path, tt.body, asJSON(tt.token))
+			assert.Equal(t, tt.status, resp.StatusCode, string(body))
+			assert.Contains(t, string(body), `"error_code":"`+tt.code+`"`)
+		})
+	}
+	// The outsider's own app may not point at api-app later either.
+	resp, body := send(t, http.MethodPost, w.URL()+PathApps, `{"name":"mine"}`, asJSON(outsider))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	resp, body = send(t, http.MethodPatch, w.URL()+PathApps+"/mine",
+		`{"resources":[{"name":"r","app":{"name":"api-app","permission":"CAN_USE"}}]}`, asJSON(outsider))
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+	assert.False(t, w.settingsOf("api-app").has(principal{Kind: "service_principal",
+		UserName: w.State().ServicePrincipals["mine"].ClientID}, PermissionCanUse))
+}
+
+// TestCloseWhileAppsAreCreated: Close stops every app and listener even while clients keep creating apps; what
+// arrives once it has begun is refused, and nothing is left listening.
+func TestCloseWhileAppsAreCreated(t *testing.T) {
+	for round := range 5 {
+		w, err := Start(t.Context(), Options{})
+		require.NoError(t, err)
+		token := managerToken(t, w)
+		stop := make(chan struct{})
+		spammed := make(chan struct{})
+		go func() {
+			defer close(spammed)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, w.URL()+PathApps+"?no_compute=true",
+					strings.NewReader(fmt.Sprintf(`{"name":"c%d-%d"}`, round, i)))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Content-Type", "application/json")
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					_ = resp.Body.Close()
+				}
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+		closed := make(chan struct{})
+		go func() { _ = w.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: Close did not return", round)
+		}
+		close(stop)
+		<-spammed
 	}
 }

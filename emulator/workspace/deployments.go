@@ -46,6 +46,24 @@ func (d *deployment) wire() *apps.AppDeployment {
 	}
 }
 
+// summary is the deployment as an App embeds it (active_deployment, pending_deployment): anyone who may read the
+// app reads it, so it carries no env values, no command and none of the app's output, which only the deployment
+// endpoints (CAN_MANAGE) and the app's log give.
+func (d *deployment) summary() *apps.AppDeployment {
+	a := d.wire()
+	a.EnvVars, a.Command = nil, nil
+	a.Status.Message = withoutOutput(a.Status.Message)
+	return a
+}
+
+// withoutOutput cuts the app's output off a message, pointing at the app's log instead.
+func withoutOutput(msg string) string {
+	if i := strings.Index(msg, lastOutputMarker); i >= 0 {
+		return msg[:i] + "; see databricks apps logs"
+	}
+	return msg
+}
+
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // setStatus records a deployment's progress, as the CLI prints each message while it polls.
@@ -58,7 +76,10 @@ func (w *Workspace) setStatus(d *deployment, state apps.AppDeploymentState, mess
 // deploy starts a deployment of rec from its source code path and returns at once; the deployment goes on in the
 // background, as on the platform, and reports SUCCEEDED once the new instance listens (the previous one is then
 // stopped) or FAILED with the app's last output.
-func (w *Workspace) deployLocked(rec *appRecord, req apps.AppDeployment, creator string) *deployment {
+func (w *Workspace) deployLocked(rec *appRecord, req apps.AppDeployment, creator string) (*deployment, error) {
+	if w.closing || rec.deleted {
+		return nil, errClosing
+	}
 	now := time.Now()
 	mode := req.Mode
 	if mode == "" {
@@ -73,7 +94,7 @@ func (w *Workspace) deployLocked(rec *appRecord, req apps.AppDeployment, creator
 	gen := rec.generation
 	name := rec.settings().name
 	w.tasks.Go(func() { w.runDeployment(rec, d, gen, name) })
-	return d
+	return d, nil
 }
 
 func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, name string) {
@@ -92,7 +113,7 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 	if err != nil {
 		d.state, d.message = apps.AppDeploymentStateFailed, "Deployment failed: "+err.Error()
 		if rec.instance == nil && rec.generation == gen {
-			rec.crash = d.message
+			rec.crash = withoutOutput(d.message) // app_status is for anyone who may read the app
 		}
 		obsolete = d.dir
 	} else {

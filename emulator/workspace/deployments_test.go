@@ -237,3 +237,33 @@ func TestDeploymentThatNeverListensFails(t *testing.T) {
 	assert.Contains(t, list[0].Status.Message, "did not listen")
 	assert.Contains(t, list[0].Status.Message, "warming up forever", "the app's last output")
 }
+
+// TestDeploymentsAreForManagers: a deployment's env values and the app's output are for the app's managers; whoever
+// may merely read the app sees neither.
+func TestDeploymentsAreForManagers(t *testing.T) {
+	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
+	token := managerToken(t, w)
+	dir := "/Workspace/Users/dev@example.com/broken"
+	uploadTestApp(t, w, token, dir, "crash", "v1")
+	asJSON := http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}
+	resp, body := send(t, http.MethodPost, w.URL()+PathApps+"/caller-app/deployments",
+		`{"source_code_path":"`+dir+`","env_vars":[{"name":"API_KEY","value":"s3cr3t-value"}]}`, asJSON)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Eventually(t, func() bool {
+		_, body := call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(token))
+		return strings.Contains(string(body), `"state":"CRASHED"`)
+	}, 30*time.Second, 50*time.Millisecond)
+
+	outsider := m2mToken(t, w, "no-access-service")
+	resp, _ = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app/deployments", bearer(outsider))
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, body = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(outsider))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotContains(t, string(body), "s3cr3t-value")
+	assert.NotContains(t, string(body), "boom: the configuration is broken")
+	assert.Contains(t, string(body), "databricks apps logs")
+
+	resp, body = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app/deployments", bearer(token))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "boom: the configuration is broken", "a manager reads why it failed")
+}

@@ -119,6 +119,12 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		"DATABRICKS_CLIENT_ID="+sp.ApplicationID,
 		"DATABRICKS_CLIENT_SECRET="+sp.Secret,
 	)
+	w.mu.Lock()
+	refused := w.closing || rec.deleted
+	w.mu.Unlock()
+	if refused {
+		return nil, errClosing
+	}
 	tail := &tailBuffer{max: 20}
 	stdout, stderr := w.appOutput(s.name, tail)
 	w.appSystemLog(s.name, "Starting app with command: "+strings.Join(l.Command, " "))
@@ -130,7 +136,9 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	}
 	inst := &Instance{app: s.name, proc: proc, port: port, tail: tail}
 	waitCtx, cancel := context.WithTimeout(ctx, w.startTimeout)
+	stopWaiting := context.AfterFunc(w.ctx, cancel) // Close ends the wait too, whoever asked for the start
 	err = proc.WaitListening(waitCtx, "127.0.0.1:"+strconv.Itoa(port))
+	stopWaiting()
 	cancel()
 	if err != nil {
 		_ = inst.stop(w.stopGrace)
@@ -149,7 +157,7 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		w.logger.Warn("app reachable past the proxy", "app", s.name, "listeners", strings.Join(exposed, ", "))
 	}
 	w.mu.Lock()
-	if rec.generation != gen || w.closing {
+	if rec.generation != gen || w.closing || rec.deleted {
 		w.mu.Unlock()
 		_ = inst.stop(w.stopGrace)
 		return nil, errors.New("a later deployment or stop of the app replaced this start")
@@ -180,14 +188,14 @@ func (w *Workspace) watchInstance(rec *appRecord, inst *Instance) {
 	if inst.StoppedByWorkspace() {
 		return
 	}
-	msg := fmt.Sprintf("App crashed: %v%s", inst.Err(), inst.tail.lastLines())
+	msg := fmt.Sprintf("App crashed: %v", inst.Err())
 	w.mu.Lock()
 	if rec.instance == inst {
-		rec.instance, rec.crash = nil, msg
+		rec.instance, rec.crash = nil, msg+"; see databricks apps logs "+inst.app
 		_ = rec.proxy.setUpstream("")
 	}
 	w.mu.Unlock()
-	w.appSystemLog(inst.app, msg)
+	w.appSystemLog(inst.app, msg+inst.tail.lastLines())
 	w.logger.Warn("app exited on its own", "app", inst.app, "err", inst.Err())
 	w.stateChanged()
 }
@@ -288,8 +296,11 @@ func (t *tailBuffer) lastLines() string {
 	if len(lines) == 0 {
 		return ""
 	}
-	return "; last output:\n" + strings.Join(lines, "\n")
+	return lastOutputMarker + strings.Join(lines, "\n")
 }
+
+// lastOutputMarker starts the app's output in a message; what follows it is for the app's managers only.
+const lastOutputMarker = "; last output:\n"
 
 // appOutput is where an instance's stdout and stderr go: the app's log (what databricks apps logs shows), the
 // emulator's own output (AppStdout/AppStderr) with each line labelled with the app's name, and tail.

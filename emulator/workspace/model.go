@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -90,6 +91,7 @@ type appRecord struct {
 	instance              *Instance // the process serving the app, when the workspace started it
 	crash                 string    // why the last instance stopped on its own, until the next start
 	generation            uint64    // counts starts and stops, so a slow start never attaches after a later one
+	deleted               bool      // the app was deleted: nothing may start or attach for it any more
 }
 
 func (r *appRecord) settings() *appSettings { return r.proxy.settings.Load() }
@@ -127,6 +129,9 @@ func aclFromConfig(a App, cfg Config, signedIn string) []aclEntry {
 
 // addApp registers an app with its proxy listening on 127.0.0.1:port (0 picks a free port). Callers hold w.mu.
 func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compute apps.ComputeState) (*appRecord, error) {
+	if w.closing {
+		return nil, errClosing
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("listen for the proxy of app %q: %w", s.name, err)
@@ -196,6 +201,9 @@ func (w *Workspace) grantResourceAccessLocked(s *appSettings) {
 		}))
 	}
 }
+
+// errClosing refuses what would start once Close has begun: a proxy, a deployment, an app process.
+var errClosing = errors.New("the workspace is shutting down")
 
 // Permission levels on an app, as the Permissions API names them. CAN_MANAGE includes CAN_USE.
 const (

@@ -28,7 +28,7 @@ func (w *Workspace) permissionRoutes(r chi.Router) {
 
 func (w *Workspace) handleGetPermissions() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		jsonhttp.Write(rw, http.StatusOK, w.permissionsWire(rec.settings()))
 	}
 }
@@ -46,7 +46,7 @@ func (w *Workspace) handlePermissionLevels() http.HandlerFunc {
 // update-permissions) and PUT (replace the whole list: bundles).
 func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		rec, _ := w.appFromPath(rw, r)
+		rec := recordFrom(r)
 		var req apps.AppPermissionsRequest
 		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)

@@ -160,6 +160,17 @@ func (s *sessions) end(id, origin string) bool {
 	return false
 }
 
+// endOrigin closes every session at origin: its app was deleted, and a new app on the same port must not inherit them.
+func (s *sessions) endOrigin(origin string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, session := range s.byID {
+		if session.origin == origin {
+			s.endLocked(id)
+		}
+	}
+}
+
 // endLocked closes a session and revokes the tokens the proxy forwarded for it.
 func (s *sessions) endLocked(id string) {
 	if session, ok := s.byID[id]; ok {

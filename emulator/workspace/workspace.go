@@ -352,19 +352,21 @@ func (w *Workspace) RequestCounts() map[string]int64 { return w.counts.snapshot(
 // waits for them to end.
 func (w *Workspace) Close() error {
 	w.closed.Do(func() {
-		w.stopAllInstances()
+		w.stopAllInstances() // sets closing: no app, proxy or process starts from here on
 		w.mu.Lock()
+		proxies := make([]*appProxy, 0, len(w.apps))
 		for _, rec := range w.apps {
-			rec.proxy.logs.close()
-		}
-		servers := []*http.Server{w.server}
-		for _, rec := range w.apps {
-			servers = append(servers, rec.proxy.server)
-			if rec.proxy.transport != nil {
-				defer rec.proxy.transport.CloseIdleConnections()
-			}
+			proxies = append(proxies, rec.proxy)
 		}
 		w.mu.Unlock()
+		servers := []*http.Server{w.server}
+		for _, p := range proxies {
+			p.logs.close() // waits for the streams' close handshakes: not under the lock
+			servers = append(servers, p.server)
+			if p.transport != nil {
+				defer p.transport.CloseIdleConnections()
+			}
+		}
 		var errs []error
 		for _, s := range servers {
 			if s != nil {
