@@ -314,8 +314,8 @@ func TestAppResourcesCannotGrantWhatTheCallerLacks(t *testing.T) {
 	}
 	tests := []struct {
 		name, method, path, body, token string
-		status                           int
-		code                             string
+		status                          int
+		code                            string
 	}{
 		{"create with a resource on an app the caller does not manage", "POST", PathApps,
 			`{"name":"evil","resources":[{"name":"r","app":{"name":"api-app","permission":"CAN_USE"}}]}`, outsider, 403, "PERMISSION_DENIED"},
