@@ -159,7 +159,7 @@ func startProcess(t *testing.T, argv []string, dir string, env []string) *proces
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = env
+	cmd.Env = append([]string{}, env...) // never nil: a nil Env would give the child this process's environment
 	if raceEnabled {
 		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0") // a race-built child would otherwise linger 1 s at exit
 	}
@@ -223,16 +223,17 @@ func startAppBinary(t *testing.T, bin string, env map[string]string) *runningApp
 	}
 	p := startProcess(t, []string{bin, "--addr", "127.0.0.1:0"}, "", kv)
 	a := &runningApp{process: p}
-	require.Eventually(t, func() bool {
+	deadline := time.After(30 * time.Second)
+	for a.URL == "" {
 		select {
 		case <-p.exited:
-			return true
-		default:
+			t.Fatalf("the app exited early: %v\n%s%s", p.err, p.Stdout, p.Stderr)
+		case <-deadline:
+			t.Fatalf("the app did not log its address within 30 s; stdout:\n%s", p.Stdout)
+		case <-time.After(10 * time.Millisecond):
 		}
 		a.URL = listeningURL(p.Stdout.String())
-		return a.URL != ""
-	}, 30*time.Second, 10*time.Millisecond, "the app did not log its address; stdout:\n%s", p.Stdout)
-	require.NotEmpty(t, a.URL, "the app exited early: %v\n%s%s", p.err, p.Stdout, p.Stderr)
+	}
 	waitHealthy(t, a.URL, p)
 	return a
 }
