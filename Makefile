@@ -77,7 +77,7 @@ browser-test: ## Drive headless Chromium through the browser sign-in to the app;
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "» installing Debian's chromium"; apt-get update && apt-get install -y chromium; \
 	  else echo "Chromium is not installed. Install it (Debian: sudo apt-get install -y chromium) and run make browser-test again."; exit 1; fi; }
-	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/docs/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./app/
+	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/docs/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./internal/e2e/
 
 # Every fuzz target, as package:Target. `go test -fuzz` runs one target per package per run, hence the list.
 FUZZTIME     ?= 30s

@@ -1,11 +1,10 @@
-package main
+package e2e
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -21,33 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
-	emulator "github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
-
-// underEmulator starts the emulated workspace and the app under it, with the platform's environment for api-app.
-func underEmulator(t *testing.T, opts emulator.Options) (*emulator.Workspace, *runningApp) {
-	t.Helper()
-	opts.Logger = slog.New(slog.DiscardHandler)
-	ws, err := emulator.Start(t.Context(), opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ws.Close() })
-	state := ws.State()
-	sp := state.ServicePrincipals["api-app"]
-	app := startApp(t, map[string]string{
-		"DATABRICKS_APP_NAME": "api-app", "DATABRICKS_HOST": ws.URL(), "DATABRICKS_WORKSPACE_ID": state.WorkspaceID,
-		"DATABRICKS_CLIENT_ID": sp.ClientID, "DATABRICKS_CLIENT_SECRET": sp.ClientSecret,
-	})
-	require.NoError(t, ws.SetUpstream("api-app", app.URL))
-	return ws, app
-}
-
-// m2mConfig is the external service principal's SDK config: it fetches and refreshes tokens itself.
-func m2mConfig(ws *emulator.Workspace) *config.Config {
-	sp := ws.State().ServicePrincipals["external-service"]
-	return &config.Config{Host: ws.URL(), ClientID: sp.ClientID, ClientSecret: sp.ClientSecret, AuthType: "oauth-m2m",
-		Loaders: []config.Loader{sdkconfig.ExplicitOnly{}}, RetryTimeoutSeconds: 5}
-}
 
 // hammer sends n authenticated GETs from c workers and returns how many failed, with the first few errors.
 func hammer(ctx context.Context, cfg *config.Config, target string, n, c int) (failed int64, sample []string) {
@@ -98,10 +72,12 @@ func getOK(ctx context.Context, client *http.Client, cfg *config.Config, target 
 }
 
 // 20,000 requests (make stress; 2,000 in make test, under the race detector) at concurrency 64 through the Apps
-// proxy to the app: no errors, and afterwards no goroutine and no memory left behind beyond what a warm process keeps.
+// proxy to the app: no errors, and afterwards nothing left behind beyond what a warm process keeps. The app runs as
+// its own process, so what it keeps is read from /proc (its open files: a connection or a request that never ends
+// holds one; its resident memory); the proxy and the client run in this one, which counts its goroutines and heap.
 func TestStressLoadThroughTheProxy(t *testing.T) {
 	clearDatabricksEnv(t)
-	ws, app := underEmulator(t, emulator.Options{})
+	ws, app := underEmulator(t, workspace.Options{})
 	cfg := m2mConfig(ws)
 	// Resolve before going concurrent: the SDK's first resolution is not safe to race (the race detector says so).
 	require.NoError(t, cfg.EnsureResolved())
@@ -113,6 +89,8 @@ func TestStressLoadThroughTheProxy(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	appFiles := openFiles(t, app.PID())
+	appRSS := procStatusKB(t, app.PID(), "VmRSS")
 
 	requests := stressRequests(t)
 	start := time.Now()
@@ -125,15 +103,29 @@ func TestStressLoadThroughTheProxy(t *testing.T) {
 	// Idle keep-alive connections of the proxy's transport close after their idle timeout; close ours and wait.
 	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+8 }, 45*time.Second, 100*time.Millisecond,
 		"goroutines: %d before the load, %d after", goroutines, runtime.NumGoroutine())
+	assert.Eventually(t, func() bool { return openFiles(t, app.PID()) <= appFiles+8 }, 45*time.Second, 100*time.Millisecond,
+		"the app's open files: %d before the load, %d after", appFiles, openFiles(t, app.PID()))
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	const heapBound = 32 << 20
+	const heapBound, rssBound = 32 << 20, 64 << 10 // bytes, KiB
 	assert.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(heapBound),
 		"heap in use grew from %d to %d bytes", before.HeapInuse, after.HeapInuse)
-	t.Logf("after the load: goroutines %d (baseline %d), heap in use %.1f MiB (before %.1f MiB, bound +%d MiB)",
-		runtime.NumGoroutine(), goroutines, float64(after.HeapInuse)/(1<<20), float64(before.HeapInuse)/(1<<20), heapBound>>20)
+	rss := procStatusKB(t, app.PID(), "VmRSS")
+	assert.Less(t, rss-appRSS, int64(rssBound), "the app's RSS grew from %d to %d KiB", appRSS, rss)
+	t.Logf("after the load: goroutines %d (baseline %d), heap in use %.1f MiB (before %.1f MiB, bound +%d MiB); "+
+		"the app: open files %d (baseline %d), RSS %d MiB (before %d MiB, bound +%d MiB)",
+		runtime.NumGoroutine(), goroutines, float64(after.HeapInuse)/(1<<20), float64(before.HeapInuse)/(1<<20), heapBound>>20,
+		openFiles(t, app.PID()), appFiles, rss>>10, appRSS>>10, rssBound>>10)
 	assert.Contains(t, app.Stdout.String(), `"msg":"request"`)
+}
+
+// openFiles counts a process's open file descriptors (Linux).
+func openFiles(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err, "this test counts a child's open files through /proc (Linux)")
+	return len(fds)
 }
 
 // SIGTERM (the app's context) in the middle of a load: every request the app accepted completes, and the app exits 0
@@ -204,7 +196,7 @@ func TestStressShutdownUnderLoad(t *testing.T) {
 // Tokens that live 2 s expire many times during a run of requests; the SDK refreshes them and no request fails.
 func TestStressTokensExpiringDuringARun(t *testing.T) {
 	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, emulator.Options{TokenLifetime: 2 * time.Second})
+	ws, _ := underEmulator(t, workspace.Options{TokenLifetime: 2 * time.Second})
 	cfg := m2mConfig(ws)
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	deadline := time.Now().Add(7 * time.Second)
@@ -214,7 +206,7 @@ func TestStressTokensExpiringDuringARun(t *testing.T) {
 		n++
 		time.Sleep(20 * time.Millisecond)
 	}
-	tokens := ws.RequestCount(emulator.PathToken)
+	tokens := ws.RequestCount(workspace.PathToken)
 	t.Logf("%d requests over 7 s with 2 s tokens: %d token requests, 0 failures", n, tokens)
 	assert.GreaterOrEqual(t, tokens, int64(3), "the tokens did expire and were refreshed")
 }
@@ -228,18 +220,4 @@ func stressRequests(t *testing.T) int {
 	n, err := strconv.Atoi(v)
 	require.NoError(t, err, "STRESS_REQUESTS")
 	return n
-}
-
-// clearDatabricksEnv keeps a developer's own Databricks settings out of the SDK configs these tests build.
-func clearDatabricksEnv(t *testing.T) {
-	t.Helper()
-	t.Setenv("HOME", t.TempDir())
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_"} {
-			if strings.HasPrefix(name, prefix) {
-				t.Setenv(name, "")
-			}
-		}
-	}
 }

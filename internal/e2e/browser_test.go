@@ -1,10 +1,12 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +17,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
-	emulator "github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
 // browserClient is a person's browser for these tests: a cookie jar, redirects followed, and every request it
@@ -63,25 +65,27 @@ func getBody(t *testing.T, client *http.Client, url string) (*http.Response, str
 // the same session, says who the app saw.
 func TestBrowserSignInToTheApp(t *testing.T) {
 	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, emulator.Options{})
+	ws, _ := underEmulator(t, workspace.Options{})
 	appURL := ws.AppURL("api-app")
 	client, requests := browserClient(t)
 
-	resp, err := emulator.SignIn(t.Context(), client, appURL+"/", "dev@example.com")
+	resp, err := workspace.SignIn(t.Context(), client, appURL+"/", "dev@example.com")
 	require.NoError(t, err)
 	page, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(page))
 	assert.Equal(t, appURL+"/", resp.Request.URL.String())
-	assert.Equal(t, pageHTML, page, "the app's page")
+	pageHTML, err := os.ReadFile(filepath.Join(repoRoot, "app", "page.html")) // what the app embeds and serves
+	require.NoError(t, err)
+	assert.Equal(t, string(pageHTML), string(page), "the app's page")
 	assert.Equal(t, []string{
-		"GET /",                            // no session: to the workspace's login page
-		"GET " + emulator.PathLogin,        // the model's users
-		"POST " + emulator.PathLogin,       // dev picked: the consent page for api-app's scopes
-		"POST " + emulator.PathConsent,     // allowed: back to the app with a one-time code
-		"GET " + emulator.PathAuthCallback, // the proxy sets the session cookie
-		"GET /",                            // the page
+		"GET /",                             // no session: to the workspace's login page
+		"GET " + workspace.PathLogin,        // the model's users
+		"POST " + workspace.PathLogin,       // dev picked: the consent page for api-app's scopes
+		"POST " + workspace.PathConsent,     // allowed: back to the app with a one-time code
+		"GET " + workspace.PathAuthCallback, // the proxy sets the session cookie
+		"GET /",                             // the page
 	}, requests())
 
 	resp, body := getBody(t, client, appURL+"/api/whoami")
@@ -104,11 +108,11 @@ func TestBrowserSignInToTheApp(t *testing.T) {
 // The proxy refuses a signed-in user without CAN USE: a page for the browser, JSON for the page's /api/ calls.
 func TestBrowserWithoutCanUse(t *testing.T) {
 	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, emulator.Options{})
+	ws, _ := underEmulator(t, workspace.Options{})
 	appURL := ws.AppURL("api-app")
 	client, _ := browserClient(t)
 
-	resp, err := emulator.SignIn(t.Context(), client, appURL+"/", "outsider@example.com")
+	resp, err := workspace.SignIn(t.Context(), client, appURL+"/", "outsider@example.com")
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -122,25 +126,4 @@ func TestBrowserWithoutCanUse(t *testing.T) {
 	var e jsonhttp.Error
 	require.NoError(t, json.Unmarshal([]byte(apiBody), &e), apiBody)
 	assert.Equal(t, jsonhttp.CodePermissionDenied, e.Code)
-}
-
-// The page needs no identity of its own and answers HEAD like GET; what it shows comes from /api/whoami.
-func TestPageServed(t *testing.T) {
-	app := startApp(t, nil)
-	for _, method := range []string{http.MethodGet, http.MethodHead} {
-		req, err := http.NewRequestWithContext(t.Context(), method, app.URL+"/", nil)
-		require.NoError(t, err)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.NoError(t, err)
-		assert.Equal(t, http.StatusOK, resp.StatusCode)
-		assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
-		assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'sha256-")
-		if method == http.MethodGet {
-			assert.Contains(t, string(body), `fetch("/api/whoami"`)
-			assert.Contains(t, string(body), "Authorization: Bearer", "it says how scripts call the app")
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	emulator "github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
 // browserTestEnv opts in to TestChromium; make browser-test sets it, and browserScreenshotEnv to where the
@@ -46,7 +46,7 @@ func TestChromium(t *testing.T) {
 	}
 	require.NotEmpty(t, chromium, "%s is set but there is no Chromium on PATH: apt-get install -y chromium (make browser-test does)", browserTestEnv)
 	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, emulator.Options{})
+	ws, _ := underEmulator(t, workspace.Options{})
 	appURL := ws.AppURL("api-app")
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -6,12 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,58 +34,20 @@ func builtApp(t *testing.T) string {
 	return bin
 }
 
-// procStatusKB reads one "Name:   123 kB" field of /proc/PID/status (VmRSS: resident now, VmHWM: the peak).
-func procStatusKB(t *testing.T, pid int, field string) int64 {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err, "this test measures a child's memory through /proc (Linux)")
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			require.NoError(t, err)
-			return kb
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
+// echoBodyLimit is the largest body /api/echo takes (maxEchoBody in app/handlers.go): the test's bodies fill it.
+const echoBodyLimit = 1 << 20
 
 // 64 concurrent 1 MiB bodies made of '<' once took the app from 17 MiB to 1.9 GiB of RSS, and it stayed there: the
 // JSON encoder wrote each '<' as \u003c (6 bytes), and the buffer pool kept the 8 MiB buffers. The app runs as a child
 // process here, so its RSS (peak and settled) is its own.
 func TestEchoMemoryStaysBoundedUnderLargeBodies(t *testing.T) {
-	bin := builtApp(t)
-	port := freePort(t)
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:"+port)
-	cmd.Env = []string{"DATABRICKS_APP_NAME=api-app"}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	base := "http://127.0.0.1:" + port
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond, "the app did not start:\n%s", &logs)
-	pid := cmd.Process.Pid
+	app := startAppBinary(t, builtApp(t), map[string]string{"DATABRICKS_APP_NAME": "api-app"})
+	base := app.URL
+	pid := app.PID()
 	idle := procStatusKB(t, pid, "VmRSS")
 
 	const concurrency, rounds = 64, 3
-	body := append(append([]byte{'"'}, bytes.Repeat([]byte{'<'}, maxEchoBody-2)...), '"')
+	body := append(append([]byte{'"'}, bytes.Repeat([]byte{'<'}, echoBodyLimit-2)...), '"')
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: concurrency}}
 	defer client.CloseIdleConnections()
 	var mu sync.Mutex
@@ -113,7 +71,7 @@ func TestEchoMemoryStaysBoundedUnderLargeBodies(t *testing.T) {
 				resp.Body.Close()
 				statuses[resp.StatusCode]++
 				switch {
-				case resp.StatusCode == http.StatusOK && n > maxEchoBody && n < maxEchoBody+4096:
+				case resp.StatusCode == http.StatusOK && n > echoBodyLimit && n < echoBodyLimit+4096:
 				case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
 				default:
 					unexpected = append(unexpected, fmt.Sprintf("status %d, %d bytes", resp.StatusCode, n))

@@ -1,63 +1,26 @@
-package main
+package e2e
 
 import (
-	"bytes"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
 // Databricks Apps refuses to deploy a source folder holding any file larger than this.
 const platformMaxFileBytes = 10 * 1024 * 1024
 
-var (
-	packageOnce sync.Once
-	packageRoot string // what make package wrote: one folder per deployable app
-	packageErr  error
-	packageLog  []byte
-)
-
-// packagedApp runs `make package` once for the whole test binary, into a temporary folder, for this machine's OS and
-// architecture (the default, linux/amd64, is what CI runs on), and returns the app's folder.
-func packagedApp(t *testing.T) string {
-	t.Helper()
-	packageOnce.Do(func() {
-		packageRoot, packageErr = os.MkdirTemp("", "app-package-")
-		if packageErr != nil {
-			return
-		}
-		cmd := exec.Command("make", "-C", "..", "package", "BUILD="+packageRoot,
-			"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH)
-		packageLog, packageErr = cmd.CombinedOutput()
-	})
-	require.NoError(t, packageErr, "make package:\n%s", packageLog)
-	return filepath.Join(packageRoot, "app")
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if packageRoot != "" {
-		os.RemoveAll(packageRoot)
-	}
-	os.Exit(code)
-}
-
 // Every file of every deployable folder fits the platform's limit, and each folder holds just app.yaml and the parts of
 // its binary.
 func TestPackagedFilesFitThePlatformLimit(t *testing.T) {
-	packagedApp(t)
+	packageRoot := packagedApps(t)
 	want := map[string]string{"app": "app.part-", "caller": "caller.part-"} // and app.yaml in each
 	folders, err := os.ReadDir(packageRoot)
 	require.NoError(t, err)
@@ -104,69 +67,45 @@ func TestPackagedLauncher(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(data, &manifest))
 	require.NotEmpty(t, manifest.Command)
 
-	ws := newFakeWorkspace(t)
+	ws := startEmulator(t, workspace.Options{})
 	port := freePort(t)
-	env := platformEnv(ws.URL)
-	env["DATABRICKS_APP_PORT"] = port
-	env["PATH"] = os.Getenv("PATH")
-	tmp := t.TempDir()
-	env["TMPDIR"] = tmp // where the launcher unpacks the binary
+	tmp := t.TempDir() // where the launcher joins the binary
+	env := []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + tmp, "DATABRICKS_APP_PORT=" + port,
+		// As the emulator's runner does: the app listens on loopback only, not on every interface of the machine.
+		"APP_LISTEN_ADDR=127.0.0.1:" + port, "APP_WORKSPACE_TIMEOUT=2s"}
+	for k, v := range appEnv(ws) {
+		env = append(env, k+"="+v)
+	}
 	args := make([]string, len(manifest.Command))
 	for i, a := range manifest.Command { // the platform substitutes this one variable in command
 		args[i] = strings.ReplaceAll(a, "$DATABRICKS_APP_PORT", port)
 	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = dir
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
+	app := startProcess(t, args, dir, env)
 	base := "http://127.0.0.1:" + port
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "no 200 from /api/health; stderr:\n%s", &stderr)
+	waitHealthy(t, base, app)
+	require.NoError(t, ws.SetUpstream("api-app", base))
 
-	status, body := call(t, "GET", base+"/api/me", asUser(userToken), "")
-	assert.Equal(t, http.StatusOK, status, "%v", body)
+	// /api/me as a signed-in user, through the proxy: the app calls the workspace with the user's forwarded token
+	// and with its own M2M token.
+	client, _ := browserClient(t)
+	resp, err := workspace.SignIn(t.Context(), client, ws.AppURL("api-app")+"/", "dev@example.com")
+	require.NoError(t, err)
+	resp.Body.Close()
+	resp, body := getBody(t, client, ws.AppURL("api-app")+"/api/me")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Contains(t, body, `"user_name":"dev@example.com"`)
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
 		left, err := os.ReadDir(tmp)
 		require.NoError(t, err)
 		assert.Empty(t, left, "the running app left its joined binary in TMPDIR") // a 17 MB copy at every start
 	}
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		assert.NoError(t, err, "exit status after SIGTERM")
-	case <-time.After(10 * time.Second):
-		t.Fatal("the app did not exit within 10 s of SIGTERM")
-	}
-	assert.Contains(t, stdout.String(), `"msg":"stopped"`)
+	assert.NoError(t, app.Stop(t), "exit status after SIGTERM")
+	assert.Contains(t, app.Stdout.String(), `"msg":"stopped"`)
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
 		left, err := os.ReadDir(tmp)
 		require.NoError(t, err)
 		assert.Empty(t, left, "the stopped app left files in TMPDIR")
 	}
-	for _, secret := range []string{userToken, spSecret, spToken} {
-		assert.NotContains(t, stdout.String()+stderr.String(), secret)
-	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+	assertNoSecrets(t, app.Stdout.String()+app.Stderr.String(), appEnv(ws)["DATABRICKS_CLIENT_SECRET"])
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"os"
@@ -16,7 +16,7 @@ import (
 // The bundle is checked as far as it can be offline: it parses, its references resolve, its source folders are what
 // make package builds, and sync uploads them although build/ is gitignored.
 func TestBundle(t *testing.T) {
-	data, err := os.ReadFile("../databricks.yml")
+	data, err := os.ReadFile(filepath.Join(repoRoot, "databricks.yml"))
 	require.NoError(t, err)
 	var bundle struct {
 		Bundle    struct{ Name string }
@@ -55,7 +55,7 @@ func TestBundle(t *testing.T) {
 		}
 	}
 
-	packagedApp(t)
+	packageRoot := packagedApps(t)
 	apps := bundle.Resources.Apps
 	require.Contains(t, apps, "api_app")
 	require.Contains(t, apps, "caller_app")
@@ -69,9 +69,9 @@ func TestBundle(t *testing.T) {
 			GroupName string `yaml:"group_name"`
 		}{"CAN_USE", "users"}, key)
 	}
-	assert.Contains(t, apps["api_app"].UserAPIScopes, meScope, "/api/me needs it")
+	assert.Contains(t, apps["api_app"].UserAPIScopes, "iam.current-user:read", "/api/me needs it (meScope in app/me.go)")
 
-	callerYAML, err := os.ReadFile("../caller/app.yaml")
+	callerYAML, err := os.ReadFile(filepath.Join(repoRoot, "caller", "app.yaml"))
 	require.NoError(t, err)
 	require.Len(t, apps["caller_app"].Resources, 1)
 	target := apps["caller_app"].Resources[0]
@@ -83,11 +83,11 @@ func TestBundle(t *testing.T) {
 func TestMakeDeployStopsWithoutLogin(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "databricks")
 	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nexit 1\n"), 0o755))
-	out, err := exec.Command("make", "-s", "-C", "..", "deploy-check", "DATABRICKS="+fake, "PROFILE=my-env").CombinedOutput()
+	out, err := exec.Command("make", "-s", "-C", repoRoot, "deploy-check", "DATABRICKS="+fake, "PROFILE=my-env").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "databricks auth login --host https://<workspace-url> --profile my-env")
 
-	out, err = exec.Command("make", "-s", "-C", "..", "deploy-check", "DATABRICKS=/nonexistent/databricks").CombinedOutput()
+	out, err = exec.Command("make", "-s", "-C", repoRoot, "deploy-check", "DATABRICKS=/nonexistent/databricks").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "is not installed")
 }
