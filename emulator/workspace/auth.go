@@ -13,6 +13,7 @@ type authResult struct {
 	principal principal
 	claims    accessClaims
 	token     string
+	tokenHash tokenHash // names the token in caches
 }
 
 // authenticate checks the request's bearer token. It returns (nil, nil) when the request carries none, so callers
@@ -30,13 +31,16 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return nil, &tokenError{"the Authorization header must be \"Bearer <OAuth access token>\""}
 	}
-	claims, terr := w.issuer.verify(token)
+	h := hashToken(token)
+	claims, terr := w.issuer.verifyHashed(token, h)
 	if terr != nil {
 		if hint := w.federationHint(token); hint != nil {
 			return nil, hint
 		}
 		return nil, terr
 	}
+	// The principal and the revocation are looked up on every request, cached verification or not: a deleted app's
+	// service principal or a replayed authorization code stops its tokens at once.
 	p, known := w.dir.subject(claims.Subject)
 	if !known {
 		return nil, &tokenError{"the token's principal does not exist in this workspace"}
@@ -44,7 +48,7 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	if w.grants.isRevoked(claims.Grant) {
 		return nil, &tokenError{"the token was revoked: its authorization code was used twice; log in again"}
 	}
-	return &authResult{principal: p, claims: claims, token: token}, nil
+	return &authResult{principal: p, claims: claims, token: token, tokenHash: h}, nil
 }
 
 type authKey struct{}

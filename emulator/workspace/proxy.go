@@ -30,13 +30,26 @@ type appProxy struct {
 	server    *http.Server
 	transport *http.Transport
 	settings  atomic.Pointer[appSettings]
+	forwarded *expiringCache[forwardedKey, string] // the forwarded user tokens issued so far
 
 	mu       sync.RWMutex
 	upstream *url.URL
 }
 
+// forwardedKey names a forwarded user token: one per caller token and version of the app's settings, so a change
+// of user_api_scopes reaches the token of the next request.
+type forwardedKey struct {
+	caller   tokenHash
+	settings *appSettings // a new value on every change (see appSettings): the pointer is the version
+}
+
+// maxIdleUpstreamConns is how many idle connections to the app the proxy keeps: more than the concurrency of a load
+// test or a parallel test suite, so that steady load never waits for a new connection.
+const maxIdleUpstreamConns = 128
+
 func newAppProxy(w *Workspace, s *appSettings, url string) *appProxy {
-	p := &appProxy{name: s.name, url: url, ws: w, logs: newAppLog()}
+	p := &appProxy{name: s.name, url: url, ws: w, logs: newAppLog(),
+		forwarded: newExpiringCache[forwardedKey, string](maxCachedTokens)}
 	p.settings.Store(s)
 	return p
 }
@@ -80,7 +93,7 @@ func (p *appProxy) handler() http.Handler {
 		Proxy:                 nil, // the app is local: never route it through HTTP_PROXY
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: p.ws.timeout,
-		MaxIdleConnsPerHost:   16,
+		MaxIdleConnsPerHost:   maxIdleUpstreamConns,
 		IdleConnTimeout:       30 * time.Second,
 	}
 	rp := &httputil.ReverseProxy{
@@ -172,7 +185,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		return false
 	}
 	if needsUserToken {
-		token, _, err := p.ws.issuer.issue(who, res.claims.ClientID, res.claims.Grant, settings.userAPIScopes, res.claims.ExpiresAt.Time)
+		token, err := p.forwardedToken(res, settings)
 		if err != nil {
 			p.ws.logger.Error("issue the forwarded user token", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
@@ -182,6 +195,24 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		fwd.token = token
 	}
 	return true
+}
+
+// forwardedToken is the user token forwarded to the app for the caller's token: issued on the first request with
+// the app's current user_api_scopes, then the same token until it expires with the caller's. A revoked or rotated
+// caller token never gets here (authenticate refuses it), and the app's copy is refused by the same checks.
+func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (string, error) {
+	key := forwardedKey{caller: res.tokenHash, settings: settings}
+	now := p.ws.issuer.now()
+	if token, ok := p.forwarded.get(key, now); ok {
+		return token, nil
+	}
+	token, expires, err := p.ws.issuer.issue(res.principal, res.claims.ClientID, res.claims.Grant,
+		settings.userAPIScopes, res.claims.ExpiresAt.Time)
+	if err != nil {
+		return "", err
+	}
+	p.forwarded.put(key, token, expires, now)
+	return token, nil
 }
 
 // aclField is the Permissions API field that names p.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -41,18 +42,42 @@ func (c accessClaims) scopes() []string { return strings.Fields(c.Scope) }
 // issuer signs and checks access tokens with a key made at start, so tokens of an earlier run, or of another
 // emulator, are refused like any token from a foreign issuer.
 type issuer struct {
-	key      *ecdsa.PrivateKey
+	// key and verified are pointers so that a copy of the issuer (tests copy one to sign "in the past") shares the
+	// current key and what it has verified.
+	key      *atomic.Pointer[ecdsa.PrivateKey]
+	verified *expiringCache[tokenHash, verifiedToken]
 	iss      string
 	lifetime time.Duration
 	now      func() time.Time
 }
 
+// verifiedToken is a token whose signature, issuer and times were checked, and the key that checked them: after a
+// rotation, a token verified under the old key is checked again, and refused.
+type verifiedToken struct {
+	claims accessClaims
+	key    *ecdsa.PrivateKey
+}
+
 func newIssuer(iss string, lifetime time.Duration) (*issuer, error) {
+	i := &issuer{key: new(atomic.Pointer[ecdsa.PrivateKey]),
+		verified: newExpiringCache[tokenHash, verifiedToken](maxCachedTokens),
+		iss:      iss, lifetime: lifetime, now: time.Now}
+	if err := i.rotateKey(); err != nil {
+		return nil, err
+	}
+	return i, nil
+}
+
+// rotateKey replaces the signing key: every token signed before, cached as verified or not, is refused from the next
+// request on, as a workspace refuses tokens once it stops publishing their key.
+func (i *issuer) rotateKey() error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("generate the token signing key: %w", err)
+		return fmt.Errorf("generate the token signing key: %w", err)
 	}
-	return &issuer{key: key, iss: iss, lifetime: lifetime, now: time.Now}, nil
+	i.key.Store(key)
+	i.verified.clear()
+	return nil
 }
 
 // issue signs an access token for p, of the authorization code's grant (or "" for M2M). notAfter, when set, caps
@@ -76,7 +101,7 @@ func (i *issuer) issue(p principal, clientID, grant string, scopes []string, not
 		Scope:    strings.Join(withoutOfflineAccess(scopes), " "),
 		Grant:    grant,
 	}
-	token, err = jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(i.key)
+	token, err = jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(i.key.Load())
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign an access token: %w", err)
 	}
@@ -88,14 +113,34 @@ type tokenError struct{ reason string }
 
 func (e *tokenError) Error() string { return e.reason }
 
-// verify checks signature, issuer and expiry and returns the claims.
+// verify checks signature, issuer and expiry and returns the claims. It checks each distinct token once and then
+// answers from the cache until the token expires; revocation is not its concern (see Workspace.authenticate).
 func (i *issuer) verify(token string) (accessClaims, *tokenError) {
+	return i.verifyHashed(token, hashToken(token))
+}
+
+// verifyHashed is verify for a caller that has hashed the token already, h being hashToken(token).
+func (i *issuer) verifyHashed(token string, h tokenHash) (accessClaims, *tokenError) {
 	if len(token) > identity.MaxTokenLen {
 		return accessClaims{}, &tokenError{"the token is too long to be one of this workspace's"}
 	}
+	key, now := i.key.Load(), i.now()
+	if v, ok := i.verified.get(h, now); ok && v.key == key {
+		return v.claims, nil
+	}
+	claims, terr := i.parse(token, key)
+	if terr != nil {
+		return accessClaims{}, terr
+	}
+	i.verified.put(h, verifiedToken{claims: claims, key: key}, claims.ExpiresAt.Time, now)
+	return claims, nil
+}
+
+// parse checks the token's signature against key, its issuer and its times.
+func (i *issuer) parse(token string, key *ecdsa.PrivateKey) (accessClaims, *tokenError) {
 	var claims accessClaims
 	_, err := jwt.ParseWithClaims(token, &claims,
-		func(*jwt.Token) (any, error) { return &i.key.PublicKey, nil },
+		func(*jwt.Token) (any, error) { return &key.PublicKey, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
 		jwt.WithIssuer(i.iss),
 		jwt.WithExpirationRequired(),
