@@ -12,7 +12,8 @@ import (
 
 // NewServer builds the app's whole HTTP surface. Every endpoint lives under /api/: the Databricks Apps proxy accepts
 // bearer tokens on /api/ routes only, so that is where an API app's endpoints belong. The one page, at /, is for a
-// person in a browser, whose session the proxy accepts on every path.
+// person in a browser, whose session the proxy accepts on every path. Routes are spelt in full rather than in an
+// r.Route("/api", …) sub-router, which would route every request twice.
 func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler {
 	// Routes that read a body share one bound on how many they work on at once: each holds its body, decoded and
 	// encoded again, so without it memory grows with concurrency.
@@ -25,15 +26,13 @@ func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler 
 	r.MethodNotAllowed(handleMethodNotAllowed(r))
 
 	r.Get("/", handlePage())
-	r.Route("/api", func(r chi.Router) {
-		r.Get("/health", handleHealth(appName))
-		r.Get("/openapi.json", handleOpenAPI())
-		r.Group(func(r chi.Router) {
-			r.Use(requireIdentity)
-			r.Get("/whoami", handleWhoAmI())
-			r.With(limitBodies).Post("/echo", handleEcho())
-			r.Get("/me", handleMe(logger, ws))
-		})
+	r.Get("/api/health", handleHealth(appName))
+	r.Get("/api/openapi.json", handleOpenAPI())
+	r.Group(func(r chi.Router) {
+		r.Use(requireIdentity)
+		r.Get("/api/whoami", handleWhoAmI())
+		r.With(limitBodies).Post("/api/echo", handleEcho())
+		r.Get("/api/me", handleMe(logger, ws))
 	})
 	return r
 }

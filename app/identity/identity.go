@@ -84,27 +84,33 @@ func (e *HeaderError) Error() string { return fmt.Sprintf("header %s: %s", e.Hea
 // FromHeaders builds the Identity from the proxy's headers. It returns [ErrNoIdentity] when X-Forwarded-User is
 // absent, and a [*HeaderError] when any forwarded header is repeated, too long, not UTF-8 or holds control characters.
 func FromHeaders(h http.Header) (Identity, error) {
-	for _, name := range ForwardedHeaders {
-		if _, err := singleValue(h, name); err != nil {
-			return Identity{}, err
+	var err error
+	value := func(name string) string {
+		v, e := singleValue(h, name)
+		if err == nil {
+			err = e
 		}
+		return v
 	}
-	user := h.Get(HeaderUser)
-	if user == "" {
+	// One read of each of the ForwardedHeaders, all checked before any is used.
+	id := Identity{
+		User:              value(HeaderUser),
+		Email:             value(HeaderEmail),
+		PreferredUsername: value(HeaderPreferredUsername),
+		Host:              value(HeaderHost),
+		AccessToken:       Token(value(HeaderAccessToken)),
+		RealIP:            value(HeaderRealIP),
+		RequestID:         value(HeaderRequestID),
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	if id.User == "" {
 		return Identity{}, ErrNoIdentity
 	}
-	id := Identity{
-		User:              user,
-		Email:             h.Get(HeaderEmail),
-		PreferredUsername: h.Get(HeaderPreferredUsername),
-		Host:              h.Get(HeaderHost),
-		RealIP:            h.Get(HeaderRealIP),
-		RequestID:         h.Get(HeaderRequestID),
-		AccessToken:       Token(h.Get(HeaderAccessToken)),
-	}
-	if principal, workspace, ok := ParseUser(user); ok {
+	if principal, workspace, ok := ParseUser(id.User); ok {
 		id.UserFormat, id.PrincipalID, id.WorkspaceID = FormatWorkspaceID, principal, workspace
-	} else if isEmail(user) {
+	} else if isEmail(id.User) {
 		id.UserFormat = FormatEmail
 	} else {
 		return Identity{}, &HeaderError{Header: HeaderUser, Reason: `want "<id>@<workspace id>" or an email`}
@@ -129,8 +135,11 @@ func ParseUser(v string) (principalID, workspaceID string, ok bool) {
 // FormatUser is the inverse of [ParseUser]: the X-Forwarded-User value the proxy sends for a principal.
 func FormatUser(principalID, workspaceID string) string { return principalID + "@" + workspaceID }
 
+// singleValue reads one forwarded header. The names are constants in canonical form, the form net/http stores
+// received headers under, so they index the map directly: h.Values would canonicalise each name again, which costs
+// more than the checks.
 func singleValue(h http.Header, name string) (string, error) {
-	vs := h.Values(name)
+	vs := h[name]
 	switch {
 	case len(vs) == 0:
 		return "", nil

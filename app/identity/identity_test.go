@@ -105,6 +105,16 @@ func TestFromHeadersRejects(t *testing.T) {
 	}
 }
 
+// Every header the proxy owns is checked, not only the ones the identity needs most.
+func TestFromHeadersRefusesAnyRepeatedHeader(t *testing.T) {
+	for _, name := range identity.ForwardedHeaders {
+		_, err := identity.FromHeaders(headers(identity.HeaderUser, "1@2", name, "a", name, "b"))
+		var headerErr *identity.HeaderError
+		require.ErrorAs(t, err, &headerErr, name)
+		assert.Equal(t, name, headerErr.Header)
+	}
+}
+
 func TestFromHeadersWithoutUser(t *testing.T) {
 	_, err := identity.FromHeaders(headers(identity.HeaderEmail, "dev@example.com"))
 	assert.ErrorIs(t, err, identity.ErrNoIdentity)
