@@ -309,7 +309,8 @@ const forwardedPrefix = "x-forwarded-"
 // servers that map headers to CGI-style variables (HTTP_X_FORWARDED_USER) would accept X_Forwarded_User.
 func ownedByProxy(name string) bool {
 	n := strings.ReplaceAll(name, "_", "-")
-	if strings.HasPrefix(strings.ToLower(n), forwardedPrefix) || strings.EqualFold(n, "Forwarded") ||
+	if (len(n) >= len(forwardedPrefix) && strings.EqualFold(n[:len(forwardedPrefix)], forwardedPrefix)) ||
+		strings.EqualFold(n, "Forwarded") ||
 		strings.EqualFold(n, "Authorization") {
 		return true
 	}
