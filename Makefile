@@ -95,9 +95,13 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s); crashers land in the p
 stress: ## Load and fault tests at full size, without the race detector (20,000 requests through the proxy)
 	STRESS_REQUESTS=20000 $(GO) test -count=1 -timeout 10m -v -run '^TestStress' ./...
 
-bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the README's Performance section
+# make bench BENCH_FLAGS='--rounds 9 --duration 3s': see go run ./emulator/bench --help. Installing FastAPI and uvicorn
+# (Debian: python3-fastapi python3-uvicorn) adds the FastAPI peer row.
+BENCH_FLAGS ?=
+
+bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the README's Performance section (~3 min)
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
-	$(GO) run ./emulator/bench
+	$(GO) run ./emulator/bench $(BENCH_FLAGS)
 
 lint: ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
 	$(GO) vet ./...

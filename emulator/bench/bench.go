@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,18 +20,26 @@ import (
 )
 
 type options struct {
-	requests    int
-	concurrency int
-	startups    int
-	rounds      int    // rounds of figure 1's load, app and bare in turn
-	appBinary   string // a prebuilt app to measure (figures 1, 2, 5, 6), for comparing two versions
+	duration       time.Duration // of each load
+	concurrency    int
+	rounds         int    // interleaved rounds of every load
+	startups       int    // start-up runs of each kind
+	appBinary      string // a prebuilt app to measure, for comparing two versions
+	emulatorBinary string // a prebuilt emulator whose proxy to measure
+	python         string // the Python of the FastAPI peer
 }
 
-// figure is one line of the table.
-type figure struct {
-	name, measured, goal string
-	met                  bool
-}
+// The rows of the load table, by name.
+const (
+	rowApp          = "app, GET /api/whoami"
+	rowBare         = "bare net/http handler, same bytes"
+	rowBareEncoding = "bare handler encoding the same value"
+	rowFastAPI      = "FastAPI on uvicorn, 1 worker"
+	rowEmulatorM2M  = "emulator's proxy → app, M2M token"
+	rowPlainM2M     = "plain ReverseProxy → app, M2M"
+	rowEmulatorUser = "emulator's proxy → app, user token"
+	rowPlainUser    = "plain ReverseProxy → app, user"
+)
 
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "» "+format+"\n", args...) }
@@ -52,9 +57,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err := gotool.Build(ctx, dir, "./app", "./caller", "./emulator"); err != nil {
 		return err
 	}
-	appBin := filepath.Join(dir, "app")
+	appBin, emulatorBin := filepath.Join(dir, "app"), filepath.Join(dir, "emulator")
 	if o.appBinary != "" {
 		appBin = o.appBinary
+	}
+	if o.emulatorBinary != "" {
+		emulatorBin = o.emulatorBinary
 	}
 	pkg := filepath.Join(dir, "build")
 	if out, err := command(ctx, root, "make", "-s", "package-app", "BUILD="+pkg,
@@ -62,6 +70,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return fmt.Errorf("make package-app: %w\n%s", err, out)
 	}
 
+	// An emulated workspace in this process for the figures that count its requests; the proxy under load is the
+	// emulator's own process, started below.
 	progress("starting the emulated workspace and the app under it")
 	ws, err := workspace.Start(ctx, workspace.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -82,7 +92,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	// The headers the proxy sends for the external service principal: the identity every load run presents.
+	// The headers the proxy sends for the external service principal: what the direct loads present.
 	ext := state.ServicePrincipals["external-service"]
 	forwarded := http.Header{}
 	forwarded.Set(identity.HeaderUser, identity.FormatUser(ext.ID, state.WorkspaceID))
@@ -115,75 +125,87 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	defer bareEncoding.stop()
 
-	var figures []figure
-	l := load{requests: o.requests, concurrency: o.concurrency}
-	warm := load{requests: o.requests / 10, concurrency: o.concurrency}
+	progress("starting the emulator (%s) and a plain reverse proxy in front of the app", emulatorBin)
+	emulator, emuState, err := startEmulator(ctx, dir, emulatorBin, appProc.url)
+	if err != nil {
+		return err
+	}
+	defer emulator.stop()
+	plain, err := startProcess(ctx, dir, "plain-proxy", []string{self, "plain-proxy", "--addr", "$ADDR",
+		"--upstream", appProc.url}, nil)
+	if err != nil {
+		return err
+	}
+	defer plain.stop()
+	emuExt := emuState.ServicePrincipals["external-service"]
+	m2m, err := clientCredentials(ctx, emuState.WorkspaceHost, emuExt.ClientID, emuExt.ClientSecret)
+	if err != nil {
+		return err
+	}
+	user, err := userLogin(ctx, emuState.WorkspaceHost)
+	if err != nil {
+		return err
+	}
+	// The plain proxy checks nothing, so its clients send what the emulator would forward, and the bearer token.
+	plainM2M := forwarded.Clone()
+	plainM2M.Set("Authorization", "Bearer "+m2m)
+	plainUser := forwarded.Clone()
+	plainUser.Set(identity.HeaderUser, identity.FormatUser(emuState.Users["dev@example.com"].ID, emuState.WorkspaceID))
+	plainUser.Set(identity.HeaderEmail, "dev@example.com")
+	plainUser.Set(identity.HeaderPreferredUsername, "dev@example.com")
+	plainUser.Set(identity.HeaderAccessToken, user) // a token of the same shape as the forwarded one, for the app to decode
+	plainUser.Set("Authorization", "Bearer "+user)
+	emuAPI := emuState.Apps["api-app"].URL + "/api/whoami"
 
-	// 1 and 5: the app's whole stack against bare handlers, and the app's memory around that load. The three are
-	// loaded in turn for several rounds and the median ratios are reported: on a shared 2-core machine one run can land
-	// on a busy moment for one side only.
-	rssIdle := appProc.rss()
-	progress("load: %d rounds of %d requests at concurrency %d, to the app and two bare net/http handlers in turn",
-		o.rounds, o.requests, o.concurrency)
-	targets := []string{appProc.url + "/api/whoami", bareEncoding.url + "/", bare.url + "/"}
-	for _, target := range targets {
-		if _, err := warm.run(ctx, target, forwarded); err != nil {
+	targets := []target{
+		{rowApp, appProc.url + "/api/whoami", forwarded, []*process{appProc}},
+		{rowBare, bare.url + "/", forwarded, []*process{bare}},
+		{rowBareEncoding, bareEncoding.url + "/", forwarded, []*process{bareEncoding}},
+		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, []*process{emulator, appProc}},
+		{rowPlainM2M, plain.url + "/api/whoami", plainM2M, []*process{plain, appProc}},
+		{rowEmulatorUser, emuAPI, http.Header{"Authorization": {"Bearer " + user}}, []*process{emulator, appProc}},
+		{rowPlainUser, plain.url + "/api/whoami", plainUser, []*process{plain, appProc}},
+	}
+	fastAPINote := ""
+	if py, parser, err := findFastAPI(ctx, o.python); err != nil {
+		fastAPINote = "FastAPI row skipped: " + err.Error()
+		progress("%s", fastAPINote)
+	} else {
+		progress("starting the FastAPI peer with %s (uvicorn's HTTP parser: %s)", py, parser)
+		fastAPI, err := startFastAPI(ctx, dir, py)
+		if err != nil {
 			return err
 		}
+		defer fastAPI.stop()
+		targets = append(targets, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, []*process{fastAPI}})
+		fastAPINote = fmt.Sprintf("FastAPI: %s -m uvicorn, one worker, access log off, HTTP parser %s", py, parser)
 	}
-	var middleware, whole []float64
-	var direct loadResult
-	var loadErrors int64
-	for range o.rounds {
-		var rps [3]float64
-		for i, target := range targets {
-			res, err := l.run(ctx, target, forwarded)
-			if err != nil {
-				return err
-			}
-			loadErrors += res.errors
-			rps[i] = res.rps(o.requests)
-			if i == 0 {
-				direct = res
-			}
+
+	rssIdle := appProc.rss()
+	progress("warming up each of the %d targets", len(targets))
+	warm := load{duration: o.duration / 4, concurrency: o.concurrency}
+	for _, t := range targets {
+		if _, err := warm.run(ctx, t.url, t.header); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
 		}
-		middleware = append(middleware, rps[0]/rps[1])
-		whole = append(whole, rps[0]/rps[2])
+	}
+	samples, err := measureRounds(ctx, targets, o.rounds, load{duration: o.duration, concurrency: o.concurrency}, progress)
+	if err != nil {
+		return err
 	}
 	rssLoaded := appProc.rss()
-	median := func(xs []float64) (mid, lo, hi float64) {
-		slices.Sort(xs)
-		return xs[len(xs)/2], xs[0], xs[len(xs)-1]
-	}
-	mid, lo, hi := median(middleware)
-	figures = append(figures, figure{"1. middleware cost: app / bare req/s",
-		fmt.Sprintf("%.3f median of %d rounds (%.2f–%.2f)", mid, len(middleware), lo, hi), "≥ 0.85", mid >= 0.85})
-	mid, lo, hi = median(whole)
-	figures = append(figures, figure{"   the same, bare replaying bytes",
-		fmt.Sprintf("%.2f median (%.2f–%.2f): encoding included", mid, lo, hi), "(reported)", true})
 
-	// 2: the same load through the emulator's Apps proxy, with a real M2M token.
-	progress("load: the same through the emulator's Apps proxy (M2M token)")
-	token, err := clientCredentials(ctx, ws.URL(), ext.ClientID, ext.ClientSecret)
-	if err != nil {
-		return err
+	figures := loadFigures(samples)
+	var failedRequests int64
+	for _, ss := range samples {
+		for _, s := range ss {
+			failedRequests += s.errors
+		}
 	}
-	bearer := http.Header{"Authorization": {"Bearer " + token}}
-	if _, err := warm.run(ctx, ws.AppURL("api-app")+"/api/whoami", bearer); err != nil {
-		return err
-	}
-	proxied, err := l.run(ctx, ws.AppURL("api-app")+"/api/whoami", bearer)
-	if err != nil {
-		return err
-	}
-	proxyRatio := proxied.rps(o.requests) / direct.rps(o.requests)
-	figures = append(figures, figure{"2. proxy cost: proxied / direct req/s",
-		fmt.Sprintf("%.2f; p50 %s → %s, p99 %s → %s", proxyRatio, ms(direct.p50), ms(proxied.p50), ms(direct.p99), ms(proxied.p99)),
-		"(reported)", true})
-	errorsSeen := loadErrors + proxied.errors
-	figures = append(figures, figure{"   failed requests in loads 1 and 2", strconv.FormatInt(errorsSeen, 10), "0", errorsSeen == 0})
+	figures = append(figures, figure{name: "   failed requests, all loads", value: exact(float64(failedRequests)),
+		goal: atMost(0)})
 
-	// 6: workspace requests per /api/me, on behalf of a user whose token the proxy forwards.
+	// 4: workspace requests per /api/me, on behalf of a user whose token the proxy forwards.
 	progress("counting workspace requests per /api/me")
 	userToken, err := userLogin(ctx, ws.URL())
 	if err != nil {
@@ -201,22 +223,24 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	perMe := float64(total(ws.RequestCounts())-before) / meCalls
-	figures = append(figures, figure{"6. workspace requests per /api/me",
-		fmt.Sprintf("%.2f (over %d calls, after the first)", perMe, meCalls), "2 (one per identity)", perMe == 2})
+	figures = append(figures, figure{name: "4. workspace requests per /api/me", value: exact(perMe), digits: 2,
+		goal: atMost(2), note: fmt.Sprintf("over %d calls after the first: SCIM Me as the user and as the app", meCalls)})
 
-	// 3: token requests per 1,000 calls in each of the caller's modes.
+	// 5: token requests per 1,000 calls in each of the caller's modes.
 	const reuseCalls = 1000
 	progress("token reuse: %d caller requests in local, external and app mode", reuseCalls)
 	reuse, err := tokenReuse(ctx, ws, dir, reuseCalls)
 	if err != nil {
 		return err
 	}
-	figures = append(figures, figure{fmt.Sprintf("3. token requests per %d caller calls", reuseCalls),
-		fmt.Sprintf("external %d, app %d, local %d (SDK: 1 discarded check + 1)", reuse["external"], reuse["app"], reuse["local"]),
-		"1 (local 2)", reuse["external"] == 1 && reuse["app"] == 1 && reuse["local"] <= 2})
+	figures = append(figures,
+		figure{name: fmt.Sprintf("5. token requests per %d calls, external", reuseCalls), value: exact(float64(reuse["external"])), goal: atMost(1)},
+		figure{name: "   app mode (caller serve)", value: exact(float64(reuse["app"])), goal: atMost(1)},
+		figure{name: "   local (CLI profile)", value: exact(float64(reuse["local"])), goal: atMost(2),
+			note: "the SDK runs the CLI once to check it, then for the token"})
 
-	// 4: start-up, packaged launcher against the binary started directly.
-	progress("start-up: %d runs each of the packaged app.yaml command and the binary", o.startups)
+	// 6: start-up, packaged launcher against the binary started directly.
+	progress("start-up: %d runs each of the packaged app.yaml command and the binary, in turn", o.startups)
 	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
 	if err != nil {
 		return err
@@ -224,45 +248,88 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if len(packaged.Command) == 0 {
 		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
 	}
-	directStart, err := medianStartup(ctx, dir, o.startups, "", []string{appBin})
+	startRatios, packagedStart, directStart, err := startupRatios(ctx, dir, o.startups, filepath.Join(pkg, "app"),
+		packaged.Command, []string{appBin})
 	if err != nil {
 		return err
 	}
-	packagedStart, err := medianStartup(ctx, dir, o.startups, filepath.Join(pkg, "app"), packaged.Command)
-	if err != nil {
-		return err
+	figures = append(figures, figure{name: "6. start-up to first answer, packaged ÷ direct", value: spreadOf(startRatios),
+		digits: 2, goal: atMost(2), note: fmt.Sprintf("%s / %s, medians", ms(packagedStart), ms(directStart))})
+
+	// 7, from the loads above.
+	figures = append(figures, figure{name: "7. app RSS after the loads, MiB", value: exact(float64(rssLoaded) / (1 << 20)),
+		digits: 1, goal: reported, note: "idle: " + mib(rssIdle)})
+
+	fmt.Fprintf(stdout, "\nmake bench: %d interleaved rounds on %d CPUs; each load %s at concurrency %d over loopback keep-alive.\n",
+		o.rounds, runtime.NumCPU(), o.duration, o.concurrency)
+	fmt.Fprintf(stdout, "Server CPU per request is the servers' user+system time (/proc/PID/stat) over the requests served;\n"+
+		"the load generator (this process) used %s per request to the app.\n\n",
+		us(spreadOf(collect(samples[rowApp], func(s sample) float64 { return float64(s.loadCPUPerReq) })).median))
+	printLoads(stdout, targets, samples)
+	if fastAPINote != "" {
+		fmt.Fprintln(stdout, fastAPINote)
 	}
-	startRatio := float64(packagedStart) / float64(directStart)
-	figures = append(figures, figure{"4. start-up to first 200: packaged / direct",
-		fmt.Sprintf("%.2f (%s / %s, medians)", startRatio, ms(packagedStart), ms(directStart)), "≤ 2", startRatio <= 2})
-
-	// 5, from the load run above.
-	figures = append(figures, figure{"5. app RSS idle → after load 1",
-		fmt.Sprintf("%s → %s", mib(rssIdle), mib(rssLoaded)), "(reported)", true})
-
-	printFigures(stdout, o, figures)
+	fmt.Fprintln(stdout)
+	printFigures(stdout, figures)
+	var failed []string
 	for _, f := range figures {
-		if !f.met {
-			return errors.New("a figure missed its goal")
+		if f.failed() {
+			failed = append(failed, strings.TrimSpace(f.name))
 		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("missed by more than the measured range: %s", strings.Join(failed, "; "))
 	}
 	return nil
 }
 
-func printFigures(w io.Writer, o options, figures []figure) {
-	fmt.Fprintf(w, "\nmake bench: one run on %d CPUs, %d requests per load at concurrency %d over loopback keep-alive.\n\n",
-		runtime.NumCPU(), o.requests, o.concurrency)
-	width := 0
-	for _, f := range figures {
-		width = max(width, len([]rune(f.name)))
+// loadFigures are figures 1 to 3, each a ratio of two targets taken round by round.
+func loadFigures(samples map[string][]sample) []figure {
+	ratio := func(a, b string, f func(sample) float64) spread { return spreadOf(ratios(samples[a], samples[b], f)) }
+	cpuMedian := func(row string) string { return us(spreadOf(collect(samples[row], cpuOf)).median) }
+	figures := []figure{
+		{name: "1. app CPU per request ÷ bare handler's", value: ratio(rowApp, rowBare, cpuOf), digits: 2, goal: atMost(1.3),
+			note: cpuMedian(rowApp) + " / " + cpuMedian(rowBare)},
+		{name: "   app req/s ÷ bare handler's", value: ratio(rowApp, rowBare, rpsOf), digits: 2, goal: reported,
+			note: "the load generator shares the cores: this flattens differences"},
+		{name: "   app CPU per request ÷ bare encoding's", value: ratio(rowApp, rowBareEncoding, cpuOf), digits: 2,
+			goal: reported, note: "JSON encoding excluded: the middleware alone"},
 	}
-	for _, f := range figures {
-		mark := "ok"
-		if !f.met {
-			mark = "MISSED"
-		}
-		fmt.Fprintf(w, "%-*s  %s  [goal %s: %s]\n", width, f.name, f.measured, f.goal, mark)
+	if _, ok := samples[rowFastAPI]; ok {
+		figures = append(figures,
+			figure{name: "2. app req/s ÷ FastAPI's", value: ratio(rowApp, rowFastAPI, rpsOf), digits: 1, goal: atLeast(10)},
+			figure{name: "   bare handler req/s ÷ FastAPI's", value: ratio(rowBare, rowFastAPI, rpsOf), digits: 1,
+				goal: reported, note: "the most any Go app gets here: the load generator shares the two cores"},
+			figure{name: "   FastAPI CPU per request ÷ app's", value: ratio(rowFastAPI, rowApp, cpuOf), digits: 1,
+				goal: reported, note: cpuMedian(rowFastAPI) + " / " + cpuMedian(rowApp)})
 	}
+	return append(figures,
+		figure{name: "3. emulator's proxy ÷ plain proxy req/s, M2M", value: ratio(rowEmulatorM2M, rowPlainM2M, rpsOf),
+			digits: 2, goal: atLeast(0.9)},
+		figure{name: "   the same, user token", value: ratio(rowEmulatorUser, rowPlainUser, rpsOf), digits: 2, goal: atLeast(0.9),
+			note: "the emulator also forwards a user token"},
+		figure{name: "   CPU per request (proxy + app) ÷ plain's, M2M", value: ratio(rowEmulatorM2M, rowPlainM2M, cpuOf),
+			digits: 2, goal: reported, note: cpuMedian(rowEmulatorM2M) + " / " + cpuMedian(rowPlainM2M)},
+		figure{name: "   the same, user token", value: ratio(rowEmulatorUser, rowPlainUser, cpuOf), digits: 2, goal: reported,
+			note: cpuMedian(rowEmulatorUser) + " / " + cpuMedian(rowPlainUser)},
+		figure{name: "   proxied ÷ direct req/s, M2M", value: ratio(rowEmulatorM2M, rowApp, rpsOf), digits: 2, goal: reported,
+			note: "what putting the emulator in front of the app costs a local test"},
+	)
+}
+
+// printLoads is the table of every target's throughput and server CPU per request, medians and ranges.
+func printLoads(w io.Writer, targets []target, samples map[string][]sample) {
+	var rows [][]string
+	for _, t := range targets {
+		ss := samples[t.name]
+		rps, cpu := spreadOf(collect(ss, rpsOf)), spreadOf(collect(ss, cpuOf))
+		p50 := spreadOf(collect(ss, func(s sample) float64 { return float64(s.p50) }))
+		rows = append(rows, []string{t.name,
+			fmt.Sprintf("%.0f (%.0f–%.0f)", rps.median, rps.lo, rps.hi),
+			fmt.Sprintf("%s (%s–%s)", us(cpu.median), us(cpu.lo), us(cpu.hi)),
+			ms(time.Duration(p50.median))})
+	}
+	printTable(w, []string{"target", "req/s", "server CPU per request", "p50"}, rows)
 }
 
 func total(counts map[string]int64) int64 {
@@ -272,6 +339,8 @@ func total(counts map[string]int64) int64 {
 	}
 	return n
 }
+
+func us(ns float64) string { return fmt.Sprintf("%.0f µs", ns/float64(time.Microsecond)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 

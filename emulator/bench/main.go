@@ -1,88 +1,53 @@
 // Command bench measures the figures the README's Performance section reports, all in one run on this machine, as
-// ratios (these machines are shared and noisy: absolute numbers vary, ratios measured together hold):
+// ratios of targets measured in the same interleaved rounds (these machines are shared and noisy: absolute numbers
+// vary, ratios measured together hold):
 //
-//	make bench       # or: go run ./emulator/bench [--requests 20000] [--concurrency 32]
+//	make bench       # or: go run ./emulator/bench [--rounds 7] [--duration 2s] [--concurrency 32]
 //
-// It builds and packages the app, starts the emulated workspace in this process and the app as its own process
-// with the platform's environment, then drives loopback load at it with a Go load generator.
+// It builds and packages the app, starts the app, bare net/http servers, the emulator and a plain reverse proxy as
+// processes of their own (and FastAPI on uvicorn, when installed), drives loopback load at each from a Go load
+// generator in this process, and reads each server's CPU time from /proc/PID/stat.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"time"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// The bench re-executes itself as the bare net/http server it compares the app with.
-	if len(os.Args) > 1 && os.Args[1] == "bare-server" {
-		if err := serveBare(ctx, os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "bare-server:", err)
-			os.Exit(1)
+	// The bench re-executes itself as the baselines it compares the app and the emulator's proxy with.
+	if len(os.Args) > 1 {
+		serve := map[string]func(context.Context, []string) error{"bare-server": serveBare, "plain-proxy": servePlainProxy}
+		if f, ok := serve[os.Args[1]]; ok {
+			if err := f(ctx, os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
 	}
 
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	fs.IntVar(&o.requests, "requests", 20000, "requests per load run")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long each load runs")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent keep-alive connections")
-	fs.IntVar(&o.rounds, "rounds", 5, "rounds of the middleware load, app and bare in turn (the median ratio is reported)")
-	fs.IntVar(&o.startups, "startups", 5, "start-up runs of each kind (the median is reported)")
+	fs.IntVar(&o.rounds, "rounds", 7, "interleaved rounds of loads (medians and ranges are over them)")
+	fs.IntVar(&o.startups, "startups", 5, "start-up runs of each kind")
 	fs.StringVar(&o.appBinary, "app-binary", "", "measure this app binary (built for this machine) instead of building ./app")
+	fs.StringVar(&o.emulatorBinary, "emulator-binary", "", "measure this emulator binary's proxy instead of building ./emulator")
+	fs.StringVar(&o.python, "python", "", "the Python with FastAPI and uvicorn for the peer row (default: python3 on PATH, then /usr/bin/python3)")
 	_ = fs.Parse(os.Args[1:])
 	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()
 		os.Exit(1)
 	}
-}
-
-// serveBare is the bare net/http server the app is compared with: no routing, identity parsing, logging or recovery.
-// It answers every request with the app's own /api/whoami answer from --body-file: replayed as bytes, or, with
-// --encode, decoded once and encoded again per request as the app does, so that only the middleware differs.
-func serveBare(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("bare-server", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:0", "listen address")
-	bodyFile := fs.String("body-file", "", "the body to answer with")
-	encode := fs.Bool("encode", false, "encode the body per request instead of replaying its bytes")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	body, err := os.ReadFile(*bodyFile)
-	if err != nil {
-		return err
-	}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		_, _ = w.Write(body)
-	})
-	if *encode {
-		var v identity.WhoAmI
-		if err := json.Unmarshal(body, &v); err != nil {
-			return err
-		}
-		handler = func(w http.ResponseWriter, r *http.Request) { jsonhttp.Write(w, http.StatusOK, v) }
-	}
-	srv := &http.Server{Addr: *addr, Handler: handler}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
-		return err
-	}
-	return nil
 }

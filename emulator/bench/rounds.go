@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// target is one row of the load table: a URL, the headers every request carries, and the server processes whose CPU
+// time the requests cost (the app, or a proxy and the app behind it).
+type target struct {
+	name    string
+	url     string
+	header  http.Header
+	servers []*process
+}
+
+// sample is what one load run against a target measured.
+type sample struct {
+	rps           float64
+	cpuPerReq     time.Duration // server CPU time per request, all the target's servers together
+	loadCPUPerReq time.Duration // this process's, where the load generator runs
+	errors        int64
+	p50, p99      time.Duration
+}
+
+// measureRounds loads every target in turn, rounds times, and returns each target's samples by round. The order
+// turns by one each round, so that no target always follows the same one: on a shared machine, whatever slows one
+// run should fall on every target alike, and a ratio of two targets is taken within a round.
+func measureRounds(ctx context.Context, targets []target, rounds int, l load, progress func(string, ...any)) (map[string][]sample, error) {
+	samples := map[string][]sample{}
+	for round := range rounds {
+		progress("round %d of %d: %d loads of %s at concurrency %d", round+1, rounds, len(targets), l.duration, l.concurrency)
+		for i := range targets {
+			t := targets[(i+round)%len(targets)]
+			s, err := measure(ctx, t, l)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			samples[t.name] = append(samples[t.name], s)
+		}
+	}
+	return samples, nil
+}
+
+// measure runs one load against t and reads its servers' CPU time around it.
+func measure(ctx context.Context, t target, l load) (sample, error) {
+	cpu := func() (time.Duration, error) {
+		var total time.Duration
+		for _, p := range t.servers {
+			d, err := p.cpu()
+			if err != nil {
+				return 0, err
+			}
+			total += d
+		}
+		return total, nil
+	}
+	before, err := cpu()
+	if err != nil {
+		return sample{}, err
+	}
+	selfBefore, err := cpuTime("self")
+	if err != nil {
+		return sample{}, err
+	}
+	res, err := l.run(ctx, t.url, t.header)
+	if err != nil {
+		return sample{}, err
+	}
+	after, err := cpu()
+	if err != nil {
+		return sample{}, err
+	}
+	selfAfter, err := cpuTime("self")
+	if err != nil {
+		return sample{}, err
+	}
+	s := sample{rps: res.rps(), errors: res.errors, p50: res.p50, p99: res.p99}
+	if n := time.Duration(res.requests); n > 0 {
+		s.cpuPerReq, s.loadCPUPerReq = (after-before)/n, (selfAfter-selfBefore)/n
+	}
+	return s, nil
+}
+
+// spread is a median with the range it was taken from.
+type spread struct{ median, lo, hi float64 }
+
+func spreadOf(xs []float64) spread {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	n := len(xs)
+	mid := xs[n/2]
+	if n%2 == 0 {
+		mid = (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return spread{median: mid, lo: xs[0], hi: xs[n-1]}
+}
+
+// ratios divides a's figure by b's, round by round.
+func ratios(a, b []sample, f func(sample) float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = f(a[i]) / f(b[i])
+	}
+	return out
+}
+
+func rpsOf(s sample) float64 { return s.rps }
+func cpuOf(s sample) float64 { return float64(s.cpuPerReq) }
+
+func collect(ss []sample, f func(sample) float64) []float64 {
+	out := make([]float64, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
