@@ -218,9 +218,12 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 // the app's current user_api_scopes, then the same token until it expires with the caller's. A revoked or rotated
 // caller token never gets here (authenticate refuses it), and the app's copy is refused by the same checks.
 func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (string, error) {
+	// A caller authenticated otherwise than by a bearer token has no hash to key the cache by: it gets a new token
+	// each time rather than another caller's.
+	cacheable := res.tokenHash != tokenHash{}
 	key := forwardedKey{caller: res.tokenHash, settings: settings}
 	now := p.ws.issuer.now()
-	if token, ok := p.forwarded.get(key, now); ok {
+	if token, ok := p.forwarded.get(key, now); ok && cacheable {
 		return token, nil
 	}
 	token, expires, err := p.ws.issuer.issue(res.principal, res.claims.ClientID, res.claims.Grant,
@@ -228,7 +231,9 @@ func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (strin
 	if err != nil {
 		return "", err
 	}
-	p.forwarded.put(key, token, expires, now)
+	if cacheable {
+		p.forwarded.put(key, token, expires, now)
+	}
 	return token, nil
 }
 

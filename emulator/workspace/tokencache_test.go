@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/service/apps"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -189,4 +190,20 @@ func TestExpiringCache(t *testing.T) {
 		_, ok := c.get(999, now)
 		assert.True(t, ok, "the newest entry is kept")
 	})
+}
+
+// A caller the proxy admitted without a bearer token (so without a hash to key by) never gets another's
+// forwarded token from the cache.
+func TestForwardedTokenNeedsACallerTokenToBeCached(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	p := w.apps["api-app"].proxy
+	dev, _ := w.dir.subject("dev@example.com")
+	res := &authResult{principal: dev, claims: accessClaims{ClientID: CLIClientID,
+		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}}
+	first, err := p.forwardedToken(res, p.settings.Load())
+	require.NoError(t, err)
+	second, err := p.forwardedToken(res, p.settings.Load())
+	require.NoError(t, err)
+	assert.NotEqual(t, first, second)
+	assert.Zero(t, p.forwarded.len())
 }
