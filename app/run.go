@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/databricks-sample/go-apps-api/app/logbuffer"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	logs := newLogBuffer(stdout, logFlushInterval)
+	logs := logbuffer.New(stdout, logFlushInterval)
 	defer logs.Close()
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 

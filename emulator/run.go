@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/databricks-sample/go-apps-api/app/logbuffer"
 	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
@@ -67,6 +68,11 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		_ = os.Remove(o.stateFile) // a stale state would point scripts at dead ports
 		defer os.Remove(o.stateFile)
 	}
+	// The emulator logs a line per proxied request: batched, as the app's are, so a load test through the proxy
+	// measures the proxy rather than write(2). The apps' stderr goes through the same buffer, to keep the order.
+	logs := logbuffer.New(stderr, 100*time.Millisecond)
+	defer logs.Close()
+	stderr = logs
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	// The workspace outlives ctx until the apps have stopped (Close stops them first), so they can drain through it.
 	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,

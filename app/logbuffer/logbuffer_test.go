@@ -1,7 +1,8 @@
-package main
+package logbuffer
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,9 +11,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestLogBufferFlushesPeriodicallyAndOnClose(t *testing.T) {
-	out := &syncBuffer{}
-	b := newLogBuffer(out, 20*time.Millisecond)
+// lockedBuffer is what Writer writes to, read while it writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestWriterFlushesPeriodicallyAndOnClose(t *testing.T) {
+	out := &lockedBuffer{}
+	b := New(out, 20*time.Millisecond)
 	_, err := b.Write([]byte("first\n"))
 	require.NoError(t, err)
 	assert.Eventually(t, func() bool { return out.String() == "first\n" }, 5*time.Second, 5*time.Millisecond)
