@@ -155,6 +155,23 @@ func TestDeploymentsRunTheCode(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "start runs the active deployment again")
 }
 
+// failingDeployment deploys a folder whose app cannot start, as `databricks apps deploy` would, expects the waiter to
+// fail, and returns the app's one deployment, FAILED.
+func failingDeployment(t *testing.T, c *databricks.WorkspaceClient, app, path string) apps.AppDeployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, err := waitFor[apps.AppDeployment](c.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: app,
+		AppDeployment: apps.AppDeployment{SourceCodePath: path}}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FAILED")
+	list, err := c.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: app})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, apps.AppDeploymentStateFailed, list[0].Status.State)
+	return list[0]
+}
+
 // deploy is `databricks apps deploy`: create a deployment and wait for it with the SDK's waiter.
 func deploy(t *testing.T, c *databricks.WorkspaceClient, app, path string) *apps.AppDeployment {
 	t.Helper()
@@ -175,18 +192,9 @@ func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
 	dir := "/Workspace/Users/dev@example.com/broken"
 	uploadTestApp(t, w, token, dir, "crash", "v1")
 
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	_, err := waitFor[apps.AppDeployment](dev.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
-		AppDeployment: apps.AppDeployment{SourceCodePath: dir}}))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "FAILED")
-	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
-	require.NoError(t, err)
-	require.Len(t, list, 1)
-	assert.Equal(t, apps.AppDeploymentStateFailed, list[0].Status.State)
-	assert.Contains(t, list[0].Status.Message, "boom: the configuration is broken")
-	assert.Contains(t, list[0].Status.Message, "exit status 3")
+	failed := failingDeployment(t, dev, "caller-app", dir)
+	assert.Contains(t, failed.Status.Message, "boom: the configuration is broken")
+	assert.Contains(t, failed.Status.Message, "exit status 3")
 
 	app, err := dev.Apps.GetByName(t.Context(), "caller-app")
 	require.NoError(t, err)
@@ -225,17 +233,9 @@ func TestDeploymentThatNeverListensFails(t *testing.T) {
 	dev := sdkClient(t, w, token)
 	dir := "/Workspace/Users/dev@example.com/silent"
 	uploadTestApp(t, w, token, dir, "silent", "v1")
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	_, err := waitFor[apps.AppDeployment](dev.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: "caller-app",
-		AppDeployment: apps.AppDeployment{SourceCodePath: dir}}))
-	require.Error(t, err)
-	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
-	require.NoError(t, err)
-	require.Len(t, list, 1)
-	assert.Equal(t, apps.AppDeploymentStateFailed, list[0].Status.State)
-	assert.Contains(t, list[0].Status.Message, "did not listen")
-	assert.Contains(t, list[0].Status.Message, "warming up forever", "the app's last output")
+	failed := failingDeployment(t, dev, "caller-app", dir)
+	assert.Contains(t, failed.Status.Message, "did not listen")
+	assert.Contains(t, failed.Status.Message, "warming up forever", "the app's last output")
 }
 
 // TestDeploymentsAreForManagers: a deployment's env values and the app's output are for the app's managers; whoever
