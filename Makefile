@@ -37,7 +37,7 @@ run: ## Run the app on 127.0.0.1:8000 (no proxy in front: only /api/health answe
 	$(GO) run ./app
 
 demo: ## Every auth path end to end against the emulator, in one table (needs only Go)
-	$(GO) run ./emulator/demo
+	$(GO) run ./internal/demo
 
 test: ## Vet, check formatting and run every test with the race detector
 	$(GO) vet ./...
@@ -95,13 +95,13 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s); crashers land in the p
 stress: ## Load and fault tests at full size, without the race detector (20,000 requests through the proxy)
 	STRESS_REQUESTS=20000 $(GO) test -count=1 -timeout 10m -v -run '^TestStress' ./...
 
-# make bench BENCH_FLAGS='--rounds 9 --duration 3s': see go run ./emulator/bench --help. Installing FastAPI and uvicorn
+# make bench BENCH_FLAGS='--rounds 9 --duration 3s': see go run ./internal/bench --help. Installing FastAPI and uvicorn
 # (Debian: python3-fastapi python3-uvicorn) adds the FastAPI peer row.
 BENCH_FLAGS ?=
 
 bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the README's Performance section (~3 min)
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
-	$(GO) run ./emulator/bench $(BENCH_FLAGS)
+	$(GO) run ./internal/bench $(BENCH_FLAGS)
 
 lint: ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
 	$(GO) vet ./...
@@ -156,7 +156,7 @@ bundle-validate: package ## Validate databricks.yml against the workspace (needs
 	$(DBX) bundle validate $(BUNDLE_VARS)
 
 e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see README)
-	$(GO) test -count=1 -v -run '^TestRealWorkspace$$' ./emulator/demo/
+	$(GO) test -count=1 -v -run '^TestRealWorkspace$$' ./internal/demo/
 
 clean: ## Remove bin/ and build/
 	rm -rf $(BIN) $(BUILD)

@@ -23,7 +23,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
-	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
+	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -34,7 +34,7 @@ import (
 // a copy of it next to the emulator's profile, which saves building another SDK binary.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == workspace.CLIFileName {
-		if err := clistandin.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if err := databrickscli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "databricks:", err)
 			os.Exit(1)
 		}

@@ -8,7 +8,7 @@
 //
 // The principal model (users, service principals, apps, CAN_USE) is emulator/workspace/default.yaml unless
 // --config replaces it. When this binary runs under the name databricks it is the CLI stand-in instead (see
-// emulator/clistandin): the emulator installs a copy of itself under that name next to the profile it writes.
+// emulator/databrickscli): the emulator installs a copy of itself under that name next to the profile it writes.
 package main
 
 import (

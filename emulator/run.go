@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/logbuffer"
-	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
+	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
 // run is the whole program; main only wires it to the process. Under the name databricks it is the CLI stand-in.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && filepath.Base(args[0]) == workspace.CLIFileName {
-		return clistandin.Run(ctx, args[1:], getenv, stdout, stderr)
+		return databrickscli.Run(ctx, args[1:], getenv, stdout, stderr)
 	}
 	args = args[1:]
 	command := "serve"

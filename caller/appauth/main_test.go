@@ -13,7 +13,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
-	"github.com/databricks-sample/go-apps-api/emulator/clistandin"
+	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -37,7 +37,7 @@ var (
 // databricks, the test binary is the emulator's Databricks CLI stand-in, which Local's profile runs.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == workspace.CLIFileName {
-		if err := clistandin.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if err := databrickscli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "databricks:", err)
 			os.Exit(1)
 		}

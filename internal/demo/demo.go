@@ -22,8 +22,8 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/apps"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 // customScopes are the API app's user authorization scopes: the seed page's examples, and the one /api/me needs.

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 // TestRealWorkspace plays the demo's rows against the two apps `make deploy` deployed to a real workspace. It is

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 // startupRatios starts the packaged command and the binary in turn, n times each, and returns the ratio of their

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 // tokenReuse counts the workspace's token requests while the caller sends calls requests in each mode: with the

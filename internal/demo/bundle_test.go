@@ -23,8 +23,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 // bundleApp is the part of an app in databricks.yml that a deploy acts on.

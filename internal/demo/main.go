@@ -1,6 +1,6 @@
 // Command demo shows every way of calling a Databricks App with a bearer token, end to end, on one machine:
 //
-//	make demo        # or: go run ./emulator/demo
+//	make demo        # or: go run ./internal/demo
 //
 // It builds the app, the caller and the emulator, starts the emulated workspace with the API app and the caller-app
 // under it (exactly as `go run ./emulator run` does), then runs the caller through each path of the documentation

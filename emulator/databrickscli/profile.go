@@ -1,4 +1,4 @@
-package clistandin
+package databrickscli
 
 import (
 	"bufio"

@@ -2,7 +2,7 @@
 // ratios of targets measured in the same interleaved rounds (these machines are shared and noisy: absolute numbers
 // vary, ratios measured together hold):
 //
-//	make bench       # or: go run ./emulator/bench [--rounds 7] [--duration 2s] [--concurrency 32]
+//	make bench       # or: go run ./internal/bench [--rounds 7] [--duration 2s] [--concurrency 32]
 //
 // It builds and packages the app, starts the app, bare net/http servers, the emulator and a plain reverse proxy as
 // processes of their own (and FastAPI on uvicorn, when installed), drives loopback load at each from a Go load

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 type options struct {

@@ -1,4 +1,4 @@
-// Package clistandin is an offline stand-in for the `databricks` CLI, for demos and tests against the Databricks
+// Package databrickscli is an offline stand-in for the `databricks` CLI, for demos and tests against the Databricks
 // Apps emulator only.
 //
 // databricks-sdk-go's databricks-cli auth type runs `databricks version` and then `databricks auth token --profile P
@@ -8,7 +8,7 @@
 // by itself: the emulated workspace approves the signed-in user without a browser.
 //
 // The emulator binary becomes the stand-in when it runs under the name databricks (see emulator/main.go).
-package clistandin
+package databrickscli
 
 import (
 	"context"
