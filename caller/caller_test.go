@@ -25,6 +25,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // TestMain keeps the developer's own Databricks configuration out of the tests: the SDK and the CLI stand-in read
@@ -40,28 +41,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
-			if strings.HasPrefix(name, prefix) {
-				os.Unsetenv(name)
-			}
-		}
-	}
-	originalHome = os.Getenv("HOME")
-	home, err := os.MkdirTemp("", "caller-test-home")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("HOME", home)
-	code := m.Run()
-	os.RemoveAll(home)
-	removeBuilds()
+	_, cleanup := testkit.IsolateProcess()
+	code := testkit.Run(m) // removes what the tests built
+	cleanup()
 	os.Exit(code)
 }
-
-// originalHome is the developer's HOME, for `go build` to find its build and module caches.
-var originalHome string
 
 func TestParseArgs(t *testing.T) {
 	tests := []struct {

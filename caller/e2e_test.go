@@ -9,14 +9,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +26,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // End-to-end: the emulated workspace and its Apps proxies, the real app (app/) behind api-app, and the caller run
@@ -42,15 +42,13 @@ type emulator struct {
 
 func startEmulator(t *testing.T, lifetime time.Duration) *emulator {
 	t.Helper()
-	ws, err := workspace.Start(t.Context(), workspace.Options{Config: workspace.DefaultConfig(), TokenLifetime: lifetime})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ws.Close() })
+	ws, _ := emulated.Start(t, workspace.Options{TokenLifetime: lifetime})
 	self, err := os.Executable()
 	require.NoError(t, err)
 	_, err = ws.WriteProfile(t.TempDir(), self) // this test binary doubles as the CLI stand-in (see TestMain)
 	require.NoError(t, err)
 	e := &emulator{ws: ws, state: ws.State(), home: t.TempDir()}
-	require.NoError(t, ws.SetUpstream("api-app", startAPIApp(t, e.state)))
+	require.NoError(t, ws.SetUpstream("api-app", startAPIApp(t, e, "127.0.0.1:0").URL))
 	e.state = ws.State()
 	return e
 }
@@ -70,84 +68,11 @@ func (e *emulator) spEnv(name string) map[string]string {
 	return e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", sp.ClientID, "DATABRICKS_CLIENT_SECRET", sp.ClientSecret)
 }
 
-var (
-	buildMu  sync.Mutex
-	buildDir string                // where buildBinary puts what it builds; removeBuilds removes it
-	binaries = map[string]string{} // package → built binary, once per test binary
-)
-
-// buildBinary builds a package of this module once per test run, with the developer's warm build cache. The
-// binaries outlive any one test; TestMain removes them at the end (removeBuilds).
-func buildBinary(t *testing.T, pkg string, flags ...string) string {
+// startAPIApp runs app/ at addr as api-app's service principal would (the platform's environment), and returns it
+// once /api/health answers; the test's end, or its Stop, sends SIGTERM.
+func startAPIApp(t *testing.T, e *emulator, addr string) *testkit.App {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if bin, ok := binaries[pkg]; ok {
-		return bin
-	}
-	if buildDir == "" {
-		dir, err := os.MkdirTemp("", "caller-e2e-build")
-		require.NoError(t, err)
-		buildDir = dir
-	}
-	bin := filepath.Join(buildDir, strings.ReplaceAll(pkg, "/", "-"))
-	args := append(append([]string{"build", "-o", bin}, flags...), "github.com/databricks-sample/go-apps-api/"+pkg)
-	build := exec.Command("go", args...)
-	build.Env = append(os.Environ(), "HOME="+originalHome) // the warm build cache lives there
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./%s:\n%s", pkg, out)
-	binaries[pkg] = bin
-	return bin
-}
-
-// removeBuilds removes what buildBinary built, once no test needs it.
-func removeBuilds() {
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
-}
-
-// startAPIApp runs app/ on a free port as api-app's service principal would, and returns its URL once /api/health
-// answers.
-func startAPIApp(t *testing.T, state workspace.State) string {
-	t.Helper()
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
-	url, _ := startAPIAppOn(t, state, port)
-	return url
-}
-
-// startAPIAppOn is startAPIApp on a given port; stop ends it (SIGTERM, then waits), as a restart of the app would.
-func startAPIAppOn(t *testing.T, state workspace.State, port int) (url string, stop func()) {
-	t.Helper()
-	appBinary := buildBinary(t, "app")
-	sp := state.ServicePrincipals["api-app"]
-	cmd := exec.Command(appBinary, "--addr", fmt.Sprintf("127.0.0.1:%d", port))
-	cmd.Env = append(os.Environ(), "DATABRICKS_APP_NAME=api-app", "DATABRICKS_HOST="+state.WorkspaceHost,
-		"DATABRICKS_WORKSPACE_ID="+state.WorkspaceID, "DATABRICKS_CLIENT_ID="+sp.ClientID, "DATABRICKS_CLIENT_SECRET="+sp.ClientSecret)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(stop)
-	url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(url + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 15*time.Second, 20*time.Millisecond, "the app did not start: %s", &logs)
-	return url, stop
+	return testkit.StartAppAt(t, testkit.Build(t, "app"), addr, emulated.AppEnv(e.ws, "api-app"))
 }
 
 // startCallerApp runs `caller serve` in-process as caller-app (app mode: the platform's env for its service
@@ -161,11 +86,10 @@ func startCallerApp(t *testing.T, e *emulator) (url string) {
 		"DATABRICKS_CLIENT_SECRET": sp.ClientSecret, "DATABRICKS_APP_NAME": "caller-app", "TARGET_APP": "api-app", "HOME": t.TempDir()}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs bytes.Buffer
-	var mu sync.Mutex
+	logs := &testkit.Buffer{}
 	go func() {
 		done <- run(ctx, []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--timeout", "20s"},
-			func(k string) string { return env[k] }, strings.NewReader(""), &lockedWriter{w: &logs, mu: &mu}, &lockedWriter{w: &logs, mu: &mu})
+			func(k string) string { return env[k] }, strings.NewReader(""), logs, logs)
 	}()
 	t.Cleanup(func() {
 		stop()
@@ -175,8 +99,6 @@ func startCallerApp(t *testing.T, e *emulator) (url string) {
 		case <-time.After(15 * time.Second):
 			t.Error("serve did not stop within 15 s")
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		assert.NotContains(t, logs.String(), "eyJ", "serve's logs hold no token")
 		assert.NotContains(t, logs.String(), sp.ClientSecret)
 	})
@@ -191,23 +113,6 @@ func startCallerApp(t *testing.T, e *emulator) (url string) {
 	}, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, e.ws.SetUpstream("caller-app", url))
 	return url
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func whoAmIJSON(t *testing.T, r result) identity.WhoAmI {
@@ -309,10 +214,8 @@ func TestE2EEachModeReachesTheAppAsItsPrincipal(t *testing.T) {
 func TestE2EPackagedCallerApp(t *testing.T) {
 	e := startEmulator(t, 0)
 	build := t.TempDir()
-	pkg := exec.Command("make", "-s", "-C", "..", "package-caller", "BUILD="+build,
-		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH) // this machine's, to run it here
-	pkg.Env = append(os.Environ(), "HOME="+originalHome) // the warm build cache lives there
-	out, err := pkg.CombinedOutput()
+	out, err := testkit.GoCommand(t, "make", "-s", "package-caller", "BUILD="+build,
+		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH).CombinedOutput() // this machine's, to run it here
 	require.NoError(t, err, "make package-caller:\n%s", out)
 	dir := filepath.Join(build, "caller")
 	parts, err := filepath.Glob(filepath.Join(dir, "caller.part-*"))
@@ -333,9 +236,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
 	sp := e.state.ServicePrincipals["caller-app"]
-	var logBuf bytes.Buffer
-	var logMu sync.Mutex
-	logs := &lockedWriter{w: &logBuf, mu: &logMu}
+	logs := &testkit.Buffer{}
 	tmp := t.TempDir() // where app.yaml's command joins the parts (mktemp -d): removed after the app stops
 	app, err := runner.Start(runner.Spec{Name: "caller-app", Command: spec.Command, Dir: dir, Port: port,
 		Env: []string{"DATABRICKS_APP_NAME=caller-app", "DATABRICKS_HOST=" + e.state.WorkspaceHost,

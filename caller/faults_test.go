@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -96,9 +97,10 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	e := startEmulator(t, 0)
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
-	appURL, stop := startAPIAppOn(t, e.state, port)
-	require.NoError(t, e.ws.SetUpstream("api-app", appURL))
-	stop() // the app is down; the proxy still points at its port
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	app := startAPIApp(t, e, addr)
+	require.NoError(t, e.ws.SetUpstream("api-app", app.URL))
+	require.NoError(t, app.Stop(t)) // the app is down; the proxy still points at its port
 
 	// The caller's first attempt meets the 502; the app restarts when the caller says it will retry.
 	saw502 := make(chan struct{})
@@ -117,7 +119,7 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the caller never saw the app's 502")
 	}
-	startAPIAppOn(t, e.state, port)
+	startAPIApp(t, e, addr)
 	var runErr error
 	select {
 	case runErr = <-done:

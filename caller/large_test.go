@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // An answer larger than the caller reads is a failure naming the limit, never a silent cut: `caller call` once printed
@@ -48,38 +46,21 @@ func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
 	}
 }
 
-// procStatusKB reads one "Name:   123 kB" field of /proc/PID/status (VmRSS: resident now, VmHWM: the peak).
-func procStatusKB(t *testing.T, pid int, field string) int64 {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err, "this test measures a child's memory through /proc (Linux)")
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			require.NoError(t, err)
-			return kb
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
-
 // `caller serve` once answered a 1 GiB target answer with 200 and 60 MiB (the first 10 MiB, escaped), and 8 such
 // calls at once took it to 2.3 GiB of RSS. Now it reads at most 1 MiB of an answer, refuses more with 502 naming the
 // limit, and works on a bounded number of calls at once. It runs as a child process so that its RSS is its own.
 func TestServeBoundsLargeAnswers(t *testing.T) {
 	ws := newFakeWorkspace(t)
 	app := newFakeApp(t, ws)
-	bin := buildBinary(t, "caller")
+	bin := testkit.Build(t, "caller")
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--timeout", "20s")
 	cmd.Env = []string{"HOME=" + t.TempDir(), "DATABRICKS_HOST=" + ws.URL, "DATABRICKS_CLIENT_ID=" + fakeClientID,
 		"DATABRICKS_CLIENT_SECRET=" + fakeSecret, "TARGET_APP_URL=" + app.URL}
-	var logs lockedWriter
-	logs.w, logs.mu = &bytes.Buffer{}, &sync.Mutex{}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &testkit.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -102,7 +83,7 @@ func TestServeBoundsLargeAnswers(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 20*time.Millisecond, "serve did not start:\n%s", &logs)
 	pid := cmd.Process.Pid
-	idle := procStatusKB(t, pid, "VmRSS")
+	idle := testkit.ProcStatusKB(t, pid, "VmRSS")
 
 	const concurrency, rounds = 8, 3
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: concurrency}}
@@ -135,7 +116,7 @@ func TestServeBoundsLargeAnswers(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	peak := procStatusKB(t, pid, "VmHWM")
+	peak := testkit.ProcStatusKB(t, pid, "VmHWM")
 	t.Logf("%d rounds of %d concurrent calls for a 1 GiB answer: statuses %v; RSS idle %d MiB, peak %d MiB",
 		rounds, concurrency, statuses, idle>>10, peak>>10)
 	assert.Empty(t, unexpected[:min(len(unexpected), 3)], "%d unexpected answers: each is a 502 naming the limit", len(unexpected))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // sdkToken authenticates a request the way callers do (cfg.Authenticate) and returns the bearer token it set.
@@ -58,7 +59,7 @@ func u2mLoginWith(t *testing.T, w *workspace.Workspace, scopes []string, opts ..
 // TestSDKAuthFlows proves, with the real SDK as the client, that each way of getting a token reaches an app
 // through the proxy as the right principal, and that no token or secret reaches the emulator's logs.
 func TestSDKAuthFlows(t *testing.T) {
-	isolateEnv(t)
+	testkit.CleanEnv(t)
 	w, logs := startEmulator(t, workspace.Options{})
 	state := w.State()
 	apiApp := w.AppURL("api-app")
@@ -253,7 +254,7 @@ func httpRequest(t *testing.T) *http.Request {
 // TestRefreshAfterExpiry uses three-second tokens (valid for at least two, as exp is whole seconds): the SDK gets
 // new ones once they expire, and the proxy refuses the expired ones.
 func TestRefreshAfterExpiry(t *testing.T) {
-	isolateEnv(t)
+	testkit.CleanEnv(t)
 	w, _ := startEmulator(t, workspace.Options{TokenLifetime: 3 * time.Second})
 	sp := w.State().ServicePrincipals["external-service"]
 	apiApp := w.AppURL("api-app") + "/api/whoami"
@@ -293,7 +294,7 @@ func TestRefreshAfterExpiry(t *testing.T) {
 // holding a spent one gets the SDK's InvalidRefreshTokenError ("log in again"), which it recognises by the exact
 // description the emulator answers.
 func TestSDKWithSingleUseRefreshTokens(t *testing.T) {
-	isolateEnv(t)
+	testkit.CleanEnv(t)
 	cfg := workspace.DefaultConfig()
 	cfg.Workspace.OAuth.SingleUseRefreshTokens = true
 	w, _ := startEmulator(t, workspace.Options{Config: cfg})

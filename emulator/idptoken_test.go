@@ -15,12 +15,13 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // TestIdpTokenCommand mints a token with the command, as a user scripts it, and exchanges it for the federated
 // service principal's Databricks token, which the app's proxy accepts.
 func TestIdpTokenCommand(t *testing.T) {
-	isolateEnv(t)
+	testkit.CleanEnv(t)
 	w, logs := startEmulator(t, workspace.Options{})
 	stateFile := filepath.Join(t.TempDir(), "state.json")
 	require.NoError(t, w.WriteState(stateFile))

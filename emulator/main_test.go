@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // echoAppRole makes the test binary act as an app that echoes what it received, for `emulator run` tests.
@@ -75,54 +74,11 @@ func serveEchoApp() {
 	}
 }
 
-// isolateEnv keeps the developer's Databricks credentials and config out of the SDK under test.
-func isolateEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		k, v, _ := strings.Cut(kv, "=")
-		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_"} {
-			if strings.HasPrefix(k, prefix) {
-				require.NoError(t, os.Unsetenv(k))
-				t.Cleanup(func() { _ = os.Setenv(k, v) })
-			}
-		}
-	}
-	t.Setenv("HOME", t.TempDir())
-	// Child processes of this test binary (the CLI stand-in, the apps) would otherwise each sleep 1 s at exit
-	// under the race detector.
-	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-}
-
-// syncBuffer collects logs and output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startEmulator starts the default model in-process, with an echo upstream for each app.
-func startEmulator(t *testing.T, opts workspace.Options) (*workspace.Workspace, *syncBuffer) {
+func startEmulator(t *testing.T, opts workspace.Options) (*workspace.Workspace, *testkit.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
-	if opts.Config.Workspace.ID == "" {
-		opts.Config = workspace.DefaultConfig()
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := workspace.Start(t.Context(), opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = w.Close() })
-	for _, app := range opts.Config.Apps {
+	w, logs := emulated.Start(t, opts)
+	for _, app := range w.Config().Apps {
 		upstream := httptest.NewServer(echoHandler(nil))
 		t.Cleanup(upstream.Close)
 		require.NoError(t, w.SetUpstream(app.Name, upstream.URL))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,12 +16,13 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // TestRunStartsApps runs the command as a user would: two apps (one from an app.yaml), the state file, the
 // platform environment, then a clean stop on cancellation.
 func TestRunStartsApps(t *testing.T) {
-	isolateEnv(t)
+	testkit.CleanEnv(t)
 	t.Setenv(echoAppRole, "1") // the apps are this test binary, serving echoes
 	self, err := os.Executable()
 	require.NoError(t, err)
@@ -40,7 +40,7 @@ env:
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testkit.Buffer{}, &testkit.Buffer{}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, []string{"emulator", "run", "--state", stateFile, "--profile-dir", filepath.Join(dir, "profile"),
@@ -65,7 +65,8 @@ env:
 		assert.NotEmpty(t, state.Apps[name].Upstream, name)
 	}
 
-	token := clientCredentials(t, state.WorkspaceHost, state.ServicePrincipals["external-service"])
+	sp := state.ServicePrincipals["external-service"]
+	token := testkit.ClientCredentials(t, state.WorkspaceHost+workspace.PathToken, sp.ClientID, sp.ClientSecret, "all-apis")
 	status, seen := callApp(t, state.Apps["api-app"].URL+"/api/whoami", token)
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "2001@1234567890123456", seen.Headers.Get(identity.HeaderUser))
@@ -100,22 +101,8 @@ env:
 	assert.Contains(t, stdout.String(), state.Apps["api-app"].URL)
 }
 
-func clientCredentials(t *testing.T, host string, sp workspace.ServicePrincipalState) string {
-	t.Helper()
-	resp, err := http.PostForm(host+workspace.PathToken, url.Values{"grant_type": {"client_credentials"},
-		"client_id": {sp.ClientID}, "client_secret": {sp.ClientSecret}, "scope": {"all-apis"}})
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
-	return tok.AccessToken
-}
-
 func TestRunRejectsBadInput(t *testing.T) {
-	isolateEnv(t)
+	testkit.CleanEnv(t)
 	dir := t.TempDir()
 	badConfig := filepath.Join(dir, "bad.yaml")
 	require.NoError(t, os.WriteFile(badConfig, []byte("workspace: {id: abc}\n"), 0o600))

@@ -15,6 +15,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // What the examples take from their surroundings, as a program takes it from its configuration or a secret store
@@ -47,20 +48,8 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEmulator(m *testing.M) int {
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		for _, prefix := range []string{"DATABRICKS_", "ARM_", "GOOGLE_", "ACTIONS_ID_TOKEN_", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
-			if strings.HasPrefix(name, prefix) {
-				os.Unsetenv(name)
-			}
-		}
-	}
-	home, err := os.MkdirTemp("", "appauth-home")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(home)
-	os.Setenv("HOME", home) // ~/.databrickscfg is the emulator's
+	home, cleanup := testkit.IsolateProcess() // ~/.databrickscfg is the emulator's
+	defer cleanup()
 
 	ws, err := workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
 	if err != nil {

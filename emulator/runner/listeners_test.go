@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // childListen, in this test binary's environment, makes it a child that listens on that network and host with
@@ -32,22 +32,14 @@ func TestMain(m *testing.M) {
 		defer ln.Close()
 		select {} // until SIGTERM
 	}
-	os.Exit(m.Run())
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	os.Exit(testkit.Run(m))
 }
 
 // startListening starts command through the runner on a free port and waits until it accepts on 127.0.0.1 (or, for
 // a child that listens elsewhere only, until the kernel lists its socket). Nothing is ever dialled but loopback.
 func startListening(t *testing.T, command []string, env ...string) (*App, int) {
 	t.Helper()
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	out := &strings.Builder{}
 	a, err := Start(Spec{Name: "listener", Command: command, Port: port, Env: env, Stdout: out, Stderr: out})
 	require.NoError(t, err)
@@ -110,15 +102,6 @@ func TestParseProcAddr(t *testing.T) {
 	}
 }
 
-// buildCommand builds one of this module's commands into a temporary folder.
-func buildCommand(t *testing.T, pkg string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/databricks-sample/go-apps-api/"+pkg).CombinedOutput()
-	require.NoError(t, err, "go build %s:\n%s", pkg, out)
-	return bin
-}
-
 // The app and caller serve, started as the emulator starts them, listen on 127.0.0.1 only (APP_LISTEN_ADDR), although
 // DATABRICKS_APP_PORT alone would make them listen on every interface.
 func TestAppsListenOnLoopbackOnly(t *testing.T) {
@@ -135,7 +118,7 @@ func TestAppsListenOnLoopbackOnly(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bin := buildCommand(t, tt.pkg)
+			bin := testkit.Build(t, tt.pkg)
 			a, port := startListening(t, append([]string{bin}, tt.args...), tt.env...)
 			require.NoError(t, a.WaitListening(t.Context(), net.JoinHostPort("127.0.0.1", strconv.Itoa(port))))
 			assert.Empty(t, a.ExposedListeners())

@@ -2,7 +2,6 @@ package workspace
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -15,35 +14,18 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// syncBuffer collects the emulator's logs so tests can check no secret reaches them.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startWorkspace starts the default model on free ports and stops it with the test.
-func startWorkspace(t *testing.T, opts Options) (*Workspace, *syncBuffer) {
+func startWorkspace(t *testing.T, opts Options) (*Workspace, *testkit.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	if opts.Config.Workspace.ID == "" {
 		opts.Config = DefaultConfig()
 	}
@@ -123,20 +105,7 @@ func m2mToken(t *testing.T, w *Workspace, spName string) string {
 func scopedToken(t *testing.T, w *Workspace, spName, scope string) string {
 	t.Helper()
 	sp := w.State().ServicePrincipals[spName]
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+PathToken,
-		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}.Encode()))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(sp.ClientID), url.QueryEscape(sp.ClientSecret))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
-	return tok.AccessToken
+	return testkit.ClientCredentials(t, w.URL()+PathToken, sp.ClientID, sp.ClientSecret, scope)
 }
 
 // pkceLogin runs authorize + token by hand for the signed-in user and returns the token response.

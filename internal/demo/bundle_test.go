@@ -25,6 +25,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/gotool"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // bundleApp is the part of an app in databricks.yml that a deploy acts on.
@@ -154,7 +155,7 @@ func TestBundleDeploysToTheEmulator(t *testing.T) {
 	assert.Equal(t, bundle["api_app"].UserAPIScopes, api.EffectiveUserApiScopes)
 
 	caller := w.State().ServicePrincipals["no-access-service"] // in the users group, which the bundle grants CAN_USE
-	token := m2mToken(t, w.URL(), caller.ClientID, caller.ClientSecret)
+	token := testkit.ClientCredentials(t, w.URL()+workspace.PathToken, caller.ClientID, caller.ClientSecret, "all-apis")
 	var who identity.WhoAmI
 	status := getJSON(t, w.AppURL(apiName)+"/api/whoami", token, &who)
 	require.Equal(t, http.StatusOK, status)
@@ -208,25 +209,6 @@ func deployBundleApp(t *testing.T, c *databricks.WorkspaceClient, app, sourcePat
 	d, err := wait.Get()
 	require.NoError(t, err)
 	require.Equal(t, apps.AppDeploymentStateSucceeded, d.Status.State)
-}
-
-// m2mToken is a service principal's token from the workspace's token endpoint.
-func m2mToken(t *testing.T, host, id, secret string) string {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, host+workspace.PathToken,
-		strings.NewReader("grant_type=client_credentials&scope=all-apis"))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, secret)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
-	return tok.AccessToken
 }
 
 // getJSON GETs url with a bearer token and decodes a 200 answer into v.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/gotool"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // customScopes are the API app's user authorization scopes: the seed page's examples, and the one /api/me needs.
@@ -86,7 +86,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 type emulator struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *lockedBuffer // the emulator's and the apps' output, written while the demo reads it
+	log    *testkit.Buffer // the emulator's and the apps' output, written while the demo reads it
 	state  workspace.State
 	bin    string
 	home   string
@@ -107,7 +107,7 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 		}
 	}
 	stateFile := filepath.Join(dir, "state.json")
-	e := &emulator{exited: make(chan struct{}), log: &lockedBuffer{}, bin: bin, home: filepath.Join(dir, "home")}
+	e := &emulator{exited: make(chan struct{}), log: &testkit.Buffer{}, bin: bin, home: filepath.Join(dir, "home")}
 	if err := os.Mkdir(e.home, 0o700); err != nil {
 		return nil, err
 	}
@@ -145,24 +145,6 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that one goroutine may write while another reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // logTail returns the last n lines the emulator and the apps under it logged.
@@ -267,7 +249,7 @@ func (e *emulator) login(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	var seen lockedBuffer // the browser's failure callback writes from another goroutine
+	var seen testkit.Buffer // the browser's failure callback writes from another goroutine
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

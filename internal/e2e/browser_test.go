@@ -18,6 +18,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // browserClient is a person's browser for these tests: a cookie jar, redirects followed, and every request it
@@ -64,8 +66,8 @@ func getBody(t *testing.T, client *http.Client, url string) (*http.Response, str
 // pick dev@example.com, allow the app's scopes, and land on the app's page; the page's call to /api/whoami, with
 // the same session, says who the app saw.
 func TestBrowserSignInToTheApp(t *testing.T) {
-	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, workspace.Options{})
+	testkit.CleanEnv(t)
+	ws, _ := emulated.WithApp(t, workspace.Options{})
 	appURL := ws.AppURL("api-app")
 	client, requests := browserClient(t)
 
@@ -76,7 +78,7 @@ func TestBrowserSignInToTheApp(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(page))
 	assert.Equal(t, appURL+"/", resp.Request.URL.String())
-	pageHTML, err := os.ReadFile(filepath.Join(repoRoot, "app", "page.html")) // what the app embeds and serves
+	pageHTML, err := os.ReadFile(filepath.Join(testkit.RepoRoot(t), "app", "page.html")) // what the app embeds and serves
 	require.NoError(t, err)
 	assert.Equal(t, string(pageHTML), string(page), "the app's page")
 	assert.Equal(t, []string{
@@ -107,8 +109,8 @@ func TestBrowserSignInToTheApp(t *testing.T) {
 
 // The proxy refuses a signed-in user without CAN USE: a page for the browser, JSON for the page's /api/ calls.
 func TestBrowserWithoutCanUse(t *testing.T) {
-	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, workspace.Options{})
+	testkit.CleanEnv(t)
+	ws, _ := emulated.WithApp(t, workspace.Options{})
 	appURL := ws.AppURL("api-app")
 	client, _ := browserClient(t)
 

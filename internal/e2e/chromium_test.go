@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // browserTestEnv opts in to TestChromium; make browser-test sets it, and browserScreenshotEnv to where the
@@ -45,8 +47,8 @@ func TestChromium(t *testing.T) {
 		t.Skip("opt-in: set " + browserTestEnv + "=1 (make browser-test) to drive " + chromium + " through the sign-in")
 	}
 	require.NotEmpty(t, chromium, "%s is set but there is no Chromium on PATH: apt-get install -y chromium (make browser-test does)", browserTestEnv)
-	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, workspace.Options{})
+	testkit.CleanEnv(t)
+	ws, _ := emulated.WithApp(t, workspace.Options{})
 	appURL := ws.AppURL("api-app")
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),

@@ -11,12 +11,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // The bundle is checked as far as it can be offline: it parses, its references resolve, its source folders are what
 // make package builds, and sync uploads them although build/ is gitignored.
 func TestBundle(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(repoRoot, "databricks.yml"))
+	data, err := os.ReadFile(filepath.Join(testkit.RepoRoot(t), "databricks.yml"))
 	require.NoError(t, err)
 	var bundle struct {
 		Bundle    struct{ Name string }
@@ -71,7 +73,7 @@ func TestBundle(t *testing.T) {
 	}
 	assert.Contains(t, apps["api_app"].UserAPIScopes, "iam.current-user:read", "/api/me needs it (meScope in app/me.go)")
 
-	callerYAML, err := os.ReadFile(filepath.Join(repoRoot, "caller", "app.yaml"))
+	callerYAML, err := os.ReadFile(filepath.Join(testkit.RepoRoot(t), "caller", "app.yaml"))
 	require.NoError(t, err)
 	require.Len(t, apps["caller_app"].Resources, 1)
 	target := apps["caller_app"].Resources[0]
@@ -83,11 +85,11 @@ func TestBundle(t *testing.T) {
 func TestMakeDeployStopsWithoutLogin(t *testing.T) {
 	fake := filepath.Join(t.TempDir(), "databricks")
 	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\nexit 1\n"), 0o755))
-	out, err := exec.Command("make", "-s", "-C", repoRoot, "deploy-check", "DATABRICKS="+fake, "PROFILE=my-env").CombinedOutput()
+	out, err := exec.Command("make", "-s", "-C", testkit.RepoRoot(t), "deploy-check", "DATABRICKS="+fake, "PROFILE=my-env").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "databricks auth login --host https://<workspace-url> --profile my-env")
 
-	out, err = exec.Command("make", "-s", "-C", repoRoot, "deploy-check", "DATABRICKS=/nonexistent/databricks").CombinedOutput()
+	out, err = exec.Command("make", "-s", "-C", testkit.RepoRoot(t), "deploy-check", "DATABRICKS=/nonexistent/databricks").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "is not installed")
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // hammer sends n authenticated GETs from c workers and returns how many failed, with the first few errors.
@@ -76,9 +78,9 @@ func getOK(ctx context.Context, client *http.Client, cfg *config.Config, target 
 // its own process, so what it keeps is read from /proc (its open files: a connection or a request that never ends
 // holds one; its resident memory); the proxy and the client run in this one, which counts its goroutines and heap.
 func TestStressLoadThroughTheProxy(t *testing.T) {
-	clearDatabricksEnv(t)
-	ws, app := underEmulator(t, workspace.Options{})
-	cfg := m2mConfig(ws)
+	testkit.CleanEnv(t)
+	ws, app := emulated.WithApp(t, workspace.Options{})
+	cfg := emulated.M2MConfig(ws, "external-service")
 	// Resolve before going concurrent: the SDK's first resolution is not safe to race (the race detector says so).
 	require.NoError(t, cfg.EnsureResolved())
 	target := ws.AppURL("api-app") + "/api/whoami"
@@ -90,7 +92,7 @@ func TestStressLoadThroughTheProxy(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	appFiles := openFiles(t, app.PID())
-	appRSS := procStatusKB(t, app.PID(), "VmRSS")
+	appRSS := testkit.ProcStatusKB(t, app.PID(), "VmRSS")
 
 	requests := stressRequests(t)
 	start := time.Now()
@@ -98,7 +100,7 @@ func TestStressLoadThroughTheProxy(t *testing.T) {
 	elapsed := time.Since(start)
 	assert.Zero(t, failed, "failed requests, e.g. %v", sample)
 	t.Logf("%d requests at concurrency 64 through the proxy in %s (%.0f req/s, race detector on: %v)",
-		requests, elapsed.Round(time.Millisecond), float64(requests)/elapsed.Seconds(), raceEnabled)
+		requests, elapsed.Round(time.Millisecond), float64(requests)/elapsed.Seconds(), testkit.RaceEnabled)
 
 	// Idle keep-alive connections of the proxy's transport close after their idle timeout; close ours and wait.
 	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+8 }, 45*time.Second, 100*time.Millisecond,
@@ -111,7 +113,7 @@ func TestStressLoadThroughTheProxy(t *testing.T) {
 	const heapBound, rssBound = 32 << 20, 64 << 10 // bytes, KiB
 	assert.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(heapBound),
 		"heap in use grew from %d to %d bytes", before.HeapInuse, after.HeapInuse)
-	rss := procStatusKB(t, app.PID(), "VmRSS")
+	rss := testkit.ProcStatusKB(t, app.PID(), "VmRSS")
 	assert.Less(t, rss-appRSS, int64(rssBound), "the app's RSS grew from %d to %d KiB", appRSS, rss)
 	t.Logf("after the load: goroutines %d (baseline %d), heap in use %.1f MiB (before %.1f MiB, bound +%d MiB); "+
 		"the app: open files %d (baseline %d), RSS %d MiB (before %d MiB, bound +%d MiB)",
@@ -133,7 +135,7 @@ func openFiles(t *testing.T, pid int) int {
 // client received. The only failures are connections the app never took: refused once it stopped listening, or reset
 // by the kernel while still waiting in the listener's accept queue when it closed.
 func TestStressShutdownUnderLoad(t *testing.T) {
-	app := startApp(t, nil)
+	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), nil)
 	target := app.URL + "/api/whoami"
 	header := asServicePrincipal()
 
@@ -195,9 +197,9 @@ func TestStressShutdownUnderLoad(t *testing.T) {
 
 // Tokens that live 2 s expire many times during a run of requests; the SDK refreshes them and no request fails.
 func TestStressTokensExpiringDuringARun(t *testing.T) {
-	clearDatabricksEnv(t)
-	ws, _ := underEmulator(t, workspace.Options{TokenLifetime: 2 * time.Second})
-	cfg := m2mConfig(ws)
+	testkit.CleanEnv(t)
+	ws, _ := emulated.WithApp(t, workspace.Options{TokenLifetime: 2 * time.Second})
+	cfg := emulated.M2MConfig(ws, "external-service")
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	deadline := time.Now().Add(7 * time.Second)
 	var n int

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // builtApp joins the parts of the packaged app (what the platform runs) into one executable.
@@ -41,10 +43,10 @@ const echoBodyLimit = 1 << 20
 // JSON encoder wrote each '<' as \u003c (6 bytes), and the buffer pool kept the 8 MiB buffers. The app runs as a child
 // process here, so its RSS (peak and settled) is its own.
 func TestEchoMemoryStaysBoundedUnderLargeBodies(t *testing.T) {
-	app := startAppBinary(t, builtApp(t), map[string]string{"DATABRICKS_APP_NAME": "api-app"})
+	app := testkit.StartApp(t, builtApp(t), map[string]string{"DATABRICKS_APP_NAME": "api-app"})
 	base := app.URL
 	pid := app.PID()
-	idle := procStatusKB(t, pid, "VmRSS")
+	idle := testkit.ProcStatusKB(t, pid, "VmRSS")
 
 	const concurrency, rounds = 64, 3
 	body := append(append([]byte{'"'}, bytes.Repeat([]byte{'<'}, echoBodyLimit-2)...), '"')
@@ -80,9 +82,9 @@ func TestEchoMemoryStaysBoundedUnderLargeBodies(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	peak := procStatusKB(t, pid, "VmHWM")
+	peak := testkit.ProcStatusKB(t, pid, "VmHWM")
 	time.Sleep(2 * time.Second) // not a bound: a moment for the app to settle before the second reading
-	settled := procStatusKB(t, pid, "VmRSS")
+	settled := testkit.ProcStatusKB(t, pid, "VmRSS")
 	t.Logf("%d rounds of %d concurrent 1 MiB '<' bodies: statuses %v; RSS idle %d MiB, peak %d MiB, settled %d MiB",
 		rounds, concurrency, statuses, idle>>10, peak>>10, settled>>10)
 

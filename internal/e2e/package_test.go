@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // Databricks Apps refuses to deploy a source folder holding any file larger than this.
@@ -67,23 +70,22 @@ func TestPackagedLauncher(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(data, &manifest))
 	require.NotEmpty(t, manifest.Command)
 
-	ws := startEmulator(t, workspace.Options{})
-	port := freePort(t)
+	ws, _ := emulated.Start(t, workspace.Options{})
+	port := strconv.Itoa(testkit.FreePort(t))
 	tmp := t.TempDir() // where the launcher joins the binary
 	env := []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + tmp, "DATABRICKS_APP_PORT=" + port,
 		// As the emulator's runner does: the app listens on loopback only, not on every interface of the machine.
 		"APP_LISTEN_ADDR=127.0.0.1:" + port, "APP_WORKSPACE_TIMEOUT=2s"}
-	for k, v := range appEnv(ws) {
+	for k, v := range emulated.AppEnv(ws, "api-app") {
 		env = append(env, k+"="+v)
 	}
 	args := make([]string, len(manifest.Command))
 	for i, a := range manifest.Command { // the platform substitutes this one variable in command
 		args[i] = strings.ReplaceAll(a, "$DATABRICKS_APP_PORT", port)
 	}
-	app := startProcess(t, args, dir, env)
-	base := "http://127.0.0.1:" + port
-	waitHealthy(t, base, app)
-	require.NoError(t, ws.SetUpstream("api-app", base))
+	app := &testkit.App{Process: testkit.StartProcess(t, args, dir, env), URL: "http://127.0.0.1:" + port}
+	app.WaitHealthy(t)
+	require.NoError(t, ws.SetUpstream("api-app", app.URL))
 
 	// /api/me as a signed-in user, through the proxy: the app calls the workspace with the user's forwarded token
 	// and with its own M2M token.
@@ -107,5 +109,5 @@ func TestPackagedLauncher(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, left, "the stopped app left files in TMPDIR")
 	}
-	assertNoSecrets(t, app.Stdout.String()+app.Stderr.String(), appEnv(ws)["DATABRICKS_CLIENT_SECRET"])
+	testkit.AssertNoSecrets(t, app.Stdout.String()+app.Stderr.String(), emulated.AppEnv(ws, "api-app")["DATABRICKS_CLIENT_SECRET"])
 }

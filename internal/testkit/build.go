@@ -1,0 +1,109 @@
+package testkit
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Module is this repository's module path.
+const Module = "github.com/databricks-sample/go-apps-api"
+
+var (
+	// home is HOME when the test binary started, before any test moved it (CleanEnv): the developer's warm build
+	// and module caches live under it.
+	home = os.Getenv("HOME")
+
+	builds struct {
+		sync.Mutex
+		dir  string            // this test binary's builds and scratch files; Run removes it
+		bins map[string]string // package and flags → binary
+	}
+)
+
+// Run runs the tests and removes what they built: TestMain is `os.Exit(testkit.Run(m))`.
+func Run(m *testing.M) int {
+	code := m.Run()
+	builds.Lock()
+	defer builds.Unlock()
+	if builds.dir != "" {
+		_ = os.RemoveAll(builds.dir)
+	}
+	return code
+}
+
+// RepoRoot is the folder of this module's go.mod, found from the test's working folder (its package's folder).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		require.NotEqual(t, dir, parent, "no go.mod above the test's folder")
+		dir = parent
+	}
+}
+
+// GoCommand is a go (or make) command run in the repository with the developer's HOME, so a test that moved HOME
+// still builds with the warm cache.
+func GoCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = RepoRoot(t)
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	return cmd
+}
+
+// ScratchDir is this test binary's folder for what its tests build and package, made once; Run removes it.
+func ScratchDir(t testing.TB) string {
+	t.Helper()
+	builds.Lock()
+	defer builds.Unlock()
+	return scratchLocked(t)
+}
+
+func scratchLocked(t testing.TB) string {
+	t.Helper()
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "go-apps-api-test-builds-")
+		require.NoError(t, err)
+		builds.dir, builds.bins = dir, map[string]string{}
+	}
+	return builds.dir
+}
+
+// Build builds one of this module's packages ("app", "caller", "emulator", …) with flags, once per test binary,
+// and returns the binary. Tests that call it have TestMain call Run, which removes the builds.
+func Build(t testing.TB, pkg string, flags ...string) string {
+	t.Helper()
+	builds.Lock()
+	defer builds.Unlock()
+	key := strings.Join(append([]string{pkg}, flags...), " ")
+	if bin, ok := builds.bins[key]; ok {
+		return bin
+	}
+	bin := filepath.Join(scratchLocked(t), fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds.bins)))
+	args := append(append([]string{"build", "-o", bin}, flags...), Module+"/"+pkg)
+	out, err := GoCommand(t, "go", args...).CombinedOutput()
+	require.NoError(t, err, "go build ./%s:\n%s", pkg, out)
+	builds.bins[key] = bin
+	return bin
+}
+
+// BuildRace is Build with the race detector when this test binary has it, so a child process's races are found too.
+func BuildRace(t testing.TB, pkg string) string {
+	t.Helper()
+	if RaceEnabled {
+		return Build(t, pkg, "-race")
+	}
+	return Build(t, pkg)
+}

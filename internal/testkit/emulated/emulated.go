@@ -1,0 +1,67 @@
+// Package emulated starts the emulated Databricks workspace in-process for a test, with the app behind api-app's
+// proxy when the test wants it, and mints the model's tokens. It is the emulator half of the test harness
+// (internal/testkit is the other): every test package outside app/ and emulator/workspace uses it.
+package emulated
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/databricks/databricks-sdk-go/config"
+	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
+)
+
+// Start starts the emulated workspace and its Apps proxies on free loopback ports, with the default model unless
+// opts has one, and stops them when the test ends. The workspace logs, debug lines included, go to the buffer.
+func Start(t testing.TB, opts workspace.Options) (*workspace.Workspace, *testkit.Buffer) {
+	t.Helper()
+	logs := &testkit.Buffer{}
+	if opts.Config.Workspace.ID == "" {
+		opts.Config = workspace.DefaultConfig()
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ws, err := workspace.Start(t.Context(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ws.Close() })
+	return ws, logs
+}
+
+// AppEnv is the environment the platform gives an app of ws: its name, the workspace, and its own service
+// principal's credentials.
+func AppEnv(ws *workspace.Workspace, app string) map[string]string {
+	sp := ws.State().ServicePrincipals[app]
+	return map[string]string{
+		"DATABRICKS_APP_NAME": app, "DATABRICKS_HOST": ws.URL(), "DATABRICKS_WORKSPACE_ID": ws.WorkspaceID(),
+		"DATABRICKS_CLIENT_ID": sp.ClientID, "DATABRICKS_CLIENT_SECRET": sp.ClientSecret,
+	}
+}
+
+// WithApp starts the emulated workspace and app/ (built with the race detector when the test has it) behind
+// api-app's proxy, with the platform's environment.
+func WithApp(t testing.TB, opts workspace.Options) (*workspace.Workspace, *testkit.App) {
+	t.Helper()
+	ws, _ := Start(t, opts)
+	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), AppEnv(ws, "api-app"))
+	require.NoError(t, ws.SetUpstream("api-app", app.URL))
+	return ws, app
+}
+
+// M2MConfig is a service principal's SDK config for ws (such as "external-service"): it mints and refreshes its
+// M2M tokens itself, and reads nothing from the environment.
+func M2MConfig(ws *workspace.Workspace, sp string) *config.Config {
+	p := ws.State().ServicePrincipals[sp]
+	return &config.Config{Host: ws.URL(), ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthType: "oauth-m2m",
+		Loaders: []config.Loader{sdkconfig.ExplicitOnly{}}, RetryTimeoutSeconds: 5}
+}
+
+// M2MToken is a token of one of the model's service principals (such as "external-service") with scope (such as
+// "all-apis"), from the workspace's token endpoint.
+func M2MToken(t testing.TB, ws *workspace.Workspace, sp, scope string) string {
+	t.Helper()
+	p := ws.State().ServicePrincipals[sp]
+	return testkit.ClientCredentials(t, ws.URL()+workspace.PathToken, p.ClientID, p.ClientSecret, scope)
+}

@@ -1,0 +1,153 @@
+package testkit
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Process is a program a test started, with its output captured.
+type Process struct {
+	cmd    *exec.Cmd
+	Stdout *Buffer
+	Stderr *Buffer
+	exited chan struct{} // closed once the process has exited
+	err    error         // how it exited, once exited is closed
+}
+
+// StartProcess runs argv in dir with env as its whole environment (none of the test's), and stops it when the test
+// ends, failing the test if the race detector reported a race in it.
+func StartProcess(t testing.TB, argv []string, dir string, env []string) *Process {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{}, env...) // never nil: a nil Env would give the child this process's environment
+	if RaceEnabled {
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0") // a race-built child would otherwise linger 1 s at exit
+	}
+	p := &Process{cmd: cmd, Stdout: &Buffer{}, Stderr: &Buffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
+	require.NoError(t, cmd.Start())
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.Stop(t)
+		assert.NotContains(t, p.Stderr.String(), "DATA RACE", "the race detector found a race in %s", argv[0])
+	})
+	return p
+}
+
+// PID is the process's id, for reading its /proc entries.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Exited is closed once the process has exited; Err then says how.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Err is how the process exited, once Exited is closed.
+func (p *Process) Err() error {
+	<-p.exited
+	return p.err
+}
+
+// Stop sends SIGTERM, as the platform does, and returns the exit status; it kills a process that has not exited
+// 15 s later (the platform's grace) and fails the test.
+func (p *Process) Stop(t testing.TB) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		t.Error("the process did not stop within 15 s of SIGTERM")
+		return p.err
+	}
+}
+
+// App is app/ (or any program that logs the app's "listening" line) running as a process on a loopback port.
+type App struct {
+	*Process
+	URL string
+}
+
+// StartApp starts the app's binary bin on a free loopback port with env as its whole environment, and returns once
+// /api/health answers 200.
+func StartApp(t testing.TB, bin string, env map[string]string) *App {
+	t.Helper()
+	return StartAppAt(t, bin, "127.0.0.1:0", env)
+}
+
+// StartAppAt is StartApp on a given address, for a test that restarts the app where it was.
+func StartAppAt(t testing.TB, bin, addr string, env map[string]string) *App {
+	t.Helper()
+	var kv []string
+	for k, v := range env {
+		kv = append(kv, k+"="+v)
+	}
+	p := StartProcess(t, []string{bin, "--addr", addr}, "", kv)
+	a := &App{Process: p}
+	deadline := time.After(30 * time.Second)
+	for a.URL == "" {
+		select {
+		case <-p.exited:
+			t.Fatalf("the app exited early: %v\n%s%s", p.err, p.Stdout, p.Stderr)
+		case <-deadline:
+			t.Fatalf("the app did not log its address within 30 s; stdout:\n%s", p.Stdout)
+		case <-time.After(10 * time.Millisecond):
+		}
+		a.URL = listeningURL(p.Stdout.String())
+	}
+	a.WaitHealthy(t)
+	return a
+}
+
+// listeningURL finds the app's "listening" log line and returns its base URL.
+func listeningURL(logs string) string {
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			return "http://" + line.Addr
+		}
+	}
+	return ""
+}
+
+// WaitHealthy waits until the app's /api/health answers 200, failing early if the process exits.
+func (a *App) WaitHealthy(t testing.TB) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		select {
+		case <-a.exited:
+			return true
+		default:
+		}
+		resp, err := http.Get(a.URL + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "no 200 from %s/api/health", a.URL)
+	select {
+	case <-a.exited:
+		t.Fatalf("the app exited: %v\n%s%s", a.err, a.Stdout, a.Stderr)
+	default:
+	}
+}
