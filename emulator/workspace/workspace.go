@@ -198,7 +198,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		return nil, fmt.Errorf("listen for the workspace on %s: %w", addr, err)
 	}
 	w.url = "http://" + ln.Addr().String()
-	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime); err != nil {
+	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, w.grants.generation); err != nil {
 		_ = ln.Close()
 		w.removeData()
 		return nil, err
