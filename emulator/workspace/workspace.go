@@ -88,6 +88,7 @@ type Workspace struct {
 	listenClosed bool
 
 	sessions *sessions // the browsers signed in to apps (sessions.go, login.go)
+	faults   faults    // the failures played on purpose (faults.go)
 
 	mu       sync.Mutex // guards apps, appOrder and the records' mutable fields
 	apps     map[string]*appRecord
