@@ -48,6 +48,7 @@ func (w *Workspace) routes() http.Handler {
 	r.Post(PathToken, w.handleToken())
 	r.Get(PathLogin, w.handleLoginPage())
 	r.Route(PathIdentityProviders+"/{idp}", w.identityProviderRoutes)
+	r.Group(w.controlRoutes) // the emulator's own: faults, revocations and outages on purpose (control.go)
 	r.Group(func(r chi.Router) {
 		// The browser sign-in's forms (login.go): refused when posted from another origin, besides their CSRF tokens.
 		sameOrigin := http.NewCrossOriginProtection()
