@@ -48,8 +48,8 @@ type Fault struct {
 	// request timeout, when it answers 504 as for an app that hangs.
 	Stall bool
 	// Reset drops the client's connection with no answer (a TCP reset). Go's http.Transport sends an idempotent
-	// request again, once, when a connection it had reused drops this way: a test of a client's own retry should
-	// use a fresh connection, or let the fault play twice.
+	// request again by itself when a connection it had reused drops this way: a test of a client's own retries
+	// should send on a fresh connection.
 	Reset bool
 
 	Delay time.Duration // wait this long first; at an app's proxy, at most its request timeout (then 504)

@@ -5,7 +5,9 @@
 // command (go run ./emulator) wraps it for humans. It reproduces the platform's behaviour as docs/platform.md
 // describes it, including the failures (401, 403, 302, 502, 504), because those are what an app must be tested
 // against. Where docs/platform.md marks a behaviour open (whether client-sent X-Forwarded-* headers or Authorization
-// reach the app), it takes the strict side and strips them.
+// reach the app), it takes the strict side and strips them. What the platform does only on a bad day it plays on
+// demand: faults ([Workspace.InjectFault]), revoked tokens ([Workspace.RevokeTokens]) and an unreachable workspace
+// ([Workspace.Down]), in Go or over its control API (control.go).
 package workspace
 
 import (
