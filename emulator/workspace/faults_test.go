@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -239,6 +240,39 @@ func TestFaultDelaysAndStalls(t *testing.T) {
 		assert.Error(t, <-done, "the open connection is closed, with no answer")
 		require.NoError(t, w.Up())
 	})
+}
+
+// Close ends the stalls at once: a stalled request gets no answer, and nothing waits for it.
+func TestCloseEndsStalls(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	token := m2mToken(t, w, "external-service")
+	stalls := []*InjectedFault{
+		injectFault(t, w, Fault{Path: PathSCIMMe, Stall: true}),
+		injectFault(t, w, Fault{App: "api-app", Path: "/api/slow", Stall: true}),
+	}
+	done := make(chan error, len(stalls))
+	for _, target := range []string{w.URL() + PathSCIMMe, w.AppURL("api-app") + "/api/slow"} {
+		go func() {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, target, nil)
+			req.Header = bearer(token)
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				err = errors.New("answered " + resp.Status)
+			}
+			done <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return stalls[0].Hits()+stalls[1].Hits() == 2 }, 5*time.Second, 5*time.Millisecond)
+	start := time.Now()
+	require.NoError(t, w.Close())
+	assert.Less(t, time.Since(start), 5*time.Second)
+	for range stalls {
+		err := <-done
+		assert.Error(t, err)
+		assert.NotContains(t, err.Error(), "answered", "no answer, not even an empty one")
+	}
 }
 
 // An app fault plays the app behind its proxy: every answer the caller's tests need, after the proxy's own checks.
