@@ -50,7 +50,8 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 		return nil, &tokenError{"the token was revoked: its authorization code was used twice; log in again"}
 	}
 	if claims.Generation < w.grants.generation(p.UserName) {
-		return nil, &tokenError{"the token was revoked, with every other token issued to " + p.UserName + " until then; get a new one"}
+		return nil, &tokenError{"the token was revoked, with every other token issued to " + p.UserName +
+			" until then; get a new one"}
 	}
 	return &authResult{principal: p, claims: claims, token: token, tokenHash: h}, nil
 }

@@ -120,7 +120,8 @@ func (w *Workspace) handleInjectFault() http.HandlerFunc {
 		if req.Delay != "" {
 			d, err := time.ParseDuration(req.Delay)
 			if err != nil {
-				jsonhttp.WriteError(rw, badControlRequest(fmt.Sprintf("delay %q: want a duration such as 50ms or 1.5s", req.Delay)))
+				jsonhttp.WriteError(rw, badControlRequest(fmt.Sprintf("delay %q: want a duration such as 50ms or 1.5s",
+					req.Delay)))
 				return
 			}
 			delay = d
@@ -218,11 +219,12 @@ func (w *Workspace) handleDown() http.HandlerFunc {
 		defer conn.Close()
 		status, answer := http.StatusAccepted, any(map[string]string{"down_for": d.String(), "url": w.url})
 		if err := w.down(d); err != nil {
-			status, answer = http.StatusServiceUnavailable, &jsonhttp.Error{Code: jsonhttp.CodeUnavailable, Message: err.Error()}
+			status, answer = http.StatusServiceUnavailable, &jsonhttp.Error{Code: jsonhttp.CodeUnavailable,
+				Message: err.Error()}
 		}
 		body, _ := json.Marshal(answer)
-		fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-			status, http.StatusText(status), len(body), body)
+		fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+			"Connection: close\r\n\r\n%s", status, http.StatusText(status), len(body), body)
 		_ = buf.Flush()
 	}
 }
