@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -39,8 +40,8 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 		}
 		return nil, terr
 	}
-	// The principal and the revocation are looked up on every request, cached verification or not: a deleted app's
-	// service principal or a replayed authorization code stops its tokens at once.
+	// The principal and the revocations are looked up on every request, cached verification or not: a deleted app's
+	// service principal, a replayed authorization code or a revocation of the principal's tokens stops them at once.
 	p, known := w.dir.subject(claims.Subject)
 	if !known {
 		return nil, &tokenError{"the token's principal does not exist in this workspace"}
@@ -48,7 +49,28 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	if w.grants.isRevoked(claims.Grant) {
 		return nil, &tokenError{"the token was revoked: its authorization code was used twice; log in again"}
 	}
+	if claims.Generation < w.grants.generation(p.UserName) {
+		return nil, &tokenError{"the token was revoked, with every other token issued to " + p.UserName +
+			" until then; get a new one"}
+	}
 	return &authResult{principal: p, claims: claims, token: token, tokenHash: h}, nil
+}
+
+// RevokeTokens revokes every token issued so far to a principal (a user's name, or a service principal's application
+// id or name), as an admin does after a leak: its access tokens, the proxies' forwarded tokens of a user and its
+// refresh tokens stop working at once, at the workspace's APIs and at every app's proxy, and a user's browser
+// sessions end. Tokens issued afterwards work. Cached verifications do not matter: revocation is checked on every
+// request (see authenticate).
+func (w *Workspace) RevokeTokens(name string) error {
+	p, ok := w.dir.named(name)
+	if !ok {
+		return fmt.Errorf("revoke tokens: no user or service principal %q in the workspace", name)
+	}
+	refreshTokens := w.grants.revokeSubject(p.UserName)
+	browserSessions := w.sessions.endUser(p.UserName)
+	w.logger.Info("revoked every token of a principal", "principal", p.UserName, "refresh_tokens", refreshTokens,
+		"browser_sessions", browserSessions)
+	return nil
 }
 
 type authKey struct{}

@@ -53,6 +53,10 @@ type grants struct {
 	accessLifetime  time.Duration
 	now             func() time.Time
 
+	// generations holds, per subject whose tokens were revoked all at once, its token generation (int64): read on
+	// every request, written on a revocation, so a sync.Map rather than mu.
+	generations sync.Map
+
 	stopOnce sync.Once
 	stop     chan struct{} // closed by stopSweeping
 	swept    chan struct{} // closed when the sweeper has returned; nil until startSweeping
@@ -169,6 +173,30 @@ func (g *grants) isRevoked(grant string) bool {
 	defer g.mu.Unlock()
 	_, revoked := g.revoked[grant]
 	return revoked
+}
+
+// revokeSubject revokes every token issued to subject so far: it forgets the subject's refresh tokens and starts a
+// new token generation, so that its access tokens of earlier ones are refused. It returns how many refresh tokens
+// it forgot.
+func (g *grants) revokeSubject(subject string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.generations.Store(subject, g.generation(subject)+1) // under mu: two revocations never store the same one
+	forgotten := 0
+	for k, r := range g.refresh {
+		if r.user.UserName == subject {
+			delete(g.refresh, k)
+			forgotten++
+		}
+	}
+	return forgotten
+}
+
+// generation is subject's current token generation: 0 until its tokens are first revoked.
+func (g *grants) generation(subject string) int64 {
+	n, _ := g.generations.Load(subject)
+	gen, _ := n.(int64)
+	return gen
 }
 
 // newRefreshToken stores r under a new refresh token that expires after the refresh token lifetime.

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -222,7 +221,7 @@ func (w *Workspace) handleIdPToken() http.HandlerFunc {
 		ExpiresIn int64  `json:"expires_in"`
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
-		if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !net.ParseIP(host).IsLoopback() {
+		if !fromLocalMachine(r) {
 			writeOAuthError(rw, http.StatusForbidden, "access_denied", "identity tokens are minted for the local machine only")
 			return
 		}

@@ -2,14 +2,17 @@ package workspace
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/databricks/databricks-sdk-go/service/iam"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -77,4 +80,42 @@ func TestReadTimeoutSparesUpgradedConnections(t *testing.T) {
 	line, err := br.ReadString('\n')
 	require.NoError(t, err)
 	assert.Equal(t, "echo: still there\n", line)
+}
+
+// Down closes the workspace's listener, as when a workspace is unreachable: an SDK call fails to connect, an open
+// connection is closed, and the apps' proxies keep serving. Up listens again on the same address, with the same
+// state and tokens; Close works while the workspace is down.
+func TestWorkspaceDownAndUp(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	token := m2mToken(t, w, "external-service")
+	c := sdkClient(t, w, token)
+	_, err := c.CurrentUser.Me(t.Context(), iam.MeRequest{})
+	require.NoError(t, err)
+	host := strings.TrimPrefix(w.URL(), "http://")
+	open := dial(t, host)
+	br := bufio.NewReader(open)
+
+	require.NoError(t, w.Down())
+	require.NoError(t, w.Down(), "down again does nothing")
+	assertClosedByServer(t, open, br)
+	// The SDK retries a refused connection for RetryTimeoutSeconds; the context ends the first wait.
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err = c.CurrentUser.Me(ctx, iam.MeRequest{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "%v", err)
+	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(token))
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the proxies keep serving: %s", body)
+
+	require.NoError(t, w.Up())
+	require.NoError(t, w.Up(), "up again does nothing")
+	me, err := c.CurrentUser.Me(t.Context(), iam.MeRequest{})
+	require.NoError(t, err, "the same address, the same token")
+	assert.Equal(t, w.State().ServicePrincipals["external-service"].ClientID, me.UserName)
+
+	require.NoError(t, w.Down())
+	require.NoError(t, w.Close(), "Close while down")
+	assert.ErrorIs(t, w.Up(), errClosing)
+	assert.ErrorIs(t, w.Down(), errClosing)
 }

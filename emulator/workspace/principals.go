@@ -86,6 +86,18 @@ func (d *directory) servicePrincipalByName(name string) (ServicePrincipal, bool)
 	return ServicePrincipal{}, false
 }
 
+// named finds a principal by any name a test or a person gives it: a user's userName, or a service principal's
+// application id or name.
+func (d *directory) named(name string) (principal, bool) {
+	if p, ok := d.subject(name); ok {
+		return p, true
+	}
+	if sp, ok := d.servicePrincipalByName(name); ok {
+		return d.subject(sp.ApplicationID)
+	}
+	return principal{}, false
+}
+
 // userByName finds a user by userName.
 func (d *directory) user(userName string) (principal, bool) {
 	p, ok := d.subject(userName)

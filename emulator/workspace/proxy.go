@@ -146,7 +146,7 @@ func (p *appProxy) handler() http.Handler {
 				Fix:     "send the path the app serves, with dot segments resolved, as browsers and HTTP clients do"})
 			return
 		}
-		if !p.admit(rec, r, fwd) {
+		if !p.admit(rec, r, fwd) || p.playFault(rec, r, fwd.principal) {
 			return
 		}
 		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,16 +25,30 @@ const (
 	PathTelemetry     = "/telemetry-ext"
 )
 
-// routes is the whole workspace API surface. Anything else is a 404 in the Databricks error shape.
+// The emulator's control API: [Workspace.InjectFault], [Workspace.RevokeTokens] and a timed [Workspace.Down] over
+// HTTP, for programs that run against `emulator serve` rather than in-process (tests in Python or Node, workshops).
+// Its paths are the emulator's own, under /emulator/; no workspace has them.
+const (
+	PathFaults = "/emulator/v1/faults"
+	PathRevoke = "/emulator/v1/revoke"
+	PathDown   = "/emulator/v1/down"
+)
+
+// isControlPath reports whether path is the emulator's own, which faults never touch.
+func isControlPath(path string) bool { return strings.HasPrefix(path, "/emulator/") }
+
+// routes is the whole workspace API surface. Anything else is a 404 in the Databricks error shape. Faults injected
+// on purpose play before every handler but the control API's (faults.go).
 func (w *Workspace) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(w.countAndLog)
+	r.Use(w.countAndLog, w.playFaults)
 	r.Get(PathHostMetadata, w.handleHostMetadata())
 	r.Get(PathOIDCDiscovery, w.handleOIDCDiscovery())
 	r.Get(PathAuthorize, w.handleAuthorize())
 	r.Post(PathToken, w.handleToken())
 	r.Get(PathLogin, w.handleLoginPage())
 	r.Route(PathIdentityProviders+"/{idp}", w.identityProviderRoutes)
+	r.Group(w.controlRoutes) // the emulator's own: faults, revocations and outages on purpose (control.go)
 	r.Group(func(r chi.Router) {
 		// The browser sign-in's forms (login.go): refused when posted from another origin, besides their CSRF tokens.
 		sameOrigin := http.NewCrossOriginProtection()

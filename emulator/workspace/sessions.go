@@ -171,6 +171,20 @@ func (s *sessions) endOrigin(origin string) {
 	}
 }
 
+// endUser closes every session of the user subject names, at every app, and returns how many it closed.
+func (s *sessions) endUser(subject string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, session := range s.byID {
+		if session.user.UserName == subject {
+			s.endLocked(id)
+			n++
+		}
+	}
+	return n
+}
+
 // endLocked closes a session and revokes the tokens the proxy forwarded for it.
 func (s *sessions) endLocked(id string) {
 	if session, ok := s.byID[id]; ok {

@@ -35,6 +35,9 @@ type accessClaims struct {
 	// Grant names the authorization code a user token descends from, through refreshes and the proxy's forwarded
 	// tokens, so that replaying the code revokes them all (RFC 6749 section 4.1.2). M2M tokens have none.
 	Grant string `json:"grant_id,omitempty"`
+	// Generation is the subject's token generation when the token was issued: [Workspace.RevokeTokens] starts a new
+	// one, and a token of an earlier one is refused. Zero, and left out, until the subject's tokens are revoked.
+	Generation int64 `json:"generation,omitempty"`
 }
 
 func (c accessClaims) scopes() []string { return strings.Fields(c.Scope) }
@@ -49,6 +52,8 @@ type issuer struct {
 	iss      string
 	lifetime time.Duration
 	now      func() time.Time
+	// generation is a subject's current token generation (grants.generation), which every token carries.
+	generation func(subject string) int64
 }
 
 // verifiedToken is a token whose signature, issuer and times were checked, and the key that checked them: after a
@@ -58,10 +63,10 @@ type verifiedToken struct {
 	key    *ecdsa.PrivateKey
 }
 
-func newIssuer(iss string, lifetime time.Duration) (*issuer, error) {
+func newIssuer(iss string, lifetime time.Duration, generation func(subject string) int64) (*issuer, error) {
 	i := &issuer{key: new(atomic.Pointer[ecdsa.PrivateKey]),
 		verified: newExpiringCache[tokenHash, verifiedToken](maxCachedTokens),
-		iss:      iss, lifetime: lifetime, now: time.Now}
+		iss:      iss, lifetime: lifetime, now: time.Now, generation: generation}
 	if err := i.rotateKey(); err != nil {
 		return nil, err
 	}
@@ -97,9 +102,10 @@ func (i *issuer) issue(p principal, clientID, grant string, scopes []string, not
 			ExpiresAt: jwt.NewNumericDate(expires),
 			ID:        uuid.NewString(),
 		},
-		ClientID: clientID,
-		Scope:    strings.Join(withoutOfflineAccess(scopes), " "),
-		Grant:    grant,
+		ClientID:   clientID,
+		Scope:      strings.Join(withoutOfflineAccess(scopes), " "),
+		Grant:      grant,
+		Generation: i.generation(p.UserName),
 	}
 	token, err = jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(i.key.Load())
 	if err != nil {

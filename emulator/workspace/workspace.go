@@ -5,7 +5,9 @@
 // command (go run ./emulator) wraps it for humans. It reproduces the platform's behaviour as docs/platform.md
 // describes it, including the failures (401, 403, 302, 502, 504), because those are what an app must be tested
 // against. Where docs/platform.md marks a behaviour open (whether client-sent X-Forwarded-* headers or Authorization
-// reach the app), it takes the strict side and strips them.
+// reach the app), it takes the strict side and strips them. What the platform does only on a bad day it plays on
+// demand: faults ([Workspace.InjectFault]), revoked tokens ([Workspace.RevokeTokens]) and an unreachable workspace
+// ([Workspace.Down]), in Go or over its control API (control.go).
 package workspace
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,10 +80,17 @@ type Workspace struct {
 	listen  listenTimeouts
 	url     string
 	dataDir string
-	server  *http.Server
 	counts  requestCounts
 
+	listenMu sync.Mutex   // guards server, upTimer and listenClosed: Down, Up and Close
+	server   *http.Server // the workspace's own listener; nil while it is down
+	handler  http.Handler // the workspace's routes, which Up serves again
+	upTimer  *time.Timer  // brings the workspace back up after a timed down (the control API's)
+	// listenClosed is set once Close has begun: the workspace never listens again.
+	listenClosed bool
+
 	sessions *sessions // the browsers signed in to apps (sessions.go, login.go)
+	faults   faults    // the failures played on purpose (faults.go)
 
 	mu       sync.Mutex // guards apps, appOrder and the records' mutable fields
 	apps     map[string]*appRecord
@@ -198,13 +208,14 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		return nil, fmt.Errorf("listen for the workspace on %s: %w", addr, err)
 	}
 	w.url = "http://" + ln.Addr().String()
-	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime); err != nil {
+	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, w.grants.generation); err != nil {
 		_ = ln.Close()
 		w.removeData()
 		return nil, err
 	}
 	w.federation = newFederation(opts.Config, w.url)
-	w.server = w.serve(ln, w.routes())
+	w.handler = w.routes()
+	w.server = w.serve(ln, w.handler)
 
 	if err := w.addModelApps(opts.Config); err != nil {
 		_ = w.Close()
@@ -349,7 +360,7 @@ func (w *Workspace) RequestCounts() map[string]int64 { return w.counts.snapshot(
 // Close stops the apps the workspace started (SIGTERM, then SIGKILL after the grace period, while their proxies
 // still answer so they can drain), then every listener at once: in-flight requests are cut, as when a workspace goes
 // away. Log streams, which http.Server.Close does not reach once upgraded, are closed with 1001 first, and Close
-// waits for them to end.
+// waits for them to end. Close works whether the workspace is up or [Workspace.Down].
 func (w *Workspace) Close() error {
 	w.closed.Do(func() {
 		w.stopAllInstances() // sets closing: no app, proxy or process starts from here on
@@ -359,7 +370,13 @@ func (w *Workspace) Close() error {
 			proxies = append(proxies, rec.proxy)
 		}
 		w.mu.Unlock()
-		servers := []*http.Server{w.server}
+		w.listenMu.Lock()
+		w.listenClosed = true
+		if w.upTimer != nil {
+			w.upTimer.Stop()
+		}
+		servers := []*http.Server{w.server} // nil while down
+		w.listenMu.Unlock()
 		for _, p := range proxies {
 			p.logs.close() // waits for the streams' close handshakes: not under the lock
 			servers = append(servers, p.server)
@@ -379,6 +396,63 @@ func (w *Workspace) Close() error {
 		w.closeErr = errors.Join(errs...)
 	})
 	return w.closeErr
+}
+
+// Down takes the workspace's own listener down, as when a workspace is unreachable: new connections are refused
+// and open ones closed, requests in flight included. The apps' proxies keep serving, and every token stays valid.
+// [Workspace.Up] brings it back; Down on a workspace that is down does nothing.
+func (w *Workspace) Down() error { return w.down(0) }
+
+// down is Down and, when upAfter is set, Up after that long: the control API's down, whose client cannot ask a
+// workspace that is down for the Up.
+func (w *Workspace) down(upAfter time.Duration) error {
+	w.listenMu.Lock()
+	defer w.listenMu.Unlock()
+	if w.listenClosed {
+		return fmt.Errorf("take the workspace down: %w", errClosing)
+	}
+	var err error
+	if w.server != nil {
+		err = w.server.Close()
+		w.server = nil
+		w.logger.Info("workspace down: its listener is closed; the app proxies still serve", "url", w.url)
+	}
+	if upAfter > 0 {
+		if w.upTimer != nil {
+			w.upTimer.Stop()
+		}
+		w.upTimer = time.AfterFunc(upAfter, func() {
+			if err := w.Up(); err != nil && !errors.Is(err, errClosing) {
+				w.logger.Error("bring the workspace up again", "err", err)
+			}
+		})
+	}
+	return err
+}
+
+// Up listens again on the workspace's address after [Workspace.Down], with the same routes and state. It fails if
+// another program took the port meanwhile; Up on a workspace that is up does nothing.
+func (w *Workspace) Up() error {
+	w.listenMu.Lock()
+	defer w.listenMu.Unlock()
+	if w.listenClosed {
+		return fmt.Errorf("bring the workspace up: %w", errClosing)
+	}
+	if w.upTimer != nil {
+		w.upTimer.Stop()
+		w.upTimer = nil
+	}
+	if w.server != nil {
+		return nil
+	}
+	addr := strings.TrimPrefix(w.url, "http://")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen again for the workspace on %s: %w", addr, err)
+	}
+	w.server = w.serve(ln, w.handler)
+	w.logger.Info("workspace up again", "url", w.url)
+	return nil
 }
 
 // requestCounts counts workspace requests per path.
