@@ -187,6 +187,10 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	} else if err := os.MkdirAll(w.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("workspace data folder: %w", err)
 	}
+	if err := w.makeHomeFolders(); err != nil {
+		w.removeData()
+		return nil, err
+	}
 
 	addr := opts.Config.Workspace.Host
 	if addr == "" {
