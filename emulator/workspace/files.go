@@ -450,6 +450,9 @@ func (w *Workspace) writeFile(who principal, p objectPath, body io.Reader, overw
 	if jerr := mayWrite(who, p); jerr != nil {
 		return jerr // before reading a byte of the body
 	}
+	if specialFolder(p) { // a home folder not made yet is still no place for a file
+		return exists("A folder the workspace keeps")
+	}
 	root, err := w.openFiles()
 	if err != nil {
 		return internalError("import", p, err)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,7 +123,7 @@ func TestHomeFoldersArePrivate(t *testing.T) {
 // TestOwnHomeAndSharedAreWritable: a principal manages its own home, under either spelling, and everyone manages what
 // is in /Shared, which is how two principals share files. /Shared itself and /Users are the workspace's.
 func TestOwnHomeAndSharedAreWritable(t *testing.T) {
-	w, dev, other, _ := withDevApp(t)
+	w, dev, other, dataDir := withDevApp(t)
 	ctx := t.Context()
 
 	home := homeOf(t, w, "external-service")
@@ -137,6 +138,11 @@ func TestOwnHomeAndSharedAreWritable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "command: [x]\n", string(data))
 	require.NoError(t, other.Workspace.Delete(ctx, ws.Delete{Path: "/Workspace" + home + "/app", Recursive: true}))
+	// A home folder is a folder, even before it exists (an app's service principal, made later, has none yet).
+	require.NoError(t, os.Remove(filepath.Join(dataDir, "files", filepath.FromSlash(home))))
+	assertAPIError(t, other.Workspace.Upload(ctx, home, strings.NewReader("x"), ws.UploadOverwrite()),
+		http.StatusBadRequest, codeAlreadyExists)
+	require.NoError(t, other.Workspace.MkdirsByPath(ctx, home))
 
 	const team = "/Workspace/Shared/team"
 	require.NoError(t, other.Workspace.MkdirsByPath(ctx, team))
