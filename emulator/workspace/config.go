@@ -250,11 +250,10 @@ func (c Config) Validate() error {
 		if !strings.Contains(u.UserName, "@") {
 			bad("user %q: user_name must be an email", u.UserName)
 		}
-		if !users[u.UserName] {
-			checkHome(fmt.Sprintf("user %q", u.UserName), u.UserName)
-		}
 		if users[u.UserName] {
 			bad("user %q is listed twice", u.UserName)
+		} else {
+			checkHome(fmt.Sprintf("user %q", u.UserName), u.UserName)
 		}
 		users[u.UserName] = true
 		if u.SignedIn {
