@@ -611,12 +611,14 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 			bad(http.StatusBadRequest, jsonhttp.CodeInvalidParameter, "mode must be SNAPSHOT or AUTO_SYNC")
 			return
 		}
-		if kind, err := w.objectKind(req.SourceCodePath); err != nil || kind != "DIRECTORY" {
-			bad(http.StatusBadRequest, jsonhttp.CodeInvalidParameter,
-				"source_code_path %s is not a folder of the workspace: upload it first (databricks sync)", req.SourceCodePath)
+		// The deployer must be able to read the folder: CAN MANAGE on the app does not open another's home.
+		who := authFrom(r.Context()).principal
+		if kind, err := w.objectKind(who, req.SourceCodePath); err != nil || kind != ObjectTypeDirectory {
+			bad(http.StatusBadRequest, jsonhttp.CodeInvalidParameter, "source_code_path %s is not a folder of the "+
+				"workspace that you can read: upload it first (databricks sync), to your home folder or to /Workspace/Shared",
+				req.SourceCodePath)
 			return
 		}
-		who := authFrom(r.Context()).principal
 		w.mu.Lock()
 		switch {
 		case rec.computeState != apps.ComputeStateActive:

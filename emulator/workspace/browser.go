@@ -46,7 +46,8 @@ func HeadlessBrowser(fail func(error)) func(authorizeURL string) error {
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 right now, for servers that take a port number rather than a
-// listener (the SDK's U2M callback, an app's DATABRICKS_APP_PORT). Another process may take it before it is used.
+// listener (the SDK's U2M callback, an app's DATABRICKS_APP_PORT). Another caller may be given it too before it is
+// used: the apps a workspace starts get theirs through portReservations (ports.go), which never gives one out twice.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

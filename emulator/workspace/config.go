@@ -230,6 +230,19 @@ func (c Config) Validate() error {
 			ids[id] = who
 		}
 	}
+	// Each user name and application id names a home folder, /Users/<name>: one path segment, and no two alike but
+	// for letter case, which would be one folder on a disk that ignores case (macOS, Windows).
+	homes := map[string]string{} // lower-cased name -> who holds it
+	checkHome := func(who, name string) {
+		if err := homeFolderName(name); err != nil {
+			bad("%s: %q cannot name its home folder: %v", who, name, err)
+		} else if first, dup := homes[strings.ToLower(name)]; dup {
+			bad("%s: home folder /Users/%s would be the home folder of %s too (names differing only in letter case)",
+				who, name, first)
+		} else {
+			homes[strings.ToLower(name)] = who
+		}
+	}
 	users := map[string]bool{}
 	signedIn := 0
 	for _, u := range c.Users {
@@ -239,6 +252,8 @@ func (c Config) Validate() error {
 		}
 		if users[u.UserName] {
 			bad("user %q is listed twice", u.UserName)
+		} else {
+			checkHome(fmt.Sprintf("user %q", u.UserName), u.UserName)
 		}
 		users[u.UserName] = true
 		if u.SignedIn {
@@ -266,6 +281,8 @@ func (c Config) Validate() error {
 		sps[sp.Name] = true
 		if sp.ApplicationID == "" || appIDs[sp.ApplicationID] || sp.ApplicationID == CLIClientID {
 			bad("service principal %q: application_id must be set and unique", sp.Name)
+		} else if !users[sp.ApplicationID] {
+			checkHome(fmt.Sprintf("service principal %q", sp.Name), sp.ApplicationID)
 		}
 		appIDs[sp.ApplicationID] = true
 		if sp.Secret == "" && len(sp.FederationPolicies) == 0 {

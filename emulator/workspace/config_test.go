@@ -90,3 +90,39 @@ func TestValidateRefusesServicePrincipalsCollidingWithUsers(t *testing.T) {
 		})
 	}
 }
+
+// Every user name and application id names a home folder, /Users/<name>: it must be one plain path segment, and no two
+// may differ only in letter case, which a disk that ignores case (macOS, Windows) would store as one folder.
+func TestValidateRefusesNamesThatCannotBeHomeFolders(t *testing.T) {
+	tests := []struct {
+		name     string
+		edit     func(*Config)
+		mentions []string
+	}{
+		{"a user name that differs only in case", func(c *Config) {
+			c.Users = append(c.Users, User{ID: "1999", UserName: "Dev@Example.com"})
+		}, []string{`user "Dev@Example.com"`, `user "dev@example.com"`, "letter case"}},
+		{"an application id that differs from a user name only in case", func(c *Config) {
+			c.ServicePrincipals = append(c.ServicePrincipals,
+				ServicePrincipal{ID: "2999", Name: "svc", ApplicationID: "DEV@example.com", Secret: "s"})
+		}, []string{`service principal "svc"`, `user "dev@example.com"`}},
+		{"an application id with a slash", func(c *Config) {
+			c.ServicePrincipals = append(c.ServicePrincipals,
+				ServicePrincipal{ID: "2999", Name: "svc", ApplicationID: "x/../dev@example.com", Secret: "s"})
+		}, []string{`service principal "svc"`, "home folder"}},
+		{"a user name with a dot segment", func(c *Config) {
+			c.Users = append(c.Users, User{ID: "1999", UserName: "../a@b.c"})
+		}, []string{`user "../a@b.c"`, "home folder"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			require.Error(t, err)
+			for _, m := range tt.mentions {
+				assert.Contains(t, err.Error(), m)
+			}
+		})
+	}
+}

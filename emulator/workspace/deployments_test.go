@@ -267,3 +267,34 @@ func TestDeploymentsAreForManagers(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(body), "boom: the configuration is broken", "a manager reads why it failed")
 }
+
+// TestDeploymentNeedsAFolderTheDeployerCanRead: CAN MANAGE on an app does not open another principal's home. A
+// deployment from a folder the deployer may not read is refused as one from a folder that does not exist; from
+// /Workspace/Shared, where the other principal can put it, it runs.
+func TestDeploymentNeedsAFolderTheDeployerCanRead(t *testing.T) {
+	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
+	dev := sdkClient(t, w, managerToken(t, w)) // CAN MANAGE on caller-app
+	external := m2mToken(t, w, "external-service")
+	private := "/Workspace" + homeOf(t, w, "external-service") + "/caller"
+	uploadTestApp(t, w, external, private, "serve", "v1")
+
+	_, err := dev.Apps.Deploy(t.Context(), apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: private}})
+	refused := apiError(t, err)
+	assert.Equal(t, http.StatusBadRequest, refused.StatusCode)
+	assert.Equal(t, "INVALID_PARAMETER_VALUE", refused.ErrorCode)
+	_, err = dev.Apps.Deploy(t.Context(), apps.CreateAppDeploymentRequest{AppName: "caller-app",
+		AppDeployment: apps.AppDeployment{SourceCodePath: private + "-missing"}})
+	assert.Equal(t, strings.ReplaceAll(apiError(t, err).Message, private+"-missing", private), refused.Message,
+		"the refusal says nothing a missing folder would not")
+	list, err := dev.Apps.ListDeploymentsAll(t.Context(), apps.ListAppDeploymentsRequest{AppName: "caller-app"})
+	require.NoError(t, err)
+	assert.Empty(t, list)
+
+	shared := "/Workspace/Shared/caller"
+	uploadTestApp(t, w, external, shared, "serve", "v1")
+	assert.Equal(t, apps.AppDeploymentStateSucceeded, deploy(t, dev, "caller-app", shared).Status.State)
+	status, seen := whoami(t, w, "caller-app", external)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "v1", seen["version"])
+}

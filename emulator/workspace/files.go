@@ -3,7 +3,8 @@ package workspace
 // The workspace files APIs: what `databricks sync`, `databricks bundle deploy` and the SDK's w.Workspace client
 // call to put an app's source into the workspace. Objects live on disk under <data dir>/files, one file or folder
 // per workspace object, and every file operation goes through an os.Root so that no request path, however
-// crafted, reaches outside that folder.
+// crafted, reaches outside that folder. Who may read and write where (each principal its own home folder, everyone
+// /Shared) is folders.go's.
 
 import (
 	"bytes"
@@ -204,28 +205,38 @@ func tooBig() *jsonhttp.Error {
 		Fix:     "keep large data out of the app's source: put it in a volume or a table"}
 }
 
-// lookup opens the files folder and stats the object a query names. The caller closes the root.
-func (w *Workspace) lookup(asked string) (*os.Root, objectPath, fs.FileInfo, *jsonhttp.Error) {
-	p, perr := parseObjectPath(asked)
-	if perr != nil {
-		return nil, p, nil, perr
-	}
+// lookup opens the files folder and stats the object at p, whoever asks. The caller closes the root.
+func (w *Workspace) lookup(p objectPath) (*os.Root, fs.FileInfo, *jsonhttp.Error) {
 	root, err := w.openFiles()
 	if err != nil {
-		return nil, p, nil, internalError("open", p, err)
+		return nil, nil, internalError("open", p, err)
 	}
 	fi, serr := statObject(root, p)
 	if serr != nil {
 		_ = root.Close()
-		return nil, p, nil, serr
+		return nil, nil, serr
 	}
-	return root, p, fi, nil
+	return root, fi, nil
+}
+
+// lookupFor parses the path a client sent and looks it up for who: what who may not read is missing for them. The
+// caller closes the root.
+func (w *Workspace) lookupFor(who principal, asked string) (*os.Root, objectPath, fs.FileInfo, *jsonhttp.Error) {
+	p, jerr := parseObjectPath(asked)
+	if jerr == nil {
+		jerr = mayRead(who, p)
+	}
+	if jerr != nil {
+		return nil, p, nil, jerr
+	}
+	root, fi, jerr := w.lookup(p)
+	return root, p, fi, jerr
 }
 
 func (w *Workspace) handleGetStatus() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		// return_export_info only adds fields the emulator does not model; the answer is the same without it.
-		root, p, fi, jerr := w.lookup(r.URL.Query().Get("path"))
+		root, p, fi, jerr := w.lookupFor(authFrom(r.Context()).principal, r.URL.Query().Get("path"))
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -240,7 +251,8 @@ func (w *Workspace) handleList() http.HandlerFunc {
 		Objects []objectInfo `json:"objects"`
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
-		root, p, fi, jerr := w.lookup(r.URL.Query().Get("path"))
+		who := authFrom(r.Context()).principal
+		root, p, fi, jerr := w.lookupFor(who, r.URL.Query().Get("path"))
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -259,10 +271,11 @@ func (w *Workspace) handleList() http.HandlerFunc {
 		resp := response{Objects: []objectInfo{}}
 		for _, e := range entries {
 			info, err := e.Info()
-			if err != nil || !listable(e.Name(), info) {
-				continue // removed meanwhile, an upload in progress, or nothing the API made
+			child := p.child(e.Name())
+			if err != nil || !listable(e.Name(), info) || accessTo(who, child) == accessNone {
+				continue // removed meanwhile, an upload in progress, nothing the API made, or another's home
 			}
-			resp.Objects = append(resp.Objects, newObjectInfo(p.child(e.Name()), info))
+			resp.Objects = append(resp.Objects, newObjectInfo(child, info))
 		}
 		jsonhttp.Write(rw, http.StatusOK, resp)
 	}
@@ -288,6 +301,9 @@ func (w *Workspace) handleMkdirs() http.HandlerFunc {
 			return
 		}
 		p, jerr := parseObjectPath(req.Path)
+		if jerr == nil {
+			jerr = mayWrite(authFrom(r.Context()).principal, p)
+		}
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -334,17 +350,26 @@ func (w *Workspace) handleDelete() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		root, p, fi, jerr := w.lookup(req.Path)
+		p, jerr := parseObjectPath(req.Path)
+		switch {
+		case jerr != nil:
+		case specialFolder(p):
+			jerr = &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
+				Message: fmt.Sprintf("%s is a folder the workspace keeps: it cannot be deleted", p.asked),
+				Fix:     "delete the objects inside it instead"}
+		default:
+			jerr = mayWrite(authFrom(r.Context()).principal, p)
+		}
+		if jerr != nil {
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		root, fi, jerr := w.lookup(p)
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
 		defer root.Close()
-		if p.rel == "." {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
-				Message: "the workspace root cannot be deleted", Fix: "delete the folders inside it instead"})
-			return
-		}
 		remove := root.Remove
 		if fi.IsDir() {
 			if req.Recursive {
@@ -398,7 +423,7 @@ func (w *Workspace) handleImportFile() http.HandlerFunc {
 		}
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
 		// Conflict is the files API's answer to an existing file: bundles rely on it for their deploy lock.
-		if jerr := w.writeFile(p, r.Body, overwrite, http.StatusConflict); jerr != nil {
+		if jerr := w.writeFile(authFrom(r.Context()).principal, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -413,17 +438,20 @@ func parseBool(s string) (bool, error) {
 	return strconv.ParseBool(s)
 }
 
-// writeFile stores body at p without ever showing a half-written file: it writes a temp file next to p, then
+// writeFile stores body at p for who without ever showing a half-written file: it writes a temp file next to p, then
 // renames it over p (overwrite) or hard-links it to p, which fails if p exists, so that of two clients taking a
 // deploy lock at once exactly one wins. existsStatus is the status for "p exists": the files API says 409, the
 // Workspace API 400.
-func (w *Workspace) writeFile(p objectPath, body io.Reader, overwrite bool, existsStatus int) *jsonhttp.Error {
+func (w *Workspace) writeFile(who principal, p objectPath, body io.Reader, overwrite bool, existsStatus int) *jsonhttp.Error {
 	exists := func(what string) *jsonhttp.Error {
 		return &jsonhttp.Error{Status: existsStatus, Code: codeAlreadyExists,
 			Message: fmt.Sprintf("%s already exists at %s.", what, p.asked), Fix: "send overwrite=true to replace a file"}
 	}
-	if p.rel == "." {
-		return exists("The workspace root")
+	if jerr := mayWrite(who, p); jerr != nil {
+		return jerr // before reading a byte of the body
+	}
+	if specialFolder(p) { // a home folder not made yet is still no place for a file
+		return exists("A folder the workspace keeps")
 	}
 	root, err := w.openFiles()
 	if err != nil {
@@ -528,7 +556,8 @@ func (w *Workspace) handleImport() http.HandlerFunc {
 			jerr = fileFormat(req.format)
 		}
 		if jerr == nil {
-			jerr = w.writeFile(p, bytes.NewReader(req.content), req.overwrite, http.StatusBadRequest)
+			jerr = w.writeFile(authFrom(r.Context()).principal, p, bytes.NewReader(req.content), req.overwrite,
+				http.StatusBadRequest)
 		}
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -634,7 +663,7 @@ func (w *Workspace) handleExport() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		root, p, fi, jerr := w.lookup(q.Get("path"))
+		root, p, fi, jerr := w.lookupFor(authFrom(r.Context()).principal, q.Get("path"))
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -674,10 +703,10 @@ func (w *Workspace) handleExport() http.HandlerFunc {
 	}
 }
 
-// objectKind says what is at a workspace path: ObjectTypeDirectory or ObjectTypeFile. Its errors are
-// *jsonhttp.Error values, ready to send.
-func (w *Workspace) objectKind(wsPath string) (string, error) {
-	root, _, fi, jerr := w.lookup(wsPath)
+// objectKind says what who sees at a workspace path: ObjectTypeDirectory or ObjectTypeFile. Its errors are
+// *jsonhttp.Error values, ready to send; a path who may not read is missing.
+func (w *Workspace) objectKind(who principal, wsPath string) (string, error) {
+	root, _, fi, jerr := w.lookupFor(who, wsPath)
 	if jerr != nil {
 		return "", jerr
 	}
@@ -689,9 +718,15 @@ func (w *Workspace) objectKind(wsPath string) (string, error) {
 }
 
 // copyWorkspaceFolder copies the workspace folder wsPath and everything in it to the local folder dest, which it
-// creates: what a deployment does with an app's source. Folders get mode 0755, files 0644, whatever the umask.
+// creates: what a deployment does with an app's source, as the platform, once the Apps API has checked that the
+// deployer may read it. Folders get mode 0755, files 0644, whatever the umask.
 func (w *Workspace) copyWorkspaceFolder(wsPath, dest string) error {
-	root, p, fi, jerr := w.lookup(wsPath)
+	p, jerr := parseObjectPath(wsPath)
+	var root *os.Root
+	var fi fs.FileInfo
+	if jerr == nil {
+		root, fi, jerr = w.lookup(p)
+	}
 	if jerr != nil {
 		return fmt.Errorf("copy workspace folder %s: %w", wsPath, jerr)
 	}

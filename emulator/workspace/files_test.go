@@ -25,6 +25,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// homeOf is a service principal's home folder, /Users/<application id>: the one folder it may write besides /Shared.
+func homeOf(t *testing.T, w *Workspace, spName string) string {
+	t.Helper()
+	sp, ok := w.State().ServicePrincipals[spName]
+	require.True(t, ok, spName)
+	return "/Users/" + sp.ClientID
+}
+
 // m2mClient is databricks-sdk-go as an external service would configure it: OAuth M2M with a service principal.
 func m2mClient(t *testing.T, w *Workspace) *databricks.WorkspaceClient {
 	t.Helper()
@@ -104,7 +112,7 @@ func TestWorkspaceFilesWithTheSDK(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	ctx := t.Context()
-	const app = "/Workspace/Users/external-service/my-app"
+	app := "/Workspace" + homeOf(t, w, "external-service") + "/my-app"
 
 	require.NoError(t, c.Workspace.MkdirsByPath(ctx, app+"/static"))
 	info, err := c.Workspace.GetStatusByPath(ctx, app)
@@ -168,7 +176,7 @@ func TestImportFile(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
-	const root = "/Workspace/Users/external-service/.bundle/dev"
+	root := "/Workspace" + homeOf(t, w, "external-service") + "/.bundle/dev"
 
 	status, code := importFile(t, w, token, root+"/state/deploy.lock", false, []byte("me"))
 	assert.Equal(t, http.StatusNotFound, status)
@@ -209,7 +217,8 @@ func TestImportFile(t *testing.T) {
 func TestImportFileLockIsExclusive(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
-	require.NoError(t, m2mClient(t, w).Workspace.MkdirsByPath(t.Context(), "/Users/x/state"))
+	x := homeOf(t, w, "external-service")
+	require.NoError(t, m2mClient(t, w).Workspace.MkdirsByPath(t.Context(), x+"/state"))
 
 	const clients = 8
 	statuses := make([]int, clients)
@@ -217,7 +226,7 @@ func TestImportFileLockIsExclusive(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
-			statuses[i], errs[i] = importFileStatus(t.Context(), w, token, "/Users/x/state/deploy.lock", false, []byte(fmt.Sprint(i)))
+			statuses[i], errs[i] = importFileStatus(t.Context(), w, token, x+"/state/deploy.lock", false, []byte(fmt.Sprint(i)))
 		})
 	}
 	wg.Wait()
@@ -234,16 +243,16 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
-	require.NoError(t, c.Workspace.MkdirsByPath(t.Context(), "/Users/x"))
+	x := homeOf(t, w, "external-service")
 	const size = 1 << 20
-	status, _ := importFile(t, w, token, "/Users/x/data.bin", true, bytes.Repeat([]byte{'a'}, size))
+	status, _ := importFile(t, w, token, x+"/data.bin", true, bytes.Repeat([]byte{'a'}, size))
 	require.Equal(t, http.StatusOK, status)
 
 	done := make(chan error, 1)
 	go func() {
 		var errs []error
 		for i := range 10 {
-			status, err := importFileStatus(t.Context(), w, token, "/Users/x/data.bin", true, bytes.Repeat([]byte{byte('a' + i%2)}, size))
+			status, err := importFileStatus(t.Context(), w, token, x+"/data.bin", true, bytes.Repeat([]byte{byte('a' + i%2)}, size))
 			if err == nil && status != http.StatusOK {
 				err = fmt.Errorf("overwrite %d: status %d", i, status)
 			}
@@ -252,7 +261,7 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 		done <- errors.Join(errs...)
 	}()
 	for reads := 0; ; reads++ {
-		data, err := c.Workspace.ReadFile(t.Context(), "/Users/x/data.bin")
+		data, err := c.Workspace.ReadFile(t.Context(), x+"/data.bin")
 		require.NoError(t, err)
 		require.Len(t, data, size)
 		assert.Equal(t, bytes.Repeat(data[:1], size), data, "export %d mixes two versions", reads)
@@ -270,10 +279,11 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 	w, logs := startWorkspace(t, Options{DataDir: filepath.Join(parent, "data")})
 	token := m2mToken(t, w, "external-service")
 	sqlToken := scopedToken(t, w, "external-service", "sql")
+	x := homeOf(t, w, "external-service")
 	status, _, _ := sendRaw(t, http.MethodPost, w.URL()+PathWorkspaceMkdirs, token,
-		strings.NewReader(`{"path":"/Workspace/Users/x/app"}`))
+		strings.NewReader(`{"path":"/Workspace`+x+`/app"}`))
 	require.Equal(t, http.StatusOK, status)
-	status, _ = importFile(t, w, token, "/Users/x/app/main.go", false, []byte("package main"))
+	status, _ = importFile(t, w, token, x+"/app/main.go", false, []byte("package main"))
 	require.Equal(t, http.StatusOK, status)
 
 	getStatus := func(p string) string { return w.URL() + PathWorkspaceGetStatus + "?path=" + url.QueryEscape(p) }
@@ -284,50 +294,50 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 		code                              string
 	}
 	tests := []refusal{
-		{"no token", http.MethodGet, getStatus("/Users/x"), "", "", http.StatusUnauthorized, "UNAUTHENTICATED"},
-		{"import-file without a token", http.MethodPost, importFileURL("/Users/x/app/a"), "", "x",
+		{"no token", http.MethodGet, getStatus(x), "", "", http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"import-file without a token", http.MethodPost, importFileURL(x + "/app/a"), "", "x",
 			http.StatusUnauthorized, "UNAUTHENTICATED"},
-		{"import-file with a token without the workspace scope", http.MethodPost, importFileURL("/Users/x/app/a"), sqlToken, "x",
+		{"import-file with a token without the workspace scope", http.MethodPost, importFileURL(x + "/app/a"), sqlToken, "x",
 			http.StatusForbidden, "PERMISSION_DENIED"},
-		{"token without the workspace scope", http.MethodGet, getStatus("/Users/x"), sqlToken, "",
+		{"token without the workspace scope", http.MethodGet, getStatus(x), sqlToken, "",
 			http.StatusForbidden, "PERMISSION_DENIED"},
-		{"missing object", http.MethodGet, getStatus("/Users/x/nope"), token, "", http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"},
-		{"below a file", http.MethodGet, getStatus("/Users/x/app/main.go/x"), token, "",
+		{"missing object", http.MethodGet, getStatus(x + "/nope"), token, "", http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"},
+		{"below a file", http.MethodGet, getStatus(x + "/app/main.go/x"), token, "",
 			http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"},
-		{"missing parent", http.MethodPost, importFileURL("/Users/x/nope/main.go"), token, "x",
+		{"missing parent", http.MethodPost, importFileURL(x + "/nope/main.go"), token, "x",
 			http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"},
-		{"existing file without overwrite", http.MethodPost, importFileURL("/Users/x/app/main.go?overwrite=false"), token, "x",
+		{"existing file without overwrite", http.MethodPost, importFileURL(x + "/app/main.go?overwrite=false"), token, "x",
 			http.StatusConflict, codeAlreadyExists},
-		{"a folder in the way", http.MethodPost, importFileURL("/Users/x/app?overwrite=true"), token, "x",
+		{"a folder in the way", http.MethodPost, importFileURL(x + "/app?overwrite=true"), token, "x",
 			http.StatusConflict, codeAlreadyExists},
 		{"a file in the way of mkdirs", http.MethodPost, w.URL() + PathWorkspaceMkdirs, token,
-			`{"path":"/Users/x/app/main.go/sub"}`, http.StatusBadRequest, codeAlreadyExists},
+			`{"path":"` + x + `/app/main.go/sub"}`, http.StatusBadRequest, codeAlreadyExists},
 		{"non-empty folder without recursive", http.MethodPost, w.URL() + PathWorkspaceDelete, token,
-			`{"path":"/Users/x/app"}`, http.StatusBadRequest, codeDirectoryNotEmpty},
+			`{"path":"` + x + `/app"}`, http.StatusBadRequest, codeDirectoryNotEmpty},
 		{"the root", http.MethodPost, w.URL() + PathWorkspaceDelete, token, `{"path":"/Workspace","recursive":true}`,
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
-		{"a bad overwrite", http.MethodPost, importFileURL("/Users/x/app/a?overwrite=maybe"), token, "x",
+		{"a bad overwrite", http.MethodPost, importFileURL(x + "/app/a?overwrite=maybe"), token, "x",
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
-		{"a folder exported", http.MethodGet, w.URL() + PathWorkspaceExport + "?path=/Users/x/app", token, "",
+		{"a folder exported", http.MethodGet, w.URL() + PathWorkspaceExport + "?path=" + x + "/app", token, "",
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
-		{"a notebook format", http.MethodGet, w.URL() + PathWorkspaceExport + "?path=/Users/x/app/main.go&format=DBC", token, "",
+		{"a notebook format", http.MethodGet, w.URL() + PathWorkspaceExport + "?path=" + x + "/app/main.go&format=DBC", token, "",
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
-		{"bad base64", http.MethodPost, w.URL() + PathWorkspaceImport, token, `{"path":"/Users/x/app/b","content":"!!"}`,
+		{"bad base64", http.MethodPost, w.URL() + PathWorkspaceImport, token, `{"path":"` + x + `/app/b","content":"!!"}`,
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
 		{"malformed JSON", http.MethodPost, w.URL() + PathWorkspaceDelete, token, `{"path":`,
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
 	}
 	// Paths that try to leave the files folder, or that no workspace accepts, are refused before any file call.
-	for _, p := range []string{"/Workspace/../../etc/passwd", "/Workspace/Users/x/../../../outside", "Users/x/app",
-		"", "/Users/x/./app", "/Users//x", "/Users/x/", "/Users/x\\..\\..\\outside", "/Users/x/a\x00b", "/Users/x/a\nb",
-		"/Users/x/" + uploadPrefix + "y", "/Users/" + strings.Repeat("a", 256)} {
+	for _, p := range []string{"/Workspace/../../etc/passwd", "/Workspace" + x + "/../../../outside", x[1:] + "/app",
+		"", x + "/./app", "/Users//" + x[len("/Users/"):], x + "/", x + "\\..\\..\\outside", x + "/a\x00b", x + "/a\nb",
+		x + "/" + uploadPrefix + "y", "/Users/" + strings.Repeat("a", 256)} {
 		tests = append(tests,
 			refusal{"get-status " + p, http.MethodGet, getStatus(p), token, "", http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
 			refusal{"mkdirs " + p, http.MethodPost, w.URL() + PathWorkspaceMkdirs, token,
 				fmt.Sprintf(`{"path":%q}`, p), http.StatusBadRequest, "INVALID_PARAMETER_VALUE"})
 	}
 	for _, raw := range []string{"/Workspace/../../outside", "/Workspace/%2e%2e/%2E%2E/outside",
-		"/Users/x/%2e%2e%2f%2e%2e%2f%2e%2e%2foutside", "/Users/x/..%5c..%5c..%5coutside", "/Users/x/a%00b", "/Users/x//a"} {
+		x + "/%2e%2e%2f%2e%2e%2f%2e%2e%2foutside", x + "/..%5c..%5c..%5coutside", x + "/a%00b", x + "//a"} {
 		tests = append(tests, refusal{"import-file " + raw, http.MethodPost, importFileURL(raw + "?overwrite=true"), token, "pwned",
 			http.StatusBadRequest, "INVALID_PARAMETER_VALUE"})
 	}
@@ -355,7 +365,7 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 		}
 		return err
 	}))
-	assert.Equal(t, []string{"/data/files/Users/x/app/main.go"}, written)
+	assert.Equal(t, []string{"/data/files" + x + "/app/main.go"}, written)
 	assert.NotContains(t, logs.String(), token)
 	assert.NotContains(t, logs.String(), sqlToken)
 }
@@ -367,19 +377,19 @@ func TestMaxFileSize(t *testing.T) {
 	w, _ := startWorkspace(t, Options{DataDir: dataDir})
 	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
-	require.NoError(t, c.Workspace.MkdirsByPath(t.Context(), "/Users/x"))
+	x := homeOf(t, w, "external-service")
 
-	status, _ := importFile(t, w, token, "/Users/x/limit.bin", false, make([]byte, MaxFileSize))
+	status, _ := importFile(t, w, token, x+"/limit.bin", false, make([]byte, MaxFileSize))
 	assert.Equal(t, http.StatusOK, status)
-	status, code := importFile(t, w, token, "/Users/x/over.bin", false, make([]byte, MaxFileSize+1))
+	status, code := importFile(t, w, token, x+"/over.bin", false, make([]byte, MaxFileSize+1))
 	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Equal(t, codeMaxFileSize, code)
-	assertAPIError(t, c.Workspace.Upload(t.Context(), "/Users/x/over.bin", bytes.NewReader(make([]byte, MaxFileSize+1))),
+	assertAPIError(t, c.Workspace.Upload(t.Context(), x+"/over.bin", bytes.NewReader(make([]byte, MaxFileSize+1))),
 		http.StatusBadRequest, codeMaxFileSize)
-	assertAPIError(t, c.Workspace.Import(t.Context(), ws.Import{Path: "/Users/x/over.bin",
+	assertAPIError(t, c.Workspace.Import(t.Context(), ws.Import{Path: x + "/over.bin",
 		Content: base64.StdEncoding.EncodeToString(make([]byte, MaxFileSize+1))}), http.StatusBadRequest, codeMaxFileSize)
 
-	entries, err := os.ReadDir(filepath.Join(dataDir, "files", "Users", "x"))
+	entries, err := os.ReadDir(filepath.Join(dataDir, "files", filepath.FromSlash(x)))
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
 	assert.Equal(t, "limit.bin", entries[0].Name())
@@ -389,13 +399,14 @@ func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	ctx := t.Context()
-	const src = "/Workspace/Users/x/.bundle/dev/files"
+	x := homeOf(t, w, "external-service")
+	src := "/Workspace" + x + "/.bundle/dev/files"
 	require.NoError(t, c.Workspace.MkdirsByPath(ctx, src+"/static/empty"))
 	require.NoError(t, c.Workspace.Upload(ctx, src+"/app.yaml", strings.NewReader("command: [app]\n")))
 	require.NoError(t, c.Workspace.Upload(ctx, src+"/static/index.html", strings.NewReader("<h1>hi</h1>\n")))
 
 	dest := filepath.Join(t.TempDir(), "deployment")
-	require.NoError(t, w.copyWorkspaceFolder("/Users/x/.bundle/dev/files", dest))
+	require.NoError(t, w.copyWorkspaceFolder(x+"/.bundle/dev/files", dest))
 	got := map[string]string{}
 	require.NoError(t, filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
 		require.NoError(t, err)
@@ -417,19 +428,27 @@ func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
 	assert.ErrorContains(t, err, src+"/app.yaml")
 	assert.ErrorContains(t, w.copyWorkspaceFolder("/Workspace/../..", t.TempDir()), "invalid workspace path")
 
+	// objectKind answers for one principal: what it may not read is missing, as for the Apps API's deployments.
+	owner, _ := w.dir.subject(w.State().ServicePrincipals["external-service"].ClientID)
+	dev, _ := w.dir.user("dev@example.com")
 	kinds := []struct {
+		who        principal
 		path, kind string
 		wantErr    bool
 	}{
-		{src, ObjectTypeDirectory, false},
-		{"/Users/x/.bundle/dev/files/app.yaml", ObjectTypeFile, false},
-		{"/", ObjectTypeDirectory, false},
-		{src + "/missing", "", true},
-		{"relative", "", true},
-		{"/Users/../etc", "", true},
+		{owner, src, ObjectTypeDirectory, false},
+		{owner, x + "/.bundle/dev/files/app.yaml", ObjectTypeFile, false},
+		{owner, "/", ObjectTypeDirectory, false},
+		{owner, "/Workspace/Shared", ObjectTypeDirectory, false},
+		{owner, src + "/missing", "", true},
+		{owner, "relative", "", true},
+		{owner, "/Users/../etc", "", true},
+		{owner, "/Users/dev@example.com", "", true},
+		{dev, "/Users/dev@example.com", ObjectTypeDirectory, false},
+		{dev, src, "", true},
 	}
 	for _, k := range kinds {
-		kind, err := w.objectKind(k.path)
+		kind, err := w.objectKind(k.who, k.path)
 		assert.Equal(t, k.kind, kind, k.path)
 		assert.Equal(t, k.wantErr, err != nil, "%s: %v", k.path, err)
 	}

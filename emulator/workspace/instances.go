@@ -107,10 +107,6 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	if len(l.Command) == 0 {
 		return nil, fmt.Errorf("app %s: no command to run (app.yaml needs a command)", s.name)
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
 	sp := s.servicePrincipal
 	env := append(slices.Clone(l.Env),
 		"DATABRICKS_APP_NAME="+s.name,
@@ -125,15 +121,25 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	if refused {
 		return nil, errClosing
 	}
+	// The port is the app's until its process has exited: no other start in this process is given it (ports.go).
+	port, err := w.ports.reserve()
+	if err != nil {
+		return nil, err
+	}
 	tail := &tailBuffer{max: 20}
 	stdout, stderr := w.appOutput(s.name, tail)
 	w.appSystemLog(s.name, "Starting app with command: "+strings.Join(l.Command, " "))
 	proc, err := runner.Start(runner.Spec{Name: s.name, Command: l.Command, Dir: l.Dir, Port: port, Env: env,
 		Stdout: stdout, Stderr: stderr})
 	if err != nil {
+		w.ports.release(port)
 		w.appSystemLog(s.name, "App failed to start: "+err.Error())
 		return nil, err
 	}
+	go func() {
+		<-proc.Done()
+		w.ports.release(port)
+	}()
 	inst := &Instance{app: s.name, proc: proc, port: port, tail: tail}
 	waitCtx, cancel := context.WithTimeout(ctx, w.startTimeout)
 	stopWaiting := context.AfterFunc(w.ctx, cancel) // Close ends the wait too, whoever asked for the start

@@ -132,7 +132,7 @@ func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compu
 	if w.closing {
 		return nil, errClosing
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	ln, err := w.ports.listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("listen for the proxy of app %q: %w", s.name, err)
 	}

@@ -67,6 +67,8 @@ type Options struct {
 	// StartTimeout bounds how long a started app may take to listen (2 minutes by default); StopGrace is how long
 	// a stopped app gets between SIGTERM and SIGKILL (the platform's 15 seconds by default).
 	StartTimeout, StopGrace time.Duration
+	// ports hands out the apps' ports; nil means the process's own (appPorts). Tests give a workspace its own.
+	ports *portReservations
 }
 
 // Workspace is a running emulated workspace with its app proxies. It is safe for concurrent use.
@@ -105,6 +107,7 @@ type Workspace struct {
 	appStderr     *lockedWriter
 	startTimeout  time.Duration
 	stopGrace     time.Duration
+	ports         *portReservations // the apps' ports (ports.go)
 
 	ctx          context.Context // ends when Close starts: background deployments stop
 	cancel       context.CancelFunc
@@ -175,6 +178,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		appStderr:    &lockedWriter{w: opts.AppStderr},
 		startTimeout: opts.StartTimeout,
 		stopGrace:    opts.StopGrace,
+		ports:        opts.ports,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
 		grants:       newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime),
@@ -186,6 +190,9 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		listen:       listen,
 	}
 	w.sessions = newSessions(opts.TokenLifetime, w.grants.revoke)
+	if w.ports == nil {
+		w.ports = appPorts
+	}
 
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if w.dataDir = opts.DataDir; w.dataDir == "" {
@@ -197,12 +204,16 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	} else if err := os.MkdirAll(w.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("workspace data folder: %w", err)
 	}
+	if err := w.makeHomeFolders(); err != nil {
+		w.removeData()
+		return nil, err
+	}
 
 	addr := opts.Config.Workspace.Host
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := w.ports.listen(addr)
 	if err != nil {
 		w.removeData()
 		return nil, fmt.Errorf("listen for the workspace on %s: %w", addr, err)

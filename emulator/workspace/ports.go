@@ -1,0 +1,78 @@
+package workspace
+
+// The ports apps listen on. An app takes a port number ($DATABRICKS_APP_PORT), not a listener, so the workspace finds
+// a free port, lets go of it and hands the number over; the app binds it a moment later, or a minute later for a slow
+// start. In between the kernel holds the port free and may offer it again: to the next deployment, whose app then
+// fails to bind while its wait for "listening" connects to the first app and succeeds, two proxies in front of one
+// process; or to a listener of the workspace's own. portReservations closes that gap for the workspaces of this
+// process: a port given to an app is neither given to another app nor listened on by a workspace until that app has
+// exited. Anything else (another process, FreePort's other callers) can still take it meanwhile; only handing the app
+// a listener, which apps do not take, would stop that.
+
+import (
+	"fmt"
+	"net"
+	"sync"
+)
+
+// maxPortTries bounds the search for a port that is free and not reserved. Reserved ports are the few of the apps
+// starting or running, so a free port is almost always found at once.
+const maxPortTries = 100
+
+// portReservations are the ports given to apps that have not exited yet.
+type portReservations struct {
+	mu       sync.Mutex // held while a port is chosen or listened on, so the two never pick the same one
+	reserved map[int]bool
+	free     func() (int, error) // a port free right now: FreePort, except in tests
+}
+
+func newPortReservations(free func() (int, error)) *portReservations {
+	return &portReservations{reserved: map[int]bool{}, free: free}
+}
+
+// appPorts are the reservations every workspace of this process shares: ports belong to the machine, and a test
+// binary runs many workspaces at once.
+var appPorts = newPortReservations(FreePort)
+
+// reserve returns a port free on 127.0.0.1 that no app of this process holds or is about to bind, and keeps it for
+// the caller's app until release.
+func (r *portReservations) reserve() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range maxPortTries {
+		port, err := r.free()
+		if err != nil {
+			return 0, err
+		}
+		if !r.reserved[port] {
+			r.reserved[port] = true
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("find a free port for an app: the %d ports the system offered are all kept for apps "+
+		"starting or running", maxPortTries)
+}
+
+// release gives back a port reserve returned, once the app that got it has exited.
+func (r *portReservations) release(port int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.reserved, port)
+}
+
+// listen listens on addr, a host:port; with port 0, on a free port that is not kept for an app.
+func (r *portReservations) listen(addr string) (net.Listener, error) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port != "0" {
+		return net.Listen("tcp", addr)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range maxPortTries {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil || !r.reserved[ln.Addr().(*net.TCPAddr).Port] {
+			return ln, err
+		}
+		_ = ln.Close() // an app is about to bind this one
+	}
+	return nil, fmt.Errorf("listen on %s: the %d ports the system offered are all kept for apps", addr, maxPortTries)
+}
