@@ -303,10 +303,32 @@ func TestSettingsRejectBadInput(t *testing.T) {
 	assert.ErrorContains(t, err, "listen on 256.0.0.1:1")
 }
 
+// noWorkspace is the platform's environment with nothing listening at the workspace's address. The app's calls to
+// the workspace are tested behind the emulated workspace, in internal/e2e (me_test.go).
+var noWorkspace = map[string]string{"DATABRICKS_APP_NAME": "api-app", "DATABRICKS_HOST": "http://127.0.0.1:1",
+	"DATABRICKS_CLIENT_ID": "4c2b1a09-app-sp", "DATABRICKS_CLIENT_SECRET": "app-client-secret-5e8a2f",
+	"APP_WORKSPACE_TIMEOUT": "1s"}
+
+// Tokens and secrets never reach the logs, whatever happens: success, a workspace out of reach, bad input.
+func TestNoSecretsInLogs(t *testing.T) {
+	app := startApp(t, noWorkspace)
+	token := fakeJWT(`{"sub":"1001","scope":"sql"}`)
+	call(t, "GET", app.URL+"/api/me", asUser(token), "")
+	call(t, "GET", app.URL+"/api/whoami", asUser(token), "")
+	call(t, "POST", app.URL+"/api/echo", with(asUser(token), "Content-Type", "application/json"), `{"a":1}`)
+	call(t, "GET", app.URL+"/api/whoami", with(asUser(token), "X-Forwarded-User", "x"), "")
+	require.NoError(t, app.Stop(t))
+
+	logs := app.Stdout.String() + app.Stderr.String()
+	require.Contains(t, logs, `"msg":"request"`)
+	for _, secret := range []string{token, noWorkspace["DATABRICKS_CLIENT_SECRET"], strings.Split(token, ".")[1]} {
+		assert.NotContains(t, logs, secret)
+	}
+}
+
 // HEAD answers as GET does on every GET route, without the body (RFC 9110: a server that answers GET answers HEAD).
 func TestHeadOnEveryGetRoute(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := startApp(t, platformEnv(ws.URL))
+	app := startApp(t, noWorkspace) // /api/me answers 502 to GET and to HEAD alike
 	router := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), "api-app", newWorkspace(settings{}, nil)).(chi.Routes)
 	var getRoutes []string
 	require.NoError(t, chi.Walk(router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
@@ -319,7 +341,7 @@ func TestHeadOnEveryGetRoute(t *testing.T) {
 	do := func(method, path string) (*http.Response, []byte) {
 		req, err := http.NewRequest(method, app.URL+path, nil)
 		require.NoError(t, err)
-		req.Header = asUser(userToken)
+		req.Header = asUser("user-access-token")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
