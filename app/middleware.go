@@ -19,27 +19,30 @@ import (
 func requireIdentity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := identity.FromHeaders(r.Header)
-		var headerErr *identity.HeaderError
-		switch {
-		case errors.Is(err, identity.ErrNoIdentity):
-			jsonhttp.WriteError(w, &jsonhttp.Error{
-				Status:  http.StatusUnauthorized,
-				Code:    jsonhttp.CodeUnauthenticated,
-				Message: "this request did not come through the Databricks Apps proxy: it has no " + identity.HeaderUser + " header",
-				Fix: "call the app at its Databricks Apps URL with a bearer token; on a laptop, run it behind the emulator " +
-					"(go run ./emulator run -- go run ./app) and call the emulator's proxy URL",
-			})
+		if err != nil {
+			jsonhttp.WriteError(w, identityError(err))
 			return
-		case errors.As(err, &headerErr):
-			jsonhttp.WriteError(w, &jsonhttp.Error{
-				Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: headerErr.Error(),
-			})
-			return
-		case err != nil:
-			panic(err) // FromHeaders returns no other errors
 		}
 		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 	})
+}
+
+// identityError is the answer to a request whose forwarded headers FromHeaders refused.
+func identityError(err error) *jsonhttp.Error {
+	var headerErr *identity.HeaderError
+	switch {
+	case errors.Is(err, identity.ErrNoIdentity):
+		return &jsonhttp.Error{
+			Status:  http.StatusUnauthorized,
+			Code:    jsonhttp.CodeUnauthenticated,
+			Message: "this request did not come through the Databricks Apps proxy: it has no " + identity.HeaderUser + " header",
+			Fix: "call the app at its Databricks Apps URL with a bearer token; on a laptop, run it behind the emulator " +
+				"(go run ./emulator run -- go run ./app) and call the emulator's proxy URL",
+		}
+	case errors.As(err, &headerErr):
+		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: headerErr.Error()}
+	}
+	panic(err) // FromHeaders returns no other errors
 }
 
 // maxLoggedHeader caps the forwarded values copied into a log line, which are logged before they are validated.
