@@ -157,14 +157,21 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	plainUser.Set("Authorization", "Bearer "+user)
 	emuAPI := emuState.Apps["api-app"].URL + "/api/whoami"
 
+	// Every answer must be a 200 whose body names the caller the app should have seen.
+	caller := func(h http.Header) string { return `"user":"` + h.Get(identity.HeaderUser) + `"` }
+	emuCaller := func(principalID string) string {
+		return `"user":"` + identity.FormatUser(principalID, emuState.WorkspaceID) + `"`
+	}
 	targets := []target{
-		{rowApp, appProc.url + "/api/whoami", forwarded, []*process{appProc}},
-		{rowBare, bare.url + "/", forwarded, []*process{bare}},
-		{rowBareEncoding, bareEncoding.url + "/", forwarded, []*process{bareEncoding}},
-		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, []*process{emulator, appProc}},
-		{rowPlainM2M, plain.url + "/api/whoami", plainM2M, []*process{plain, appProc}},
-		{rowEmulatorUser, emuAPI, http.Header{"Authorization": {"Bearer " + user}}, []*process{emulator, appProc}},
-		{rowPlainUser, plain.url + "/api/whoami", plainUser, []*process{plain, appProc}},
+		{rowApp, appProc.url + "/api/whoami", forwarded, caller(forwarded), []*process{appProc}},
+		{rowBare, bare.url + "/", forwarded, caller(forwarded), []*process{bare}},
+		{rowBareEncoding, bareEncoding.url + "/", forwarded, caller(forwarded), []*process{bareEncoding}},
+		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, emuCaller(emuExt.ID),
+			[]*process{emulator, appProc}},
+		{rowPlainM2M, plain.url + "/api/whoami", plainM2M, caller(plainM2M), []*process{plain, appProc}},
+		{rowEmulatorUser, emuAPI, http.Header{"Authorization": {"Bearer " + user}},
+			emuCaller(emuState.Users["dev@example.com"].ID), []*process{emulator, appProc}},
+		{rowPlainUser, plain.url + "/api/whoami", plainUser, caller(plainUser), []*process{plain, appProc}},
 	}
 	fastAPINote := ""
 	if py, parser, err := findFastAPI(ctx, o.python); err != nil {
@@ -177,7 +184,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer fastAPI.stop()
-		targets = append(targets, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, []*process{fastAPI}})
+		targets = append(targets, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, caller(forwarded),
+			[]*process{fastAPI}})
 		fastAPINote = fmt.Sprintf("FastAPI: %s -m uvicorn, one worker, access log off, HTTP parser %s", py, parser)
 	}
 
@@ -185,8 +193,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	progress("warming up each of the %d targets", len(targets))
 	warm := load{duration: o.duration / 4, concurrency: o.concurrency}
 	for _, t := range targets {
-		if _, err := warm.run(ctx, t.url, t.header); err != nil {
+		res, err := warm.run(ctx, t.url, t.header, t.want)
+		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if res.errors > 0 {
+			return fmt.Errorf("%s: %d of %d requests failed in the warm-up, the first: %w", t.name, res.errors,
+				res.requests, res.firstErr)
 		}
 	}
 	samples, err := measureRounds(ctx, targets, o.rounds, load{duration: o.duration, concurrency: o.concurrency}, progress)
