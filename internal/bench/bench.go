@@ -32,6 +32,7 @@ type options struct {
 // The rows of the load table, by name.
 const (
 	rowApp          = "app, GET /api/whoami"
+	rowAppDefaults  = "the same app without app.yaml's env"
 	rowBare         = "bare net/http handler, same bytes"
 	rowBareEncoding = "bare handler encoding the same value"
 	rowFastAPI      = "FastAPI on uvicorn, 1 worker"
@@ -69,6 +70,21 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH).CombinedOutput(); err != nil {
 		return fmt.Errorf("make package-app: %w\n%s", err, out)
 	}
+	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
+	if err != nil {
+		return err
+	}
+	if len(packaged.Command) == 0 {
+		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
+	}
+	// The app runs with app.yaml's env, as deployed; so do the bare handlers, which stand for the app's handler alone.
+	var deployedEnv []string
+	for _, e := range packaged.Env {
+		if e.ValueFrom != "" {
+			return fmt.Errorf("app.yaml: env %s takes its value from a resource, which the bench cannot resolve", e.Name)
+		}
+		deployedEnv = append(deployedEnv, e.Name+"="+e.Value)
+	}
 
 	// An emulated workspace in this process for the figures that count its requests; the proxy under load is the
 	// emulator's own process, started below.
@@ -80,14 +96,21 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	defer ws.Close()
 	state := ws.State()
 	appSP := state.ServicePrincipals["api-app"]
-	appProc, err := startProcess(ctx, dir, "app", []string{appBin}, []string{
+	platformEnv := []string{
 		"DATABRICKS_APP_NAME=api-app", "DATABRICKS_HOST=" + ws.URL(), "DATABRICKS_WORKSPACE_ID=" + state.WorkspaceID,
 		"DATABRICKS_CLIENT_ID=" + appSP.ClientID, "DATABRICKS_CLIENT_SECRET=" + appSP.ClientSecret,
-	})
+	}
+	appProc, err := startProcess(ctx, dir, "app", []string{appBin}, append(platformEnv, deployedEnv...))
 	if err != nil {
 		return err
 	}
 	defer appProc.stop()
+	// The same app without app.yaml's env: what its settings (the GC's) change.
+	appDefaults, err := startProcess(ctx, dir, "app", []string{appBin}, platformEnv)
+	if err != nil {
+		return err
+	}
+	defer appDefaults.stop()
 	if err := ws.SetUpstream("api-app", appProc.url); err != nil {
 		return err
 	}
@@ -113,13 +136,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bare, err := startProcess(ctx, dir, "bare", []string{self, "bare-server", "--addr", "$ADDR", "--body-file", bodyFile}, nil)
+	bare, err := startProcess(ctx, dir, "bare", []string{self, "bare-server", "--addr", "$ADDR", "--body-file", bodyFile},
+		deployedEnv)
 	if err != nil {
 		return err
 	}
 	defer bare.stop()
 	bareEncoding, err := startProcess(ctx, dir, "bare", []string{self, "bare-server", "--encode", "--addr", "$ADDR",
-		"--body-file", bodyFile}, nil)
+		"--body-file", bodyFile}, deployedEnv)
 	if err != nil {
 		return err
 	}
@@ -164,6 +188,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	targets := []target{
 		{rowApp, appProc.url + "/api/whoami", forwarded, caller(forwarded), []*process{appProc}},
+		{rowAppDefaults, appDefaults.url + "/api/whoami", forwarded, caller(forwarded), []*process{appDefaults}},
 		{rowBare, bare.url + "/", forwarded, caller(forwarded), []*process{bare}},
 		{rowBareEncoding, bareEncoding.url + "/", forwarded, caller(forwarded), []*process{bareEncoding}},
 		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, emuCaller(emuExt.ID),
@@ -254,13 +279,6 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	// 6: start-up, packaged launcher against the binary started directly.
 	progress("start-up: %d runs each of the packaged app.yaml command and the binary, in turn", o.startups)
-	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
-	if err != nil {
-		return err
-	}
-	if len(packaged.Command) == 0 {
-		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
-	}
 	startRatios, packagedStart, directStart, err := startupRatios(ctx, dir, o.startups, filepath.Join(pkg, "app"),
 		packaged.Command, []string{appBin})
 	if err != nil {
@@ -307,6 +325,8 @@ func loadFigures(samples map[string][]sample) []figure {
 			note: "the load generator shares the cores: this flattens differences"},
 		{name: "   app CPU per request ÷ bare encoding's", value: ratio(rowApp, rowBareEncoding, cpuOf), digits: 2,
 			goal: reported, note: "JSON encoding excluded: the middleware alone"},
+		{name: "   app CPU per request ÷ without app.yaml's env", value: ratio(rowApp, rowAppDefaults, cpuOf), digits: 2,
+			goal: reported, note: cpuMedian(rowApp) + " / " + cpuMedian(rowAppDefaults) + ": what GOGC and GOMEMLIMIT change"},
 	}
 	if _, ok := samples[rowFastAPI]; ok {
 		figures = append(figures,
