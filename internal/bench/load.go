@@ -1,29 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// load is one run of the load generator: c workers, each on its own keep-alive loopback connection, sending
-// requests for a fixed time, so that a slow target gets as long a measurement as a fast one.
+// load is one run of the load generator: c keep-alive loopback connections, each with one request in flight at a
+// time, sending requests for a fixed time, so that a slow target gets as long a measurement as a fast one.
 //
 // The generator shares the cores with the servers it measures, so the less it costs, the less it flattens their
-// differences in throughput (server CPU per request is measured apart, and does not depend on it). It works as wrk
-// does: each worker writes the same request, encoded once, and reads the answer with as little parsing as checking
-// it takes (status line, Content-Length, the body), into buffers it reuses: no allocation per request.
+// differences in throughput (server CPU per request is measured apart, and does not depend on it). It works as
+// `wrk -t1` does (load_linux.go): one thread drives every connection through epoll, writes the same request bytes,
+// encoded once, and parses no more of each answer than checking it takes (status line, Content-Length, the body).
 type load struct {
 	duration    time.Duration
 	concurrency int
@@ -40,80 +34,32 @@ type loadResult struct {
 
 func (r loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
 
-// run sends GET url with header until the duration is over. A request fails on a connection error, a status other
-// than 200, or a body without want in it; the worker then connects again.
-func (l load) run(ctx context.Context, url string, header http.Header, want string) (loadResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// answerWait is how long a run waits past its duration for the answers still in flight; those that do not come count
+// as failed.
+const answerWait = 5 * time.Second
+
+// encodeRequest is GET url with header, as the bytes sent on the wire, and the host:port to send them to.
+func encodeRequest(rawURL string, header http.Header) (raw []byte, hostPort string, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "http" {
+		return nil, "", fmt.Errorf("load: %q is not an http:// URL", rawURL)
+	}
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
 	if err != nil {
-		return loadResult{}, err
+		return nil, "", err
 	}
 	req.Header = header.Clone()
-	var encoded bytes.Buffer
-	if err := req.Write(&encoded); err != nil {
-		return loadResult{}, err
+	var b bytes.Buffer
+	if err := req.Write(&b); err != nil {
+		return nil, "", err
 	}
-	raw := encoded.Bytes()
+	return b.Bytes(), u.Host, nil
+}
 
-	var requests, errs atomic.Int64
-	var firstErr error
-	var once sync.Once
-	fail := func(err error) {
-		errs.Add(1)
-		once.Do(func() { firstErr = err })
-	}
-	perWorker := make([][]time.Duration, l.concurrency)
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(l.duration)
-	for w := range l.concurrency {
-		wg.Go(func() {
-			c := checker{want: []byte(want)}
-			var conn net.Conn
-			defer func() {
-				if conn != nil {
-					conn.Close()
-				}
-			}()
-			latencies := make([]time.Duration, 0, 4096)
-			t0 := time.Now()
-			for t0.Before(deadline) && ctx.Err() == nil {
-				if conn == nil {
-					var d net.Dialer
-					nc, err := d.DialContext(ctx, "tcp", req.URL.Host)
-					if err != nil {
-						fail(err)
-						requests.Add(1)
-						time.Sleep(time.Millisecond)
-						t0 = time.Now()
-						continue
-					}
-					conn = nc
-					c.br = bufio.NewReaderSize(conn, 16<<10)
-				}
-				keep, err := c.roundTrip(conn, raw)
-				t1 := time.Now()
-				latencies = append(latencies, t1.Sub(t0))
-				t0 = t1
-				requests.Add(1)
-				if err != nil {
-					fail(err)
-				}
-				if !keep {
-					conn.Close()
-					conn = nil
-				}
-			}
-			perWorker[w] = latencies
-		})
-	}
-	wg.Wait()
-	res := loadResult{requests: requests.Load(), errors: errs.Load(), firstErr: firstErr, elapsed: time.Since(start)}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	latencies := slices.Concat(perWorker...)
+// summarise turns what the connections recorded into the run's result.
+func summarise(res loadResult, latencies []time.Duration, rawURL string, d time.Duration) (loadResult, error) {
 	if len(latencies) == 0 {
-		return res, fmt.Errorf("GET %s: no request completed in %s", url, l.duration)
+		return res, fmt.Errorf("GET %s: no request completed in %s", rawURL, d)
 	}
 	slices.Sort(latencies)
 	res.p50 = latencies[len(latencies)/2]
@@ -121,93 +67,79 @@ func (l load) run(ctx context.Context, url string, header http.Header, want stri
 	return res, nil
 }
 
-// checker reads the answers on one connection.
-type checker struct {
-	br   *bufio.Reader
-	body []byte // reused for every answer
-	want []byte
-}
-
 var (
-	errStatus  = errors.New("status is not 200")
-	errNoBody  = errors.New("answer without Content-Length or chunked encoding")
-	errBadBody = errors.New("the body does not hold the expected text")
+	errStatus    = errors.New("status is not 200")
+	errBadBody   = errors.New("the body does not hold the expected text")
+	errFraming   = errors.New("an answer the load generator does not read")
+	errNoAnswer  = errors.New("no answer")
+	maxAnswerLen = 1 << 20
 )
 
-// roundTrip writes one encoded request and reads its answer: an error for anything but a 200 whose body holds
-// c.want, and keep when the connection may carry the next request.
-func (c *checker) roundTrip(conn net.Conn, raw []byte) (keep bool, err error) {
-	if _, err := conn.Write(raw); err != nil {
-		return false, err
-	}
-	line, err := c.br.ReadSlice('\n')
-	if err != nil {
-		return false, err
-	}
-	status := ""
-	if !statusOK(line) {
-		status = string(bytes.TrimSpace(line)) // line is only valid until the next read
-	}
-	length, chunked, keep := -1, false, true
-	for {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil {
-			return false, err
+var (
+	crlf         = []byte("\r\n")
+	endOfHeader  = []byte("\r\n\r\n")
+	headerColon  = []byte(":")
+	httpVersion1 = []byte("HTTP/1.")
+)
+
+// parseAnswer reads the HTTP/1.x answer at the start of b. While b does not hold all of it, n is 0 and err nil;
+// otherwise n is its length, keep tells whether the connection may carry another request, and err is set for
+// anything but a 200 whose body holds want. An answer without Content-Length (chunked, or up to the connection's
+// end) is errFraming: none of the servers measured sends one for these small answers, and counting it as failed is
+// safer than reading it wrong.
+func parseAnswer(b, want []byte) (n int, keep bool, err error) {
+	end := bytes.Index(b, endOfHeader)
+	if end < 0 {
+		if len(b) > maxAnswerLen {
+			return len(b), false, fmt.Errorf("%w: no end of header in %d bytes", errFraming, len(b))
 		}
-		name, value, found := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(":"))
-		if !found {
-			break // the blank line that ends the header
+		return 0, true, nil
+	}
+	statusLine, fields, _ := bytes.Cut(b[:end+2], crlf)
+	length, keep := -1, true
+	for len(fields) > 0 {
+		var line []byte
+		line, fields, _ = bytes.Cut(fields, crlf)
+		name, value, ok := bytes.Cut(line, headerColon)
+		if !ok {
+			return len(b), false, fmt.Errorf("%w: header line %q", errFraming, line)
 		}
 		value = bytes.TrimSpace(value)
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
-			if length, err = strconv.Atoi(string(value)); err != nil {
-				return false, fmt.Errorf("Content-Length %q", value)
+			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 || length > maxAnswerLen {
+				return len(b), false, fmt.Errorf("%w: Content-Length %q", errFraming, value)
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			chunked = bytes.EqualFold(value, []byte("chunked"))
+			return len(b), false, fmt.Errorf("%w: Transfer-Encoding %q", errFraming, value)
 		case bytes.EqualFold(name, []byte("Connection")):
 			keep = !bytes.EqualFold(value, []byte("close"))
 		}
 	}
-	switch {
-	case chunked: // none of the servers measured sends it for these small answers; read it the plain way
-		if c.body, err = io.ReadAll(httputil.NewChunkedReader(c.br)); err == nil {
-			err = skipTrailer(c.br)
-		}
-	case length >= 0:
-		c.body = slices.Grow(c.body[:0], length)[:length]
-		_, err = io.ReadFull(c.br, c.body)
-	default:
-		return false, errNoBody
+	if length < 0 {
+		return len(b), false, fmt.Errorf("%w: no Content-Length", errFraming)
 	}
-	switch {
-	case err != nil:
-		return false, err
-	case status != "":
-		return keep, fmt.Errorf("%w: %s", errStatus, status)
-	case !bytes.Contains(c.body, c.want):
-		return keep, fmt.Errorf("%w (%q): %.200s", errBadBody, c.want, c.body)
+	bodyStart := end + len(endOfHeader)
+	if len(b) < bodyStart+length {
+		return 0, true, nil
 	}
-	return keep, nil
+	body := b[bodyStart : bodyStart+length]
+	switch {
+	case !statusOK(statusLine):
+		err = fmt.Errorf("%w: %s", errStatus, statusLine)
+	case !bytes.Contains(body, want):
+		err = fmt.Errorf("%w (%s): %.200s", errBadBody, want, body)
+	}
+	return bodyStart + length, keep, err
 }
 
-// skipTrailer reads the trailer section that ends a chunked body, up to and including its blank line.
-func skipTrailer(br *bufio.Reader) error {
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return err
-		}
-	}
-}
-
-// statusOK reports whether an HTTP/1.x status line ("HTTP/1.1 200 OK\r\n", the reason phrase optional) says 200.
+// statusOK reports whether an HTTP/1.x status line ("HTTP/1.1 200 OK", the reason phrase optional) says 200.
 func statusOK(line []byte) bool {
-	rest, ok := bytes.CutPrefix(line, []byte("HTTP/1."))
+	line = bytes.TrimRight(line, "\r\n")
+	rest, ok := bytes.CutPrefix(line, httpVersion1)
 	if !ok || len(rest) < 5 {
 		return false
 	}
 	code := rest[1:] // past the minor version digit
-	return bytes.HasPrefix(code, []byte(" 200")) && (len(code) == 4 || code[4] == ' ' || code[4] == '\r' || code[4] == '\n')
+	return bytes.HasPrefix(code, []byte(" 200")) && (len(code) == 4 || code[4] == ' ')
 }

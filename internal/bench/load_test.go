@@ -1,89 +1,54 @@
 package main
 
 import (
-	"bufio"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
-// The load generator counts a request as failed unless the answer is a 200 whose body holds the expected text,
-// however the server frames it.
-func TestLoadCountsFailedRequests(t *testing.T) {
-	const want = `"user":"7001@1234567890123456"`
-	body := `{"user":"7001@1234567890123456","kind":"service_principal"}`
+func TestParseAnswer(t *testing.T) {
+	const want = `"user":"7001@1"`
+	ok := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}"
 	tests := []struct {
-		name    string
-		handler http.HandlerFunc
-		failed  bool
-		errText string
+		name   string
+		answer string
+		n      int
+		keep   bool
+		err    error
 	}{
-		{"200 with the body", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }, false, ""},
-		{"200, chunked", func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, body[:10])
-			w.(http.Flusher).Flush()
-			io.WriteString(w, body[10:])
-		}, false, ""},
-		{"200, connection closed after each answer", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Connection", "close")
-			io.WriteString(w, body)
-		}, false, ""},
-		{"500 with the body", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusInternalServerError)
-			io.WriteString(w, body)
-		}, true, "500"},
-		{"200 with another caller", func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, strings.ReplaceAll(body, "7001", "7002"))
-		}, true, "expected text"},
-		{"200 with an empty body", func(w http.ResponseWriter, r *http.Request) {}, true, "expected text"},
+		{"a 200 with the text", ok, len(ok), true, nil},
+		{"lower-case names, as uvicorn sends", "HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{\"user\":\"7001@1\"}", 56, true, nil},
+		{"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}", 75, false, nil},
+		{"a 500", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}", 75, true, errStatus},
+		{"another caller", "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"user\":\"7002@1\"}", 56, true, errBadBody},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, false, errFraming},
+		{"no Content-Length", "HTTP/1.1 200 OK\r\n\r\n", 0, false, errFraming},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\nbanner\r\n\r\n", 0, false, errFraming},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(tt.handler)
-			defer srv.Close()
-			res, err := load{duration: 100 * time.Millisecond, concurrency: 2}.run(t.Context(), srv.URL, http.Header{}, want)
-			require.NoError(t, err)
-			require.Positive(t, res.requests)
-			if !tt.failed {
-				assert.Zero(t, res.errors, "first: %v", res.firstErr)
-				return
+			n, keep, err := parseAnswer([]byte(tt.answer), []byte(want))
+			if tt.err != nil {
+				assert.ErrorIs(t, err, tt.err)
+			} else {
+				assert.NoError(t, err)
 			}
-			assert.Equal(t, res.requests, res.errors)
-			assert.ErrorContains(t, res.firstErr, tt.errText)
+			if tt.err != errFraming {
+				assert.Equal(t, tt.n, n)
+				assert.Equal(t, tt.keep, keep)
+			}
 		})
 	}
 }
 
-// A server that hangs up without answering, or answers what is not HTTP, fails requests rather than the run.
-func TestLoadCountsBrokenConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_, _ = bufio.NewReader(conn).ReadString('\n')
-				_, _ = io.WriteString(conn, "SSH-2.0-OpenSSH_9.6\r\n\r\n")
-			}()
-		}
-	}()
-	res, err := load{duration: 100 * time.Millisecond, concurrency: 2}.run(t.Context(), "http://"+ln.Addr().String(),
-		http.Header{}, "x")
-	require.NoError(t, err)
-	require.Positive(t, res.requests)
-	assert.Equal(t, res.requests, res.errors)
+// Until the whole answer is there, parseAnswer asks for more, whatever byte the answer is cut at.
+func TestParseAnswerWaitsForTheWholeAnswer(t *testing.T) {
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}"
+	for i := range len(ok) {
+		n, _, err := parseAnswer([]byte(ok[:i]), []byte(`"user":"7001@1"`))
+		assert.Zero(t, n, "cut at %d", i)
+		assert.NoError(t, err, "cut at %d", i)
+	}
 }
 
 func TestStatusOK(t *testing.T) {
