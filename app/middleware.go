@@ -19,27 +19,30 @@ import (
 func requireIdentity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := identity.FromHeaders(r.Header)
-		var headerErr *identity.HeaderError
-		switch {
-		case errors.Is(err, identity.ErrNoIdentity):
-			jsonhttp.WriteError(w, &jsonhttp.Error{
-				Status:  http.StatusUnauthorized,
-				Code:    jsonhttp.CodeUnauthenticated,
-				Message: "this request did not come through the Databricks Apps proxy: it has no " + identity.HeaderUser + " header",
-				Fix: "call the app at its Databricks Apps URL with a bearer token; on a laptop, run it behind the emulator " +
-					"(go run ./emulator run -- go run ./app) and call the emulator's proxy URL",
-			})
+		if err != nil {
+			jsonhttp.WriteError(w, identityError(err))
 			return
-		case errors.As(err, &headerErr):
-			jsonhttp.WriteError(w, &jsonhttp.Error{
-				Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: headerErr.Error(),
-			})
-			return
-		case err != nil:
-			panic(err) // FromHeaders returns no other errors
 		}
 		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 	})
+}
+
+// identityError is the answer to a request whose forwarded headers FromHeaders refused.
+func identityError(err error) *jsonhttp.Error {
+	var headerErr *identity.HeaderError
+	switch {
+	case errors.Is(err, identity.ErrNoIdentity):
+		return &jsonhttp.Error{
+			Status:  http.StatusUnauthorized,
+			Code:    jsonhttp.CodeUnauthenticated,
+			Message: "this request did not come through the Databricks Apps proxy: it has no " + identity.HeaderUser + " header",
+			Fix: "call the app at its Databricks Apps URL with a bearer token; on a laptop, run it behind the emulator " +
+				"(go run ./emulator run -- go run ./app) and call the emulator's proxy URL",
+		}
+	case errors.As(err, &headerErr):
+		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: headerErr.Error()}
+	}
+	panic(err) // FromHeaders returns no other errors
 }
 
 // maxLoggedHeader caps the forwarded values copied into a log line, which are logged before they are validated.
@@ -47,24 +50,33 @@ const maxLoggedHeader = 128
 
 // logRequests writes one line per request. It logs the proxy's request id and the caller's X-Forwarded-User so a line
 // can be matched with the proxy's logs; it never logs other headers, where the user's access token travels.
+//
+// The line is handed to the logger's handler as a record, rather than through logger.LogAttrs, which walks the stack
+// on every call to find a source line this log never prints: under load that walk was a fifth of the line's cost.
 func logRequests(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
+			if !logger.Enabled(r.Context(), slog.LevelInfo) {
+				return
+			}
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
 			}
-			logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			end := time.Now()
+			line := slog.NewRecord(end, slog.LevelInfo, "request", 0) // 0: no source line
+			line.AddAttrs(
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.Int("status", status),
-				slog.Duration("duration", time.Since(start)),
+				slog.Duration("duration", end.Sub(start)),
 				slog.String("request_id", capped(r.Header.Get(identity.HeaderRequestID))),
 				slog.String("caller", capped(r.Header.Get(identity.HeaderUser))),
 			)
+			_ = logger.Handler().Handle(r.Context(), line)
 		})
 	}
 }

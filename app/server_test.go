@@ -271,6 +271,28 @@ func TestPanicsBecome500WithoutInternals(t *testing.T) {
 	assert.Contains(t, logs.String(), "goroutine")
 }
 
+// One line per request, with what matches it to the proxy's logs, and nothing of the forwarded token.
+func TestRequestLogLine(t *testing.T) {
+	logs := &syncBuffer{}
+	h := NewServer(slog.New(slog.NewJSONHandler(logs, nil)), "api-app", newWorkspace(settings{}, nil))
+	req := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)
+	req.Header = asUser(fakeJWT(`{"sub":"1001"}`))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(logs.String()), &line), "one JSON line: %s", logs)
+	assert.Equal(t, "request", line["msg"])
+	assert.Equal(t, "INFO", line["level"])
+	assert.NotEmpty(t, line["time"])
+	assert.Equal(t, "GET", line["method"])
+	assert.Equal(t, "/api/whoami", line["path"])
+	assert.Equal(t, float64(http.StatusOK), line["status"])
+	assert.Positive(t, line["duration"])
+	assert.Equal(t, "5b0f3f2e-8a53-4c1e-9d0e-6a1c2b3d4e5f", line["request_id"])
+	assert.Equal(t, "1001@1234567890123456", line["caller"])
+	assert.Len(t, line, 9, "no other field: %s", logs)
+}
+
 func TestListenAddress(t *testing.T) {
 	tests := []struct {
 		name string

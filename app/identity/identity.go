@@ -150,6 +150,9 @@ func singleValue(h http.Header, name string) (string, error) {
 	if len(v) > MaxHeaderValueLen {
 		return "", &HeaderError{Header: name, Reason: fmt.Sprintf("longer than %d bytes", MaxHeaderValueLen)}
 	}
+	if isPrintableASCII(v) { // what the proxy sends: no need to decode it rune by rune
+		return v, nil
+	}
 	if !utf8.ValidString(v) {
 		return "", &HeaderError{Header: name, Reason: "not valid UTF-8"}
 	}
@@ -164,6 +167,16 @@ func singleValue(h http.Header, name string) (string, error) {
 func isEmail(s string) bool {
 	local, domain, ok := strings.Cut(s, "@")
 	return ok && local != "" && domain != "" && !strings.Contains(domain, "@")
+}
+
+// isPrintableASCII reports whether s holds only the bytes from space to '~': valid UTF-8 without control characters.
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func isDigits(s string) bool {

@@ -32,6 +32,7 @@ type options struct {
 // The rows of the load table, by name.
 const (
 	rowApp          = "app, GET /api/whoami"
+	rowAppDefaults  = "the same app without app.yaml's env"
 	rowBare         = "bare net/http handler, same bytes"
 	rowBareEncoding = "bare handler encoding the same value"
 	rowFastAPI      = "FastAPI on uvicorn, 1 worker"
@@ -69,6 +70,21 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH).CombinedOutput(); err != nil {
 		return fmt.Errorf("make package-app: %w\n%s", err, out)
 	}
+	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
+	if err != nil {
+		return err
+	}
+	if len(packaged.Command) == 0 {
+		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
+	}
+	// The app runs with app.yaml's env, as deployed; so do the bare handlers, which stand for the app's handler alone.
+	var deployedEnv []string
+	for _, e := range packaged.Env {
+		if e.ValueFrom != "" {
+			return fmt.Errorf("app.yaml: env %s takes its value from a resource, which the bench cannot resolve", e.Name)
+		}
+		deployedEnv = append(deployedEnv, e.Name+"="+e.Value)
+	}
 
 	// An emulated workspace in this process for the figures that count its requests; the proxy under load is the
 	// emulator's own process, started below.
@@ -80,14 +96,21 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	defer ws.Close()
 	state := ws.State()
 	appSP := state.ServicePrincipals["api-app"]
-	appProc, err := startProcess(ctx, dir, "app", []string{appBin}, []string{
+	platformEnv := []string{
 		"DATABRICKS_APP_NAME=api-app", "DATABRICKS_HOST=" + ws.URL(), "DATABRICKS_WORKSPACE_ID=" + state.WorkspaceID,
 		"DATABRICKS_CLIENT_ID=" + appSP.ClientID, "DATABRICKS_CLIENT_SECRET=" + appSP.ClientSecret,
-	})
+	}
+	appProc, err := startProcess(ctx, dir, "app", []string{appBin}, append(platformEnv, deployedEnv...))
 	if err != nil {
 		return err
 	}
 	defer appProc.stop()
+	// The same app without app.yaml's env: what its settings (the GC's) change.
+	appDefaults, err := startProcess(ctx, dir, "app", []string{appBin}, platformEnv)
+	if err != nil {
+		return err
+	}
+	defer appDefaults.stop()
 	if err := ws.SetUpstream("api-app", appProc.url); err != nil {
 		return err
 	}
@@ -113,13 +136,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bare, err := startProcess(ctx, dir, "bare", []string{self, "bare-server", "--addr", "$ADDR", "--body-file", bodyFile}, nil)
+	bare, err := startProcess(ctx, dir, "bare", []string{self, "bare-server", "--addr", "$ADDR", "--body-file", bodyFile},
+		deployedEnv)
 	if err != nil {
 		return err
 	}
 	defer bare.stop()
 	bareEncoding, err := startProcess(ctx, dir, "bare", []string{self, "bare-server", "--encode", "--addr", "$ADDR",
-		"--body-file", bodyFile}, nil)
+		"--body-file", bodyFile}, deployedEnv)
 	if err != nil {
 		return err
 	}
@@ -157,14 +181,22 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	plainUser.Set("Authorization", "Bearer "+user)
 	emuAPI := emuState.Apps["api-app"].URL + "/api/whoami"
 
+	// Every answer must be a 200 whose body names the caller the app should have seen.
+	caller := func(h http.Header) string { return `"user":"` + h.Get(identity.HeaderUser) + `"` }
+	emuCaller := func(principalID string) string {
+		return `"user":"` + identity.FormatUser(principalID, emuState.WorkspaceID) + `"`
+	}
 	targets := []target{
-		{rowApp, appProc.url + "/api/whoami", forwarded, []*process{appProc}},
-		{rowBare, bare.url + "/", forwarded, []*process{bare}},
-		{rowBareEncoding, bareEncoding.url + "/", forwarded, []*process{bareEncoding}},
-		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, []*process{emulator, appProc}},
-		{rowPlainM2M, plain.url + "/api/whoami", plainM2M, []*process{plain, appProc}},
-		{rowEmulatorUser, emuAPI, http.Header{"Authorization": {"Bearer " + user}}, []*process{emulator, appProc}},
-		{rowPlainUser, plain.url + "/api/whoami", plainUser, []*process{plain, appProc}},
+		{rowApp, appProc.url + "/api/whoami", forwarded, caller(forwarded), []*process{appProc}},
+		{rowAppDefaults, appDefaults.url + "/api/whoami", forwarded, caller(forwarded), []*process{appDefaults}},
+		{rowBare, bare.url + "/", forwarded, caller(forwarded), []*process{bare}},
+		{rowBareEncoding, bareEncoding.url + "/", forwarded, caller(forwarded), []*process{bareEncoding}},
+		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, emuCaller(emuExt.ID),
+			[]*process{emulator, appProc}},
+		{rowPlainM2M, plain.url + "/api/whoami", plainM2M, caller(plainM2M), []*process{plain, appProc}},
+		{rowEmulatorUser, emuAPI, http.Header{"Authorization": {"Bearer " + user}},
+			emuCaller(emuState.Users["dev@example.com"].ID), []*process{emulator, appProc}},
+		{rowPlainUser, plain.url + "/api/whoami", plainUser, caller(plainUser), []*process{plain, appProc}},
 	}
 	fastAPINote := ""
 	if py, parser, err := findFastAPI(ctx, o.python); err != nil {
@@ -177,7 +209,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer fastAPI.stop()
-		targets = append(targets, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, []*process{fastAPI}})
+		targets = append(targets, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, caller(forwarded),
+			[]*process{fastAPI}})
 		fastAPINote = fmt.Sprintf("FastAPI: %s -m uvicorn, one worker, access log off, HTTP parser %s", py, parser)
 	}
 
@@ -185,8 +218,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	progress("warming up each of the %d targets", len(targets))
 	warm := load{duration: o.duration / 4, concurrency: o.concurrency}
 	for _, t := range targets {
-		if _, err := warm.run(ctx, t.url, t.header); err != nil {
+		res, err := warm.run(ctx, t.url, t.header, t.want)
+		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if res.errors > 0 {
+			return fmt.Errorf("%s: %d of %d requests failed in the warm-up, the first: %w", t.name, res.errors,
+				res.requests, res.firstErr)
 		}
 	}
 	samples, err := measureRounds(ctx, targets, o.rounds, load{duration: o.duration, concurrency: o.concurrency}, progress)
@@ -241,13 +279,6 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	// 6: start-up, packaged launcher against the binary started directly.
 	progress("start-up: %d runs each of the packaged app.yaml command and the binary, in turn", o.startups)
-	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
-	if err != nil {
-		return err
-	}
-	if len(packaged.Command) == 0 {
-		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
-	}
 	startRatios, packagedStart, directStart, err := startupRatios(ctx, dir, o.startups, filepath.Join(pkg, "app"),
 		packaged.Command, []string{appBin})
 	if err != nil {
@@ -294,6 +325,8 @@ func loadFigures(samples map[string][]sample) []figure {
 			note: "the load generator shares the cores: this flattens differences"},
 		{name: "   app CPU per request ÷ bare encoding's", value: ratio(rowApp, rowBareEncoding, cpuOf), digits: 2,
 			goal: reported, note: "JSON encoding excluded: the middleware alone"},
+		{name: "   app CPU per request ÷ without app.yaml's env", value: ratio(rowApp, rowAppDefaults, cpuOf), digits: 2,
+			goal: reported, note: cpuMedian(rowApp) + " / " + cpuMedian(rowAppDefaults) + ": what GOGC and GOMEMLIMIT change"},
 	}
 	if _, ok := samples[rowFastAPI]; ok {
 		figures = append(figures,

@@ -1,26 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
+	"net/url"
 	"slices"
-	"sync"
-	"sync/atomic"
+	"strconv"
 	"time"
 )
 
-// load is one run of the load generator: c workers, each on its own keep-alive loopback connection, sending
-// requests for a fixed time, so that a slow target gets as long a measurement as a fast one.
+// load is one run of the load generator: c keep-alive loopback connections, each with one request in flight at a
+// time, sending requests for a fixed time, so that a slow target gets as long a measurement as a fast one.
 //
-// Each worker writes the same request, encoded once, and reads each response with http.ReadResponse: a few
-// microseconds of this process's CPU per request, where net/http's client costs several times more. The load
-// generator shares the cores with the servers it measures, so the less it costs, the less it flattens their
-// differences in throughput. (Server CPU per request is measured apart, and does not depend on it.)
+// The generator shares the cores with the servers it measures, so the less it costs, the less it flattens their
+// differences in throughput (server CPU per request is measured apart, and does not depend on it). It works as
+// `wrk -t1` does (load_linux.go): one thread drives every connection through epoll, writes the same request bytes,
+// encoded once, and parses no more of each answer than checking it takes (status line, Content-Length, the body).
 type load struct {
 	duration    time.Duration
 	concurrency int
@@ -30,74 +27,39 @@ type load struct {
 type loadResult struct {
 	requests int64
 	errors   int64
+	firstErr error // what the first failed request got
 	elapsed  time.Duration
 	p50, p99 time.Duration
 }
 
 func (r loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
 
-// run sends GET url with header until the duration is over. A request fails on a connection error or a status
-// other than 200; the worker then connects again.
-func (l load) run(ctx context.Context, url string, header http.Header) (loadResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// answerWait is how long a run waits past its duration for the answers still in flight; those that do not come count
+// as failed.
+const answerWait = 5 * time.Second
+
+// encodeRequest is GET url with header, as the bytes sent on the wire, and the host:port to send them to.
+func encodeRequest(rawURL string, header http.Header) (raw []byte, hostPort string, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "http" {
+		return nil, "", fmt.Errorf("load: %q is not an http:// URL", rawURL)
+	}
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
 	if err != nil {
-		return loadResult{}, err
+		return nil, "", err
 	}
 	req.Header = header.Clone()
-	var encoded bytes.Buffer
-	if err := req.Write(&encoded); err != nil {
-		return loadResult{}, err
+	var b bytes.Buffer
+	if err := req.Write(&b); err != nil {
+		return nil, "", err
 	}
-	raw := encoded.Bytes()
+	return b.Bytes(), u.Host, nil
+}
 
-	var requests, errs atomic.Int64
-	perWorker := make([][]time.Duration, l.concurrency)
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(l.duration)
-	for w := range l.concurrency {
-		wg.Go(func() {
-			var conn net.Conn
-			var br *bufio.Reader
-			defer func() {
-				if conn != nil {
-					conn.Close()
-				}
-			}()
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				t0 := time.Now()
-				if conn == nil {
-					var d net.Dialer
-					c, err := d.DialContext(ctx, "tcp", req.URL.Host)
-					if err != nil {
-						errs.Add(1)
-						requests.Add(1)
-						time.Sleep(time.Millisecond)
-						continue
-					}
-					conn, br = c, bufio.NewReader(c)
-				}
-				ok, keep := roundTrip(conn, br, raw, req)
-				perWorker[w] = append(perWorker[w], time.Since(t0))
-				requests.Add(1)
-				if !ok {
-					errs.Add(1)
-				}
-				if !keep {
-					conn.Close()
-					conn = nil
-				}
-			}
-		})
-	}
-	wg.Wait()
-	res := loadResult{requests: requests.Load(), errors: errs.Load(), elapsed: time.Since(start)}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	latencies := slices.Concat(perWorker...)
+// summarise turns what the connections recorded into the run's result.
+func summarise(res loadResult, latencies []time.Duration, rawURL string, d time.Duration) (loadResult, error) {
 	if len(latencies) == 0 {
-		return res, fmt.Errorf("GET %s: no request completed in %s", url, l.duration)
+		return res, fmt.Errorf("GET %s: no request completed in %s", rawURL, d)
 	}
 	slices.Sort(latencies)
 	res.p50 = latencies[len(latencies)/2]
@@ -105,17 +67,79 @@ func (l load) run(ctx context.Context, url string, header http.Header) (loadResu
 	return res, nil
 }
 
-// roundTrip writes one encoded request and reads its response: ok for a 200, keep when the connection may carry
-// the next request.
-func roundTrip(conn net.Conn, br *bufio.Reader, raw []byte, req *http.Request) (ok, keep bool) {
-	if _, err := conn.Write(raw); err != nil {
-		return false, false
+var (
+	errStatus    = errors.New("status is not 200")
+	errBadBody   = errors.New("the body does not hold the expected text")
+	errFraming   = errors.New("an answer the load generator does not read")
+	errNoAnswer  = errors.New("no answer")
+	maxAnswerLen = 1 << 20
+)
+
+var (
+	crlf         = []byte("\r\n")
+	endOfHeader  = []byte("\r\n\r\n")
+	headerColon  = []byte(":")
+	httpVersion1 = []byte("HTTP/1.")
+)
+
+// parseAnswer reads the HTTP/1.x answer at the start of b. While b does not hold all of it, n is 0 and err nil;
+// otherwise n is its length, keep tells whether the connection may carry another request, and err is set for
+// anything but a 200 whose body holds want. An answer without Content-Length (chunked, or up to the connection's
+// end) is errFraming: none of the servers measured sends one for these small answers, and counting it as failed is
+// safer than reading it wrong.
+func parseAnswer(b, want []byte) (n int, keep bool, err error) {
+	end := bytes.Index(b, endOfHeader)
+	if end < 0 {
+		if len(b) > maxAnswerLen {
+			return len(b), false, fmt.Errorf("%w: no end of header in %d bytes", errFraming, len(b))
+		}
+		return 0, true, nil
 	}
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return false, false
+	statusLine, fields, _ := bytes.Cut(b[:end+2], crlf)
+	length, keep := -1, true
+	for len(fields) > 0 {
+		var line []byte
+		line, fields, _ = bytes.Cut(fields, crlf)
+		name, value, ok := bytes.Cut(line, headerColon)
+		if !ok {
+			return len(b), false, fmt.Errorf("%w: header line %q", errFraming, line)
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 || length > maxAnswerLen {
+				return len(b), false, fmt.Errorf("%w: Content-Length %q", errFraming, value)
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			return len(b), false, fmt.Errorf("%w: Transfer-Encoding %q", errFraming, value)
+		case bytes.EqualFold(name, []byte("Connection")):
+			keep = !bytes.EqualFold(value, []byte("close"))
+		}
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return err == nil && resp.StatusCode == http.StatusOK, err == nil && !resp.Close
+	if length < 0 {
+		return len(b), false, fmt.Errorf("%w: no Content-Length", errFraming)
+	}
+	bodyStart := end + len(endOfHeader)
+	if len(b) < bodyStart+length {
+		return 0, true, nil
+	}
+	body := b[bodyStart : bodyStart+length]
+	switch {
+	case !statusOK(statusLine):
+		err = fmt.Errorf("%w: %s", errStatus, statusLine)
+	case !bytes.Contains(body, want):
+		err = fmt.Errorf("%w (%s): %.200s", errBadBody, want, body)
+	}
+	return bodyStart + length, keep, err
+}
+
+// statusOK reports whether an HTTP/1.x status line ("HTTP/1.1 200 OK", the reason phrase optional) says 200.
+func statusOK(line []byte) bool {
+	line = bytes.TrimRight(line, "\r\n")
+	rest, ok := bytes.CutPrefix(line, httpVersion1)
+	if !ok || len(rest) < 5 {
+		return false
+	}
+	code := rest[1:] // past the minor version digit
+	return bytes.HasPrefix(code, []byte(" 200")) && (len(code) == 4 || code[4] == ' ')
 }

@@ -8,12 +8,13 @@ import (
 	"time"
 )
 
-// target is one row of the load table: a URL, the headers every request carries, and the server processes whose CPU
-// time the requests cost (the app, or a proxy and the app behind it).
+// target is one row of the load table: a URL, the headers every request carries, a text every answer's body must hold,
+// and the server processes whose CPU time the requests cost (the app, or a proxy and the app behind it).
 type target struct {
 	name    string
 	url     string
 	header  http.Header
+	want    string
 	servers []*process
 }
 
@@ -23,6 +24,7 @@ type sample struct {
 	cpuPerReq     time.Duration // server CPU time per request, all the target's servers together
 	loadCPUPerReq time.Duration // this process's, where the load generator runs
 	errors        int64
+	firstErr      error // what the first failed request got
 	p50, p99      time.Duration
 }
 
@@ -38,6 +40,9 @@ func measureRounds(ctx context.Context, targets []target, rounds int, l load, pr
 			s, err := measure(ctx, t, l)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			if s.errors > 0 {
+				progress("%s: %d requests failed, the first: %v", t.name, s.errors, s.firstErr)
 			}
 			samples[t.name] = append(samples[t.name], s)
 		}
@@ -66,7 +71,7 @@ func measure(ctx context.Context, t target, l load) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	res, err := l.run(ctx, t.url, t.header)
+	res, err := l.run(ctx, t.url, t.header, t.want)
 	if err != nil {
 		return sample{}, err
 	}
@@ -78,7 +83,7 @@ func measure(ctx context.Context, t target, l load) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	s := sample{rps: res.rps(), errors: res.errors, p50: res.p50, p99: res.p99}
+	s := sample{rps: res.rps(), errors: res.errors, firstErr: res.firstErr, p50: res.p50, p99: res.p99}
 	if n := time.Duration(res.requests); n > 0 {
 		s.cpuPerReq, s.loadCPUPerReq = (after-before)/n, (selfAfter-selfBefore)/n
 	}
