@@ -178,34 +178,15 @@ func TestTimeoutBoundsTheCommand(t *testing.T) {
 func TestServeSpeaksH2C(t *testing.T) {
 	ws := newFakeWorkspace(t)
 	app := newFakeApp(t, ws)
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
 	env := externalEnv(ws)
 	env["TARGET_APP_URL"] = app.URL
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, func(k string) string { return env[k] },
-			strings.NewReader(""), io.Discard, io.Discard)
-	}()
-	defer func() {
-		stop()
-		assert.NoError(t, <-done)
-	}()
+	base := startServe(t, env)
 	h2c := &http.Client{Transport: &http.Transport{Protocols: new(http.Protocols)}}
 	h2c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := h2c.Get(base + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && resp.ProtoMajor == 2
-	}, 5*time.Second, 20*time.Millisecond)
 	resp, err := h2c.Get(base + "/api/call?path=/api/whoami")
 	require.NoError(t, err)
 	defer resp.Body.Close()
+	assert.Equal(t, 2, resp.ProtoMajor, "HTTP/2 in cleartext")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	var got struct {
 		Response identity.WhoAmI `json:"response"`

@@ -2,21 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -227,60 +221,6 @@ func (a *fakeApp) count(path string) int {
 	return a.calls[path]
 }
 
-// result is one in-process run of the caller.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// runCaller runs the real program in-process with exactly env as its environment and HOME in a temp dir.
-func runCaller(t *testing.T, env map[string]string, args ...string) result {
-	t.Helper()
-	return runCallerStdin(t, env, "", args...)
-}
-
-func runCallerStdin(t *testing.T, env map[string]string, stdin string, args ...string) result {
-	t.Helper()
-	full := map[string]string{"HOME": t.TempDir()}
-	for k, v := range env {
-		full[k] = v
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	err := run(ctx, append([]string{"--timeout", "20s"}, args...), func(k string) string { return full[k] },
-		strings.NewReader(stdin), &stdout, &stderr)
-	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(err)}
-	t.Logf("caller %s → exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	assertNoSecrets(t, r, args)
-	return r
-}
-
-// assertNoSecrets runs on every run of every test: no output holds a client secret or a JWT (every token here is
-// one: its base64url header starts "eyJ"), except token's stdout, whose purpose it is.
-func assertNoSecrets(t *testing.T, r result, args []string) {
-	t.Helper()
-	outputs := map[string]string{"stderr": r.stderr, "stdout": r.stdout}
-	if slices.Contains(args, "token") {
-		delete(outputs, "stdout")
-	}
-	for name, text := range outputs {
-		for _, secret := range []string{fakeSecret, "emulator-secret-", "eyJ"} {
-			assert.NotContains(t, text, secret, "%s of caller %s leaks a secret or token", name, strings.Join(args, " "))
-		}
-	}
-}
-
-// testEnv is the env of a command with opts and getenv, printing nothing, over the standard transport.
-func testEnv(opts *options, getenv func(string) string) *env {
-	e := &env{opts: opts, getenv: getenv, stdin: strings.NewReader(""), out: &output{stdout: discard{}, stderr: discard{}}}
-	e.proxy = proxyFromEnv(getenv)
-	e.transport = appclient.NewTransport(func(r *http.Request) (*url.URL, error) { return e.proxy(r.URL) })
-	return e
-}
-
 func externalEnv(ws *fakeWorkspace) map[string]string {
 	return map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": fakeClientID, "DATABRICKS_CLIENT_SECRET": fakeSecret}
 }
-
-func (r result) String() string { return fmt.Sprintf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr) }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,7 +104,7 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 
 	// The caller's first attempt meets the 502; the app restarts when the caller says it will retry.
 	saw502 := make(chan struct{})
-	stderr := &watchWriter{want: "502 Bad Gateway: retry 1/", seen: saw502}
+	stderr := &watchWriter{pattern: regexp.MustCompile("502 Bad Gateway: retry 1/"), then: func(string) { close(saw502) }}
 	var stdout bytes.Buffer
 	args := []string{"--mode", "external", "--url", e.state.Apps["api-app"].URL, "--retries", "6", "--timeout", "30s", "whoami"}
 	env := e.spEnv("external-service")
@@ -126,38 +126,11 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("the caller did not finish")
 	}
-	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(runErr)}
-	t.Logf("caller %s → exit %d\n%s\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	assertNoSecrets(t, r, args)
+	r := ran(t, args, stdout.String(), stderr.String(), runErr)
 	require.Equal(t, exitOK, r.code, r.String())
 	assert.Contains(t, r.stdout, "The app saw you as 2001@"+e.state.WorkspaceID)
 	retries := strings.Count(r.stderr, "502 Bad Gateway: retry ")
 	t.Logf("502s retried before the app was back: %d", retries)
 	assert.GreaterOrEqual(t, retries, 1)
 	assert.Less(t, retries, 6, "within the retry budget")
-}
-
-// watchWriter collects what is written and closes seen the first time want appears.
-type watchWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	want string
-	seen chan struct{}
-	once sync.Once
-}
-
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if strings.Contains(w.buf.String(), w.want) {
-		w.once.Do(func() { close(w.seen) })
-	}
-	return len(p), nil
-}
-
-func (w *watchWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
