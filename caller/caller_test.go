@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -285,18 +284,6 @@ func TestAppResolution(t *testing.T) {
 	assert.Contains(t, r.stderr, `app "ghost" does not exist`)
 }
 
-func TestNothingListening(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	ws := newFakeWorkspace(t)
-	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", "http://"+addr, "whoami")
-	assert.Equal(t, exitNetwork, r.code)
-	assert.Contains(t, r.stderr, "nothing is listening at "+addr)
-	assert.Contains(t, r.stderr, "HTTPS_PROXY")
-}
-
 func TestAppYAML(t *testing.T) {
 	body, err := os.ReadFile("app.yaml")
 	require.NoError(t, err)
@@ -324,12 +311,8 @@ func TestAppYAML(t *testing.T) {
 
 // A workspace that does not answer is a network failure for login too (6, naming it), not a failed login (3).
 func TestLoginNothingListening(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	port := testkit.FreePort(t)
 	r := runCaller(t, nil, "--host", "http://"+addr, "login", "--scopes", "sql", "--no-browser",
 		"--port", fmt.Sprint(port), "--timeout", "2s")
 	assert.Equal(t, exitNetwork, r.code)

@@ -148,8 +148,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(appYAML, &spec))
 
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	sp := e.state.ServicePrincipals["caller-app"]
 	logs := &testkit.Buffer{}
 	tmp := t.TempDir() // where app.yaml's command joins the parts (mktemp -d): removed after the app stops
@@ -182,8 +181,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 func TestE2EFailures(t *testing.T) {
 	e := startEmulator(t, 0)
 	short := startEmulator(t, 2*time.Second) // for a token that expires during the test
-	closedPort, err := workspace.FreePort()
-	require.NoError(t, err)
+	closedPort := testkit.FreePort(t)
 
 	expired := runCaller(t, short.spEnv("external-service"), "--mode", "external", "token")
 	require.Equal(t, exitOK, expired.code)
@@ -214,7 +212,7 @@ func TestE2EFailures(t *testing.T) {
 		{"refused path", e.spEnv("external-service"), []string{"--mode", "external", "--app", "api-app", "call", "/logz"}, exitUsage,
 			[]string{"does not start with /api/"}},
 		{"nothing listening", e.spEnv("external-service"), []string{"--mode", "external", "--url", fmt.Sprintf("http://127.0.0.1:%d", closedPort), "whoami"},
-			exitNetwork, []string{"nothing is listening at 127.0.0.1:", "outbound HTTPS", "HTTPS_PROXY"}},
+			exitNetwork, []string{fmt.Sprintf("nothing is listening at 127.0.0.1:%d", closedPort), "outbound HTTPS", "HTTPS_PROXY"}},
 		{"bad secret", e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", noAccess.ClientID, "DATABRICKS_CLIENT_SECRET", "wrong"),
 			[]string{"--mode", "external", "--app", "api-app", "whoami"}, exitAuth, []string{"cannot get a token", "external mode"}},
 	}
@@ -264,8 +262,7 @@ var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize
 
 func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
 	t.Helper()
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// stderr "opens" the authorization URL once it appears, as the user's browser would, following the workspace's
@@ -275,7 +272,7 @@ func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result 
 	var stdout bytes.Buffer
 	args := append([]string{"--profile", "emulator", "login", "--scopes", scopes, "--no-browser", "--port", fmt.Sprint(port)}, extra...)
 	env := e.env()
-	err = run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, stderr)
+	err := run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, stderr)
 	return ran(t, args, stdout.String(), stderr.String(), err)
 }
 
@@ -352,8 +349,7 @@ func TestE2ELoginTokenRefreshes(t *testing.T) {
 
 func TestE2EDoctor(t *testing.T) {
 	e := startEmulator(t, 0)
-	closedPort, err := workspace.FreePort()
-	require.NoError(t, err)
+	closedPort := testkit.FreePort(t)
 
 	r := runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "api-app", "doctor")
 	assert.Equal(t, exitOK, r.code, r.String())

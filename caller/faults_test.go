@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // Fault tests: the workspace going away and coming back, the app restarting under a caller that retries.
@@ -95,8 +96,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 // port while a caller is retrying; the call succeeds within the retry budget.
 func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	e := startEmulator(t, 0)
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	app := startAPIApp(t, e, addr)
 	require.NoError(t, e.ws.SetUpstream("api-app", app.URL))

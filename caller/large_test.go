@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
-	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
@@ -53,8 +52,7 @@ func TestServeBoundsLargeAnswers(t *testing.T) {
 	ws := newFakeWorkspace(t)
 	app := newFakeApp(t, ws)
 	bin := testkit.Build(t, "caller")
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--timeout", "20s")
 	cmd.Env = []string{"HOME=" + t.TempDir(), "DATABRICKS_HOST=" + ws.URL, "DATABRICKS_CLIENT_ID=" + fakeClientID,
