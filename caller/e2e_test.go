@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,26 +234,6 @@ func TestE2EFailures(t *testing.T) {
 		assert.Contains(t, r.stderr, "502 Bad Gateway")
 		assert.Contains(t, r.stderr, "retry 1/1")
 	})
-}
-
-func TestE2ERetriesThroughTheProxy(t *testing.T) {
-	e := startEmulator(t, 0)
-	var calls atomic.Int32
-	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) <= 2 {
-			w.Header().Set("Retry-After", "0")
-			jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable, Message: "warming up"})
-			return
-		}
-		jsonhttp.Write(w, http.StatusOK, map[string]string{"user": r.Header.Get(identity.HeaderUser)})
-	}))
-	t.Cleanup(flaky.Close)
-	require.NoError(t, e.ws.SetUpstream("api-app", flaky.URL))
-	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "api-app", "call", "/api/anything")
-	require.Equal(t, exitOK, r.code, r.String())
-	assert.Contains(t, r.stdout, "2001@"+e.state.WorkspaceID)
-	assert.Equal(t, int32(3), calls.Load())
-	assert.Contains(t, r.stderr, "retry 2/3")
 }
 
 var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize\?\S+`)
