@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net/url"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,45 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // Fault tests: the workspace going away and coming back, the app restarting under a caller that retries.
-
-// stopWorkspace closes the emulated workspace (its token endpoint and app proxies with it: one process serves them
-// all, as one workspace) and returns restart, which starts it again on the same addresses with the same model and
-// upstreams. Tokens issued before are not valid after: the new workspace has a new signing key.
-func (e *emulator) stopWorkspace(t *testing.T) (restart func()) {
-	t.Helper()
-	cfg := e.ws.Config()
-	wsURL, err := url.Parse(e.state.WorkspaceHost)
-	require.NoError(t, err)
-	cfg.Workspace.Host = wsURL.Host
-	upstreams := map[string]string{}
-	for i, app := range cfg.Apps {
-		u, err := url.Parse(e.ws.AppURL(app.Name))
-		require.NoError(t, err)
-		cfg.Apps[i].Port, err = strconv.Atoi(u.Port())
-		require.NoError(t, err)
-		upstreams[app.Name] = e.ws.Upstream(app.Name)
-	}
-	require.NoError(t, e.ws.Close())
-	return func() {
-		t.Helper()
-		ws, err := workspace.Start(t.Context(), workspace.Options{Config: cfg})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = ws.Close() })
-		_, err = ws.WriteProfile(filepath.Dir(e.state.ConfigFile), "") // the same profile; the stand-in is already there
-		require.NoError(t, err)
-		for app, u := range upstreams {
-			if u != "" {
-				require.NoError(t, ws.SetUpstream(app, u))
-			}
-		}
-		e.ws = ws
-	}
-}
 
 // TestStressTokenEndpointDown: with the workspace's token endpoint unreachable, the caller gives up within --timeout
 // (not the SDK's 300 s of connection retries, nor one retry budget per discovery step) with the network exit code
@@ -64,7 +26,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 		"local":    {"--mode", "local", "--profile", "emulator"},
 	}
 	env := map[string]map[string]string{"external": e.spEnv("external-service"), "local": e.env()}
-	restart := e.stopWorkspace(t)
+	require.NoError(t, e.ws.Down()) // unreachable: its listener is closed; the app proxies still serve
 
 	const timeout = 4 * time.Second
 	for _, mode := range []string{"external", "local"} {
@@ -82,7 +44,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 			assert.Less(t, took, timeout+3*time.Second, "bounded by --timeout")
 		})
 	}
-	restart()
+	require.NoError(t, e.ws.Up())
 	for _, mode := range []string{"external", "local"} {
 		t.Run(mode+" once back", func(t *testing.T) {
 			r := runCaller(t, env[mode], append(modes[mode], "--app", "api-app", "whoami")...)
