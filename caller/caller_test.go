@@ -107,7 +107,8 @@ func TestStatusMatrix(t *testing.T) {
 	}{
 		{"200", "/api/whoami", workspace.Fault{}, exitOK, []string{"2001@" + ws}, 0},
 		{"403 no CAN USE", "/api/forbidden", workspace.Fault{Status: http.StatusForbidden, Message: "no CAN_USE on api-app"},
-			exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"` + sp.ClientID + `"`}, 1},
+			exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions",
+				`"service_principal_name":"` + sp.ClientID + `"`}, 1},
 		{"403 scopes", "/api/scopes", workspace.Fault{Status: http.StatusForbidden, Message: "the token lacks the scopes sql file.files"},
 			exitPermission, []string{"403", "the server said: PERMISSION_DENIED: the token lacks the scopes sql file.files"}, 1},
 		{"404", "/api/nope", workspace.Fault{}, exitNotFound, []string{"404 Not Found", "the endpoint path exists in the app: /api/nope"}, 0},
@@ -119,7 +120,8 @@ func TestStatusMatrix(t *testing.T) {
 			exitServer, []string{"502", "after 4 attempts"}, 4},
 		{"503 twice, then 200", "/api/whoami", workspace.Fault{Status: http.StatusServiceUnavailable, RetryAfter: "0", Times: 2},
 			exitOK, []string{"2001@" + ws, "retry 2/3"}, 2},
-		{"reset once, then 200", "/api/whoami", workspace.Fault{Reset: true, Times: 1}, exitOK, []string{"2001@" + ws, "connection reset", "retry 1/3"}, 1},
+		{"reset once, then 200", "/api/whoami", workspace.Fault{Reset: true, Times: 1},
+			exitOK, []string{"2001@" + ws, "connection reset", "retry 1/3"}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,7 +152,8 @@ func TestRetriesHonourMethodAndBudget(t *testing.T) {
 	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", api, "call", "POST", "/api/echo", "--data", "{}")
 	assert.Equal(t, exitServer, r.code)
 	assert.Equal(t, 1, down.Hits(), "a POST is not retried after a 502: the app may have acted on it")
-	flaky := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/whoami", Status: http.StatusServiceUnavailable, RetryAfter: "0", Times: 2})
+	flaky := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/whoami", Status: http.StatusServiceUnavailable,
+		RetryAfter: "0", Times: 2})
 	r = runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", api, "--retries", "0", "call", "/api/whoami")
 	assert.Equal(t, exitServer, r.code)
 	assert.Equal(t, 1, flaky.Hits())

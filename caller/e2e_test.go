@@ -236,6 +236,7 @@ func TestE2EFailures(t *testing.T) {
 	})
 }
 
+// authorizeURL is the workspace authorization URL that `caller login --no-browser` prints.
 var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize\?\S+`)
 
 func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
