@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,10 +21,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/caller/appclient"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // TestMain keeps the developer's own Databricks configuration out of the tests: the SDK and the CLI stand-in read
@@ -93,125 +92,132 @@ func TestParseArgs(t *testing.T) {
 	assert.Equal(t, []string{"file.files", "sql"}, o.scopes)
 }
 
-// TestStatusMatrix: every answer maps to its exit code and the page's checklist, with the fake workspace and app.
+// TestStatusMatrix: every answer maps to its exit code and the page's checklist. The app's odd answers are faults the
+// emulator plays in its place, on paths the app need not have; the 404 is the app's own.
 func TestStatusMatrix(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	env := externalEnv(ws)
+	e := startEmulator(t, 0)
+	ws, sp := e.state.WorkspaceID, e.state.ServicePrincipals["external-service"]
 	tests := []struct {
+		name     string
 		path     string
+		fault    workspace.Fault // what the app answers on path; none: the app itself answers
 		code     int
 		contains []string
+		hits     int // how many of the caller's requests the fault answered
 	}{
-		{"/api/whoami", exitOK, []string{"2001@1234567890123456"}},
-		{"/api/forbidden", exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions", `"service_principal_name":"` + fakeClientID + `"`}},
-		{"/api/scopes", exitPermission, []string{"403", "the server said: PERMISSION_DENIED: the token lacks the scopes sql file.files"}},
-		{"/api/nope", exitNotFound, []string{"404 Not Found", "the endpoint path exists in the app: /api/nope"}},
-		{"/api/redirect", exitAuth, []string{"not authenticated: the proxy sent you to the login page", "/login.html"}},
-		{"/api/boom", exitServer, []string{"500 Internal Server Error"}},
-		{"/api/down", exitServer, []string{"502", "after 4 attempts"}},
-		{"/api/flaky", exitOK, []string{`"attempt": 3`}},
-		{"/api/reset", exitOK, []string{`"attempt": 2`}},
+		{"200", "/api/whoami", workspace.Fault{}, exitOK, []string{"2001@" + ws}, 0},
+		{"403 no CAN USE", "/api/forbidden", workspace.Fault{Status: http.StatusForbidden, Message: "no CAN_USE on api-app"},
+			exitPermission, []string{"403 Forbidden", "CAN USE", "databricks apps update-permissions",
+				`"service_principal_name":"` + sp.ClientID + `"`}, 1},
+		{"403 scopes", "/api/scopes", workspace.Fault{Status: http.StatusForbidden, Message: "the token lacks the scopes sql file.files"},
+			exitPermission, []string{"403", "the server said: PERMISSION_DENIED: the token lacks the scopes sql file.files"}, 1},
+		{"404", "/api/nope", workspace.Fault{}, exitNotFound, []string{"404 Not Found", "the endpoint path exists in the app: /api/nope"}, 0},
+		{"302 to the login page", "/api/redirect", workspace.Fault{Redirect: e.state.WorkspaceHost + workspace.PathLogin + "?next_url=x"},
+			exitAuth, []string{"not authenticated: the proxy sent you to the login page", workspace.PathLogin}, 1}, // not followed
+		{"500", "/api/boom", workspace.Fault{Status: http.StatusInternalServerError, Message: "boom"},
+			exitServer, []string{"500 Internal Server Error"}, 1}, // not retried
+		{"502", "/api/down", workspace.Fault{Status: http.StatusBadGateway, Message: "app not listening"},
+			exitServer, []string{"502", "after 4 attempts"}, 4},
+		{"503 twice, then 200", "/api/whoami", workspace.Fault{Status: http.StatusServiceUnavailable, RetryAfter: "0", Times: 2},
+			exitOK, []string{"2001@" + ws, "retry 2/3"}, 2},
+		{"reset once, then 200", "/api/whoami", workspace.Fault{Reset: true, Times: 1},
+			exitOK, []string{"2001@" + ws, "connection reset", "retry 1/3"}, 1},
 	}
 	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			r := runCaller(t, env, "--mode", "external", "--url", app.URL, "--retries", "3", "call", tt.path)
+		t.Run(tt.name, func(t *testing.T) {
+			var f *workspace.InjectedFault
+			if tt.fault != (workspace.Fault{}) {
+				tt.fault.App, tt.fault.Path = "api-app", tt.path
+				f = e.inject(t, tt.fault)
+			}
+			logins := e.ws.RequestCount(workspace.PathLogin)
+			r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", e.state.Apps["api-app"].URL,
+				"--retries", "3", "call", tt.path)
 			assert.Equal(t, tt.code, r.code, r.String())
 			for _, s := range tt.contains {
 				assert.Contains(t, r.stdout+r.stderr, s)
 			}
+			if f != nil {
+				assert.Equal(t, tt.hits, f.Hits(), "the caller's requests the fault answered")
+			}
+			assert.Equal(t, logins, e.ws.RequestCount(workspace.PathLogin), "redirects are not followed")
 		})
 	}
-	assert.Equal(t, 1, app.count("/api/boom"), "500 is not retried")
-	assert.Equal(t, 1, app.count("/api/redirect"), "redirects are not followed")
 }
 
 func TestRetriesHonourMethodAndBudget(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "call", "POST", "/api/down", "--data", "{}")
+	e := startEmulator(t, 0)
+	api := e.state.Apps["api-app"].URL
+	down := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/echo", Status: http.StatusBadGateway})
+	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", api, "call", "POST", "/api/echo", "--data", "{}")
 	assert.Equal(t, exitServer, r.code)
-	assert.Equal(t, 1, app.count("/api/down"), "a POST is not retried after a 502: the app may have acted on it")
-	r = runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--retries", "0", "call", "/api/flaky")
+	assert.Equal(t, 1, down.Hits(), "a POST is not retried after a 502: the app may have acted on it")
+	flaky := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/whoami", Status: http.StatusServiceUnavailable,
+		RetryAfter: "0", Times: 2})
+	r = runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", api, "--retries", "0", "call", "/api/whoami")
 	assert.Equal(t, exitServer, r.code)
+	assert.Equal(t, 1, flaky.Hits())
 }
 
 func TestRefreshOnceAfter401(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	env := externalEnv(ws)
+	e := startEmulator(t, 0)
+	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 	// A revoked token: the first call's token is rejected; the refreshed one works.
+	tokens := e.ws.RequestCount(workspace.PathToken)
 	s, err := newSession(t.Context(), testEnv(&options{mode: ModeExternal, timeout: 10 * time.Second, retries: 0}, func(k string) string { return env[k] }))
 	require.NoError(t, err)
 	creds, c := s.creds, s.client
 	tok1, _, err := creds.token(t.Context())
 	require.NoError(t, err)
-	ws.revokeAll()
-	resp, err := c.Do(t.Context(), "GET", app.URL+"/api/whoami", nil)
+	require.NoError(t, e.ws.RevokeTokens("external-service"))
+	resp, err := c.Do(t.Context(), "GET", api+"/api/whoami", nil)
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.Status)
 	assert.True(t, resp.Refreshed)
 	tok2, _, err := creds.token(t.Context())
 	require.NoError(t, err)
 	assert.NotEqual(t, tok1.Reveal(), tok2.Reveal())
-	assert.Equal(t, 2, len(ws.tokens()), "one refresh, not more")
+	assert.Equal(t, tokens+2, e.ws.RequestCount(workspace.PathToken), "one refresh, not more")
 
 	// An app that rejects every token: one refresh, one retry, then the 401 is reported.
-	r := runCaller(t, env, "--mode", "external", "--url", app.URL, "call", "/api/always401")
+	rejects := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/whoami", Status: http.StatusUnauthorized, Message: "token rejected"})
+	r := runCaller(t, env, "--mode", "external", "--url", api, "call", "/api/whoami")
 	assert.Equal(t, exitAuth, r.code)
 	assert.Contains(t, r.stderr, "even after a refresh")
 	assert.Contains(t, r.stderr, "the token has not expired: ok")
-	assert.Equal(t, 2, app.count("/api/always401"))
+	assert.Equal(t, 2, rejects.Hits())
 }
 
 func TestTimeoutBoundsTheCommand(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
+	e := startEmulator(t, 0)
+	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/whoami", Stall: true})
 	start := time.Now()
-	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--timeout", "300ms", "call", "/api/slow")
+	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", e.state.Apps["api-app"].URL,
+		"--timeout", "300ms", "call", "/api/whoami")
 	assert.Equal(t, exitNetwork, r.code)
 	assert.Contains(t, r.stderr, "timed out")
-	assert.Less(t, time.Since(start), 5*time.Second, "not the 10 s the app would take")
+	assert.Less(t, time.Since(start), 5*time.Second, "not the proxy's 120 s wait for a stalled app")
 }
 
 // TestServeSpeaksH2C: behind the Apps proxy, HTTP/2 arrives in cleartext.
 func TestServeSpeaksH2C(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
-	env := externalEnv(ws)
-	env["TARGET_APP_URL"] = app.URL
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port)}, func(k string) string { return env[k] },
-			strings.NewReader(""), io.Discard, io.Discard)
-	}()
-	defer func() {
-		stop()
-		assert.NoError(t, <-done)
-	}()
+	e := startEmulator(t, 0)
+	env := e.spEnv("external-service")
+	env["TARGET_APP_URL"] = e.state.Apps["api-app"].URL
+	base := startServe(t, env)
 	h2c := &http.Client{Transport: &http.Transport{Protocols: new(http.Protocols)}}
 	h2c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := h2c.Get(base + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && resp.ProtoMajor == 2
-	}, 5*time.Second, 20*time.Millisecond)
+	defer h2c.CloseIdleConnections()
 	resp, err := h2c.Get(base + "/api/call?path=/api/whoami")
 	require.NoError(t, err)
 	defer resp.Body.Close()
+	assert.Equal(t, 2, resp.ProtoMajor, "HTTP/2 in cleartext")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	var got struct {
 		Response identity.WhoAmI `json:"response"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
-	assert.Equal(t, "2001@1234567890123456", got.Response.User)
+	assert.Equal(t, "2001@"+e.state.WorkspaceID, got.Response.User)
 }
 
 func TestModeErrorsNameWhatIsMissing(t *testing.T) {
@@ -234,32 +240,34 @@ func TestModeErrorsNameWhatIsMissing(t *testing.T) {
 }
 
 func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	env := map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": fakeClientID}
+	e := startEmulator(t, 0)
+	sp, api := e.state.ServicePrincipals["external-service"], e.state.Apps["api-app"].URL
+	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/forbidden", Status: http.StatusForbidden})
+	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/redirect", Redirect: e.state.WorkspaceHost + workspace.PathLogin})
+	env := map[string]string{"DATABRICKS_HOST": e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID": sp.ClientID}
 	var outputs []result
 	runs := [][]string{
 		{"call", "/api/whoami"}, {"call", "POST", "/api/echo", "--data", `{"a":1}`}, {"whoami"}, {"whoami", "--json"},
 		{"doctor"}, {"doctor", "--json"}, {"call", "/api/forbidden"}, {"call", "/api/nope", "--json"}, {"call", "/api/redirect"},
 	}
 	for _, args := range runs {
-		outputs = append(outputs, runCallerStdin(t, env, fakeSecret+"\n",
-			append([]string{"--mode", "external", "--client-secret-stdin", "--url", app.URL}, args...)...))
+		outputs = append(outputs, runCallerStdin(t, env, sp.ClientSecret+"\n",
+			append([]string{"--mode", "external", "--client-secret-stdin", "--url", api}, args...)...))
 	}
-	tok := runCallerStdin(t, env, fakeSecret+"\n", "--mode", "external", "--client-secret-stdin", "token")
+	tok := runCallerStdin(t, env, sp.ClientSecret+"\n", "--mode", "external", "--client-secret-stdin", "token")
 	require.Equal(t, exitOK, tok.code, tok.String())
 	assert.Contains(t, tok.stderr, "warning")
-	issued := ws.tokens()
-	require.NotEmpty(t, issued)
-	assert.Contains(t, issued, strings.TrimSpace(tok.stdout), "token prints the bearer token on stdout")
+	token := strings.TrimSpace(tok.stdout)
+	require.Regexp(t, "^"+testkit.JWT.String(), token, "token prints the bearer token on stdout")
+	r := runCaller(t, e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_TOKEN", token), "--url", api, "whoami")
+	require.Equal(t, exitOK, r.code, r.String())
+	assert.Contains(t, r.stdout, "The app saw you as "+sp.ID+"@", "the token printed is the service principal's")
 	for _, r := range append(outputs, result{stderr: tok.stderr}) {
-		for _, secret := range append(issued, fakeSecret) {
-			assert.NotContains(t, r.stdout+r.stderr, secret)
-		}
+		testkit.AssertNoSecrets(t, r.stdout+r.stderr, sp.ClientSecret, token)
 	}
 
 	// A secret pasted as the flag's value is a usage error that does not repeat it (runCaller checks every output).
-	for _, flag := range []string{"--client-secret-stdin=" + fakeSecret, "-client-secret-stdin=" + fakeSecret} {
+	for _, flag := range []string{"--client-secret-stdin=" + sp.ClientSecret, "-client-secret-stdin=" + sp.ClientSecret} {
 		r := runCaller(t, env, "--mode", "external", flag, "whoami")
 		assert.Equal(t, exitUsage, r.code)
 		assert.Contains(t, r.stderr, "--client-secret-stdin takes no value: pipe the secret on stdin")
@@ -267,53 +275,25 @@ func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
 }
 
 func TestWhoAmIAndCallOutput(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	env := externalEnv(ws)
-	r := runCaller(t, env, "--mode", "external", "--url", app.URL, "whoami")
+	e := startEmulator(t, 0)
+	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
+	r := runCaller(t, env, "--mode", "external", "--url", api, "whoami")
 	require.Equal(t, exitOK, r.code, r.String())
-	assert.Contains(t, r.stdout, "The app saw you as 2001@1234567890123456 (service_principal")
+	assert.Contains(t, r.stdout, "The app saw you as 2001@"+e.state.WorkspaceID+" (service_principal")
 	assert.Contains(t, r.stdout, "external mode")
 	assert.Contains(t, r.stdout, "auth type oauth-m2m")
 
-	r = runCaller(t, env, "--mode", "external", "--url", app.URL, "--json", "call", "POST", "/api/echo", "--data", `{"hello":"world"}`)
+	r = runCaller(t, env, "--mode", "external", "--url", api, "--json", "call", "POST", "/api/echo", "--data", `{"hello":"world"}`)
 	require.Equal(t, exitOK, r.code, r.String())
 	var got callResult
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
 	assert.Equal(t, 200, got.Status)
 	assert.Equal(t, "oauth-m2m", got.AuthType)
-	assert.JSONEq(t, `{"hello":"world"}`, string(got.Body))
-}
-
-func TestAppResolution(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	running := appclient.AppInfo{Name: "api-app", URL: app.URL, UserAPIScopes: []string{"sql"}}
-	running.AppStatus.State = "RUNNING"
-	stopped := appclient.AppInfo{Name: "old-app", URL: app.URL}
-	stopped.AppStatus.State = "STOPPED"
-	ws.apps["api-app"], ws.apps["old-app"] = running, stopped
-	env := externalEnv(ws)
-	r := runCaller(t, env, "--mode", "external", "--app", "api-app", "whoami")
-	assert.Equal(t, exitOK, r.code, r.String())
-	r = runCaller(t, env, "--mode", "external", "--app", "old-app", "whoami")
-	assert.Equal(t, exitNotFound, r.code)
-	assert.Contains(t, r.stderr, "STOPPED, not RUNNING")
-	r = runCaller(t, env, "--mode", "external", "--app", "ghost", "whoami")
-	assert.Equal(t, exitNotFound, r.code)
-	assert.Contains(t, r.stderr, `app "ghost" does not exist`)
-}
-
-func TestNothingListening(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	ws := newFakeWorkspace(t)
-	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", "http://"+addr, "whoami")
-	assert.Equal(t, exitNetwork, r.code)
-	assert.Contains(t, r.stderr, "nothing is listening at "+addr)
-	assert.Contains(t, r.stderr, "HTTPS_PROXY")
+	var echo struct {
+		Received json.RawMessage `json:"received"`
+	}
+	require.NoError(t, json.Unmarshal(got.Body, &echo), "the app's answer, as it came: %s", got.Body)
+	assert.JSONEq(t, `{"hello":"world"}`, string(echo.Received))
 }
 
 func TestAppYAML(t *testing.T) {
@@ -343,12 +323,8 @@ func TestAppYAML(t *testing.T) {
 
 // A workspace that does not answer is a network failure for login too (6, naming it), not a failed login (3).
 func TestLoginNothingListening(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	port := testkit.FreePort(t)
 	r := runCaller(t, nil, "--host", "http://"+addr, "login", "--scopes", "sql", "--no-browser",
 		"--port", fmt.Sprint(port), "--timeout", "2s")
 	assert.Equal(t, exitNetwork, r.code)
@@ -360,22 +336,14 @@ func TestLoginNothingListening(t *testing.T) {
 // Requests that arrive while serve looks the target app up wait for that one lookup, each no longer than its own
 // context; a failed lookup is not kept, so a later request looks again.
 func TestServeSharesOneTargetLookup(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	var lookups atomic.Int32
-	release := make(chan struct{})
-	ws.mu.Lock()
-	ws.onAppLookup = func() {
-		lookups.Add(1)
-		select { // slow until released
-		case <-release:
-		case <-time.After(10 * time.Second):
-		}
-	}
-	ws.mu.Unlock()
+	e := startEmulator(t, 0)
+	upstream := e.ws.Upstream("api-app")
+	require.NoError(t, e.ws.SetUpstream("api-app", "")) // not running yet: the Apps API says UNAVAILABLE
+	lookup := workspace.PathApps + "/api-app"
+	slow := e.inject(t, workspace.Fault{Method: http.MethodGet, Path: lookup, Delay: 10 * time.Second}) // until cleared
 
 	opts := &options{mode: ModeExternal, timeout: 20 * time.Second}
-	env := externalEnv(ws)
+	env := e.spEnv("external-service")
 	getenv := func(k string) string { return env[k] }
 	s, err := newSession(t.Context(), testEnv(opts, getenv))
 	require.NoError(t, err)
@@ -397,7 +365,7 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 
-	// The app does not exist yet, and the lookup is slow: five requests share it, and all get its answer.
+	// The app is not running, and the lookup is slow: five requests share it, and all get its answer.
 	const n = 5
 	answers := make(chan string, n)
 	for range n {
@@ -406,7 +374,7 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 			answers <- fmt.Sprint(status, " ", body)
 		}()
 	}
-	require.Eventually(t, func() bool { return entered.Load() == n && lookups.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return entered.Load() == n && slow.Hits() == 1 }, 5*time.Second, 5*time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -414,32 +382,28 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiting request gives up at its own deadline")
 	assert.Less(t, time.Since(start), 2*time.Second)
 	time.Sleep(50 * time.Millisecond) // the five requests are waiting by now
-	close(release)
+	slow.Clear()                      // the lookup goes on to the Apps API
 	for range n {
 		answer := <-answers
 		assert.True(t, strings.HasPrefix(answer, "502 "), answer)
-		assert.Contains(t, answer, `app \"api-app\" does not exist`)
+		assert.Contains(t, answer, `app \"api-app\" is UNAVAILABLE, not RUNNING`)
 	}
-	assert.Equal(t, int32(1), lookups.Load(), "one lookup for all the requests that waited")
+	assert.Equal(t, int64(1), e.ws.RequestCount(lookup), "one lookup for all the requests that waited")
 
-	// The app appears: the failure was not kept, the next request looks again, and the answer is kept.
-	ws.mu.Lock()
-	info := appclient.AppInfo{Name: "api-app", URL: app.URL}
-	info.AppStatus.State = "RUNNING"
-	ws.apps["api-app"] = info
-	ws.mu.Unlock()
+	// The app starts: the failure was not kept, the next request looks again, and the answer is kept.
+	require.NoError(t, e.ws.SetUpstream("api-app", upstream))
 	for range 2 {
 		status, body := call()
 		assert.Equal(t, http.StatusOK, status, body)
 	}
-	assert.Equal(t, int32(2), lookups.Load())
+	assert.Equal(t, int64(2), e.ws.RequestCount(lookup))
 }
 
 // The first requests of `caller serve` fetch their tokens at once from one fresh Config: the SDK's first resolution
 // of a Config must not run from two goroutines at a time (the race detector finds it).
 func TestConcurrentFirstTokens(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	env := externalEnv(ws)
+	ws, _ := emulated.Start(t, workspace.Options{})
+	env := emulated.AppEnv(ws, "caller-app") // the platform's environment of caller-app
 	getenv := func(k string) string { return env[k] }
 	creds, err := newCredentials(t.Context(), testEnv(&options{mode: ModeApp, timeout: 20 * time.Second}, getenv))
 	require.NoError(t, err)

@@ -26,30 +26,31 @@ func TestShownClientID(t *testing.T) {
 // prints a client id whole only when it looks like one, and only its first characters otherwise, SDK errors included.
 func TestSwappedClientIDAndSecretNeverPrintTheSecret(t *testing.T) {
 	const secret = "dose0123456789abcdef0123456789abcdef"
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
+	e := startEmulator(t, 0)
+	host, api := e.state.WorkspaceHost, e.state.Apps["api-app"].URL
+	clientID := e.state.ServicePrincipals["external-service"].ClientID // given as the secret
 	tests := []struct {
 		name  string
 		env   map[string]string
 		stdin string
 		args  []string
 	}{
-		{"external mode, env", map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": secret,
-			"DATABRICKS_CLIENT_SECRET": fakeClientID}, "", []string{"--mode", "external"}},
-		{"external mode, flag and stdin", map[string]string{"DATABRICKS_HOST": ws.URL}, fakeClientID + "\n",
+		{"external mode, env", map[string]string{"DATABRICKS_HOST": host, "DATABRICKS_CLIENT_ID": secret,
+			"DATABRICKS_CLIENT_SECRET": clientID}, "", []string{"--mode", "external"}},
+		{"external mode, flag and stdin", map[string]string{"DATABRICKS_HOST": host}, clientID + "\n",
 			[]string{"--mode", "external", "--client-id", secret, "--client-secret-stdin"}},
-		{"app mode", map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": secret,
-			"DATABRICKS_CLIENT_SECRET": fakeClientID}, "", []string{"--mode", "app"}},
-		{"auto mode", map[string]string{"DATABRICKS_HOST": ws.URL, "DATABRICKS_CLIENT_ID": secret,
-			"DATABRICKS_CLIENT_SECRET": fakeClientID}, "", []string{"--mode", "auto"}},
+		{"app mode", map[string]string{"DATABRICKS_HOST": host, "DATABRICKS_CLIENT_ID": secret,
+			"DATABRICKS_CLIENT_SECRET": clientID}, "", []string{"--mode", "app"}},
+		{"auto mode", map[string]string{"DATABRICKS_HOST": host, "DATABRICKS_CLIENT_ID": secret,
+			"DATABRICKS_CLIENT_SECRET": clientID}, "", []string{"--mode", "auto"}},
 		// The SDK's own errors name the configuration ("Config: host=…, client_id=…"): a host without OAuth.
-		{"external mode, SDK error", map[string]string{"DATABRICKS_HOST": app.URL, "DATABRICKS_CLIENT_ID": secret,
-			"DATABRICKS_CLIENT_SECRET": fakeClientID}, "", []string{"--mode", "external"}},
+		{"external mode, SDK error", map[string]string{"DATABRICKS_HOST": api, "DATABRICKS_CLIENT_ID": secret,
+			"DATABRICKS_CLIENT_SECRET": clientID}, "", []string{"--mode", "external"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, command := range [][]string{{"whoami"}, {"whoami", "--json"}, {"doctor"}, {"doctor", "--json"}, {"token"}, {"call", "/api/health"}} {
-				args := append(append(append([]string{}, tt.args...), "--url", app.URL), command...)
+				args := append(append(append([]string{}, tt.args...), "--url", api), command...)
 				r := runCallerStdin(t, tt.env, tt.stdin, args...)
 				assert.NotEqual(t, exitOK, r.code, "the swapped credentials get no token")
 				for _, out := range []string{r.stdout, r.stderr} {

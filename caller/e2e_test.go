@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,93 +24,9 @@ import (
 	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
-	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
-// End-to-end: the emulated workspace and its Apps proxies, the real app (app/) behind api-app, and the caller run
-// in-process. Everything listens on 127.0.0.1 ports chosen at start and stops with the test.
-
-// emulator is a running workspace with the app attached and the signed-in user's CLI profile written.
-type emulator struct {
-	ws    *workspace.Workspace
-	state workspace.State
-	home  string // HOME for the caller: where `caller login` caches tokens
-}
-
-func startEmulator(t *testing.T, lifetime time.Duration) *emulator {
-	t.Helper()
-	ws, _ := emulated.Start(t, workspace.Options{TokenLifetime: lifetime})
-	self, err := os.Executable()
-	require.NoError(t, err)
-	_, err = ws.WriteProfile(t.TempDir(), self) // this test binary doubles as the CLI stand-in (see TestMain)
-	require.NoError(t, err)
-	e := &emulator{ws: ws, state: ws.State(), home: t.TempDir()}
-	require.NoError(t, ws.SetUpstream("api-app", startAPIApp(t, e, "127.0.0.1:0").URL))
-	e.state = ws.State()
-	return e
-}
-
-// env is a caller environment: HOME, the emulator's CLI profile, plus extra.
-func (e *emulator) env(extra ...string) map[string]string {
-	env := map[string]string{"HOME": e.home, "DATABRICKS_CONFIG_FILE": e.state.ConfigFile}
-	for i := 0; i+1 < len(extra); i += 2 {
-		env[extra[i]] = extra[i+1]
-	}
-	return env
-}
-
-// spEnv is external mode's environment for one of the model's service principals.
-func (e *emulator) spEnv(name string) map[string]string {
-	sp := e.state.ServicePrincipals[name]
-	return e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", sp.ClientID, "DATABRICKS_CLIENT_SECRET", sp.ClientSecret)
-}
-
-// startAPIApp runs app/ at addr as api-app's service principal would (the platform's environment), and returns it
-// once /api/health answers; the test's end, or its Stop, sends SIGTERM.
-func startAPIApp(t *testing.T, e *emulator, addr string) *testkit.App {
-	t.Helper()
-	return testkit.StartAppAt(t, testkit.Build(t, "app"), addr, emulated.AppEnv(e.ws, "api-app"))
-}
-
-// startCallerApp runs `caller serve` in-process as caller-app (app mode: the platform's env for its service
-// principal, TARGET_APP from its app resource) and attaches it to caller-app's proxy.
-func startCallerApp(t *testing.T, e *emulator) (url string) {
-	t.Helper()
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
-	sp := e.state.ServicePrincipals["caller-app"]
-	env := map[string]string{"DATABRICKS_HOST": e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID": sp.ClientID,
-		"DATABRICKS_CLIENT_SECRET": sp.ClientSecret, "DATABRICKS_APP_NAME": "caller-app", "TARGET_APP": "api-app", "HOME": t.TempDir()}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logs := &testkit.Buffer{}
-	go func() {
-		done <- run(ctx, []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--timeout", "20s"},
-			func(k string) string { return env[k] }, strings.NewReader(""), logs, logs)
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-done:
-			assert.NoError(t, err, "serve stops cleanly on SIGTERM (context cancel)")
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop within 15 s")
-		}
-		assert.NotContains(t, logs.String(), "eyJ", "serve's logs hold no token")
-		assert.NotContains(t, logs.String(), sp.ClientSecret)
-	})
-	url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(url + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond)
-	require.NoError(t, e.ws.SetUpstream("caller-app", url))
-	return url
-}
+// End-to-end: each mode and command as the README walks them, against the emulated workspace.
 
 func whoAmIJSON(t *testing.T, r result) identity.WhoAmI {
 	t.Helper()
@@ -233,8 +146,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(appYAML, &spec))
 
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	sp := e.state.ServicePrincipals["caller-app"]
 	logs := &testkit.Buffer{}
 	tmp := t.TempDir() // where app.yaml's command joins the parts (mktemp -d): removed after the app stops
@@ -267,8 +179,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 func TestE2EFailures(t *testing.T) {
 	e := startEmulator(t, 0)
 	short := startEmulator(t, 2*time.Second) // for a token that expires during the test
-	closedPort, err := workspace.FreePort()
-	require.NoError(t, err)
+	closedPort := testkit.FreePort(t)
 
 	expired := runCaller(t, short.spEnv("external-service"), "--mode", "external", "token")
 	require.Equal(t, exitOK, expired.code)
@@ -299,7 +210,7 @@ func TestE2EFailures(t *testing.T) {
 		{"refused path", e.spEnv("external-service"), []string{"--mode", "external", "--app", "api-app", "call", "/logz"}, exitUsage,
 			[]string{"does not start with /api/"}},
 		{"nothing listening", e.spEnv("external-service"), []string{"--mode", "external", "--url", fmt.Sprintf("http://127.0.0.1:%d", closedPort), "whoami"},
-			exitNetwork, []string{"nothing is listening at 127.0.0.1:", "outbound HTTPS", "HTTPS_PROXY"}},
+			exitNetwork, []string{fmt.Sprintf("nothing is listening at 127.0.0.1:%d", closedPort), "outbound HTTPS", "HTTPS_PROXY"}},
 		{"bad secret", e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID", noAccess.ClientID, "DATABRICKS_CLIENT_SECRET", "wrong"),
 			[]string{"--mode", "external", "--app", "api-app", "whoami"}, exitAuth, []string{"cannot get a token", "external mode"}},
 	}
@@ -325,63 +236,23 @@ func TestE2EFailures(t *testing.T) {
 	})
 }
 
-func TestE2ERetriesThroughTheProxy(t *testing.T) {
-	e := startEmulator(t, 0)
-	var calls atomic.Int32
-	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) <= 2 {
-			w.Header().Set("Retry-After", "0")
-			jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable, Message: "warming up"})
-			return
-		}
-		jsonhttp.Write(w, http.StatusOK, map[string]string{"user": r.Header.Get(identity.HeaderUser)})
-	}))
-	t.Cleanup(flaky.Close)
-	require.NoError(t, e.ws.SetUpstream("api-app", flaky.URL))
-	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--app", "api-app", "call", "/api/anything")
-	require.Equal(t, exitOK, r.code, r.String())
-	assert.Contains(t, r.stdout, "2001@"+e.state.WorkspaceID)
-	assert.Equal(t, int32(3), calls.Load())
-	assert.Contains(t, r.stderr, "retry 2/3")
-}
-
-// headlessBrowser is stderr for `caller login --no-browser`: when the authorization URL appears, it "opens" it as
-// the user's browser would, following the workspace's redirect to the caller's loopback callback.
-type headlessBrowser struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	opened bool
-	fail   func(error)
-}
-
+// authorizeURL is the workspace authorization URL that `caller login --no-browser` prints.
 var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize\?\S+`)
-
-func (b *headlessBrowser) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if u := authorizeURL.FindString(b.buf.String()); u != "" && !b.opened {
-		b.opened = true
-		_ = workspace.HeadlessBrowser(b.fail)(u)
-	}
-	return len(p), nil
-}
 
 func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
 	t.Helper()
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b := &headlessBrowser{fail: func(err error) { t.Errorf("browser: %v", err); cancel() }}
+	// stderr "opens" the authorization URL once it appears, as the user's browser would, following the workspace's
+	// redirect to the caller's loopback callback.
+	browser := workspace.HeadlessBrowser(func(err error) { t.Errorf("browser: %v", err); cancel() })
+	stderr := &watchWriter{pattern: authorizeURL, then: func(u string) { _ = browser(u) }}
 	var stdout bytes.Buffer
 	args := append([]string{"--profile", "emulator", "login", "--scopes", scopes, "--no-browser", "--port", fmt.Sprint(port)}, extra...)
 	env := e.env()
-	err = run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, b)
-	r := result{stdout: stdout.String(), stderr: b.buf.String(), code: exitCode(err)}
-	t.Logf("caller %s → exit %d\n%s\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	assertNoSecrets(t, r, args)
-	return r
+	err := run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, stderr)
+	return ran(t, args, stdout.String(), stderr.String(), err)
 }
 
 // appScopes are the emulated api-app's user authorization scopes.
@@ -457,8 +328,7 @@ func TestE2ELoginTokenRefreshes(t *testing.T) {
 
 func TestE2EDoctor(t *testing.T) {
 	e := startEmulator(t, 0)
-	closedPort, err := workspace.FreePort()
-	require.NoError(t, err)
+	closedPort := testkit.FreePort(t)
 
 	r := runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--app", "api-app", "doctor")
 	assert.Equal(t, exitOK, r.code, r.String())

@@ -3,55 +3,18 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // Fault tests: the workspace going away and coming back, the app restarting under a caller that retries.
-
-// stopWorkspace closes the emulated workspace (its token endpoint and app proxies with it: one process serves them
-// all, as one workspace) and returns restart, which starts it again on the same addresses with the same model and
-// upstreams. Tokens issued before are not valid after: the new workspace has a new signing key.
-func (e *emulator) stopWorkspace(t *testing.T) (restart func()) {
-	t.Helper()
-	cfg := e.ws.Config()
-	wsURL, err := url.Parse(e.state.WorkspaceHost)
-	require.NoError(t, err)
-	cfg.Workspace.Host = wsURL.Host
-	upstreams := map[string]string{}
-	for i, app := range cfg.Apps {
-		u, err := url.Parse(e.ws.AppURL(app.Name))
-		require.NoError(t, err)
-		cfg.Apps[i].Port, err = strconv.Atoi(u.Port())
-		require.NoError(t, err)
-		upstreams[app.Name] = e.ws.Upstream(app.Name)
-	}
-	require.NoError(t, e.ws.Close())
-	return func() {
-		t.Helper()
-		ws, err := workspace.Start(t.Context(), workspace.Options{Config: cfg})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = ws.Close() })
-		_, err = ws.WriteProfile(filepath.Dir(e.state.ConfigFile), "") // the same profile; the stand-in is already there
-		require.NoError(t, err)
-		for app, u := range upstreams {
-			if u != "" {
-				require.NoError(t, ws.SetUpstream(app, u))
-			}
-		}
-		e.ws = ws
-	}
-}
 
 // TestStressTokenEndpointDown: with the workspace's token endpoint unreachable, the caller gives up within --timeout
 // (not the SDK's 300 s of connection retries, nor one retry budget per discovery step) with the network exit code
@@ -63,7 +26,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 		"local":    {"--mode", "local", "--profile", "emulator"},
 	}
 	env := map[string]map[string]string{"external": e.spEnv("external-service"), "local": e.env()}
-	restart := e.stopWorkspace(t)
+	require.NoError(t, e.ws.Down()) // unreachable: its listener is closed; the app proxies still serve
 
 	const timeout = 4 * time.Second
 	for _, mode := range []string{"external", "local"} {
@@ -81,7 +44,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 			assert.Less(t, took, timeout+3*time.Second, "bounded by --timeout")
 		})
 	}
-	restart()
+	require.NoError(t, e.ws.Up())
 	for _, mode := range []string{"external", "local"} {
 		t.Run(mode+" once back", func(t *testing.T) {
 			r := runCaller(t, env[mode], append(modes[mode], "--app", "api-app", "whoami")...)
@@ -95,8 +58,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 // port while a caller is retrying; the call succeeds within the retry budget.
 func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	e := startEmulator(t, 0)
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
+	port := testkit.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	app := startAPIApp(t, e, addr)
 	require.NoError(t, e.ws.SetUpstream("api-app", app.URL))
@@ -104,7 +66,7 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 
 	// The caller's first attempt meets the 502; the app restarts when the caller says it will retry.
 	saw502 := make(chan struct{})
-	stderr := &watchWriter{want: "502 Bad Gateway: retry 1/", seen: saw502}
+	stderr := &watchWriter{pattern: regexp.MustCompile("502 Bad Gateway: retry 1/"), then: func(string) { close(saw502) }}
 	var stdout bytes.Buffer
 	args := []string{"--mode", "external", "--url", e.state.Apps["api-app"].URL, "--retries", "6", "--timeout", "30s", "whoami"}
 	env := e.spEnv("external-service")
@@ -126,38 +88,11 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("the caller did not finish")
 	}
-	r := result{stdout: stdout.String(), stderr: stderr.String(), code: exitCode(runErr)}
-	t.Logf("caller %s → exit %d\n%s\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	assertNoSecrets(t, r, args)
+	r := ran(t, args, stdout.String(), stderr.String(), runErr)
 	require.Equal(t, exitOK, r.code, r.String())
 	assert.Contains(t, r.stdout, "The app saw you as 2001@"+e.state.WorkspaceID)
 	retries := strings.Count(r.stderr, "502 Bad Gateway: retry ")
 	t.Logf("502s retried before the app was back: %d", retries)
 	assert.GreaterOrEqual(t, retries, 1)
 	assert.Less(t, retries, 6, "within the retry budget")
-}
-
-// watchWriter collects what is written and closes seen the first time want appears.
-type watchWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	want string
-	seen chan struct{}
-	once sync.Once
-}
-
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if strings.Contains(w.buf.String(), w.want) {
-		w.once.Do(func() { close(w.seen) })
-	}
-	return len(p), nil
-}
-
-func (w *watchWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }

@@ -6,10 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,16 +22,17 @@ import (
 // An answer larger than the caller reads is a failure naming the limit, never a silent cut: `caller call` once printed
 // the first 10 MiB of a 1 GiB answer and exited 0.
 func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	for _, path := range []string{"/api/huge", "/api/huge-length"} {
-		t.Run(path, func(t *testing.T) {
-			r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "call", path)
+	e := startEmulator(t, 0)
+	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
+	for _, chunked := range []bool{true, false} { // streamed as it is made, or with its Content-Length
+		t.Run(fmt.Sprintf("chunked=%t", chunked), func(t *testing.T) {
+			e.inject(t, workspace.Fault{App: "api-app", Path: "/api/huge", BodyBytes: 1 << 30, Chunked: chunked})
+			r := runCaller(t, env, "--mode", "external", "--url", api, "call", "/api/huge")
 			assert.Equal(t, exitServer, r.code, r.String())
 			assert.Contains(t, r.stderr, "larger than 10 MiB")
 			assert.Zero(t, len(r.stdout), "nothing on stdout")
 
-			r = runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--json", "call", path)
+			r = runCaller(t, env, "--mode", "external", "--url", api, "--json", "call", "/api/huge")
 			assert.Equal(t, exitServer, r.code, r.String())
 			var f struct {
 				OK    bool   `json:"ok"`
@@ -50,40 +49,20 @@ func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
 // calls at once took it to 2.3 GiB of RSS. Now it reads at most 1 MiB of an answer, refuses more with 502 naming the
 // limit, and works on a bounded number of calls at once. It runs as a child process so that its RSS is its own.
 func TestServeBoundsLargeAnswers(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
-	bin := testkit.Build(t, "caller")
-	port, err := workspace.FreePort()
-	require.NoError(t, err)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--timeout", "20s")
-	cmd.Env = []string{"HOME=" + t.TempDir(), "DATABRICKS_HOST=" + ws.URL, "DATABRICKS_CLIENT_ID=" + fakeClientID,
-		"DATABRICKS_CLIENT_SECRET=" + fakeSecret, "TARGET_APP_URL=" + app.URL}
-	logs := &testkit.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	e := startEmulator(t, 0)
+	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/huge", BodyBytes: 1 << 30, Chunked: true})
+	sp := e.state.ServicePrincipals["external-service"]
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	serve := testkit.StartProcess(t, []string{testkit.Build(t, "caller"), "serve", "--listen", addr, "--timeout", "20s"}, "",
+		[]string{"HOME=" + t.TempDir(), "DATABRICKS_HOST=" + e.state.WorkspaceHost, "DATABRICKS_CLIENT_ID=" + sp.ClientID,
+			"DATABRICKS_CLIENT_SECRET=" + sp.ClientSecret, "TARGET_APP_URL=" + e.state.Apps["api-app"].URL})
+	base := "http://" + addr
+	(&testkit.App{Process: serve, URL: base}).WaitHealthy(t)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		assert.NotContains(t, logs.String(), fakeSecret)
+		assert.NoError(t, serve.Stop(t), "serve drains and exits on SIGTERM")
+		testkit.AssertNoSecrets(t, serve.Stdout.String()+serve.Stderr.String(), sp.ClientSecret)
 	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/api/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond, "serve did not start:\n%s", &logs)
-	pid := cmd.Process.Pid
-	idle := testkit.ProcStatusKB(t, pid, "VmRSS")
+	idle := testkit.ProcStatusKB(t, serve.PID(), "VmRSS")
 
 	const concurrency, rounds = 8, 3
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: concurrency}}
@@ -116,7 +95,7 @@ func TestServeBoundsLargeAnswers(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	peak := testkit.ProcStatusKB(t, pid, "VmHWM")
+	peak := testkit.ProcStatusKB(t, serve.PID(), "VmHWM")
 	t.Logf("%d rounds of %d concurrent calls for a 1 GiB answer: statuses %v; RSS idle %d MiB, peak %d MiB",
 		rounds, concurrency, statuses, idle>>10, peak>>10)
 	assert.Empty(t, unexpected[:min(len(unexpected), 3)], "%d unexpected answers: each is a 502 naming the limit", len(unexpected))

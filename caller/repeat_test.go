@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,15 +98,16 @@ func TestStressTokenReuse(t *testing.T) {
 }
 
 func TestRepeatSummaryAndFirstFailure(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := newFakeApp(t, ws)
+	e := startEmulator(t, 0)
+	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 
-	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--repeat", "5", "call", "/api/whoami")
+	tokens := e.ws.RequestCount(workspace.PathToken)
+	r := runCaller(t, env, "--mode", "external", "--url", api, "--repeat", "5", "call", "/api/whoami")
 	require.Equal(t, exitOK, r.code, r.String())
-	assert.Regexp(t, `^5 requests GET `+app.URL+`/api/whoami: 5×200, p50 \d+\.\d{3} ms, p99 \d+\.\d{3} ms \(external mode, auth type oauth-m2m\)\n$`, r.stdout)
-	assert.Len(t, ws.tokens(), 1, "one token for the five")
+	assert.Regexp(t, `^5 requests GET `+regexp.QuoteMeta(api)+`/api/whoami: 5×200, p50 \d+\.\d{3} ms, p99 \d+\.\d{3} ms \(external mode, auth type oauth-m2m\)\n$`, r.stdout)
+	assert.Equal(t, tokens+1, e.ws.RequestCount(workspace.PathToken), "one token for the five")
 
-	r = runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--repeat", "5", "--json", "whoami")
+	r = runCaller(t, env, "--mode", "external", "--url", api, "--repeat", "5", "--json", "whoami")
 	require.Equal(t, exitOK, r.code, r.String())
 	var sum map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &sum))
@@ -113,8 +116,9 @@ func TestRepeatSummaryAndFirstFailure(t *testing.T) {
 	assert.Contains(t, sum, "p50_ms")
 	assert.Contains(t, sum, "p99_ms")
 
-	r = runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--repeat", "5", "--retries", "0", "call", "/api/boom")
+	boom := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/boom", Status: http.StatusInternalServerError})
+	r = runCaller(t, env, "--mode", "external", "--url", api, "--repeat", "5", "--retries", "0", "call", "/api/boom")
 	assert.Equal(t, exitServer, r.code)
 	assert.Contains(t, r.stderr, "caller: request 1 of 5: 500 Internal Server Error")
-	assert.Equal(t, 1, app.count("/api/boom"), "the first failure stops the run")
+	assert.Equal(t, 1, boom.Hits(), "the first failure stops the run")
 }

@@ -49,10 +49,10 @@ func terminalControls(s string) []string {
 // the same through C1's CSI, and a byte that is not UTF-8.
 const hostile = "\x1b[2J\x1b]0;pwned\x07\x1b[1A\rcaller: all good\n\u009b31m\x7f\xff"
 
-// A server's text reaches the terminal escaped on every output path: answers, errors, identities, retry notes, in
-// text and in --json.
-func TestServerTextCannotDriveTheTerminal(t *testing.T) {
-	ws := newFakeWorkspace(t)
+// startHostileApp puts an app that sends a terminal hostile text on every output path behind api-app's proxy. It is
+// the app under test here, not a stand-in for one: no fault of the emulator answers a 200 of the app's own making.
+func startHostileApp(t *testing.T, e *emulator) *httptest.Server {
+	t.Helper()
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/text":
@@ -80,18 +80,34 @@ func TestServerTextCannotDriveTheTerminal(t *testing.T) {
 		}
 	}))
 	t.Cleanup(app.Close)
-	runs := [][]string{
-		{"call", "/api/text"}, {"call", "/api/json"}, {"whoami"}, {"call", "/api/error"},
-		{"--retries", "1", "call", "/api/status"},
+	require.NoError(t, e.ws.SetUpstream("api-app", app.URL))
+	return app
+}
+
+// A server's text reaches the terminal escaped on every output path: answers, errors, identities, retry notes, in
+// text and in --json.
+func TestServerTextCannotDriveTheTerminal(t *testing.T) {
+	e := startEmulator(t, 0)
+	app := startHostileApp(t, e)
+	api := e.state.Apps["api-app"].URL
+	runs := []struct {
+		url  string
+		args []string
+	}{
+		{api, []string{"call", "/api/text"}}, {api, []string{"call", "/api/json"}}, {api, []string{"whoami"}},
+		{api, []string{"call", "/api/error"}},
+		// The Apps proxy writes a status line of its own: a reason phrase reaches the caller from a server it calls
+		// directly (--url), such as a proxy on the way.
+		{app.URL, []string{"--retries", "1", "call", "/api/status"}},
 	}
-	for _, args := range runs {
+	for _, run := range runs {
 		for _, asJSON := range []bool{false, true} {
-			full := append([]string{"--mode", "external", "--url", app.URL}, args...)
+			full := append([]string{"--mode", "external", "--url", run.url}, run.args...)
 			if asJSON {
 				full = append(full, "--json")
 			}
 			t.Run(strings.Join(full[4:], " "), func(t *testing.T) {
-				r := runCaller(t, externalEnv(ws), full...)
+				r := runCaller(t, e.spEnv("external-service"), full...)
 				assert.NotEmpty(t, r.stdout+r.stderr)
 				assert.Empty(t, terminalControls(r.stdout), "stdout:\n%s", r.stdout)
 				assert.Empty(t, terminalControls(r.stderr), "stderr:\n%s", r.stderr)
@@ -110,12 +126,9 @@ func TestServerTextCannotDriveTheTerminal(t *testing.T) {
 // --json keeps the meaning of a server's text: escaped, it decodes to what the server sent (bytes that are not
 // UTF-8 become U+FFFD, as encoding/json makes them).
 func TestJSONOutputKeepsTheServersText(t *testing.T) {
-	ws := newFakeWorkspace(t)
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		jsonhttp.Write(w, http.StatusOK, map[string]string{"note": hostile})
-	}))
-	t.Cleanup(app.Close)
-	r := runCaller(t, externalEnv(ws), "--mode", "external", "--url", app.URL, "--json", "call", "/api/json")
+	e := startEmulator(t, 0)
+	startHostileApp(t, e)
+	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", e.state.Apps["api-app"].URL, "--json", "call", "/api/json")
 	require.Equal(t, exitOK, r.code, r.String())
 	var got struct {
 		Body struct{ Note string } `json:"body"`
