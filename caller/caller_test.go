@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
@@ -33,13 +31,7 @@ import (
 // Run under the name databricks, the test binary is the emulator's Databricks CLI stand-in: the e2e tests install
 // a copy of it next to the emulator's profile, which saves building another SDK binary.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == workspace.CLIFileName {
-		if err := databrickscli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "databricks:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	emulated.ServeAsCLI()
 	_, cleanup := testkit.IsolateProcess()
 	code := testkit.Run(m) // removes what the tests built
 	cleanup()

@@ -13,9 +13,9 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
-	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // What the examples take from their surroundings, as a program takes it from its configuration or a secret store
@@ -37,13 +37,7 @@ var (
 // with the CLI profile my-env, and the platform's environment of caller-app for FromApp. Run under the name
 // databricks, the test binary is the emulator's Databricks CLI stand-in, which Local's profile runs.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == workspace.CLIFileName {
-		if err := databrickscli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "databricks:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	emulated.ServeAsCLI()
 	os.Exit(runWithEmulator(m))
 }
 

@@ -4,13 +4,18 @@
 package emulated
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
+	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
@@ -64,4 +69,19 @@ func M2MToken(t testing.TB, ws *workspace.Workspace, sp, scope string) string {
 	t.Helper()
 	p := ws.State().ServicePrincipals[sp]
 	return testkit.ClientCredentials(t, ws.URL()+workspace.PathToken, p.ClientID, p.ClientSecret, scope)
+}
+
+// ServeAsCLI makes a test binary the emulator's Databricks CLI stand-in when it runs under that name, which saves
+// building one: a test installs a copy of its own binary beside the profile the emulator writes
+// ([workspace.Workspace.WriteProfile]), and the SDK's databricks-cli auth runs it. Call it first in TestMain; it
+// returns only when the binary runs as itself.
+func ServeAsCLI() {
+	if filepath.Base(os.Args[0]) != workspace.CLIFileName {
+		return
+	}
+	if err := databrickscli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "databricks:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
