@@ -135,7 +135,7 @@ func (s *session) tokenChecks(ctx context.Context, t *appclient.Target) []string
 	claims, ok := s.tokenClaims(ctx)
 	if fix := federationFix(claims.Issuer, c.hostOrEmpty()); ok && fix != "" {
 		// The likeliest cause by far: put it first.
-		checks = append([]string{"the token is a Databricks OAuth token: it was issued by " + oneLine(claims.Issuer) +
+		checks = append([]string{"the token is a Databricks OAuth token: it is NOT, it was issued by " + oneLine(claims.Issuer) +
 			", not by the workspace; " + fix}, checks...)
 	}
 	switch {
