@@ -1,8 +1,9 @@
 package logbuffer
 
 import (
+	"bufio"
 	"fmt"
-	"strings"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -11,30 +12,26 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// lockedBuffer is what Writer writes to, read while it writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
+// Writer writes into a pipe whose other end the test reads line by line, so what reaches the output is seen as it
+// arrives, with no shared buffer to lock.
 func TestWriterFlushesPeriodicallyAndOnClose(t *testing.T) {
-	out := &lockedBuffer{}
-	b := New(out, 20*time.Millisecond)
+	r, w := io.Pipe()
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		for sc := bufio.NewScanner(r); sc.Scan(); {
+			lines <- sc.Text()
+		}
+	}()
+	b := New(w, 20*time.Millisecond)
 	_, err := b.Write([]byte("first\n"))
 	require.NoError(t, err)
-	assert.Eventually(t, func() bool { return out.String() == "first\n" }, 5*time.Second, 5*time.Millisecond)
+	select {
+	case line := <-lines:
+		assert.Equal(t, "first", line)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first line was not flushed within 5 s")
+	}
 
 	var wg sync.WaitGroup
 	for i := range 50 {
@@ -42,5 +39,13 @@ func TestWriterFlushesPeriodicallyAndOnClose(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, b.Close())
-	assert.Len(t, out.String(), len("first\n")+50*len("line 00\n"), "every line written whole")
+	require.NoError(t, w.Close())
+	var rest []string
+	for line := range lines {
+		rest = append(rest, line)
+	}
+	assert.Len(t, rest, 50)
+	for _, line := range rest {
+		assert.Regexp(t, `^line \d\d$`, line, "every line written whole")
+	}
 }
