@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -34,10 +35,26 @@ func (w *Workspace) controlRoutes(r chi.Router) {
 	r.Post(PathDown, w.handleDown())
 }
 
-// fromLocalMachine reports whether r comes from this machine, the only one the emulator's own tools serve.
+// fromLocalMachine reports whether r comes from this machine and names it, the only machine the emulator's own tools
+// serve: a loopback client that asked for a loopback host. The Host check keeps out a web page whose name its
+// owner's DNS points at 127.0.0.1 once the page is loaded (DNS rebinding): its requests come from loopback, and pass
+// as same-origin, but name the page's host.
 func fromLocalMachine(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	return err == nil && net.ParseIP(host).IsLoopback()
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	return err == nil && net.ParseIP(client).IsLoopback() && isLoopbackHost(r.Host)
+}
+
+// isLoopbackHost reports whether a Host header ("127.0.0.1:8080", "[::1]:80", "localhost:3000") names this machine.
+func isLoopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func localOnly(next http.Handler) http.Handler {

@@ -3,6 +3,7 @@ package workspace
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -131,6 +132,28 @@ func TestControlAPI(t *testing.T) {
 			assert.Equal(t, http.StatusForbidden, rec.Code, path)
 			assert.Contains(t, rec.Body.String(), "the local machine only", path)
 		}
+	})
+	t.Run("not under another host name (DNS rebinding)", func(t *testing.T) {
+		// What a browser sends from http://rebind.example:PORT once that name's DNS answers 127.0.0.1: a loopback
+		// client, same-origin headers, and the page's host in Host.
+		_, port, err := net.SplitHostPort(strings.TrimPrefix(w.URL(), "http://"))
+		require.NoError(t, err)
+		host := "rebind.example:" + port
+		for path, body := range map[string]string{PathFaults: `{"path":"/","status":503}`,
+			PathRevoke: `{"principal":"external-service"}`, PathDown: `{"for":"1s"}`} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, w.URL()+path, strings.NewReader(body))
+			require.NoError(t, err)
+			req.Host = host
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Origin", "http://"+host)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode, path)
+		}
+		assert.Empty(t, w.Faults())
+		assert.NoError(t, me(), "still up, and the token not revoked")
 	})
 	t.Run("not from another origin", func(t *testing.T) {
 		resp, body := send(t, http.MethodPost, w.URL()+PathDown, `{"for":"1s"}`, http.Header{

@@ -481,6 +481,15 @@ func TestMintRefusals(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, rec.Code)
 		assert.NotContains(t, rec.Body.String(), "id_token")
 	})
+	t.Run("from a page under another host name (DNS rebinding)", func(t *testing.T) {
+		req := httptest.NewRequest(http.MethodPost, "/idp/ci/token", strings.NewReader("subject="+url.QueryEscape(ciMain)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr, req.Host = "127.0.0.1:40000", "rebind.example:8080"
+		rec := httptest.NewRecorder()
+		w.routes().ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusForbidden, rec.Code)
+		assert.NotContains(t, rec.Body.String(), "id_token")
+	})
 	_, err := MintIdentityToken(t.Context(), endpoint, "repo:evil/x", "", 0)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "invalid_request")
