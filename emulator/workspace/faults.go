@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -313,7 +314,7 @@ func (w *Workspace) playFaults(next http.Handler) http.Handler {
 			return
 		}
 		w.logFault(f, hit, r)
-		released, err := f.hold(r.Context(), w.ctx.Done())
+		released, err := f.hold(r.Context(), r, w.ctx.Done())
 		switch {
 		case released:
 			next.ServeHTTP(rw, r)
@@ -335,7 +336,7 @@ func (p *appProxy) playFault(rw http.ResponseWriter, r *http.Request, who princi
 	p.ws.logFault(f, hit, r)
 	ctx, cancel := context.WithTimeout(r.Context(), p.ws.timeout)
 	defer cancel()
-	released, err := f.hold(ctx, p.ws.ctx.Done())
+	released, err := f.hold(ctx, r, p.ws.ctx.Done())
 	switch {
 	case released:
 		return false
@@ -356,9 +357,20 @@ func (w *Workspace) logFault(f *InjectedFault, hit int64, r *http.Request) {
 
 // hold keeps a request for the fault's Delay, or for good if it stalls, until ctx ends (err is its error), the
 // workspace closes (errClosing) or the fault is cleared (released).
-func (f *InjectedFault) hold(ctx context.Context, closing <-chan struct{}) (released bool, err error) {
+//
+// It reads the request's body first (up to maxHeldBody) and gives the handler the same bytes after. net/http notices
+// a client that hangs up, or a listener that Down closed, only once the handler has read the body: unread, a held
+// POST would outlive its client and run its handler when the fault is cleared, for no one.
+func (f *InjectedFault) hold(ctx context.Context, r *http.Request, closing <-chan struct{}) (released bool, err error) {
 	if !f.fault.Stall && f.fault.Delay == 0 {
 		return false, nil
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		read, _ := io.ReadAll(io.LimitReader(r.Body, maxHeldBody)) // an error is read again from the rest
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(read), r.Body), r.Body}
 	}
 	var elapsed <-chan time.Time // never, for a stall
 	if !f.fault.Stall {
@@ -400,6 +412,9 @@ func (f *InjectedFault) answer(rw http.ResponseWriter, r *http.Request) bool {
 	}
 	return true
 }
+
+// maxHeldBody is how much of a held request's body hold reads ahead: a workspace file import and its form.
+const maxHeldBody = MaxFileSize + 1<<20
 
 // errorCodeOf is the error_code Databricks sends with an error status.
 func errorCodeOf(status int) string {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -455,4 +457,64 @@ func TestFaultValidation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, http.MethodPost, f.Fault().Method)
 	assert.Equal(t, "1", f.ID())
+}
+
+// A held POST ends with its client, and with Down: its handler never runs later for no one. net/http watches the
+// connection only once the body is read, so the fault reads it first.
+func TestHeldRequestsEndWithTheirClient(t *testing.T) {
+	w, logs := startWorkspace(t, Options{})
+	token := m2mToken(t, w, "external-service")
+	home := homeOf(t, w, "external-service")
+	mkdirs := func(ctx context.Context, dir string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL()+PathWorkspaceMkdirs,
+			strings.NewReader(`{"path":"`+dir+`"}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req) // a connection of its own
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	ended := func(n int) func() bool { // the access log's line comes once the handler has returned
+		return func() bool {
+			return strings.Count(logs.String(), `msg="workspace request" method=POST path=`+PathWorkspaceMkdirs) >= n
+		}
+	}
+	exists := func(dir string) bool {
+		resp, _ := call(t, http.MethodGet, w.URL()+PathWorkspaceGetStatus+"?path="+url.QueryEscape(dir), bearer(token))
+		return resp.StatusCode == http.StatusOK
+	}
+
+	t.Run("the client gives up", func(t *testing.T) {
+		stall, err := w.InjectFault(Fault{Method: http.MethodPost, Path: PathWorkspaceMkdirs, Stall: true})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		require.Error(t, mkdirs(ctx, home+"/after-the-client-left"))
+		require.Eventually(t, ended(1), 10*time.Second, 10*time.Millisecond, "the held request did not end")
+		stall.Clear()
+		assert.False(t, exists(home+"/after-the-client-left"), "the abandoned request ran after all")
+	})
+	t.Run("the workspace goes down", func(t *testing.T) {
+		stall, err := w.InjectFault(Fault{Method: http.MethodPost, Path: PathWorkspaceMkdirs, Stall: true})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- mkdirs(t.Context(), home+"/after-the-workspace-went-down") }()
+		require.Eventually(t, func() bool { return stall.Hits() == 1 }, 10*time.Second, 10*time.Millisecond)
+		require.NoError(t, w.Down())
+		assert.Error(t, <-done, "Down closes the connections open on the workspace")
+		require.Eventually(t, ended(2), 10*time.Second, 10*time.Millisecond, "the held request outlived Down")
+		stall.Clear()
+		require.NoError(t, w.Up())
+		assert.False(t, exists(home+"/after-the-workspace-went-down"), "the request held over Down ran after all")
+	})
+	t.Run("a released request still has its body", func(t *testing.T) {
+		delay, err := w.InjectFault(Fault{Method: http.MethodPost, Path: PathWorkspaceMkdirs, Delay: 20 * time.Millisecond})
+		require.NoError(t, err)
+		defer delay.Clear()
+		require.NoError(t, mkdirs(t.Context(), home+"/after-a-delay"))
+		assert.True(t, exists(home+"/after-a-delay"))
+	})
 }

@@ -119,3 +119,22 @@ func TestWorkspaceDownAndUp(t *testing.T) {
 	assert.ErrorIs(t, w.Up(), errClosing)
 	assert.ErrorIs(t, w.Down(), errClosing)
 }
+
+// Down stays down until Up, even after a timed down, and no app is given the workspace's port meanwhile.
+func TestDownAfterATimedDownStaysDown(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	status, _ := control(t, w, http.MethodPost, PathDown, `{"for":"200ms"}`)
+	require.Equal(t, http.StatusAccepted, status)
+	require.NoError(t, w.Down())
+	appPorts.mu.Lock()
+	kept := appPorts.reserved[w.port()]
+	appPorts.mu.Unlock()
+	assert.True(t, kept, "the port of a workspace that is down is kept from apps")
+	time.Sleep(500 * time.Millisecond) // past the timed down's end
+	_, err := http.Get(w.URL() + PathHostMetadata)
+	require.Error(t, err, "up again without Up")
+	require.NoError(t, w.Up())
+	resp, err := http.Get(w.URL() + PathHostMetadata)
+	require.NoError(t, err)
+	resp.Body.Close()
+}

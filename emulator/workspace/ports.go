@@ -53,7 +53,14 @@ func (r *portReservations) reserve() (int, error) {
 		"starting or running", maxPortTries)
 }
 
-// release gives back a port reserve returned, once the app that got it has exited.
+// keep reserves a given port: the workspace's own while it is down (Down), so that no app is given it meanwhile.
+func (r *portReservations) keep(port int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reserved[port] = true
+}
+
+// release gives back a port reserve returned, once the app that got it has exited, or one kept.
 func (r *portReservations) release(port int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

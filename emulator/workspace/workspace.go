@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -422,16 +423,18 @@ func (w *Workspace) down(upAfter time.Duration) error {
 	if w.listenClosed {
 		return fmt.Errorf("take the workspace down: %w", errClosing)
 	}
+	if w.upTimer != nil { // a Down after a timed down stays down; a timed down after one ends when it says
+		w.upTimer.Stop()
+		w.upTimer = nil
+	}
 	var err error
 	if w.server != nil {
 		err = w.server.Close()
 		w.server = nil
+		w.ports.keep(w.port()) // no app of this process is given the port while the workspace is down
 		w.logger.Info("workspace down: its listener is closed; the app proxies still serve", "url", w.url)
 	}
 	if upAfter > 0 {
-		if w.upTimer != nil {
-			w.upTimer.Stop()
-		}
 		w.upTimer = time.AfterFunc(upAfter, func() {
 			if err := w.Up(); err != nil && !errors.Is(err, errClosing) {
 				w.logger.Error("bring the workspace up again", "err", err)
@@ -457,6 +460,7 @@ func (w *Workspace) Up() error {
 		return nil
 	}
 	addr := strings.TrimPrefix(w.url, "http://")
+	w.ports.release(w.port())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen again for the workspace on %s: %w", addr, err)
@@ -464,6 +468,13 @@ func (w *Workspace) Up() error {
 	w.server = w.serve(ln, w.handler)
 	w.logger.Info("workspace up again", "url", w.url)
 	return nil
+}
+
+// port is the workspace's own port, the one in its URL.
+func (w *Workspace) port() int {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(w.url, "http://"))
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // requestCounts counts workspace requests per path.
