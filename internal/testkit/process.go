@@ -33,6 +33,10 @@ func StartProcess(t testing.TB, argv []string, dir string, env []string) *Proces
 	if RaceEnabled {
 		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0") // a race-built child would otherwise linger 1 s at exit
 	}
+	// Its own process group, so that Stop reaches what it started too (a launcher's shell, a child of the app), and
+	// Wait stops waiting for output a leftover child keeps open 2 s after the process has exited.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second
 	p := &Process{cmd: cmd, Stdout: &Buffer{}, Stderr: &Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
 	require.NoError(t, cmd.Start())
@@ -59,21 +63,24 @@ func (p *Process) Err() error {
 	return p.err
 }
 
-// Stop sends SIGTERM, as the platform does, and returns the exit status; it kills a process that has not exited
-// 15 s later (the platform's grace) and fails the test.
+// Stop sends SIGTERM to the process, as the platform does, and returns its exit status; then it kills what is left of
+// its process group. It kills the whole group of a process that has not exited 15 s later (the platform's grace) and
+// fails the test.
 func (p *Process) Stop(t testing.TB) error {
 	t.Helper()
 	select {
 	case <-p.exited:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		return p.err
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // what it left behind in its group
 		return p.err
 	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
 		t.Error("the process did not stop within 15 s of SIGTERM")
 		return p.err

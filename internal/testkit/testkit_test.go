@@ -3,8 +3,12 @@ package testkit
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,4 +59,20 @@ func TestBuildOncePerTestBinary(t *testing.T) {
 func TestJWTPatternFindsTokensOnly(t *testing.T) {
 	require.Len(t, JWT.FindAllString("a eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.sig b", -1), 1)
 	assert.Empty(t, JWT.FindAllString("eyJ alone, and a.b.c", -1))
+}
+
+// A process that exits while a child of its own still holds its output: the test learns of the exit within the
+// wait delay, and Stop kills the child.
+func TestStopEndsWhatTheProcessLeftBehind(t *testing.T) {
+	p := StartProcess(t, []string{"/bin/sh", "-c", "sleep 30 & echo $!; exec sleep 0.1"}, "", nil)
+	select {
+	case <-p.Exited():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the exit was not seen while the child holds the output")
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(p.Stdout.String()))
+	require.NoError(t, err, "the child's pid: %q", p.Stdout.String())
+	_ = p.Stop(t)
+	require.Eventually(t, func() bool { return syscall.Kill(child, 0) != nil }, 10*time.Second, 20*time.Millisecond,
+		"the child %d outlived Stop", child)
 }
