@@ -32,7 +32,9 @@ type loadResult struct {
 	p50, p99 time.Duration
 }
 
-func (r loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+// rps is the rate of answered requests: a failure (a refused connection, a wrong answer) is not throughput, and a
+// generator retrying a dead target would otherwise report it as fast.
+func (r loadResult) rps() float64 { return float64(r.requests-r.errors) / r.elapsed.Seconds() }
 
 // answerWait is how long a run waits past its duration for the answers still in flight; those that do not come count
 // as failed.
