@@ -3,6 +3,7 @@ package workspace
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/iam"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/identity"
 )
 
 // RevokeTokens stops every token issued to a principal so far, wherever it is presented: the SDK's calls to the
@@ -150,6 +153,37 @@ func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A sign-in code the login page issued before a revocation of the user's tokens opens no session after it: the
+// browser is sent to sign in again, and that sign-in works, down to the token the proxy forwards.
+func TestRevocationStopsSignInCodesIssuedBefore(t *testing.T) {
+	w, logs := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	api := w.AppURL("api-app")
+	b := newBrowser(t)
+	callback := b.callbackURL(t, api+"/reports", "dev@example.com")
+	u, err := url.Parse(callback)
+	require.NoError(t, err)
+	code := u.Query().Get("code")
+	require.NotEmpty(t, code)
+
+	require.NoError(t, w.RevokeTokens("dev@example.com"))
+	resp, body := b.do(t, b.noFollow, http.MethodGet, callback, nil, nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Contains(t, body, "the sign-in code was revoked, with every token of its user, before it was used")
+	assert.Empty(t, resp.Cookies(), "no session cookie")
+	resp, _ = b.do(t, b.noFollow, http.MethodGet, api+"/reports", nil, nil)
+	assert.Equal(t, http.StatusFound, resp.StatusCode, "no session: back to the login page")
+
+	resp, body = b.signIn(t, api+"/reports", "dev@example.com")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	var seen echoed
+	require.NoError(t, json.Unmarshal([]byte(body), &seen))
+	forwarded := seen.Headers.Get(identity.HeaderAccessToken)
+	require.NotEmpty(t, forwarded)
+	assertWorksAtSCIMMe(t, w, forwarded, "the token forwarded for a session opened after the revocation")
+	assert.NotContains(t, logs.String(), code)
 }
 
 // revokesWhileSigning returns a function that makes the next token the workspace signs straddle a revocation of
