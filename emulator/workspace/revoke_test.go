@@ -3,6 +3,7 @@ package workspace
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"sync/atomic"
 	"testing"
@@ -184,6 +185,23 @@ func TestRevocationStopsSignInCodesIssuedBefore(t *testing.T) {
 	require.NotEmpty(t, forwarded)
 	assertWorksAtSCIMMe(t, w, forwarded, "the token forwarded for a session opened after the revocation")
 	assert.NotContains(t, logs.String(), code)
+}
+
+// A forwarded token the proxy signs for a caller whose tokens are revoked meanwhile is refused like the caller's
+// token: it carries the generation of the caller's token, not the one that began after the proxy checked it.
+func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	user := pkceLogin(t, w, "all-apis")["access_token"].(string)
+	r := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)
+	r.Header.Set("Authorization", "Bearer "+user)
+	res, terr := w.authenticate(r) // the proxy's check of the caller, before the revocation
+	require.Nil(t, terr)
+	require.NoError(t, w.RevokeTokens("dev@example.com"))
+
+	p := w.apps["api-app"].proxy
+	forwarded, err := p.forwardedToken(res, p.settings.Load())
+	require.NoError(t, err)
+	assertRevokedAtSCIMMe(t, w, forwarded)
 }
 
 // revokesWhileSigning returns a function that makes the next token the workspace signs straddle a revocation of

@@ -36,9 +36,10 @@ type accessClaims struct {
 	// tokens, so that replaying the code revokes them all (RFC 6749 section 4.1.2). M2M tokens have none.
 	Grant string `json:"grant_id,omitempty"`
 	// Generation is the subject's token generation when the grant the token stands for was made (an authorization
-	// code, which its refresh tokens keep) or, for a credential checked at once (a client secret, an identity
-	// provider's token), when it was issued: [Workspace.RevokeTokens] starts a new one, and a token of an earlier
-	// one is refused. Zero, and left out, until the subject's tokens are revoked.
+	// code, which its refresh tokens keep, a browser sign-in, the caller's token for a forwarded one) or, for a
+	// credential checked at once (a client secret, an identity provider's token), when it was issued:
+	// [Workspace.RevokeTokens] starts a new one, and a token of an earlier one is refused. Zero, and left out,
+	// until the subject's tokens are revoked.
 	Generation int64 `json:"generation,omitempty"`
 }
 
