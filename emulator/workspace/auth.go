@@ -49,7 +49,7 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 	if w.grants.isRevoked(claims.Grant) {
 		return nil, &tokenError{"the token was revoked: its authorization code was used twice; log in again"}
 	}
-	if claims.Generation < w.grants.generation(p.UserName) {
+	if w.grants.revokedSince(p.UserName, claims.Generation) {
 		return nil, &tokenError{"the token was revoked, with every other token issued to " + p.UserName +
 			" until then; get a new one"}
 	}
@@ -59,8 +59,10 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 // RevokeTokens revokes every token issued so far to a principal (a user's name, or a service principal's application
 // id or name), as an admin does after a leak: its access tokens, the proxies' forwarded tokens of a user and its
 // refresh tokens stop working at once, at the workspace's APIs and at every app's proxy, and a user's browser
-// sessions end. Tokens issued afterwards work. Cached verifications do not matter: revocation is checked on every
-// request (see authenticate).
+// sessions end. What was granted before and is used after is refused too: an authorization code or a sign-in code
+// not yet redeemed, and a redemption or a refresh under way, whose tokens carry the generation of their grant.
+// Tokens issued afterwards work. Cached verifications do not matter: revocation is checked on every request (see
+// authenticate).
 func (w *Workspace) RevokeTokens(name string) error {
 	p, ok := w.dir.named(name)
 	if !ok {

@@ -27,6 +27,9 @@ type authCode struct {
 	challenge   string // S256 code challenge
 	scopes      []string
 	expires     time.Time
+	// generation is the user's token generation when the code was issued: a revocation since voids the code, and
+	// the tokens of a redemption that straddles one are signed with it, so that authenticate refuses them.
+	generation int64
 	// grant names everything issued from this code: its access and refresh tokens, the tokens those refresh, and
 	// the proxy's forwarded tokens. A replay of the code revokes them by it.
 	grant string
@@ -40,7 +43,9 @@ type refreshGrant struct {
 	clientID string
 	scopes   []string
 	grant    string // the authorization code's grant
-	expires  time.Time
+	// generation is the authorization code's: a revocation of the user's tokens since voids the refresh token.
+	generation int64
+	expires    time.Time
 }
 
 // grants holds the workspace's authorization codes, refresh tokens and revoked grants, in memory only.
@@ -125,6 +130,7 @@ func (g *grants) newCode(c authCode) (string, bool) {
 	}
 	c.expires = g.now().Add(codeLifetime)
 	c.grant, c.spent = randomString(), false
+	c.generation = g.generation(c.user.UserName) // under mu, as revokeSubject starts a generation
 	g.codes[code] = c
 	return code, true
 }
@@ -199,6 +205,12 @@ func (g *grants) generation(subject string) int64 {
 	return gen
 }
 
+// revokedSince reports whether subject's tokens were revoked since generation, that of a token or of the grant
+// it stands for, which must then be refused.
+func (g *grants) revokedSince(subject string, generation int64) bool {
+	return generation < g.generation(subject)
+}
+
 // newRefreshToken stores r under a new refresh token that expires after the refresh token lifetime.
 func (g *grants) newRefreshToken(r refreshGrant) string {
 	token := randomString()
@@ -209,12 +221,14 @@ func (g *grants) newRefreshToken(r refreshGrant) string {
 	return token
 }
 
-// lookupRefresh returns what a refresh token presented by clientID stands for, if it is valid.
+// lookupRefresh returns what a refresh token presented by clientID stands for, if it is valid: neither expired nor
+// of a generation revoked since. revokeSubject forgets the refresh tokens it finds; one of its generation stored
+// after (by a code exchange that straddled it) is refused here.
 func (g *grants) lookupRefresh(token, clientID string) (refreshGrant, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r, ok := g.refresh[token]
-	if ok && g.now().After(r.expires) {
+	if ok && (g.now().After(r.expires) || g.revokedSince(r.user.UserName, r.generation)) {
 		delete(g.refresh, token)
 		return refreshGrant{}, false
 	}

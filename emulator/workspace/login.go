@@ -214,8 +214,9 @@ func (w *Workspace) readSignInForm(rw http.ResponseWriter, r *http.Request, form
 
 // finishSignIn sends the browser back to the app's proxy with a one-time code for the session.
 func (w *Workspace) finishSignIn(rw http.ResponseWriter, r *http.Request, t signInTarget, who principal, scopes []string) {
-	code, ok := w.sessions.newCode(browserSession{origin: t.app.url, user: who, scopes: scopes,
-		clientID: t.app.settings.Load().servicePrincipal.ApplicationID}, t.next)
+	session := browserSession{origin: t.app.url, user: who, scopes: scopes,
+		clientID: t.app.settings.Load().servicePrincipal.ApplicationID, generation: w.grants.generation(who.UserName)}
+	code, ok := w.sessions.newCode(session, t.next)
 	if !ok {
 		writePage(rw, http.StatusServiceUnavailable, page{Title: "Try again later",
 			Message: "Too many sign-ins are waiting to complete; try again in a minute."})

@@ -255,13 +255,20 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 	case !pkceValue.MatchString(f.Get("code_verifier")) || s256(f.Get("code_verifier")) != code.challenge:
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "PKCE verification failed: code_verifier does not match code_challenge")
 		return
+	case w.grants.revokedSince(code.user.UserName, code.generation):
+		w.logger.Warn("authorization code refused: its user's tokens were revoked since it was issued",
+			"user", code.user.UserName, "client_id", CLIClientID)
+		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant",
+			"the authorization code was revoked, with every token of its user, before it was exchanged; log in again")
+		return
 	}
+	// The tokens carry the code's generation: should a revocation come now, they are refused like the code.
 	refresh := ""
 	if slices.Contains(code.scopes, ScopeOfflineAccess) {
 		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes,
-			grant: code.grant})
+			grant: code.grant, generation: code.generation})
 	}
-	w.writeToken(rw, code.user, code.clientID, code.grant, code.scopes, refresh, time.Time{})
+	w.writeTokenAtGeneration(rw, code.generation, code.user, code.clientID, code.grant, code.scopes, refresh, time.Time{})
 }
 
 func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
@@ -302,11 +309,21 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w.writeToken(rw, grant.user, grant.clientID, grant.grant, scopes, next, time.Time{})
+	// The refresh token's generation, not the current one: a refresh that straddles a revocation yields a token
+	// that authenticate refuses.
+	w.writeTokenAtGeneration(rw, grant.generation, grant.user, grant.clientID, grant.grant, scopes, next, time.Time{})
 }
 
-// writeToken issues and sends an access token. notAfter, when set, caps its expiry.
+// writeToken issues and sends an access token for a credential checked just now (a client secret, an identity
+// provider's token), at the subject's current token generation. notAfter, when set, caps its expiry.
 func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string, notAfter time.Time) {
+	w.writeTokenAtGeneration(rw, w.grants.generation(p.UserName), p, clientID, grant, scopes, refresh, notAfter)
+}
+
+// writeTokenAtGeneration issues and sends an access token of a grant made at the subject's token generation
+// generation (see issuer.issueAtGeneration).
+func (w *Workspace) writeTokenAtGeneration(rw http.ResponseWriter, generation int64, p principal, clientID, grant string,
+	scopes []string, refresh string, notAfter time.Time) {
 	type response struct {
 		AccessToken  string `json:"access_token"`
 		TokenType    string `json:"token_type"`
@@ -314,7 +331,7 @@ func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, gr
 		Scope        string `json:"scope"`
 		RefreshToken string `json:"refresh_token,omitempty"`
 	}
-	token, expires, err := w.issuer.issue(p, clientID, grant, scopes, notAfter)
+	token, expires, err := w.issuer.issueAtGeneration(generation, p, clientID, grant, scopes, notAfter)
 	if err != nil {
 		w.logger.Error("issue a token", "err", err)
 		writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")

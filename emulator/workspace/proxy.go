@@ -216,7 +216,8 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 
 // forwardedToken is the user token forwarded to the app for the caller's token: issued on the first request with
 // the app's current user_api_scopes, then the same token until it expires with the caller's. A revoked or rotated
-// caller token never gets here (authenticate refuses it), and the app's copy is refused by the same checks.
+// caller token never gets here (authenticate refuses it), and the app's copy is refused by the same checks: it
+// carries the caller's grant and token generation, so a revocation after the caller was checked stops it too.
 func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (string, error) {
 	// A caller authenticated otherwise than by a bearer token has no hash to key the cache by: it gets a new token
 	// each time rather than another caller's.
@@ -226,8 +227,8 @@ func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (strin
 	if token, ok := p.forwarded.get(key, now); ok && cacheable {
 		return token, nil
 	}
-	token, expires, err := p.ws.issuer.issue(res.principal, res.claims.ClientID, res.claims.Grant,
-		settings.userAPIScopes, res.claims.ExpiresAt.Time)
+	token, expires, err := p.ws.issuer.issueAtGeneration(res.claims.Generation, res.principal, res.claims.ClientID,
+		res.claims.Grant, settings.userAPIScopes, res.claims.ExpiresAt.Time)
 	if err != nil {
 		return "", err
 	}

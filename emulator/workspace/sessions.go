@@ -46,7 +46,10 @@ type browserSession struct {
 	clientID string    // the app's OAuth client, named in the forwarded tokens
 	scopes   []string  // the user authorization scopes consented to, or none for an app without them
 	grant    string    // names the forwarded tokens: ending the session revokes them
-	expires  time.Time
+	// generation is the user's token generation when the login page issued the sign-in code: a revocation since
+	// voids the code, and the forwarded tokens carry it, as a user token carries its own.
+	generation int64
+	expires    time.Time
 }
 
 // signInCode is what a one-time code stands for until the app's proxy redeems it.
@@ -102,9 +105,13 @@ type opened struct {
 }
 
 // redeem spends a code at the proxy of origin and opens its session. A code works once, at the origin it was issued
-// for, within its lifetime: any use spends it, and a second one ends the session the first opened (RFC 6749 section
-// 4.1.2 asks the same of authorization codes). refusal says why it opened none, in words safe to show.
-func (s *sessions) redeem(code, origin string) (o opened, refusal string) {
+// for, within its lifetime, unless its user's tokens were revoked since (revokedSince is grants.revokedSince): any
+// use spends it, and a second one ends the session the first opened (RFC 6749 section 4.1.2 asks the same of
+// authorization codes). refusal says why it opened none, in words safe to show.
+//
+// RevokeTokens starts the user's new generation, then ends their sessions (endUser, under mu as redeem): a code
+// redeemed once the generation began is refused, and a session opened before is ended.
+func (s *sessions) redeem(code, origin string, revokedSince func(subject string, generation int64) bool) (o opened, refusal string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, found := s.codes[code]
@@ -122,6 +129,8 @@ func (s *sessions) redeem(code, origin string) (o opened, refusal string) {
 		return opened{}, "the sign-in code expired"
 	case c.origin != origin:
 		return opened{}, "the sign-in code was issued for another app"
+	case revokedSince(c.user.UserName, c.generation):
+		return opened{}, "the sign-in code was revoked, with every token of its user, before it was used"
 	case len(s.byID) >= maxSessions:
 		s.sweepLocked()
 		if len(s.byID) >= maxSessions {
@@ -223,7 +232,7 @@ func (p *appProxy) serveAuth(rw http.ResponseWriter, r *http.Request) {
 		p.logout(rw, r)
 		return
 	}
-	o, refusal := p.ws.sessions.redeem(r.URL.Query().Get("code"), p.url)
+	o, refusal := p.ws.sessions.redeem(r.URL.Query().Get("code"), p.url, p.ws.grants.revokedSince)
 	if refusal != "" {
 		p.ws.logger.Warn("sign-in code refused", "app", p.name, "reason", refusal)
 		writePage(rw, http.StatusBadRequest, page{Title: "Sign-in failed", Message: "Signing in to " + p.name +
@@ -289,7 +298,10 @@ func (p *appProxy) browserAuth(rw http.ResponseWriter, r *http.Request) (res *au
 	}
 	return &authResult{principal: session.user, claims: accessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: session.user.UserName, ExpiresAt: jwt.NewNumericDate(session.expires)},
-		ClientID:         session.clientID, Scope: strings.Join(session.scopes, " "), Grant: session.grant,
+		ClientID:         session.clientID,
+		Scope:            strings.Join(session.scopes, " "),
+		Grant:            session.grant,
+		Generation:       session.generation,
 	}}, false
 }
 

@@ -111,25 +111,41 @@ func scopedToken(t *testing.T, w *Workspace, spName, scope string) string {
 // pkceLogin runs authorize + token by hand for the signed-in user and returns the token response.
 func pkceLogin(t *testing.T, w *Workspace, scope string) map[string]any {
 	t.Helper()
+	code, verifier := pkceAuthorize(t, w, scope)
+	status, body := redeemCode(t, w, code, verifier)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(body, &out))
+	return out
+}
+
+// pkceRedirect is where pkceAuthorize's codes go: the loopback address a CLI listens on.
+const pkceRedirect = "http://localhost:8020"
+
+// pkceAuthorize runs the browser leg of the PKCE flow for the signed-in user and returns the authorization code
+// and the verifier that redeems it, without redeeming it.
+func pkceAuthorize(t *testing.T, w *Workspace, scope string) (code, verifier string) {
+	t.Helper()
 	verifierBytes := make([]byte, 48)
 	_, _ = rand.Read(verifierBytes)
-	verifier := base64.RawURLEncoding.EncodeToString(verifierBytes)
-	redirect := "http://localhost:8020"
-	q := url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {redirect},
+	verifier = base64.RawURLEncoding.EncodeToString(verifierBytes)
+	q := url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {pkceRedirect},
 		"state": {"xyz"}, "code_challenge": {s256(verifier)}, "code_challenge_method": {"S256"}, "scope": {scope}}
 	resp, _ := call(t, http.MethodGet, w.URL()+PathAuthorize+"?"+q.Encode(), nil)
 	require.Equal(t, http.StatusFound, resp.StatusCode)
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	require.NoError(t, err)
 	require.Equal(t, "xyz", loc.Query().Get("state"))
-	code := loc.Query().Get("code")
+	code = loc.Query().Get("code")
 	require.NotEmpty(t, code)
-	status, body := postForm(t, w.URL()+PathToken, url.Values{"grant_type": {"authorization_code"},
-		"client_id": {CLIClientID}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirect}})
-	require.Equal(t, http.StatusOK, status, string(body))
-	var out map[string]any
-	require.NoError(t, json.Unmarshal(body, &out))
-	return out
+	return code, verifier
+}
+
+// redeemCode exchanges a code of pkceAuthorize at the token endpoint and returns the answer.
+func redeemCode(t *testing.T, w *Workspace, code, verifier string) (int, []byte) {
+	t.Helper()
+	return postForm(t, w.URL()+PathToken, url.Values{"grant_type": {"authorization_code"},
+		"client_id": {CLIClientID}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {pkceRedirect}})
 }
 
 func postForm(t *testing.T, target string, form url.Values) (int, []byte) {

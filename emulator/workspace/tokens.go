@@ -35,8 +35,11 @@ type accessClaims struct {
 	// Grant names the authorization code a user token descends from, through refreshes and the proxy's forwarded
 	// tokens, so that replaying the code revokes them all (RFC 6749 section 4.1.2). M2M tokens have none.
 	Grant string `json:"grant_id,omitempty"`
-	// Generation is the subject's token generation when the token was issued: [Workspace.RevokeTokens] starts a new
-	// one, and a token of an earlier one is refused. Zero, and left out, until the subject's tokens are revoked.
+	// Generation is the subject's token generation when the grant the token stands for was made (an authorization
+	// code, which its refresh tokens keep, a browser sign-in, the caller's token for a forwarded one) or, for a
+	// credential checked at once (a client secret, an identity provider's token), when it was issued:
+	// [Workspace.RevokeTokens] starts a new one, and a token of an earlier one is refused. Zero, and left out,
+	// until the subject's tokens are revoked.
 	Generation int64 `json:"generation,omitempty"`
 }
 
@@ -52,7 +55,7 @@ type issuer struct {
 	iss      string
 	lifetime time.Duration
 	now      func() time.Time
-	// generation is a subject's current token generation (grants.generation), which every token carries.
+	// generation is a subject's current token generation (grants.generation), which issue signs with.
 	generation func(subject string) int64
 }
 
@@ -85,9 +88,18 @@ func (i *issuer) rotateKey() error {
 	return nil
 }
 
-// issue signs an access token for p, of the authorization code's grant (or "" for M2M). notAfter, when set, caps
-// the expiry (a forwarded token never outlives the caller's own).
+// issue signs an access token for p at p's current token generation: for a credential checked just now, a client
+// secret or an identity provider's token. A token that stands for a grant made earlier is issueAtGeneration's.
 func (i *issuer) issue(p principal, clientID, grant string, scopes []string, notAfter time.Time) (token string, expires time.Time, err error) {
+	return i.issueAtGeneration(i.generation(p.UserName), p, clientID, grant, scopes, notAfter)
+}
+
+// issueAtGeneration signs an access token for p, of the authorization code's grant (or "" for M2M), at generation:
+// p's token generation when the grant the token stands for was made, not when it is signed, so that a revocation
+// in between yields a token authenticate refuses. notAfter, when set, caps the expiry (a forwarded token never
+// outlives the caller's own).
+func (i *issuer) issueAtGeneration(generation int64, p principal, clientID, grant string, scopes []string,
+	notAfter time.Time) (token string, expires time.Time, err error) {
 	now := i.now().Truncate(time.Second)
 	expires = now.Add(i.lifetime)
 	if !notAfter.IsZero() && notAfter.Before(expires) {
@@ -105,7 +117,7 @@ func (i *issuer) issue(p principal, clientID, grant string, scopes []string, not
 		ClientID:   clientID,
 		Scope:      strings.Join(withoutOfflineAccess(scopes), " "),
 		Grant:      grant,
-		Generation: i.generation(p.UserName),
+		Generation: generation,
 	}
 	token, err = jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(i.key.Load())
 	if err != nil {
