@@ -416,35 +416,28 @@ func (f *InjectedFault) answer(rw http.ResponseWriter, r *http.Request) bool {
 // maxHeldBody is how much of a held request's body hold reads ahead: a workspace file import and its form.
 const maxHeldBody = MaxFileSize + 1<<20
 
-// errorCodeOf is the error_code Databricks sends with an error status.
+// errorCodes are the error_code Databricks sends with an error status.
+var errorCodes = map[int]string{
+	http.StatusBadRequest:            jsonhttp.CodeInvalidParameter,
+	http.StatusUnauthorized:          jsonhttp.CodeUnauthenticated,
+	http.StatusForbidden:             jsonhttp.CodePermissionDenied,
+	http.StatusNotFound:              jsonhttp.CodeNotFound,
+	http.StatusMethodNotAllowed:      jsonhttp.CodeMethodNotAllowed,
+	http.StatusConflict:              "RESOURCE_CONFLICT",
+	http.StatusRequestEntityTooLarge: jsonhttp.CodeTooLarge,
+	http.StatusUnsupportedMediaType:  jsonhttp.CodeUnsupportedMedia,
+	http.StatusTooManyRequests:       "REQUEST_LIMIT_EXCEEDED",
+	http.StatusNotImplemented:        "NOT_IMPLEMENTED",
+	http.StatusBadGateway:            jsonhttp.CodeBadGateway,
+	http.StatusServiceUnavailable:    jsonhttp.CodeUnavailable,
+	http.StatusGatewayTimeout:        jsonhttp.CodeGatewayTimeout,
+}
+
+// errorCodeOf is the error_code Databricks sends with an error status: BAD_REQUEST or INTERNAL_ERROR for one it
+// has no code of its own for.
 func errorCodeOf(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return jsonhttp.CodeInvalidParameter
-	case http.StatusUnauthorized:
-		return jsonhttp.CodeUnauthenticated
-	case http.StatusForbidden:
-		return jsonhttp.CodePermissionDenied
-	case http.StatusNotFound:
-		return jsonhttp.CodeNotFound
-	case http.StatusMethodNotAllowed:
-		return jsonhttp.CodeMethodNotAllowed
-	case http.StatusConflict:
-		return "RESOURCE_CONFLICT"
-	case http.StatusRequestEntityTooLarge:
-		return jsonhttp.CodeTooLarge
-	case http.StatusUnsupportedMediaType:
-		return jsonhttp.CodeUnsupportedMedia
-	case http.StatusTooManyRequests:
-		return "REQUEST_LIMIT_EXCEEDED"
-	case http.StatusNotImplemented:
-		return "NOT_IMPLEMENTED"
-	case http.StatusBadGateway:
-		return jsonhttp.CodeBadGateway
-	case http.StatusServiceUnavailable:
-		return jsonhttp.CodeUnavailable
-	case http.StatusGatewayTimeout:
-		return jsonhttp.CodeGatewayTimeout
+	if code, ok := errorCodes[status]; ok {
+		return code
 	}
 	if status < 500 {
 		return "BAD_REQUEST"
