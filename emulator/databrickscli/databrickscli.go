@@ -127,6 +127,34 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 		return errors.New("pass --profile NAME or --host URL")
 	}
 
+	var token *oauth2.Token
+	err = withAuth(ctx, arg, scopes, home, func(ctx context.Context, auth *u2m.PersistentAuth) error {
+		var err error
+		if *forceRefresh {
+			token, err = auth.ForceRefreshToken()
+		} else {
+			token, err = auth.Token()
+		}
+		if err != nil {
+			// No cached token, or its refresh token died with an earlier emulator: log in again, as
+			// `databricks auth login` would, the emulated workspace approving the signed-in user at once.
+			token, err = login(ctx, auth, arg)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(tokenOutput{AccessToken: token.AccessToken, TokenType: token.Type(),
+		Expiry: token.Expiry.Format(time.RFC3339Nano)})
+}
+
+// withAuth runs do with the SDK's u2m login of arg, the whole of it bounded by loginTimeout; a failure of the
+// headless browser ends it with the browser's error as the cause.
+func withAuth(ctx context.Context, arg u2m.OAuthArgument, scopes []string, home string,
+	do func(context.Context, *u2m.PersistentAuth) error) error {
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
 	ctx, fail := context.WithCancelCause(ctx)
@@ -136,24 +164,7 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer auth.Close()
-
-	var token *oauth2.Token
-	if *forceRefresh {
-		token, err = auth.ForceRefreshToken()
-	} else {
-		token, err = auth.Token()
-	}
-	if err != nil {
-		// No cached token, or its refresh token died with an earlier emulator: log in again, as
-		// `databricks auth login` would, the emulated workspace approving the signed-in user at once.
-		if token, err = login(ctx, auth, arg); err != nil {
-			return err
-		}
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(tokenOutput{AccessToken: token.AccessToken, TokenType: token.Type(),
-		Expiry: token.Expiry.Format(time.RFC3339Nano)})
+	return do(ctx, auth)
 }
 
 // newAuth is the SDK's u2m login of arg with scopes, its browser the emulator's headless one, its cache next to the
@@ -224,16 +235,11 @@ func authLogin(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("profile %q: %w", *profile, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
-	defer cancel()
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	auth, err := newAuth(ctx, arg, scopes, home, fail)
-	if err != nil {
+	err = withAuth(ctx, arg, scopes, home, func(ctx context.Context, auth *u2m.PersistentAuth) error {
+		_, err := login(ctx, auth, arg)
 		return err
-	}
-	defer auth.Close()
-	if _, err := login(ctx, auth, arg); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "Profile %s was successfully saved\n", *profile)
