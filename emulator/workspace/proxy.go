@@ -97,6 +97,7 @@ func (p *appProxy) upstreamURL() *url.URL {
 type forward struct {
 	upstream  *url.URL
 	principal principal
+	user      string // the principal as X-Forwarded-User spells it, once it is known
 	requestID string
 	token     string // the downscoped user token for X-Forwarded-Access-Token, or ""
 }
@@ -130,16 +131,7 @@ func (p *appProxy) handler() http.Handler {
 		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
 		start := time.Now()
 		fwd := &forward{requestID: uuid.NewString()}
-		defer func() {
-			user := ""
-			if fwd.principal.ID != "" {
-				user = identity.FormatUser(fwd.principal.ID, p.ws.cfg.Workspace.ID)
-			}
-			p.ws.logger.LogAttrs(r.Context(), slog.LevelInfo, "proxy request", slog.String("app", p.name),
-				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", rec.status),
-				slog.String("user", user), slog.String("request_id", fwd.requestID),
-				slog.Duration("duration", time.Since(start).Round(time.Microsecond)))
-		}()
+		defer p.logRequest(r, rec, fwd, start)
 		if problem := pathProblem(r.URL); problem != "" {
 			jsonhttp.WriteError(rec, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
 				Message: "the request path " + problem,
@@ -151,6 +143,23 @@ func (p *appProxy) handler() http.Handler {
 		}
 		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 	})
+}
+
+// logRequest writes the access log line of a request the proxy answered or forwarded. The line is handed to the
+// logger's handler as a record, rather than through Logger.LogAttrs, which walks the stack on every call for a
+// source line this log never prints.
+func (p *appProxy) logRequest(r *http.Request, rec *statusRecorder, fwd *forward, start time.Time) {
+	ctx := r.Context()
+	h := p.ws.logger.Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	now := time.Now()
+	line := slog.NewRecord(now, slog.LevelInfo, "proxy request", 0) // 0: no source line
+	line.AddAttrs(slog.String("app", p.name), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", rec.status), slog.String("user", fwd.user), slog.String("request_id", fwd.requestID),
+		slog.Duration("duration", now.Sub(start).Round(time.Microsecond)))
+	_ = h.Handle(ctx, line)
 }
 
 // admit runs the platform's checks in its order: a browser session outside /api/ (302), a session or a bearer
@@ -174,6 +183,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	who := res.principal
 	fwd.principal = who
+	fwd.user = identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID)
 	settings := p.settings.Load()
 	if !settings.has(who, PermissionCanUse) {
 		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
@@ -262,8 +272,13 @@ func (p *appProxy) redirectToLogin(rw http.ResponseWriter, r *http.Request) {
 // resolved /api%2f..%2fadmin is /admin to an app that decodes first but a single segment to one that does not, so
 // no cleaned path is safe to forward. An encoded slash inside a segment (/api/files/a%2Fb) is data and is kept.
 func pathProblem(u *url.URL) string {
-	separator := func(r rune) bool { return r == '/' || r == '\\' }
-	for _, segment := range strings.FieldsFunc(u.Path, separator) {
+	for rest := u.Path; rest != ""; {
+		segment := rest
+		if i := strings.IndexAny(rest, `/\`); i >= 0 {
+			segment, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
 		if name, _, _ := strings.Cut(segment, ";"); name == "." || name == ".." {
 			return "holds a dot segment (. or ..), which the proxy does not resolve"
 		}
@@ -291,7 +306,7 @@ func (p *appProxy) rewrite(pr *httputil.ProxyRequest) {
 	who := fwd.principal
 	// The app's own host, as the platform's proxy sets it: never the client's Host header or absolute-form URI.
 	h.Set(identity.HeaderHost, strings.TrimPrefix(p.url, "http://"))
-	h.Set(identity.HeaderUser, identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID))
+	h.Set(identity.HeaderUser, fwd.user)
 	h.Set(identity.HeaderPreferredUsername, who.UserName)
 	if who.Kind == identity.KindUser {
 		h.Set(identity.HeaderEmail, who.Email)

@@ -21,7 +21,8 @@ func BenchmarkProxy(b *testing.B) {
 		_, _ = rw.Write(body)
 	}))
 	defer app.Close()
-	w, err := Start(b.Context(), Options{Logger: slog.New(slog.DiscardHandler)})
+	// The emulator logs as emulator serve does: a text line per proxied request.
+	w, err := Start(b.Context(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

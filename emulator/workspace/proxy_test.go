@@ -191,6 +191,36 @@ func TestProxyHeaders(t *testing.T) {
 		assert.Equal(t, "1001@1234567890123456", seen.Headers.Get(identity.HeaderUser))
 	})
 
+	t.Run("one access log line per request, matching the app's request id", func(t *testing.T) {
+		resp, body := call(t, http.MethodGet, api+"/api/logged", bearer(dev))
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		var seen echoed
+		require.NoError(t, json.Unmarshal(body, &seen))
+		id := seen.Headers.Get(identity.HeaderRequestID)
+		var lines []string
+		require.Eventually(t, func() bool { // the line is written as the answer is sent
+			lines = nil
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, "request_id="+id) {
+					lines = append(lines, line)
+				}
+			}
+			return len(lines) > 0
+		}, 5*time.Second, 5*time.Millisecond)
+		require.Len(t, lines, 1, logs.String())
+		for _, want := range []string{`msg="proxy request"`, "app=api-app", "method=GET", "path=/api/logged",
+			"status=200", "user=1001@1234567890123456", "duration="} {
+			assert.Contains(t, lines[0], want)
+		}
+
+		resp, _ = call(t, http.MethodGet, api+"/api/refused", http.Header{})
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Eventually(t, func() bool {
+			return strings.Contains(logs.String(), `msg="proxy request" app=api-app method=GET path=/api/refused status=401 user=""`)
+		}, 5*time.Second, 5*time.Millisecond)
+		assert.NotContains(t, logs.String(), dev)
+	})
+
 	t.Run("every request id differs", func(t *testing.T) {
 		ids := map[string]bool{}
 		for range 20 {
