@@ -32,6 +32,8 @@ Flags (both commands):
   --data-dir DIR            where workspace files and deployments are kept (default: a temp dir removed on exit)
   --token-lifetime D       access token lifetime (default 1h; e.g. 30s to exercise refresh)
   --request-timeout D      how long the proxy waits for an app (default 120s), then answers 504
+  --verbose                log every request an app's proxy forwards (by default only those it answers itself:
+                           a 401, 403, 502, 504 or a fault; the app logs the ones it gets)
 serve only:
   --upstream NAME=URL      forward app NAME to an app you started yourself (repeatable)
 run only:
@@ -65,6 +67,7 @@ type options struct {
 	dataDir        string
 	tokenLifetime  time.Duration
 	requestTimeout time.Duration
+	verbose        bool
 	startTimeout   time.Duration
 	upstreams      map[string]string
 	launches       []*appLaunch
@@ -82,6 +85,7 @@ func parseFlags(command string, args []string, getenv func(string) string, stder
 	fs.StringVar(&o.dataDir, "data-dir", "", "")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", workspace.DefaultTokenLifetime, "")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", workspace.DefaultRequestTimeout, "")
+	fs.BoolVar(&o.verbose, "verbose", false, "")
 	if command == "serve" {
 		fs.Func("upstream", "", func(v string) error {
 			name, url, ok := strings.Cut(v, "=")

@@ -73,7 +73,11 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	logs := logbuffer.New(stderr, 100*time.Millisecond)
 	defer logs.Close()
 	stderr = logs
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug // every request the proxies forward, too
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// The workspace outlives ctx until the apps have stopped (Close stops them first), so they can drain through it.
 	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
 		RequestTimeout: o.requestTimeout, Logger: logger, DataDir: o.dataDir, StartTimeout: o.startTimeout,

@@ -83,6 +83,8 @@ env:
 	assert.Equal(t, "yes", seen.Env["FROM_APP_YAML"])
 	assert.Equal(t, "api-app", seen.Env["TARGET_APP"], "an app resource yields the app's name")
 	assert.Equal(t, "--port "+seen.Env["DATABRICKS_APP_PORT"], seen.Env["ARGS"], "$DATABRICKS_APP_PORT is substituted")
+	status, _ = callApp(t, state.Apps["api-app"].URL+"/api/refused", "")
+	require.Equal(t, http.StatusUnauthorized, status)
 
 	cancel()
 	select {
@@ -99,6 +101,9 @@ env:
 	}
 	assert.NotContains(t, stdout.String()+stderr.String(), token)
 	assert.Contains(t, stdout.String(), state.Apps["api-app"].URL)
+	// Without --verbose the proxy logs what it answers itself, not what it forwards (the app logs those).
+	assert.Contains(t, stderr.String(), `msg="proxy request" app=api-app method=GET path=/api/refused status=401`)
+	assert.NotContains(t, stderr.String(), "path=/api/whoami")
 }
 
 func TestRunRejectsBadInput(t *testing.T) {
@@ -149,6 +154,12 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 	var out strings.Builder
 	require.NoError(t, run(t.Context(), []string{"emulator", "--help"}, os.Getenv, &out, io.Discard))
 	assert.Contains(t, out.String(), "--request-timeout")
+	assert.Contains(t, out.String(), "--verbose")
+	for _, args := range [][]string{{"serve", "--verbose"}, {"run", "--verbose", "--", "app"}} {
+		o, err := parseFlags(args[0], args[1:], os.Getenv, io.Discard)
+		require.NoError(t, err, args[0])
+		assert.True(t, o.verbose, args[0])
+	}
 }
 
 // TestRunRefusesAPortTheShellExpanded: an unquoted $DATABRICKS_APP_PORT is gone before the emulator sees the command,

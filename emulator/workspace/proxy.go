@@ -100,6 +100,7 @@ type forward struct {
 	user      string // the principal as X-Forwarded-User spells it, once it is known
 	requestID string
 	token     string // the downscoped user token for X-Forwarded-Access-Token, or ""
+	forwarded bool   // passed on to the app, rather than answered by the proxy
 }
 
 type forwardKey struct{}
@@ -141,21 +142,27 @@ func (p *appProxy) handler() http.Handler {
 		if !p.admit(rec, r, fwd) || p.playFault(rec, r, fwd.principal) {
 			return
 		}
+		fwd.forwarded = true
 		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 	})
 }
 
-// logRequest writes the access log line of a request the proxy answered or forwarded. The line is handed to the
-// logger's handler as a record, rather than through Logger.LogAttrs, which walks the stack on every call for a
-// source line this log never prints.
+// logRequest writes the access log line of a request: at Info when the proxy answered it itself (a refusal, an
+// unreachable app, a fault), which the app never sees, and at Debug (emulator --verbose) when it forwarded it, which
+// the app logs itself. The line is handed to the logger's handler as a record, rather than through Logger.LogAttrs,
+// which walks the stack on every call for a source line this log never prints.
 func (p *appProxy) logRequest(r *http.Request, rec *statusRecorder, fwd *forward, start time.Time) {
 	ctx := r.Context()
+	level := slog.LevelInfo
+	if fwd.forwarded && rec.status < http.StatusInternalServerError {
+		level = slog.LevelDebug
+	}
 	h := p.ws.logger.Handler()
-	if !h.Enabled(ctx, slog.LevelInfo) {
+	if !h.Enabled(ctx, level) {
 		return
 	}
 	now := time.Now()
-	line := slog.NewRecord(now, slog.LevelInfo, "proxy request", 0) // 0: no source line
+	line := slog.NewRecord(now, level, "proxy request", 0) // 0: no source line
 	line.AddAttrs(slog.String("app", p.name), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", rec.status), slog.String("user", fwd.user), slog.String("request_id", fwd.requestID),
 		slog.Duration("duration", now.Sub(start).Round(time.Microsecond)))

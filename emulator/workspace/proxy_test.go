@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 func TestProxyStatusMatrix(t *testing.T) {
@@ -208,7 +210,7 @@ func TestProxyHeaders(t *testing.T) {
 			return len(lines) > 0
 		}, 5*time.Second, 5*time.Millisecond)
 		require.Len(t, lines, 1, logs.String())
-		for _, want := range []string{`msg="proxy request"`, "app=api-app", "method=GET", "path=/api/logged",
+		for _, want := range []string{"level=DEBUG", `msg="proxy request"`, "app=api-app", "method=GET", "path=/api/logged",
 			"status=200", "user=1001@1234567890123456", "duration="} {
 			assert.Contains(t, lines[0], want)
 		}
@@ -216,7 +218,7 @@ func TestProxyHeaders(t *testing.T) {
 		resp, _ = call(t, http.MethodGet, api+"/api/refused", http.Header{})
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		assert.Eventually(t, func() bool {
-			return strings.Contains(logs.String(), `msg="proxy request" app=api-app method=GET path=/api/refused status=401 user=""`)
+			return strings.Contains(logs.String(), `level=INFO msg="proxy request" app=api-app method=GET path=/api/refused status=401 user=""`)
 		}, 5*time.Second, 5*time.Millisecond)
 		assert.NotContains(t, logs.String(), dev)
 	})
@@ -434,4 +436,32 @@ func TestProxyDotSegments(t *testing.T) {
 			assert.Equal(t, uri, seen.URI, "the app receives the path exactly as sent")
 		})
 	}
+}
+
+// TestProxyLogsWhatTheAppNeverSees: at the emulator's default level (Info) the proxy logs the requests it answers
+// itself, a refusal or an unreachable app, and not those it forwards, which the app logs.
+func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
+	logs := &testkit.Buffer{}
+	w, err := Start(t.Context(), Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	sp := m2mToken(t, w, "external-service")
+
+	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/forwarded", bearer(sp))
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/refused", bearer("not-a-token"))
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	port, err := FreePort() // nothing listens there
+	require.NoError(t, err)
+	require.NoError(t, w.SetUpstream("api-app", "http://127.0.0.1:"+strconv.Itoa(port)))
+	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/unreachable", bearer(sp))
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+
+	assert.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "path=/api/refused status=401") &&
+			strings.Contains(logs.String(), "path=/api/unreachable status=502")
+	}, 5*time.Second, 5*time.Millisecond, logs.String())
+	assert.NotContains(t, logs.String(), "/api/forwarded")
+	assert.NotContains(t, logs.String(), sp)
 }
