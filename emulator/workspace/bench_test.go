@@ -27,6 +27,7 @@ func BenchmarkRewrite(b *testing.B) {
 	fwd := &forward{
 		upstream:  &url.URL{Scheme: "http", Host: "127.0.0.1:8000"},
 		principal: principal{Kind: identity.KindUser, ID: "1001", UserName: "dev@example.com", Email: "dev@example.com"},
+		user:      "1001@1234567890123456",
 		requestID: "5b0f3f2e-8a53-4c1e-9d0e-6a1c2b3d4e5f",
 	}
 	in := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9/api/whoami", nil)
