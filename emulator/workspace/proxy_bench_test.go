@@ -31,11 +31,17 @@ func BenchmarkProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	upstream, _ := url.Parse(app.URL)
-	plain := httptest.NewServer(&httputil.ReverseProxy{
-		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) },
-		Transport:  &http.Transport{Proxy: nil, MaxIdleConnsPerHost: maxIdleUpstreamConns},
+	// The plain proxy has the emulator listener's timeouts and the proxy's wait for response headers, as in make bench.
+	plain := httptest.NewUnstartedServer(&httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) },
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: maxIdleUpstreamConns,
+			ResponseHeaderTimeout: DefaultRequestTimeout},
 		BufferPool: copyBuffers,
 	})
+	plain.Config.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	plain.Config.ReadTimeout = DefaultReadTimeout
+	plain.Config.IdleTimeout = DefaultIdleTimeout
+	plain.Start()
 	defer plain.Close()
 
 	m2m := m2mTokenB(b, w, "external-service")

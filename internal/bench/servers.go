@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
 // serveBare is the bare net/http handler the app is compared with: no routing, identity parsing, logging or
@@ -64,8 +66,9 @@ const plainProxyIdleConns = 128
 
 // servePlainProxy is the plain reverse proxy the emulator's proxy is compared with: an httputil.ReverseProxy that
 // forwards every request to --upstream as it came, identity headers included, with no check and no header of its
-// own. It is tuned as the emulator's proxy is (idle connections, pooled copy buffers), so that what the emulator's
-// proxy costs beyond it is the price of emulating the platform.
+// own. It is tuned and served as the emulator's proxy is (idle connections, pooled copy buffers, the listener's
+// timeouts and the wait for the app's response headers, which every production proxy should have and which cost a
+// little per request), so that what the emulator's proxy costs beyond it is the price of emulating the platform.
 func servePlainProxy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("plain-proxy", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
@@ -85,10 +88,13 @@ func servePlainProxy(ctx context.Context, args []string) error {
 				pr.Out.Header[identity.HeaderHost] = h
 			}
 		},
-		Transport:  &http.Transport{Proxy: nil, MaxIdleConnsPerHost: plainProxyIdleConns, IdleConnTimeout: 30 * time.Second},
+		Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			ResponseHeaderTimeout: workspace.DefaultRequestTimeout, MaxIdleConnsPerHost: plainProxyIdleConns,
+			IdleConnTimeout: 30 * time.Second},
 		BufferPool: &bufferPool{},
 	}
-	return serveUntil(ctx, &http.Server{Addr: *addr, Handler: rp})
+	return serveUntil(ctx, &http.Server{Addr: *addr, Handler: rp, ReadHeaderTimeout: workspace.DefaultReadHeaderTimeout,
+		ReadTimeout: workspace.DefaultReadTimeout, IdleTimeout: workspace.DefaultIdleTimeout})
 }
 
 type bufferPool struct{ pool sync.Pool }
