@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,14 +187,20 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	emuCaller := func(principalID string) string {
 		return `"user":"` + identity.FormatUser(principalID, emuState.WorkspaceID) + `"`
 	}
-	targets := []target{
+	// The loads in groups: each proxy and its baseline are one group, so they always run back to back (see
+	// roundOrder); the direct loads are another.
+	direct := []target{
 		{rowApp, appProc.url + "/api/whoami", forwarded, caller(forwarded), []*process{appProc}},
 		{rowAppDefaults, appDefaults.url + "/api/whoami", forwarded, caller(forwarded), []*process{appDefaults}},
 		{rowBare, bare.url + "/", forwarded, caller(forwarded), []*process{bare}},
 		{rowBareEncoding, bareEncoding.url + "/", forwarded, caller(forwarded), []*process{bareEncoding}},
+	}
+	proxiedM2M := []target{
 		{rowEmulatorM2M, emuAPI, http.Header{"Authorization": {"Bearer " + m2m}}, emuCaller(emuExt.ID),
 			[]*process{emulator, appProc}},
 		{rowPlainM2M, plain.url + "/api/whoami", plainM2M, caller(plainM2M), []*process{plain, appProc}},
+	}
+	proxiedUser := []target{
 		{rowEmulatorUser, emuAPI, http.Header{"Authorization": {"Bearer " + user}},
 			emuCaller(emuState.Users["dev@example.com"].ID), []*process{emulator, appProc}},
 		{rowPlainUser, plain.url + "/api/whoami", plainUser, caller(plainUser), []*process{plain, appProc}},
@@ -209,11 +216,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer fastAPI.stop()
-		targets = append(targets, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, caller(forwarded),
+		direct = append(direct, target{rowFastAPI, fastAPI.url + "/api/whoami", forwarded, caller(forwarded),
 			[]*process{fastAPI}})
 		fastAPINote = fmt.Sprintf("FastAPI: %s -m uvicorn, one worker, access log off, HTTP parser %s", py, parser)
 	}
 
+	groups := [][]target{direct, proxiedM2M, proxiedUser}
+	targets := slices.Concat(groups...)
 	rssIdle := appProc.rss()
 	progress("warming up each of the %d targets", len(targets))
 	warm := load{duration: o.duration / 4, concurrency: o.concurrency}
@@ -227,7 +236,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				res.requests, res.firstErr)
 		}
 	}
-	samples, err := measureRounds(ctx, targets, o.rounds, load{duration: o.duration, concurrency: o.concurrency}, progress)
+	samples, err := measureRounds(ctx, groups, o.rounds, load{duration: o.duration, concurrency: o.concurrency}, progress)
 	if err != nil {
 		return err
 	}

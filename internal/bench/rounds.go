@@ -28,15 +28,14 @@ type sample struct {
 	p50, p99      time.Duration
 }
 
-// measureRounds loads every target in turn, rounds times, and returns each target's samples by round. The order
-// turns by one each round, so that no target always follows the same one: on a shared machine, whatever slows one
-// run should fall on every target alike, and a ratio of two targets is taken within a round.
-func measureRounds(ctx context.Context, targets []target, rounds int, l load, progress func(string, ...any)) (map[string][]sample, error) {
+// measureRounds loads every target of every group once per round, rounds times, in roundOrder, and returns each
+// target's samples by round.
+func measureRounds(ctx context.Context, groups [][]target, rounds int, l load, progress func(string, ...any)) (map[string][]sample, error) {
 	samples := map[string][]sample{}
 	for round := range rounds {
-		progress("round %d of %d: %d loads of %s at concurrency %d", round+1, rounds, len(targets), l.duration, l.concurrency)
-		for i := range targets {
-			t := targets[(i+round)%len(targets)]
+		order := roundOrder(groups, round)
+		progress("round %d of %d: %d loads of %s at concurrency %d", round+1, rounds, len(order), l.duration, l.concurrency)
+		for _, t := range order {
 			s, err := measure(ctx, t, l)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.name, err)
@@ -48,6 +47,22 @@ func measureRounds(ctx context.Context, targets []target, rounds int, l load, pr
 		}
 	}
 	return samples, nil
+}
+
+// roundOrder is the order of one round's loads. The groups take turns to go first, one more each round, so that no
+// group always follows the same one; within a group the targets run back to back, forwards in even rounds and
+// backwards in odd ones. On a shared machine whatever slows one load then falls alike on the two targets of a ratio
+// (each ratio is taken within a round), and neither always runs first.
+func roundOrder(groups [][]target, round int) []target {
+	var order []target
+	for i := range groups {
+		g := slices.Clone(groups[(i+round)%len(groups)])
+		if round%2 == 1 {
+			slices.Reverse(g)
+		}
+		order = append(order, g...)
+	}
+	return order
 }
 
 // measure runs one load against t and reads its servers' CPU time around it.
