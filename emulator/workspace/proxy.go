@@ -100,7 +100,7 @@ type forward struct {
 	user      string // the principal as X-Forwarded-User spells it, once it is known
 	requestID string
 	token     string // the downscoped user token for X-Forwarded-Access-Token, or ""
-	forwarded bool   // passed on to the app, rather than answered by the proxy
+	appAnswer bool   // the app answered, and the proxy passed its answer on
 }
 
 type forwardKey struct{}
@@ -114,8 +114,12 @@ func (p *appProxy) handler() http.Handler {
 		IdleConnTimeout:       30 * time.Second,
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    p.transport,
+		Rewrite:   p.rewrite,
+		Transport: p.transport,
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Request.Context().Value(forwardKey{}).(*forward).appAnswer = true
+			return nil
+		},
 		BufferPool:   copyBuffers,
 		ErrorHandler: p.upstreamError,
 		ErrorLog:     slog.NewLogLogger(p.ws.logger.Handler(), slog.LevelWarn),
@@ -142,19 +146,18 @@ func (p *appProxy) handler() http.Handler {
 		if !p.admit(rec, r, fwd) || p.playFault(rec, r, fwd.principal) {
 			return
 		}
-		fwd.forwarded = true
 		rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 	})
 }
 
-// logRequest writes the access log line of a request: at Info when the proxy answered it itself (a refusal, an
-// unreachable app, a fault), which the app never sees, and at Debug (emulator --verbose) when it forwarded it, which
-// the app logs itself. The line is handed to the logger's handler as a record, rather than through Logger.LogAttrs,
+// logRequest writes the access log line of a request: at Info when the proxy answered it itself (a refusal, a fault,
+// an app that is unreachable or too slow), which the app never logs, and at Debug (emulator --verbose) when it passed
+// the app's answer on, which the app logs itself. The line is handed to the logger's handler as a record, rather than through Logger.LogAttrs,
 // which walks the stack on every call for a source line this log never prints.
 func (p *appProxy) logRequest(r *http.Request, rec *statusRecorder, fwd *forward, start time.Time) {
 	ctx := r.Context()
 	level := slog.LevelInfo
-	if fwd.forwarded && rec.status < http.StatusInternalServerError {
+	if fwd.appAnswer {
 		level = slog.LevelDebug
 	}
 	h := p.ws.logger.Handler()

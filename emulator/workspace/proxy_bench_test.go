@@ -21,7 +21,7 @@ func BenchmarkProxy(b *testing.B) {
 		_, _ = rw.Write(body)
 	}))
 	defer app.Close()
-	// The emulator logs as emulator serve does: a text line per proxied request.
+	// The emulator logs as emulator serve does by default: a line for each request its proxy answers itself.
 	w, err := Start(b.Context(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -439,17 +440,26 @@ func TestProxyDotSegments(t *testing.T) {
 }
 
 // TestProxyLogsWhatTheAppNeverSees: at the emulator's default level (Info) the proxy logs the requests it answers
-// itself, a refusal or an unreachable app, and not those it forwards, which the app logs.
+// itself, a refusal or an unreachable app, and not those whose answer comes from the app (a 500 included), which the
+// app logs.
 func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
 	logs := &testkit.Buffer{}
 	w, err := Start(t.Context(), Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
-	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
+	app := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/app-error" {
+			rw.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(app.Close)
+	require.NoError(t, w.SetUpstream("api-app", app.URL))
 	sp := m2mToken(t, w, "external-service")
 
 	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/forwarded", bearer(sp))
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/app-error", bearer(sp))
+	require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
 	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/refused", bearer("not-a-token"))
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	port, err := FreePort() // nothing listens there
@@ -463,5 +473,6 @@ func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
 			strings.Contains(logs.String(), "path=/api/unreachable status=502")
 	}, 5*time.Second, 5*time.Millisecond, logs.String())
 	assert.NotContains(t, logs.String(), "/api/forwarded")
+	assert.NotContains(t, logs.String(), "/api/app-error")
 	assert.NotContains(t, logs.String(), sp)
 }
