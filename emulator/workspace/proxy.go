@@ -101,6 +101,7 @@ type forward struct {
 	requestID string
 	token     string // the downscoped user token for X-Forwarded-Access-Token, or ""
 	appAnswer bool   // the app answered, and the proxy passed its answer on
+	appStatus int    // the status the app answered with (a 101 never reaches the status recorder: it is hijacked)
 }
 
 type forwardKey struct{}
@@ -117,7 +118,8 @@ func (p *appProxy) handler() http.Handler {
 		Rewrite:   p.rewrite,
 		Transport: p.transport,
 		ModifyResponse: func(resp *http.Response) error {
-			resp.Request.Context().Value(forwardKey{}).(*forward).appAnswer = true
+			fwd := resp.Request.Context().Value(forwardKey{}).(*forward)
+			fwd.appAnswer, fwd.appStatus = true, resp.StatusCode
 			return nil
 		},
 		BufferPool:   copyBuffers,
@@ -150,15 +152,15 @@ func (p *appProxy) handler() http.Handler {
 	})
 }
 
-// logRequest writes the access log line of a request: at Info when the proxy answered it itself (a refusal, a fault,
-// an app that is unreachable or too slow), which the app never logs, and at Debug (emulator --verbose) when it passed
-// the app's answer on, which the app logs itself. The line is handed to the logger's handler as a record, rather than through Logger.LogAttrs,
+// logRequest writes the access log line of a request: at Info when the answer is the proxy's own (a sign-in
+// redirect, a refusal, a fault, an app that is unreachable or too slow, a failed upgrade), which the app did not give,
+// and at Debug (emulator --verbose) when it passed the app's answer on, which the app logs itself. The line is handed to the logger's handler as a record, rather than through Logger.LogAttrs,
 // which walks the stack on every call for a source line this log never prints.
 func (p *appProxy) logRequest(r *http.Request, rec *statusRecorder, fwd *forward, start time.Time) {
 	ctx := r.Context()
-	level := slog.LevelInfo
+	level, status := slog.LevelInfo, rec.status
 	if fwd.appAnswer {
-		level = slog.LevelDebug
+		level, status = slog.LevelDebug, fwd.appStatus
 	}
 	h := p.ws.logger.Handler()
 	if !h.Enabled(ctx, level) {
@@ -167,7 +169,7 @@ func (p *appProxy) logRequest(r *http.Request, rec *statusRecorder, fwd *forward
 	now := time.Now()
 	line := slog.NewRecord(now, level, "proxy request", 0) // 0: no source line
 	line.AddAttrs(slog.String("app", p.name), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", rec.status), slog.String("user", fwd.user), slog.String("request_id", fwd.requestID),
+		slog.Int("status", status), slog.String("user", fwd.user), slog.String("request_id", fwd.requestID),
 		slog.Duration("duration", now.Sub(start).Round(time.Microsecond)))
 	_ = h.Handle(ctx, line)
 }
@@ -355,6 +357,10 @@ func ownedByProxy(name string) bool {
 
 // upstreamError turns a failed forward into the platform's answers: 504 when the app is too slow, 502 otherwise.
 func (p *appProxy) upstreamError(rw http.ResponseWriter, r *http.Request, err error) {
+	// The answer is the proxy's, even after the app's (a 101 whose upgrade then fails). A fault's wait has no forward.
+	if fwd, ok := r.Context().Value(forwardKey{}).(*forward); ok {
+		fwd.appAnswer = false
+	}
 	var netErr net.Error
 	switch {
 	case errors.Is(err, context.Canceled):

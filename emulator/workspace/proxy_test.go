@@ -239,7 +239,7 @@ func TestProxyHeaders(t *testing.T) {
 }
 
 func TestProxyWebSocketUpgrade(t *testing.T) {
-	w, _ := startWorkspace(t, Options{})
+	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 
@@ -260,6 +260,10 @@ func TestProxyWebSocketUpgrade(t *testing.T) {
 	line, err := br.ReadString('\n')
 	require.NoError(t, err)
 	assert.Equal(t, "echo: hello\n", line)
+	require.NoError(t, conn.Close())
+	assert.Eventually(t, func() bool { // logged once the upgraded connection ends, with the app's 101
+		return strings.Contains(logs.String(), `level=DEBUG msg="proxy request" app=api-app method=GET path=/api/ws status=101`)
+	}, 5*time.Second, 5*time.Millisecond, logs.String())
 
 	resp, _, _ = rawUpgrade(t, w.AppURL("api-app")+"/api/ws", nil)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "upgrades are authenticated like any request")
@@ -448,8 +452,17 @@ func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
 	app := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/api/app-error" {
+		switch r.URL.Path {
+		case "/api/app-error":
 			rw.WriteHeader(http.StatusInternalServerError)
+		case "/api/other-protocol": // switches to a protocol the client did not ask for: the proxy answers 502
+			conn, brw, err := rw.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
+			_ = brw.Flush()
 		}
 	}))
 	t.Cleanup(app.Close)
@@ -462,6 +475,8 @@ func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
 	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/refused", bearer("not-a-token"))
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, _, _ = rawUpgrade(t, w.AppURL("api-app")+"/api/other-protocol", bearer(sp))
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
 	port, err := FreePort() // nothing listens there
 	require.NoError(t, err)
 	require.NoError(t, w.SetUpstream("api-app", "http://127.0.0.1:"+strconv.Itoa(port)))
@@ -470,6 +485,7 @@ func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
 
 	assert.Eventually(t, func() bool {
 		return strings.Contains(logs.String(), "path=/api/refused status=401") &&
+			strings.Contains(logs.String(), "path=/api/other-protocol status=502") &&
 			strings.Contains(logs.String(), "path=/api/unreachable status=502")
 	}, 5*time.Second, 5*time.Millisecond, logs.String())
 	assert.NotContains(t, logs.String(), "/api/forwarded")
