@@ -46,7 +46,7 @@ test: ## Vet, check formatting, run every test with the race detector and each b
 	@# Each benchmark once (a few seconds; -bench keeps go test from caching, so it is a command of its own), so one
 	@# that no longer works fails here rather than in make bench.
 	@echo "$(GO) test -run '^\$$' -bench . -benchtime 1x ./..."
-	@out=$$($(GO) test -run '^$$' -bench . -benchtime 1x ./... 2>&1) || { echo "$$out"; exit 1; }
+	@out=$$($(GO) test -run '^$$' -bench . -benchtime 1x ./... 2>&1) || { printf '%s\n' "$$out"; exit 1; }
 	@$(MAKE) --no-print-directory test-examples
 
 # Interpreters tried in turn for examples/fastapi: the first that imports its four packages runs it. python3 may be a

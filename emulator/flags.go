@@ -32,8 +32,8 @@ Flags (both commands):
   --data-dir DIR            where workspace files and deployments are kept (default: a temp dir removed on exit)
   --token-lifetime D       access token lifetime (default 1h; e.g. 30s to exercise refresh)
   --request-timeout D      how long the proxy waits for an app (default 120s), then answers 504
-  --verbose                log every request an app's proxy forwards (by default only those it answers itself:
-                           a 401, 403, 502, 504 or a fault; the app logs the ones it gets)
+  --verbose                log every request an app's proxy forwards (by default only those the app did not answer:
+                           a sign-in redirect, a 400, 401, 403, 502, 504, a fault; the app logs its own answers)
 serve only:
   --upstream NAME=URL      forward app NAME to an app you started yourself (repeatable)
 run only:

@@ -49,9 +49,8 @@ func measureRounds(ctx context.Context, groups [][]target, rounds int, l load, p
 	return samples, nil
 }
 
-// roundOrder is the order of one round's loads. The groups take turns to go first, one more each round, so that no
-// group always follows the same one; within a group the targets run back to back, forwards in even rounds and
-// backwards in odd ones. On a shared machine whatever slows one load then falls alike on the two targets of a ratio
+// roundOrder is the order of one round's loads. The groups take turns to go first, one more each round; within a
+// group the targets run back to back, forwards in even rounds and backwards in odd ones. On a shared machine whatever slows one load then falls alike on the two targets of a ratio
 // (each ratio is taken within a round), and neither always runs first.
 func roundOrder(groups [][]target, round int) []target {
 	var order []target
