@@ -152,7 +152,7 @@ func TestSDKAuthFlows(t *testing.T) {
 		secrets = append(secrets, forwarded)
 		claims, err := identity.DecodeClaims(forwarded)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 
 		cache := filepath.Join(filepath.Dir(profile.CLIPath), workspace.TokenCacheName)
 		info, err := os.Stat(cache)
@@ -213,7 +213,7 @@ func TestSDKAuthFlows(t *testing.T) {
 		secrets = append(secrets, forwarded)
 		claims, err := identity.DecodeClaims(forwarded)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 
 		// The app can use the forwarded token as the user, through the SDK's pat auth.
 		me := &config.Config{Host: w.URL(), AuthType: "pat", Token: forwarded, RetryTimeoutSeconds: 5}

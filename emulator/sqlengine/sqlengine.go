@@ -12,6 +12,8 @@ import (
 // Engine runs the statements of the emulated warehouses over the model's tables. An Engine is safe for concurrent
 // use; each Query runs on a connection of its own.
 type Engine interface {
+	// CreateSchema creates an empty schema, and its catalog if new, so that statements may default to it.
+	CreateSchema(ctx context.Context, catalog, schema string) error
 	// CreateTable stores a table's rows where no statement can name them, and creates the table itself as a view
 	// over them that applies its row filter and column masks for whoever queries it.
 	CreateTable(ctx context.Context, t Table) error
@@ -20,7 +22,8 @@ type Engine interface {
 	// Parse checks one statement's syntax and lists what it reads. A statement that is not a single query (a
 	// SELECT, VALUES or a set operation of them) is refused with ErrNotAQuery.
 	Parse(ctx context.Context, sql string) (Parsed, error)
-	// Query runs one parsed query for a principal and returns its result, cut at the limits.
+	// Query runs one query for a principal and returns its result, cut at the limits. It checks no privilege:
+	// the caller has checked what Parse listed.
 	Query(ctx context.Context, q Query) (*Result, error)
 	Close() error
 }

@@ -131,6 +131,20 @@ func (e *engine) CreateTable(ctx context.Context, t sqlengine.Table) error {
 	return nil
 }
 
+// CreateSchema creates an empty schema.
+func (e *engine) CreateSchema(ctx context.Context, catalog, schema string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ensureSchemaLocked(ctx, catalog, schema)
+}
+
+// hasSchema reports whether a catalog.schema was created.
+func (e *engine) hasSchema(catalog, schema string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.schemas[catalog+"."+schema]
+}
+
 func (e *engine) ensureSchemaLocked(ctx context.Context, catalog, schema string) error {
 	if !e.catalogs[catalog] {
 		if _, err := e.db.ExecContext(ctx, "ATTACH ':memory:' AS "+quote(catalog)); err != nil {
@@ -325,7 +339,11 @@ func (e *engine) Query(ctx context.Context, q sqlengine.Query) (*sqlengine.Resul
 		{"CREATE OR REPLACE TEMP MACRO current_user() AS getvariable('" + userVariable + "')", nil},
 		{"CREATE OR REPLACE TEMP MACRO is_account_group_member(g) AS list_contains(getvariable('" + groupsVariable + "'), g)", nil},
 		{"CREATE OR REPLACE TEMP MACRO is_member(g) AS list_contains(getvariable('" + groupsVariable + "'), g)", nil},
+		// Unqualified names resolve in the statement's catalog and schema, or, where no such schema exists, nowhere.
 		{"USE " + quote(q.Catalog) + "." + quote(q.Schema), nil},
+	}
+	if !e.hasSchema(q.Catalog, q.Schema) {
+		session[len(session)-1].sql = "USE memory.main"
 	}
 	for _, s := range session {
 		if _, err := conn.ExecContext(ctx, s.sql, s.args...); err != nil {

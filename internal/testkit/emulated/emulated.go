@@ -7,12 +7,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
@@ -84,4 +88,29 @@ func ServeAsCLI() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// UserToken is an access token of one of the model's users (such as "ana@example.com") with scope (such as "sql"),
+// from the workspace's own U2M flow: authorization code with PKCE, as the Databricks CLI runs it, with login_hint
+// naming who signs in.
+func UserToken(t testing.TB, ws *workspace.Workspace, user, scope string) string {
+	t.Helper()
+	conf := oauth2.Config{ClientID: workspace.CLIClientID, RedirectURL: "http://localhost:8020",
+		Endpoint: oauth2.Endpoint{AuthURL: ws.URL() + workspace.PathAuthorize, TokenURL: ws.URL() + workspace.PathToken,
+			AuthStyle: oauth2.AuthStyleInParams},
+		Scopes: strings.Fields(scope)}
+	verifier := oauth2.GenerateVerifier()
+	authURL := conf.AuthCodeURL("state", oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("login_hint", user))
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(authURL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	require.NoError(t, err)
+	code := loc.Query().Get("code")
+	require.NotEmpty(t, code, "authorize refused: %s", loc.Query().Get("error_description"))
+	tok, err := conf.Exchange(t.Context(), code, oauth2.VerifierOption(verifier))
+	require.NoError(t, err)
+	return tok.AccessToken
 }
