@@ -125,7 +125,9 @@ func columnType(t string) (text, name string) {
 }
 
 // lookup finds a securable by kind and full name, case-insensitively as Unity Catalog does.
-func (uc *unityCatalog) lookup(kind, fullName string) *securable { return uc.byKey[securableKey(kind, fullName)] }
+func (uc *unityCatalog) lookup(kind, fullName string) *securable {
+	return uc.byKey[securableKey(kind, fullName)]
+}
 
 // names reports whether the grant's principal name stands for p: p itself, or a group p is in.
 func names(p principal, name string) bool { return name == p.UserName || p.memberOf(name) }

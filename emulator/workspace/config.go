@@ -136,12 +136,12 @@ type App struct {
 // the app's service principal is granted Permission on it (CAN_USE for an app or a warehouse, SELECT for a table,
 // READ_VOLUME for a volume, CAN_RUN for a Genie space and READ for a secret, unless set).
 type AppResource struct {
-	Name         string          `json:"name" yaml:"name"`                                     // the resource key, e.g. target-app
-	App          string          `json:"app,omitempty" yaml:"app,omitempty"`                   // an app's name
+	Name         string          `json:"name" yaml:"name"`                                       // the resource key, e.g. target-app
+	App          string          `json:"app,omitempty" yaml:"app,omitempty"`                     // an app's name
 	SQLWarehouse string          `json:"sql_warehouse,omitempty" yaml:"sql_warehouse,omitempty"` // a warehouse id
-	Table        string          `json:"table,omitempty" yaml:"table,omitempty"`               // catalog.schema.table
-	Volume       string          `json:"volume,omitempty" yaml:"volume,omitempty"`             // catalog.schema.volume
-	GenieSpace   string          `json:"genie_space,omitempty" yaml:"genie_space,omitempty"`   // a space id
+	Table        string          `json:"table,omitempty" yaml:"table,omitempty"`                 // catalog.schema.table
+	Volume       string          `json:"volume,omitempty" yaml:"volume,omitempty"`               // catalog.schema.volume
+	GenieSpace   string          `json:"genie_space,omitempty" yaml:"genie_space,omitempty"`     // a space id
 	Secret       *SecretResource `json:"secret,omitempty" yaml:"secret,omitempty"`
 	Permission   string          `json:"permission,omitempty" yaml:"permission,omitempty"`
 }

@@ -3,6 +3,7 @@ package workspace
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -202,19 +203,13 @@ func (ws *warehouses) infoLocked(wh *warehouse) sql.EndpointInfo {
 	return sql.EndpointInfo{Id: wh.id, Name: wh.name, State: wh.state, CreatorName: wh.creator,
 		ClusterSize: "2X-Small", AutoStopMins: 10, EnableServerlessCompute: true, WarehouseType: sql.EndpointInfoWarehouseTypePro,
 		MinNumClusters: 1, MaxNumClusters: 1, NumClusters: map[bool]int{true: 1}[wh.state == sql.StateRunning],
-		Health:     &sql.EndpointHealth{Status: sql.StatusHealthy},
-		OdbcParams: &sql.OdbcParams{Hostname: host, Path: "/sql/1.0/warehouses/" + wh.id, Port: atoi(port), Protocol: "http"},
-		JdbcUrl:    "jdbc:databricks://" + ws.host + "/default;transportMode=http;httpPath=/sql/1.0/warehouses/" + wh.id,
+		Health:          &sql.EndpointHealth{Status: sql.StatusHealthy},
+		OdbcParams:      &sql.OdbcParams{Hostname: host, Path: "/sql/1.0/warehouses/" + wh.id, Port: portNumber(port), Protocol: "http"},
+		JdbcUrl:         "jdbc:databricks://" + ws.host + "/default;transportMode=http;httpPath=/sql/1.0/warehouses/" + wh.id,
 		ForceSendFields: []string{"NumClusters"}}
 }
 
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
+func portNumber(s string) int {
+	n, _ := strconv.Atoi(s)
 	return n
 }

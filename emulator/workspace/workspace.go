@@ -105,7 +105,7 @@ type Workspace struct {
 	apps     map[string]*appRecord
 	appOrder []string // creation order, for listing
 
-	federation *federation // the identity providers and federation policies (federation.go)
+	federation *federation   // the identity providers and federation policies (federation.go)
 	data       *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 
 	removeDataDir bool
