@@ -202,7 +202,7 @@ func TestSDKAuthFlows(t *testing.T) {
 	})
 
 	t.Run("in-process U2M with custom scopes", func(t *testing.T) {
-		auth := u2mLogin(t, w, "iam.current-user:read", "sql", "file.files", "dashboards.genie")
+		auth := u2mLogin(t, w, "sql", "file.files", "dashboards.genie")
 		tok, err := auth.Token()
 		require.NoError(t, err)
 		secrets = append(secrets, tok.AccessToken)
@@ -217,7 +217,7 @@ func TestSDKAuthFlows(t *testing.T) {
 
 		// The app can use the forwarded token as the user, through the SDK's pat auth.
 		me := &config.Config{Host: w.URL(), AuthType: "pat", Token: forwarded, RetryTimeoutSeconds: 5}
-		req, err := http.NewRequest(http.MethodGet, w.URL()+workspace.PathSCIMMe, nil)
+		req, err := http.NewRequest(http.MethodGet, w.URL()+workspace.PathWarehouses, nil)
 		require.NoError(t, err)
 		require.NoError(t, me.Authenticate(req))
 		resp, err := http.DefaultClient.Do(req)

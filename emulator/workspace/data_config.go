@@ -496,7 +496,12 @@ func (c Config) checkResource(r AppResource, apps map[string]bool) error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("its %s is not in the model", strings.ReplaceAll(kind, "_", " "))
+		target := map[string]string{"app": r.App, "sql_warehouse": r.SQLWarehouse, "table": r.Table, "volume": r.Volume,
+			"genie_space": r.GenieSpace}[kind]
+		if r.Secret != nil {
+			target = r.Secret.Scope + "/" + r.Secret.Key
+		}
+		return fmt.Errorf("%s %q is not in the model", strings.ReplaceAll(kind, "_", " "), target)
 	}
 	return nil
 }

@@ -49,12 +49,26 @@ func AppEnv(ws *workspace.Workspace, app string) map[string]string {
 	}
 }
 
+// APIAppEnv is AppEnv for api-app with the repository's app.yaml's env as the platform resolves it: WAREHOUSE_ID
+// and REPORTS_VOLUME from the app's resources (valueFrom).
+func APIAppEnv(t testing.TB, ws *workspace.Workspace) map[string]string {
+	t.Helper()
+	env := AppEnv(ws, "api-app")
+	launch, err := ws.ReadAppYAML("api-app", filepath.Join(testkit.RepoRoot(t), "app.yaml"))
+	require.NoError(t, err)
+	for _, kv := range launch.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env
+}
+
 // WithApp starts the emulated workspace and app/ (built with the race detector when the test has it) behind
 // api-app's proxy, with the platform's environment.
 func WithApp(t testing.TB, opts workspace.Options) (*workspace.Workspace, *testkit.App) {
 	t.Helper()
 	ws, _ := Start(t, opts)
-	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), AppEnv(ws, "api-app"))
+	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), APIAppEnv(t, ws))
 	require.NoError(t, ws.SetUpstream("api-app", app.URL))
 	return ws, app
 }
