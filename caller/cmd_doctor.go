@@ -3,26 +3,37 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
-// doctorCmd is `caller doctor`: the page's troubleshooting list as checks, in the order a request meets them:
-// configuration, token, app, scopes, network, then the app's own answers. A failed check is explained as a failed
-// call is (explain.go).
-type doctorCmd struct{}
-
-func (*doctorCmd) flags(*flag.FlagSet) {}
-
-func (*doctorCmd) check(_ *options, args []string, _ map[string]bool) error {
-	return noArgs("doctor", args)
+// newDoctorCommand is `callapp doctor`: the page's troubleshooting list as checks, in the order a request meets
+// them: configuration, token, app, scopes, network, then the app's own answers. A failed check is explained as a
+// failed call is (explain.go).
+func newDoctorCommand(p *parsed) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "doctor",
+		Short:   "Run the troubleshooting checklist, one line per check",
+		Long:    "doctor runs the troubleshooting checklist, one line per check, and exits with the code of the first failed one.",
+		Example: "  callapp --profile my-env --app api-app doctor",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := noArgs("doctor", args); err != nil {
+				return err
+			}
+			p.choose(cmd, nil, runDoctor)
+			return nil
+		},
+	}
+	targetFlags(cmd.Flags(), p.opts)
+	return cmd
 }
 
 // check is one line of doctor's report.
@@ -34,7 +45,7 @@ type check struct {
 	code   int      // the exit code a failure maps to
 }
 
-func (*doctorCmd) run(ctx context.Context, e *env) error {
+func runDoctor(ctx context.Context, e *env) error {
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
 	failed := func(name string, f *failure) error {

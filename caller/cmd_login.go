@@ -3,42 +3,49 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"strings"
 
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/pkg/browser"
+	"github.com/spf13/cobra"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	"github.com/databricks-sample/go-apps-api/caller/appauth"
 )
 
-// loginCmd is `caller login --scopes …`: the page's custom-scope U2M flow in-process (caller/appauth's Login), for
+// loginCmd is `callapp login --scopes …`: the page's custom-scope U2M flow in-process (caller/appauth's Login), for
 // when the Databricks CLI is older than v0.287.0 or not at hand; `databricks auth login --scopes` is the first way.
 type loginCmd struct {
 	noBrowser bool
 	port      int // the loopback redirect port; 0 tries 8020-8040 like the Databricks CLI
 }
 
-func (c *loginCmd) flags(fs *flag.FlagSet) {
-	fs.BoolVar(&c.noBrowser, "no-browser", false, "login: print the authorization URL instead of opening a browser")
-	fs.IntVar(&c.port, "port", 0, "login: loopback redirect port (default 8020, then up to 8040)")
+func newLoginCommand(p *parsed) *cobra.Command {
+	c := &loginCmd{}
+	cmd := &cobra.Command{
+		Use:     "login --scopes a,b,...",
+		Short:   "U2M login with custom scopes, token cached on disk",
+		Example: "  callapp --profile my-env login --scopes iam.current-user:read,sql,file.files,dashboards.genie",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := noArgs("login", args); err != nil {
+				return err
+			}
+			if c.port < 0 || c.port > 65535 {
+				return errors.New("--port must be a TCP port")
+			}
+			p.choose(cmd, c, c.run)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&c.noBrowser, "no-browser", false, "print the authorization URL instead of opening a browser")
+	cmd.Flags().IntVar(&c.port, "port", 0, "loopback redirect port (default 8020, then up to 8040)")
+	return cmd
 }
 
-func (c *loginCmd) check(_ *options, args []string, _ map[string]bool) error {
-	if len(args) != 0 {
-		return fmt.Errorf("login takes no arguments, got %q", args)
-	}
-	if c.port < 0 || c.port > 65535 {
-		return errors.New("--port must be a TCP port")
-	}
-	return nil
-}
-
-// loginOptions are what `caller login` adds to a login that local mode only reads from the cache.
+// loginOptions are what `callapp login` adds to a login that local mode only reads from the cache.
 type loginOptions struct {
 	openURL   func(string) error
 	port      int
@@ -73,7 +80,7 @@ func loginTarget(profile, host string) string {
 
 // loginCommand is the in-process login that gets a token with scopes.
 func loginCommand(profile, host string, scopes []string) string {
-	return fmt.Sprintf("caller login %s --scopes %s", loginTarget(profile, host), strings.Join(scopes, ","))
+	return fmt.Sprintf("callapp login %s --scopes %s", loginTarget(profile, host), strings.Join(scopes, ","))
 }
 
 // cliLoginCommand is the Databricks CLI's login with scopes (v0.287.0 and later): local mode then uses its token.
@@ -139,7 +146,7 @@ func (c *loginCmd) run(ctx context.Context, e *env) error {
 	if claims, err := identity.DecodeClaims(t.AccessToken); err == nil && len(claims.Scopes) > 0 {
 		granted = claims.Scopes
 	}
-	next := fmt.Sprintf("caller --mode local %s --scopes %s --app <app-name> whoami",
+	next := fmt.Sprintf("callapp --mode local %s --scopes %s --app <app-name> whoami",
 		loginTarget(profile, host), strings.Join(opts.scopes, ","))
 	out.result(fmt.Sprintf("Logged in to %s with scopes %s.\nThe token is cached in %s (owner-only); it expires %s and refreshes itself.\nUse it: %s\n",
 		host, strings.Join(granted, " "), l.CacheFile, t.Expiry.Format("2006-01-02 15:04:05 MST"), next),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/spf13/cobra"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/inflight"
@@ -27,12 +27,22 @@ type serveCmd struct {
 	listen string // empty means APP_LISTEN_ADDR, DATABRICKS_APP_PORT or 127.0.0.1:8002
 }
 
-func (c *serveCmd) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.listen, "listen", "", "serve: listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
-}
-
-func (*serveCmd) check(_ *options, args []string, _ map[string]bool) error {
-	return noArgs("serve", args)
+func newServeCommand(p *parsed) *cobra.Command {
+	c := &serveCmd{}
+	cmd := &cobra.Command{
+		Use:     "serve",
+		Short:   "Run as a Databricks App calling TARGET_APP / TARGET_APP_URL",
+		Example: "  TARGET_APP=api-app callapp serve",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := noArgs("serve", args); err != nil {
+				return err
+			}
+			p.choose(cmd, c, c.run)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&c.listen, "listen", "", "listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
+	return cmd
 }
 
 func (c *serveCmd) run(ctx context.Context, e *env) error {
@@ -104,7 +114,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 
 const (
 	// maxServeBody is the largest answer of the target serve reads: serve holds one per call and sends it back
-	// inside its own JSON answer, so it reads less than `caller call` does.
+	// inside its own JSON answer, so it reads less than `callapp call` does.
 	maxServeBody = 1 << 20
 	// maxCallsInFlight bounds the calls serve works on at once (each holds up to a few times maxServeBody), and
 	// callSlotWait how long one over it waits for a slot before the 503.

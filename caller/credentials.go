@@ -119,7 +119,7 @@ func localCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb
 	// all-apis): --app is looked up with the profile's own token, and the app called with the scoped one.
 	c.lookup = &credentials{mode: ModeLocal, profile: profile, principal: c.principal, loginHint: c.loginHint, build: cliBuild}
 
-	// With --scopes, use the token `caller login` cached for this profile (or host) and these scopes.
+	// With --scopes, use the token `callapp login` cached for this profile (or host) and these scopes.
 	pcfg := profileConfig()
 	if err := pcfg.EnsureResolved(); err != nil {
 		return nil, usageErrorf("local mode: %v", err)

@@ -236,7 +236,7 @@ func TestE2EFailures(t *testing.T) {
 	})
 }
 
-// authorizeURL is the workspace authorization URL that `caller login --no-browser` prints.
+// authorizeURL is the workspace authorization URL that `callapp login --no-browser` prints.
 var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize\?\S+`)
 
 func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
@@ -269,7 +269,7 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql", "--app", "api-app", "whoami")
 	assert.Equal(t, exitPermission, r.code, r.String())
 	assert.Contains(t, r.stderr, "missing [iam.current-user:read file.files dashboards.genie]")
-	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes iam.current-user:read,sql,file.files,dashboards.genie")
+	assert.Contains(t, r.stderr, "callapp login --profile emulator --scopes iam.current-user:read,sql,file.files,dashboards.genie")
 
 	// The app's scopes: the proxy forwards a user token with them.
 	r = runLogin(t, e, appScopes)
@@ -292,7 +292,7 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	// Scopes nobody logged in with: say which login to run.
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")
 	assert.Equal(t, exitAuth, r.code)
-	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes file.files,sql")
+	assert.Contains(t, r.stderr, "callapp login --profile emulator --scopes file.files,sql")
 }
 
 // With --json and --no-browser the authorization URL still reaches stderr: it is the only way to log in.

@@ -184,7 +184,7 @@ func (s *session) scopes(ctx context.Context, t *appclient.Target) scopeReport {
 }
 
 // fix names the two ways to a token with the app's scopes: the Databricks CLI's own login (v0.287.0 and later),
-// whose profile local mode then uses, and `caller login`, in-process.
+// whose profile local mode then uses, and `callapp login`, in-process.
 func (r scopeReport) fix(s *session) string {
 	scopes := r.need
 	if len(scopes) == 0 {
@@ -401,5 +401,5 @@ func federationFix(issuer, host string) string {
 	return "exchange the identity provider's token for a Databricks OAuth token first (token federation: " +
 		"grant_type=urn:ietf:params:oauth:grant-type:token-exchange at " + orDefault(host, "https://<workspace-url>") +
 		"/oidc/v1/token, with a federation policy that trusts the issuer): " +
-		"`caller --mode federated --oidc-token-file <file with the token> --client-id <service principal>`"
+		"`callapp --mode federated --oidc-token-file <file with the token> --client-id <service principal>`"
 }

@@ -143,7 +143,7 @@ func FuzzParseAppURL(f *testing.F) {
 	})
 }
 
-// serveFixture is `caller serve` with a fixed target, its own service principal's token from the emulated workspace,
+// serveFixture is `callapp serve` with a fixed target, its own service principal's token from the emulated workspace,
 // and every request it sends to the target answered in-process and recorded. Nothing leaves the machine.
 type serveFixture struct {
 	handler http.Handler

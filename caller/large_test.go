@@ -19,7 +19,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// An answer larger than the caller reads is a failure naming the limit, never a silent cut: `caller call` once printed
+// An answer larger than the caller reads is a failure naming the limit, never a silent cut: `callapp call` once printed
 // the first 10 MiB of a 1 GiB answer and exited 0.
 func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
 	e := startEmulator(t, 0)
@@ -45,7 +45,7 @@ func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
 	}
 }
 
-// `caller serve` once answered a 1 GiB target answer with 200 and 60 MiB (the first 10 MiB, escaped), and 8 such
+// `callapp serve` once answered a 1 GiB target answer with 200 and 60 MiB (the first 10 MiB, escaped), and 8 such
 // calls at once took it to 2.3 GiB of RSS. Now it reads at most 1 MiB of an answer, refuses more with 502 naming the
 // limit, and works on a bounded number of calls at once. It runs as a child process so that its RSS is its own.
 func TestServeBoundsLargeAnswers(t *testing.T) {

@@ -119,6 +119,6 @@ func TestRepeatSummaryAndFirstFailure(t *testing.T) {
 	boom := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/boom", Status: http.StatusInternalServerError})
 	r = runCaller(t, env, "--mode", "external", "--url", api, "--repeat", "5", "--retries", "0", "call", "/api/boom")
 	assert.Equal(t, exitServer, r.code)
-	assert.Contains(t, r.stderr, "caller: request 1 of 5: 500 Internal Server Error")
+	assert.Contains(t, r.stderr, "callapp: request 1 of 5: 500 Internal Server Error")
 	assert.Equal(t, 1, boom.Hits(), "the first failure stops the run")
 }
