@@ -101,6 +101,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"call"}, "call takes [METHOD] PATH"},
 		{[]string{"call", "BREW", "/api/x"}, "unsupported method"},
 		{[]string{"--url", "u", "--app", "a", "whoami"}, "not both"},
+		{[]string{"--url", "127.0.0.1:8000", "whoami"}, `--url "127.0.0.1:8000" has no scheme: give the whole URL, https://127.0.0.1:8000`},
 		{[]string{"whoami", "extra"}, "takes no arguments"},
 		{[]string{"--client-secret", "x", "whoami"}, "unknown flag: --client-secret"},
 		{[]string{"--client-secret-stdin=x", "whoami"}, "--client-secret-stdin takes no value: pipe the secret on stdin"},

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/databricks/databricks-sdk-go/config"
@@ -98,24 +101,43 @@ func (c *loginCmd) run(ctx context.Context, e *env) error {
 		return usageErrorf("login needs --scopes, for example --scopes sql,file.files,dashboards.genie " +
 			"(for the default all-apis scope, `databricks auth login` is enough)")
 	}
-	profile := firstNonEmpty(opts.profile, e.getenv("DATABRICKS_CONFIG_PROFILE"))
+	profile := cmp.Or(opts.profile, e.getenv("DATABRICKS_CONFIG_PROFILE"))
 	host := sdkconfig.NormaliseHost(opts.host)
 	if host == "" {
+		if f := profileProblem(e.getenv, "login", profile, true); f != nil {
+			return f
+		}
 		cfg := &config.Config{Profile: profile, ConfigFile: configFilePath(e.getenv), Loaders: []config.Loader{config.ConfigFile}}
 		if err := cfg.EnsureResolved(); err != nil {
 			return usageErrorf("login: %v", err)
 		}
-		if host = sdkconfig.NormaliseHost(cfg.Host); host == "" {
-			return usageErrorf("login needs a workspace: --host https://<workspace-url>, or --profile with a host in %s", cfg.ConfigFile)
-		}
+		host = sdkconfig.NormaliseHost(cfg.Host)
 	}
+	var redirect string // where the browser comes back to, once the URL is shown
 	openURL := func(u string) error {
-		// Print the URL too, with --json as well: the browser may not open (no display, a remote shell), and with
-		// --no-browser the URL is the only way on. It is not a secret.
-		fmt.Fprintf(out.stderr, "Log in with your browser; if it does not open, visit:\n  %s\n", u)
-		if !c.noBrowser {
-			_ = browser.OpenURL(u)
+		redirect = redirectOf(u)
+		// The URL is printed whatever happens, with --json as well: the browser may not open (no display, a remote
+		// shell), and with --no-browser it is the only way on. It is not a secret.
+		problem := noBrowserReason(e.getenv, runtime.GOOS)
+		if !c.noBrowser && problem == "" {
+			if err := browser.OpenURL(u); err != nil {
+				problem = fmt.Sprintf("the browser did not open (%v)", err)
+			}
 		}
+		switch {
+		case c.noBrowser || problem != "":
+			if problem != "" {
+				fmt.Fprintf(out.stderr, "No browser here: %s.\n", problem)
+			}
+			fmt.Fprintf(out.stderr, "Open this URL in a browser on this machine to log in to %s:\n  %s\n", host, u)
+			if e.getenv("SSH_CONNECTION") != "" {
+				fmt.Fprintf(out.stderr, "Over SSH, forward the redirect's port first: %s\n", sshForward(redirect))
+			}
+		default:
+			fmt.Fprintf(out.stderr, "Log in to %s in the browser that opened; if none did, open:\n  %s\n", host, u)
+		}
+		fmt.Fprintf(out.stderr, "Waiting up to %s (--timeout) for the browser to come back to %s; Ctrl+C stops.\n",
+			opts.timeout, redirect)
 		return nil
 	}
 	// The login's requests to the workspace go through a transport that remembers one that got no answer, so an
@@ -128,11 +150,18 @@ func (c *loginCmd) run(ctx context.Context, e *env) error {
 	if err := l.Run(); err != nil {
 		hostSource := "--host"
 		if opts.host == "" {
-			hostSource = "the host of profile " + orDefault(profile, "DEFAULT")
+			hostSource = "the host of profile " + cmp.Or(profile, "DEFAULT")
 		}
 		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)
 		if f := workspace.unreachable("login to "+host, hostSource, timedOut); f != nil {
 			return f
+		}
+		if timedOut && redirect != "" {
+			return &failure{Code: exitAuth,
+				Summary: fmt.Sprintf("login to %s: the browser did not come back to %s within %s (--timeout)", host, redirect, opts.timeout),
+				Checks: []string{"the URL above was opened in a browser on this machine, and the sign-in finished",
+					"over SSH, the redirect's port is forwarded to this machine: " + sshForward(redirect),
+					"a slower sign-in has the time it needs: --timeout 5m"}}
 		}
 		return &failure{Code: exitAuth, Summary: fmt.Sprintf("login to %s: %v", host, err),
 			Checks: []string{"the browser reached the loopback redirect (http://localhost:8020-8040, or --port)",
@@ -152,4 +181,35 @@ func (c *loginCmd) run(ctx context.Context, e *env) error {
 		host, strings.Join(granted, " "), l.CacheFile, t.Expiry.Format("2006-01-02 15:04:05 MST"), next),
 		map[string]any{"host": host, "profile": profile, "scopes": granted, "cache": l.CacheFile, "expires_at": t.Expiry})
 	return nil
+}
+
+// noBrowserReason is why no browser can open here, "" when one may: on Linux and the BSDs a browser needs a display.
+func noBrowserReason(getenv func(string) string, goos string) string {
+	switch goos {
+	case "darwin", "windows":
+		return ""
+	}
+	if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" && getenv("BROWSER") == "" {
+		return "there is no display (DISPLAY and WAYLAND_DISPLAY are not set)"
+	}
+	return ""
+}
+
+// redirectOf is the loopback address an authorization URL sends the browser back to.
+func redirectOf(authorizeURL string) string {
+	if u, err := url.Parse(authorizeURL); err == nil {
+		if r := u.Query().Get("redirect_uri"); r != "" {
+			return r
+		}
+	}
+	return "http://localhost:8020"
+}
+
+// sshForward is the ssh option that brings a remote browser's redirect to this machine.
+func sshForward(redirect string) string {
+	port := "8020"
+	if u, err := url.Parse(redirect); err == nil && u.Port() != "" {
+		port = u.Port()
+	}
+	return fmt.Sprintf("ssh -L %s:localhost:%s <this machine>", port, port)
 }

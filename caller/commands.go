@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
 // Mode names which credentials the caller uses. Each mode builds one *config.Config with an explicit auth type
@@ -168,6 +170,11 @@ func (o *options) check(cmd *cobra.Command) error {
 		return errors.New("--retries must be between 0 and 10")
 	case o.url != "" && o.app != "":
 		return errors.New("give --url or --app, not both")
+	}
+	if o.url != "" {
+		if _, err := appclient.ParseAppURL(o.url); err != nil {
+			return fmt.Errorf("--url %w", err)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,19 @@ func modeCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb 
 	case ModeFederated:
 		return federatedCredentials(e, plumb)
 	default:
+		// The chain reads the config file when the environment has no workspace, or a profile is named: say what is
+		// missing there, before the SDK's "cannot configure default credentials".
+		profile := cmp.Or(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
+		noWorkspace := cmp.Or(opts.host, getenv("DATABRICKS_HOST"), getenv("DATABRICKS_AZURE_RESOURCE_ID")) == ""
+		if profile != "" || noWorkspace {
+			what := "auto mode"
+			if profile == "" {
+				what = "auto mode (DATABRICKS_HOST is not set, so the credentials come from a profile)"
+			}
+			if f := profileProblem(getenv, what, profile, noWorkspace); f != nil {
+				return nil, f
+			}
+		}
 		c := &credentials{mode: ModeAuto, profile: opts.profile, principal: "the SDK's default credentials chain",
 			loginHint: "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, or run `databricks auth login`, or pick --mode"}
 		c.build = func() (*config.Config, error) {
@@ -95,6 +109,11 @@ func modeCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb 
 func localCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb func(*config.Config) *config.Config) (*credentials, error) {
 	opts, getenv := e.opts, e.getenv
 	profile := firstNonEmpty(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
+	if profile != "" || opts.host == "" {
+		if f := profileProblem(getenv, "local mode", profile, opts.host == ""); f != nil {
+			return nil, f
+		}
+	}
 	c := &credentials{mode: ModeLocal, profile: profile}
 	c.principal = "profile " + orDefault(profile, "DEFAULT")
 	c.loginHint = "databricks auth login --profile " + orDefault(profile, "DEFAULT")

@@ -41,6 +41,12 @@ type AppInfo struct {
 
 // ParseAppURL accepts an app's base URL: http(s), a host, no path beyond "/", no query.
 func ParseAppURL(raw string) (*url.URL, error) {
+	if !strings.Contains(raw, "://") {
+		// 127.0.0.1:8000 or api-app-1.aws.databricksapps.com: url.Parse reads a scheme or a path there, not a host.
+		host := strings.TrimSpace(raw)
+		return nil, fmt.Errorf("%q has no scheme: give the whole URL, https://%s (or http://%s for an app or the "+
+			"emulator on this machine)", raw, host, host)
+	}
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return nil, fmt.Errorf("%q: %v", raw, err)
