@@ -58,7 +58,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return fail(err)
 	}
-	s.client.MaxBody, s.lookup.MaxBody = maxServeBody, maxServeBody
+	s.client.MaxBody = maxServeBody
 	targetApp, targetURL := e.getenv("TARGET_APP"), e.getenv("TARGET_APP_URL")
 	if (targetApp == "") == (targetURL == "") {
 		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))

@@ -98,7 +98,7 @@ func (s *session) statusFailure(ctx context.Context, resp *appclient.Response, t
 			fmt.Sprintf("the app id and workspace URL are right: %s is %s", appLabel(t), hostOf(resp.URL)),
 		}
 		if t != nil && t.App != nil {
-			f.Checks = append(f.Checks, "the app is deployed and running: the Apps API says "+t.App.AppStatus.State)
+			f.Checks = append(f.Checks, "the app is deployed and running: the Apps API says "+t.State())
 		} else {
 			f.Checks = append(f.Checks, "the app is deployed and running: `databricks apps get "+orDefault(t.NameOrEmpty(), "<app-name>")+"`")
 		}
@@ -168,7 +168,7 @@ func (s *session) scopes(ctx context.Context, t *appclient.Target) scopeReport {
 		return r
 	}
 	if t != nil && t.App != nil {
-		r.need = t.App.UserAPIScopes
+		r.need = t.App.UserApiScopes
 	}
 	claims, ok := s.tokenClaims(ctx)
 	r.readable, r.have, r.missing = ok, claims.Scopes, r.need
@@ -284,10 +284,7 @@ func (s *session) principalName(ctx context.Context) (kind, name string) {
 	if err != nil {
 		return unknown()
 	}
-	if err := s.creds.Authenticate(ctx, req); err != nil {
-		return unknown()
-	}
-	resp, err := s.client.HTTP.Do(req)
+	resp, err := s.client.HTTP.Do(req) // its Transport puts the token on
 	if err != nil {
 		return unknown()
 	}

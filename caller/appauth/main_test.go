@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
@@ -68,7 +66,7 @@ func runWithEmulator(m *testing.M) int {
 		panic(err)
 	}
 
-	app := httptest.NewServer(http.HandlerFunc(handleWhoAmI))
+	app := httptest.NewServer(http.HandlerFunc(emulated.WhoAmI))
 	defer app.Close()
 	if err := ws.SetUpstream("api-app", app.URL); err != nil {
 		panic(err)
@@ -98,19 +96,4 @@ func runWithEmulator(m *testing.M) int {
 	os.Setenv("DATABRICKS_CLIENT_ID", callerApp.ClientID)
 	os.Setenv("DATABRICKS_CLIENT_SECRET", callerApp.ClientSecret)
 	return m.Run()
-}
-
-// handleWhoAmI is api-app's GET /api/whoami in a few lines: who the proxy says called, and the scopes of the user
-// token it forwarded.
-func handleWhoAmI(w http.ResponseWriter, r *http.Request) {
-	id, err := identity.FromHeaders(r.Header)
-	if err != nil {
-		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusUnauthorized, Code: jsonhttp.CodeUnauthenticated, Message: err.Error()})
-		return
-	}
-	who := identity.WhoAmI{Identity: id, AccessTokenForwarded: id.AccessToken != ""}
-	if claims, err := identity.DecodeClaims(id.AccessToken.Reveal()); err == nil {
-		who.AccessTokenClaims = &claims
-	}
-	jsonhttp.Write(w, http.StatusOK, who)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/stretchr/testify/require"
 
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
@@ -84,4 +87,19 @@ func ServeAsCLI() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// WhoAmI is api-app's GET /api/whoami in a few lines, for examples that need an app behind the proxy but not app/
+// itself: who the proxy says called, and the scopes of the user token it forwarded.
+func WhoAmI(w http.ResponseWriter, r *http.Request) {
+	id, err := identity.FromHeaders(r.Header)
+	if err != nil {
+		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusUnauthorized, Code: jsonhttp.CodeUnauthenticated, Message: err.Error()})
+		return
+	}
+	who := identity.WhoAmI{Identity: id, AccessTokenForwarded: id.AccessToken != ""}
+	if claims, err := identity.DecodeClaims(id.AccessToken.Reveal()); err == nil {
+		who.AccessTokenClaims = &claims
+	}
+	jsonhttp.Write(w, http.StatusOK, who)
 }
