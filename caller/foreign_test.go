@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -108,9 +108,9 @@ func TestE2ECLILoginWithScopes(t *testing.T) {
 	login.Env = []string{"HOME=" + e.home, "DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile}
 	out, err := login.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	cfg, err := os.ReadFile(e.state.ConfigFile)
+	cfg, err := config.LoadFile(e.state.ConfigFile)
 	require.NoError(t, err)
-	assert.Contains(t, string(cfg), "scopes = "+appScopes)
+	assert.Equal(t, appScopes, cfg.Section("emulator").Key("scopes").String())
 
 	// --url: a token holding only the app's scopes may not call the Apps API (that takes apps or all-apis).
 	appURL := e.state.Apps["api-app"].URL
