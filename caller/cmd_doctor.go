@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -134,7 +135,7 @@ func (s *session) networkChecks(ctx context.Context, add func(check)) bool {
 	via := ""
 	if proxy, err := s.env.proxy(base); err == nil && proxy != nil {
 		via = " (through the proxy " + proxy.Redacted() + ")"
-		host, port = proxy.Hostname(), orDefault(proxy.Port(), "3128")
+		host, port = proxy.Hostname(), cmp.Or(proxy.Port(), "3128")
 	}
 	netFix := func(err error) []string {
 		return s.explain(ctx, &appclient.NetworkError{Method: http.MethodGet, URL: base.String(), Err: err}, s.target).Checks

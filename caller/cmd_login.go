@@ -88,7 +88,7 @@ func loginCommand(profile, host string, scopes []string) string {
 
 // cliLoginCommand is the Databricks CLI's login with scopes (v0.287.0 and later): local mode then uses its token.
 func cliLoginCommand(profile, host string, scopes []string) string {
-	target := "--profile " + orDefault(profile, "DEFAULT")
+	target := "--profile " + cmp.Or(profile, "DEFAULT")
 	if profile == "" && host != "" {
 		target = "--host " + host
 	}

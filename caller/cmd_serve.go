@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -74,7 +75,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 
 	// As the app does: --listen, APP_LISTEN_ADDR (the emulator keeps apps on loopback with it), the platform's port on
 	// every interface (the Apps proxy connects from outside the container), else loopback.
-	addr := firstNonEmpty(c.listen, e.getenv("APP_LISTEN_ADDR"))
+	addr := cmp.Or(c.listen, e.getenv("APP_LISTEN_ADDR"))
 	if addr == "" {
 		addr = "127.0.0.1:8002"
 		if port := e.getenv("DATABRICKS_APP_PORT"); port != "" {

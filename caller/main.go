@@ -13,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,8 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 // proxyFromEnv is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY as getenv sees them.
 func proxyFromEnv(getenv func(string) string) func(*url.URL) (*url.URL, error) {
 	return (&httpproxy.Config{
-		HTTPProxy:  firstNonEmpty(getenv("HTTP_PROXY"), getenv("http_proxy")),
-		HTTPSProxy: firstNonEmpty(getenv("HTTPS_PROXY"), getenv("https_proxy")),
-		NoProxy:    firstNonEmpty(getenv("NO_PROXY"), getenv("no_proxy")),
+		HTTPProxy:  cmp.Or(getenv("HTTP_PROXY"), getenv("http_proxy")),
+		HTTPSProxy: cmp.Or(getenv("HTTPS_PROXY"), getenv("https_proxy")),
+		NoProxy:    cmp.Or(getenv("NO_PROXY"), getenv("no_proxy")),
 	}).ProxyFunc()
 }
