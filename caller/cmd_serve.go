@@ -280,20 +280,10 @@ func logRequests(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-			next.ServeHTTP(rec, r)
-			logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", cmp.Or(ww.Status(), http.StatusOK),
 				"duration_ms", time.Since(start).Milliseconds(), "request_id", r.Header.Get(identity.HeaderRequestID))
 		})
 	}
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
 }
