@@ -149,3 +149,24 @@ func BenchmarkFromHeaders(b *testing.B) {
 		}
 	}
 }
+
+// The emulator writes the identity headers and the app reads them through the same constants, so a misspelt
+// constant would pass every other test. These are the names the platform documents ("Connect to a Databricks app
+// using token authentication" and the Databricks Apps environment page), spelt out once, canonical as net/http keys
+// them.
+func TestHeaderNamesAreThePlatforms(t *testing.T) {
+	t.Parallel()
+	documented := []string{
+		"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Host",
+		"X-Forwarded-Access-Token", "X-Real-Ip", "X-Request-Id",
+	}
+	assert.Equal(t, documented, identity.ForwardedHeaders)
+	for name, got := range map[string]string{
+		"X-Forwarded-User": identity.HeaderUser, "X-Forwarded-Email": identity.HeaderEmail,
+		"X-Forwarded-Preferred-Username": identity.HeaderPreferredUsername, "X-Forwarded-Host": identity.HeaderHost,
+		"X-Forwarded-Access-Token": identity.HeaderAccessToken, "X-Real-Ip": identity.HeaderRealIP, "X-Request-Id": identity.HeaderRequestID,
+	} {
+		assert.Equal(t, name, got)
+		assert.Equal(t, name, http.CanonicalHeaderKey(got), "canonical, as net/http keys it")
+	}
+}
