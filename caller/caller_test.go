@@ -160,6 +160,7 @@ func ownFlags(p *parsed) string {
 // TestStatusMatrix: every answer maps to its exit code and the page's checklist. The app's odd answers are faults the
 // emulator plays in its place, on paths the app need not have; the 404 is the app's own.
 func TestStatusMatrix(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	ws, sp := e.state.WorkspaceID, e.state.ServicePrincipals["external-service"]
 	tests := []struct {
@@ -211,6 +212,7 @@ func TestStatusMatrix(t *testing.T) {
 }
 
 func TestRetriesHonourMethodAndBudget(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	api := e.state.Apps["api-app"].URL
 	down := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/echo", Status: http.StatusBadGateway})
@@ -225,6 +227,7 @@ func TestRetriesHonourMethodAndBudget(t *testing.T) {
 }
 
 func TestRefreshOnceAfter401(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 	// A revoked token: the first call's token is rejected; the refreshed one works.
@@ -266,6 +269,7 @@ func TestTimeoutBoundsTheCommand(t *testing.T) {
 
 // TestServeSpeaksH2C: behind the Apps proxy, HTTP/2 arrives in cleartext.
 func TestServeSpeaksH2C(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env := e.spEnv("external-service")
 	env["TARGET_APP_URL"] = e.state.Apps["api-app"].URL
@@ -286,6 +290,7 @@ func TestServeSpeaksH2C(t *testing.T) {
 }
 
 func TestModeErrorsNameWhatIsMissing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		mode string
 		env  map[string]string
@@ -305,6 +310,7 @@ func TestModeErrorsNameWhatIsMissing(t *testing.T) {
 }
 
 func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	sp, api := e.state.ServicePrincipals["external-service"], e.state.Apps["api-app"].URL
 	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/forbidden", Status: http.StatusForbidden})
@@ -340,6 +346,7 @@ func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
 }
 
 func TestWhoAmIAndCallOutput(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 	r := runCaller(t, env, "--mode", "external", "--url", api, "whoami")
@@ -362,6 +369,7 @@ func TestWhoAmIAndCallOutput(t *testing.T) {
 }
 
 func TestAppYAML(t *testing.T) {
+	t.Parallel()
 	body, err := os.ReadFile("app.yaml")
 	require.NoError(t, err)
 	var spec struct {
@@ -388,6 +396,7 @@ func TestAppYAML(t *testing.T) {
 
 // A workspace that does not answer is a network failure for login too (6, naming it), not a failed login (3).
 func TestLoginNothingListening(t *testing.T) {
+	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	port := testkit.FreePort(t)
 	r := runCaller(t, nil, "--host", "http://"+addr, "login", "--scopes", "sql", "--no-browser",
@@ -401,6 +410,7 @@ func TestLoginNothingListening(t *testing.T) {
 // Requests that arrive while serve looks the target app up wait for that one lookup, each no longer than its own
 // context; a failed lookup is not kept, so a later request looks again.
 func TestServeSharesOneTargetLookup(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	upstream := e.ws.Upstream("api-app")
 	require.NoError(t, e.ws.SetUpstream("api-app", "")) // not running yet: the Apps API says UNAVAILABLE
@@ -446,8 +456,9 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 	_, err = resolver.get(ctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiting request gives up at its own deadline")
 	assert.Less(t, time.Since(start), 2*time.Second)
-	time.Sleep(50 * time.Millisecond) // the five requests are waiting by now
-	slow.Clear()                      // the lookup goes on to the Apps API
+	require.Eventually(t, func() bool { return resolver.waiting.Load() == n }, 5*time.Second, time.Millisecond,
+		"the five requests wait for the one lookup")
+	slow.Clear() // the lookup goes on to the Apps API
 	for range n {
 		answer := <-answers
 		assert.True(t, strings.HasPrefix(answer, "502 "), answer)
@@ -467,6 +478,7 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 // The first requests of `callapp serve` fetch their tokens at once from one fresh Config: the SDK's first resolution
 // of a Config must not run from two goroutines at a time (the race detector finds it).
 func TestConcurrentFirstTokens(t *testing.T) {
+	t.Parallel()
 	ws, _ := emulated.Start(t, workspace.Options{})
 	env := emulated.AppEnv(ws, "caller-app") // the platform's environment of caller-app
 	getenv := func(k string) string { return env[k] }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -224,7 +225,8 @@ type targetResolver struct {
 
 	mu       sync.Mutex
 	resolved *appclient.Target
-	inflight *resolution // the lookup under way, if any
+	inflight *resolution  // the lookup under way, if any
+	waiting  atomic.Int32 // requests waiting for a lookup, for tests to know they all are
 }
 
 // resolution is one lookup; done is closed once t or err is set.
@@ -249,6 +251,8 @@ func (tr *targetResolver) get(ctx context.Context) (*appclient.Target, error) {
 		go tr.resolve(context.WithoutCancel(ctx), r)
 	}
 	tr.mu.Unlock()
+	tr.waiting.Add(1)
+	defer tr.waiting.Add(-1)
 	select {
 	case <-r.done:
 		return r.t, r.err

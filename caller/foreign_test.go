@@ -36,6 +36,7 @@ func startForeignApp(t *testing.T, e *emulator) {
 // Any app, not just this project's: whoami prints what it answered, unchanged, --json carries its JSON as it was,
 // and its own error body is shown.
 func TestE2EAnotherAppsShapeIsShownAsItCame(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	startForeignApp(t, e)
 	ws := e.state.WorkspaceID
@@ -103,6 +104,7 @@ func keys(m map[string]json.RawMessage) []string {
 // The Databricks CLI asks for custom scopes since v0.287.0; the emulator's stand-in does too. After
 // `databricks auth login --profile P --scopes …`, local mode's plain profile token carries the app's scopes.
 func TestE2ECLILoginWithScopes(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	login := exec.Command(e.state.CLIPath, "auth", "login", "--profile", "emulator", "--scopes", appScopes)
 	login.Env = []string{"HOME=" + e.home, "DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile}

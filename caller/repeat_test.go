@@ -53,6 +53,7 @@ func (c *countingCLI) invocations(t *testing.T) []string {
 //     --force-refresh to CLIs from 0.296.0, so each run costs the CLI (here the stand-in) one token request.
 //   - app: 1 for caller-app's service principal, behind the developer's local caller (2 more, as above).
 func TestStressTokenReuse(t *testing.T) {
+	t.Parallel()
 	const n = 1000
 	e := startEmulator(t, 0)
 	startCallerApp(t, e)
@@ -98,6 +99,7 @@ func TestStressTokenReuse(t *testing.T) {
 }
 
 func TestRepeatSummaryAndFirstFailure(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 

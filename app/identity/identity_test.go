@@ -20,6 +20,7 @@ func headers(kv ...string) http.Header {
 }
 
 func TestFromHeaders(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   http.Header
@@ -79,6 +80,7 @@ func TestFromHeaders(t *testing.T) {
 }
 
 func TestFromHeadersRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		in     http.Header
@@ -107,6 +109,7 @@ func TestFromHeadersRejects(t *testing.T) {
 
 // Every header the proxy owns is checked, not only the ones the identity needs most.
 func TestFromHeadersRefusesAnyRepeatedHeader(t *testing.T) {
+	t.Parallel()
 	for _, name := range identity.ForwardedHeaders {
 		_, err := identity.FromHeaders(headers(identity.HeaderUser, "1@2", name, "a", name, "b"))
 		var headerErr *identity.HeaderError
@@ -116,11 +119,13 @@ func TestFromHeadersRefusesAnyRepeatedHeader(t *testing.T) {
 }
 
 func TestFromHeadersWithoutUser(t *testing.T) {
+	t.Parallel()
 	_, err := identity.FromHeaders(headers(identity.HeaderEmail, "dev@example.com"))
 	assert.ErrorIs(t, err, identity.ErrNoIdentity)
 }
 
 func TestParseAndFormatUser(t *testing.T) {
+	t.Parallel()
 	p, w, ok := identity.ParseUser(identity.FormatUser("1001", "42"))
 	require.True(t, ok)
 	assert.Equal(t, "1001", p)

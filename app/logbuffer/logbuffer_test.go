@@ -15,6 +15,7 @@ import (
 // Writer writes into a pipe whose other end the test reads line by line, so what reaches the output is seen as it
 // arrives, with no shared buffer to lock.
 func TestWriterFlushesPeriodicallyAndOnClose(t *testing.T) {
+	t.Parallel()
 	r, w := io.Pipe()
 	lines := make(chan string, 64)
 	go func() {
