@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -120,7 +121,7 @@ func (c *loginCmd) run(ctx context.Context, e *env) error {
 		// shell), and with --no-browser it is the only way on. It is not a secret.
 		problem := noBrowserReason(e.getenv, runtime.GOOS)
 		if !c.noBrowser && problem == "" {
-			if err := browser.OpenURL(u); err != nil {
+			if err := openBrowser(ctx, e.getenv, u); err != nil {
 				problem = fmt.Sprintf("the browser did not open (%v)", err)
 			}
 		}
@@ -212,4 +213,12 @@ func sshForward(redirect string) string {
 		port = u.Port()
 	}
 	return fmt.Sprintf("ssh -L %s:localhost:%s <this machine>", port, port)
+}
+
+// openBrowser opens u in $BROWSER when it is set, as the Databricks CLI does, else in the system's browser.
+func openBrowser(ctx context.Context, getenv func(string) string, u string) error {
+	if b := getenv("BROWSER"); b != "" {
+		return exec.CommandContext(ctx, b, u).Run()
+	}
+	return browser.OpenURL(u)
 }
