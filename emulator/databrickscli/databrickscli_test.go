@@ -3,6 +3,7 @@ package databrickscli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -162,7 +163,8 @@ func TestAuthTokenErrorsNameTheProblem(t *testing.T) {
 	ws := startWorkspace(t)
 	s := newStandIn(t, ws)
 	cfgFile := filepath.Join(s.home, workspace.ProfileFileName)
-	_, err := writeProfile(cfgFile, "down", "http://127.0.0.1:1", "")
+	down := fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)) // nothing listens there
+	_, err := writeProfile(cfgFile, "down", down, "")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(cfgFile, append(must(os.ReadFile(cfgFile)), "\n[nohost]\nauth_type = databricks-cli\n"...), 0o600))
 
@@ -171,7 +173,7 @@ func TestAuthTokenErrorsNameTheProblem(t *testing.T) {
 	_, err = s.run(t, "auth", "token", "--profile", "nohost")
 	assert.ErrorContains(t, err, `profile "nohost" in `+cfgFile+" has no host")
 	_, err = s.run(t, "auth", "token", "--profile", "down")
-	assert.ErrorContains(t, err, "the workspace http://127.0.0.1:1 is not reachable (is the emulator running?)")
+	assert.ErrorContains(t, err, "the workspace "+down+" is not reachable (is the emulator running?)")
 	_, err = s.run(t, "auth", "login", "--profile", "ghost")
 	assert.ErrorContains(t, err, `no profile "ghost" in `+cfgFile+": pass --host to create it")
 }
