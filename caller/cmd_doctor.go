@@ -25,13 +25,8 @@ func newDoctorCommand(p *parsed) *cobra.Command {
 		Short:   "Run the troubleshooting checklist, one line per check",
 		Long:    "doctor runs the troubleshooting checklist, one line per check, and exits with the code of the first failed one.",
 		Example: "  callapp --profile my-env --app api-app doctor",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := noArgs("doctor", args); err != nil {
-				return err
-			}
-			p.choose(cmd, nil, runDoctor)
-			return nil
-		},
+		Args:    noArgs,
+		RunE:    p.chooses(nil, runDoctor),
 	}
 	targetFlags(cmd.Flags(), p.opts)
 	return cmd

@@ -33,10 +33,8 @@ func newLoginCommand(p *parsed) *cobra.Command {
 		Use:     "login --scopes a,b,...",
 		Short:   "U2M login with custom scopes, token cached on disk",
 		Example: "  callapp --profile my-env login --scopes iam.current-user:read,sql,file.files,dashboards.genie",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := noArgs("login", args); err != nil {
-				return err
-			}
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.port < 0 || c.port > 65535 {
 				return errors.New("--port must be a TCP port")
 			}

@@ -35,13 +35,8 @@ func newServeCommand(p *parsed) *cobra.Command {
 		Use:     "serve",
 		Short:   "Run as a Databricks App calling TARGET_APP / TARGET_APP_URL",
 		Example: "  TARGET_APP=api-app callapp serve",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := noArgs("serve", args); err != nil {
-				return err
-			}
-			p.choose(cmd, c, c.run)
-			return nil
-		},
+		Args:    noArgs,
+		RunE:    p.chooses(c, c.run),
 	}
 	cmd.Flags().StringVar(&c.listen, "listen", "", "listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
 	return cmd

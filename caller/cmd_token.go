@@ -14,13 +14,8 @@ func newTokenCommand(p *parsed) *cobra.Command {
 		Use:     "token",
 		Short:   "Print the bearer token (for curl); nothing else prints it",
 		Example: `  curl -H "Authorization: Bearer $(callapp --profile my-env token)" https://…/api/whoami`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := noArgs("token", args); err != nil {
-				return err
-			}
-			p.choose(cmd, nil, runToken)
-			return nil
-		},
+		Args:    noArgs,
+		RunE:    p.chooses(nil, runToken),
 	}
 	targetFlags(cmd.Flags(), p.opts)
 	return cmd

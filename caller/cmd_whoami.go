@@ -25,10 +25,8 @@ func newWhoAmICommand(p *parsed) *cobra.Command {
 		Use:     "whoami",
 		Short:   "GET /api/whoami: who the app saw you as (any other answer as it came)",
 		Example: "  callapp --mode local --profile my-env --app api-app whoami",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := noArgs("whoami", args); err != nil {
-				return err
-			}
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkRepeat(c.repeat, cmd.Flags().Changed("repeat")); err != nil {
 				return err
 			}

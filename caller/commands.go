@@ -241,11 +241,20 @@ func commandNames(root *cobra.Command) []string {
 	return names
 }
 
-func noArgs(name string, args []string) error {
+// noArgs is the Args check of a command that takes none.
+func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) != 0 {
-		return fmt.Errorf("%s takes no arguments, got %q", name, args)
+		return fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args)
 	}
 	return nil
+}
+
+// chooses is the RunE of a command with no checks beyond its Args: it records the command, own and run.
+func (p *parsed) chooses(own any, run func(context.Context, *env) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		p.choose(cmd, own, run)
+		return nil
+	}
 }
 
 // joinAnd is "a", "a and b", "a, b and c".

@@ -3,8 +3,6 @@ package appauth_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,11 +41,11 @@ func runWithEmulator(m *testing.M) int {
 	home, cleanup := testkit.IsolateProcess() // ~/.databrickscfg is the emulator's
 	defer cleanup()
 
-	ws, err := workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
+	ws, stop, err := emulated.StartForExamples()
 	if err != nil {
 		panic(err)
 	}
-	defer ws.Close()
+	defer stop()
 	self, err := os.Executable()
 	if err != nil {
 		panic(err)
@@ -66,11 +64,6 @@ func runWithEmulator(m *testing.M) int {
 		panic(err)
 	}
 
-	app := httptest.NewServer(http.HandlerFunc(emulated.WhoAmI))
-	defer app.Close()
-	if err := ws.SetUpstream("api-app", app.URL); err != nil {
-		panic(err)
-	}
 	state := ws.State()
 	appURL, workspaceURL = state.Apps["api-app"].URL, state.WorkspaceHost
 	sp := state.ServicePrincipals["external-service"]

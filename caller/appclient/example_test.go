@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"testing"
 
 	"github.com/databricks-sample/go-apps-api/caller/appauth"
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
-	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
@@ -68,16 +66,11 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEmulator(m *testing.M) int {
-	ws, err := workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
+	ws, stop, err := emulated.StartForExamples()
 	if err != nil {
 		panic(err)
 	}
-	defer ws.Close()
-	app := httptest.NewServer(http.HandlerFunc(emulated.WhoAmI))
-	defer app.Close()
-	if err := ws.SetUpstream("api-app", app.URL); err != nil {
-		panic(err)
-	}
+	defer stop()
 	state := ws.State()
 	appURL, workspaceURL = state.Apps["api-app"].URL, state.WorkspaceHost
 	sp := state.ServicePrincipals["external-service"]

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,6 +88,22 @@ func ServeAsCLI() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// StartForExamples starts the emulated workspace with the default model and WhoAmI behind api-app's proxy, for a
+// package's runnable examples: TestMain has no testing.T. stop stops both.
+func StartForExamples() (ws *workspace.Workspace, stop func(), err error) {
+	ws, err = workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
+	if err != nil {
+		return nil, nil, err
+	}
+	app := httptest.NewServer(http.HandlerFunc(WhoAmI))
+	stop = func() { app.Close(); _ = ws.Close() }
+	if err := ws.SetUpstream("api-app", app.URL); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ws, stop, nil
 }
 
 // WhoAmI is api-app's GET /api/whoami in a few lines, for examples that need an app behind the proxy but not app/
