@@ -99,7 +99,7 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 		"api.yaml": fmt.Sprintf("command: [%q]\n", filepath.Join(bin, "app")),
 		// As caller/app.yaml does: TARGET_APP is the app resource target-app, which the emulator resolves to api-app.
 		"caller.yaml": fmt.Sprintf("command: [%q, serve]\nenv:\n  - name: TARGET_APP\n    valueFrom: target-app\n",
-			filepath.Join(bin, "caller")),
+			filepath.Join(bin, "callapp")),
 	}
 	for name, content := range apps {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -166,7 +166,7 @@ func (e *emulator) stop() {
 
 // caller runs the caller with --json and the extra environment, and decodes what it printed.
 func (e *emulator) caller(ctx context.Context, extraEnv []string, args ...string) callerResult {
-	return callerProgram{path: filepath.Join(e.bin, "caller"), home: e.home}.run(ctx, extraEnv, args...)
+	return callerProgram{path: filepath.Join(e.bin, "callapp"), home: e.home}.run(ctx, extraEnv, args...)
 }
 
 // callerProgram is the caller binary, run as a user would run it, with HOME set and without the Databricks settings
@@ -230,7 +230,7 @@ func (e *emulator) profileEnv() []string {
 	return []string{"DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile, "DATABRICKS_CLI_PATH=" + e.state.CLIPath}
 }
 
-// login runs `caller login` with custom scopes, and plays the user's browser: the emulator's authorize endpoint
+// login runs `callapp login` with custom scopes, and plays the user's browser: the emulator's authorize endpoint
 // approves as the signed-in user and redirects to the caller's loopback callback.
 func (e *emulator) login(ctx context.Context) error {
 	port, err := workspace.FreePort()
@@ -239,7 +239,7 @@ func (e *emulator) login(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "caller"), "login", "--profile", e.state.Profile,
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "callapp"), "login", "--profile", e.state.Profile,
 		"--scopes", customScopes, "--no-browser", "--port", strconv.Itoa(port))
 	cmd.Env = append(gotool.CleanEnv(e.home), e.profileEnv()...)
 	stderr, err := cmd.StderrPipe()
@@ -262,7 +262,7 @@ func (e *emulator) login(ctx context.Context) error {
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("caller login: %w: %s", err, seen.String())
+		return fmt.Errorf("callapp login: %w: %s", err, seen.String())
 	}
 	return nil
 }
