@@ -30,8 +30,10 @@ DBX         = $(DATABRICKS) --profile $(PROFILE)
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build the app for this machine into bin/
+build: ## Build every program for this machine into bin/: bin/app, bin/callapp (the caller) and bin/emulator
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/app ./app
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/callapp ./caller
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/emulator ./emulator
 
 run: ## Run the app on 127.0.0.1:8000 (no proxy in front: only /api/health answers without X-Forwarded-* headers)
 	$(GO) run ./app
@@ -53,11 +55,11 @@ test: ## Vet, check formatting, run every test with the race detector and each b
 # pyenv or virtualenv shim without them while Debian's packages (python3-fastapi, …) are in /usr/bin/python3.
 EXAMPLE_PYTHONS ?= python3 /usr/bin/python3
 NODE            ?= node
-EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/caller PYTHONDONTWRITEBYTECODE=1
+EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/callapp PYTHONDONTWRITEBYTECODE=1
 
 test-examples: ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
 	$(GO) build -o $(BIN)/emulator ./emulator
-	$(GO) build -o $(BIN)/caller ./caller
+	$(GO) build -o $(BIN)/callapp ./caller
 	$(EXAMPLE_ENV) $(GO) test -count=1 -tags examples ./examples/go/
 	@python=""; for py in $(EXAMPLE_PYTHONS); do \
 	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; \
@@ -140,14 +142,14 @@ endef
 # The bundle's variables: the apps' names. The bundle (databricks.yml) is the one description of the deployment.
 BUNDLE_VARS = --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
 
-deploy: deploy-check package ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, API_APP=, CALLER_APP=)
+deploy: deploy-check package build ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, API_APP=, CALLER_APP=)
 	$(DBX) bundle deploy $(BUNDLE_VARS)
 	$(DBX) bundle run api_app $(BUNDLE_VARS)
 	$(DBX) bundle run caller_app $(BUNDLE_VARS)
 	@echo; echo "Try the three paths:"; \
-	echo "  go run ./caller --mode local --profile $(PROFILE) --app $(API_APP) whoami"; \
-	echo "  DATABRICKS_HOST=... DATABRICKS_CLIENT_ID=... DATABRICKS_CLIENT_SECRET=... go run ./caller --mode external --app $(API_APP) whoami"; \
-	echo "  go run ./caller --mode local --profile $(PROFILE) --app $(CALLER_APP) call '/api/call?path=/api/whoami'"
+	echo "  $(BIN)/callapp --mode local --profile $(PROFILE) --app $(API_APP) whoami"; \
+	echo "  DATABRICKS_HOST=... DATABRICKS_CLIENT_ID=... DATABRICKS_CLIENT_SECRET=... $(BIN)/callapp --mode external --app $(API_APP) whoami"; \
+	echo "  $(BIN)/callapp --mode local --profile $(PROFILE) --app $(CALLER_APP) call '/api/call?path=/api/whoami'"
 
 deploy-check: ## Check the databricks CLI is installed and PROFILE is logged in
 	@command -v $(DATABRICKS) >/dev/null 2>&1 || { \

@@ -40,6 +40,7 @@ func rawResponse(t *testing.T, baseURL, head, body string) (status, answer strin
 // Every forwarded header, with every kind of byte no proxy sends: 400, from Go's server (bytes HTTP forbids) or from
 // the identity check (bytes HTTP allows but no proxy sends), and the value is not echoed.
 func TestHostileForwardedHeaderValues(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	bad := map[string]string{
 		"NUL":                    "a\x00b",
@@ -78,6 +79,7 @@ func TestHostileForwardedHeaderValues(t *testing.T) {
 
 // Headers over the app's 64 KiB limit get 431, however they add up, before any handler runs.
 func TestOversizedHeadersGet431HoweverTheyAddUp(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	many := http.Header{}
 	for i := range 100 {
@@ -107,6 +109,7 @@ func TestOversizedHeadersGet431HoweverTheyAddUp(t *testing.T) {
 // A client that sends its headers a byte at a time is cut off after the read-header timeout: it cannot hold a
 // connection open for ever. APP_READ_HEADER_TIMEOUT shortens the timeout (10 s by default) for the test.
 func TestSlowHeaderClientIsClosed(t *testing.T) {
+	t.Parallel()
 	const timeout = 500 * time.Millisecond
 	app := startApp(t, map[string]string{"APP_READ_HEADER_TIMEOUT": timeout.String()})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(app.URL, "http://"))
@@ -149,6 +152,7 @@ func TestSlowHeaderClientIsClosed(t *testing.T) {
 // A chunked body has no Content-Length to refuse it by: the app stops reading after its 1 MiB limit and answers 413
 // while the client is still sending: only 2 MiB are ever written, and never the end of the body.
 func TestEchoRefusesChunkedLargeBodiesWithoutReadingThem(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(app.URL, "http://"))
 	require.NoError(t, err)
@@ -177,6 +181,7 @@ func TestEchoRefusesChunkedLargeBodiesWithoutReadingThem(t *testing.T) {
 // A forwarded token whose claims hold times past the year 9999 (JSON cannot encode them) still gets a 200 from
 // /api/whoami, without those times and without the token.
 func TestWhoAmIWithFarFutureToken(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	token := fakeJWT(`{"sub":"1001","scope":"sql","iat":1795000000,"exp":253402300800}`)
 	status, body := call(t, "GET", app.URL+"/api/whoami", asUser(token), "")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,33 +51,20 @@ const maxLoggedHeader = 128
 
 // logRequests writes one line per request. It logs the proxy's request id and the caller's X-Forwarded-User so a line
 // can be matched with the proxy's logs; it never logs other headers, where the user's access token travels.
-//
-// The line is handed to the logger's handler as a record, rather than through logger.LogAttrs, which walks the stack
-// on every call to find a source line this log never prints: under load that walk was a fifth of the line's cost.
 func logRequests(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r)
-			if !logger.Enabled(r.Context(), slog.LevelInfo) {
-				return
-			}
-			status := ww.Status()
-			if status == 0 {
-				status = http.StatusOK
-			}
-			end := time.Now()
-			line := slog.NewRecord(end, slog.LevelInfo, "request", 0) // 0: no source line
-			line.AddAttrs(
+			logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.Duration("duration", end.Sub(start)),
+				slog.Int("status", cmp.Or(ww.Status(), http.StatusOK)),
+				slog.Duration("duration", time.Since(start)),
 				slog.String("request_id", capped(r.Header.Get(identity.HeaderRequestID))),
 				slog.String("caller", capped(r.Header.Get(identity.HeaderUser))),
 			)
-			_ = logger.Handler().Handle(r.Context(), line)
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 // The OpenAPI document and the router describe the same routes: a route added to one must be added to the other.
 func TestOpenAPIMatchesRouter(t *testing.T) {
+	t.Parallel()
 	var doc struct {
 		OpenAPI string                                `json:"openapi"`
 		Paths   map[string]map[string]json.RawMessage `json:"paths"`
@@ -41,6 +42,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 }
 
 func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	status, body := call(t, "GET", app.URL+"/api/openapi.json", nil, "")
 	assert.Equal(t, http.StatusOK, status)

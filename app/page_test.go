@@ -11,6 +11,7 @@ import (
 
 // The page needs no identity of its own and answers HEAD like GET; what it shows comes from /api/whoami.
 func TestPageServed(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		req, err := http.NewRequestWithContext(t.Context(), method, app.URL+"/", nil)

@@ -13,7 +13,8 @@ import (
 // NewServer builds the app's whole HTTP surface. Every endpoint lives under /api/: the Databricks Apps proxy accepts
 // bearer tokens on /api/ routes only, so that is where an API app's endpoints belong. The one page, at /, is for a
 // person in a browser, whose session the proxy accepts on every path. Routes are spelt in full rather than in an
-// r.Route("/api", …) sub-router, which would route every request twice.
+// r.Route("/api", …) sub-router, which routes every request twice: BenchmarkWhoAmI measures 5 allocations and 380 B
+// more per request with one (26 against 21), an eighth of what the app allocates per request under make bench's load.
 func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler {
 	// Routes that read a body share one bound on how many they work on at once: each holds its body, decoded and
 	// encoded again, so without it memory grows with concurrency.

@@ -59,6 +59,7 @@ func with(h http.Header, kv ...string) http.Header {
 }
 
 func TestStatusMatrix(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	jsonBody := http.Header{"Content-Type": {"application/json"}}
 	user := asUser("")
@@ -110,12 +111,14 @@ func TestStatusMatrix(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, map[string]string{"DATABRICKS_APP_NAME": "my-api"})
 	_, body := call(t, "GET", app.URL+"/api/health", nil, "")
 	assert.Equal(t, map[string]any{"status": "ok", "app": "my-api", "version": version}, body)
 }
 
 func TestUnauthenticatedExplainsTheProxy(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	_, body := call(t, "GET", app.URL+"/api/whoami", nil, "")
 	assert.Contains(t, body["message"], "did not come through the Databricks Apps proxy")
@@ -123,6 +126,7 @@ func TestUnauthenticatedExplainsTheProxy(t *testing.T) {
 }
 
 func TestWhoAmI(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	token := fakeJWT(`{"sub":"1001","iss":"https://example.cloud.databricks.com/oidc","client_id":"databricks-cli",` +
 		`"scope":"sql file.files dashboards.genie","iat":1795000000,"exp":1795003600}`)
@@ -173,6 +177,7 @@ func TestWhoAmI(t *testing.T) {
 }
 
 func TestEcho(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	status, body := call(t, "POST", app.URL+"/api/echo", with(asServicePrincipal(), "Content-Type", "application/json"), `{"n":1,"list":[true,null]}`)
 	require.Equal(t, http.StatusOK, status)
@@ -198,6 +203,7 @@ func rawStatus(t *testing.T, baseURL, head string) string {
 
 // A 10 MiB body is refused from its Content-Length, before the app reads it: the test never sends it.
 func TestEchoRefusesLargeBodiesWithoutReadingThem(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	head := fmt.Sprintf("POST /api/echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-User: 1@2\r\n"+
 		"Content-Type: application/json\r\nContent-Length: %d", 10<<20)
@@ -206,6 +212,7 @@ func TestEchoRefusesLargeBodiesWithoutReadingThem(t *testing.T) {
 
 // Control characters and invalid UTF-8 in forwarded headers get 400, from Go's server or from the identity check.
 func TestHostileHeaderBytes(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	for name, value := range map[string]string{
 		"NUL":           "1@2\x00",
@@ -221,6 +228,7 @@ func TestHostileHeaderBytes(t *testing.T) {
 }
 
 func TestMethodNotAllowedListsAllowedMethods(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	req, _ := http.NewRequest(http.MethodPut, app.URL+"/api/health", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -231,6 +239,7 @@ func TestMethodNotAllowedListsAllowedMethods(t *testing.T) {
 }
 
 func TestServesH2C(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	client := &http.Client{Transport: &http.Transport{Protocols: h2cOnly()}}
 	resp, err := client.Get(app.URL + "/api/health")
@@ -247,6 +256,7 @@ func h2cOnly() *http.Protocols {
 }
 
 func TestOversizedHeadersGet431(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, nil)
 	req, _ := http.NewRequest(http.MethodGet, app.URL+"/api/health", nil)
 	req.Header.Set("X-Padding", strings.Repeat("p", 2*maxHeaderBytes))
@@ -257,6 +267,7 @@ func TestOversizedHeadersGet431(t *testing.T) {
 }
 
 func TestPanicsBecome500WithoutInternals(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	handler := recoverPanics(slog.New(slog.NewJSONHandler(logs, nil)))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("database password is hunter2")
@@ -273,6 +284,7 @@ func TestPanicsBecome500WithoutInternals(t *testing.T) {
 
 // One line per request, with what matches it to the proxy's logs, and nothing of the forwarded token.
 func TestRequestLogLine(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	h := NewServer(slog.New(slog.NewJSONHandler(logs, nil)), "api-app", newWorkspace(settings{}, nil))
 	req := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)
@@ -294,6 +306,7 @@ func TestRequestLogLine(t *testing.T) {
 }
 
 func TestListenAddress(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -315,6 +328,7 @@ func TestListenAddress(t *testing.T) {
 }
 
 func TestSettingsRejectBadInput(t *testing.T) {
+	t.Parallel()
 	_, err := loadSettings([]string{"app", "extra"}, func(string) string { return "" }, io.Discard)
 	assert.ErrorContains(t, err, "unexpected arguments")
 	_, err = loadSettings([]string{"app"}, func(k string) string {
@@ -333,6 +347,7 @@ var noWorkspace = map[string]string{"DATABRICKS_APP_NAME": "api-app", "DATABRICK
 
 // Tokens and secrets never reach the logs, whatever happens: success, a workspace out of reach, bad input.
 func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, noWorkspace)
 	token := fakeJWT(`{"sub":"1001","scope":"sql"}`)
 	call(t, "GET", app.URL+"/api/me", asUser(token), "")
@@ -350,6 +365,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 
 // HEAD answers as GET does on every GET route, without the body (RFC 9110: a server that answers GET answers HEAD).
 func TestHeadOnEveryGetRoute(t *testing.T) {
+	t.Parallel()
 	app := startApp(t, noWorkspace) // /api/me answers 502 to GET and to HEAD alike
 	router := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), "api-app", newWorkspace(settings{}, nil)).(chi.Routes)
 	var getRoutes []string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,54 +41,126 @@ func TestMain(m *testing.M) {
 }
 
 func TestParseArgs(t *testing.T) {
-	tests := []struct {
+	t.Parallel()
+	// what a command line parses to: the command, the shared options and the command's own flags.
+	type want struct {
+		name string
+		opts options
+		own  string // the command's own values, as %+v of its struct; "" for commands without any
+	}
+	defaults := func(o options) options {
+		o.mode = cmp.Or(o.mode, ModeAuto)
+		o.timeout = cmp.Or(o.timeout, 60*time.Second)
+		if o.retries == 0 {
+			o.retries = 3
+		}
+		return o
+	}
+	ok := []struct {
+		args []string
+		want want
+	}{
+		{[]string{"--url", "https://a.example", "whoami"}, want{"whoami", options{url: "https://a.example"}, "{repeat:0}"}},
+		{[]string{"whoami", "--json", "--url", "https://a.example"}, want{"whoami", options{url: "https://a.example", json: true}, "{repeat:0}"}},
+		{[]string{"call", "POST", "/api/echo", "--data", "{}"}, want{"call", options{}, "{data:{} repeat:0 method:POST path:/api/echo}"}},
+		{[]string{"--data", `{"a":1}`, "call", "/api/echo"}, want{"call", options{}, `{data:{"a":1} repeat:0 method:POST path:/api/echo}`}},
+		{[]string{"call", "delete", "/api/x"}, want{"call", options{}, "{data: repeat:0 method:DELETE path:/api/x}"}},
+		{[]string{"whoami", "--repeat", "1000"}, want{"whoami", options{}, "{repeat:1000}"}},
+		{[]string{"--repeat", "1", "call", "/api/x"}, want{"call", options{}, "{data: repeat:1 method:GET path:/api/x}"}},
+		{[]string{"--mode", "external", "--host", "w.example", "--client-id", "c", "--client-secret-stdin", "--retries", "0",
+			"--timeout", "5s", "--app", "a", "doctor"},
+			want{"doctor", options{mode: ModeExternal, host: "w.example", clientID: "c", clientSecretStdin: true, retries: 0,
+				timeout: 5 * time.Second, app: "a"}, ""}},
+		{[]string{"--mode", "federated", "--oidc-token-file", "/t", "token"}, want{"token", options{mode: ModeFederated, oidcTokenFile: "/t"}, ""}},
+		{[]string{"--profile", "p", "login", "--scopes", "sql, file.files,sql", "--no-browser", "--port", "8030"},
+			want{"login", options{profile: "p", scopes: []string{"file.files", "sql"}}, "{noBrowser:true port:8030}"}},
+		{[]string{"login", "--scopes", "sql file.files"}, want{"login", options{scopes: []string{"file.files", "sql"}}, "{noBrowser:false port:0}"}},
+		{[]string{"serve", "--listen", "127.0.0.1:9"}, want{"serve", options{mode: ModeApp}, "{listen:127.0.0.1:9}"}},
+	}
+	for _, tt := range ok {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			p, err := parseArgs(tt.args, io.Discard)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want.name, p.name)
+			wantOpts := defaults(tt.want.opts)
+			if slices.Contains(tt.args, "--retries") {
+				wantOpts.retries = tt.want.opts.retries
+			}
+			assert.Equal(t, wantOpts, *p.opts)
+			assert.Equal(t, tt.want.own, ownFlags(p), "the command's own flags")
+		})
+	}
+
+	refused := []struct {
 		args    []string
 		wantErr string
 	}{
-		{[]string{"--url", "https://a.example", "whoami"}, ""},
-		{[]string{"whoami", "--json", "--url", "https://a.example"}, ""},
-		{[]string{"call", "POST", "/api/echo", "--data", "{}"}, ""},
-		{[]string{"frobnicate"}, "unknown command"},
-		{[]string{"--json"}, "no command"},
-		{[]string{"--mode", "magic", "whoami"}, "unknown --mode"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"--json"}, "no command (want one of call, doctor, login, serve, token, whoami)"},
+		{[]string{"--mode", "magic", "whoami"}, `invalid argument "magic" for "--mode" flag: want local, external, app, federated or auto`},
 		{[]string{"call"}, "call takes [METHOD] PATH"},
 		{[]string{"call", "BREW", "/api/x"}, "unsupported method"},
 		{[]string{"--url", "u", "--app", "a", "whoami"}, "not both"},
+		{[]string{"--url", "127.0.0.1:8000", "whoami"}, `--url "127.0.0.1:8000" has no scheme: give the whole URL, https://127.0.0.1:8000`},
 		{[]string{"whoami", "extra"}, "takes no arguments"},
-		{[]string{"--client-secret", "x", "whoami"}, "flag provided but not defined"},
+		{[]string{"--client-secret", "x", "whoami"}, "unknown flag: --client-secret"},
 		{[]string{"--client-secret-stdin=x", "whoami"}, "--client-secret-stdin takes no value: pipe the secret on stdin"},
+		{[]string{"-client-secret-stdin=x", "whoami"}, "--client-secret-stdin takes no value: pipe the secret on stdin"},
+		{[]string{"-json", "whoami"}, "unknown flag -json: flags take two dashes, --json"},
 		{[]string{"--data", "{}", "whoami"}, "--data applies to call only"},
-		{[]string{"whoami", "--repeat", "1000"}, ""},
-		{[]string{"--repeat", "1", "call", "/api/x"}, ""},
+		{[]string{"--url", "https://a.example", "login"}, "--url applies to call, doctor, token and whoami only"},
+		{[]string{"--no-browser", "login"}, "--no-browser is a flag of login: give it after the command"},
 		{[]string{"--repeat", "0", "whoami"}, "--repeat must be between 1 and 100000"},
 		{[]string{"--repeat", "100001", "whoami"}, "--repeat must be between 1 and 100000"},
 		{[]string{"--repeat", "5", "token"}, "--repeat applies to call and whoami only"},
+		{[]string{"--timeout", "0s", "whoami"}, "--timeout must be positive"},
+		{[]string{"--retries", "11", "whoami"}, "--retries must be between 0 and 10"},
+		{[]string{"login", "--port", "70000"}, "--port must be a TCP port"},
 	}
-	for _, tt := range tests {
+	for _, tt := range refused {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, _, _, err := parseArgs(tt.args)
-			if tt.wantErr == "" {
-				assert.NoError(t, err)
-			} else {
-				assert.ErrorContains(t, err, tt.wantErr)
-			}
+			_, err := parseArgs(tt.args, io.Discard)
+			assert.ErrorContains(t, err, tt.wantErr)
 		})
 	}
-	for _, help := range [][]string{{"help"}, {"--help"}, {"-h"}} {
-		_, _, _, err := parseArgs(help)
+
+	// Help comes from the definitions: every command and flag is in it, and the exit codes.
+	for _, help := range [][]string{{"help"}, {"--help"}, {"-h"}, {"help", "call"}, {"call", "--help"}} {
+		var out strings.Builder
+		_, err := parseArgs(help, &out)
 		assert.ErrorIs(t, err, errHelp)
+		assert.Contains(t, out.String(), "Exit codes: 0 ok", help)
 	}
-	_, _, o, err := parseArgs([]string{"serve"})
-	require.NoError(t, err)
-	assert.Equal(t, ModeApp, o.mode, "serve defaults to app mode")
-	_, _, o, err = parseArgs([]string{"login", "--scopes", "sql, file.files,sql"})
-	require.NoError(t, err)
-	assert.Equal(t, []string{"file.files", "sql"}, o.scopes)
+	var out strings.Builder
+	_, err := parseArgs([]string{"help"}, &out)
+	require.ErrorIs(t, err, errHelp)
+	for _, word := range []string{"call", "whoami", "token", "login", "doctor", "serve", "--mode", "--profile", "--host",
+		"--client-id", "--client-secret-stdin", "--oidc-token-file", "--scopes", "--timeout", "--retries", "--json"} {
+		assert.Contains(t, out.String(), word)
+	}
+	// Completion, for bash and the others: from the same definitions.
+	out.Reset()
+	_, err = parseArgs([]string{"completion", "bash"}, &out)
+	require.ErrorIs(t, err, errHelp)
+	assert.Contains(t, out.String(), "bash completion")
+	out.Reset()
+	_, err = parseArgs([]string{"__complete", "--mode", ""}, &out)
+	require.ErrorIs(t, err, errHelp)
+	assert.True(t, strings.HasPrefix(out.String(), "local\nexternal\napp\nfederated\nauto\n"), "--mode completes to the modes: %s", out.String())
+}
+
+// ownFlags is the parsed command's own values, as %+v of its struct; "" for a command without any.
+func ownFlags(p *parsed) string {
+	if p.own == nil {
+		return ""
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%+v", p.own), "&")
 }
 
 // TestStatusMatrix: every answer maps to its exit code and the page's checklist. The app's odd answers are faults the
 // emulator plays in its place, on paths the app need not have; the 404 is the app's own.
 func TestStatusMatrix(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	ws, sp := e.state.WorkspaceID, e.state.ServicePrincipals["external-service"]
 	tests := []struct {
@@ -138,6 +212,7 @@ func TestStatusMatrix(t *testing.T) {
 }
 
 func TestRetriesHonourMethodAndBudget(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	api := e.state.Apps["api-app"].URL
 	down := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/echo", Status: http.StatusBadGateway})
@@ -152,6 +227,7 @@ func TestRetriesHonourMethodAndBudget(t *testing.T) {
 }
 
 func TestRefreshOnceAfter401(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 	// A revoked token: the first call's token is rejected; the refreshed one works.
@@ -193,6 +269,7 @@ func TestTimeoutBoundsTheCommand(t *testing.T) {
 
 // TestServeSpeaksH2C: behind the Apps proxy, HTTP/2 arrives in cleartext.
 func TestServeSpeaksH2C(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env := e.spEnv("external-service")
 	env["TARGET_APP_URL"] = e.state.Apps["api-app"].URL
@@ -213,6 +290,7 @@ func TestServeSpeaksH2C(t *testing.T) {
 }
 
 func TestModeErrorsNameWhatIsMissing(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		mode string
 		env  map[string]string
@@ -232,6 +310,7 @@ func TestModeErrorsNameWhatIsMissing(t *testing.T) {
 }
 
 func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	sp, api := e.state.ServicePrincipals["external-service"], e.state.Apps["api-app"].URL
 	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/forbidden", Status: http.StatusForbidden})
@@ -267,6 +346,7 @@ func TestSecretFromStdinAndNoSecretsInOutput(t *testing.T) {
 }
 
 func TestWhoAmIAndCallOutput(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 	r := runCaller(t, env, "--mode", "external", "--url", api, "whoami")
@@ -289,6 +369,7 @@ func TestWhoAmIAndCallOutput(t *testing.T) {
 }
 
 func TestAppYAML(t *testing.T) {
+	t.Parallel()
 	body, err := os.ReadFile("app.yaml")
 	require.NoError(t, err)
 	var spec struct {
@@ -315,6 +396,7 @@ func TestAppYAML(t *testing.T) {
 
 // A workspace that does not answer is a network failure for login too (6, naming it), not a failed login (3).
 func TestLoginNothingListening(t *testing.T) {
+	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	port := testkit.FreePort(t)
 	r := runCaller(t, nil, "--host", "http://"+addr, "login", "--scopes", "sql", "--no-browser",
@@ -328,6 +410,7 @@ func TestLoginNothingListening(t *testing.T) {
 // Requests that arrive while serve looks the target app up wait for that one lookup, each no longer than its own
 // context; a failed lookup is not kept, so a later request looks again.
 func TestServeSharesOneTargetLookup(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	upstream := e.ws.Upstream("api-app")
 	require.NoError(t, e.ws.SetUpstream("api-app", "")) // not running yet: the Apps API says UNAVAILABLE
@@ -373,8 +456,9 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 	_, err = resolver.get(ctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiting request gives up at its own deadline")
 	assert.Less(t, time.Since(start), 2*time.Second)
-	time.Sleep(50 * time.Millisecond) // the five requests are waiting by now
-	slow.Clear()                      // the lookup goes on to the Apps API
+	require.Eventually(t, func() bool { return resolver.waiting.Load() == n }, 5*time.Second, time.Millisecond,
+		"the five requests wait for the one lookup")
+	slow.Clear() // the lookup goes on to the Apps API
 	for range n {
 		answer := <-answers
 		assert.True(t, strings.HasPrefix(answer, "502 "), answer)
@@ -391,9 +475,10 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 	assert.Equal(t, int64(2), e.ws.RequestCount(lookup))
 }
 
-// The first requests of `caller serve` fetch their tokens at once from one fresh Config: the SDK's first resolution
+// The first requests of `callapp serve` fetch their tokens at once from one fresh Config: the SDK's first resolution
 // of a Config must not run from two goroutines at a time (the race detector finds it).
 func TestConcurrentFirstTokens(t *testing.T) {
+	t.Parallel()
 	ws, _ := emulated.Start(t, workspace.Options{})
 	env := emulated.AppEnv(ws, "caller-app") // the platform's environment of caller-app
 	getenv := func(k string) string { return env[k] }

@@ -8,6 +8,7 @@ import (
 )
 
 func TestShownClientID(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"7b0d3c52-5e1a-4f0e-9c1d-2a6b8e4f1001": "7b0d3c52-5e1a-4f0e-9c1d-2a6b8e4f1001", // a Databricks client id
 		"7B0D3C52-5E1A-4F0E-9C1D-2A6B8E4F1001": "7B0D3C52-5E1A-4F0E-9C1D-2A6B8E4F1001",
@@ -25,6 +26,7 @@ func TestShownClientID(t *testing.T) {
 // A client id and secret given the wrong way round once printed the secret ("service principal dose…"): the caller
 // prints a client id whole only when it looks like one, and only its first characters otherwise, SDK errors included.
 func TestSwappedClientIDAndSecretNeverPrintTheSecret(t *testing.T) {
+	t.Parallel()
 	const secret = "dose0123456789abcdef0123456789abcdef"
 	e := startEmulator(t, 0)
 	host, api := e.state.WorkspaceHost, e.state.Apps["api-app"].URL

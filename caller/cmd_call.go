@@ -4,17 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
-// callCmd is `caller call [METHOD] PATH [--data JSON|@file]`: one request to any app, its answer printed as it came.
+// callCmd is `callapp call [METHOD] PATH [--data JSON|@file]`: one request to any app, its answer printed as it came.
 type callCmd struct {
 	data   string
 	repeat int // send the request this many times and print a summary; 0 means once, with the answer
@@ -22,12 +23,28 @@ type callCmd struct {
 	path   string
 }
 
-func (c *callCmd) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.data, "data", "", "request body for call: JSON, or @file")
-	fs.IntVar(&c.repeat, "repeat", 0, "call, whoami: send the request N times in a row over one token, print count, statuses and p50/p99 latency")
+func newCallCommand(p *parsed) *cobra.Command {
+	c := &callCmd{}
+	cmd := &cobra.Command{
+		Use:   "call [METHOD] PATH [--data JSON|@file]",
+		Short: "One request; the app's answer is printed as it came",
+		Example: `  callapp --app api-app call /api/whoami
+  callapp --app api-app call POST /api/echo --data '{"hello":"world"}'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := c.check(args, cmd.Flags().Changed("repeat")); err != nil {
+				return err
+			}
+			p.choose(cmd, c, c.run)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&c.data, "data", "", "request body: JSON, or @file")
+	repeatFlag(cmd.Flags(), &c.repeat)
+	targetFlags(cmd.Flags(), p.opts)
+	return cmd
 }
 
-func (c *callCmd) check(_ *options, args []string, set map[string]bool) error {
+func (c *callCmd) check(args []string, repeatSet bool) error {
 	if len(args) < 1 || len(args) > 2 {
 		return errors.New("call takes [METHOD] PATH, for example `call GET /api/whoami`")
 	}
@@ -41,7 +58,7 @@ func (c *callCmd) check(_ *options, args []string, set map[string]bool) error {
 			return fmt.Errorf("unsupported method %q", args[0])
 		}
 	}
-	return checkRepeat(c.repeat, set)
+	return checkRepeat(c.repeat, repeatSet)
 }
 
 // callResult is `call`'s --json output; Body is the app's answer as it came (JSON, or a JSON string).

@@ -1,28 +1,35 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
-// doctorCmd is `caller doctor`: the page's troubleshooting list as checks, in the order a request meets them:
-// configuration, token, app, scopes, network, then the app's own answers. A failed check is explained as a failed
-// call is (explain.go).
-type doctorCmd struct{}
-
-func (*doctorCmd) flags(*flag.FlagSet) {}
-
-func (*doctorCmd) check(_ *options, args []string, _ map[string]bool) error {
-	return noArgs("doctor", args)
+// newDoctorCommand is `callapp doctor`: the page's troubleshooting list as checks, in the order a request meets
+// them: configuration, token, app, scopes, network, then the app's own answers. A failed check is explained as a
+// failed call is (explain.go).
+func newDoctorCommand(p *parsed) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "doctor",
+		Short:   "Run the troubleshooting checklist, one line per check",
+		Long:    "doctor runs the troubleshooting checklist, one line per check, and exits with the code of the first failed one.",
+		Example: "  callapp --profile my-env --app api-app doctor",
+		Args:    noArgs,
+		RunE:    p.chooses(nil, runDoctor),
+	}
+	targetFlags(cmd.Flags(), p.opts)
+	return cmd
 }
 
 // check is one line of doctor's report.
@@ -34,7 +41,7 @@ type check struct {
 	code   int      // the exit code a failure maps to
 }
 
-func (*doctorCmd) run(ctx context.Context, e *env) error {
+func runDoctor(ctx context.Context, e *env) error {
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
 	failed := func(name string, f *failure) error {
@@ -123,7 +130,7 @@ func (s *session) networkChecks(ctx context.Context, add func(check)) bool {
 	via := ""
 	if proxy, err := s.env.proxy(base); err == nil && proxy != nil {
 		via = " (through the proxy " + proxy.Redacted() + ")"
-		host, port = proxy.Hostname(), orDefault(proxy.Port(), "3128")
+		host, port = proxy.Hostname(), cmp.Or(proxy.Port(), "3128")
 	}
 	netFix := func(err error) []string {
 		return s.explain(ctx, &appclient.NetworkError{Method: http.MethodGet, URL: base.String(), Err: err}, s.target).Checks

@@ -1,18 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/spf13/cobra"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/inflight"
@@ -27,12 +29,17 @@ type serveCmd struct {
 	listen string // empty means APP_LISTEN_ADDR, DATABRICKS_APP_PORT or 127.0.0.1:8002
 }
 
-func (c *serveCmd) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.listen, "listen", "", "serve: listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
-}
-
-func (*serveCmd) check(_ *options, args []string, _ map[string]bool) error {
-	return noArgs("serve", args)
+func newServeCommand(p *parsed) *cobra.Command {
+	c := &serveCmd{}
+	cmd := &cobra.Command{
+		Use:     "serve",
+		Short:   "Run as a Databricks App calling TARGET_APP / TARGET_APP_URL",
+		Example: "  TARGET_APP=api-app callapp serve",
+		Args:    noArgs,
+		RunE:    p.chooses(c, c.run),
+	}
+	cmd.Flags().StringVar(&c.listen, "listen", "", "listen address (default APP_LISTEN_ADDR, else 0.0.0.0:$DATABRICKS_APP_PORT, else 127.0.0.1:8002)")
+	return cmd
 }
 
 func (c *serveCmd) run(ctx context.Context, e *env) error {
@@ -48,7 +55,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return fail(err)
 	}
-	s.client.MaxBody, s.lookup.MaxBody = maxServeBody, maxServeBody
+	s.client.MaxBody = maxServeBody
 	targetApp, targetURL := e.getenv("TARGET_APP"), e.getenv("TARGET_APP_URL")
 	if (targetApp == "") == (targetURL == "") {
 		return fail(usageErrorf("serve needs TARGET_APP (an app name, e.g. `valueFrom` an app resource in app.yaml) or TARGET_APP_URL, exactly one"))
@@ -64,7 +71,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 
 	// As the app does: --listen, APP_LISTEN_ADDR (the emulator keeps apps on loopback with it), the platform's port on
 	// every interface (the Apps proxy connects from outside the container), else loopback.
-	addr := firstNonEmpty(c.listen, e.getenv("APP_LISTEN_ADDR"))
+	addr := cmp.Or(c.listen, e.getenv("APP_LISTEN_ADDR"))
 	if addr == "" {
 		addr = "127.0.0.1:8002"
 		if port := e.getenv("DATABRICKS_APP_PORT"); port != "" {
@@ -104,7 +111,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 
 const (
 	// maxServeBody is the largest answer of the target serve reads: serve holds one per call and sends it back
-	// inside its own JSON answer, so it reads less than `caller call` does.
+	// inside its own JSON answer, so it reads less than `callapp call` does.
 	maxServeBody = 1 << 20
 	// maxCallsInFlight bounds the calls serve works on at once (each holds up to a few times maxServeBody), and
 	// callSlotWait how long one over it waits for a slot before the 503.
@@ -213,7 +220,8 @@ type targetResolver struct {
 
 	mu       sync.Mutex
 	resolved *appclient.Target
-	inflight *resolution // the lookup under way, if any
+	inflight *resolution  // the lookup under way, if any
+	waiting  atomic.Int32 // requests waiting for a lookup, for tests to know they all are
 }
 
 // resolution is one lookup; done is closed once t or err is set.
@@ -238,6 +246,8 @@ func (tr *targetResolver) get(ctx context.Context) (*appclient.Target, error) {
 		go tr.resolve(context.WithoutCancel(ctx), r)
 	}
 	tr.mu.Unlock()
+	tr.waiting.Add(1)
+	defer tr.waiting.Add(-1)
 	select {
 	case <-r.done:
 		return r.t, r.err
@@ -269,20 +279,10 @@ func logRequests(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-			next.ServeHTTP(rec, r)
-			logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", cmp.Or(ww.Status(), http.StatusOK),
 				"duration_ms", time.Since(start).Milliseconds(), "request_id", r.Header.Get(identity.HeaderRequestID))
 		})
 	}
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
 }

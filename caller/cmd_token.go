@@ -2,21 +2,26 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-// tokenCmd is `caller token`: the only command that prints a token, and only to stdout.
-type tokenCmd struct{}
-
-func (*tokenCmd) flags(*flag.FlagSet) {}
-
-func (*tokenCmd) check(_ *options, args []string, _ map[string]bool) error {
-	return noArgs("token", args)
+// newTokenCommand is `callapp token`: the only command that prints a token, and only to stdout.
+func newTokenCommand(p *parsed) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "token",
+		Short:   "Print the bearer token (for curl); nothing else prints it",
+		Example: `  curl -H "Authorization: Bearer $(callapp --profile my-env token)" https://…/api/whoami`,
+		Args:    noArgs,
+		RunE:    p.chooses(nil, runToken),
+	}
+	targetFlags(cmd.Flags(), p.opts)
+	return cmd
 }
 
-func (*tokenCmd) run(ctx context.Context, e *env) error {
+func runToken(ctx context.Context, e *env) error {
 	creds, err := newCredentials(ctx, e)
 	if err != nil {
 		return err

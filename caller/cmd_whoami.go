@@ -3,30 +3,40 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
 
-// whoamiCmd is `caller whoami`: GET /api/whoami, explained when the answer is this project's identity shape and
+// whoamiCmd is `callapp whoami`: GET /api/whoami, explained when the answer is this project's identity shape and
 // printed as it came from any other app.
 type whoamiCmd struct {
 	repeat int
 }
 
-func (c *whoamiCmd) flags(fs *flag.FlagSet) {
-	fs.IntVar(&c.repeat, "repeat", 0, "call, whoami: send the request N times in a row over one token, print count, statuses and p50/p99 latency")
-}
-
-func (c *whoamiCmd) check(_ *options, args []string, set map[string]bool) error {
-	if err := noArgs("whoami", args); err != nil {
-		return err
+func newWhoAmICommand(p *parsed) *cobra.Command {
+	c := &whoamiCmd{}
+	cmd := &cobra.Command{
+		Use:     "whoami",
+		Short:   "GET /api/whoami: who the app saw you as (any other answer as it came)",
+		Example: "  callapp --mode local --profile my-env --app api-app whoami",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkRepeat(c.repeat, cmd.Flags().Changed("repeat")); err != nil {
+				return err
+			}
+			p.choose(cmd, c, c.run)
+			return nil
+		},
 	}
-	return checkRepeat(c.repeat, set)
+	repeatFlag(cmd.Flags(), &c.repeat)
+	targetFlags(cmd.Flags(), p.opts)
+	return cmd
 }
 
 func (c *whoamiCmd) run(ctx context.Context, e *env) error {

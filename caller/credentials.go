@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,19 @@ func modeCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb 
 	case ModeFederated:
 		return federatedCredentials(e, plumb)
 	default:
+		// The chain reads the config file when the environment has no workspace, or a profile is named: say what is
+		// missing there, before the SDK's "cannot configure default credentials".
+		profile := cmp.Or(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
+		noWorkspace := cmp.Or(opts.host, getenv("DATABRICKS_HOST"), getenv("DATABRICKS_AZURE_RESOURCE_ID")) == ""
+		if profile != "" || noWorkspace {
+			what := "auto mode"
+			if profile == "" {
+				what = "auto mode (DATABRICKS_HOST is not set, so the credentials come from a profile)"
+			}
+			if f := profileProblem(getenv, what, profile, noWorkspace); f != nil {
+				return nil, f
+			}
+		}
 		c := &credentials{mode: ModeAuto, profile: opts.profile, principal: "the SDK's default credentials chain",
 			loginHint: "set DATABRICKS_HOST with DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, or run `databricks auth login`, or pick --mode"}
 		c.build = func() (*config.Config, error) {
@@ -94,10 +108,15 @@ func modeCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb 
 
 func localCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb func(*config.Config) *config.Config) (*credentials, error) {
 	opts, getenv := e.opts, e.getenv
-	profile := firstNonEmpty(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
+	profile := cmp.Or(opts.profile, getenv("DATABRICKS_CONFIG_PROFILE"))
+	if profile != "" || opts.host == "" {
+		if f := profileProblem(getenv, "local mode", profile, opts.host == ""); f != nil {
+			return nil, f
+		}
+	}
 	c := &credentials{mode: ModeLocal, profile: profile}
-	c.principal = "profile " + orDefault(profile, "DEFAULT")
-	c.loginHint = "databricks auth login --profile " + orDefault(profile, "DEFAULT")
+	c.principal = "profile " + cmp.Or(profile, "DEFAULT")
+	c.loginHint = "databricks auth login --profile " + cmp.Or(profile, "DEFAULT")
 	if profile == "" && opts.host != "" {
 		c.principal, c.loginHint = "host "+opts.host, "databricks auth login --host "+opts.host
 	}
@@ -119,7 +138,7 @@ func localCredentials(ctx context.Context, e *env, wt *workspaceTransport, plumb
 	// all-apis): --app is looked up with the profile's own token, and the app called with the scoped one.
 	c.lookup = &credentials{mode: ModeLocal, profile: profile, principal: c.principal, loginHint: c.loginHint, build: cliBuild}
 
-	// With --scopes, use the token `caller login` cached for this profile (or host) and these scopes.
+	// With --scopes, use the token `callapp login` cached for this profile (or host) and these scopes.
 	pcfg := profileConfig()
 	if err := pcfg.EnsureResolved(); err != nil {
 		return nil, usageErrorf("local mode: %v", err)
@@ -148,7 +167,7 @@ func m2mCredentials(e *env, plumb func(*config.Config) *config.Config) (*credent
 	cfg := appauth.FromEnv(e.getenv) // the platform's variables; external mode may override them
 	host, clientID, secret := e.getenv("DATABRICKS_HOST"), cfg.ClientID, cfg.ClientSecret
 	if opts.mode == ModeExternal {
-		host, clientID = firstNonEmpty(opts.host, host), firstNonEmpty(opts.clientID, clientID)
+		host, clientID = cmp.Or(opts.host, host), cmp.Or(opts.clientID, clientID)
 		if opts.clientSecretStdin {
 			line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
 			if err != nil && err != io.EOF {
@@ -187,9 +206,9 @@ func m2mCredentials(e *env, plumb func(*config.Config) *config.Config) (*credent
 // again at each refresh), else from DATABRICKS_OIDC_TOKEN (env-oidc).
 func federatedCredentials(e *env, plumb func(*config.Config) *config.Config) (*credentials, error) {
 	opts, getenv := e.opts, e.getenv
-	host := firstNonEmpty(opts.host, getenv("DATABRICKS_HOST"))
-	clientID := firstNonEmpty(opts.clientID, getenv("DATABRICKS_CLIENT_ID"))
-	file := firstNonEmpty(opts.oidcTokenFile, getenv("DATABRICKS_OIDC_TOKEN_FILEPATH"))
+	host := cmp.Or(opts.host, getenv("DATABRICKS_HOST"))
+	clientID := cmp.Or(opts.clientID, getenv("DATABRICKS_CLIENT_ID"))
+	file := cmp.Or(opts.oidcTokenFile, getenv("DATABRICKS_OIDC_TOKEN_FILEPATH"))
 	switch {
 	case host == "":
 		return nil, usageErrorf("federated mode needs the workspace: DATABRICKS_HOST or --host")
@@ -289,7 +308,7 @@ func (c *credentials) tokenFailure(err error) *failure {
 	if c.mode == ModeLocal || c.mode == ModeAuto {
 		checks = []string{
 			"the profile is set up: " + c.loginHint,
-			"the token is valid: `databricks auth token --profile " + orDefault(c.profile, "DEFAULT") + "` prints one",
+			"the token is valid: `databricks auth token --profile " + cmp.Or(c.profile, "DEFAULT") + "` prints one",
 		}
 	}
 	return &failure{Code: exitAuth,
@@ -451,14 +470,3 @@ func (c *credentials) redact(s string) string {
 	}
 	return s
 }
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-func orDefault(v, def string) string { return firstNonEmpty(v, def) }

@@ -37,6 +37,7 @@ func whoAmIJSON(t *testing.T, r result) identity.WhoAmI {
 }
 
 func TestE2EEachModeReachesTheAppAsItsPrincipal(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	ws := e.state.WorkspaceID
 
@@ -125,6 +126,7 @@ func TestE2EEachModeReachesTheAppAsItsPrincipal(t *testing.T) {
 // and the binary in parts), app.yaml's command (a /bin/sh that joins the parts and execs the binary) with the
 // platform's environment, SIGTERM to stop.
 func TestE2EPackagedCallerApp(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	build := t.TempDir()
 	out, err := testkit.GoCommand(t, "make", "-s", "package-caller", "BUILD="+build,
@@ -177,6 +179,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 }
 
 func TestE2EFailures(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	short := startEmulator(t, 2*time.Second) // for a token that expires during the test
 	closedPort := testkit.FreePort(t)
@@ -236,7 +239,7 @@ func TestE2EFailures(t *testing.T) {
 	})
 }
 
-// authorizeURL is the workspace authorization URL that `caller login --no-browser` prints.
+// authorizeURL is the workspace authorization URL that `callapp login --no-browser` prints.
 var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize\?\S+`)
 
 func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
@@ -259,6 +262,7 @@ func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result 
 const appScopes = "sql,file.files,dashboards.genie"
 
 func TestE2ELoginWithCustomScopes(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	ws := e.state.WorkspaceID
 
@@ -269,7 +273,7 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql", "--app", "api-app", "whoami")
 	assert.Equal(t, exitPermission, r.code, r.String())
 	assert.Contains(t, r.stderr, "missing [file.files dashboards.genie]")
-	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes sql,file.files,dashboards.genie")
+	assert.Contains(t, r.stderr, "callapp login --profile emulator --scopes sql,file.files,dashboards.genie")
 
 	// The app's scopes: the proxy forwards a user token with them.
 	r = runLogin(t, e, appScopes)
@@ -292,11 +296,12 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	// Scopes nobody logged in with: say which login to run.
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")
 	assert.Equal(t, exitAuth, r.code)
-	assert.Contains(t, r.stderr, "caller login --profile emulator --scopes file.files,sql")
+	assert.Contains(t, r.stderr, "callapp login --profile emulator --scopes file.files,sql")
 }
 
 // With --json and --no-browser the authorization URL still reaches stderr: it is the only way to log in.
 func TestE2ELoginJSONPrintsTheURL(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	r := runLogin(t, e, "sql", "--json")
 	require.Equal(t, exitOK, r.code, r.String())
@@ -312,6 +317,7 @@ func TestE2ELoginJSONPrintsTheURL(t *testing.T) {
 
 // TestE2ELoginTokenRefreshes: a cached login token that expired is refreshed with its refresh token, no new login.
 func TestE2ELoginTokenRefreshes(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 2*time.Second)
 	r := runLogin(t, e, appScopes)
 	require.Equal(t, exitOK, r.code, r.String())
@@ -327,6 +333,7 @@ func TestE2ELoginTokenRefreshes(t *testing.T) {
 }
 
 func TestE2EDoctor(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	closedPort := testkit.FreePort(t)
 

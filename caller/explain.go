@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -57,7 +58,7 @@ func (s *session) statusFailure(ctx context.Context, resp *appclient.Response, t
 		f.bodyText = string(resp.Body)
 	}
 	c := s.creds
-	who := fmt.Sprintf("%s (%s mode, auth type %s)", c.principal, c.mode, orDefault(c.authType(), "unknown"))
+	who := fmt.Sprintf("%s (%s mode, auth type %s)", c.principal, c.mode, cmp.Or(c.authType(), "unknown"))
 	switch {
 	case resp.Status >= 300 && resp.Status < 400:
 		f.Code = exitAuth
@@ -98,9 +99,9 @@ func (s *session) statusFailure(ctx context.Context, resp *appclient.Response, t
 			fmt.Sprintf("the app id and workspace URL are right: %s is %s", appLabel(t), hostOf(resp.URL)),
 		}
 		if t != nil && t.App != nil {
-			f.Checks = append(f.Checks, "the app is deployed and running: the Apps API says "+t.App.AppStatus.State)
+			f.Checks = append(f.Checks, "the app is deployed and running: the Apps API says "+t.State())
 		} else {
-			f.Checks = append(f.Checks, "the app is deployed and running: `databricks apps get "+orDefault(t.NameOrEmpty(), "<app-name>")+"`")
+			f.Checks = append(f.Checks, "the app is deployed and running: `databricks apps get "+cmp.Or(t.NameOrEmpty(), "<app-name>")+"`")
 		}
 	default:
 		f.Code = exitServer
@@ -112,7 +113,7 @@ func (s *session) statusFailure(ctx context.Context, resp *appclient.Response, t
 			f.Checks = []string{"the app answers within 120 s: the Apps proxy gives up after that"}
 		}
 		if resp.Status == http.StatusBadGateway || resp.Status == http.StatusServiceUnavailable {
-			f.Checks = []string{"the app is running and listening on DATABRICKS_APP_PORT: `databricks apps logs " + orDefault(t.NameOrEmpty(), "<app-name>") + "`"}
+			f.Checks = []string{"the app is running and listening on DATABRICKS_APP_PORT: `databricks apps logs " + cmp.Or(t.NameOrEmpty(), "<app-name>") + "`"}
 		}
 	}
 	return f
@@ -125,7 +126,7 @@ func (s *session) tokenChecks(ctx context.Context, t *appclient.Target) []string
 	var checks []string
 	switch c.mode {
 	case ModeLocal, ModeAuto:
-		p := orDefault(c.profile, "DEFAULT")
+		p := cmp.Or(c.profile, "DEFAULT")
 		checks = append(checks,
 			"the token is valid: `databricks auth token --profile "+p+"` prints one",
 			"the profile is set up: "+c.loginHint)
@@ -168,7 +169,7 @@ func (s *session) scopes(ctx context.Context, t *appclient.Target) scopeReport {
 		return r
 	}
 	if t != nil && t.App != nil {
-		r.need = t.App.UserAPIScopes
+		r.need = t.App.UserApiScopes
 	}
 	claims, ok := s.tokenClaims(ctx)
 	r.readable, r.have, r.missing = ok, claims.Scopes, r.need
@@ -184,13 +185,13 @@ func (s *session) scopes(ctx context.Context, t *appclient.Target) scopeReport {
 }
 
 // fix names the two ways to a token with the app's scopes: the Databricks CLI's own login (v0.287.0 and later),
-// whose profile local mode then uses, and `caller login`, in-process.
+// whose profile local mode then uses, and `callapp login`, in-process.
 func (r scopeReport) fix(s *session) string {
 	scopes := r.need
 	if len(scopes) == 0 {
 		scopes = []string{"sql", "file.files", "dashboards.genie"}
 	}
-	host := orDefault(s.creds.hostOrEmpty(), "https://<workspace-url>")
+	host := cmp.Or(s.creds.hostOrEmpty(), "https://<workspace-url>")
 	fix := fmt.Sprintf("`%s` (Databricks CLI v0.287.0 or later; local mode then uses it), or in-process `%s` (then add --scopes %s)",
 		cliLoginCommand(s.creds.profile, host, scopes), loginCommand(s.creds.profile, host, scopes), strings.Join(scopes, ","))
 	if len(r.need) == 0 {
@@ -261,7 +262,7 @@ func (s *session) tokenClaims(ctx context.Context) (identity.TokenClaims, bool) 
 // canUseCheck names the principal and the command that grants it CAN USE on the app.
 func (s *session) canUseCheck(ctx context.Context, t *appclient.Target) string {
 	kind, name := s.principalName(ctx)
-	app := orDefault(t.NameOrEmpty(), "<app-name>")
+	app := cmp.Or(t.NameOrEmpty(), "<app-name>")
 	acl, _ := json.Marshal(map[string]any{"access_control_list": []map[string]string{{kind: name, "permission_level": "CAN_USE"}}})
 	return fmt.Sprintf("%s has CAN USE on %s: an app manager grants it with `databricks apps update-permissions %s --json '%s'`",
 		name, appLabel(t), app, acl)
@@ -284,10 +285,7 @@ func (s *session) principalName(ctx context.Context) (kind, name string) {
 	if err != nil {
 		return unknown()
 	}
-	if err := s.creds.Authenticate(ctx, req); err != nil {
-		return unknown()
-	}
-	resp, err := s.client.HTTP.Do(req)
+	resp, err := s.client.HTTP.Do(req) // its Transport puts the token on
 	if err != nil {
 		return unknown()
 	}
@@ -300,7 +298,7 @@ func (s *session) principalName(ctx context.Context) (kind, name string) {
 		return unknown()
 	}
 	if me.ApplicationID != "" || !strings.Contains(me.UserName, "@") {
-		return "service_principal_name", orDefault(me.ApplicationID, me.UserName)
+		return "service_principal_name", cmp.Or(me.ApplicationID, me.UserName)
 	}
 	return "user_name", me.UserName
 }
@@ -399,7 +397,7 @@ func federationFix(issuer, host string) string {
 		return ""
 	}
 	return "exchange the identity provider's token for a Databricks OAuth token first (token federation: " +
-		"grant_type=urn:ietf:params:oauth:grant-type:token-exchange at " + orDefault(host, "https://<workspace-url>") +
+		"grant_type=urn:ietf:params:oauth:grant-type:token-exchange at " + cmp.Or(host, "https://<workspace-url>") +
 		"/oidc/v1/token, with a federation policy that trusts the issuer): " +
-		"`caller --mode federated --oidc-token-file <file with the token> --client-id <service principal>`"
+		"`callapp --mode federated --oidc-token-file <file with the token> --client-id <service principal>`"
 }

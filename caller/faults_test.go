@@ -29,21 +29,24 @@ func TestStressTokenEndpointDown(t *testing.T) {
 	require.NoError(t, e.ws.Down()) // unreachable: its listener is closed; the app proxies still serve
 
 	const timeout = 4 * time.Second
-	for _, mode := range []string{"external", "local"} {
-		t.Run(mode+" while down", func(t *testing.T) {
-			start := time.Now()
-			r := runCaller(t, env[mode], append(modes[mode], "--app", "api-app", "--timeout", timeout.String(), "whoami")...)
-			took := time.Since(start)
-			t.Logf("%s mode failed after %s (--timeout %s)", mode, took.Round(time.Millisecond), timeout)
-			assert.Equal(t, exitNetwork, r.code, r.String())
-			assert.Contains(t, r.stderr, "cannot get a token: nothing is listening at the workspace "+e.state.WorkspaceHost)
-			assert.Contains(t, r.stderr, "the workspace URL is right: "+e.state.WorkspaceHost)
-			assert.Contains(t, r.stderr, "curl -sI "+e.state.WorkspaceHost+"/oidc/.well-known/oauth-authorization-server")
-			// A bound, not a speed claim (3 s of slack for a loaded machine): without the fix, the SDK's host metadata and
-			// OAuth discovery steps each retried for --timeout, twice the bound at least.
-			assert.Less(t, took, timeout+3*time.Second, "bounded by --timeout")
-		})
-	}
+	t.Run("while down", func(t *testing.T) {
+		for _, mode := range []string{"external", "local"} {
+			t.Run(mode, func(t *testing.T) {
+				t.Parallel() // each waits out --timeout: side by side
+				start := time.Now()
+				r := runCaller(t, env[mode], append(modes[mode], "--app", "api-app", "--timeout", timeout.String(), "whoami")...)
+				took := time.Since(start)
+				t.Logf("%s mode failed after %s (--timeout %s)", mode, took.Round(time.Millisecond), timeout)
+				assert.Equal(t, exitNetwork, r.code, r.String())
+				assert.Contains(t, r.stderr, "cannot get a token: nothing is listening at the workspace "+e.state.WorkspaceHost)
+				assert.Contains(t, r.stderr, "the workspace URL is right: "+e.state.WorkspaceHost)
+				assert.Contains(t, r.stderr, "curl -sI "+e.state.WorkspaceHost+"/oidc/.well-known/oauth-authorization-server")
+				// A bound, not a speed claim (3 s of slack for a loaded machine): without the fix, the SDK's host metadata and
+				// OAuth discovery steps each retried for --timeout, twice the bound at least.
+				assert.Less(t, took, timeout+3*time.Second, "bounded by --timeout")
+			})
+		}
+	})
 	require.NoError(t, e.ws.Up())
 	for _, mode := range []string{"external", "local"} {
 		t.Run(mode+" once back", func(t *testing.T) {
@@ -57,6 +60,7 @@ func TestStressTokenEndpointDown(t *testing.T) {
 // TestStressAppRestartsWhileTheCallerRetries: the app goes away (its proxy answers 502) and comes back on the same
 // port while a caller is retrying; the call succeeds within the retry budget.
 func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	port := testkit.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

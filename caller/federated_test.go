@@ -63,6 +63,7 @@ func TestE2EFederated(t *testing.T) {
 // TestE2EIdentityProviderTokenAsIs: the page's rule: an app cannot be called with an identity provider's token
 // (Azure Entra ID's, a CI provider's). The proxy refuses it with 401, and the caller and doctor say to exchange it.
 func TestE2EIdentityProviderTokenAsIs(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env := e.env("DATABRICKS_HOST", e.state.WorkspaceHost, "DATABRICKS_TOKEN", idpToken(t, e, ciSubject))
 

@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -36,6 +36,7 @@ func startForeignApp(t *testing.T, e *emulator) {
 // Any app, not just this project's: whoami prints what it answered, unchanged, --json carries its JSON as it was,
 // and its own error body is shown.
 func TestE2EAnotherAppsShapeIsShownAsItCame(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	startForeignApp(t, e)
 	ws := e.state.WorkspaceID
@@ -103,14 +104,15 @@ func keys(m map[string]json.RawMessage) []string {
 // The Databricks CLI asks for custom scopes since v0.287.0; the emulator's stand-in does too. After
 // `databricks auth login --profile P --scopes …`, local mode's plain profile token carries the app's scopes.
 func TestE2ECLILoginWithScopes(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	login := exec.Command(e.state.CLIPath, "auth", "login", "--profile", "emulator", "--scopes", appScopes)
 	login.Env = []string{"HOME=" + e.home, "DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile}
 	out, err := login.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	cfg, err := os.ReadFile(e.state.ConfigFile)
+	cfg, err := config.LoadFile(e.state.ConfigFile)
 	require.NoError(t, err)
-	assert.Contains(t, string(cfg), "scopes = "+appScopes)
+	assert.Equal(t, appScopes, cfg.Section("emulator").Key("scopes").String())
 
 	// --url: a token holding only the app's scopes may not call the Apps API (that takes apps or all-apis).
 	appURL := e.state.Apps["api-app"].URL

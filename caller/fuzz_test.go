@@ -143,7 +143,7 @@ func FuzzParseAppURL(f *testing.F) {
 	})
 }
 
-// serveFixture is `caller serve` with a fixed target, its own service principal's token from the emulated workspace,
+// serveFixture is `callapp serve` with a fixed target, its own service principal's token from the emulated workspace,
 // and every request it sends to the target answered in-process and recorded. Nothing leaves the machine.
 type serveFixture struct {
 	handler http.Handler
@@ -259,6 +259,7 @@ func FuzzServePath(f *testing.F) {
 // raw into the query (so serve decodes it once more) it is refused too or decodes to a harmless /api/ path on the
 // target. The good paths reach the fixed target unchanged.
 func TestServeRefusesHostilePaths(t *testing.T) {
+	t.Parallel()
 	fx := newServeFixture(t)
 	tried, refused := 0, 0
 	for _, p := range hostilePaths {
@@ -294,6 +295,7 @@ func TestServeRefusesHostilePaths(t *testing.T) {
 
 // serve answers HEAD on its GET routes as GET does.
 func TestServeAnswersHead(t *testing.T) {
+	t.Parallel()
 	fx := newServeFixture(t)
 	for _, path := range []string{"/api/health", "/api/call?path=/api/whoami"} {
 		t.Run(path, func(t *testing.T) {

@@ -32,7 +32,7 @@ import (
 type emulator struct {
 	ws    *workspace.Workspace
 	state workspace.State
-	home  string // HOME for the caller: where `caller login` caches tokens
+	home  string // HOME for the caller: where `callapp login` caches tokens
 }
 
 func startEmulator(t *testing.T, lifetime time.Duration) *emulator {
@@ -79,7 +79,7 @@ func startAPIApp(t *testing.T, e *emulator, addr string) *testkit.App {
 	return testkit.StartAppAt(t, testkit.Build(t, "app"), addr, emulated.AppEnv(e.ws, "api-app"))
 }
 
-// startServe runs `caller serve` in-process with exactly env as its environment, and returns its URL once
+// startServe runs `callapp serve` in-process with exactly env as its environment, and returns its URL once
 // /api/health answers. The test's end stops it as SIGTERM does (a cancelled context) and checks it stopped cleanly
 // and logged no secret.
 func startServe(t *testing.T, env map[string]string) (url string) {
@@ -113,7 +113,7 @@ func startServe(t *testing.T, env map[string]string) (url string) {
 	return url
 }
 
-// startCallerApp runs `caller serve` in-process as caller-app (app mode: the platform's env for its service
+// startCallerApp runs `callapp serve` in-process as caller-app (app mode: the platform's env for its service
 // principal, TARGET_APP from its app resource) and attaches it to caller-app's proxy.
 func startCallerApp(t *testing.T, e *emulator) (url string) {
 	t.Helper()

@@ -19,9 +19,10 @@ import (
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// An answer larger than the caller reads is a failure naming the limit, never a silent cut: `caller call` once printed
+// An answer larger than the caller reads is a failure naming the limit, never a silent cut: `callapp call` once printed
 // the first 10 MiB of a 1 GiB answer and exited 0.
 func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 	for _, chunked := range []bool{true, false} { // streamed as it is made, or with its Content-Length
@@ -45,10 +46,11 @@ func TestLargeAnswersFailNamingTheLimit(t *testing.T) {
 	}
 }
 
-// `caller serve` once answered a 1 GiB target answer with 200 and 60 MiB (the first 10 MiB, escaped), and 8 such
+// `callapp serve` once answered a 1 GiB target answer with 200 and 60 MiB (the first 10 MiB, escaped), and 8 such
 // calls at once took it to 2.3 GiB of RSS. Now it reads at most 1 MiB of an answer, refuses more with 502 naming the
 // limit, and works on a bounded number of calls at once. It runs as a child process so that its RSS is its own.
 func TestServeBoundsLargeAnswers(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	e.inject(t, workspace.Fault{App: "api-app", Path: "/api/huge", BodyBytes: 1 << 30, Chunked: true})
 	sp := e.state.ServicePrincipals["external-service"]
@@ -109,6 +111,7 @@ func TestServeBoundsLargeAnswers(t *testing.T) {
 
 // serve works on at most maxCallsInFlight calls at once; one more waits, then gets 503 with Retry-After.
 func TestServeBoundsCallsInFlight(t *testing.T) {
+	t.Parallel()
 	fx := newServeFixture(t)
 	fx.hold, fx.held = make(chan struct{}), make(chan struct{}, 2*maxCallsInFlight)
 	answers := make(chan int, maxCallsInFlight)

@@ -1,17 +1,19 @@
-// Command caller calls a Databricks App's API with an OAuth bearer token, in each of the ways the documentation page
-// "Connect to a Databricks app using token authentication" describes, and explains what went wrong when it fails.
+// Command callapp (this folder, caller/) calls a Databricks App's API with an OAuth bearer token, in each of the
+// ways the documentation page "Connect to a Databricks app using token authentication" describes, and explains what
+// went wrong when it fails. `make build` builds it as bin/callapp (not "caller": that is a bash builtin).
 //
-//	go run ./caller --mode local --profile my-env --app api-app whoami
-//	go run ./caller --mode external --url https://api-app-123.aws.databricksapps.com call /api/echo --data '{"hi":1}'
-//	go run ./caller serve     # as a Databricks App itself (see caller/app.yaml), calling TARGET_APP
+//	callapp --mode local --profile my-env --app api-app whoami
+//	callapp --mode external --url https://api-app-123.aws.databricksapps.com call /api/echo --data '{"hi":1}'
+//	callapp serve     # as a Databricks App itself (see caller/app.yaml), calling TARGET_APP
 //
 // The credentials are caller/appauth's (one *config.Config per mode, with an explicit auth type) and the requests
-// caller/appclient's; this package is the command line on top: one file per command (cmd_*.go), the output, and
-// explain.go, the one place that turns an error into the page's troubleshooting list. Run `caller help` for every
-// command and flag; the README's "The caller" section has examples and exit codes.
+// caller/appclient's; this package is the command line on top: the commands' definitions (commands.go, cobra), one
+// file per command (cmd_*.go), the output, and explain.go, the one place that turns an error into the page's
+// troubleshooting list. Run `callapp help` for every command and flag.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +63,6 @@ func exitCode(err error) int {
 // env is what a command runs with: its options, the process's surroundings, and the one transport (through the
 // organisation proxy, if any) that every request of the run shares.
 type env struct {
-	command   string
 	opts      *options
 	getenv    func(string) string
 	stdin     io.Reader
@@ -73,27 +74,27 @@ type env struct {
 // run is the whole program; main only wires it to the process. Everything it reads comes in as an argument, so
 // tests run the real program in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	name, cmd, opts, err := parseArgs(args)
+	p, err := parseArgs(args, &terminalWriter{w: stdout})
 	if err != nil {
 		if errors.Is(err, errHelp) {
-			printUsage(stdout)
 			return nil
 		}
-		fmt.Fprintf(stderr, "caller: %v\n\n%s", err, usageHint)
+		fmt.Fprintf(&terminalWriter{w: stderr}, "callapp: %v\n\n%s", err, usageHint)
 		return usageErrorf("%v", err)
 	}
-	e := &env{command: name, opts: opts, getenv: getenv, stdin: stdin, out: newOutput(stdout, stderr, opts.json)}
+	opts := p.opts
+	e := &env{opts: opts, getenv: getenv, stdin: stdin, out: newOutput(stdout, stderr, opts.json)}
 	e.proxy = proxyFromEnv(getenv)
 	e.transport = appclient.NewTransport(func(r *http.Request) (*url.URL, error) { return e.proxy(r.URL) })
 
-	if name == "serve" {
+	if p.name == "serve" {
 		// serve runs until ctx ends; --timeout bounds each outgoing call instead. Its log is JSON lines.
 		e.out = &output{stdout: io.Discard, stderr: &terminalWriter{w: stderr, json: true}, json: true}
-		return cmd.run(ctx, e)
+		return p.run(ctx, e)
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	runErr := cmd.run(ctx, e)
+	runErr := p.run(ctx, e)
 	if runErr == nil {
 		return nil
 	}
@@ -107,8 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 // proxyFromEnv is the organisation proxy for a URL, from HTTPS_PROXY/HTTP_PROXY/NO_PROXY as getenv sees them.
 func proxyFromEnv(getenv func(string) string) func(*url.URL) (*url.URL, error) {
 	return (&httpproxy.Config{
-		HTTPProxy:  firstNonEmpty(getenv("HTTP_PROXY"), getenv("http_proxy")),
-		HTTPSProxy: firstNonEmpty(getenv("HTTPS_PROXY"), getenv("https_proxy")),
-		NoProxy:    firstNonEmpty(getenv("NO_PROXY"), getenv("no_proxy")),
+		HTTPProxy:  cmp.Or(getenv("HTTP_PROXY"), getenv("http_proxy")),
+		HTTPSProxy: cmp.Or(getenv("HTTPS_PROXY"), getenv("https_proxy")),
+		NoProxy:    cmp.Or(getenv("NO_PROXY"), getenv("no_proxy")),
 	}).ProxyFunc()
 }

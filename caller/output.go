@@ -85,7 +85,7 @@ func (o *output) failure(f *failure) {
 		}{false, f})
 		return
 	}
-	fmt.Fprintf(o.stderr, "caller: %s\n", f.Summary)
+	fmt.Fprintf(o.stderr, "callapp: %s\n", f.Summary)
 	if f.Response != nil && f.Response.Message != "" {
 		line := fmt.Sprintf("  the server said: %s: %s", oneLine(f.Response.Code), oneLine(f.Response.Message))
 		if f.Response.Fix != "" {

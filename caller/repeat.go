@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // maxRepeat bounds --repeat: enough to measure, not enough to become a load test of someone's app.
@@ -63,9 +65,14 @@ func (s *session) repeat(ctx context.Context, n int, method, path string, body [
 	return nil
 }
 
+// repeatFlag is --repeat, of call and whoami.
+func repeatFlag(fs *pflag.FlagSet, n *int) {
+	fs.IntVar(n, "repeat", 0, "send the request N times in a row over one token, print count, statuses and p50/p99 latency")
+}
+
 // checkRepeat checks --repeat when it was given.
-func checkRepeat(n int, set map[string]bool) error {
-	if set["repeat"] && (n < 1 || n > maxRepeat) {
+func checkRepeat(n int, set bool) error {
+	if set && (n < 1 || n > maxRepeat) {
 		return fmt.Errorf("--repeat must be between 1 and %d", maxRepeat)
 	}
 	return nil

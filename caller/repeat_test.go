@@ -53,6 +53,7 @@ func (c *countingCLI) invocations(t *testing.T) []string {
 //     --force-refresh to CLIs from 0.296.0, so each run costs the CLI (here the stand-in) one token request.
 //   - app: 1 for caller-app's service principal, behind the developer's local caller (2 more, as above).
 func TestStressTokenReuse(t *testing.T) {
+	t.Parallel()
 	const n = 1000
 	e := startEmulator(t, 0)
 	startCallerApp(t, e)
@@ -98,6 +99,7 @@ func TestStressTokenReuse(t *testing.T) {
 }
 
 func TestRepeatSummaryAndFirstFailure(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	env, api := e.spEnv("external-service"), e.state.Apps["api-app"].URL
 
@@ -119,6 +121,6 @@ func TestRepeatSummaryAndFirstFailure(t *testing.T) {
 	boom := e.inject(t, workspace.Fault{App: "api-app", Path: "/api/boom", Status: http.StatusInternalServerError})
 	r = runCaller(t, env, "--mode", "external", "--url", api, "--repeat", "5", "--retries", "0", "call", "/api/boom")
 	assert.Equal(t, exitServer, r.code)
-	assert.Contains(t, r.stderr, "caller: request 1 of 5: 500 Internal Server Error")
+	assert.Contains(t, r.stderr, "callapp: request 1 of 5: 500 Internal Server Error")
 	assert.Equal(t, 1, boom.Hits(), "the first failure stops the run")
 }

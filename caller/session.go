@@ -1,12 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 
+	"github.com/databricks/databricks-sdk-go/apierr"
+
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
@@ -16,8 +22,6 @@ type session struct {
 	env    *env
 	creds  *credentials
 	client *appclient.Client
-	// lookup is the client that asks the Apps API: with --scopes in local mode, over the profile's own token.
-	lookup *appclient.Client
 	target *appclient.Target
 }
 
@@ -27,19 +31,13 @@ func newSession(ctx context.Context, e *env) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{env: e, creds: creds, client: newClient(e, creds)}
-	s.lookup = s.client
-	if creds.lookup != nil {
-		s.lookup = newClient(e, creds.lookup)
-	}
-	return s, nil
+	return &session{env: e, creds: creds, client: newClient(e, creds)}, nil
 }
 
 // newClient is an app client over the run's transport, whose retries the person running the command hears of.
 func newClient(e *env, creds appclient.Credentials) *appclient.Client {
 	return &appclient.Client{
-		HTTP:    appclient.NewHTTPClient(e.transport),
-		Creds:   creds,
+		HTTP:    appclient.NewHTTPClient(&appclient.Transport{Creds: creds, Base: e.transport}),
 		Retries: e.opts.retries,
 		MaxBody: appclient.DefaultMaxBody,
 		OnRetry: func(r appclient.Retry) {
@@ -71,34 +69,40 @@ func (s *session) resolveTarget(ctx context.Context) error {
 	return usageErrorf("give the app: --url https://<app>.databricksapps.com or --app NAME")
 }
 
-// resolveApp looks the app up with the Apps API and explains a failure as the lookup's.
+// resolveApp looks the app up with the Apps API and explains a failure as the lookup's. With --scopes in local mode
+// it asks with the profile's own token (creds.lookup): one holding only an app's scopes may not call the Apps API.
 func (s *session) resolveApp(ctx context.Context, name string) (*appclient.Target, error) {
-	lookupCreds := s.creds
-	if s.creds.lookup != nil {
-		lookupCreds = s.creds.lookup
-	}
+	lookupCreds := cmp.Or(s.creds.lookup, s.creds)
 	host, err := lookupCreds.workspaceHost(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t, err := appclient.Resolve(ctx, s.lookup, host, name)
-	var status *appclient.StatusError
+	cfg, err := lookupCreds.current()
+	if err != nil {
+		return nil, err
+	}
+	t, err := appclient.Resolve(ctx, cfg, name)
+	var apiErr *apierr.APIError
 	var notRunning *appclient.AppNotRunningError
 	var f *failure
+	lookupURL := host + "/api/2.0/apps/" + name
 	switch {
 	case err == nil:
 		return t, nil
 	case errors.Is(err, appclient.ErrBadAppName):
 		return nil, usageErrorf("%v", err)
-	case errors.As(err, &status) && status.Status == http.StatusNotFound:
-		return nil, &failure{Code: exitNotFound, Status: status.Status, Response: status.ErrorBody(),
-			Summary: fmt.Sprintf("app %q does not exist in workspace %s (or %s cannot see it)", name, host, lookupCreds.principal),
+	case errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusNotFound:
+		return nil, &failure{Code: exitNotFound, Status: apiErr.StatusCode,
+			Response: &jsonhttp.Error{Code: apiErr.ErrorCode, Message: apiErr.Message},
+			Summary:  fmt.Sprintf("app %q does not exist in workspace %s (or %s cannot see it)", name, host, lookupCreds.principal),
 			Checks: []string{
 				"the app name and the workspace URL are right: `databricks apps list` in that workspace",
 				"the app is deployed: `databricks apps get " + name + "`",
 			}}
-	case errors.As(err, &status):
-		f := s.explain(ctx, err, &appclient.Target{Name: name})
+	case errors.As(err, &apiErr):
+		body, _ := json.Marshal(jsonhttp.Error{Code: apiErr.ErrorCode, Message: apiErr.Message})
+		f := s.statusFailure(ctx, &appclient.Response{Method: http.MethodGet, URL: lookupURL, Status: apiErr.StatusCode,
+			Header: http.Header{}, Body: body}, &appclient.Target{Name: name})
 		f.Summary = "looking up app " + name + ": " + f.Summary
 		return nil, f
 	case errors.As(err, &notRunning):
@@ -106,10 +110,10 @@ func (s *session) resolveApp(ctx context.Context, name string) (*appclient.Targe
 			Checks: []string{"the app is deployed and running: `databricks apps start " + name + "`, then `databricks apps deploy " + name + "`"}}
 	case errors.As(err, &f):
 		return nil, f
-	case errors.As(err, new(*appclient.NetworkError)), errors.As(err, new(*appclient.TooLargeError)):
-		return nil, s.explain(ctx, err, nil)
+	case errors.As(err, new(*url.Error)), errors.As(err, new(*net.OpError)), errors.Is(err, context.DeadlineExceeded):
+		return nil, s.networkFailure(ctx, lookupURL, err)
 	default:
-		return nil, &failure{Code: exitServer, Summary: err.Error()}
+		return nil, &failure{Code: exitServer, Summary: fmt.Sprintf("looking up app %s: %v", name, err)}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 )
 
 func TestEscapeControls(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in, text, line, json string
 	}{
@@ -87,6 +88,7 @@ func startHostileApp(t *testing.T, e *emulator) *httptest.Server {
 // A server's text reaches the terminal escaped on every output path: answers, errors, identities, retry notes, in
 // text and in --json.
 func TestServerTextCannotDriveTheTerminal(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	app := startHostileApp(t, e)
 	api := e.state.Apps["api-app"].URL
@@ -126,6 +128,7 @@ func TestServerTextCannotDriveTheTerminal(t *testing.T) {
 // --json keeps the meaning of a server's text: escaped, it decodes to what the server sent (bytes that are not
 // UTF-8 become U+FFFD, as encoding/json makes them).
 func TestJSONOutputKeepsTheServersText(t *testing.T) {
+	t.Parallel()
 	e := startEmulator(t, 0)
 	startHostileApp(t, e)
 	r := runCaller(t, e.spEnv("external-service"), "--mode", "external", "--url", e.state.Apps["api-app"].URL, "--json", "call", "/api/json")

@@ -160,10 +160,16 @@ func TestSDKAuthFlows(t *testing.T) {
 		assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the token cache is owner-only")
 		raw, err := os.ReadFile(cache)
 		require.NoError(t, err)
-		assert.Contains(t, string(raw), "refresh_token")
-		if i := strings.Index(string(raw), `"refresh_token":"`); i >= 0 {
-			rest := string(raw)[i+len(`"refresh_token":"`):]
-			secrets = append(secrets, rest[:strings.Index(rest, `"`)])
+		var cached struct {
+			Tokens map[string]struct {
+				RefreshToken string `json:"refresh_token"`
+			} `json:"tokens"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &cached))
+		require.NotEmpty(t, cached.Tokens)
+		for _, tok := range cached.Tokens {
+			require.NotEmpty(t, tok.RefreshToken)
+			secrets = append(secrets, tok.RefreshToken)
 		}
 
 		// The stand-in on its own: version, help, and --host without a profile.

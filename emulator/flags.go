@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"regexp"
@@ -10,38 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
-const usage = `Databricks Apps emulator: a local, offline Databricks workspace and Apps reverse proxy.
+// about is the emulator's help beyond its commands and flags, which cobra prints from their definitions.
+const about = `Databricks Apps emulator: a local, offline Databricks workspace and Apps reverse proxy.
 
-Usage:
-  emulator [serve] [flags]                   serve the workspace and one proxy per app
-  emulator run [flags] [--app NAME [--app-yaml FILE]]... [-- COMMAND...]
-                                             also start apps with the platform's environment
-  emulator idp-token --state FILE --issuer NAME --subject S [--audience A] [--lifetime D]
-                                             print a token of one of the running emulator's identity
-                                             providers (default audience: the account id; lifetime 1h)
-  emulator --help
-
-Flags (both commands):
-  --config FILE            principal model, JSON or YAML (default: the embedded one, see the README)
-  --state FILE             write the state JSON here once everything listens (owner-only; removed on exit)
-  --profile-dir DIR        where to write .databrickscfg and the databricks CLI stand-in (default: a temp dir);
-                           a new directory, or one holding none of your own .databrickscfg or databricks
-  --data-dir DIR            where workspace files and deployments are kept (default: a temp dir removed on exit)
-  --token-lifetime D       access token lifetime (default 1h; e.g. 30s to exercise refresh)
-  --request-timeout D      how long the proxy waits for an app (default 120s), then answers 504
-  --verbose                log every request an app's proxy forwards (by default only those the app did not answer:
-                           a sign-in redirect, a 400, 401, 403, 502, 504, a fault; the app logs its own answers)
-serve only:
-  --upstream NAME=URL      forward app NAME to an app you started yourself (repeatable)
-run only:
-  --app NAME               the app to start (default: the first app of the model); repeat for several apps
-  --app-yaml FILE          read command and env from this app.yaml, for the preceding --app
-  --start-timeout D        how long an app may take to listen (default 2m)
-  -- COMMAND...            the command of the last --app; $DATABRICKS_APP_PORT in it is replaced (quote it
-                           in a shell: '$DATABRICKS_APP_PORT')
+With no command it serves: the workspace and one proxy per app. emulator run also starts apps with the platform's
+environment; emulator idp-token prints a token of one of the running emulator's identity providers.
 
 The workspace also serves the Apps, Permissions and workspace files APIs: the real Databricks CLI logged in to it
 can create apps, sync and deploy their code (which runs it as below), grant permissions and read the logs.
@@ -49,8 +27,7 @@ can create apps, sync and deploy their code (which runs it as below), grant perm
 Apps get DATABRICKS_APP_NAME, DATABRICKS_APP_PORT, DATABRICKS_HOST, DATABRICKS_WORKSPACE_ID, their own service
 principal's DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, and a TMPDIR of their own, removed once they have
 exited (the platform throws an app's container away). On SIGINT or SIGTERM the emulator sends each app
-SIGTERM and kills it 15 s later, as the platform does.
-`
+SIGTERM and kills it 15 s later, as the platform does.`
 
 // appLaunch is one app `run` starts.
 type appLaunch struct {
@@ -73,21 +50,31 @@ type options struct {
 	launches       []*appLaunch
 }
 
-// parseFlags reads the command line. getenv is the emulator's own environment: what the shell would have put in place
-// of an unquoted $DATABRICKS_APP_PORT.
-func parseFlags(command string, args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{command: command, upstreams: map[string]string{}}
-	fs := flag.NewFlagSet("emulator "+command, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // usage is ours; errors are returned
-	fs.StringVar(&o.configFile, "config", "", "")
-	fs.StringVar(&o.stateFile, "state", "", "")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "")
-	fs.StringVar(&o.dataDir, "data-dir", "", "")
-	fs.DurationVar(&o.tokenLifetime, "token-lifetime", workspace.DefaultTokenLifetime, "")
-	fs.DurationVar(&o.requestTimeout, "request-timeout", workspace.DefaultRequestTimeout, "")
-	fs.BoolVar(&o.verbose, "verbose", false, "")
-	if command == "serve" {
-		fs.Func("upstream", "", func(v string) error {
+// errHelp means the command line asked for help (or a completion script), which has been printed.
+var errHelp = errors.New("help printed")
+
+// newRootCommand is the emulator's command line. It serves with no command; serve and run record their options in
+// *chosen for the caller of Execute to act on, idp-token does its work at once. getenv is the emulator's own
+// environment: what the shell would have put in place of an unquoted $DATABRICKS_APP_PORT.
+func newRootCommand(getenv func(string) string, chosen **options) *cobra.Command {
+	serveCmd := func(use, short string) *cobra.Command {
+		o := &options{command: "serve", upstreams: map[string]string{}}
+		cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ArbitraryArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 && !cmd.HasParent() {
+					return fmt.Errorf("unknown command %q: want serve, run or idp-token (see --help)", args[0])
+				}
+				if len(args) > 0 {
+					return fmt.Errorf("serve takes no arguments, got %q; to start an app use: emulator run -- COMMAND", args)
+				}
+				if err := o.check(); err != nil {
+					return err
+				}
+				*chosen = o
+				return nil
+			}}
+		workspaceFlags(cmd.Flags(), o)
+		cmd.Flags().Func("upstream", "forward the app named in `NAME=URL` to one you started yourself at URL (repeatable)", func(v string) error {
 			name, url, ok := strings.Cut(v, "=")
 			if !ok || name == "" || url == "" {
 				return fmt.Errorf("want NAME=URL, got %q", v)
@@ -95,53 +82,109 @@ func parseFlags(command string, args []string, getenv func(string) string, stder
 			o.upstreams[name] = url
 			return nil
 		})
-	} else {
-		fs.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "")
-		fs.Func("app", "", func(v string) error {
-			o.launches = append(o.launches, &appLaunch{name: v})
-			return nil
-		})
-		fs.Func("app-yaml", "", func(v string) error {
+		return cmd
+	}
+	root := serveCmd("emulator", "A local, offline Databricks workspace and Apps reverse proxy")
+	root.Long = about
+	root.SilenceErrors, root.SilenceUsage = true, true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w (see --help)", err) })
+	root.AddCommand(serveCmd("serve", "Serve the workspace and one proxy per app (the default)"),
+		newRunCommand(getenv, chosen), newIdpTokenCommand())
+	return root
+}
+
+// workspaceFlags are the flags of serve and run: the workspace and its proxies.
+func workspaceFlags(fs *pflag.FlagSet, o *options) {
+	fs.StringVar(&o.configFile, "config", "", "principal model `FILE`, JSON or YAML (default: the embedded one, see docs/emulator.md)")
+	fs.StringVar(&o.stateFile, "state", "", "write the state JSON to `FILE` once everything listens (owner-only; removed on exit)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "`DIR` where to write .databrickscfg and the databricks CLI stand-in (default: "+
+		"a temp dir); a new directory, or one holding none of your own .databrickscfg or databricks")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`DIR` where workspace files and deployments are kept (default: a temp dir removed on exit)")
+	fs.DurationVar(&o.tokenLifetime, "token-lifetime", workspace.DefaultTokenLifetime, "access token lifetime (e.g. 30s to exercise refresh)")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", workspace.DefaultRequestTimeout, "how long the proxy waits for an app, then answers 504")
+	fs.BoolVar(&o.verbose, "verbose", false, "log every request an app's proxy forwards (by default only those the app did not "+
+		"answer: a sign-in redirect, a 400, 401, 403, 502, 504, a fault; the app logs its own answers)")
+}
+
+// newRunCommand is `emulator run`: serve, and start apps as the platform does.
+func newRunCommand(getenv func(string) string, chosen **options) *cobra.Command {
+	o := &options{command: "run", upstreams: map[string]string{}}
+	cmd := &cobra.Command{
+		Use:   "run [flags] [--app NAME [--app-yaml FILE]]... [-- COMMAND...]",
+		Short: "Serve, and start apps with the platform's environment",
+		Long: "run serves as the emulator does with no command, and starts apps with the platform's environment: the " +
+			"command after -- is the last --app's; $DATABRICKS_APP_PORT in it is replaced (quote it in a shell: " +
+			"'$DATABRICKS_APP_PORT').",
+		Example: "  emulator run -- go run ./app\n  emulator run --app caller-app --app-yaml caller/app.yaml --app api-app -- ./bin/app",
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(o.launches) == 0 {
 				o.launches = append(o.launches, &appLaunch{})
 			}
 			last := o.launches[len(o.launches)-1]
-			if last.appYAML != "" {
-				return errors.New("one --app-yaml per --app")
+			last.command = args
+			if err := checkPortNotExpanded(args, getenv(portVariable)); err != nil {
+				return fmt.Errorf("app %s: %w", appLabel(last.name), err)
 			}
-			last.appYAML = v
+			for _, l := range o.launches {
+				if len(l.command) == 0 && l.appYAML == "" {
+					return fmt.Errorf("app %s: give its command after -- or its app.yaml with --app-yaml", appLabel(l.name))
+				}
+			}
+			if err := o.check(); err != nil {
+				return err
+			}
+			*chosen = o
 			return nil
-		})
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, fmt.Errorf("%w (see --help)", err)
-	}
-	rest := fs.Args()
-	if command == "serve" && len(rest) > 0 {
-		return o, fmt.Errorf("serve takes no arguments, got %q; to start an app use: emulator run -- COMMAND", rest)
-	}
-	if command == "run" {
+	fs := cmd.Flags()
+	fs.SetInterspersed(false) // the app's command starts at the first argument that is not a flag
+	workspaceFlags(fs, o)
+	fs.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long an app may take to listen")
+	fs.Func("app", "the `NAME` of an app to start (default: the first app of the model); repeat for several apps", func(v string) error {
+		o.launches = append(o.launches, &appLaunch{name: v})
+		return nil
+	})
+	fs.Func("app-yaml", "read command and env from this app.yaml `FILE`, for the preceding --app", func(v string) error {
 		if len(o.launches) == 0 {
 			o.launches = append(o.launches, &appLaunch{})
 		}
 		last := o.launches[len(o.launches)-1]
-		last.command = rest
-		if err := checkPortNotExpanded(rest, getenv(portVariable)); err != nil {
-			return o, fmt.Errorf("app %s: %w", appLabel(last.name), err)
+		if last.appYAML != "" {
+			return errors.New("one --app-yaml per --app")
 		}
-		for _, l := range o.launches {
-			if len(l.command) == 0 && l.appYAML == "" {
-				return o, fmt.Errorf("app %s: give its command after -- or its app.yaml with --app-yaml", appLabel(l.name))
-			}
-		}
-	}
+		last.appYAML = v
+		return nil
+	})
+	return cmd
+}
+
+// check validates what serve and run share.
+func (o *options) check() error {
 	if o.tokenLifetime < time.Second {
-		return o, fmt.Errorf("--token-lifetime %s: want at least 1s", o.tokenLifetime)
+		return fmt.Errorf("--token-lifetime %s: want at least 1s", o.tokenLifetime)
 	}
 	if o.requestTimeout <= 0 {
-		return o, fmt.Errorf("--request-timeout %s: want a positive duration", o.requestTimeout)
+		return fmt.Errorf("--request-timeout %s: want a positive duration", o.requestTimeout)
 	}
-	return o, nil
+	return nil
+}
+
+// parseFlags reads the command line of command (serve or run): the options it chose, or errHelp once help is
+// printed to stdout.
+func parseFlags(command string, args []string, getenv func(string) string, stdout io.Writer) (options, error) {
+	var chosen *options
+	root := newRootCommand(getenv, &chosen)
+	root.SetArgs(append([]string{command}, args...))
+	root.SetOut(stdout)
+	root.SetErr(io.Discard)
+	if err := root.Execute(); err != nil {
+		return options{}, err
+	}
+	if chosen == nil {
+		return options{}, errHelp
+	}
+	return *chosen, nil
 }
 
 // appLabel names an --app in messages; an empty name is the model's first app.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,36 +23,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && filepath.Base(args[0]) == workspace.CLIFileName {
 		return databrickscli.Run(ctx, args[1:], getenv, stdout, stderr)
 	}
-	args = args[1:]
-	command := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		command, args = args[0], args[1:]
-	}
-	switch command {
-	case "serve", "run":
-	case "idp-token":
-		err := idpToken(ctx, args, stdout)
-		if errors.Is(err, flag.ErrHelp) {
-			_, _ = io.WriteString(stdout, usage)
-			return nil
-		}
-		return err
-	case "help":
-		_, _ = io.WriteString(stdout, usage)
-		return nil
-	default:
-		return fmt.Errorf("unknown command %q: want serve, run or idp-token (see --help)", command)
-	}
-
-	opts, err := parseFlags(command, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		_, _ = io.WriteString(stdout, usage)
-		return nil
-	}
-	if err != nil {
+	var chosen *options
+	root := newRootCommand(getenv, &chosen)
+	root.SetArgs(args[1:])
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
 		return err
 	}
-	return serve(ctx, opts, stdout, stderr)
+	if chosen == nil {
+		return nil // help, or idp-token, which did its work
+	}
+	return serve(ctx, *chosen, stdout, stderr)
 }
 
 // serve starts the workspace (and, for run, the apps), reports where everything is, and waits for ctx to end or

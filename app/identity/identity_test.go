@@ -20,6 +20,7 @@ func headers(kv ...string) http.Header {
 }
 
 func TestFromHeaders(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   http.Header
@@ -79,6 +80,7 @@ func TestFromHeaders(t *testing.T) {
 }
 
 func TestFromHeadersRejects(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		in     http.Header
@@ -107,6 +109,7 @@ func TestFromHeadersRejects(t *testing.T) {
 
 // Every header the proxy owns is checked, not only the ones the identity needs most.
 func TestFromHeadersRefusesAnyRepeatedHeader(t *testing.T) {
+	t.Parallel()
 	for _, name := range identity.ForwardedHeaders {
 		_, err := identity.FromHeaders(headers(identity.HeaderUser, "1@2", name, "a", name, "b"))
 		var headerErr *identity.HeaderError
@@ -116,11 +119,13 @@ func TestFromHeadersRefusesAnyRepeatedHeader(t *testing.T) {
 }
 
 func TestFromHeadersWithoutUser(t *testing.T) {
+	t.Parallel()
 	_, err := identity.FromHeaders(headers(identity.HeaderEmail, "dev@example.com"))
 	assert.ErrorIs(t, err, identity.ErrNoIdentity)
 }
 
 func TestParseAndFormatUser(t *testing.T) {
+	t.Parallel()
 	p, w, ok := identity.ParseUser(identity.FormatUser("1001", "42"))
 	require.True(t, ok)
 	assert.Equal(t, "1001", p)
@@ -147,5 +152,26 @@ func BenchmarkFromHeaders(b *testing.B) {
 		if _, err := identity.FromHeaders(h); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The emulator writes the identity headers and the app reads them through the same constants, so a misspelt
+// constant would pass every other test. These are the names the platform documents ("Connect to a Databricks app
+// using token authentication" and the Databricks Apps environment page), spelt out once, canonical as net/http keys
+// them.
+func TestHeaderNamesAreThePlatforms(t *testing.T) {
+	t.Parallel()
+	documented := []string{
+		"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Host",
+		"X-Forwarded-Access-Token", "X-Real-Ip", "X-Request-Id",
+	}
+	assert.Equal(t, documented, identity.ForwardedHeaders)
+	for name, got := range map[string]string{
+		"X-Forwarded-User": identity.HeaderUser, "X-Forwarded-Email": identity.HeaderEmail,
+		"X-Forwarded-Preferred-Username": identity.HeaderPreferredUsername, "X-Forwarded-Host": identity.HeaderHost,
+		"X-Forwarded-Access-Token": identity.HeaderAccessToken, "X-Real-Ip": identity.HeaderRealIP, "X-Request-Id": identity.HeaderRequestID,
+	} {
+		assert.Equal(t, name, got)
+		assert.Equal(t, name, http.CanonicalHeaderKey(got), "canonical, as net/http keys it")
 	}
 }

@@ -20,6 +20,7 @@ import (
 const secret = "dapi-very-secret-token-value"
 
 func TestTokenNeverPrints(t *testing.T) {
+	t.Parallel()
 	tok := identity.Token(secret)
 	id := identity.Identity{User: "1@2", AccessToken: tok}
 
@@ -48,6 +49,7 @@ func jwt(t *testing.T, claims map[string]any) string {
 }
 
 func TestDecodeClaims(t *testing.T) {
+	t.Parallel()
 	exp := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name   string
@@ -79,6 +81,7 @@ func TestDecodeClaims(t *testing.T) {
 }
 
 func TestDecodeClaimsRejects(t *testing.T) {
+	t.Parallel()
 	for name, tok := range map[string]string{
 		"opaque":            "dapi0123456789abcdef",
 		"two parts":         "a.b",
@@ -95,6 +98,7 @@ func TestDecodeClaimsRejects(t *testing.T) {
 }
 
 func TestDecodeClaimsIgnoresNonsenseTimes(t *testing.T) {
+	t.Parallel()
 	got, err := identity.DecodeClaims(jwt(t, map[string]any{"exp": "soon", "iat": -5}))
 	require.NoError(t, err)
 	assert.True(t, got.ExpiresAt.IsZero())

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -50,8 +51,17 @@ func serve(h http.Handler) chan *httptest.ResponseRecorder {
 	return done
 }
 
+// TestLimit runs each case in a synctest bubble: the wait for a slot runs on its fake clock, and synctest.Wait
+// tells when every request is blocked, so no case sleeps or depends on the machine's speed.
 func TestLimit(t *testing.T) {
-	t.Run("over the limit after the wait: 503 with Retry-After", func(t *testing.T) {
+	t.Parallel()
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, f)
+		})
+	}
+	run("over the limit after the wait: 503 with Retry-After", func(t *testing.T) {
 		b := newBlocking()
 		h := Limit(2, 10*time.Millisecond)(b)
 		first, second := serve(h), serve(h)
@@ -68,22 +78,23 @@ func TestLimit(t *testing.T) {
 		assert.Equal(t, http.StatusOK, (<-first).Code)
 		assert.Equal(t, http.StatusOK, (<-second).Code)
 	})
-	t.Run("a slot that frees during the wait lets the request in", func(t *testing.T) {
+	run("a slot that frees during the wait lets the request in", func(t *testing.T) {
 		b := newBlocking()
 		h := Limit(1, time.Minute)(b)
 		first := serve(h)
 		<-b.entered
 		waiting := serve(h)
+		synctest.Wait() // the second request is waiting for the slot, or in
 		select {
 		case <-b.entered:
 			t.Fatal("a second request got in while the only slot was taken")
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
 		close(b.release)
 		assert.Equal(t, http.StatusOK, (<-first).Code)
 		assert.Equal(t, http.StatusOK, (<-waiting).Code)
 	})
-	t.Run("never more than n at once", func(t *testing.T) {
+	run("never more than n at once", func(t *testing.T) {
 		b := newBlocking()
 		h := Limit(3, time.Minute)(b)
 		var wg sync.WaitGroup

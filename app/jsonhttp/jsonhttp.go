@@ -48,8 +48,9 @@ const (
 )
 
 // buffers holds encoding buffers for reuse: a response is encoded whole before anything is sent, so that an encoding
-// error can still become a clean 500. Only buffers up to maxPooledBuffer go back: a pool keeps what it is given, so one
-// large answer would otherwise pin its buffer for every later small one.
+// error can still become a clean 500, and without the pool each answer allocates its buffer as it grows
+// (BenchmarkWhoAmI: 2 allocations and 460 B more per request). Only buffers up to maxPooledBuffer go back: a pool
+// keeps what it is given, so one large answer would otherwise pin its buffer for every later small one.
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBuffer = 64 << 10

@@ -12,6 +12,7 @@ import (
 
 // <, > and & are written as they are: escaping them (for JSON inside HTML) made a body of '<' six times its size.
 func TestWriteDoesNotEscapeHTML(t *testing.T) {
+	t.Parallel()
 	rec := httptest.NewRecorder()
 	WriteError(rec, &Error{Status: http.StatusForbidden, Code: CodePermissionDenied, Message: "a < b && c > d",
 		Fix: "databricks apps update-permissions my-app --json '{\"user_name\": \"<your user name>\"}'"})
@@ -25,6 +26,7 @@ func TestWriteDoesNotEscapeHTML(t *testing.T) {
 
 // A buffer that grew for a large answer is not kept: the pool would hold it for the rest of the process.
 func TestLargeBuffersAreNotPooled(t *testing.T) {
+	t.Parallel()
 	for range 20 {
 		large := getBuffer()
 		large.Write(bytes.Repeat([]byte{'x'}, 4*maxPooledBuffer))

@@ -12,13 +12,14 @@ import (
 )
 
 func TestNormaliseHost(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "https://adb-1.azuredatabricks.net", sdkconfig.NormaliseHost("adb-1.azuredatabricks.net/"))
 	assert.Equal(t, "http://127.0.0.1:9", sdkconfig.NormaliseHost(" http://127.0.0.1:9 "))
 	assert.Equal(t, "", sdkconfig.NormaliseHost(""))
 }
 
 // A Config with ExplicitOnly ignores the environment: here, a PAT and a client secret that would otherwise clash.
-func TestExplicitOnlyIgnoresTheEnvironment(t *testing.T) {
+func TestExplicitOnlyIgnoresTheEnvironment(t *testing.T) { // not parallel: it sets the process environment
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("DATABRICKS_CLIENT_ID", "from-env")
 	t.Setenv("DATABRICKS_CLIENT_SECRET", "from-env")

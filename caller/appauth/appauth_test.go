@@ -17,6 +17,7 @@ import (
 // Each way names its auth type: without one, the SDK swallows a failure into a generic message, and inside an app
 // a token next to the platform's client id and secret is "more than one authorization method configured".
 func TestEachWayHasAnExplicitAuthType(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  *config.Config
@@ -38,6 +39,7 @@ func TestEachWayHasAnExplicitAuthType(t *testing.T) {
 }
 
 func TestFileTokenCacheIsOwnerOnly(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "cache", "token-cache.json")
 	c := &appauth.FileTokenCache{Path: path}
 	_, err := c.Lookup("k")

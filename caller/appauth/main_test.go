@@ -3,16 +3,12 @@ package appauth_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
@@ -45,11 +41,11 @@ func runWithEmulator(m *testing.M) int {
 	home, cleanup := testkit.IsolateProcess() // ~/.databrickscfg is the emulator's
 	defer cleanup()
 
-	ws, err := workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
+	ws, stop, err := emulated.StartForExamples()
 	if err != nil {
 		panic(err)
 	}
-	defer ws.Close()
+	defer stop()
 	self, err := os.Executable()
 	if err != nil {
 		panic(err)
@@ -68,11 +64,6 @@ func runWithEmulator(m *testing.M) int {
 		panic(err)
 	}
 
-	app := httptest.NewServer(http.HandlerFunc(handleWhoAmI))
-	defer app.Close()
-	if err := ws.SetUpstream("api-app", app.URL); err != nil {
-		panic(err)
-	}
 	state := ws.State()
 	appURL, workspaceURL = state.Apps["api-app"].URL, state.WorkspaceHost
 	sp := state.ServicePrincipals["external-service"]
@@ -98,19 +89,4 @@ func runWithEmulator(m *testing.M) int {
 	os.Setenv("DATABRICKS_CLIENT_ID", callerApp.ClientID)
 	os.Setenv("DATABRICKS_CLIENT_SECRET", callerApp.ClientSecret)
 	return m.Run()
-}
-
-// handleWhoAmI is api-app's GET /api/whoami in a few lines: who the proxy says called, and the scopes of the user
-// token it forwarded.
-func handleWhoAmI(w http.ResponseWriter, r *http.Request) {
-	id, err := identity.FromHeaders(r.Header)
-	if err != nil {
-		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusUnauthorized, Code: jsonhttp.CodeUnauthenticated, Message: err.Error()})
-		return
-	}
-	who := identity.WhoAmI{Identity: id, AccessTokenForwarded: id.AccessToken != ""}
-	if claims, err := identity.DecodeClaims(id.AccessToken.Reveal()); err == nil {
-		who.AccessTokenClaims = &claims
-	}
-	jsonhttp.Write(w, http.StatusOK, who)
 }

@@ -11,10 +11,13 @@ import (
 
 	"github.com/databricks/databricks-sdk-go/credentials/u2m/cache"
 	"golang.org/x/oauth2"
+
+	"github.com/databricks-sample/go-apps-api/internal/atomicfile"
 )
 
-// FileTokenCache is a u2m token cache in one JSON file, readable by its owner only (0600 in a 0700 directory). It
-// refuses to read a file others can read: a refresh token is a long-lived credential.
+// FileTokenCache is a u2m token cache in one JSON file, readable by its owner only (0600; a directory it makes is
+// 0700). It refuses to read a file others can read: a refresh token is a long-lived credential. `callapp login` and
+// the emulator's CLI stand-in keep their tokens in one.
 type FileTokenCache struct {
 	Path string
 	mu   sync.Mutex
@@ -51,31 +54,17 @@ func (c *FileTokenCache) Store(key string, t *oauth2.Token) error {
 	} else {
 		f.Tokens[key] = t
 	}
-	dir := filepath.Dir(c.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("token cache: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	// A missing directory is made owner-only; an existing one keeps its mode (the emulator's CLI stand-in keeps
+	// its cache in a folder of the user's choosing). The file is what must be owner-only.
+	if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
 	body, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".token-cache-*") // created 0600
-	if err != nil {
-		return fmt.Errorf("token cache: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(body); err != nil {
-		tmp.Close()
-		return fmt.Errorf("token cache: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("token cache: %w", err)
-	}
-	// Rename is atomic: a concurrent reader sees the old file or the new one, never half of one.
-	if err := os.Rename(tmp.Name(), c.Path); err != nil {
+	// A concurrent reader sees the old file or the new one, never half of one.
+	if err := atomicfile.WriteFile(c.Path, body, 0o600); err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
 	return nil

@@ -1,10 +1,13 @@
-// Package appclient calls a Databricks App's API through its Apps proxy: a bearer token on each request, bounded
-// retries of transient failures, one token refresh after a 401, never a redirect followed, and a bound on the size
-// of an answer. It also looks an app up by name through the workspace's Apps API.
+// Package appclient calls a Databricks App's API through its Apps proxy: a bearer token on each request, one token
+// refresh after a 401, bounded retries of transient failures, never a redirect followed, and a bound on the size of
+// an answer. It also looks an app up by name through the workspace's Apps API (the SDK's service/apps).
 //
-// It prints nothing and decides nothing for a person: failures come back as typed errors (*StatusError with the
-// answer and its Databricks error body, *NetworkError, *TooLargeError), and the program on top explains them.
+// Two ways in. Transport is an http.RoundTripper that adds and refreshes the bearer, as x/oauth2's does, for a program
+// that keeps its own http.Client. Client is that transport plus retries, the size bound and typed errors
+// (*StatusError with the answer and its Databricks error body, *NetworkError, *TooLargeError); it prints nothing and
+// decides nothing for a person: the program on top explains them.
 //
+//	hc := &http.Client{Transport: &appclient.Transport{Creds: appclient.ConfigCredentials(appauth.FromApp())}}
 //	c := appclient.New(appclient.ConfigCredentials(appauth.External(host, clientID, clientSecret)))
 //	resp, err := c.Do(ctx, http.MethodGet, appURL+"/api/whoami", nil)
 package appclient
@@ -51,8 +54,8 @@ const DefaultMaxBody = 10 << 20
 
 // Client sends requests to apps. Its fields may be changed before the first request.
 type Client struct {
+	// HTTP sends the requests: its Transport puts the bearer token on (a *Transport), and it follows no redirect.
 	HTTP    *http.Client
-	Creds   Credentials
 	Retries int   // retries of 429/503, and of 502/504 and connection resets for idempotent methods
 	MaxBody int64 // the largest answer read; a larger one is a *TooLargeError, never cut short
 	// OnRetry, when set, hears of each retry before its wait, and of the refresh after a 401 (attempt 0).
@@ -67,9 +70,10 @@ type Retry struct {
 	Reason  string        // "503 Service Unavailable", "connection reset (…)", "401 from host: refreshing the token"
 }
 
-// New is a Client with three retries and DefaultMaxBody, over the standard transport.
+// New is a Client with creds, three retries and DefaultMaxBody, over the standard transport.
 func New(creds Credentials) *Client {
-	return &Client{HTTP: NewHTTPClient(NewTransport(http.ProxyFromEnvironment)), Creds: creds, Retries: 3, MaxBody: DefaultMaxBody}
+	base := NewTransport(http.ProxyFromEnvironment)
+	return &Client{HTTP: NewHTTPClient(&Transport{Creds: creds, Base: base}), Retries: 3, MaxBody: DefaultMaxBody}
 }
 
 // NewHTTPClient is an http.Client over transport that never follows a redirect: from the Apps proxy a redirect is
@@ -99,11 +103,14 @@ type Response struct {
 }
 
 // Do sends one request, retrying 429/502/503/504 and connection resets up to c.Retries times with exponential
-// backoff and jitter (or the server's Retry-After), and refreshing the token once after a 401. 502, 504 and resets
-// are retried for idempotent methods only: the app may have acted on the request. A 2xx answer is a Response; any
-// other status is the Response and a *StatusError; no answer is a *NetworkError or the credentials' error.
+// backoff and jitter (or the server's Retry-After); its Transport refreshes the token once after a 401. 502, 504 and
+// resets are retried for idempotent methods only: the app may have acted on the request. A 2xx answer is a
+// Response; any other status is the Response and a *StatusError; no answer is a *NetworkError or the credentials'
+// error.
 func (c *Client) Do(ctx context.Context, method, u string, body []byte) (*Response, error) {
-	refreshed := false
+	ctx, note := withRefreshNote(ctx, func() {
+		c.notify(Retry{Of: c.Retries, Reason: "401 from " + hostOf(u) + ": refreshing the token and retrying once"})
+	})
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 		if err != nil {
@@ -113,10 +120,10 @@ func (c *Client) Do(ctx context.Context, method, u string, body []byte) (*Respon
 			req.Header.Set("Content-Type", "application/json")
 		}
 		req.Header.Set("Accept", "application/json")
-		if err := c.Creds.Authenticate(ctx, req); err != nil {
-			return nil, err
-		}
 		resp, err := c.HTTP.Do(req)
+		if credsErr, ok := credentialsError(err); ok {
+			return nil, credsErr
+		}
 		if err != nil {
 			if c.retryReset(ctx, method, attempt, err, fmt.Sprintf("connection reset (%v)", err)) {
 				continue
@@ -139,21 +146,10 @@ func (c *Client) Do(ctx context.Context, method, u string, body []byte) (*Respon
 			return nil, &TooLargeError{Method: method, URL: u, Limit: c.MaxBody}
 		}
 		r := &Response{Method: method, URL: u, Status: resp.StatusCode, Header: resp.Header, Body: data,
-			Attempts: attempt, Refreshed: refreshed}
-		switch {
-		case resp.StatusCode == http.StatusUnauthorized && !refreshed:
-			// The token may have expired or been revoked since it was cached: get a new one, once.
-			refreshed = true
-			c.notify(Retry{Of: c.Retries, Reason: "401 from " + hostOf(u) + ": refreshing the token and retrying once"})
-			if err := c.Creds.Refresh(); err != nil {
-				return r, &StatusError{Response: r}
-			}
-			attempt-- // the refresh retry does not use up a transient-failure retry
+			Attempts: attempt, Refreshed: note.refreshed}
+		if attempt <= c.Retries && retryable(method, resp.StatusCode) &&
+			c.wait(ctx, attempt, resp.Header.Get("Retry-After"), resp.Status) {
 			continue
-		case attempt <= c.Retries && retryable(method, resp.StatusCode):
-			if c.wait(ctx, attempt, resp.Header.Get("Retry-After"), resp.Status) {
-				continue
-			}
 		}
 		if r.Status < 200 || r.Status > 299 {
 			return r, &StatusError{Response: r}

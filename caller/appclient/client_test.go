@@ -12,6 +12,7 @@ import (
 )
 
 func TestAPIPathValidation(t *testing.T) {
+	t.Parallel()
 	base, err := ParseAppURL("https://api-app-1.aws.databricksapps.com")
 	require.NoError(t, err)
 	tg := &Target{Base: base}
@@ -53,6 +54,7 @@ func TestAPIPathValidation(t *testing.T) {
 }
 
 func TestParseRetryAfterAndBackoff(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	d, ok := ParseRetryAfter("3", now)
 	assert.True(t, ok)

@@ -2,20 +2,22 @@ package appclient
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/databricks/databricks-sdk-go/client"
+	"github.com/databricks/databricks-sdk-go/config"
+	"github.com/databricks/databricks-sdk-go/service/apps"
 )
 
 // Target is the app a caller talks to: a base URL fixed by configuration and, when it was looked up by name, what
 // the Apps API said about it.
 type Target struct {
 	Base *url.URL
-	Name string   // the app's name, when known
-	App  *AppInfo // when resolved through the Apps API
+	Name string    // the app's name, when known
+	App  *apps.App // when resolved through the Apps API
 }
 
 // NameOrEmpty is the app's name, "" when it is not known or there is no target.
@@ -26,21 +28,22 @@ func (t *Target) NameOrEmpty() string {
 	return t.Name
 }
 
-// AppInfo is the part of GET /api/2.0/apps/{name} a caller uses.
-type AppInfo struct {
-	Name                     string   `json:"name"`
-	URL                      string   `json:"url"`
-	ServicePrincipalClientID string   `json:"service_principal_client_id"`
-	ServicePrincipalID       int64    `json:"service_principal_id"`
-	UserAPIScopes            []string `json:"user_api_scopes"`
-	AppStatus                struct {
-		State   string `json:"state"`
-		Message string `json:"message"`
-	} `json:"app_status"`
+// State is the app's state as the Apps API said it ("RUNNING"), "" when it was not looked up.
+func (t *Target) State() string {
+	if t == nil || t.App == nil || t.App.AppStatus == nil {
+		return ""
+	}
+	return string(t.App.AppStatus.State)
 }
 
 // ParseAppURL accepts an app's base URL: http(s), a host, no path beyond "/", no query.
 func ParseAppURL(raw string) (*url.URL, error) {
+	if !strings.Contains(raw, "://") {
+		// 127.0.0.1:8000 or api-app-1.aws.databricksapps.com: url.Parse reads a scheme or a path there, not a host.
+		host := strings.TrimSpace(raw)
+		return nil, fmt.Errorf("%q has no scheme: give the whole URL, https://%s (or http://%s for an app or the "+
+			"emulator on this machine)", raw, host, host)
+	}
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return nil, fmt.Errorf("%q: %v", raw, err)
@@ -70,28 +73,36 @@ func (e *AppNotRunningError) Error() string {
 	return fmt.Sprintf("app %q is %s, not RUNNING: %s", e.Name, state, e.Message)
 }
 
-// Resolve reads the app name from the Apps API of the workspace at host, with c's credentials, and checks that it
-// is running. A name the workspace does not know is a *StatusError with status 404.
-func Resolve(ctx context.Context, c *Client, host, name string) (*Target, error) {
+// Resolve looks the app name up with the Apps API of cfg's workspace (the SDK's service/apps, with cfg's
+// credentials) and checks that it is running. A name the workspace does not know is the SDK's *apierr.APIError with
+// status 404 (apierr.ErrNotFound).
+func Resolve(ctx context.Context, cfg *config.Config, name string) (*Target, error) {
 	if name == "" || strings.ContainsAny(name, "/?#%\\") || len(name) > 64 {
 		return nil, fmt.Errorf("--app %q: %w", name, ErrBadAppName)
 	}
-	resp, err := c.Do(ctx, http.MethodGet, host+"/api/2.0/apps/"+url.PathEscape(name), nil)
+	workspace, err := client.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	var info AppInfo
-	if err := json.Unmarshal(resp.Body, &info); err != nil || info.URL == "" {
+	app, err := apps.NewApps(workspace).GetByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{Name: name, App: app}
+	if t.State() != string(apps.ApplicationStateRunning) {
+		var message string
+		if app.AppStatus != nil {
+			message = app.AppStatus.Message
+		}
+		return nil, &AppNotRunningError{Name: name, State: t.State(), Message: message}
+	}
+	if app.Url == "" {
 		return nil, fmt.Errorf("the Apps API answered for %q without a url", name)
 	}
-	if info.AppStatus.State != "RUNNING" {
-		return nil, &AppNotRunningError{Name: name, State: info.AppStatus.State, Message: info.AppStatus.Message}
+	if t.Base, err = ParseAppURL(app.Url); err != nil {
+		return nil, fmt.Errorf("the Apps API gave app %q an unusable url %q", name, app.Url)
 	}
-	base, err := ParseAppURL(info.URL)
-	if err != nil {
-		return nil, fmt.Errorf("the Apps API gave app %q an unusable url %q", name, info.URL)
-	}
-	return &Target{Base: base, Name: name, App: &info}, nil
+	return t, nil
 }
 
 // ErrBadPath explains why a path is refused.

@@ -26,6 +26,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/credentials/u2m"
 	"golang.org/x/oauth2"
 
+	"github.com/databricks-sample/go-apps-api/caller/appauth"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -55,8 +56,17 @@ does since v0.287.0): auth token --profile NAME then returns a token with exactl
 // loginTimeout bounds a whole token request, login included: the SDK waits for the stand-in synchronously.
 const loginTimeout = 60 * time.Second
 
-// Run is the stand-in's main. args excludes the program name.
+// Run is the stand-in's main. args excludes the program name. Its profile and token cache are beside its binary.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locate the stand-in: %w", err)
+	}
+	return run(ctx, args, getenv, filepath.Dir(self), stdout, stderr)
+}
+
+// run is Run with home, the folder of the stand-in's profile and token cache.
+func run(ctx context.Context, args []string, getenv func(string) string, home string, stdout, stderr io.Writer) error {
 	switch {
 	case len(args) == 0 || isHelp(args[0]):
 		_, _ = io.WriteString(stdout, usage)
@@ -65,9 +75,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, _ = fmt.Fprintf(stdout, "Databricks CLI %s\n", Version)
 		return nil
 	case len(args) >= 2 && args[0] == "auth" && args[1] == "token":
-		return authToken(ctx, args[2:], getenv, stdout, stderr)
+		return authToken(ctx, args[2:], getenv, home, stdout, stderr)
 	case len(args) >= 2 && args[0] == "auth" && args[1] == "login":
-		return authLogin(ctx, args[2:], getenv, stdout, stderr)
+		return authLogin(ctx, args[2:], getenv, home, stdout, stderr)
 	}
 	return fmt.Errorf("the emulator's CLI stand-in supports only `version`, `auth token` and `auth login`, not %q (see --help)",
 		strings.Join(args, " "))
@@ -81,7 +91,7 @@ type tokenOutput struct {
 	Expiry      string `json:"expiry"`
 }
 
-func authToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func authToken(ctx context.Context, args []string, getenv func(string) string, home string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("databricks auth token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", "", "profile in the config file")
@@ -97,13 +107,8 @@ func authToken(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("locate the stand-in: %w", err)
-	}
-	home := filepath.Dir(self)
-
 	var scopes []string
+	var err error
 	var arg u2m.OAuthArgument
 	switch {
 	case *profile != "":
@@ -179,7 +184,7 @@ func newAuth(ctx context.Context, arg u2m.OAuthArgument, scopes []string, home s
 	}
 	auth, err := u2m.NewPersistentAuth(ctx,
 		u2m.WithOAuthArgument(arg),
-		u2m.WithTokenCache(&fileCache{path: filepath.Join(home, workspace.TokenCacheName)}),
+		u2m.WithTokenCache(&appauth.FileTokenCache{Path: filepath.Join(home, workspace.TokenCacheName)}),
 		u2m.WithBrowser(workspace.HeadlessBrowser(fail)),
 		u2m.WithPort(port),
 		u2m.WithScopes(scopes),
@@ -208,7 +213,7 @@ func login(ctx context.Context, auth *u2m.PersistentAuth, arg u2m.OAuthArgument)
 // authLogin is `databricks auth login --profile P [--host H] [--scopes a,b]`: it stores the profile, with its
 // scopes as the CLI does since v0.287.0 (none: the default all-apis), and logs in with them, replacing the cached
 // token, so that auth token --profile P returns a token with exactly those scopes.
-func authLogin(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func authLogin(ctx context.Context, args []string, getenv func(string) string, home string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("databricks auth login", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", "", "profile to store in the config file")
@@ -220,11 +225,6 @@ func authLogin(ctx context.Context, args []string, getenv func(string) string, s
 	if *profile == "" || fs.NArg() > 0 {
 		return errors.New("the stand-in's auth login takes --profile NAME [--host URL] [--scopes a,b]")
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("locate the stand-in: %w", err)
-	}
-	home := filepath.Dir(self)
 	cfgFile := configFile(getenv, home)
 	scopes := strings.FieldsFunc(*scopeList, func(r rune) bool { return r == ',' || r == ' ' })
 	h, err := writeProfile(cfgFile, *profile, strings.TrimRight(*host, "/"), strings.Join(scopes, ","))

@@ -1,118 +1,68 @@
 package databrickscli
 
 import (
-	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strings"
+
+	"github.com/databricks/databricks-sdk-go/config"
+	"gopkg.in/ini.v1"
+
+	"github.com/databricks-sample/go-apps-api/internal/atomicfile"
 )
 
-// readProfile returns the key/value pairs of one section of a .databrickscfg (an INI file). It reads the little
-// the stand-in needs and ignores the rest.
+// readProfile returns the settings of one profile of a .databrickscfg, read as the SDK reads it (config.LoadFile).
 func readProfile(path, profile string) (map[string]string, error) {
-	f, err := os.Open(path)
+	f, err := config.LoadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read the CLI config: %w", err)
 	}
-	defer f.Close()
-	var section string
-	found := false
-	values := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, ";") || strings.HasPrefix(line, "#"):
-		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
-			section = strings.TrimSpace(line[1 : len(line)-1])
-			found = found || section == profile
-		case section == profile:
-			if k, v, ok := strings.Cut(line, "="); ok {
-				values[strings.TrimSpace(k)] = strings.TrimSpace(v)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read the CLI config %s: %w", path, err)
-	}
-	if !found {
+	section, err := f.GetSection(profile)
+	if err != nil {
 		return nil, fmt.Errorf("no profile %q in %s", profile, path)
 	}
-	return values, nil
+	return section.KeysHash(), nil
 }
 
 // writeProfile sets host (when given) and scopes in profile's section of the .databrickscfg at path, adding the
 // section when there is none, and returns the profile's host. An empty scopes removes the key: the default
-// all-apis. The file is replaced in one rename, owner-only.
+// all-apis. The rest of the file is kept; it is written as the Databricks CLI writes it (gopkg.in/ini.v1, the SDK's
+// INI library), replaced in one rename, owner-only.
 func writeProfile(path, profile, host, scopes string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
+	f, err := config.LoadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		f = &config.File{File: ini.Empty()}
+	case err != nil:
 		return "", fmt.Errorf("read the CLI config: %w", err)
 	}
-	var out []string
-	var section, foundHost string
-	found := false
-	flush := func() {
-		if section != profile {
-			return
-		}
-		if host != "" {
-			out = append(out, "host = "+host)
-			foundHost = host
-		}
-		if scopes != "" {
-			out = append(out, "scopes = "+scopes)
-		}
-	}
-	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-		trimmed := strings.TrimSpace(line)
-		if strings.HasPrefix(trimmed, "[") && strings.HasSuffix(trimmed, "]") {
-			flush()
-			section = strings.TrimSpace(trimmed[1 : len(trimmed)-1])
-			found = found || section == profile
-			out = append(out, line)
-			continue
-		}
-		if section == profile {
-			k, v, _ := strings.Cut(trimmed, "=")
-			switch strings.TrimSpace(k) {
-			case "scopes":
-				continue
-			case "host":
-				if host != "" {
-					continue
-				}
-				foundHost = strings.TrimRight(strings.TrimSpace(v), "/")
-			}
-		}
-		out = append(out, line)
-	}
-	flush()
-	if !found {
+	section, err := f.GetSection(profile)
+	if err != nil {
 		if host == "" {
 			return "", fmt.Errorf("no profile %q in %s: pass --host to create it", profile, path)
 		}
-		section = profile
-		out = append(out, "", "["+profile+"]", "auth_type = databricks-cli")
-		flush()
+		section = f.Section(profile)
+		section.Key("auth_type").SetValue("databricks-cli")
 	}
+	if host != "" {
+		section.Key("host").SetValue(host)
+	}
+	if scopes != "" {
+		section.Key("scopes").SetValue(scopes)
+	} else {
+		section.DeleteKey("scopes")
+	}
+	foundHost := strings.TrimRight(section.Key("host").String(), "/")
 	if foundHost == "" {
 		return "", fmt.Errorf("profile %q in %s has no host: pass --host", profile, path)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".databrickscfg-*")
-	if err != nil {
+	var b bytes.Buffer
+	if _, err := f.WriteTo(&b); err != nil {
 		return "", fmt.Errorf("write the CLI config: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(strings.Join(out, "\n") + "\n"); err != nil {
-		_ = tmp.Close()
-		return "", fmt.Errorf("write the CLI config: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("write the CLI config: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		return "", fmt.Errorf("write the CLI config: %w", err)
 	}
 	return foundHost, nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -40,7 +41,7 @@ func isLogsPath(path string) bool { return path == PathAppLogs || path == PathAp
 // serveLogs answers the log paths for a bearer holding CAN_MANAGE on the app. It writes its own log line, once the
 // request is over (for a stream, when it ends), with the path only: never a header, so never the token.
 func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
-	rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
+	rec := middleware.NewWrapResponseWriter(rw, r.ProtoMajor)
 	start := time.Now()
 	var who principal
 	ended := ""
@@ -49,7 +50,7 @@ func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
 		if who.ID != "" {
 			user = identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID)
 		}
-		attrs := []any{"app", p.name, "method", r.Method, "path", r.URL.Path, "status", rec.status, "user", user,
+		attrs := []any{"app", p.name, "method", r.Method, "path", r.URL.Path, "status", statusOf(rec), "user", user,
 			"duration", time.Since(start).Round(time.Microsecond)}
 		if ended != "" {
 			attrs = append(attrs, "ended", ended)

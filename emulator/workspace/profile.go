@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/databricks-sample/go-apps-api/internal/atomicfile"
 )
 
 // Files of a profile directory: the CLI stand-in finds the profile and keeps its token cache next to itself.
@@ -51,8 +53,8 @@ func (w *Workspace) WriteProfile(dir, cliSource string) (Profile, error) {
 	fmt.Fprintf(&b, "%s: the signed-in user of the emulated workspace.\n", profileHeader)
 	fmt.Fprintf(&b, "; It is valid while that emulator runs. Use it with DATABRICKS_CONFIG_FILE=%s\n", p.ConfigFile)
 	fmt.Fprintf(&b, "[%s]\nhost = %s\nauth_type = databricks-cli\ndatabricks_cli_path = %s\n", p.Name, w.url, p.CLIPath)
-	if err := writeFileAtomic(p.ConfigFile, []byte(b.String()), 0o600); err != nil {
-		return Profile{}, err
+	if err := atomicfile.WriteFile(p.ConfigFile, []byte(b.String()), 0o600); err != nil {
+		return Profile{}, fmt.Errorf("write %s: %w", p.ConfigFile, err)
 	}
 	w.profileMu.Lock()
 	w.prof = &p
@@ -124,23 +126,7 @@ func copyExecutable(src, dst string) error {
 		return fmt.Errorf("install the CLI stand-in: %w", err)
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-	if err != nil {
-		return fmt.Errorf("install the CLI stand-in: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("install the CLI stand-in: %w", err)
-	}
-	if err := tmp.Chmod(0o700); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("install the CLI stand-in: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("install the CLI stand-in: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := atomicfile.Write(dst, in, 0o700); err != nil {
 		return fmt.Errorf("install the CLI stand-in: %w", err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
@@ -135,7 +136,7 @@ func (p *appProxy) handler() http.Handler {
 			p.serveAuth(rw, r) // the browser sign-in's callback and logout (sessions.go)
 			return
 		}
-		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
+		rec := middleware.NewWrapResponseWriter(rw, r.ProtoMajor)
 		start := time.Now()
 		fwd := &forward{requestID: uuid.NewString()}
 		defer p.logRequest(r, rec, fwd, start)
@@ -156,9 +157,9 @@ func (p *appProxy) handler() http.Handler {
 // redirect, a refusal, a fault, an app that is unreachable or too slow, a failed upgrade), which the app did not give,
 // and at Debug (emulator --verbose) when it passed the app's answer on, which the app logs itself. The line is handed to the logger's handler as a record, rather than through Logger.LogAttrs,
 // which walks the stack on every call for a source line this log never prints.
-func (p *appProxy) logRequest(r *http.Request, rec *statusRecorder, fwd *forward, start time.Time) {
+func (p *appProxy) logRequest(r *http.Request, rec middleware.WrapResponseWriter, fwd *forward, start time.Time) {
 	ctx := r.Context()
-	level, status := slog.LevelInfo, rec.status
+	level, status := slog.LevelInfo, statusOf(rec)
 	if fwd.appAnswer {
 		level, status = slog.LevelDebug, fwd.appStatus
 	}

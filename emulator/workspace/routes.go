@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
@@ -88,26 +90,17 @@ func (w *Workspace) routes() http.Handler {
 func (w *Workspace) countAndLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.counts.add(r.URL.Path)
-		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
+		rec := middleware.NewWrapResponseWriter(rw, r.ProtoMajor)
 		start := time.Now()
 		next.ServeHTTP(rec, r)
-		w.logger.Info("workspace request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		w.logger.Info("workspace request", "method", r.Method, "path", r.URL.Path, "status", statusOf(rec),
 			"duration", time.Since(start).Round(time.Microsecond))
 	})
 }
 
-// statusRecorder remembers the status a handler wrote, for the access log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// statusOf is the status a handler answered through rec, chi's wrapper (which has 0 until one is written), for the
+// access log: 200 when it wrote nothing.
+func statusOf(rec middleware.WrapResponseWriter) int { return cmp.Or(rec.Status(), http.StatusOK) }
 
 // handleTelemetry accepts the usage events the Databricks CLI posts after a deploy, and keeps none.
 func (w *Workspace) handleTelemetry() http.HandlerFunc {

@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/databricks-sample/go-apps-api/internal/atomicfile"
 )
 
 // State is the document `emulator --state FILE` writes once everything listens: what scripts and tests need to
@@ -16,6 +17,7 @@ type State struct {
 	Users             map[string]UserState             `json:"users"`
 	ServicePrincipals map[string]ServicePrincipalState `json:"service_principals"`
 	IdentityProviders map[string]IdentityProviderState `json:"identity_providers"`
+	Warehouses        []string                         `json:"warehouses"`  // the SQL warehouses' ids
 	ConfigFile        string                           `json:"config_file"` // a .databrickscfg with Profile
 	Profile           string                           `json:"profile"`     // the signed-in user's profile
 	CLIPath           string                           `json:"cli_path"`    // the databricks CLI stand-in
@@ -60,6 +62,7 @@ func (w *Workspace) State() State {
 		Users:             map[string]UserState{},
 		ServicePrincipals: map[string]ServicePrincipalState{},
 		IdentityProviders: map[string]IdentityProviderState{},
+		Warehouses:        w.data.warehouses.ids(),
 	}
 	for _, name := range w.AppNames() {
 		if settings := w.settingsOf(name); settings != nil {
@@ -125,27 +128,7 @@ func (w *Workspace) WriteState(path string) error {
 	if err != nil {
 		return fmt.Errorf("encode the state: %w", err)
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o600)
-}
-
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(perm); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package workspace
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,13 @@ func newWarehouses(cfg Config, signedIn, host string, transition time.Duration) 
 		ws.order = append(ws.order, m.ID)
 	}
 	return ws
+}
+
+// ids lists the warehouses' ids, the model's order.
+func (ws *warehouses) ids() []string {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return slices.Clone(ws.order)
 }
 
 // get finds a warehouse by id.

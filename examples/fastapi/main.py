@@ -20,7 +20,7 @@ def health():
     return {"status": "ok"}
 
 
-# The same answer as the Go app's GET /api/whoami, so `caller whoami` reads it too. Header() maps
+# The same answer as the Go app's GET /api/whoami, so `callapp whoami` reads it too. Header() maps
 # x_forwarded_user to X-Forwarded-User.
 @app.get("/api/whoami")
 def whoami(

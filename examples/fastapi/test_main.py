@@ -34,7 +34,7 @@ def go_binary(variable, package, out_dir):
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    """The emulator with this app as api-app and `caller serve` as caller-app; yields the state file's contents."""
+    """The emulator with this app as api-app and `callapp serve` as caller-app; yields the state file's contents."""
     tmp = tmp_path_factory.mktemp("emulator")
     emulator_bin = go_binary("EMULATOR", "./emulator", tmp)
     caller_bin = go_binary("CALLER", "./caller", tmp)

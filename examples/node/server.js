@@ -11,7 +11,7 @@ import http from 'node:http';
 const port = process.env.DATABRICKS_APP_PORT;
 const host = port ? '0.0.0.0' : '127.0.0.1';
 
-// The same answer as the Go app's GET /api/whoami, so `caller whoami` reads it too. Node lowercases header names.
+// The same answer as the Go app's GET /api/whoami, so `callapp whoami` reads it too. Node lowercases header names.
 function whoami(headers) {
   return {
     user: headers['x-forwarded-user'], // "<id>@<workspace id>"

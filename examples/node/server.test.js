@@ -32,7 +32,7 @@ function goBinary(variable, pkg) {
   return out;
 }
 
-// The emulator with this app as api-app and `caller serve` as caller-app, which calls its target-app resource,
+// The emulator with this app as api-app and `callapp serve` as caller-app, which calls its target-app resource,
 // api-app, as its own service principal.
 before(async () => {
   const emulatorBin = goBinary('EMULATOR', './emulator');

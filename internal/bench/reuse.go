@@ -33,19 +33,19 @@ func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls 
 
 	repeat := func(mode string, env []string, args ...string) error {
 		before := ws.RequestCount(workspace.PathToken)
-		cmd := exec.CommandContext(ctx, filepath.Join(dir, "caller"), append(args, "--url", target, "--json",
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, "callapp"), append(args, "--url", target, "--json",
 			"--repeat", fmt.Sprint(calls), "whoami")...)
 		cmd.Env = append(gotool.CleanEnv(home), env...)
 		out, err := cmd.Output()
 		if err != nil {
-			return fmt.Errorf("caller --mode %s --repeat %d: %w: %s", mode, calls, err, out)
+			return fmt.Errorf("callapp --mode %s --repeat %d: %w: %s", mode, calls, err, out)
 		}
 		var summary struct {
 			Requests int            `json:"requests"`
 			Statuses map[string]int `json:"statuses"`
 		}
 		if err := json.Unmarshal(out, &summary); err != nil || summary.Statuses["200"] != calls {
-			return fmt.Errorf("caller --mode %s --repeat %d: not %d×200: %s", mode, calls, calls, out)
+			return fmt.Errorf("callapp --mode %s --repeat %d: not %d×200: %s", mode, calls, calls, out)
 		}
 		counts[mode] = ws.RequestCount(workspace.PathToken) - before
 		return nil
@@ -61,7 +61,7 @@ func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls 
 
 	sp := state.ServicePrincipals["caller-app"]
 	before := ws.RequestCount(workspace.PathToken)
-	callerApp, err := startProcess(ctx, dir, "caller-app", []string{filepath.Join(dir, "caller"), "serve", "--listen", "$ADDR"},
+	callerApp, err := startProcess(ctx, dir, "caller-app", []string{filepath.Join(dir, "callapp"), "serve", "--listen", "$ADDR"},
 		[]string{"HOME=" + home, "DATABRICKS_APP_NAME=caller-app", "DATABRICKS_HOST=" + ws.URL(),
 			"DATABRICKS_WORKSPACE_ID=" + state.WorkspaceID, "DATABRICKS_CLIENT_ID=" + sp.ClientID,
 			"DATABRICKS_CLIENT_SECRET=" + sp.ClientSecret, "TARGET_APP_URL=" + target})

@@ -26,8 +26,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// customScopes are the API app's user authorization scopes: the seed page's examples, and the one /api/me needs.
-const customScopes = "iam.current-user:read,sql,file.files,dashboards.genie"
+// customScopes are the API app's user authorization scopes: the documentation page's example scopes, exactly.
+const customScopes = "sql,file.files,dashboards.genie"
 
 // run builds, starts the emulator with both apps, plays every row and prints the table. It fails if a row differs
 // from what is expected.
@@ -64,9 +64,26 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 			return ctx.Err()
 		}
 	}
+	var dataRows []dataRow
+	for _, sc := range dataScenarios(emu.state) {
+		progress("data %s: %s", sc.path, sc.how)
+		r := sc.play(ctx, emu)
+		r.path, r.how = sc.path, sc.how
+		dataRows = append(dataRows, r)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, rows)
-	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", len(rows), time.Since(start).Seconds())
+	fmt.Fprintln(stdout)
+	printDataTable(stdout, dataRows)
+	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", len(rows)+len(dataRows), time.Since(start).Seconds())
+	for _, r := range dataRows {
+		if r.problem != "" {
+			rows = append(rows, row{path: "data " + r.path, problem: r.problem})
+		}
+	}
 
 	var failed []string
 	for _, r := range rows {
@@ -96,10 +113,12 @@ type emulator struct {
 // state file it writes once everything listens.
 func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 	apps := map[string]string{
-		"api.yaml": fmt.Sprintf("command: [%q]\n", filepath.Join(bin, "app")),
+		// As app.yaml does: WAREHOUSE_ID and REPORTS_VOLUME from api-app's resources, which the emulator resolves.
+		"api.yaml": fmt.Sprintf("command: [%q]\nenv:\n  - name: WAREHOUSE_ID\n    valueFrom: sql-warehouse\n"+
+			"  - name: REPORTS_VOLUME\n    valueFrom: reports-volume\n", filepath.Join(bin, "app")),
 		// As caller/app.yaml does: TARGET_APP is the app resource target-app, which the emulator resolves to api-app.
 		"caller.yaml": fmt.Sprintf("command: [%q, serve]\nenv:\n  - name: TARGET_APP\n    valueFrom: target-app\n",
-			filepath.Join(bin, "caller")),
+			filepath.Join(bin, "callapp")),
 	}
 	for name, content := range apps {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -166,7 +185,7 @@ func (e *emulator) stop() {
 
 // caller runs the caller with --json and the extra environment, and decodes what it printed.
 func (e *emulator) caller(ctx context.Context, extraEnv []string, args ...string) callerResult {
-	return callerProgram{path: filepath.Join(e.bin, "caller"), home: e.home}.run(ctx, extraEnv, args...)
+	return callerProgram{path: filepath.Join(e.bin, "callapp"), home: e.home}.run(ctx, extraEnv, args...)
 }
 
 // callerProgram is the caller binary, run as a user would run it, with HOME set and without the Databricks settings
@@ -230,17 +249,17 @@ func (e *emulator) profileEnv() []string {
 	return []string{"DATABRICKS_CONFIG_FILE=" + e.state.ConfigFile, "DATABRICKS_CLI_PATH=" + e.state.CLIPath}
 }
 
-// login runs `caller login` with custom scopes, and plays the user's browser: the emulator's authorize endpoint
+// login runs `callapp login` with custom scopes, and plays the user's browser: the emulator's authorize endpoint
 // approves as the signed-in user and redirects to the caller's loopback callback.
-func (e *emulator) login(ctx context.Context) error {
+func (e *emulator) login(ctx context.Context, scopes string) error {
 	port, err := workspace.FreePort()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "caller"), "login", "--profile", e.state.Profile,
-		"--scopes", customScopes, "--no-browser", "--port", strconv.Itoa(port))
+	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "callapp"), "login", "--profile", e.state.Profile,
+		"--scopes", scopes, "--no-browser", "--port", strconv.Itoa(port))
 	cmd.Env = append(gotool.CleanEnv(e.home), e.profileEnv()...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -262,7 +281,7 @@ func (e *emulator) login(ctx context.Context) error {
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("caller login: %w: %s", err, seen.String())
+		return fmt.Errorf("callapp login: %w: %s", err, seen.String())
 	}
 	return nil
 }

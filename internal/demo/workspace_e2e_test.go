@@ -25,7 +25,7 @@ import (
 //
 // and, for the rows that need them (each is skipped, saying why, when its variables are missing):
 //
-//	E2E_SCOPES                          scopes already logged in with `caller --profile P login --scopes …`
+//	E2E_SCOPES                          scopes already logged in with `callapp --profile P login --scopes …`
 //	E2E_CLIENT_ID, E2E_CLIENT_SECRET    a service principal with CAN USE on the API app (external, M2M)
 //	E2E_NO_ACCESS_CLIENT_ID, E2E_NO_ACCESS_CLIENT_SECRET   one without it (403)
 //
@@ -40,7 +40,7 @@ func TestRealWorkspace(t *testing.T) {
 	bin := t.TempDir()
 	require.NoError(t, gotool.Build(t.Context(), bin, "./caller"))
 	// The developer's own HOME: the CLI profile and its token cache live there.
-	caller := callerProgram{path: filepath.Join(bin, "caller"), home: os.Getenv("HOME")}
+	caller := callerProgram{path: filepath.Join(bin, "callapp"), home: os.Getenv("HOME")}
 	var profileEnv []string
 	for _, name := range []string{"DATABRICKS_CONFIG_FILE", "DATABRICKS_CLI_PATH"} {
 		if v := os.Getenv(name); v != "" {
@@ -65,7 +65,7 @@ func TestRealWorkspace(t *testing.T) {
 	t.Run("local+scopes", func(t *testing.T) {
 		scopes := os.Getenv("E2E_SCOPES")
 		if scopes == "" {
-			t.Skip("set E2E_SCOPES to the scopes of a `caller --profile P login --scopes …` you ran")
+			t.Skip("set E2E_SCOPES to the scopes of a `callapp --profile P login --scopes …` you ran")
 		}
 		res := caller.run(t.Context(), profileEnv, append(local, "--scopes", scopes, "--app", apiApp, "whoami")...)
 		assertArrived(t, res, identity.KindUser)

@@ -25,7 +25,8 @@ func ModuleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// Build compiles the module's packages (such as "./app") for this machine into the folder bin.
+// Build compiles the module's packages (such as "./app") for this machine into the folder bin, each program under
+// the name `make build` gives it (ProgramName).
 func Build(ctx context.Context, bin string, packages ...string) error {
 	root, err := ModuleRoot(ctx)
 	if err != nil {
@@ -36,7 +37,23 @@ func Build(ctx context.Context, bin string, packages ...string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", strings.Join(packages, " "), err, out)
 	}
+	for _, pkg := range packages {
+		if built, name := filepath.Base(pkg), ProgramName(pkg); built != name {
+			if err := os.Rename(filepath.Join(bin, built), filepath.Join(bin, name)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// ProgramName is the name of a package's program in bin/: its folder's, but callapp for ./caller, since `caller`
+// is a bash builtin that a program of that name on PATH never runs before.
+func ProgramName(pkg string) string {
+	if name := filepath.Base(pkg); name != "caller" {
+		return name
+	}
+	return "callapp"
 }
 
 // CleanEnv is this process's environment without the Databricks settings of whoever runs it, and with HOME set to

@@ -17,6 +17,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(Run(m)) }
 
 func TestBufferIsSafeToReadWhileWritten(t *testing.T) {
+	t.Parallel()
 	var b Buffer
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -31,7 +32,7 @@ func TestBufferIsSafeToReadWhileWritten(t *testing.T) {
 	assert.Len(t, b.String(), 8*100*len("0.00\n")-8*10) // j < 10 prints one digit fewer
 }
 
-func TestCleanEnvHidesAndRestores(t *testing.T) {
+func TestCleanEnvHidesAndRestores(t *testing.T) { // not parallel: it sets the process environment
 	t.Setenv("DATABRICKS_HOST", "https://developer.cloud.databricks.com")
 	t.Setenv("ARM_CLIENT_ID", "x")
 	home := os.Getenv("HOME")
@@ -48,6 +49,7 @@ func TestCleanEnvHidesAndRestores(t *testing.T) {
 }
 
 func TestBuildOncePerTestBinary(t *testing.T) {
+	t.Parallel()
 	bin := Build(t, "app")
 	info, err := os.Stat(bin)
 	require.NoError(t, err)
@@ -57,6 +59,7 @@ func TestBuildOncePerTestBinary(t *testing.T) {
 }
 
 func TestJWTPatternFindsTokensOnly(t *testing.T) {
+	t.Parallel()
 	require.Len(t, JWT.FindAllString("a eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.sig b", -1), 1)
 	assert.Empty(t, JWT.FindAllString("eyJ alone, and a.b.c", -1))
 }
@@ -64,6 +67,7 @@ func TestJWTPatternFindsTokensOnly(t *testing.T) {
 // A process that exits while a child of its own still holds its output: the test learns of the exit within the
 // wait delay, and Stop kills the child.
 func TestStopEndsWhatTheProcessLeftBehind(t *testing.T) {
+	t.Parallel()
 	p := StartProcess(t, []string{"/bin/sh", "-c", "sleep 30 & echo $!; exec sleep 0.1"}, "", nil)
 	select {
 	case <-p.Exited():

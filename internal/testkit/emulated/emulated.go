@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
@@ -127,4 +130,35 @@ func UserToken(t testing.TB, ws *workspace.Workspace, user, scope string) string
 	tok, err := conf.Exchange(t.Context(), code, oauth2.VerifierOption(verifier))
 	require.NoError(t, err)
 	return tok.AccessToken
+}
+
+// StartForExamples starts the emulated workspace with the default model and WhoAmI behind api-app's proxy, for a
+// package's runnable examples: TestMain has no testing.T. stop stops both.
+func StartForExamples() (ws *workspace.Workspace, stop func(), err error) {
+	ws, err = workspace.Start(context.Background(), workspace.Options{Config: workspace.DefaultConfig()})
+	if err != nil {
+		return nil, nil, err
+	}
+	app := httptest.NewServer(http.HandlerFunc(WhoAmI))
+	stop = func() { app.Close(); _ = ws.Close() }
+	if err := ws.SetUpstream("api-app", app.URL); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ws, stop, nil
+}
+
+// WhoAmI is api-app's GET /api/whoami in a few lines, for examples that need an app behind the proxy but not app/
+// itself: who the proxy says called, and the scopes of the user token it forwarded.
+func WhoAmI(w http.ResponseWriter, r *http.Request) {
+	id, err := identity.FromHeaders(r.Header)
+	if err != nil {
+		jsonhttp.WriteError(w, &jsonhttp.Error{Status: http.StatusUnauthorized, Code: jsonhttp.CodeUnauthenticated, Message: err.Error()})
+		return
+	}
+	who := identity.WhoAmI{Identity: id, AccessTokenForwarded: id.AccessToken != ""}
+	if claims, err := identity.DecodeClaims(id.AccessToken.Reveal()); err == nil {
+		who.AccessTokenClaims = &claims
+	}
+	jsonhttp.Write(w, http.StatusOK, who)
 }
