@@ -227,7 +227,7 @@ func (st *statements) run(ctx context.Context, s *statement, p principal, req sq
 
 	parsed, err := st.engine.Parse(ctx, req.Statement)
 	if err != nil {
-		fault = st.statementError(err)
+		fault = st.statementError(ctx, err)
 		return
 	}
 	catalog := cmp.Or(req.Catalog, st.uc.defaultCat)
@@ -247,7 +247,7 @@ func (st *statements) run(ctx context.Context, s *statement, p principal, req sq
 	res, err = st.engine.Query(ctx, q)
 	switch {
 	case err != nil:
-		res, fault = nil, st.statementError(err)
+		res, fault = nil, st.statementError(ctx, err)
 	case res.Bytes > maxInlineBytes || res.Truncated && req.ByteLimit == 0 && (req.RowLimit == 0 || int64(len(res.Rows)) < req.RowLimit):
 		res, fault = nil, &sql.ServiceError{ErrorCode: sql.ServiceErrorCodeBadRequest,
 			Message: "The result is larger than the 25 MiB an INLINE disposition returns: set row_limit or byte_limit, " +
@@ -291,10 +291,13 @@ func (st *statements) checkReads(p principal, parsed sqlengine.Parsed, catalog, 
 }
 
 // statementError is a failed statement's error: the engine's message for what the statement got wrong, an internal
-// error otherwise (logged, not shown).
-func (st *statements) statementError(err error) *sql.ServiceError {
+// error otherwise (logged, not shown), none when the statement was canceled (the engine's error is then its
+// interruption).
+func (st *statements) statementError(ctx context.Context, err error) *sql.ServiceError {
 	var se *sqlengine.Error
 	switch {
+	case ctx.Err() != nil:
+		return nil
 	case errors.As(err, &se):
 		return &sql.ServiceError{ErrorCode: sql.ServiceErrorCodeBadRequest, Message: se.Message}
 	case errors.Is(err, sqlengine.ErrNotAQuery):
@@ -314,14 +317,15 @@ func (st *statements) setState(s *statement, state sql.StatementState) {
 	}
 }
 
-// finish records the outcome and cuts the result into chunks.
+// finish records the outcome and cuts the result into chunks. A statement canceled (by the API, a wait_timeout with
+// CANCEL or the workspace closing) is CANCELED, whatever it was doing.
 func (st *statements) finish(s *statement, res *sqlengine.Result, fault *sql.ServiceError, canceled bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.active--
 	s.finished = st.now()
 	switch {
-	case canceled && fault == nil && res == nil:
+	case canceled: // whatever the engine said when it was interrupted
 		s.state = sql.StatementStateCanceled
 	case fault != nil:
 		s.state, s.err = sql.StatementStateFailed, fault

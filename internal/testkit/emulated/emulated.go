@@ -23,6 +23,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
+	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
@@ -52,16 +53,22 @@ func AppEnv(ws *workspace.Workspace, app string) map[string]string {
 	}
 }
 
-// APIAppEnv is AppEnv for api-app with the repository's app.yaml's env as the platform resolves it: WAREHOUSE_ID
-// and REPORTS_VOLUME from the app's resources (valueFrom).
+// APIAppEnv is AppEnv for api-app with what the repository's app.yaml reads from the app's resources, as the
+// platform resolves valueFrom: WAREHOUSE_ID and REPORTS_VOLUME. app.yaml's fixed values (GOGC, …) are left out, so
+// tests measure the app with Go's defaults.
 func APIAppEnv(t testing.TB, ws *workspace.Workspace) map[string]string {
 	t.Helper()
 	env := AppEnv(ws, "api-app")
-	launch, err := ws.ReadAppYAML("api-app", filepath.Join(testkit.RepoRoot(t), "app.yaml"))
+	file := filepath.Join(testkit.RepoRoot(t), "app.yaml")
+	manifest, err := runner.ReadAppYAML(file)
 	require.NoError(t, err)
-	for _, kv := range launch.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
+	launch, err := ws.ReadAppYAML("api-app", file)
+	require.NoError(t, err)
+	for i, item := range manifest.Env {
+		if item.ValueFrom != "" {
+			_, v, _ := strings.Cut(launch.Env[i], "=")
+			env[item.Name] = v
+		}
 	}
 	return env
 }
