@@ -34,6 +34,10 @@ func NewServer(logger *slog.Logger, appName string, ws *workspace) http.Handler 
 		r.Get("/api/whoami", handleWhoAmI())
 		r.With(limitBodies).Post("/api/echo", handleEcho())
 		r.Get("/api/me", handleMe(logger, ws))
+		r.Get("/api/orders", handleOrders(logger, ws))
+		r.Get("/api/reports", handleReports(ws))
+		r.Get("/api/reports/{name}", handleReport(ws))
+		r.Get("/api/genie/spaces", handleGenieSpaces(ws))
 	})
 	return r
 }

@@ -30,12 +30,15 @@ const (
 
 // settings is everything the app reads from its flags and environment.
 type settings struct {
-	addr             string
-	appName          string
-	workspaceHost    string
-	workspaceID      string
-	clientID         string
-	clientSecret     string
+	addr          string
+	appName       string
+	workspaceHost string
+	workspaceID   string
+	clientID      string
+	clientSecret  string
+	// The app's resources, which app.yaml's valueFrom resolves: the SQL warehouse's id and the volume's path.
+	warehouseID      string
+	reportsVolume    string
 	workspaceTimeout time.Duration
 	// readHeaderTimeout closes connections whose request headers take longer (slow-header clients).
 	readHeaderTimeout time.Duration
@@ -61,6 +64,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		workspaceID:       getenv("DATABRICKS_WORKSPACE_ID"),
 		clientID:          getenv("DATABRICKS_CLIENT_ID"),
 		clientSecret:      getenv("DATABRICKS_CLIENT_SECRET"),
+		warehouseID:       getenv("WAREHOUSE_ID"),
+		reportsVolume:     getenv("REPORTS_VOLUME"),
 		workspaceTimeout:  30 * time.Second,
 		readHeaderTimeout: 10 * time.Second,
 	}

@@ -32,7 +32,7 @@ func newLoginCommand(p *parsed) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "login --scopes a,b,...",
 		Short:   "U2M login with custom scopes, token cached on disk",
-		Example: "  callapp --profile my-env login --scopes iam.current-user:read,sql,file.files,dashboards.genie",
+		Example: "  callapp --profile my-env login --scopes sql,file.files,dashboards.genie",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.port < 0 || c.port > 65535 {

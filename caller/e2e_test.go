@@ -259,7 +259,7 @@ func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result 
 }
 
 // appScopes are the emulated api-app's user authorization scopes.
-const appScopes = "iam.current-user:read,sql,file.files,dashboards.genie"
+const appScopes = "sql,file.files,dashboards.genie"
 
 func TestE2ELoginWithCustomScopes(t *testing.T) {
 	t.Parallel()
@@ -272,13 +272,13 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	assert.Contains(t, r.stdout, "Logged in to "+e.state.WorkspaceHost+" with scopes sql")
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql", "--app", "api-app", "whoami")
 	assert.Equal(t, exitPermission, r.code, r.String())
-	assert.Contains(t, r.stderr, "missing [iam.current-user:read file.files dashboards.genie]")
-	assert.Contains(t, r.stderr, "callapp login --profile emulator --scopes iam.current-user:read,sql,file.files,dashboards.genie")
+	assert.Contains(t, r.stderr, "missing [file.files dashboards.genie]")
+	assert.Contains(t, r.stderr, "callapp login --profile emulator --scopes sql,file.files,dashboards.genie")
 
 	// The app's scopes: the proxy forwards a user token with them.
 	r = runLogin(t, e, appScopes)
 	require.Equal(t, exitOK, r.code, r.String())
-	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "dashboards.genie,file.files,iam.current-user:read,sql", "--app", "api-app", "whoami", "--json")
+	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "dashboards.genie,file.files,sql", "--app", "api-app", "whoami", "--json")
 	who := whoAmIJSON(t, r)
 	assert.Equal(t, "1001@"+ws, who.User)
 	require.NotNil(t, who.AccessTokenClaims)
@@ -291,7 +291,7 @@ func TestE2ELoginWithCustomScopes(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 	body, err := os.ReadFile(cache)
 	require.NoError(t, err)
-	assert.Contains(t, string(body), `"emulator scopes=dashboards.genie,file.files,iam.current-user:read,sql"`)
+	assert.Contains(t, string(body), `"emulator scopes=dashboards.genie,file.files,sql"`)
 
 	// Scopes nobody logged in with: say which login to run.
 	r = runCaller(t, e.env(), "--mode", "local", "--profile", "emulator", "--scopes", "sql,file.files", "--app", "api-app", "whoami")

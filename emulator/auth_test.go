@@ -152,7 +152,7 @@ func TestSDKAuthFlows(t *testing.T) {
 		secrets = append(secrets, forwarded)
 		claims, err := identity.DecodeClaims(forwarded)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 
 		cache := filepath.Join(filepath.Dir(profile.CLIPath), workspace.TokenCacheName)
 		info, err := os.Stat(cache)
@@ -208,7 +208,7 @@ func TestSDKAuthFlows(t *testing.T) {
 	})
 
 	t.Run("in-process U2M with custom scopes", func(t *testing.T) {
-		auth := u2mLogin(t, w, "iam.current-user:read", "sql", "file.files", "dashboards.genie")
+		auth := u2mLogin(t, w, "sql", "file.files", "dashboards.genie")
 		tok, err := auth.Token()
 		require.NoError(t, err)
 		secrets = append(secrets, tok.AccessToken)
@@ -219,11 +219,11 @@ func TestSDKAuthFlows(t *testing.T) {
 		secrets = append(secrets, forwarded)
 		claims, err := identity.DecodeClaims(forwarded)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 
 		// The app can use the forwarded token as the user, through the SDK's pat auth.
 		me := &config.Config{Host: w.URL(), AuthType: "pat", Token: forwarded, RetryTimeoutSeconds: 5}
-		req, err := http.NewRequest(http.MethodGet, w.URL()+workspace.PathSCIMMe, nil)
+		req, err := http.NewRequest(http.MethodGet, w.URL()+workspace.PathWarehouses, nil)
 		require.NoError(t, err)
 		require.NoError(t, me.Authenticate(req))
 		resp, err := http.DefaultClient.Do(req)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/logbuffer"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
+	"github.com/databricks-sample/go-apps-api/emulator/sqlengine/duckdb"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -62,7 +63,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	// The workspace outlives ctx until the apps have stopped (Close stops them first), so they can drain through it.
 	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
 		RequestTimeout: o.requestTimeout, Logger: logger, DataDir: o.dataDir, StartTimeout: o.startTimeout,
-		AppStdout: stdout, AppStderr: stderr})
+		AppStdout: stdout, AppStderr: stderr, SQLEngine: duckdb.Open})
 	if err != nil {
 		return err
 	}

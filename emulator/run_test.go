@@ -138,8 +138,8 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 		{"unknown app", []string{"run", "--app", "nope", "--", "true"}, "no such app"},
 		{"bad upstream", []string{"--upstream", "api-app"}, "NAME=URL"},
 		{"app exits before listening", []string{"run", "--app-yaml", exitsAtOnce}, "exited before listening"},
-		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `no app resource with that key`},
-		{"resource to an unknown app", []string{"--config", badResource}, `resource "target-app": app "missing" is not in apps`},
+		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `has no resource with the key`},
+		{"resource to an unknown app", []string{"--config", badResource}, `resource "target-app": app "missing" is not in the model`},
 		{"listens where the emulator does not wait", []string{"run", "--start-timeout", "1s", "--", "sleep", "30"},
 			"names no $DATABRICKS_APP_PORT, so it must listen on the port in its environment variable"},
 	}

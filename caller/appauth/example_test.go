@@ -103,7 +103,7 @@ func ExampleFederated() {
 // Custom scopes: an app with user authorization needs a token with its scopes (Edit > User authorization). The
 // login is authorization code + PKCE with client_id=databricks-cli; its token is cached for later runs.
 func ExampleNewLogin() {
-	scopes := []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}
+	scopes := []string{"sql", "file.files", "dashboards.genie"}
 	login, err := appauth.NewLogin(context.Background(), workspaceURL, scopes,
 		appauth.LoginOptions{Profile: "my-env", CacheFile: cacheFile, OpenURL: openBrowser})
 	if err != nil {
@@ -127,5 +127,5 @@ func ExampleNewLogin() {
 	_ = json.NewDecoder(resp.Body).Decode(&who)
 	slices.Sort(who.Claims.Scopes)
 	fmt.Println(resp.Status, who.User, "with scopes", strings.Join(who.Claims.Scopes, " "))
-	// Output: 200 OK 1001@1234567890123456 with scopes dashboards.genie file.files iam.current-user:read sql
+	// Output: 200 OK 1001@1234567890123456 with scopes dashboards.genie file.files sql
 }

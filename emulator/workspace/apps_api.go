@@ -295,7 +295,7 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 				Message: "could not start the app's proxy"})
 			return
 		}
-		w.grantResourceAccessLocked(s)
+		w.grantResourcesLocked(s)
 		a := w.wireLocked(rec, false) // a new app has no upstream
 		w.mu.Unlock()
 		w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
@@ -351,20 +351,8 @@ func (w *Workspace) checkAppFields(who principal, scopes []string, resources []a
 			return bad("resources: every resource needs a unique name, got %q", res.Name)
 		}
 		keys[res.Name] = true
-		if res.App == nil {
-			continue
-		}
-		if p := string(res.App.Permission); p != "" && p != PermissionCanUse {
-			return bad("resource %s: permission %q: an app resource grants CAN_USE", res.Name, p)
-		}
-		target := w.settingsOf(res.App.Name)
-		switch {
-		case target == nil:
-			return bad("resource %s: app %s does not exist", res.Name, res.App.Name)
-		case !target.has(who, PermissionCanManage):
-			return &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
-				Message: fmt.Sprintf("resource %s: %s does not have CAN_MANAGE on app %s, so may not grant its access to another app",
-					res.Name, who.UserName, res.App.Name)}
+		if jerr := w.checkResource(who, res); jerr != nil {
+			return jerr
 		}
 	}
 	return nil
@@ -432,7 +420,7 @@ func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, f
 		}
 	})
 	rec.proxy.settings.Store(s)
-	w.grantResourceAccessLocked(s)
+	w.grantResourcesLocked(s)
 	rec.updateTime, rec.updater = time.Now().UTC(), creatorName(who)
 	w.logger.Info("app updated", "app", s.name, "fields", strings.Join(fields, ","), "user_api_scopes",
 		strings.Join(s.userAPIScopes, " "))

@@ -190,8 +190,8 @@ func TestScopesChangeLive(t *testing.T) {
 	sqlOnly := pkceLogin(t, w, "offline_access sql")["access_token"].(string)
 
 	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(sqlOnly))
-	require.Equal(t, http.StatusForbidden, resp.StatusCode, "api-app asks for four scopes")
-	assert.Contains(t, string(body), "iam.current-user:read")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "api-app asks for three scopes")
+	assert.Contains(t, string(body), "file.files")
 
 	_, err := dev.Apps.Update(t.Context(), apps.UpdateAppRequest{Name: "api-app",
 		App: apps.App{Name: "api-app", UserApiScopes: []string{"sql"}}})
@@ -242,7 +242,7 @@ func TestAppsAPIRefusals(t *testing.T) {
 		{"permissions of an unknown app", "GET", PathAppPermissions + "/nope", "", bearer(dev), 404, "RESOURCE_DOES_NOT_EXIST"},
 		{"an unknown level", "PATCH", perms, `{"access_control_list":[{"group_name":"users","permission_level":"CAN_RUN"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
 		{"an unknown user", "PATCH", perms, `{"access_control_list":[{"user_name":"nobody@example.com","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
-		{"an unknown group", "PATCH", perms, `{"access_control_list":[{"group_name":"admins","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
+		{"an unknown group", "PATCH", perms, `{"access_control_list":[{"group_name":"nope","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
 		{"two principals in one entry", "PATCH", perms, `{"access_control_list":[{"user_name":"dev@example.com","group_name":"users","permission_level":"CAN_USE"}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
 		{"a bad app name", "POST", PathApps, `{"name":"Bad_Name"}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
 		{"a resource naming an unknown app", "POST", PathApps, `{"name":"ok-name","resources":[{"name":"r","app":{"name":"nope"}}]}`, with(dev, asJSON), 400, "INVALID_PARAMETER_VALUE"},
@@ -261,7 +261,7 @@ func TestAppsAPIRefusals(t *testing.T) {
 	// None of the refused changes happened.
 	s := w.settingsOf("api-app")
 	assert.Empty(t, s.description)
-	assert.Len(t, s.acl, 4, "dev manages; external-service, caller-app and federated-service may use")
+	assert.Len(t, s.acl, 5, "dev manages; ana, external-service, caller-app and federated-service may use")
 }
 
 // send is call with a body.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,6 +30,16 @@ type Config struct {
 	// FederationPolicies are the account's federation policies (account-wide token federation); a service
 	// principal's own policies are listed with the service principal.
 	FederationPolicies []FederationPolicy `json:"federation_policies,omitempty" yaml:"federation_policies,omitempty"`
+
+	// The data apps read as their users (data_config.go).
+	Groups       []Group       `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Warehouses   []Warehouse   `json:"warehouses,omitempty" yaml:"warehouses,omitempty"`
+	Catalogs     []Catalog     `json:"catalogs,omitempty" yaml:"catalogs,omitempty"`
+	GenieSpaces  []GenieSpace  `json:"genie_spaces,omitempty" yaml:"genie_spaces,omitempty"`
+	SecretScopes []SecretScope `json:"secret_scopes,omitempty" yaml:"secret_scopes,omitempty"`
+
+	// files is where the model's data and files paths point: the model file's folder (nil: the default model's).
+	files fs.FS
 }
 
 // WorkspaceConfig identifies the emulated workspace.
@@ -120,16 +131,31 @@ type App struct {
 	Resources []AppResource `json:"resources,omitempty" yaml:"resources,omitempty"`
 }
 
-// AppResource is an app resource of type app: a key the app's app.yaml refers to, and the app it names.
+// AppResource is an app resource: a key the app's app.yaml refers to with valueFrom, and exactly one thing it
+// names: an app, a SQL warehouse, a table or volume of Unity Catalog, a Genie space or a secret. As on the platform,
+// the app's service principal is granted Permission on it (CAN_USE for an app or a warehouse, SELECT for a table,
+// READ_VOLUME for a volume, CAN_RUN for a Genie space and READ for a secret, unless set).
 type AppResource struct {
-	Name string `json:"name" yaml:"name"` // the resource key, e.g. target-app
-	App  string `json:"app" yaml:"app"`   // the app it points at
+	Name         string          `json:"name" yaml:"name"`                                       // the resource key, e.g. target-app
+	App          string          `json:"app,omitempty" yaml:"app,omitempty"`                     // an app's name
+	SQLWarehouse string          `json:"sql_warehouse,omitempty" yaml:"sql_warehouse,omitempty"` // a warehouse id
+	Table        string          `json:"table,omitempty" yaml:"table,omitempty"`                 // catalog.schema.table
+	Volume       string          `json:"volume,omitempty" yaml:"volume,omitempty"`               // catalog.schema.volume
+	GenieSpace   string          `json:"genie_space,omitempty" yaml:"genie_space,omitempty"`     // a space id
+	Secret       *SecretResource `json:"secret,omitempty" yaml:"secret,omitempty"`
+	Permission   string          `json:"permission,omitempty" yaml:"permission,omitempty"`
+}
+
+// SecretResource names a secret: valueFrom yields its value.
+type SecretResource struct {
+	Scope string `json:"scope" yaml:"scope"`
+	Key   string `json:"key" yaml:"key"`
 }
 
 // Resource returns the name of the app behind the app resource with this key.
 func (a App) Resource(key string) (string, bool) {
 	for _, r := range a.Resources {
-		if r.Name == key {
+		if r.Name == key && r.App != "" {
 			return r.App, true
 		}
 	}
@@ -144,7 +170,8 @@ type CanUse struct {
 	Groups []string `json:"groups,omitempty" yaml:"groups,omitempty"`
 }
 
-// GroupUsers is the one group the emulator models.
+// GroupUsers is the workspace group of every user and service principal; the model's groups (data_config.go) come
+// besides it.
 const GroupUsers = "users"
 
 //go:embed default.yaml
@@ -165,16 +192,20 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read emulator config: %w", err)
 	}
-	cfg, err := ParseConfig(data, path)
+	cfg, err := parseConfig(data, path, os.DirFS(filepath.Dir(path)))
 	if err != nil {
 		return Config{}, fmt.Errorf("emulator config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// ParseConfig decodes and validates a model. name is only used to pick the format by extension.
-func ParseConfig(data []byte, name string) (Config, error) {
-	var cfg Config
+// ParseConfig decodes and validates a model. name is only used to pick the format by extension; the model's data
+// and files paths point into the default model's data.
+func ParseConfig(data []byte, name string) (Config, error) { return parseConfig(data, name, nil) }
+
+// parseConfig is ParseConfig with the folder the model's data and files paths are relative to.
+func parseConfig(data []byte, name string, files fs.FS) (Config, error) {
+	cfg := Config{files: files}
 	isJSON := bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".json":
@@ -290,6 +321,11 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateFederation(bad)
+	c.validateData(bad, users, sps)
+	groups := map[string]bool{GroupUsers: true}
+	for _, g := range c.Groups {
+		groups[g.Name] = true
+	}
 	apps := map[string]bool{}
 	for _, a := range c.Apps {
 		if !appName.MatchString(a.Name) || apps[a.Name] {
@@ -316,8 +352,8 @@ func (c Config) Validate() error {
 				}
 			}
 			for _, g := range list.Groups {
-				if g != GroupUsers {
-					bad("app %q: %s.groups: only %q is emulated, not %q", a.Name, field, GroupUsers, g)
+				if !groups[g] {
+					bad("app %q: %s.groups: %q is not %q or a group of the model's groups", a.Name, field, g, GroupUsers)
 				}
 			}
 		}
@@ -332,8 +368,8 @@ func (c Config) Validate() error {
 				bad("app %q: resources: names must be set and unique, got %q", a.Name, r.Name)
 			}
 			keys[r.Name] = true
-			if !apps[r.App] {
-				bad("app %q: resource %q: app %q is not in apps", a.Name, r.Name, r.App)
+			if err := c.checkResource(r, apps); err != nil {
+				bad("app %q: resource %q: %v", a.Name, r.Name, err)
 			}
 		}
 	}

@@ -13,11 +13,11 @@ func TestDefaultConfig(t *testing.T) {
 	cfg := DefaultConfig()
 	require.NoError(t, cfg.Validate())
 	assert.Equal(t, "1234567890123456", cfg.Workspace.ID)
-	assert.Len(t, cfg.Users, 2)
+	assert.Len(t, cfg.Users, 3)
 	assert.Len(t, cfg.ServicePrincipals, 5)
 	app, ok := cfg.App("api-app")
 	require.True(t, ok)
-	assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, app.UserAPIScopes)
+	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, app.UserAPIScopes)
 }
 
 func TestLoadConfig(t *testing.T) {

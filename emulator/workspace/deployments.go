@@ -186,11 +186,11 @@ func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error
 	for _, e := range d.envVars {
 		value := e.Value
 		if e.ValueFrom != "" {
-			target, ok := s.resourceApp(e.ValueFrom)
-			if !ok {
-				return Launch{}, fmt.Errorf("env %s: valueFrom %q: app %s has no app resource with that key", e.Name, e.ValueFrom, app)
+			v, err := w.resourceValue(s, e.ValueFrom)
+			if err != nil {
+				return Launch{}, fmt.Errorf("%s: env %s: valueFrom %q: %w", d.sourceCodePath, e.Name, e.ValueFrom, err)
 			}
-			value = target
+			value = v
 		}
 		launch.Env = append(launch.Env, e.Name+"="+value)
 	}

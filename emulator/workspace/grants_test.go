@@ -212,8 +212,8 @@ func TestRefreshTokenRotation(t *testing.T) {
 }
 
 // A replayed authorization code is refused and revokes what was issued from it (RFC 6749 section 4.1.2): the access
-// token, the refresh token, a token refreshed from it and the proxy's forwarded token stop working, at SCIM Me and
-// at the proxy; another login's tokens do not.
+// token, the refresh token, a token refreshed from it and the proxy's forwarded token stop working, at the workspace's
+// APIs and at the proxy; another login's tokens do not.
 func TestReplayedCodeRevokesItsTokens(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
@@ -236,7 +236,7 @@ func TestReplayedCodeRevokesItsTokens(t *testing.T) {
 	forwarded := seen.Headers.Get(identity.HeaderAccessToken)
 	require.NotEmpty(t, forwarded)
 	for _, token := range []string{first.AccessToken, refreshed.AccessToken, forwarded} {
-		resp, _ := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
+		resp, _ := call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(token))
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 	}
 
@@ -247,8 +247,8 @@ func TestReplayedCodeRevokesItsTokens(t *testing.T) {
 
 	for name, token := range map[string]string{"access token": first.AccessToken, "refreshed": refreshed.AccessToken,
 		"forwarded": forwarded} {
-		resp, body := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
-		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "SCIM Me, %s", name)
+		resp, body := call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(token))
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the warehouses API, %s", name)
 		assert.Contains(t, string(body), "revoked")
 		if name != "forwarded" {
 			resp, _ = call(t, http.MethodGet, api, bearer(token))

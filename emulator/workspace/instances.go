@@ -44,13 +44,11 @@ func (w *Workspace) ReadAppYAML(app, path string) (Launch, error) {
 		}
 		value := e.Value
 		if e.ValueFrom != "" {
-			target, ok := s.resourceApp(e.ValueFrom)
-			if !ok {
-				return Launch{}, fmt.Errorf("%s: env %s: valueFrom %q: app %s has no app resource with that key "+
-					"(add one with databricks apps update, or under the app's resources: in the emulator config; "+
-					"only app resources are emulated)", path, e.Name, e.ValueFrom, app)
+			v, err := w.resourceValue(s, e.ValueFrom)
+			if err != nil {
+				return Launch{}, fmt.Errorf("%s: env %s: valueFrom %q: %w", path, e.Name, e.ValueFrom, err)
 			}
-			value = target
+			value = v
 		}
 		l.Env = append(l.Env, e.Name+"="+value)
 	}

@@ -39,9 +39,14 @@ func (e aclEntry) grants(p principal, level string) bool {
 	if level == PermissionCanManage && e.level != PermissionCanManage {
 		return false
 	}
+	return e.matches(p)
+}
+
+// matches reports whether the entry names p, or a group p is in.
+func (e aclEntry) matches(p principal) bool {
 	switch {
 	case e.groupName != "":
-		return e.groupName == GroupUsers
+		return p.memberOf(e.groupName)
 	case e.userName != "":
 		return p.Kind == identity.KindUser && e.userName == p.UserName
 	default:
@@ -52,16 +57,6 @@ func (e aclEntry) grants(p principal, level string) bool {
 // has reports whether p holds level (CAN_USE or CAN_MANAGE) on the app; CAN_MANAGE includes CAN_USE.
 func (s *appSettings) has(p principal, level string) bool {
 	return slices.ContainsFunc(s.acl, func(e aclEntry) bool { return e.grants(p, level) })
-}
-
-// resourceApp returns the name of the app behind the app resource with this key.
-func (s *appSettings) resourceApp(key string) (string, bool) {
-	for _, r := range s.resources {
-		if r.Name == key && r.App != nil {
-			return r.App.Name, true
-		}
-	}
-	return "", false
 }
 
 // with returns a copy of s changed by f, for publishing.
@@ -176,30 +171,24 @@ func (w *Workspace) appsUsableBy(p principal) []string {
 	return names
 }
 
-// grantResourceAccess gives an app's service principal the permission its app resources ask for on their target
-// apps, as the platform does when a resource is added. Callers hold w.mu.
-func (w *Workspace) grantResourceAccessLocked(s *appSettings) {
-	for _, r := range s.resources {
-		if r.App == nil {
-			continue
-		}
-		target, ok := w.apps[r.App.Name]
-		if !ok {
-			continue
-		}
-		level := string(r.App.Permission)
-		if level != PermissionCanManage {
-			level = PermissionCanUse
-		}
-		sp := s.servicePrincipal.ApplicationID
-		ts := target.settings()
-		if slices.ContainsFunc(ts.acl, func(e aclEntry) bool { return e.servicePrincipalName == sp && e.level == level }) {
-			continue
-		}
-		target.proxy.settings.Store(ts.with(func(t *appSettings) {
-			t.acl = append(t.acl, aclEntry{servicePrincipalName: sp, level: level})
-		}))
+// grantAppResourceLocked gives an app's service principal (its application id) CAN_USE on the target of an app
+// resource. Callers hold w.mu.
+func (w *Workspace) grantAppResourceLocked(sp string, r *apps.AppResourceApp) {
+	target, ok := w.apps[r.Name]
+	if !ok {
+		return
 	}
+	level := string(r.Permission)
+	if level != PermissionCanManage {
+		level = PermissionCanUse
+	}
+	ts := target.settings()
+	if slices.ContainsFunc(ts.acl, func(e aclEntry) bool { return e.servicePrincipalName == sp && e.level == level }) {
+		return
+	}
+	target.proxy.settings.Store(ts.with(func(t *appSettings) {
+		t.acl = append(t.acl, aclEntry{servicePrincipalName: sp, level: level})
+	}))
 }
 
 // errClosing refuses what would start once Close has begun: a proxy, a deployment, an app process.

@@ -56,7 +56,9 @@ func (w *Workspace) handleOIDCDiscovery() http.HandlerFunc {
 var pkceValue = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
 // handleAuthorize is the browser leg of the PKCE flow. There is no browser session to check: it approves at once
-// as the signed-in user. It never redirects to a URI it has not validated; other errors go back to the client.
+// as the signed-in user, or as the model's user that login_hint names (OpenID Connect's hint of who signs in: with no
+// passwords, the emulator takes it as typing that account into the login page). It never redirects to a URI it has
+// not validated; other errors go back to the client.
 func (w *Workspace) handleAuthorize() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -100,6 +102,13 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 			return
 		}
 		user := w.dir.signedIn
+		if hint := q.Get("login_hint"); hint != "" {
+			var known bool
+			if user, known = w.dir.user(hint); !known {
+				fail("invalid_request", "login_hint: "+truncate(hint, 100)+" is not a user of this workspace")
+				return
+			}
+		}
 		code, ok := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
 			challenge: q.Get("code_challenge"), scopes: scopes})
 		if !ok {
@@ -114,7 +123,7 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 			v.Set("state", s)
 		}
 		redirect.RawQuery = v.Encode()
-		w.logger.Info("authorized the signed-in user", "user", user.UserName, "client_id", CLIClientID,
+		w.logger.Info("authorized a user", "user", user.UserName, "client_id", CLIClientID,
 			"scopes", strings.Join(scopes, " "))
 		http.Redirect(rw, r, redirect.String(), http.StatusFound)
 	}

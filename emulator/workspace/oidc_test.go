@@ -203,7 +203,7 @@ func TestWorkspaceAPIs(t *testing.T) {
 	assert.Equal(t, "7b0d3c52-5e1a-4f0e-9c1d-2a6b8e4f1004", app["service_principal_client_id"])
 	assert.EqualValues(t, 2004, app["service_principal_id"])
 	assert.Equal(t, "api-app", app["service_principal_name"])
-	assert.Equal(t, []any{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, app["user_api_scopes"])
+	assert.Equal(t, []any{"sql", "file.files", "dashboards.genie"}, app["user_api_scopes"])
 	assert.Equal(t, AppStateUnavailable, app["app_status"].(map[string]any)["state"])
 
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))

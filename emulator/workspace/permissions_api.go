@@ -109,9 +109,8 @@ func (w *Workspace) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *js
 			return aclEntry{}, principalNotFound(fmt.Sprintf("Service principal %s does not exist in this workspace "+
 				"(service_principal_name is the application id)", e.ServicePrincipalName))
 		}
-	case e.GroupName != GroupUsers:
-		return aclEntry{}, principalNotFound(fmt.Sprintf("Group %s does not exist in this workspace (the emulator has the group %s)",
-			e.GroupName, GroupUsers))
+	case !w.dir.groupExists(e.GroupName):
+		return aclEntry{}, principalNotFound(fmt.Sprintf("Group %s does not exist in this workspace", e.GroupName))
 	}
 	return aclEntry{userName: e.UserName, groupName: e.GroupName, servicePrincipalName: e.ServicePrincipalName, level: level}, nil
 }

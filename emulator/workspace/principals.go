@@ -18,24 +18,52 @@ type principal struct {
 	ID          string // numeric
 	UserName    string // users: their email; service principals: their application (client) id
 	DisplayName string
-	Email       string // users only
-	SPName      string // service principals only
+	Email       string   // users only
+	SPName      string   // service principals only
+	Groups      []string // the model's groups it is in; every principal is also in users and account users
 }
+
+// memberOf reports whether p is in the group: users and account users hold every principal.
+func (p principal) memberOf(group string) bool {
+	return group == GroupUsers || group == GroupAccountUsers || slices.Contains(p.Groups, group)
+}
+
+// groups lists every group p is in, the implicit ones first: what is_account_group_member() answers from.
+func (p principal) groups() []string {
+	return append([]string{GroupUsers, GroupAccountUsers}, p.Groups...)
+}
+
+// isAdmin reports whether p is a workspace admin: a member of the model's admins group.
+func (p principal) isAdmin() bool { return slices.Contains(p.Groups, GroupAdmins) }
 
 // directory answers "who is this subject". It starts from the model's users and service principals; creating an
 // app adds the app's own service principal and deleting it removes it again.
 type directory struct {
-	mu        sync.RWMutex
-	bySubject map[string]principal
-	sps       map[string]ServicePrincipal // by application (client) id
-	signedIn  principal
-	nextID    int64
+	mu         sync.RWMutex
+	bySubject  map[string]principal
+	sps        map[string]ServicePrincipal // by application (client) id
+	groups     map[string][]string         // the model's groups of each user name and application id
+	groupNames map[string]bool             // the model's groups
+	signedIn   principal
+	nextID     int64
 }
 
 func newDirectory(cfg Config) *directory {
-	d := &directory{bySubject: map[string]principal{}, sps: map[string]ServicePrincipal{}, nextID: 3001}
+	d := &directory{bySubject: map[string]principal{}, sps: map[string]ServicePrincipal{}, groups: map[string][]string{},
+		groupNames: map[string]bool{}, nextID: 3001}
+	for _, g := range cfg.Groups {
+		d.groupNames[g.Name] = true
+		for _, u := range g.Users {
+			d.groups[u] = append(d.groups[u], g.Name)
+		}
+		for _, name := range g.ServicePrincipals {
+			sp, _ := cfg.ServicePrincipal(name) // Validate guarantees it exists
+			d.groups[sp.ApplicationID] = append(d.groups[sp.ApplicationID], g.Name)
+		}
+	}
 	for _, u := range cfg.Users {
-		p := principal{Kind: identity.KindUser, ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.UserName}
+		p := principal{Kind: identity.KindUser, ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Email: u.UserName,
+			Groups: d.groups[u.UserName]}
 		if p.DisplayName == "" {
 			p.DisplayName = u.UserName
 		}
@@ -54,8 +82,25 @@ func newDirectory(cfg Config) *directory {
 func (d *directory) addLocked(sp ServicePrincipal) {
 	d.sps[sp.ApplicationID] = sp
 	d.bySubject[sp.ApplicationID] = principal{Kind: identity.KindServicePrincipal, ID: sp.ID,
-		UserName: sp.ApplicationID, DisplayName: sp.Name, SPName: sp.Name}
+		UserName: sp.ApplicationID, DisplayName: sp.Name, SPName: sp.Name, Groups: d.groups[sp.ApplicationID]}
 	d.nextID = max(d.nextID, numericID(sp.ID)+1)
+}
+
+// groupExists reports whether a group of that name exists: users, account users or one of the model's.
+func (d *directory) groupExists(name string) bool {
+	if name == GroupUsers || name == GroupAccountUsers {
+		return true
+	}
+	return d.groupNames[name] // set at start only: no lock
+}
+
+// principalExists reports whether name is a user's name, a group, or a service principal's application id: how
+// ACLs outside the Permissions API (Unity Catalog grants, secret ACLs) name a principal.
+func (d *directory) principalExists(name string) bool {
+	if _, ok := d.subject(name); ok {
+		return true
+	}
+	return d.groupExists(name)
 }
 
 // subject finds the principal a token's subject names.

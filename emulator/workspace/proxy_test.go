@@ -31,7 +31,7 @@ func TestProxyStatusMatrix(t *testing.T) {
 
 	devAllAPIs := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	devSQLOnly := pkceLogin(t, w, "offline_access sql")["access_token"].(string)
-	devExactScopes := pkceLogin(t, w, "offline_access iam.current-user:read sql file.files dashboards.genie")["access_token"].(string)
+	devExactScopes := pkceLogin(t, w, "offline_access sql file.files dashboards.genie")["access_token"].(string)
 	expired := issueAt(t, w, time.Now().Add(-2*time.Hour), "dev@example.com", "all-apis")
 	otherIssuer := m2mToken(t, other, "external-service")
 	outsider := issueAt(t, w, time.Now(), "outsider@example.com", "all-apis")
@@ -53,7 +53,7 @@ func TestProxyStatusMatrix(t *testing.T) {
 		{"api with tampered signature", "/api/x", bearer(devAllAPIs[:len(devAllAPIs)-4] + "AAAA"), http.StatusUnauthorized, jsonhttp.CodeUnauthenticated, true, "not issued"},
 		{"user without CAN_USE", "/api/x", bearer(outsider), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "CAN USE"},
 		{"service principal without CAN_USE", "/api/x", bearer(m2mToken(t, w, "no-access-service")), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "CAN USE"},
-		{"user missing scopes", "/api/x", bearer(devSQLOnly), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "iam.current-user:read, file.files, dashboards.genie"},
+		{"user missing scopes", "/api/x", bearer(devSQLOnly), http.StatusForbidden, jsonhttp.CodePermissionDenied, false, "file.files, dashboards.genie"},
 		{"browser path without token", "/", nil, http.StatusFound, "", false, ""},
 		{"user with all-apis", "/api/x", bearer(devAllAPIs), http.StatusOK, "", false, ""},
 		{"user with exactly the app's scopes", "/api/x", bearer(devExactScopes), http.StatusOK, "", false, ""},
@@ -159,13 +159,13 @@ func TestProxyHeaders(t *testing.T) {
 		claims, err := identity.DecodeClaims(forwarded)
 		require.NoError(t, err)
 		assert.Equal(t, "dev@example.com", claims.Subject)
-		assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+		assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 		assert.Equal(t, w.URL()+"/oidc", claims.Issuer)
 
-		// The app can call SCIM Me with it.
-		resp, body = call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+		// The app can use the data APIs its scopes name with it, as the user: the warehouses, with sql.
+		resp, body = call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-		assert.Contains(t, string(body), `"id":"1001"`)
+		assert.Contains(t, string(body), `"id":"5b3f9c1e7a2d4e60"`)
 		assert.NotContains(t, logs.String(), forwarded)
 		assert.NotContains(t, logs.String(), dev)
 	})

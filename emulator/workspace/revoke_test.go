@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/service/apps"
-	"github.com/databricks/databricks-sdk-go/service/iam"
+	"github.com/databricks/databricks-sdk-go/service/sql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -33,8 +33,8 @@ func TestRevokeTokens(t *testing.T) {
 	login := pkceLogin(t, w, "offline_access all-apis")
 	user, refresh := login["access_token"].(string), login["refresh_token"].(string)
 	forwarded := requireCached(t, w, user)
-	_, err = sdkClient(t, w, forwarded).CurrentUser.Me(t.Context(), iam.MeRequest{})
-	require.NoError(t, err, "the forwarded token works at SCIM Me")
+	_, err = sdkClient(t, w, forwarded).Warehouses.ListAll(t.Context(), sql.ListWarehousesRequest{})
+	require.NoError(t, err, "the forwarded token works at the workspace")
 	b := newBrowser(t)
 	resp, body := b.signIn(t, api+"/", "dev@example.com")
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
@@ -51,7 +51,7 @@ func TestRevokeTokens(t *testing.T) {
 	require.NoError(t, w.RevokeTokens("dev@example.com"))
 	resp, _ = call(t, http.MethodGet, api+"/api/whoami", bearer(user))
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	_, err = sdkClient(t, w, forwarded).CurrentUser.Me(t.Context(), iam.MeRequest{})
+	_, err = sdkClient(t, w, forwarded).Warehouses.ListAll(t.Context(), sql.ListWarehousesRequest{})
 	assert.Equal(t, http.StatusUnauthorized, apiError(t, err).StatusCode, "the forwarded token is the user's too")
 	status, _, answer := refreshWith(t, w, refresh)
 	assert.Equal(t, http.StatusBadRequest, status)
@@ -65,7 +65,7 @@ func TestRevokeTokens(t *testing.T) {
 		assert.NoError(t, err)
 		again := requireCached(t, w, pkceLogin(t, w, "offline_access all-apis")["access_token"].(string))
 		assert.NotEqual(t, forwarded, again)
-		_, err = sdkClient(t, w, again).CurrentUser.Me(t.Context(), iam.MeRequest{})
+		_, err = sdkClient(t, w, again).Warehouses.ListAll(t.Context(), sql.ListWarehousesRequest{})
 		assert.NoError(t, err, "the new forwarded token works")
 	})
 	t.Run("by application id or name", func(t *testing.T) {
@@ -73,7 +73,7 @@ func TestRevokeTokens(t *testing.T) {
 		for _, name := range []string{sp.ClientID, "api-app"} {
 			token := m2mToken(t, w, "api-app")
 			require.NoError(t, w.RevokeTokens(name))
-			_, err := sdkClient(t, w, token).CurrentUser.Me(t.Context(), iam.MeRequest{})
+			_, err := sdkClient(t, w, token).Warehouses.ListAll(t.Context(), sql.ListWarehousesRequest{})
 			assert.Equal(t, http.StatusUnauthorized, apiError(t, err).StatusCode, name)
 		}
 	})
@@ -102,10 +102,10 @@ func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
 			`with every token of its user, before it was exchanged; log in again"}`, string(body))
 
 		login := pkceLogin(t, w, "offline_access all-apis")
-		assertWorksAtSCIMMe(t, w, login["access_token"].(string), "a code issued after the revocation")
+		assertWorksAtTheWorkspace(t, w, login["access_token"].(string), "a code issued after the revocation")
 		status, answer, _ := refreshWith(t, w, login["refresh_token"].(string))
 		require.Equal(t, http.StatusOK, status)
-		assertWorksAtSCIMMe(t, w, answer.AccessToken, "its refresh")
+		assertWorksAtTheWorkspace(t, w, answer.AccessToken, "its refresh")
 		assert.NotContains(t, logs.String(), code)
 	})
 	t.Run("a code exchange straddling it", func(t *testing.T) {
@@ -117,12 +117,12 @@ func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
 		require.Equal(t, http.StatusOK, status, "the code was checked before the revocation")
 		var answer oauthAnswer
 		require.NoError(t, json.Unmarshal(body, &answer))
-		assertRevokedAtSCIMMe(t, w, answer.AccessToken)
+		assertRevokedAtTheWorkspace(t, w, answer.AccessToken)
 		status, _, refused := refreshWith(t, w, answer.RefreshToken)
 		assert.Equal(t, http.StatusBadRequest, status)
 		assert.JSONEq(t, invalidRefresh, refused)
 
-		assertWorksAtSCIMMe(t, w, pkceLogin(t, w, "all-apis")["access_token"].(string), "a login afterwards")
+		assertWorksAtTheWorkspace(t, w, pkceLogin(t, w, "all-apis")["access_token"].(string), "a login afterwards")
 	})
 	for _, singleUse := range []bool{false, true} {
 		name := "a refresh straddling it"
@@ -138,7 +138,7 @@ func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
 			revokeWhileSigning()
 			status, answer, body := refreshWith(t, w, refresh)
 			require.Equal(t, http.StatusOK, status, "the refresh token was checked before the revocation: %s", body)
-			assertRevokedAtSCIMMe(t, w, answer.AccessToken)
+			assertRevokedAtTheWorkspace(t, w, answer.AccessToken)
 			for _, r := range []string{refresh, answer.RefreshToken} {
 				status, _, refused := refreshWith(t, w, r)
 				assert.Equal(t, http.StatusBadRequest, status)
@@ -148,7 +148,7 @@ func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
 			again := pkceLogin(t, w, "offline_access all-apis")["refresh_token"].(string)
 			status, answer, _ = refreshWith(t, w, again)
 			require.Equal(t, http.StatusOK, status)
-			assertWorksAtSCIMMe(t, w, answer.AccessToken, "a refresh token issued after the revocation")
+			assertWorksAtTheWorkspace(t, w, answer.AccessToken, "a refresh token issued after the revocation")
 			for _, secret := range []string{refresh, again, answer.AccessToken} {
 				assert.NotContains(t, logs.String(), secret)
 			}
@@ -183,7 +183,7 @@ func TestRevocationStopsSignInCodesIssuedBefore(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &seen))
 	forwarded := seen.Headers.Get(identity.HeaderAccessToken)
 	require.NotEmpty(t, forwarded)
-	assertWorksAtSCIMMe(t, w, forwarded, "the token forwarded for a session opened after the revocation")
+	assertWorksAtTheWorkspace(t, w, forwarded, "the token forwarded for a session opened after the revocation")
 	assert.NotContains(t, logs.String(), code)
 }
 
@@ -201,7 +201,7 @@ func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
 	p := w.apps["api-app"].proxy
 	forwarded, err := p.forwardedToken(res, p.settings.Load())
 	require.NoError(t, err)
-	assertRevokedAtSCIMMe(t, w, forwarded)
+	assertRevokedAtTheWorkspace(t, w, forwarded)
 }
 
 // revokesWhileSigning returns a function that makes the next token the workspace signs straddle a revocation of
@@ -219,16 +219,16 @@ func revokesWhileSigning(t *testing.T, w *Workspace, subject string) (revokeWhil
 	return func() { armed.Store(true) }
 }
 
-func assertWorksAtSCIMMe(t *testing.T, w *Workspace, token, what string) {
+func assertWorksAtTheWorkspace(t *testing.T, w *Workspace, token, what string) {
 	t.Helper()
-	resp, body := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
+	resp, body := call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(token))
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", what, body)
 }
 
-func assertRevokedAtSCIMMe(t *testing.T, w *Workspace, token string) {
+func assertRevokedAtTheWorkspace(t *testing.T, w *Workspace, token string) {
 	t.Helper()
 	require.NotEmpty(t, token)
-	resp, body := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(token))
+	resp, body := call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(token))
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Contains(t, string(body), "revoked")
 }

@@ -72,6 +72,7 @@ func (w *Workspace) routes() http.Handler {
 			r.Use(requireScope(ScopeWorkspace))
 			w.fileRoutes(r)
 		})
+		w.data.routes(r)
 	})
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,

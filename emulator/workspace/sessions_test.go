@@ -142,7 +142,7 @@ func TestBrowserSignIn(t *testing.T) {
 	claims, err := identity.DecodeClaims(h.Get(identity.HeaderAccessToken))
 	require.NoError(t, err)
 	assert.Equal(t, "dev@example.com", claims.Subject)
-	assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 	assert.Equal(t, w.State().ServicePrincipals["api-app"].ClientID, claims.ClientID)
 
 	resp, body = b.get(t, api+"/api/whoami")
@@ -164,7 +164,7 @@ func TestBrowserSignIn(t *testing.T) {
 	require.NotNil(t, session, "the proxy set its session cookie")
 
 	// The forwarded token works at the workspace until the session ends.
-	resp, _ = call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+	resp, _ = call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
 	resp, body = b.get(t, api+PathLogout)
@@ -174,7 +174,7 @@ func TestBrowserSignIn(t *testing.T) {
 	assert.Equal(t, http.StatusFound, resp.StatusCode, "signed out: back to the login page")
 	resp, _ = call(t, http.MethodGet, api+"/api/whoami", http.Header{"Cookie": {session.Name + "=" + session.Value}})
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the ended session's cookie no longer works")
-	resp, _ = call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+	resp, _ = call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "logout revoked the forwarded tokens")
 
 	for _, secret := range []string{session.Value, csrf, forwarded} {

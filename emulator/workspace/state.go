@@ -17,6 +17,7 @@ type State struct {
 	Users             map[string]UserState             `json:"users"`
 	ServicePrincipals map[string]ServicePrincipalState `json:"service_principals"`
 	IdentityProviders map[string]IdentityProviderState `json:"identity_providers"`
+	Warehouses        []string                         `json:"warehouses"`  // the SQL warehouses' ids
 	ConfigFile        string                           `json:"config_file"` // a .databrickscfg with Profile
 	Profile           string                           `json:"profile"`     // the signed-in user's profile
 	CLIPath           string                           `json:"cli_path"`    // the databricks CLI stand-in
@@ -61,6 +62,7 @@ func (w *Workspace) State() State {
 		Users:             map[string]UserState{},
 		ServicePrincipals: map[string]ServicePrincipalState{},
 		IdentityProviders: map[string]IdentityProviderState{},
+		Warehouses:        w.data.warehouses.ids(),
 	}
 	for _, name := range w.AppNames() {
 		if settings := w.settingsOf(name); settings != nil {

@@ -69,7 +69,7 @@ func TestCachedVerificationStopsAtExpiry(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, name)
 		assert.Contains(t, string(body), "expired", name)
 	}
-	resp, body := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+	resp, body := call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the forwarded token expires with the caller's")
 	assert.Contains(t, string(body), "expired")
 }
@@ -85,7 +85,7 @@ func TestCachedVerificationStopsWhenItsGrantIsRevoked(t *testing.T) {
 	status, login := exchange()
 	require.Equal(t, http.StatusOK, status, login.Description)
 	forwarded := requireCached(t, w, login.AccessToken)
-	resp, _ := call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+	resp, _ := call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	status, _ = exchange() // the replay revokes the grant
@@ -94,7 +94,7 @@ func TestCachedVerificationStopsWhenItsGrantIsRevoked(t *testing.T) {
 	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(login.AccessToken))
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Contains(t, string(body), "revoked")
-	resp, body = call(t, http.MethodGet, w.URL()+PathSCIMMe, bearer(forwarded))
+	resp, body = call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the forwarded token shares the grant")
 	assert.Contains(t, string(body), "revoked")
 }
@@ -106,9 +106,9 @@ func TestCachedVerificationStopsWhenTheKeyRotates(t *testing.T) {
 	forwarded := requireCached(t, w, user)
 
 	require.NoError(t, w.issuer.rotateKey())
-	for name, target := range map[string]string{"proxy": w.AppURL("api-app") + "/api/whoami", "SCIM Me": w.URL() + PathSCIMMe} {
+	for name, target := range map[string]string{"proxy": w.AppURL("api-app") + "/api/whoami", "the warehouses API": w.URL() + PathWarehouses} {
 		token := user
-		if name == "SCIM Me" {
+		if name == "the warehouses API" {
 			token = forwarded
 		}
 		resp, body := call(t, http.MethodGet, target, bearer(token))
@@ -131,7 +131,7 @@ func TestCachedTokensSeeSettingsChangesOnTheNextRequest(t *testing.T) {
 	before := requireCached(t, w, user)
 	claims, err := identity.DecodeClaims(before)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, claims.Scopes)
+	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, claims.Scopes)
 	assert.NotEqual(t, before, forwardedTo(t, w, managerToken(t, w)), "another caller token gets its own")
 
 	_, err = dev.Apps.Update(t.Context(), apps.UpdateAppRequest{Name: "api-app",

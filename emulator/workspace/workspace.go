@@ -68,6 +68,12 @@ type Options struct {
 	// StartTimeout bounds how long a started app may take to listen (2 minutes by default); StopGrace is how long
 	// a stopped app gets between SIGTERM and SIGKILL (the platform's 15 seconds by default).
 	StartTimeout, StopGrace time.Duration
+	// SQLEngine starts the engine behind the SQL warehouses (emulator/sqlengine/duckdb's Open); nil runs no
+	// statement, each answering 501 with the reason. The engine is kept out of this package so that only the
+	// programs that serve SQL link it.
+	SQLEngine OpenSQLEngine
+	// WarehouseTransition is how long a warehouse stays STARTING or STOPPING (2 s by default).
+	WarehouseTransition time.Duration
 	// ports hands out the apps' ports; nil means the process's own (appPorts). Tests give a workspace its own.
 	ports *portReservations
 }
@@ -99,7 +105,8 @@ type Workspace struct {
 	apps     map[string]*appRecord
 	appOrder []string // creation order, for listing
 
-	federation *federation // the identity providers and federation policies (federation.go)
+	federation *federation   // the identity providers and federation policies (federation.go)
+	data       *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 
 	removeDataDir bool
 	statePath     string
@@ -226,6 +233,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	w.federation = newFederation(opts.Config, w.url)
+	if w.data, err = newDataServices(w.ctx, opts, w.dir, w.url, w.dataDir, &w.tasks, w.logger); err != nil {
+		w.cancel()
+		_ = ln.Close()
+		w.removeData()
+		return nil, err
+	}
 	w.handler = w.routes()
 	w.server = w.serve(ln, w.handler)
 
@@ -248,8 +261,7 @@ func (w *Workspace) addModelApps(cfg Config) error {
 		settings := &appSettings{name: app.Name, description: app.Description, servicePrincipal: sp,
 			userAPIScopes: slices.Clone(app.UserAPIScopes), acl: aclFromConfig(app, cfg, w.dir.signedIn.UserName)}
 		for _, r := range app.Resources {
-			settings.resources = append(settings.resources, apps.AppResource{Name: r.Name,
-				App: &apps.AppResourceApp{Name: r.App, Permission: apps.AppResourceAppAppPermissionCanUse}})
+			settings.resources = append(settings.resources, wireResource(r))
 		}
 		rec, err := w.addAppLocked(settings, app.Port, w.dir.signedIn.UserName, apps.ComputeStateActive)
 		if err != nil {
@@ -262,7 +274,7 @@ func (w *Workspace) addModelApps(cfg Config) error {
 		}
 	}
 	for _, name := range w.appOrder {
-		w.grantResourceAccessLocked(w.apps[name].settings())
+		w.grantResourcesLocked(w.apps[name].settings())
 	}
 	return nil
 }
@@ -403,6 +415,7 @@ func (w *Workspace) Close() error {
 			}
 		}
 		w.wg.Wait()
+		errs = append(errs, w.data.close()) // every statement has ended: stopAllInstances waited for the tasks
 		w.grants.stopSweeping()
 		errs = append(errs, w.removeData())
 		w.closeErr = errors.Join(errs...)

@@ -26,6 +26,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
+	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
 // bundleApp is the part of an app in databricks.yml that a deploy acts on.
@@ -34,22 +35,27 @@ type bundleApp struct {
 	Description    string   `yaml:"description"`
 	SourceCodePath string   `yaml:"source_code_path"`
 	UserAPIScopes  []string `yaml:"user_api_scopes"`
-	Resources      []struct {
-		Name string `yaml:"name"`
-		App  struct {
-			Name       string `yaml:"name"`
-			Permission string `yaml:"permission"`
-		} `yaml:"app"`
-	} `yaml:"resources"`
+	// Resources are as the Apps API takes them: a bundle's app resources have the API's own fields.
+	Resources   []map[string]any `yaml:"resources"`
 	Permissions []struct {
 		Level     string `yaml:"level"`
 		GroupName string `yaml:"group_name"`
 	} `yaml:"permissions"`
 }
 
-// readBundle reads databricks.yml's apps with its variables at their defaults, so this test deploys what the
-// bundle declares rather than a copy of it.
-func readBundle(t *testing.T, root string) map[string]bundleApp {
+// apiResources turns a bundle app's resources into the Apps API's.
+func (a bundleApp) apiResources(t *testing.T) []apps.AppResource {
+	t.Helper()
+	data, err := json.Marshal(a.Resources)
+	require.NoError(t, err)
+	var out []apps.AppResource
+	require.NoError(t, json.Unmarshal(data, &out))
+	return out
+}
+
+// readBundle reads databricks.yml's apps with its variables at their defaults or as vars sets them (the bundle's
+// --var), so this test deploys what the bundle declares rather than a copy of it.
+func readBundle(t *testing.T, root string, vars map[string]string) map[string]bundleApp {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, "databricks.yml"))
 	require.NoError(t, err)
@@ -62,6 +68,11 @@ func readBundle(t *testing.T, root string) map[string]bundleApp {
 		} `yaml:"resources"`
 	}
 	require.NoError(t, yaml.Unmarshal(data, &doc))
+	for name, value := range vars {
+		v := doc.Variables[name]
+		v.Default = value
+		doc.Variables[name] = v
+	}
 	text := string(data)
 	for name, v := range doc.Variables {
 		text = strings.ReplaceAll(text, "${var."+name+"}", v.Default)
@@ -102,15 +113,19 @@ func TestBundleDeploysToTheEmulator(t *testing.T) {
 	w, err := workspace.Start(ctx, workspace.Options{StopGrace: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
-	deployer := w.State().ServicePrincipals["external-service"] // a CI deploy, as a service principal
-	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "oauth-m2m",
-		ClientID: deployer.ClientID, ClientSecret: deployer.ClientSecret, RetryTimeoutSeconds: 10})
+	// The developer deploys: adding the API app's warehouse, table and volume as resources takes CAN MANAGE and
+	// MANAGE on them, which dev, their owner, holds.
+	const deployer = "dev@example.com"
+	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "pat",
+		Token: emulated.UserToken(t, w, deployer, "all-apis"), RetryTimeoutSeconds: 10})
 	require.NoError(t, err)
 
-	bundle := readBundle(t, root)
+	model := w.Config()
+	bundle := readBundle(t, root, map[string]string{"warehouse_id": model.Warehouses[0].ID,
+		"reports_volume": "samples.sales.reports"})
 	require.Contains(t, bundle, "api_app")
 	require.Contains(t, bundle, "caller_app")
-	filesRoot := "/Workspace/Users/" + deployer.ClientID + "/.bundle/go-apps-api/dev/files"
+	filesRoot := "/Workspace/Users/" + deployer + "/.bundle/go-apps-api/dev/files"
 
 	// bundle deploy: upload every file, create the apps (no compute), set their permissions.
 	for _, key := range []string{"api_app", "caller_app"} {
@@ -120,16 +135,12 @@ func TestBundleDeploysToTheEmulator(t *testing.T) {
 	}
 	for _, key := range []string{"api_app", "caller_app"} { // api_app first: caller_app's resource names it
 		a := bundle[key]
-		req := apps.App{Name: a.Name, Description: a.Description, UserApiScopes: a.UserAPIScopes}
-		for _, r := range a.Resources {
-			req.Resources = append(req.Resources, apps.AppResource{Name: r.Name,
-				App: &apps.AppResourceApp{Name: r.App.Name, Permission: apps.AppResourceAppAppPermission(r.App.Permission)}})
-		}
+		req := apps.App{Name: a.Name, Description: a.Description, UserApiScopes: a.UserAPIScopes,
+			Resources: a.apiResources(t)}
 		created, err := c.Apps.Create(ctx, apps.CreateAppRequest{App: req, NoCompute: true}) // bundles do not wait for ACTIVE
 		require.NoError(t, err)
 		require.Equal(t, apps.ComputeStateStopped, created.Response.ComputeStatus.State)
-		acl := []apps.AppAccessControlRequest{{ServicePrincipalName: deployer.ClientID,
-			PermissionLevel: apps.AppPermissionLevelCanManage}}
+		acl := []apps.AppAccessControlRequest{{UserName: deployer, PermissionLevel: apps.AppPermissionLevelCanManage}}
 		for _, p := range a.Permissions {
 			acl = append(acl, apps.AppAccessControlRequest{GroupName: p.GroupName,
 				PermissionLevel: apps.AppPermissionLevel(p.Level)})

@@ -26,8 +26,8 @@ import (
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// customScopes are the API app's user authorization scopes: the seed page's examples, and the one /api/me needs.
-const customScopes = "iam.current-user:read,sql,file.files,dashboards.genie"
+// customScopes are the API app's user authorization scopes: the documentation page's example scopes, exactly.
+const customScopes = "sql,file.files,dashboards.genie"
 
 // run builds, starts the emulator with both apps, plays every row and prints the table. It fails if a row differs
 // from what is expected.
@@ -64,9 +64,26 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 			return ctx.Err()
 		}
 	}
+	var dataRows []dataRow
+	for _, sc := range dataScenarios(emu.state) {
+		progress("data %s: %s", sc.path, sc.how)
+		r := sc.play(ctx, emu)
+		r.path, r.how = sc.path, sc.how
+		dataRows = append(dataRows, r)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, rows)
-	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", len(rows), time.Since(start).Seconds())
+	fmt.Fprintln(stdout)
+	printDataTable(stdout, dataRows)
+	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", len(rows)+len(dataRows), time.Since(start).Seconds())
+	for _, r := range dataRows {
+		if r.problem != "" {
+			rows = append(rows, row{path: "data " + r.path, problem: r.problem})
+		}
+	}
 
 	var failed []string
 	for _, r := range rows {
@@ -96,7 +113,9 @@ type emulator struct {
 // state file it writes once everything listens.
 func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 	apps := map[string]string{
-		"api.yaml": fmt.Sprintf("command: [%q]\n", filepath.Join(bin, "app")),
+		// As app.yaml does: WAREHOUSE_ID and REPORTS_VOLUME from api-app's resources, which the emulator resolves.
+		"api.yaml": fmt.Sprintf("command: [%q]\nenv:\n  - name: WAREHOUSE_ID\n    valueFrom: sql-warehouse\n"+
+			"  - name: REPORTS_VOLUME\n    valueFrom: reports-volume\n", filepath.Join(bin, "app")),
 		// As caller/app.yaml does: TARGET_APP is the app resource target-app, which the emulator resolves to api-app.
 		"caller.yaml": fmt.Sprintf("command: [%q, serve]\nenv:\n  - name: TARGET_APP\n    valueFrom: target-app\n",
 			filepath.Join(bin, "callapp")),
@@ -232,7 +251,7 @@ func (e *emulator) profileEnv() []string {
 
 // login runs `callapp login` with custom scopes, and plays the user's browser: the emulator's authorize endpoint
 // approves as the signed-in user and redirects to the caller's loopback callback.
-func (e *emulator) login(ctx context.Context) error {
+func (e *emulator) login(ctx context.Context, scopes string) error {
 	port, err := workspace.FreePort()
 	if err != nil {
 		return err
@@ -240,7 +259,7 @@ func (e *emulator) login(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(e.bin, "callapp"), "login", "--profile", e.state.Profile,
-		"--scopes", customScopes, "--no-browser", "--port", strconv.Itoa(port))
+		"--scopes", scopes, "--no-browser", "--port", strconv.Itoa(port))
 	cmd.Env = append(gotool.CleanEnv(e.home), e.profileEnv()...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -47,7 +47,7 @@ func scenarios(s workspace.State) []scenario {
 			return expectIdentity(res, user("dev@example.com"), "dev@example.com")
 		}},
 		{"local+scopes", "login --scopes", func(ctx context.Context, e *emulator) row {
-			if err := e.login(ctx); err != nil {
+			if err := e.login(ctx, customScopes); err != nil {
 				return row{status: "—", problem: err.Error()}
 			}
 			res := e.caller(ctx, e.profileEnv(), "--mode", "local", "--profile", s.Profile, "--scopes", customScopes,

@@ -99,12 +99,12 @@ func TestBrowserSignInToTheApp(t *testing.T) {
 	assert.Equal(t, "dev@example.com", who.PreferredUsername)
 	assert.NotEmpty(t, who.RequestID)
 	require.NotNil(t, who.AccessTokenClaims)
-	assert.Equal(t, []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"}, who.AccessTokenClaims.Scopes)
+	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, who.AccessTokenClaims.Scopes)
 
-	// The forwarded token works on the user's behalf, as a bearer caller's does.
-	resp, body = getBody(t, client, appURL+"/api/me")
+	// The forwarded token works on the user's behalf, as a bearer caller's does: the Genie spaces dev may use.
+	resp, body = getBody(t, client, appURL+"/api/genie/spaces")
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
-	assert.Contains(t, body, `"user_name":"dev@example.com"`)
+	assert.Contains(t, body, `"title":"Sales orders"`)
 }
 
 // The proxy refuses a signed-in user without CAN USE: a page for the browser, JSON for the page's /api/ calls.

@@ -90,7 +90,7 @@ func TestChromium(t *testing.T) {
 	assert.Equal(t, appURL+"/", location)
 	assert.Equal(t, "dev@example.com", name)
 	assert.Equal(t, "1001@1234567890123456", user)
-	for _, scope := range []string{"iam.current-user:read", "sql", "file.files", "dashboards.genie"} {
+	for _, scope := range []string{"sql", "file.files", "dashboards.genie"} {
 		assert.Contains(t, scopes, scope)
 	}
 	assert.Regexp(t, regexp.MustCompile(`^[0-9a-f-]{36}$`), requestID)

@@ -71,7 +71,8 @@ func TestBundle(t *testing.T) {
 			GroupName string `yaml:"group_name"`
 		}{"CAN_USE", "users"}, key)
 	}
-	assert.Contains(t, apps["api_app"].UserAPIScopes, "iam.current-user:read", "/api/me needs it (meScope in app/me.go)")
+	assert.Equal(t, []string{"sql", "file.files", "dashboards.genie"}, apps["api_app"].UserAPIScopes,
+		"the documentation page's example scopes, exactly")
 
 	callerYAML, err := os.ReadFile(filepath.Join(testkit.RepoRoot(t), "caller", "app.yaml"))
 	require.NoError(t, err)

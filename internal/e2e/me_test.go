@@ -11,13 +11,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/databricks-sample/go-apps-api/emulator/sqlengine/duckdb"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
-// The app's /api/me calls the workspace twice, as the user (with the token the proxy forwards) and as the app's own
-// service principal. These tests run it behind the emulated workspace, which plays the workspace's bad days with
+// The app's /api/me asks the workspace's SQL warehouse who it runs as twice, as the user (with the token the proxy
+// forwards) and as the app's own service principal. These tests run it behind the emulated workspace, which plays the workspace's bad days with
 // its fault hooks: an error for the user's token only, a slow answer, the workspace down and back.
 
 const user = "dev@example.com"
@@ -26,8 +27,8 @@ const user = "dev@example.com"
 // and returns a browser signed in to the app as the model's user.
 func meApp(t *testing.T, edit func(env map[string]string)) (*workspace.Workspace, *testkit.App, *http.Client) {
 	t.Helper()
-	ws, _ := emulated.Start(t, workspace.Options{})
-	env := emulated.AppEnv(ws, "api-app")
+	ws, _ := emulated.Start(t, workspace.Options{SQLEngine: duckdb.Open})
+	env := emulated.APIAppEnv(t, ws)
 	env["APP_WORKSPACE_TIMEOUT"] = "2s"
 	if edit != nil {
 		edit(env)
@@ -56,13 +57,12 @@ func TestMeSideBySide(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "%v", body)
 	onBehalf := body["on_behalf_of_user"].(map[string]any)
 	assert.Equal(t, user, onBehalf["user_name"])
-	assert.Equal(t, []any{user}, onBehalf["emails"])
 	sp := ws.State().ServicePrincipals["api-app"]
 	assert.Equal(t, sp.ClientID, body["app_service_principal"].(map[string]any)["user_name"])
 }
 
 // Host metadata, OIDC discovery and the service principal's token are fetched once; after that every /api/me costs
-// exactly one SCIM Me per identity, and nothing else.
+// exactly one statement per identity, and nothing else.
 func TestMeMakesOneWorkspaceCallPerIdentity(t *testing.T) {
 	ws, _, browser := meApp(t, nil)
 	status, _ := getMe(t, ws, browser)
@@ -74,13 +74,13 @@ func TestMeMakesOneWorkspaceCallPerIdentity(t *testing.T) {
 		return n
 	}
 
-	before, meBefore := total(), ws.RequestCount(workspace.PathSCIMMe)
+	before, meBefore := total(), ws.RequestCount(workspace.PathStatements)
 	const n = 20
 	for range n {
 		status, _ := getMe(t, ws, browser)
 		require.Equal(t, http.StatusOK, status)
 	}
-	assert.Equal(t, int64(2*n), ws.RequestCount(workspace.PathSCIMMe)-meBefore, "SCIM Me, once per identity")
+	assert.Equal(t, int64(2*n), ws.RequestCount(workspace.PathStatements)-meBefore, "a statement, once per identity")
 	assert.Equal(t, int64(2*n), total()-before, "workspace calls for %d /api/me: %v", n, ws.RequestCounts())
 	assert.Equal(t, int64(1), ws.RequestCount(workspace.PathHostMetadata))
 	assert.Equal(t, int64(1), ws.RequestCount(workspace.PathToken), "the app's M2M token, once")
@@ -102,14 +102,14 @@ func TestMeWorkspaceErrors(t *testing.T) {
 	ws, _, browser := meApp(t, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fault, err := ws.InjectFault(workspace.Fault{Path: workspace.PathSCIMMe, Principal: user, Status: tt.workspace})
+			fault, err := ws.InjectFault(workspace.Fault{Path: workspace.PathStatements, Principal: user, Status: tt.workspace})
 			require.NoError(t, err)
 			defer fault.Clear()
 			status, body := getMe(t, ws, browser)
 			assert.Equal(t, tt.status, status, "%v", body)
 			assert.Equal(t, tt.code, body["error_code"])
 			assert.Contains(t, body["message"], "on behalf of the user")
-			assert.Equal(t, 1, fault.Hits(), "the user's SCIM Me only: the app's own passed")
+			assert.Equal(t, 1, fault.Hits(), "the user's statement only: the app's own passed")
 		})
 	}
 }
@@ -156,7 +156,7 @@ func TestMeWithoutServicePrincipal(t *testing.T) {
 func TestMeLogsNoSecrets(t *testing.T) {
 	ws, app, browser := meApp(t, nil)
 	getMe(t, ws, browser)
-	fault, err := ws.InjectFault(workspace.Fault{Path: workspace.PathSCIMMe, Principal: user, Status: 401})
+	fault, err := ws.InjectFault(workspace.Fault{Path: workspace.PathStatements, Principal: user, Status: 401})
 	require.NoError(t, err)
 	getMe(t, ws, browser)
 	fault.Clear()
@@ -173,9 +173,9 @@ func TestMeLogsNoSecrets(t *testing.T) {
 // SIGTERM stops new connections but lets a request in flight finish: here one waiting on a slow workspace.
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	ws, app, browser := meApp(t, nil)
-	status, _ := getMe(t, ws, browser) // warm: the request below waits on SCIM Me, nothing else
+	status, _ := getMe(t, ws, browser) // warm: the request below waits on its statement, nothing else
 	require.Equal(t, http.StatusOK, status)
-	slow, err := ws.InjectFault(workspace.Fault{Path: workspace.PathSCIMMe, Delay: 700 * time.Millisecond})
+	slow, err := ws.InjectFault(workspace.Fault{Path: workspace.PathStatements, Delay: 700 * time.Millisecond})
 	require.NoError(t, err)
 
 	done := make(chan int, 1)

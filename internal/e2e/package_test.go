@@ -87,15 +87,14 @@ func TestPackagedLauncher(t *testing.T) {
 	app.WaitHealthy(t)
 	require.NoError(t, ws.SetUpstream("api-app", app.URL))
 
-	// /api/me as a signed-in user, through the proxy: the app calls the workspace with the user's forwarded token
-	// and with its own M2M token.
+	// A signed-in user's call through the proxy: the app calls the workspace with the user's forwarded token.
 	client, _ := browserClient(t)
 	resp, err := workspace.SignIn(t.Context(), client, ws.AppURL("api-app")+"/", "dev@example.com")
 	require.NoError(t, err)
 	resp.Body.Close()
-	resp, body := getBody(t, client, ws.AppURL("api-app")+"/api/me")
+	resp, body := getBody(t, client, ws.AppURL("api-app")+"/api/genie/spaces")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
-	assert.Contains(t, body, `"user_name":"dev@example.com"`)
+	assert.Contains(t, body, `"title":"Sales orders"`)
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
 		left, err := os.ReadDir(tmp)
 		require.NoError(t, err)

@@ -9,17 +9,21 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 	"github.com/databricks-sample/go-apps-api/emulator/databrickscli"
+	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
@@ -49,12 +53,32 @@ func AppEnv(ws *workspace.Workspace, app string) map[string]string {
 	}
 }
 
+// APIAppEnv is AppEnv for api-app with what the repository's app.yaml reads from the app's resources, as the
+// platform resolves valueFrom: WAREHOUSE_ID and REPORTS_VOLUME. app.yaml's fixed values (GOGC, …) are left out, so
+// tests measure the app with Go's defaults.
+func APIAppEnv(t testing.TB, ws *workspace.Workspace) map[string]string {
+	t.Helper()
+	env := AppEnv(ws, "api-app")
+	file := filepath.Join(testkit.RepoRoot(t), "app.yaml")
+	manifest, err := runner.ReadAppYAML(file)
+	require.NoError(t, err)
+	launch, err := ws.ReadAppYAML("api-app", file)
+	require.NoError(t, err)
+	for i, item := range manifest.Env {
+		if item.ValueFrom != "" {
+			_, v, _ := strings.Cut(launch.Env[i], "=")
+			env[item.Name] = v
+		}
+	}
+	return env
+}
+
 // WithApp starts the emulated workspace and app/ (built with the race detector when the test has it) behind
 // api-app's proxy, with the platform's environment.
 func WithApp(t testing.TB, opts workspace.Options) (*workspace.Workspace, *testkit.App) {
 	t.Helper()
 	ws, _ := Start(t, opts)
-	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), AppEnv(ws, "api-app"))
+	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), APIAppEnv(t, ws))
 	require.NoError(t, ws.SetUpstream("api-app", app.URL))
 	return ws, app
 }
@@ -88,6 +112,31 @@ func ServeAsCLI() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// UserToken is an access token of one of the model's users (such as "ana@example.com") with scope (such as "sql"),
+// from the workspace's own U2M flow: authorization code with PKCE, as the Databricks CLI runs it, with login_hint
+// naming who signs in.
+func UserToken(t testing.TB, ws *workspace.Workspace, user, scope string) string {
+	t.Helper()
+	conf := oauth2.Config{ClientID: workspace.CLIClientID, RedirectURL: "http://localhost:8020",
+		Endpoint: oauth2.Endpoint{AuthURL: ws.URL() + workspace.PathAuthorize, TokenURL: ws.URL() + workspace.PathToken,
+			AuthStyle: oauth2.AuthStyleInParams},
+		Scopes: strings.Fields(scope)}
+	verifier := oauth2.GenerateVerifier()
+	authURL := conf.AuthCodeURL("state", oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("login_hint", user))
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(authURL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	require.NoError(t, err)
+	code := loc.Query().Get("code")
+	require.NotEmpty(t, code, "authorize refused: %s", loc.Query().Get("error_description"))
+	tok, err := conf.Exchange(t.Context(), code, oauth2.VerifierOption(verifier))
+	require.NoError(t, err)
+	return tok.AccessToken
 }
 
 // StartForExamples starts the emulated workspace with the default model and WhoAmI behind api-app's proxy, for a

@@ -1,0 +1,409 @@
+package workspace
+
+import (
+	"cmp"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/databricks/databricks-sdk-go/service/files"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+)
+
+// Paths of the Files API, each followed by an absolute /Volumes/<catalog>/<schema>/<volume>/… path.
+const (
+	PathFsFiles       = "/api/2.0/fs/files"
+	PathFsDirectories = "/api/2.0/fs/directories"
+)
+
+// MaxVolumeFileSize is the largest file the Files API takes in one request: 5 GiB, as documented for the Files API
+// 2.0. Bodies are streamed to disk, never held in memory.
+const MaxVolumeFileSize = 5 << 30
+
+// volumes serves the files of Unity Catalog volumes through the Files API, as the caller: reading takes READ VOLUME
+// on the volume, writing WRITE VOLUME (each with USE CATALOG and USE SCHEMA). Each volume is a folder under
+// <data dir>/volumes/<catalog>/<schema>/<volume>, opened through an os.Root so that no path leaves it.
+type volumes struct {
+	uc  *unityCatalog
+	dir string // <data dir>/volumes
+}
+
+// newVolumes makes every volume's folder and copies in the files the model gives it, unless the folder is there
+// already (a workspace that lasts keeps what was written to it).
+func newVolumes(cfg Config, uc *unityCatalog, dataDir string) (*volumes, error) {
+	v := &volumes{uc: uc, dir: filepath.Join(dataDir, "volumes")}
+	for _, cat := range cfg.Catalogs {
+		for _, s := range cat.Schemas {
+			for _, vol := range s.Volumes {
+				dest := filepath.Join(v.dir, cat.Name, s.Name, vol.Name)
+				if _, err := os.Stat(dest); err == nil {
+					continue
+				}
+				if err := os.MkdirAll(dest, 0o700); err != nil {
+					return nil, fmt.Errorf("volume %s.%s.%s: %w", cat.Name, s.Name, vol.Name, err)
+				}
+				if vol.Files == "" {
+					continue
+				}
+				src, err := fs.Sub(cfg.dataFiles(), path.Clean(vol.Files))
+				if err == nil {
+					err = os.CopyFS(dest, src)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("volume %s.%s.%s: files %s: %w", cat.Name, s.Name, vol.Name, vol.Files, err)
+				}
+			}
+		}
+	}
+	return v, nil
+}
+
+// routes is the Files API. Every route needs the file.files scope (routes.go).
+func (v *volumes) routes(r chi.Router) {
+	r.Get(PathFsFiles+"/*", v.handleDownload())
+	r.Head(PathFsFiles+"/*", v.handleDownload())
+	r.Put(PathFsFiles+"/*", v.handleUpload())
+	r.Delete(PathFsFiles+"/*", v.handleDeleteFile())
+	r.Get(PathFsDirectories+"/*", v.handleListDirectory())
+	r.Head(PathFsDirectories+"/*", v.handleDirectoryExists())
+	r.Put(PathFsDirectories+"/*", v.handleCreateDirectory())
+	r.Delete(PathFsDirectories+"/*", v.handleDeleteDirectory())
+}
+
+// volumePath is a checked /Volumes/<catalog>/<schema>/<volume>[/rel] path.
+type volumePath struct {
+	asked  string
+	volume *securable
+	rel    string // inside the volume's folder; "." for the volume itself
+}
+
+// parse checks the path and that the caller may use the volume with priv: a missing or hidden volume is 404, a
+// missing privilege 403.
+func (v *volumes) parse(rw http.ResponseWriter, r *http.Request, priv string) (volumePath, bool) {
+	asked := "/" + chi.URLParam(r, "*")
+	bad := func(why string) (volumePath, bool) {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
+			Message: fmt.Sprintf("invalid path %q: %s", asked, why),
+			Fix:     "send an absolute volume path, such as /Volumes/<catalog>/<schema>/<volume>/reports/q1.csv"})
+		return volumePath{}, false
+	}
+	if len(asked) > maxPathLength || !utf8.ValidString(asked) {
+		return bad("too long, or not UTF-8")
+	}
+	segs := strings.Split(strings.TrimSuffix(asked, "/"), "/")[1:]
+	if len(segs) < 4 || segs[0] != "Volumes" {
+		return bad("the emulated Files API serves files of Unity Catalog volumes: /Volumes/<catalog>/<schema>/<volume>/…")
+	}
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "\\\x00") || strings.HasPrefix(s, uploadPrefix) ||
+			len(s) > maxSegmentLength {
+			return bad("empty, . or .. segments and backslashes are not allowed")
+		}
+	}
+	full := segs[1] + "." + segs[2] + "." + segs[3]
+	vol := v.uc.lookup(kindVolume, full)
+	p := authFrom(r.Context()).principal
+	if vol == nil || !v.uc.holdsAny(p, vol) {
+		jsonhttp.WriteError(rw, catalogNotFound(kindVolume, full))
+		return volumePath{}, false
+	}
+	if problem := v.uc.accessProblem(p, vol, priv); problem != "" {
+		jsonhttp.WriteError(rw, catalogForbidden(problem))
+		return volumePath{}, false
+	}
+	rel := "."
+	if len(segs) > 4 {
+		rel = path.Join(segs[4:]...)
+	}
+	return volumePath{asked: asked, volume: vol, rel: rel}, true
+}
+
+// open opens the volume's folder.
+func (v *volumes) open(vp volumePath) (*os.Root, error) {
+	return os.OpenRoot(filepath.Join(v.dir, vp.volume.catalog, vp.volume.schema, vp.volume.name))
+}
+
+func volumeNotFound(vp volumePath, what string) *jsonhttp.Error {
+	return &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
+		Message: fmt.Sprintf("The %s %s does not exist.", what, vp.asked)}
+}
+
+func volumeFailure(vp volumePath, err error) *jsonhttp.Error {
+	return &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
+		Message: fmt.Sprintf("%s: %v", vp.asked, err)}
+}
+
+// handleDownload answers GET with the file's bytes and HEAD with its length and time; Range and conditional
+// requests work as the Files API documents (http.ServeContent).
+func (v *volumes) handleDownload() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivReadVolume)
+		if !ok {
+			return
+		}
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		f, err := root.Open(vp.rel)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil || fi.IsDir() {
+			jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
+			return
+		}
+		rw.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(rw, r, "", fi.ModTime(), f)
+	}
+}
+
+// handleUpload streams the body to a temp file beside the target and renames it into place, creating the parent
+// folders as the Files API does. overwrite=false (the default) refuses an existing file with 409.
+func (v *volumes) handleUpload() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivWriteVolume)
+		if !ok {
+			return
+		}
+		overwrite, err := strconv.ParseBool(cmp.Or(r.URL.Query().Get("overwrite"), "false"))
+		if err != nil {
+			jsonhttp.WriteError(rw, badParameter("overwrite must be true or false"))
+			return
+		}
+		if vp.rel == "." {
+			jsonhttp.WriteError(rw, badParameter("%s is a volume, not a file path", vp.asked))
+			return
+		}
+		if r.ContentLength > MaxVolumeFileSize {
+			jsonhttp.WriteError(rw, volumeTooBig())
+			return
+		}
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		parent := path.Dir(vp.rel)
+		if err := root.MkdirAll(parent, 0o700); err != nil {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+				Message: fmt.Sprintf("A parent of %s is a file.", vp.asked)})
+			return
+		}
+		if fi, err := root.Lstat(vp.rel); err == nil && (fi.IsDir() || !overwrite) {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+				Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
+			return
+		}
+		tmp := path.Join(parent, uploadPrefix+rand.Text())
+		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Remove(tmp)
+		n, err := io.Copy(f, io.LimitReader(r.Body, MaxVolumeFileSize+1))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		switch {
+		case err == nil && n > MaxVolumeFileSize:
+			jsonhttp.WriteError(rw, volumeTooBig())
+			return
+		case err != nil:
+			jsonhttp.WriteError(rw, badParameter("reading the file for %s: %v", vp.asked, err))
+			return
+		}
+		if overwrite {
+			err = root.Rename(tmp, vp.rel)
+		} else if err = root.Link(tmp, vp.rel); errors.Is(err, fs.ErrExist) {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+				Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
+			return
+		}
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func volumeTooBig() *jsonhttp.Error {
+	return &jsonhttp.Error{Status: http.StatusRequestEntityTooLarge, Code: codeMaxFileSize,
+		Message: fmt.Sprintf("The file is larger than %d bytes (5 GiB), the most the Files API takes in one request.",
+			int64(MaxVolumeFileSize))}
+}
+
+func (v *volumes) handleDeleteFile() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivWriteVolume)
+		if !ok {
+			return
+		}
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		if fi, err := root.Lstat(vp.rel); err != nil || fi.IsDir() {
+			jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
+			return
+		}
+		if err := root.Remove(vp.rel); err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// handleListDirectory lists a folder's entries by name, a page at a time (page_size, default and most 1000); the
+// page token is the last name of the previous page.
+func (v *volumes) handleListDirectory() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivReadVolume)
+		if !ok {
+			return
+		}
+		size := 1000
+		if s := r.URL.Query().Get("page_size"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				jsonhttp.WriteError(rw, badParameter("page_size must be a positive number"))
+				return
+			}
+			if n > 0 && n < size {
+				size = n
+			}
+		}
+		after := r.URL.Query().Get("page_token")
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		entries, err := fs.ReadDir(root.FS(), vp.rel)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
+			return
+		}
+		resp := files.ListDirectoryResponse{Contents: []files.DirectoryEntry{}}
+		for _, e := range entries { // sorted by name
+			if strings.HasPrefix(e.Name(), uploadPrefix) || e.Name() <= after {
+				continue
+			}
+			if len(resp.Contents) == size {
+				resp.NextPageToken = resp.Contents[size-1].Name
+				break
+			}
+			fi, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			entry := files.DirectoryEntry{Name: e.Name(), Path: strings.TrimSuffix(vp.asked, "/") + "/" + e.Name(),
+				IsDirectory: e.IsDir(), LastModified: fi.ModTime().UnixMilli(), ForceSendFields: []string{"IsDirectory"}}
+			if !e.IsDir() {
+				entry.FileSize = fi.Size()
+				entry.ForceSendFields = append(entry.ForceSendFields, "FileSize")
+			}
+			resp.Contents = append(resp.Contents, entry)
+		}
+		jsonhttp.Write(rw, http.StatusOK, resp)
+	}
+}
+
+func (v *volumes) handleDirectoryExists() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivReadVolume)
+		if !ok {
+			return
+		}
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		if fi, err := root.Stat(vp.rel); err != nil || !fi.IsDir() {
+			jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
+			return
+		}
+		rw.WriteHeader(http.StatusOK)
+	}
+}
+
+func (v *volumes) handleCreateDirectory() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivWriteVolume)
+		if !ok {
+			return
+		}
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		if err := root.MkdirAll(vp.rel, 0o700); err != nil {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+				Message: fmt.Sprintf("%s, or a parent of it, is a file.", vp.asked)})
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// handleDeleteDirectory deletes an empty folder, as the Files API does; the volume itself cannot be deleted here.
+func (v *volumes) handleDeleteDirectory() http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, PrivWriteVolume)
+		if !ok {
+			return
+		}
+		if vp.rel == "." {
+			jsonhttp.WriteError(rw, badParameter("%s is the volume itself: drop volumes through Unity Catalog", vp.asked))
+			return
+		}
+		root, err := v.open(vp)
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		entries, err := fs.ReadDir(root.FS(), vp.rel)
+		switch {
+		case err != nil:
+			jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
+		case slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), uploadPrefix) }):
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeDirectoryNotEmpty,
+				Message: fmt.Sprintf("The directory %s is not empty.", vp.asked), Fix: "delete its files first"})
+		default:
+			if err := root.Remove(vp.rel); err != nil {
+				jsonhttp.WriteError(rw, volumeFailure(vp, err))
+				return
+			}
+			rw.WriteHeader(http.StatusNoContent)
+		}
+	}
+}
