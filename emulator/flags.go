@@ -22,7 +22,9 @@ With no command it serves: the workspace and one proxy per app. emulator run als
 environment; emulator idp-token prints a token of one of the running emulator's identity providers.
 
 The workspace also serves the Apps, Permissions and workspace files APIs: the real Databricks CLI logged in to it
-can create apps, sync and deploy their code (which runs it as below), grant permissions and read the logs.
+can create apps, sync and deploy their code (which runs it as below), grant permissions and read the logs. And the
+data an app reads as its user: a SQL warehouse (DuckDB underneath), Unity Catalog with its grants, row filters and
+column masks, files in volumes, Genie spaces and secrets (docs/data.md).
 
 Apps get DATABRICKS_APP_NAME, DATABRICKS_APP_PORT, DATABRICKS_HOST, DATABRICKS_WORKSPACE_ID, their own service
 principal's DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET, and a TMPDIR of their own, removed once they have

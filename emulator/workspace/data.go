@@ -57,7 +57,7 @@ func newDataServices(ctx context.Context, opts Options, dir *directory, url, dat
 		start := time.Now()
 		engine, err := opts.SQLEngine(ctx)
 		if err == nil {
-			err = loadTables(ctx, engine, cfg)
+			err = LoadTables(ctx, engine, cfg)
 			if err != nil {
 				_ = engine.Close()
 				return nil, fmt.Errorf("load the model's tables into the SQL engine: %w", err)
@@ -72,8 +72,9 @@ func newDataServices(ctx context.Context, opts Options, dir *directory, url, dat
 	return d, nil
 }
 
-// loadTables creates every schema and table of the model in the engine, then seals it.
-func loadTables(ctx context.Context, engine sqlengine.Engine, cfg Config) error {
+// LoadTables creates every schema and table of a model in an engine, then seals it: what the workspace does with
+// the engine Options.SQLEngine starts. Benchmarks use it to time the engine alone on the model's data.
+func LoadTables(ctx context.Context, engine sqlengine.Engine, cfg Config) error {
 	for _, c := range cfg.Catalogs {
 		for _, s := range c.Schemas {
 			if err := engine.CreateSchema(ctx, c.Name, s.Name); err != nil {
