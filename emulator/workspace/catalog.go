@@ -159,7 +159,9 @@ func (uc *unityCatalog) holds(p principal, s *securable, priv string) bool {
 	return false
 }
 
-// holdsAny reports whether p holds any privilege on s or on what is in it: whether s is visible to p.
+// holdsAny reports whether p may see s: it owns s (or what s is in), holds on s a privilege that applies to it
+// (granted on s or inherited from what s is in), or may see something in s. USE CATALOG on a catalog shows the
+// catalog, not its tables: each kind has its own privileges.
 func (uc *unityCatalog) holdsAny(p principal, s *securable) bool {
 	if uc.owns(p, s) {
 		return true
@@ -167,7 +169,7 @@ func (uc *unityCatalog) holdsAny(p principal, s *securable) bool {
 	uc.mu.RLock()
 	for at := s; at != nil; at = at.parent {
 		for who, privs := range at.grants {
-			if names(p, who) && len(privs) > 0 {
+			if names(p, who) && slices.ContainsFunc(privs, func(priv string) bool { return appliesTo(priv, s.kind) }) {
 				uc.mu.RUnlock()
 				return true
 			}
@@ -175,6 +177,20 @@ func (uc *unityCatalog) holdsAny(p principal, s *securable) bool {
 	}
 	uc.mu.RUnlock()
 	return slices.ContainsFunc(s.children, func(c *securable) bool { return uc.holdsAny(p, c) })
+}
+
+// appliesTo reports whether a privilege is one of a securable kind's own (which makes one of them visible).
+func appliesTo(priv, kind string) bool {
+	switch priv {
+	case PrivAllPrivileges, PrivBrowse, PrivManage:
+		return true
+	}
+	return slices.Contains(map[string][]string{
+		kindCatalog: {PrivUseCatalog},
+		kindSchema:  {PrivUseSchema},
+		kindTable:   {PrivSelect},
+		kindVolume:  {PrivReadVolume, PrivWriteVolume},
+	}[kind], priv)
 }
 
 // accessProblem is why p may not use s with priv: the first privilege missing on the way down from its catalog

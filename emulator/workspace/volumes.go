@@ -72,14 +72,34 @@ func newVolumes(cfg Config, uc *unityCatalog, dataDir string) (*volumes, error) 
 
 // routes is the Files API. Every route needs the file.files scope (routes.go).
 func (v *volumes) routes(r chi.Router) {
-	r.Get(PathFsFiles+"/*", v.handleDownload())
-	r.Head(PathFsFiles+"/*", v.handleDownload())
-	r.Put(PathFsFiles+"/*", v.handleUpload())
-	r.Delete(PathFsFiles+"/*", v.handleDeleteFile())
-	r.Get(PathFsDirectories+"/*", v.handleListDirectory())
-	r.Head(PathFsDirectories+"/*", v.handleDirectoryExists())
-	r.Put(PathFsDirectories+"/*", v.handleCreateDirectory())
-	r.Delete(PathFsDirectories+"/*", v.handleDeleteDirectory())
+	r.Get(PathFsFiles+"/*", v.in(PrivReadVolume, download))
+	r.Head(PathFsFiles+"/*", v.in(PrivReadVolume, download))
+	r.Put(PathFsFiles+"/*", v.in(PrivWriteVolume, upload))
+	r.Delete(PathFsFiles+"/*", v.in(PrivWriteVolume, deleteFile))
+	r.Get(PathFsDirectories+"/*", v.in(PrivReadVolume, listDirectory))
+	r.Head(PathFsDirectories+"/*", v.in(PrivReadVolume, directoryExists))
+	r.Put(PathFsDirectories+"/*", v.in(PrivWriteVolume, createDirectory))
+	r.Delete(PathFsDirectories+"/*", v.in(PrivWriteVolume, deleteDirectory))
+}
+
+// volumeHandler serves one Files API request on a checked path, inside the volume's folder.
+type volumeHandler func(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root)
+
+// in checks the request's path and the caller's privilege on its volume, opens the volume's folder and serves h.
+func (v *volumes) in(priv string, h volumeHandler) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		vp, ok := v.parse(rw, r, priv)
+		if !ok {
+			return
+		}
+		root, err := os.OpenRoot(filepath.Join(v.dir, vp.volume.catalog, vp.volume.schema, vp.volume.name))
+		if err != nil {
+			jsonhttp.WriteError(rw, volumeFailure(vp, err))
+			return
+		}
+		defer root.Close()
+		h(rw, r, vp, root)
+	}
 }
 
 // volumePath is a checked /Volumes/<catalog>/<schema>/<volume>[/rel] path.
@@ -130,11 +150,6 @@ func (v *volumes) parse(rw http.ResponseWriter, r *http.Request, priv string) (v
 	return volumePath{asked: asked, volume: vol, rel: rel}, true
 }
 
-// open opens the volume's folder.
-func (v *volumes) open(vp volumePath) (*os.Root, error) {
-	return os.OpenRoot(filepath.Join(v.dir, vp.volume.catalog, vp.volume.schema, vp.volume.name))
-}
-
 func volumeNotFound(vp volumePath, what string) *jsonhttp.Error {
 	return &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 		Message: fmt.Sprintf("The %s %s does not exist.", what, vp.asked)}
@@ -145,106 +160,82 @@ func volumeFailure(vp volumePath, err error) *jsonhttp.Error {
 		Message: fmt.Sprintf("%s: %v", vp.asked, err)}
 }
 
-// handleDownload answers GET with the file's bytes and HEAD with its length and time; Range and conditional
+// download answers GET with the file's bytes and HEAD with its length and time; Range and conditional
 // requests work as the Files API documents (http.ServeContent).
-func (v *volumes) handleDownload() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivReadVolume)
-		if !ok {
-			return
-		}
-		root, err := v.open(vp)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Close()
-		f, err := root.Open(vp.rel)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
-			return
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil || fi.IsDir() {
-			jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
-			return
-		}
-		rw.Header().Set("Content-Type", "application/octet-stream")
-		http.ServeContent(rw, r, "", fi.ModTime(), f)
+func download(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	f, err := root.Open(vp.rel)
+	if err != nil {
+		jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
+		return
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.IsDir() {
+		jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
+		return
+	}
+	rw.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(rw, r, "", fi.ModTime(), f)
 }
 
-// handleUpload streams the body to a temp file beside the target and renames it into place, creating the parent
+// upload streams the body to a temp file beside the target and renames it into place, creating the parent
 // folders as the Files API does. overwrite=false (the default) refuses an existing file with 409.
-func (v *volumes) handleUpload() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivWriteVolume)
-		if !ok {
-			return
-		}
-		overwrite, err := strconv.ParseBool(cmp.Or(r.URL.Query().Get("overwrite"), "false"))
-		if err != nil {
-			jsonhttp.WriteError(rw, badParameter("overwrite must be true or false"))
-			return
-		}
-		if vp.rel == "." {
-			jsonhttp.WriteError(rw, badParameter("%s is a volume, not a file path", vp.asked))
-			return
-		}
-		if r.ContentLength > MaxVolumeFileSize {
-			jsonhttp.WriteError(rw, volumeTooBig())
-			return
-		}
-		root, err := v.open(vp)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Close()
-		parent := path.Dir(vp.rel)
-		if err := root.MkdirAll(parent, 0o700); err != nil {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
-				Message: fmt.Sprintf("A parent of %s is a file.", vp.asked)})
-			return
-		}
-		if fi, err := root.Lstat(vp.rel); err == nil && (fi.IsDir() || !overwrite) {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
-				Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
-			return
-		}
-		tmp := path.Join(parent, uploadPrefix+rand.Text())
-		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Remove(tmp)
-		n, err := io.Copy(f, io.LimitReader(r.Body, MaxVolumeFileSize+1))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		switch {
-		case err == nil && n > MaxVolumeFileSize:
-			jsonhttp.WriteError(rw, volumeTooBig())
-			return
-		case err != nil:
-			jsonhttp.WriteError(rw, badParameter("reading the file for %s: %v", vp.asked, err))
-			return
-		}
-		if overwrite {
-			err = root.Rename(tmp, vp.rel)
-		} else if err = root.Link(tmp, vp.rel); errors.Is(err, fs.ErrExist) {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
-				Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
-			return
-		}
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		rw.WriteHeader(http.StatusNoContent)
+func upload(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	overwrite, err := strconv.ParseBool(cmp.Or(r.URL.Query().Get("overwrite"), "false"))
+	if err != nil {
+		jsonhttp.WriteError(rw, badParameter("overwrite must be true or false"))
+		return
 	}
+	if vp.rel == "." {
+		jsonhttp.WriteError(rw, badParameter("%s is a volume, not a file path", vp.asked))
+		return
+	}
+	if r.ContentLength > MaxVolumeFileSize {
+		jsonhttp.WriteError(rw, volumeTooBig())
+		return
+	}
+	parent := path.Dir(vp.rel)
+	if err := root.MkdirAll(parent, 0o700); err != nil {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+			Message: fmt.Sprintf("A parent of %s is a file.", vp.asked)})
+		return
+	}
+	if fi, err := root.Lstat(vp.rel); err == nil && (fi.IsDir() || !overwrite) {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+			Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
+		return
+	}
+	tmp := path.Join(parent, uploadPrefix+rand.Text())
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		jsonhttp.WriteError(rw, volumeFailure(vp, err))
+		return
+	}
+	defer root.Remove(tmp)
+	n, err := io.Copy(f, io.LimitReader(r.Body, MaxVolumeFileSize+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err == nil && n > MaxVolumeFileSize:
+		jsonhttp.WriteError(rw, volumeTooBig())
+		return
+	case err != nil:
+		jsonhttp.WriteError(rw, badParameter("reading the file for %s: %v", vp.asked, err))
+		return
+	}
+	if overwrite {
+		err = root.Rename(tmp, vp.rel)
+	} else if err = root.Link(tmp, vp.rel); errors.Is(err, fs.ErrExist) {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+			Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
+		return
+	}
+	if err != nil {
+		jsonhttp.WriteError(rw, volumeFailure(vp, err))
+		return
+	}
+	rw.WriteHeader(http.StatusNoContent)
 }
 
 func volumeTooBig() *jsonhttp.Error {
@@ -253,157 +244,97 @@ func volumeTooBig() *jsonhttp.Error {
 			int64(MaxVolumeFileSize))}
 }
 
-func (v *volumes) handleDeleteFile() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivWriteVolume)
-		if !ok {
+func deleteFile(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	if fi, err := root.Lstat(vp.rel); err != nil || fi.IsDir() {
+		jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
+		return
+	}
+	if err := root.Remove(vp.rel); err != nil {
+		jsonhttp.WriteError(rw, volumeFailure(vp, err))
+		return
+	}
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// listDirectory lists a folder's entries by name, a page at a time (page_size, default and most 1000); the
+// page token is the last name of the previous page.
+func listDirectory(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	size := 1000
+	if s := r.URL.Query().Get("page_size"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			jsonhttp.WriteError(rw, badParameter("page_size must be a positive number"))
 			return
 		}
-		root, err := v.open(vp)
+		if n > 0 && n < size {
+			size = n
+		}
+	}
+	after := r.URL.Query().Get("page_token")
+	entries, err := fs.ReadDir(root.FS(), vp.rel)
+	if err != nil {
+		jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
+		return
+	}
+	resp := files.ListDirectoryResponse{Contents: []files.DirectoryEntry{}}
+	for _, e := range entries { // sorted by name
+		if strings.HasPrefix(e.Name(), uploadPrefix) || e.Name() <= after {
+			continue
+		}
+		if len(resp.Contents) == size {
+			resp.NextPageToken = resp.Contents[size-1].Name
+			break
+		}
+		fi, err := e.Info()
 		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
+			continue // removed meanwhile
 		}
-		defer root.Close()
-		if fi, err := root.Lstat(vp.rel); err != nil || fi.IsDir() {
-			jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
-			return
+		entry := files.DirectoryEntry{Name: e.Name(), Path: strings.TrimSuffix(vp.asked, "/") + "/" + e.Name(),
+			IsDirectory: e.IsDir(), LastModified: fi.ModTime().UnixMilli(), ForceSendFields: []string{"IsDirectory"}}
+		if !e.IsDir() {
+			entry.FileSize = fi.Size()
+			entry.ForceSendFields = append(entry.ForceSendFields, "FileSize")
 		}
+		resp.Contents = append(resp.Contents, entry)
+	}
+	jsonhttp.Write(rw, http.StatusOK, resp)
+}
+
+func directoryExists(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	if fi, err := root.Stat(vp.rel); err != nil || !fi.IsDir() {
+		jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
+		return
+	}
+	rw.WriteHeader(http.StatusOK)
+}
+
+func createDirectory(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	if err := root.MkdirAll(vp.rel, 0o700); err != nil {
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+			Message: fmt.Sprintf("%s, or a parent of it, is a file.", vp.asked)})
+		return
+	}
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// deleteDirectory deletes an empty folder, as the Files API does; the volume itself cannot be deleted here.
+func deleteDirectory(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	if vp.rel == "." {
+		jsonhttp.WriteError(rw, badParameter("%s is the volume itself: drop volumes through Unity Catalog", vp.asked))
+		return
+	}
+	entries, err := fs.ReadDir(root.FS(), vp.rel)
+	switch {
+	case err != nil:
+		jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
+	case slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), uploadPrefix) }):
+		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeDirectoryNotEmpty,
+			Message: fmt.Sprintf("The directory %s is not empty.", vp.asked), Fix: "delete its files first"})
+	default:
 		if err := root.Remove(vp.rel); err != nil {
 			jsonhttp.WriteError(rw, volumeFailure(vp, err))
 			return
 		}
 		rw.WriteHeader(http.StatusNoContent)
-	}
-}
-
-// handleListDirectory lists a folder's entries by name, a page at a time (page_size, default and most 1000); the
-// page token is the last name of the previous page.
-func (v *volumes) handleListDirectory() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivReadVolume)
-		if !ok {
-			return
-		}
-		size := 1000
-		if s := r.URL.Query().Get("page_size"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				jsonhttp.WriteError(rw, badParameter("page_size must be a positive number"))
-				return
-			}
-			if n > 0 && n < size {
-				size = n
-			}
-		}
-		after := r.URL.Query().Get("page_token")
-		root, err := v.open(vp)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Close()
-		entries, err := fs.ReadDir(root.FS(), vp.rel)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
-			return
-		}
-		resp := files.ListDirectoryResponse{Contents: []files.DirectoryEntry{}}
-		for _, e := range entries { // sorted by name
-			if strings.HasPrefix(e.Name(), uploadPrefix) || e.Name() <= after {
-				continue
-			}
-			if len(resp.Contents) == size {
-				resp.NextPageToken = resp.Contents[size-1].Name
-				break
-			}
-			fi, err := e.Info()
-			if err != nil {
-				continue // removed meanwhile
-			}
-			entry := files.DirectoryEntry{Name: e.Name(), Path: strings.TrimSuffix(vp.asked, "/") + "/" + e.Name(),
-				IsDirectory: e.IsDir(), LastModified: fi.ModTime().UnixMilli(), ForceSendFields: []string{"IsDirectory"}}
-			if !e.IsDir() {
-				entry.FileSize = fi.Size()
-				entry.ForceSendFields = append(entry.ForceSendFields, "FileSize")
-			}
-			resp.Contents = append(resp.Contents, entry)
-		}
-		jsonhttp.Write(rw, http.StatusOK, resp)
-	}
-}
-
-func (v *volumes) handleDirectoryExists() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivReadVolume)
-		if !ok {
-			return
-		}
-		root, err := v.open(vp)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Close()
-		if fi, err := root.Stat(vp.rel); err != nil || !fi.IsDir() {
-			jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
-			return
-		}
-		rw.WriteHeader(http.StatusOK)
-	}
-}
-
-func (v *volumes) handleCreateDirectory() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivWriteVolume)
-		if !ok {
-			return
-		}
-		root, err := v.open(vp)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Close()
-		if err := root.MkdirAll(vp.rel, 0o700); err != nil {
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
-				Message: fmt.Sprintf("%s, or a parent of it, is a file.", vp.asked)})
-			return
-		}
-		rw.WriteHeader(http.StatusNoContent)
-	}
-}
-
-// handleDeleteDirectory deletes an empty folder, as the Files API does; the volume itself cannot be deleted here.
-func (v *volumes) handleDeleteDirectory() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		vp, ok := v.parse(rw, r, PrivWriteVolume)
-		if !ok {
-			return
-		}
-		if vp.rel == "." {
-			jsonhttp.WriteError(rw, badParameter("%s is the volume itself: drop volumes through Unity Catalog", vp.asked))
-			return
-		}
-		root, err := v.open(vp)
-		if err != nil {
-			jsonhttp.WriteError(rw, volumeFailure(vp, err))
-			return
-		}
-		defer root.Close()
-		entries, err := fs.ReadDir(root.FS(), vp.rel)
-		switch {
-		case err != nil:
-			jsonhttp.WriteError(rw, volumeNotFound(vp, "directory"))
-		case slices.ContainsFunc(entries, func(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), uploadPrefix) }):
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeDirectoryNotEmpty,
-				Message: fmt.Sprintf("The directory %s is not empty.", vp.asked), Fix: "delete its files first"})
-		default:
-			if err := root.Remove(vp.rel); err != nil {
-				jsonhttp.WriteError(rw, volumeFailure(vp, err))
-				return
-			}
-			rw.WriteHeader(http.StatusNoContent)
-		}
 	}
 }

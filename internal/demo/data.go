@@ -9,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/client"
@@ -219,25 +218,11 @@ func (e *emulator) ordersInBrowser(ctx context.Context, user string) (orders, da
 
 // printDataTable writes the data rows as the identity table is written, then each row's detail.
 func printDataTable(w io.Writer, rows []dataRow) {
-	fmt.Fprintln(w, "What the data looked like, read through the app (samples.sales.orders, EMEA):")
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tTOKEN FROM\tREAD AS\tORDERS\tEMAILS\tSTATUS")
-	for _, r := range rows {
-		mark := "ok"
-		if r.problem != "" {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\n", r.path, r.how, r.as, r.seen, r.emails, r.status, mark)
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = []string{r.path, r.how, r.as, r.seen, r.emails, r.status}
 	}
-	_ = tw.Flush()
-	fmt.Fprintln(w)
-	for _, r := range rows {
-		if r.detail != "" {
-			fmt.Fprint(w, wrap(r.path+": "+r.detail, 78, "    "))
-		}
-		if r.problem != "" {
-			fmt.Fprint(w, wrap(r.path+": UNEXPECTED: "+r.problem, 78, "    "))
-		}
-	}
+	printRows(w, "What the data looked like, read through the app (samples.sales.orders, EMEA):",
+		[]string{"PATH", "TOKEN FROM", "READ AS", "ORDERS", "EMAILS", "STATUS"}, cells,
+		func(i int) (string, string, string) { return rows[i].path, rows[i].detail, rows[i].problem })
 }

@@ -208,25 +208,38 @@ func orDash(s string) string {
 
 // printTable writes the rows as a table narrow enough for an 80-column terminal, then each row's detail, wrapped.
 func printTable(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "What the app saw, for each way of getting a token:")
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = []string{r.path, r.how, r.user, r.email, r.status}
+	}
+	printRows(w, "What the app saw, for each way of getting a token:",
+		[]string{"PATH", "TOKEN FROM", "X-FORWARDED-USER", "EMAIL", "STATUS"}, cells,
+		func(i int) (string, string, string) { return rows[i].path, rows[i].detail, rows[i].problem })
+}
+
+// printRows writes a titled table whose last column gets each row's verdict (ok, or FAIL with a problem), then the
+// rows' details and problems, wrapped. about gives row i's name, detail and problem.
+func printRows(w io.Writer, title string, header []string, cells [][]string, about func(i int) (name, detail, problem string)) {
+	fmt.Fprintln(w, title)
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATH\tTOKEN FROM\tX-FORWARDED-USER\tEMAIL\tSTATUS")
-	for _, r := range rows {
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for i, c := range cells {
 		mark := "ok"
-		if r.problem != "" {
+		if _, _, problem := about(i); problem != "" {
 			mark = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\n", r.path, r.how, r.user, r.email, r.status, mark)
+		fmt.Fprintln(tw, strings.Join(c, "\t")+" "+mark)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
-	for _, r := range rows {
-		if r.detail != "" {
-			fmt.Fprint(w, wrap(r.path+": "+r.detail, 78, "    "))
+	for i := range cells {
+		name, detail, problem := about(i)
+		if detail != "" {
+			fmt.Fprint(w, wrap(name+": "+detail, 78, "    "))
 		}
-		if r.problem != "" {
-			fmt.Fprint(w, wrap(r.path+": UNEXPECTED: "+r.problem, 78, "    "))
+		if problem != "" {
+			fmt.Fprint(w, wrap(name+": UNEXPECTED: "+problem, 78, "    "))
 		}
 	}
 }
