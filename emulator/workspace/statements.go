@@ -39,6 +39,8 @@ const (
 	maxKeptResultBytes = 256 << 20
 	// statementRetention is how long a finished statement's result can be fetched.
 	statementRetention = time.Hour
+	// maxKeptStatements bounds the finished statements remembered; the oldest are forgotten (404) beyond it.
+	maxKeptStatements = 10_000
 )
 
 // statements runs statements on the warehouses, as their callers, through the SQL engine, and keeps their results
@@ -56,7 +58,8 @@ type statements struct {
 
 	mu       sync.Mutex // guards the map, the accounting and every statement's mutable fields
 	byID     map[string]*statement
-	finished []*statement // oldest first, those still holding a result
+	withResult []*statement // finished and holding a result, oldest first
+	ended      []*statement // every finished statement still remembered, oldest first
 	kept     int64        // bytes of results held
 	active   int
 }
@@ -333,8 +336,9 @@ func (st *statements) finish(s *statement, res *sqlengine.Result, fault *sql.Ser
 		s.state, s.result = sql.StatementStateSucceeded, res
 		s.chunks = chunk(res)
 		st.kept += res.Bytes
-		st.finished = append(st.finished, s)
+		st.withResult = append(st.withResult, s)
 	}
+	st.ended = append(st.ended, s)
 	close(s.done)
 	st.sweepLocked()
 }
@@ -362,19 +366,24 @@ func chunk(res *sqlengine.Result) []sql.BaseChunkInfo {
 }
 
 // sweepLocked drops the results of statements finished longer ago than statementRetention, and the oldest
-// results while more than maxKeptResultBytes are held; their statements read CLOSED. Statements without a result
-// are forgotten after the retention.
+// results while more than maxKeptResultBytes are held: their statements read CLOSED. It forgets statements finished
+// longer ago than the retention, and the oldest beyond maxKeptStatements: those are not found any more.
 func (st *statements) sweepLocked() {
 	now := st.now()
-	for len(st.finished) > 0 && (st.kept > maxKeptResultBytes || now.Sub(st.finished[0].finished) > statementRetention) {
-		s := st.finished[0]
-		st.finished = st.finished[1:]
+	for len(st.withResult) > 0 && (st.kept > maxKeptResultBytes || now.Sub(st.withResult[0].finished) > statementRetention) {
+		s := st.withResult[0]
+		st.withResult = st.withResult[1:]
 		st.kept -= s.result.Bytes
 		s.result, s.chunks, s.state = nil, nil, sql.StatementStateClosed
 	}
-	for id, s := range st.byID {
-		if !s.finished.IsZero() && s.result == nil && now.Sub(s.finished) > statementRetention {
-			delete(st.byID, id)
+	for len(st.ended) > 0 && (len(st.ended) > maxKeptStatements || now.Sub(st.ended[0].finished) > statementRetention) {
+		s := st.ended[0]
+		st.ended = st.ended[1:]
+		delete(st.byID, s.id)
+		if s.result != nil { // forgotten before its result was dropped: beyond maxKeptStatements
+			st.withResult = slices.DeleteFunc(st.withResult, func(o *statement) bool { return o == s })
+			st.kept -= s.result.Bytes
+			s.result, s.chunks = nil, nil
 		}
 	}
 }
