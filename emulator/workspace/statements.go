@@ -56,12 +56,12 @@ type statements struct {
 	logger    *slog.Logger
 	now       func() time.Time
 
-	mu       sync.Mutex // guards the map, the accounting and every statement's mutable fields
-	byID     map[string]*statement
+	mu         sync.Mutex // guards the map, the accounting and every statement's mutable fields
+	byID       map[string]*statement
 	withResult []*statement // finished and holding a result, oldest first
 	ended      []*statement // every finished statement still remembered, oldest first
-	kept     int64        // bytes of results held
-	active   int
+	kept       int64        // bytes of results held
+	active     int
 }
 
 type statement struct {
