@@ -252,7 +252,7 @@ func creatorName(p principal) string { return p.UserName }
 func (w *Workspace) handleCreateApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req apps.App
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -363,7 +363,7 @@ func (w *Workspace) handlePatchApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var raw map[string]json.RawMessage
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &raw); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &raw); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -436,7 +436,7 @@ func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 			App        *apps.App `json:"app"`
 			UpdateMask string    `json:"update_mask"`
 		}
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -584,7 +584,7 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppDeployment
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}

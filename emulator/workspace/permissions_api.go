@@ -48,7 +48,7 @@ func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppPermissionsRequest
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}

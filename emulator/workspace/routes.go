@@ -108,7 +108,7 @@ func (w *Workspace) handleTelemetry() http.HandlerFunc {
 		var req struct {
 			ProtoLogs []json.RawMessage `json:"protoLogs"`
 		}
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
