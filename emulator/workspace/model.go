@@ -138,7 +138,7 @@ func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compu
 	rec.proxy = p
 	w.apps[s.name] = rec
 	w.appOrder = append(w.appOrder, s.name)
-	p.server = w.serve(ln, p.handler())
+	p.server = w.serve(ln, withH2CUpgrade(p.handler()))
 	return rec, nil
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -379,3 +381,23 @@ func (p *appProxy) upstreamError(rw http.ResponseWriter, r *http.Request, err er
 			Fix:     "check the app is running and listens on $DATABRICKS_APP_PORT"})
 	}
 }
+
+// withH2CUpgrade serves the HTTP/1.1 requests that ask to upgrade to h2c (Upgrade: h2c, RFC 7540 section 3.2) over
+// HTTP/2, as `curl --http2` sends them; the server's Protocols take h2c with prior knowledge, and everything else
+// (a WebSocket upgrade included) goes to h unchanged. The upgrading request is read whole before it is answered, so
+// its body is bounded.
+func withH2CUpgrade(h http.Handler) http.Handler {
+	upgrade := h2c.NewHandler(h, &http2.Server{})
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+			h.ServeHTTP(rw, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(rw, r.Body, maxH2CUpgradeBody)
+		upgrade.ServeHTTP(rw, r)
+	})
+}
+
+// maxH2CUpgradeBody bounds the body of a request that upgrades to h2c; clients send none (curl upgrades only
+// requests without one).
+const maxH2CUpgradeBody = 1 << 20

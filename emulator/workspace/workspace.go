@@ -312,7 +312,12 @@ func (w *Workspace) serve(ln net.Listener, h http.Handler) *http.Server {
 		ReadTimeout:       w.listen.read,
 		IdleTimeout:       w.listen.idle,
 		ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
+		// HTTP/2 without TLS (h2c) with prior knowledge, besides HTTP/1.1: the platform's proxy speaks both, and asks
+		// apps to (docs/platform.md). The upgrade from HTTP/1.1 is withH2CUpgrade's.
+		Protocols: new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
