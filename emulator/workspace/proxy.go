@@ -30,6 +30,7 @@ type appProxy struct {
 	url       string
 	ws        *Workspace
 	logs      *appLog
+	resumes   logResumes // where the app's log streams that just ended stopped (logz.go)
 	server    *http.Server
 	transport *http.Transport
 	settings  atomic.Pointer[appSettings]
