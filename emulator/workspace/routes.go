@@ -62,6 +62,7 @@ func (w *Workspace) routes() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(w.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())
+		w.scimRoutes(r) // the directory: users, service principals and groups (scim.go)
 		r.Post(PathTelemetry, w.handleTelemetry())
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeApps))
