@@ -46,6 +46,7 @@ type options struct {
 	dataDir        string
 	tokenLifetime  time.Duration
 	requestTimeout time.Duration
+	computeDelay   time.Duration
 	verbose        bool
 	startTimeout   time.Duration
 	upstreams      map[string]string
@@ -104,6 +105,8 @@ func workspaceFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "`DIR` where workspace files and deployments are kept (default: a temp dir removed on exit)")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", workspace.DefaultTokenLifetime, "access token lifetime (e.g. 30s to exercise refresh)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", workspace.DefaultRequestTimeout, "how long the proxy waits for an app, then answers 504")
+	fs.DurationVar(&o.computeDelay, "compute-delay", workspace.DefaultComputeDelay, "how long an app's compute takes to "+
+		"start or stop, in STARTING or STOPPING: the SDK's waiters and the CLI's spinners poll that long")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every request an app's proxy forwards (by default only those the app did not "+
 		"answer: a sign-in redirect, a 400, 401, 403, 502, 504, a fault; the app logs its own answers)")
 }
@@ -168,6 +171,9 @@ func (o *options) check() error {
 	}
 	if o.requestTimeout <= 0 {
 		return fmt.Errorf("--request-timeout %s: want a positive duration", o.requestTimeout)
+	}
+	if o.computeDelay <= 0 {
+		return fmt.Errorf("--compute-delay %s: want a positive duration", o.computeDelay)
 	}
 	return nil
 }

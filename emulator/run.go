@@ -62,8 +62,8 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// The workspace outlives ctx until the apps have stopped (Close stops them first), so they can drain through it.
 	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
-		RequestTimeout: o.requestTimeout, Logger: logger, DataDir: o.dataDir, StartTimeout: o.startTimeout,
-		AppStdout: stdout, AppStderr: stderr, SQLEngine: duckdb.Open})
+		RequestTimeout: o.requestTimeout, ComputeDelay: o.computeDelay, Logger: logger, DataDir: o.dataDir,
+		StartTimeout: o.startTimeout, AppStdout: stdout, AppStderr: stderr, SQLEngine: duckdb.Open})
 	if err != nil {
 		return err
 	}

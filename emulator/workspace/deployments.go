@@ -122,6 +122,7 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 			obsolete = rec.active.dir
 		}
 		rec.active = d
+		rec.runLaunch = nil // a start runs this deployment again, not what `emulator run` ran before it
 		rec.defaultSourceCodePath = d.sourceCodePath
 	}
 	message := d.message

@@ -29,6 +29,14 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "serve":
 		serveTestApp()
+	case "serve-when": // listens once the file TEST_APP_WAIT_FOR exists: a start as slow as the test wants
+		for {
+			if _, err := os.Stat(os.Getenv("TEST_APP_WAIT_FOR")); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		serveTestApp()
 	case "silent": // starts, never listens
 		fmt.Println("warming up forever")
 		time.Sleep(time.Hour)

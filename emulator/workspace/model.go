@@ -86,6 +86,9 @@ type appRecord struct {
 	instance              *Instance // the process serving the app, when the workspace started it
 	crash                 string    // why the last instance stopped on its own, until the next start
 	generation            uint64    // counts starts and stops, so a slow start never attaches after a later one
+	computeGen            uint64    // counts compute transitions, so a late one never undoes a later apps start or stop
+	starting              bool      // the app is being started again (apps start, a restart): not yet listening
+	runLaunch             *Launch   // what `emulator run` started it with, until a deployment replaces it
 	deleted               bool      // the app was deleted: nothing may start or attach for it any more
 }
 

@@ -220,6 +220,13 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		}
 	}
 	fwd.upstream = p.upstreamURL()
+	if fwd.upstream == nil && p.ws.isStarting(p.name) {
+		rw.Header().Set("Retry-After", "1")
+		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable,
+			Message: fmt.Sprintf("app %s is starting", p.name),
+			Fix:     "try again in a moment; databricks apps get " + p.name + " says when it is RUNNING"})
+		return false
+	}
 	if fwd.upstream == nil {
 		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
 			Message: fmt.Sprintf("app %s is not running", p.name),

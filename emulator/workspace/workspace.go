@@ -74,6 +74,11 @@ type Options struct {
 	SQLEngine OpenSQLEngine
 	// WarehouseTransition is how long a warehouse stays STARTING or STOPPING (2 s by default).
 	WarehouseTransition time.Duration
+	// ComputeDelay is how long an app's compute takes to start or stop (STARTING, STOPPING); 2 s by default.
+	ComputeDelay time.Duration
+	// computeHold, when set, holds each compute transition until a value is received from it: tests use it to
+	// observe the transitional states whatever the machine's speed.
+	computeHold chan struct{}
 	// ports hands out the apps' ports; nil means the process's own (appPorts). Tests give a workspace its own.
 	ports *portReservations
 }
@@ -115,6 +120,8 @@ type Workspace struct {
 	appStderr     *lockedWriter
 	startTimeout  time.Duration
 	stopGrace     time.Duration
+	computeDelay  time.Duration
+	computeHold   chan struct{}
 	ports         *portReservations // the apps' ports (ports.go)
 
 	ctx          context.Context // ends when Close starts: background deployments stop
@@ -176,6 +183,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = runner.StopGrace
 	}
+	if opts.ComputeDelay == 0 {
+		opts.ComputeDelay = DefaultComputeDelay
+	}
+	if opts.ComputeDelay < 0 {
+		return nil, fmt.Errorf("compute delay %s: want a positive duration", opts.ComputeDelay)
+	}
 	for _, out := range []*io.Writer{&opts.AppStdout, &opts.AppStderr} {
 		if *out == nil {
 			*out = io.Discard
@@ -186,6 +199,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		appStderr:    &lockedWriter{w: opts.AppStderr},
 		startTimeout: opts.StartTimeout,
 		stopGrace:    opts.StopGrace,
+		computeDelay: opts.ComputeDelay,
+		computeHold:  opts.computeHold,
 		ports:        opts.ports,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
