@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -517,6 +518,7 @@ func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 		for _, dir := range dirs {
 			removeDeploymentDir(dir)
 		}
+		_ = os.RemoveAll(w.appDir(name)) // its home and installs
 		w.logger.Info("app deleted", "app", name)
 		w.stateChanged()
 		a.ComputeStatus = &apps.ComputeStatus{State: apps.ComputeStateDeleting, Message: "App is being deleted."}

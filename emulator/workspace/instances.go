@@ -24,6 +24,9 @@ type Launch struct {
 	Command []string // argv; $DATABRICKS_APP_PORT in it is replaced
 	Env     []string // KEY=VALUE, valueFrom already resolved; the platform's own variables win over these
 	Dir     string   // where the command runs
+	// sandbox is the container of a deployed app; nil for `emulator run`, which starts the developer's own command
+	// in the developer's environment.
+	sandbox *runner.Sandbox
 }
 
 // ReadAppYAML reads an app.yaml into a Launch for the named app. A valueFrom naming one of the app's app resources
@@ -137,7 +140,7 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	stdout, stderr := w.appOutput(s.name, tail)
 	w.appSystemLog(s.name, "Starting app with command: "+strings.Join(l.Command, " "))
 	proc, err := runner.Start(runner.Spec{Name: s.name, Command: l.Command, Dir: l.Dir, Port: port, Env: env,
-		Stdout: stdout, Stderr: stderr})
+		Stdout: stdout, Stderr: stderr, Sandbox: l.sandbox})
 	if err != nil {
 		w.ports.release(port)
 		w.appSystemLog(s.name, "App failed to start: "+err.Error())

@@ -229,6 +229,15 @@ func (w *Workspace) AppLogWriter(app string) io.Writer {
 	return io.Discard
 }
 
+// appLogSystemWriter returns a new writer into an app's log whose lines are SYSTEM records: the output of the
+// platform's installers and build, as `databricks apps logs` shows it.
+func (w *Workspace) appLogSystemWriter(app string) io.Writer {
+	if p := w.proxyOf(app); p != nil {
+		return &logLineWriter{log: p.logs, source: logSourceSystem}
+	}
+	return io.Discard
+}
+
 // AppLogSystem records a platform event in an app's log, such as "App started": the SYSTEM lines of
 // `databricks apps logs`. It does nothing for an unknown app.
 func (w *Workspace) AppLogSystem(app, msg string) {

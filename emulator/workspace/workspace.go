@@ -74,6 +74,9 @@ type Options struct {
 	SQLEngine OpenSQLEngine
 	// WarehouseTransition is how long a warehouse stays STARTING or STOPPING (2 s by default).
 	WarehouseTransition time.Duration
+	// UserEnv is the environment of the user running the emulator; nil means this process's. Deployed apps get
+	// none of it; their installers get its pip, npm and uv configuration, proxy and certificates (build.go).
+	UserEnv []string
 	// ComputeDelay is how long an app's compute takes to start or stop (STARTING, STOPPING); 2 s by default.
 	ComputeDelay time.Duration
 	// computeHold, when set, holds each compute transition until a value is received from it: tests use it to
@@ -122,7 +125,12 @@ type Workspace struct {
 	stopGrace     time.Duration
 	computeDelay  time.Duration
 	computeHold   chan struct{}
-	ports         *portReservations // the apps' ports (ports.go)
+	userEnviron   []string // Options.UserEnv
+
+	pythonOnce sync.Once // the interpreter virtualenvs are made from (build.go)
+	python     string
+	pythonErr  error
+	ports      *portReservations // the apps' ports (ports.go)
 
 	ctx          context.Context // ends when Close starts: background deployments stop
 	cancel       context.CancelFunc
@@ -201,6 +209,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		stopGrace:    opts.StopGrace,
 		computeDelay: opts.ComputeDelay,
 		computeHold:  opts.computeHold,
+		userEnviron:  opts.UserEnv,
 		ports:        opts.ports,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
@@ -211,6 +220,9 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 
 		logKeepalive: opts.LogKeepalive,
 		listen:       listen,
+	}
+	if w.userEnviron == nil {
+		w.userEnviron = os.Environ()
 	}
 	w.sessions = newSessions(opts.TokenLifetime, w.grants.revoke)
 	if w.ports == nil {
@@ -262,6 +274,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	w.grants.startSweeping(sweepInterval)
+	w.reportIsolation()
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID)
 	return w, nil
