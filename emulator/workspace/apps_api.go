@@ -310,6 +310,7 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 		a := w.wireLocked(rec, false) // a new app has no upstream
 		w.mu.Unlock()
 		w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
+		w.changed("principals")
 		w.stateChanged()
 		jsonhttp.Write(rw, http.StatusOK, a)
 	}
@@ -435,6 +436,7 @@ func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, f
 	rec.updateTime, rec.updater = time.Now().UTC(), creatorName(who)
 	w.logger.Info("app updated", "app", s.name, "fields", strings.Join(fields, ","), "user_api_scopes",
 		strings.Join(s.userAPIScopes, " "))
+	w.changed("apps")
 	return nil
 }
 
@@ -473,6 +475,7 @@ func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 				Message: "App updated successfully."}}
 		update := *rec.lastUpdate
 		w.mu.Unlock()
+		w.changed("apps")
 		jsonhttp.Write(rw, http.StatusOK, update)
 	}
 }
@@ -520,6 +523,7 @@ func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 		}
 		_ = os.RemoveAll(w.appDir(name)) // its home and installs
 		w.logger.Info("app deleted", "app", name)
+		w.changed("principals")
 		w.stateChanged()
 		a.ComputeStatus = &apps.ComputeStatus{State: apps.ComputeStateDeleting, Message: "App is being deleted."}
 		jsonhttp.Write(rw, http.StatusOK, a)

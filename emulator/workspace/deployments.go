@@ -133,6 +133,7 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 	if err == nil {
 		w.removeOtherInstalls(name, &succeeded)
 	}
+	w.changed("apps")
 	w.appSystemLog(name, message)
 	if err != nil {
 		w.logger.Warn("deployment failed", "app", name, "deployment_id", d.id, "err", err)

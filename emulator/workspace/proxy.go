@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,13 @@ func (p *appProxy) setUpstream(raw string) error {
 	p.mu.Unlock()
 	p.ws.logger.Info("app attached", "app", p.name, "upstream", p.upstream.String())
 	return nil
+}
+
+// port is the proxy's own port, the one in its URL.
+func (p *appProxy) port() int {
+	u, _ := url.Parse(p.url)
+	n, _ := strconv.Atoi(u.Port())
+	return n
 }
 
 func (p *appProxy) upstreamURL() *url.URL {
