@@ -61,7 +61,8 @@ type Options struct {
 	ReadHeaderTimeout time.Duration // 10 s by default
 	ReadTimeout       time.Duration // 60 s by default
 	IdleTimeout       time.Duration // 120 s by default
-	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
+	// DataDir keeps the workspace across restarts (persist.go): its files, apps, deployments, principals, grants,
+	// keys and address; one workspace at a time may use it. Empty means a throw-away temp dir removed by Close.
 	DataDir string
 	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
 	// app's name; nil discards it (it still reaches the app's log).
