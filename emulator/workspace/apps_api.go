@@ -79,7 +79,7 @@ func (w *Workspace) requireManage(next http.Handler) http.Handler {
 			return
 		}
 		who := authFrom(r.Context()).principal
-		if !rec.settings().has(who, PermissionCanManage) {
+		if !w.mayManage(rec.settings(), who) {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("%s does not have CAN_MANAGE permission on app %s", who.UserName, rec.settings().name),
 				Fix:     "ask a manager of the app for CAN_MANAGE, or act as one"})

@@ -155,7 +155,8 @@ func TestGrantTurnsForbiddenIntoOK(t *testing.T) {
 	require.NoError(t, err)
 	perms, err = dev.Apps.GetPermissions(ctx, apps.GetAppPermissionsRequest{AppName: "api-app"})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"user_name=dev@example.com CAN_MANAGE", "group_name=users CAN_USE"}, levels(perms))
+	assert.ElementsMatch(t, []string{"user_name=dev@example.com CAN_MANAGE", "group_name=users CAN_USE",
+		"group_name=admins CAN_MANAGE"}, levels(perms), "the workspace admins' CAN_MANAGE is inherited, always there")
 	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(outsider))
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the users group holds every service principal")
 

@@ -168,10 +168,10 @@ func (w *Workspace) settingsOf(name string) *appSettings {
 	return nil
 }
 
-// canManage reports whether p holds CAN_MANAGE on the named app.
+// canManage reports whether p may manage the named app: CAN_MANAGE on it, or a workspace admin.
 func (w *Workspace) canManage(app string, p principal) bool {
 	s := w.settingsOf(app)
-	return s != nil && s.has(p, PermissionCanManage)
+	return s != nil && w.mayManage(s, p)
 }
 
 // appsUsableBy lists the apps p may use, in creation order.

@@ -15,7 +15,7 @@ import (
 const PathAppPermissions = "/api/2.0/permissions/apps"
 
 // permissionRoutes is the Permissions API for apps. Reading or changing an app's permissions takes CAN_MANAGE on
-// it; a change applies at the app's proxy from the next request on.
+// it, or a workspace admin; a change applies at the app's proxy from the next request on.
 func (w *Workspace) permissionRoutes(r chi.Router) {
 	r.Route(PathAppPermissions+"/{name}", func(r chi.Router) {
 		r.Use(w.requireManage)
@@ -138,5 +138,9 @@ func (w *Workspace) permissionsWire(s *appSettings) apps.AppPermissions {
 		}
 		out.AccessControlList = append(out.AccessControlList, entry)
 	}
+	// Workspace admins manage every app, as Databricks lists it: inherited from the apps root.
+	out.AccessControlList = append(out.AccessControlList, apps.AppAccessControlResponse{GroupName: GroupAdmins,
+		AllPermissions: []apps.AppPermission{{PermissionLevel: apps.AppPermissionLevelCanManage, Inherited: true,
+			InheritedFromObject: []string{"/apps/"}}}})
 	return out
 }

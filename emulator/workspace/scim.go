@@ -64,7 +64,7 @@ type workspaceGroup struct {
 }
 
 // directoryGroups lists the workspace's groups: users, which holds every user and service principal, as in
-// Databricks.
+// Databricks, and the model's groups (admins among them).
 func (w *Workspace) directoryGroups() []workspaceGroup {
 	var everyone []principal
 	for _, u := range w.dir.users() {
@@ -75,7 +75,17 @@ func (w *Workspace) directoryGroups() []workspaceGroup {
 			everyone = append(everyone, p)
 		}
 	}
-	return []workspaceGroup{{name: GroupUsers, members: everyone}}
+	groups := []workspaceGroup{{name: GroupUsers, members: everyone}}
+	for _, g := range w.cfg.Groups {
+		members := []principal{}
+		for _, p := range everyone {
+			if slices.Contains(p.Groups, g.Name) {
+				members = append(members, p)
+			}
+		}
+		groups = append(groups, workspaceGroup{name: g.Name, members: members})
+	}
+	return groups
 }
 
 // groupID is a group's numeric id: a hash of its name, sixteen digits as Databricks' ids are, so it stays the same

@@ -46,17 +46,23 @@ func TestSCIMListsWithTheSDK(t *testing.T) {
 	_, err = c.ServicePrincipals.GetById(ctx, "999999")
 	assert.Equal(t, http.StatusNotFound, apiError(t, err).StatusCode)
 
-	groups, err := c.Groups.ListAll(ctx, iam.ListGroupsRequest{})
+	groups, err := c.Groups.ListAll(ctx, iam.ListGroupsRequest{Filter: `displayName eq "users"`})
 	require.NoError(t, err)
-	require.NotEmpty(t, groups)
-	assert.Equal(t, "users", groups[0].DisplayName)
+	require.Len(t, groups, 1)
 	assert.Len(t, groups[0].Members, 7, "users holds every user and service principal")
 	group, err := c.Groups.GetById(ctx, groups[0].Id)
 	require.NoError(t, err)
 	assert.Equal(t, "users", group.DisplayName)
-	require.Len(t, users[0].Groups, 1)
-	assert.Equal(t, "users", users[0].Groups[0].Display)
-	assert.Equal(t, groups[0].Id, users[0].Groups[0].Value)
+	admins, err := c.Groups.ListAll(ctx, iam.ListGroupsRequest{Filter: `displayName eq "admins"`})
+	require.NoError(t, err)
+	require.Len(t, admins, 1)
+	require.Len(t, admins[0].Members, 1)
+	assert.Equal(t, "Dev Eloper", admins[0].Members[0].Display, "the signed-in user is the workspace admin")
+	var userGroups []string
+	for _, g := range users[0].Groups {
+		userGroups = append(userGroups, g.Display)
+	}
+	assert.ElementsMatch(t, []string{"admins", "users"}, userGroups)
 }
 
 func TestSCIMFilterSortAndPages(t *testing.T) {
