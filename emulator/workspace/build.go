@@ -99,6 +99,9 @@ func (w *Workspace) installNodeModules(app string, d *deployment) (string, error
 		if err := os.RemoveAll(modules); err != nil {
 			return "", err
 		}
+		if !exists(filepath.Join(cache, "node_modules")) {
+			return key, nil // a package.json without dependencies
+		}
 		return key, linkTree(filepath.Join(cache, "node_modules"), modules)
 	}
 	w.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: "+name)
@@ -107,6 +110,9 @@ func (w *Workspace) installNodeModules(app string, d *deployment) (string, error
 	}
 	// Kept for the next deployment, as hard links: the snapshot's copy and the kept one are one set of files.
 	_ = os.RemoveAll(cache)
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		return "", err
+	}
 	if exists(modules) {
 		if err := linkTree(modules, filepath.Join(cache, "node_modules")); err != nil {
 			return "", fmt.Errorf("keep node_modules for later deployments: %w", err)

@@ -260,3 +260,28 @@ func npmRegistry(t *testing.T, name, version, code string) (string, *atomic.Int6
 	t.Cleanup(srv.Close)
 	return srv.URL, &asked
 }
+
+// TestDeploymentOfAPackageWithoutDependencies: a package.json with no dependencies installs nothing (npm makes no
+// node_modules), twice, and its start script runs.
+func TestDeploymentOfAPackageWithoutDependencies(t *testing.T) {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: the platform's Node.js apps cannot be emulated here", tool)
+		}
+	}
+	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second, UserEnv: userEnvWith("NPM_CONFIG_OFFLINE=true")})
+	token := managerToken(t, w)
+	dev := sdkClient(t, w, token)
+	dir := "/Workspace/Users/dev@example.com/plain-node"
+	uploadFiles(t, w, token, dir, map[string]string{
+		"package.json": `{"name":"plain","version":"1.0.0","private":true,"scripts":{"start":"node server.js"}}`,
+		"server.js": `const [host, port] = process.env.APP_LISTEN_ADDR.split(":");
+require("http").createServer((req, res) => res.end("plain")).listen(Number(port), host);`})
+	for range 2 {
+		d := deploy(t, dev, "caller-app", dir)
+		require.Equal(t, apps.AppDeploymentStateSucceeded, d.Status.State, d.Status.Message)
+		resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/api/x", bearer(token))
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "plain", string(body))
+	}
+}
