@@ -168,11 +168,16 @@ func (w *Workspace) handleStop() http.HandlerFunc {
 	}
 }
 
-// isStarting reports whether the named app is on its way up: its compute starting, a deployment under way, or
-// what it ran last being started again. Its proxy then answers 503 rather than advising a deployment.
-func (w *Workspace) isStarting(name string) bool {
+// upState says whether the named app is on its way up (its compute starting, a deployment under way, or what it
+// ran last being started again), or stopped. Its proxy answers 503 for the one and advises apps start for the other.
+func (w *Workspace) upState(name string) (starting, stopped bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rec, ok := w.apps[name]
-	return ok && (rec.starting || rec.pending != nil || rec.computeState == apps.ComputeStateStarting)
+	if !ok {
+		return false, false
+	}
+	starting = rec.starting || rec.pending != nil || rec.computeState == apps.ComputeStateStarting
+	stopped = rec.computeState == apps.ComputeStateStopped || rec.computeState == apps.ComputeStateStopping
+	return starting, stopped
 }

@@ -124,8 +124,9 @@ func TestStartBringsBackAnEmulatorRunApp(t *testing.T) {
 
 	_, err = waitFor[apps.App](dev.Apps.Stop(t.Context(), apps.StopAppRequest{Name: "api-app"}))
 	require.NoError(t, err)
-	status, _ := whoami(t, w, "api-app", external)
-	assert.Equal(t, http.StatusBadGateway, status)
+	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(external))
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Contains(t, string(body), "databricks apps start api-app", "a stopped app is started, not deployed")
 
 	app, err := waitFor[apps.App](dev.Apps.Start(t.Context(), apps.StartAppRequest{Name: "api-app"}))
 	require.NoError(t, err)

@@ -228,18 +228,8 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		}
 	}
 	fwd.upstream = p.upstreamURL()
-	if fwd.upstream == nil && p.ws.isStarting(p.name) {
-		rw.Header().Set("Retry-After", "1")
-		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable,
-			Message: fmt.Sprintf("app %s is starting", p.name),
-			Fix:     "try again in a moment; databricks apps get " + p.name + " says when it is RUNNING"})
-		return false
-	}
 	if fwd.upstream == nil {
-		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
-			Message: fmt.Sprintf("app %s is not running", p.name),
-			Fix: "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
-				"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"})
+		p.refuseNotRunning(rw, r)
 		return false
 	}
 	if needsUserToken {
@@ -253,6 +243,26 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		fwd.token = token
 	}
 	return true
+}
+
+// refuseNotRunning answers for an app with nothing to forward to: 503 while it starts, else 502 saying what brings
+// it up (apps start for a stopped app, a deployment for one that never ran).
+func (p *appProxy) refuseNotRunning(rw http.ResponseWriter, r *http.Request) {
+	starting, stopped := p.ws.upState(p.name)
+	fix := "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
+		"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"
+	switch {
+	case starting:
+		rw.Header().Set("Retry-After", "1")
+		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable,
+			Message: fmt.Sprintf("app %s is starting", p.name),
+			Fix:     "try again in a moment; databricks apps get " + p.name + " says when it is RUNNING"})
+		return
+	case stopped:
+		fix = "start it: databricks apps start " + p.name
+	}
+	p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
+		Message: fmt.Sprintf("app %s is not running", p.name), Fix: fix})
 }
 
 // forwardedToken is the user token forwarded to the app for the caller's token: issued on the first request with
