@@ -302,10 +302,19 @@ func (w *Workspace) userEnv(name string) string {
 }
 
 // defaultCommand is what the platform runs when app.yaml names no command: npm run start for an app with a
-// package.json, else python and the first .py file of the app's folder.
+// package.json, else python and "the first .py file in your app's file structure" (docs). Which file is first is
+// not said: the emulator takes the root folder's first in name order, or else the first found walking its folders
+// in name order.
 func defaultCommand(dir string) ([]string, error) {
 	if exists(filepath.Join(dir, "package.json")) {
 		return []string{"npm", "run", "start"}, nil
+	}
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries { // sorted by name
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".py") {
+				return []string{"python", e.Name()}, nil
+			}
+		}
 	}
 	var first string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

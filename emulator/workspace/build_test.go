@@ -285,3 +285,29 @@ require("http").createServer((req, res) => res.end("plain")).listen(Number(port)
 		assert.Equal(t, "plain", string(body))
 	}
 }
+
+// TestDefaultCommand: with no command in app.yaml, npm run start for a package.json, else python and the first .py
+// file: the root folder's first, else the first in a folder below.
+func TestDefaultCommand(t *testing.T) {
+	tests := []struct {
+		files []string
+		want  []string
+	}{
+		{[]string{"package.json", "app.py"}, []string{"npm", "run", "start"}},
+		{[]string{"a/first.py", "zeta.py", "main.py"}, []string{"python", "main.py"}},
+		{[]string{"src/app.py", "README.md"}, []string{"python", "src/app.py"}},
+		{[]string{"node_modules/x/setup.py", "web/z.py"}, []string{"python", "web/z.py"}},
+	}
+	for _, tt := range tests {
+		dir := t.TempDir()
+		for _, f := range tt.files {
+			require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, f), nil, 0o644))
+		}
+		got, err := defaultCommand(dir)
+		require.NoError(t, err, tt.files)
+		assert.Equal(t, tt.want, got, tt.files)
+	}
+	_, err := defaultCommand(t.TempDir())
+	assert.ErrorContains(t, err, "nothing the platform would run")
+}
