@@ -180,11 +180,7 @@ http.createServer((req, res) => {
 // serves on loopback), then npm run build, then the default npm run start. A redeploy with the same package.json
 // installs nothing: the registry is not asked again.
 func TestDeploymentInstallsNodeModules(t *testing.T) {
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed: the platform's Node.js apps cannot be emulated here", tool)
-		}
-	}
+	requireNode(t)
 	registry, asked := npmRegistry(t, "emutiny", "1.0.0", `module.exports = () => "hello from npm";`)
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second,
 		UserEnv: userEnvWith("NPM_CONFIG_REGISTRY="+registry+"/", "NPM_CONFIG_AUDIT=false", "NPM_CONFIG_FUND=false")})
@@ -264,11 +260,7 @@ func npmRegistry(t *testing.T, name, version, code string) (string, *atomic.Int6
 // TestDeploymentOfAPackageWithoutDependencies: a package.json with no dependencies installs nothing (npm makes no
 // node_modules), twice, and its start script runs.
 func TestDeploymentOfAPackageWithoutDependencies(t *testing.T) {
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed: the platform's Node.js apps cannot be emulated here", tool)
-		}
-	}
+	requireNode(t)
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second, UserEnv: userEnvWith("NPM_CONFIG_OFFLINE=true")})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -310,4 +302,14 @@ func TestDefaultCommand(t *testing.T) {
 	}
 	_, err := defaultCommand(t.TempDir())
 	assert.ErrorContains(t, err, "nothing the platform would run")
+}
+
+// requireNode skips a test that deploys a Node.js app where node or npm is missing (CI installs both).
+func requireNode(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: the platform's Node.js apps cannot be emulated here", tool)
+		}
+	}
 }
