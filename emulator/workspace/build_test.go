@@ -81,8 +81,9 @@ http.server.HTTPServer((host, int(port)), Handler).serve_forever()
 // (PIP_FIND_LINKS, PIP_NO_INDEX) names, as on a machine with no access to PyPI. A redeploy with the same
 // requirements reuses the virtualenv; a requirement pip cannot meet fails the deployment with pip's own words.
 func TestDeploymentInstallsRequirements(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed: the platform's Python apps cannot be emulated here")
+	if err := exec.Command("python3", "-c", "import ensurepip, venv").Run(); err != nil {
+		t.Skipf("python3 with its venv module is not installed (Debian: python3-venv): the platform's Python apps "+
+			"cannot be emulated here (%v)", err)
 	}
 	wheels := t.TempDir()
 	writeWheel(t, wheels, "emuhello", "1.0", "GREETING = 'hello from a wheel'\n")
