@@ -19,14 +19,14 @@ func TestSCIMListsWithTheSDK(t *testing.T) {
 	c := sdkClient(t, w, m2mToken(t, w, "external-service"))
 	ctx := t.Context()
 
-	users, err := c.Users.ListAll(ctx, iam.ListUsersRequest{})
+	users, err := c.UsersV2.ListAll(ctx, iam.ListUsersRequest{})
 	require.NoError(t, err)
 	require.Len(t, users, 2)
 	assert.Equal(t, "dev@example.com", users[0].UserName)
 	assert.Equal(t, "dev@example.com", users[0].Emails[0].Value)
 	assert.True(t, users[0].Active)
 
-	sps, err := listing.ToSlice(ctx, c.ServicePrincipals.List(ctx, iam.ListServicePrincipalsRequest{Count: 2}))
+	sps, err := listing.ToSlice(ctx, c.ServicePrincipalsV2.List(ctx, iam.ListServicePrincipalsRequest{Count: 2}))
 	require.NoError(t, err, "two a page: the SDK asks for the next pages until one is empty")
 	require.Len(t, sps, 5)
 	state := w.State().ServicePrincipals
@@ -35,25 +35,25 @@ func TestSCIMListsWithTheSDK(t *testing.T) {
 		assert.Equal(t, state[sp.DisplayName].ID, sp.Id, sp.DisplayName)
 	}
 
-	found, err := c.ServicePrincipals.ListAll(ctx, iam.ListServicePrincipalsRequest{Filter: `displayName eq "caller-app"`})
+	found, err := c.ServicePrincipalsV2.ListAll(ctx, iam.ListServicePrincipalsRequest{Filter: `displayName eq "caller-app"`})
 	require.NoError(t, err)
 	require.Len(t, found, 1)
 	assert.Equal(t, state["caller-app"].ClientID, found[0].ApplicationId, "how a workshop leader finds an app's client id")
 
-	sp, err := c.ServicePrincipals.GetById(ctx, state["api-app"].ID)
+	sp, err := c.ServicePrincipalsV2.Get(ctx, iam.GetServicePrincipalRequest{Id: state["api-app"].ID})
 	require.NoError(t, err)
 	assert.Equal(t, "api-app", sp.DisplayName)
-	_, err = c.ServicePrincipals.GetById(ctx, "999999")
+	_, err = c.ServicePrincipalsV2.Get(ctx, iam.GetServicePrincipalRequest{Id: "999999"})
 	assert.Equal(t, http.StatusNotFound, apiError(t, err).StatusCode)
 
-	groups, err := c.Groups.ListAll(ctx, iam.ListGroupsRequest{Filter: `displayName eq "users"`})
+	groups, err := c.GroupsV2.ListAll(ctx, iam.ListGroupsRequest{Filter: `displayName eq "users"`})
 	require.NoError(t, err)
 	require.Len(t, groups, 1)
 	assert.Len(t, groups[0].Members, 7, "users holds every user and service principal")
-	group, err := c.Groups.GetById(ctx, groups[0].Id)
+	group, err := c.GroupsV2.Get(ctx, iam.GetGroupRequest{Id: groups[0].Id})
 	require.NoError(t, err)
 	assert.Equal(t, "users", group.DisplayName)
-	admins, err := c.Groups.ListAll(ctx, iam.ListGroupsRequest{Filter: `displayName eq "admins"`})
+	admins, err := c.GroupsV2.ListAll(ctx, iam.ListGroupsRequest{Filter: `displayName eq "admins"`})
 	require.NoError(t, err)
 	require.Len(t, admins, 1)
 	require.Len(t, admins[0].Members, 1)
