@@ -89,7 +89,8 @@ browser-test: ## Drive headless Chromium through the browser sign-in to the app;
 FUZZTIME     ?= 30s
 FUZZ_TARGETS := ./app/identity:FuzzFromHeaders ./app/identity:FuzzParseUser ./app/identity:FuzzDecodeClaims \
 	./caller:FuzzAPIURL ./caller:FuzzParseAppURL ./caller:FuzzServePath \
-	./emulator/workspace:FuzzTokenRequest ./emulator/workspace:FuzzAuthorize ./emulator/workspace:FuzzSignInTarget
+	./emulator/workspace:FuzzTokenRequest ./emulator/workspace:FuzzAuthorize ./emulator/workspace:FuzzSignInTarget \
+	./emulator/workspace:FuzzSCIMFilter
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s); crashers land in the package's testdata/fuzz/
 	@failed=""; for t in $(FUZZ_TARGETS); do \

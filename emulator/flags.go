@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -44,8 +46,10 @@ type options struct {
 	stateFile      string
 	profileDir     string
 	dataDir        string
+	fresh          bool
 	tokenLifetime  time.Duration
 	requestTimeout time.Duration
+	computeDelay   time.Duration
 	verbose        bool
 	startTimeout   time.Duration
 	upstreams      map[string]string
@@ -69,7 +73,7 @@ func newRootCommand(getenv func(string) string, chosen **options) *cobra.Command
 				if len(args) > 0 {
 					return fmt.Errorf("serve takes no arguments, got %q; to start an app use: emulator run -- COMMAND", args)
 				}
-				if err := o.check(); err != nil {
+				if err := o.check(getenv); err != nil {
 					return err
 				}
 				*chosen = o
@@ -100,10 +104,16 @@ func workspaceFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.configFile, "config", "", "principal model `FILE`, JSON or YAML (default: the embedded one, see docs/emulator.md)")
 	fs.StringVar(&o.stateFile, "state", "", "write the state JSON to `FILE` once everything listens (owner-only; removed on exit)")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "`DIR` where to write .databrickscfg and the databricks CLI stand-in (default: "+
-		"a temp dir); a new directory, or one holding none of your own .databrickscfg or databricks")
-	fs.StringVar(&o.dataDir, "data-dir", "", "`DIR` where workspace files and deployments are kept (default: a temp dir removed on exit)")
+		"profile/ in the data dir, a temp dir with --fresh); a new directory, or one holding none of your own "+
+		".databrickscfg or databricks")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`DIR` where the workspace is kept across restarts: its apps, grants, files, "+
+		"deployments, keys and address (default: "+dataDirName+" in $XDG_STATE_HOME, else in ~/.local/state; "+
+		"~/Library/Application Support on macOS); one emulator at a time")
+	fs.BoolVar(&o.fresh, "fresh", false, "a throw-away workspace instead, in a temp dir removed on exit (tests, demos)")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", workspace.DefaultTokenLifetime, "access token lifetime (e.g. 30s to exercise refresh)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", workspace.DefaultRequestTimeout, "how long the proxy waits for an app, then answers 504")
+	fs.DurationVar(&o.computeDelay, "compute-delay", workspace.DefaultComputeDelay, "how long an app's compute takes to "+
+		"start or stop, in STARTING or STOPPING: the SDK's waiters and the CLI's spinners poll that long")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every request an app's proxy forwards (by default only those the app did not "+
 		"answer: a sign-in redirect, a 400, 401, 403, 502, 504, a fault; the app logs its own answers)")
 }
@@ -132,7 +142,7 @@ func newRunCommand(getenv func(string) string, chosen **options) *cobra.Command 
 					return fmt.Errorf("app %s: give its command after -- or its app.yaml with --app-yaml", appLabel(l.name))
 				}
 			}
-			if err := o.check(); err != nil {
+			if err := o.check(getenv); err != nil {
 				return err
 			}
 			*chosen = o
@@ -161,13 +171,26 @@ func newRunCommand(getenv func(string) string, chosen **options) *cobra.Command 
 	return cmd
 }
 
-// check validates what serve and run share.
-func (o *options) check() error {
+// check validates what serve and run share, and works out where a lasting workspace is kept.
+func (o *options) check(getenv func(string) string) error {
+	switch {
+	case o.fresh && o.dataDir != "":
+		return errors.New("--fresh and --data-dir exclude each other: a fresh workspace is a temp dir of its own")
+	case !o.fresh && o.dataDir == "":
+		dir, err := defaultDataDir(getenv)
+		if err != nil {
+			return err
+		}
+		o.dataDir = dir
+	}
 	if o.tokenLifetime < time.Second {
 		return fmt.Errorf("--token-lifetime %s: want at least 1s", o.tokenLifetime)
 	}
 	if o.requestTimeout <= 0 {
 		return fmt.Errorf("--request-timeout %s: want a positive duration", o.requestTimeout)
+	}
+	if o.computeDelay <= 0 {
+		return fmt.Errorf("--compute-delay %s: want a positive duration", o.computeDelay)
 	}
 	return nil
 }
@@ -290,3 +313,23 @@ func isPortOption(word string) bool {
 
 // addressPort is a listen address and its port, which may be empty: "0.0.0.0:8000", "localhost:", "[::]:", ":".
 var addressPort = regexp.MustCompile(`^(?:localhost|[0-9.]+|\[[0-9a-fA-F:]*\])?:([0-9]*)$`)
+
+// dataDirName is the emulator's folder in the user's state directory.
+const dataDirName = "databricks-apps-emulator"
+
+// defaultDataDir is where a lasting workspace is kept: the user's state directory, as the XDG Base Directory
+// specification names it on Linux ($XDG_STATE_HOME, else ~/.local/state), or macOS's Application Support.
+func defaultDataDir(getenv func(string) string) (string, error) {
+	if dir := getenv("XDG_STATE_HOME"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, dataDirName), nil
+	}
+	home := getenv("HOME")
+	if home == "" {
+		return "", errors.New("HOME is not set, so the emulator has nowhere to keep its workspace: give --data-dir " +
+			"DIR, or --fresh for a throw-away workspace")
+	}
+	if runtime.GOOS == "darwin" {
+		return filepath.Join(home, "Library", "Application Support", dataDirName), nil
+	}
+	return filepath.Join(home, ".local", "state", dataDirName), nil
+}

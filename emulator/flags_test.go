@@ -14,7 +14,7 @@ import (
 func TestCommandLine(t *testing.T) {
 	t.Parallel()
 	unset := func(string) string { return "" }
-	o, err := parseFlags("run", []string{"--app", "caller-app", "--app-yaml", "caller/app.yaml", "--app", "api-app",
+	o, err := parseFlags("run", []string{"--fresh", "--app", "caller-app", "--app-yaml", "caller/app.yaml", "--app", "api-app",
 		"--start-timeout", "5s", "--verbose", "go", "run", "./app", "--port", "$DATABRICKS_APP_PORT"}, unset, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, "run", o.command)
@@ -26,7 +26,7 @@ func TestCommandLine(t *testing.T) {
 		*o.launches[1], "the command starts at the first argument that is not a flag, -- or not")
 
 	o, err = parseFlags("serve", []string{"--upstream", "api-app=http://127.0.0.1:9", "--upstream", "b=http://x",
-		"--state", "/tmp/s.json", "--token-lifetime", "30s"}, unset, io.Discard)
+		"--state", "/tmp/s.json", "--token-lifetime", "30s", "--fresh"}, unset, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"api-app": "http://127.0.0.1:9", "b": "http://x"}, o.upstreams)
 	assert.Equal(t, "/tmp/s.json", o.stateFile)

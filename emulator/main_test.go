@@ -39,7 +39,16 @@ func TestMain(m *testing.M) {
 		serveEchoApp()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// No test may keep its workspace in the user's state directory: should one forget --fresh, it lands here.
+	state, err := os.MkdirTemp("", "emulator-test-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_STATE_HOME", state)
+	code := m.Run()
+	_ = os.RemoveAll(state)
+	os.Exit(code)
 }
 
 // echoResponse is what the echo apps answer: the headers they received and, for the one `run` starts, the

@@ -47,6 +47,12 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		}
 	}
 	if o.stateFile != "" {
+		// One emulator per state file: a second one would overwrite the first's, and remove it on exit.
+		lock, err := workspace.LockFile(stateLockPath(o.stateFile))
+		if err != nil {
+			return fmt.Errorf("state file %s: %w", o.stateFile, err)
+		}
+		defer lock.Release()
 		_ = os.Remove(o.stateFile) // a stale state would point scripts at dead ports
 		defer os.Remove(o.stateFile)
 	}
@@ -62,8 +68,8 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// The workspace outlives ctx until the apps have stopped (Close stops them first), so they can drain through it.
 	w, err := workspace.Start(context.WithoutCancel(ctx), workspace.Options{Config: cfg, TokenLifetime: o.tokenLifetime,
-		RequestTimeout: o.requestTimeout, Logger: logger, DataDir: o.dataDir, StartTimeout: o.startTimeout,
-		AppStdout: stdout, AppStderr: stderr, SQLEngine: duckdb.Open})
+		RequestTimeout: o.requestTimeout, ComputeDelay: o.computeDelay, Logger: logger, DataDir: o.dataDir,
+		StartTimeout: o.startTimeout, AppStdout: stdout, AppStderr: stderr, SQLEngine: duckdb.Open})
 	if err != nil {
 		return err
 	}
@@ -75,11 +81,15 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 	}
 
 	profileDir := o.profileDir
-	if profileDir == "" {
+	switch {
+	case profileDir != "":
+	case o.fresh:
 		if profileDir, err = os.MkdirTemp("", "databricks-apps-emulator-"); err != nil {
 			return fmt.Errorf("profile directory: %w", err)
 		}
 		defer os.RemoveAll(profileDir) // its refresh tokens die with this workspace anyway
+	default:
+		profileDir = filepath.Join(o.dataDir, "profile") // its token cache lasts as long as the workspace
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -99,7 +109,7 @@ func serve(ctx context.Context, o options, stdout, stderr io.Writer) (err error)
 		}
 		w.KeepStateFile(o.stateFile)
 	}
-	printSummary(stdout, w, o.stateFile)
+	printSummary(stdout, w, o)
 
 	// An app `run` started that exits on its own ends the emulator, so a script or CI job notices; an app the
 	// workspace replaced (a deployment through the Apps API) or stopped (apps stop) does not.
@@ -178,9 +188,14 @@ func startApp(ctx context.Context, w *workspace.Workspace, name string, l worksp
 	return inst, err
 }
 
-func printSummary(stdout io.Writer, w *workspace.Workspace, stateFile string) {
-	s := w.State()
+func printSummary(stdout io.Writer, w *workspace.Workspace, o options) {
+	s, stateFile := w.State(), o.stateFile
 	fmt.Fprintf(stdout, "Emulated Databricks workspace %s (workspace id %s)\n", s.WorkspaceHost, s.WorkspaceID)
+	if o.fresh {
+		fmt.Fprintln(stdout, "  a fresh workspace, thrown away on exit")
+	} else {
+		fmt.Fprintf(stdout, "  kept in %s across restarts (--fresh for a throw-away one)\n", o.dataDir)
+	}
 	for _, name := range w.AppNames() {
 		a := s.Apps[name]
 		upstream := a.Upstream
@@ -195,4 +210,10 @@ func printSummary(stdout io.Writer, w *workspace.Workspace, stateFile string) {
 		fmt.Fprintf(stdout, "  state (with service principal credentials): %s\n", stateFile)
 	}
 	fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
+}
+
+// stateLockPath is the lock file of a state file: beside it, hidden, since the state file itself is replaced on
+// every write.
+func stateLockPath(stateFile string) string {
+	return filepath.Join(filepath.Dir(stateFile), "."+filepath.Base(stateFile)+".lock")
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ env:
 	stdout, stderr := &testkit.Buffer{}, &testkit.Buffer{}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"emulator", "run", "--state", stateFile, "--profile-dir", filepath.Join(dir, "profile"),
+		errc <- run(ctx, []string{"emulator", "run", "--fresh", "--state", stateFile, "--profile-dir", filepath.Join(dir, "profile"),
 			"--app", "caller-app", "--app-yaml", appYAML, "--app", "api-app", "--", self}, os.Getenv, stdout, stderr)
 	}()
 	raw := waitForFile(t, stateFile, errc)
@@ -145,7 +147,7 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(t.Context(), append([]string{"emulator"}, tt.args...), os.Getenv, io.Discard, io.Discard)
+			err := run(t.Context(), append([]string{"emulator"}, fresh(tt.args)...), os.Getenv, io.Discard, io.Discard)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.mentions)
 		})
@@ -184,7 +186,7 @@ func TestRunRefusesAPortTheShellExpanded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"emulator", "run", "--"}, tt.command...)
+			args := append([]string{"emulator", "run", "--fresh", "--"}, tt.command...)
 			err := run(t.Context(), args, tt.getenv, io.Discard, io.Discard)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.mentions)
@@ -202,4 +204,68 @@ func TestRunRefusesAPortTheShellExpanded(t *testing.T) {
 	} {
 		assert.NoError(t, checkPortNotExpanded(command, "8000"), "%q", command)
 	}
+}
+
+// fresh adds --fresh to an emulator command line (after its command, if it names one): a test's workspace is thrown
+// away, never the user's lasting one.
+func fresh(args []string) []string {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return append([]string{args[0], "--fresh"}, args[1:]...)
+	}
+	return append([]string{"--fresh"}, args...)
+}
+
+// TestDataDirAndFresh: a lasting workspace is kept in the user's state directory unless --data-dir says where;
+// --fresh is a throw-away one; the two exclude each other.
+func TestDataDirAndFresh(t *testing.T) {
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	o, err := parseFlags("serve", nil, env(map[string]string{"XDG_STATE_HOME": "/state", "HOME": "/home/u"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "/state/databricks-apps-emulator", o.dataDir)
+	if runtime.GOOS == "linux" {
+		o, err = parseFlags("serve", nil, env(map[string]string{"HOME": "/home/u"}), io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, "/home/u/.local/state/databricks-apps-emulator", o.dataDir)
+	}
+	o, err = parseFlags("serve", []string{"--fresh"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	assert.True(t, o.fresh)
+	assert.Empty(t, o.dataDir, "a temp dir of its own")
+	_, err = parseFlags("serve", nil, env(nil), io.Discard)
+	assert.ErrorContains(t, err, "--fresh for a throw-away workspace")
+	_, err = parseFlags("serve", []string{"--fresh", "--data-dir", "/x"}, env(nil), io.Discard)
+	assert.ErrorContains(t, err, "exclude each other")
+}
+
+// TestSecondEmulatorOnTheSameStateFileOrDataDir: the second one is refused, naming the process of the first, and
+// the first's state file is left alone.
+func TestSecondEmulatorOnTheSameStateFileOrDataDir(t *testing.T) {
+	dir := t.TempDir()
+	stateFile := filepath.Join(dir, "state.json")
+	data := filepath.Join(dir, "data")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"emulator", "serve", "--state", stateFile, "--data-dir", data}, os.Getenv,
+			io.Discard, io.Discard)
+	}()
+	first := waitForFile(t, stateFile, errc)
+
+	err := run(t.Context(), []string{"emulator", "serve", "--state", stateFile, "--fresh"}, os.Getenv, io.Discard, io.Discard)
+	require.ErrorIs(t, err, workspace.ErrLocked)
+	assert.Contains(t, err.Error(), "state file "+stateFile)
+	assert.Contains(t, err.Error(), fmt.Sprintf("held by process %d", os.Getpid()))
+	again, readErr := os.ReadFile(stateFile)
+	require.NoError(t, readErr)
+	assert.Equal(t, first, again, "the first emulator's state file is left as it was")
+
+	err = run(t.Context(), []string{"emulator", "serve", "--data-dir", data}, os.Getenv, io.Discard, io.Discard)
+	require.ErrorIs(t, err, workspace.ErrLocked)
+	assert.Contains(t, err.Error(), "workspace data folder "+data)
+
+	cancel()
+	require.NoError(t, <-errc)
+	assert.NoFileExists(t, stateFile)
+	assert.NoFileExists(t, stateLockPath(stateFile), "the lock beside it goes too")
 }

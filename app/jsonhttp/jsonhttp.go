@@ -97,6 +97,14 @@ func Decode(w http.ResponseWriter, r *http.Request, limit int64, v any) *Error {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMedia,
 			Message: "the body must be JSON", Fix: "send Content-Type: application/json"}
 	}
+	return DecodeAnyType(w, r, limit, v)
+}
+
+// DecodeAnyType is Decode whatever the request's Content-Type, as the Databricks REST APIs read their bodies: `curl
+// -d '{…}'` sends application/x-www-form-urlencoded, AppKit's telemetry text/plain. Use it only where the client
+// authenticates with a header it sets itself (a bearer token): a page of another site can post such a body with the
+// browser's cookies and no preflight, so what a browser session authenticates keeps Decode.
+func DecodeAnyType(w http.ResponseWriter, r *http.Request, limit int64, v any) *Error {
 	if r.ContentLength > limit {
 		return tooLarge(limit)
 	}

@@ -37,3 +37,36 @@ func TestLargeBuffersAreNotPooled(t *testing.T) {
 	small.WriteString("{}")
 	putBuffer(small) // small ones are reused
 }
+
+// Decode wants application/json; DecodeAnyType reads the same body whatever its type, with the same limits.
+func TestDecodeAndDecodeAnyType(t *testing.T) {
+	tests := []struct {
+		contentType, body string
+		decode, anyType   int // 0: decoded
+	}{
+		{"application/json", `{"a":1}`, 0, 0},
+		{"application/json; charset=utf-8", `{"a":1}`, 0, 0},
+		{"", `{"a":1}`, http.StatusUnsupportedMediaType, 0},
+		{"text/plain", `{"a":1}`, http.StatusUnsupportedMediaType, 0},
+		{"application/x-www-form-urlencoded", `{"a":1}`, http.StatusUnsupportedMediaType, 0},
+		{"text/plain", `a=1`, http.StatusUnsupportedMediaType, http.StatusBadRequest},
+		{"text/plain", `{"a":"` + strings.Repeat("x", 100) + `"}`, http.StatusUnsupportedMediaType, http.StatusRequestEntityTooLarge},
+	}
+	for _, tt := range tests {
+		for _, d := range []struct {
+			decode func(http.ResponseWriter, *http.Request, int64, any) *Error
+			want   int
+		}{{Decode, tt.decode}, {DecodeAnyType, tt.anyType}} {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+			if tt.contentType != "" {
+				r.Header.Set("Content-Type", tt.contentType)
+			}
+			var v map[string]any
+			status := 0
+			if err := d.decode(httptest.NewRecorder(), r, 64, &v); err != nil {
+				status = err.Status
+			}
+			assert.Equal(t, d.want, status, "%q %s", tt.contentType, tt.body)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,11 +32,15 @@ type Spec struct {
 	Command []string // argv; "$DATABRICKS_APP_PORT" in it is replaced, as app.yaml does, and nothing else
 	Dir     string   // working directory; empty is the current one
 	Port    int      // DATABRICKS_APP_PORT, and APP_LISTEN_ADDR=127.0.0.1:Port
-	// Env is the platform's variables (DATABRICKS_APP_PORT and APP_LISTEN_ADDR are added from Port, last). They are added to this process's
-	// environment minus every DATABRICKS_* variable, so a developer's own credentials never leak into the app, and
-	// after TMPDIR, which is a fresh directory unless Env sets it.
+	// Env is the platform's variables (DATABRICKS_APP_PORT and APP_LISTEN_ADDR are added from Port, last). Without a
+	// Sandbox they are added to this process's environment minus every DATABRICKS_* variable, so a developer's own
+	// credentials never leak into the app, and after TMPDIR, which is a fresh directory unless Env sets it: what
+	// `emulator run` gives the developer's own command. With a Sandbox, Env is the whole environment but for HOME
+	// and TMPDIR, which the sandbox sets.
 	Env            []string
 	Stdout, Stderr io.Writer
+	// Sandbox, when set, runs the app as the platform's container would: a deployed app (see Sandbox).
+	Sandbox *Sandbox
 }
 
 // App is a started app process.
@@ -59,22 +64,30 @@ func Start(spec Spec) (*App, error) {
 	}
 	// Without a TMPDIR of its own, every start of a packaged app (its launcher writes the binary under mktemp -d and
 	// execs it, so nothing removes it) would leave a copy in the developer's temp directory.
-	tmpDir, err := os.MkdirTemp("", "databricks-app-"+spec.Name+"-tmp-")
+	var env []string
+	var tmpDir string
+	var err error
+	if spec.Sandbox != nil {
+		env, tmpDir, err = sandboxEnv(spec.Sandbox, spec.Env)
+	} else if tmpDir, err = os.MkdirTemp("", "databricks-app-"+spec.Name+"-tmp-"); err == nil {
+		env = append(append(inheritedEnv(), "TMPDIR="+tmpDir), spec.Env...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start app %s: TMPDIR: %w", spec.Name, err)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = spec.Dir
-	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
-	cmd.Env = append(inheritedEnv(), "TMPDIR="+tmpDir)
-	cmd.Env = append(cmd.Env, spec.Env...)
 	// On the platform an app listens on 0.0.0.0 and only the proxy can reach it; on a laptop 0.0.0.0 is the
 	// network around it. The app and the caller listen on APP_LISTEN_ADDR when it is set; ExposedListeners finds
 	// apps that do not.
-	cmd.Env = append(cmd.Env, "DATABRICKS_APP_PORT="+port, "APP_LISTEN_ADDR="+net.JoinHostPort("127.0.0.1", port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	env = append(env, "DATABRICKS_APP_PORT="+port, "APP_LISTEN_ADDR="+net.JoinHostPort("127.0.0.1", port))
+	cmd, cleanup, err := command(argv, spec.Dir, env, spec.Sandbox)
+	if err != nil {
+		_ = os.RemoveAll(tmpDir)
+		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
+	}
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	cmd.WaitDelay = pipeDelay
 	if err := cmd.Start(); err != nil {
+		cleanup()
 		_ = os.RemoveAll(tmpDir)
 		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
 	}
@@ -84,6 +97,7 @@ func Start(spec Spec) (*App, error) {
 		if errors.Is(err, exec.ErrWaitDelay) {
 			err = fmt.Errorf("exited, but something it started kept its output open %s later: %w", pipeDelay, err)
 		}
+		cleanup()
 		if rmErr := os.RemoveAll(tmpDir); rmErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove its TMPDIR: %w", rmErr))
 		}
@@ -91,6 +105,18 @@ func Start(spec Spec) (*App, error) {
 		close(a.done)
 	}()
 	return a, nil
+}
+
+// sandboxEnv is env with the sandbox's HOME and a fresh TMPDIR inside it, which the caller removes.
+func sandboxEnv(sb *Sandbox, env []string) ([]string, string, error) {
+	if err := os.MkdirAll(sb.Home, 0o700); err != nil {
+		return nil, "", err
+	}
+	tmpDir, err := os.MkdirTemp(sb.Home, ".tmp-")
+	if err != nil {
+		return nil, "", err
+	}
+	return append(slices.Clone(env), "HOME="+sb.Home, "TMPDIR="+tmpDir), tmpDir, nil
 }
 
 func inheritedEnv() []string {

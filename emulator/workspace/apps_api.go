@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func (w *Workspace) requireManage(next http.Handler) http.Handler {
 			return
 		}
 		who := authFrom(r.Context()).principal
-		if !rec.settings().has(who, PermissionCanManage) {
+		if !w.mayManage(rec.settings(), who) {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("%s does not have CAN_MANAGE permission on app %s", who.UserName, rec.settings().name),
 				Fix:     "ask a manager of the app for CAN_MANAGE, or act as one"})
@@ -144,13 +145,21 @@ func (w *Workspace) wireLocked(rec *appRecord, upstreamListens bool) apps.App {
 func (w *Workspace) statusLocked(rec *appRecord, upstreamListens bool) (*apps.ComputeStatus, *apps.ApplicationStatus) {
 	name := rec.settings().name
 	compute := &apps.ComputeStatus{State: rec.computeState}
+	starting := &apps.ApplicationStatus{State: apps.ApplicationStateDeploying, Message: "App is starting."}
 	switch rec.computeState {
 	case apps.ComputeStateActive:
-		compute.Message, compute.ActiveInstances = "App compute is running.", 1
+		compute.Message, compute.ActiveInstances = computeActive, 1
+	case apps.ComputeStateStarting:
+		compute.Message = computeStarting
+		if rec.starting {
+			return compute, starting
+		}
+		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateUnavailable, Message: computeStarting}
 	case apps.ComputeStateStopping:
-		compute.Message = "App compute is stopping."
+		compute.Message = computeStopping
+		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateUnavailable, Message: "App is stopping."}
 	default:
-		compute.Message = "App compute is stopped."
+		compute.Message = computeStopped
 		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateUnavailable,
 			Message: "App is stopped. Start it with: databricks apps start " + name}
 	}
@@ -167,6 +176,8 @@ func (w *Workspace) statusLocked(rec *appRecord, upstreamListens bool) (*apps.Co
 			Message: "App has status: nothing listens on " + up.Host}
 	case rec.pending != nil:
 		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateDeploying, Message: "App is being deployed."}
+	case rec.starting:
+		return compute, starting
 	case rec.crash != "":
 		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateCrashed, Message: rec.crash}
 	}
@@ -252,7 +263,7 @@ func creatorName(p principal) string { return p.UserName }
 func (w *Workspace) handleCreateApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req apps.App
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -265,10 +276,7 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		compute := apps.ComputeStateActive
-		if v := r.URL.Query().Get("no_compute"); v == "true" {
-			compute = apps.ComputeStateStopped
-		}
+		noCompute := r.URL.Query().Get("no_compute") == "true" // bundles create apps without starting them
 		w.mu.Lock()
 		if _, taken := w.apps[req.Name]; taken {
 			w.mu.Unlock()
@@ -286,7 +294,7 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 		} else {
 			s.acl[0].servicePrincipalName = who.UserName
 		}
-		rec, err := w.addAppLocked(s, 0, creatorName(who), compute)
+		rec, err := w.addAppLocked(s, 0, creatorName(who), apps.ComputeStateStopped)
 		if err != nil {
 			w.mu.Unlock()
 			w.dir.removeServicePrincipal(sp.ApplicationID)
@@ -296,9 +304,13 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 			return
 		}
 		w.grantResourcesLocked(s)
+		if !noCompute {
+			w.startComputeLocked(rec)
+		}
 		a := w.wireLocked(rec, false) // a new app has no upstream
 		w.mu.Unlock()
 		w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
+		w.changed("principals")
 		w.stateChanged()
 		jsonhttp.Write(rw, http.StatusOK, a)
 	}
@@ -363,7 +375,7 @@ func (w *Workspace) handlePatchApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var raw map[string]json.RawMessage
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &raw); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &raw); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -424,6 +436,7 @@ func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, f
 	rec.updateTime, rec.updater = time.Now().UTC(), creatorName(who)
 	w.logger.Info("app updated", "app", s.name, "fields", strings.Join(fields, ","), "user_api_scopes",
 		strings.Join(s.userAPIScopes, " "))
+	w.changed("apps")
 	return nil
 }
 
@@ -436,7 +449,7 @@ func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 			App        *apps.App `json:"app"`
 			UpdateMask string    `json:"update_mask"`
 		}
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -462,6 +475,7 @@ func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 				Message: "App updated successfully."}}
 		update := *rec.lastUpdate
 		w.mu.Unlock()
+		w.changed("apps")
 		jsonhttp.Write(rw, http.StatusOK, update)
 	}
 }
@@ -507,76 +521,12 @@ func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 		for _, dir := range dirs {
 			removeDeploymentDir(dir)
 		}
+		_ = os.RemoveAll(w.appDir(name)) // its home and installs
 		w.logger.Info("app deleted", "app", name)
+		w.changed("principals")
 		w.stateChanged()
 		a.ComputeStatus = &apps.ComputeStatus{State: apps.ComputeStateDeleting, Message: "App is being deleted."}
 		jsonhttp.Write(rw, http.StatusOK, a)
-	}
-}
-
-// handleStart starts the app's compute and, if it has an active deployment, runs that deployment again, as the
-// platform does.
-func (w *Workspace) handleStart() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		rec := recordFrom(r)
-		w.mu.Lock()
-		if rec.computeState != apps.ComputeStateActive {
-			rec.computeState = apps.ComputeStateActive
-			rec.crash = ""
-			if rec.active != nil && rec.instance == nil {
-				rec.pending = nil
-				w.restartLocked(rec)
-			}
-		}
-		w.mu.Unlock()
-		w.writeApp(rw, rec)
-	}
-}
-
-// restartLocked runs the active deployment again from its snapshot. Callers hold w.mu.
-func (w *Workspace) restartLocked(rec *appRecord) {
-	if w.closing || rec.deleted {
-		return
-	}
-	rec.generation++
-	gen, d, name := rec.generation, rec.active, rec.settings().name
-	w.tasks.Go(func() {
-		launch, err := w.relaunch(name, d)
-		if err == nil {
-			_, err = w.startInstance(w.ctx, rec, gen, launch)
-		}
-		if err != nil {
-			w.mu.Lock()
-			if rec.generation == gen {
-				rec.crash = withoutOutput("App failed to start: " + err.Error())
-			}
-			w.mu.Unlock()
-		}
-	})
-}
-
-// relaunch reads a deployment's snapshot again.
-func (w *Workspace) relaunch(app string, d *deployment) (Launch, error) {
-	w.mu.Lock()
-	dd := *d
-	w.mu.Unlock()
-	return w.launchFromSnapshot(app, &dd)
-}
-
-// handleStop stops the app's instance and its compute; the proxy answers 502 until it is started again.
-func (w *Workspace) handleStop() http.HandlerFunc {
-	return func(rw http.ResponseWriter, r *http.Request) {
-		rec := recordFrom(r)
-		w.mu.Lock()
-		rec.computeState = apps.ComputeStateStopping
-		w.mu.Unlock()
-		w.stopApp(rec)
-		w.mu.Lock()
-		if rec.computeState == apps.ComputeStateStopping { // not if an apps start came meanwhile
-			rec.computeState = apps.ComputeStateStopped
-		}
-		w.mu.Unlock()
-		w.writeApp(rw, rec)
 	}
 }
 
@@ -584,7 +534,7 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppDeployment
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -609,6 +559,11 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 		}
 		w.mu.Lock()
 		switch {
+		case rec.computeState == apps.ComputeStateStarting:
+			w.mu.Unlock()
+			bad(http.StatusBadRequest, "INVALID_STATE", "App %s compute is %s: wait until it is ACTIVE "+
+				"(databricks apps get %s), then deploy", rec.settings().name, rec.computeState, rec.settings().name)
+			return
 		case rec.computeState != apps.ComputeStateActive:
 			w.mu.Unlock()
 			bad(http.StatusBadRequest, "INVALID_STATE", "App %s compute is %s: start it first with databricks apps start %s",

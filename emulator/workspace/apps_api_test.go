@@ -155,7 +155,8 @@ func TestGrantTurnsForbiddenIntoOK(t *testing.T) {
 	require.NoError(t, err)
 	perms, err = dev.Apps.GetPermissions(ctx, apps.GetAppPermissionsRequest{AppName: "api-app"})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"user_name=dev@example.com CAN_MANAGE", "group_name=users CAN_USE"}, levels(perms))
+	assert.ElementsMatch(t, []string{"user_name=dev@example.com CAN_MANAGE", "group_name=users CAN_USE",
+		"group_name=admins CAN_MANAGE"}, levels(perms), "the workspace admins' CAN_MANAGE is inherited, always there")
 	resp, _ = call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(outsider))
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "the users group holds every service principal")
 
@@ -378,4 +379,32 @@ func TestCloseWhileAppsAreCreated(t *testing.T) {
 		close(stop)
 		<-spammed
 	}
+}
+
+// TestJSONBodiesWhateverTheContentType: the workspace's REST APIs read a JSON body whatever its Content-Type, as
+// Databricks does (curl -d sends a form type, AppKit's telemetry text/plain); the control API, which a browser could
+// reach with no token of its own, keeps asking for application/json.
+func TestJSONBodiesWhateverTheContentType(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	token := managerToken(t, w)
+	for _, contentType := range []string{"", "application/x-www-form-urlencoded", "text/plain;charset=UTF-8"} {
+		t.Run("content type "+contentType, func(t *testing.T) {
+			header := bearer(token)
+			if contentType != "" {
+				header.Set("Content-Type", contentType)
+			}
+			resp, body := send(t, http.MethodPost, w.URL()+PathTelemetry, `{"protoLogs":["{}"]}`, header)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			resp, body = send(t, http.MethodPost, w.URL()+PathWorkspaceMkdirs,
+				`{"path":"/Users/dev@example.com/bodies"}`, header)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			resp, body = send(t, http.MethodPatch, w.URL()+PathApps+"/api-app", `{"description":"from curl"}`, header)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			resp, body = send(t, http.MethodPost, w.URL()+PathApps+"/api-app/deployments", `{not json`, header)
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "a body that is not JSON is still refused: %s", body)
+		})
+	}
+	resp, _ := send(t, http.MethodPost, w.URL()+PathFaults, `{"status":503}`,
+		http.Header{"Content-Type": {"text/plain"}})
+	assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, "the control API takes JSON only")
 }

@@ -3,7 +3,6 @@ package workspace
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -26,6 +25,8 @@ type deployment struct {
 	state          apps.AppDeploymentState
 	message        string
 	dir            string // the snapshot the instance runs from
+	venv           string // the app's virtualenv the deployment installed or reused, if any (build.go)
+	nodeKey        string // names the node_modules install the deployment made or reused, if any
 }
 
 func newDeploymentID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
@@ -122,11 +123,17 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 			obsolete = rec.active.dir
 		}
 		rec.active = d
+		rec.runLaunch = nil // a start runs this deployment again, not what `emulator run` ran before it
 		rec.defaultSourceCodePath = d.sourceCodePath
 	}
 	message := d.message
+	succeeded := *d
 	w.mu.Unlock()
 	removeDeploymentDir(obsolete)
+	if err == nil {
+		w.removeOtherInstalls(name, &succeeded)
+	}
+	w.changed("apps")
 	w.appSystemLog(name, message)
 	if err != nil {
 		w.logger.Warn("deployment failed", "app", name, "deployment_id", d.id, "err", err)
@@ -145,6 +152,9 @@ func (w *Workspace) prepareDeployment(app string, d *deployment) (Launch, error)
 	if err := w.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
 		return Launch{}, fmt.Errorf("copy the source code: %w", err)
 	}
+	if err := w.install(app, d); err != nil {
+		return Launch{}, err
+	}
 	w.setStatus(d, apps.AppDeploymentStateInProgress, "Reading app.yaml")
 	w.mu.Lock()
 	snapshot := *d
@@ -152,37 +162,40 @@ func (w *Workspace) prepareDeployment(app string, d *deployment) (Launch, error)
 	return w.launchFromSnapshot(app, &snapshot)
 }
 
-// launchFromSnapshot reads the app.yaml of a deployment's snapshot; the deployment's own command and env_vars, when
-// given (bundles send the app's config), take precedence.
+// launchFromSnapshot is how to start a deployment: its app.yaml's command, or the deployment's own (bundles send the
+// app's config), or else the platform's default command; in the snapshot, with the platform's environment, app.yaml's
+// env and the deployment's env_vars (which win), in the app's sandbox.
 func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error) {
 	var launch Launch
-	var yamlPath string
 	for _, name := range []string{"app.yaml", "app.yml"} {
-		if _, err := os.Stat(filepath.Join(d.dir, name)); err == nil {
-			yamlPath = filepath.Join(d.dir, name)
-			break
+		yamlPath := filepath.Join(d.dir, name)
+		if !exists(yamlPath) {
+			continue
 		}
-	}
-	switch {
-	case yamlPath != "":
 		l, err := w.ReadAppYAML(app, yamlPath)
 		if err != nil {
 			return Launch{}, errors.New(strings.ReplaceAll(err.Error(), d.dir, d.sourceCodePath))
 		}
 		launch = l
-	case len(d.command) == 0:
-		return Launch{}, fmt.Errorf("%s has no app.yaml: the emulator needs its command "+
-			"(the platform would run python app.py, which the emulator does not guess)", d.sourceCodePath)
-	default:
-		launch.Dir = d.dir
+		break
 	}
 	if len(d.command) > 0 {
 		launch.Command = d.command
 	}
+	if len(launch.Command) == 0 {
+		command, err := defaultCommand(d.dir)
+		if err != nil {
+			return Launch{}, fmt.Errorf("%s: %w", d.sourceCodePath, err)
+		}
+		launch.Command = command
+		w.appSystemLog(app, "app.yaml names no command: running the platform's default, "+strings.Join(command, " "))
+	}
+	launch.Dir = d.dir
 	s := w.settingsOf(app)
 	if s == nil {
 		return Launch{}, fmt.Errorf("app %s was deleted", app)
 	}
+	launch.Env = append(w.platformEnv(d), launch.Env...)
 	for _, e := range d.envVars {
 		value := e.Value
 		if e.ValueFrom != "" {
@@ -194,5 +207,6 @@ func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error
 		}
 		launch.Env = append(launch.Env, e.Name+"="+value)
 	}
+	launch.sandbox = w.appSandbox(app, d)
 	return launch, nil
 }

@@ -29,6 +29,16 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "serve":
 		serveTestApp()
+	case "probe": // tries to read what the platform's container would not let it
+		serveProbe()
+	case "serve-when": // listens once the file TEST_APP_WAIT_FOR exists: a start as slow as the test wants
+		for {
+			if _, err := os.Stat(os.Getenv("TEST_APP_WAIT_FOR")); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		serveTestApp()
 	case "silent": // starts, never listens
 		fmt.Println("warming up forever")
 		time.Sleep(time.Hour)

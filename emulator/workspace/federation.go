@@ -33,11 +33,11 @@ type federation struct {
 	accountID string
 }
 
-func newFederation(cfg Config, workspaceURL string) *federation {
+func newFederation(cfg Config, workspaceURL string, keyMade func()) *federation {
 	f := &federation{byName: map[string]*identityProvider{}, byIssuer: map[string]*identityProvider{},
 		account: cfg.FederationPolicies, bySP: map[string][]FederationPolicy{}, accountID: cfg.Workspace.AccountID}
 	for _, c := range cfg.IdentityProviders {
-		p := &identityProvider{cfg: c, iss: workspaceURL + PathIdentityProviders + "/" + c.Name}
+		p := &identityProvider{cfg: c, iss: workspaceURL + PathIdentityProviders + "/" + c.Name, onKey: keyMade}
 		f.byName[c.Name], f.byIssuer[p.iss] = p, p
 	}
 	for _, sp := range cfg.ServicePrincipals {

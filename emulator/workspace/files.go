@@ -296,7 +296,7 @@ func (w *Workspace) handleMkdirs() http.HandlerFunc {
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req request
-		if jerr := jsonhttp.Decode(rw, r, maxJSONBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxJSONBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -346,7 +346,7 @@ func (w *Workspace) handleDelete() http.HandlerFunc {
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req request
-		if jerr := jsonhttp.Decode(rw, r, maxJSONBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxJSONBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -576,7 +576,7 @@ func readImportJSON(rw http.ResponseWriter, r *http.Request) (importRequest, *js
 		Format    string `json:"format"`
 		Overwrite bool   `json:"overwrite"`
 	}
-	if jerr := jsonhttp.Decode(rw, r, int64(base64.StdEncoding.EncodedLen(MaxFileSize))+maxJSONBody, &body); jerr != nil {
+	if jerr := jsonhttp.DecodeAnyType(rw, r, int64(base64.StdEncoding.EncodedLen(MaxFileSize))+maxJSONBody, &body); jerr != nil {
 		if jerr.Status == http.StatusRequestEntityTooLarge {
 			jerr = tooBig()
 		}

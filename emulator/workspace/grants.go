@@ -50,9 +50,10 @@ type refreshGrant struct {
 
 // grants holds the workspace's authorization codes, refresh tokens and revoked grants, in memory only.
 type grants struct {
-	mu              sync.Mutex
-	codes           map[string]authCode
-	refresh         map[string]refreshGrant
+	mu    sync.Mutex
+	codes map[string]authCode
+	// refresh holds the refresh tokens by their hash: a saved workspace (persist.go) never holds one that works.
+	refresh         map[tokenHash]refreshGrant
 	revoked         map[string]time.Time // grant -> when the last access token it may have issued expires
 	refreshLifetime time.Duration
 	accessLifetime  time.Duration
@@ -62,14 +63,18 @@ type grants struct {
 	// every request, written on a revocation, so a sync.Map rather than mu.
 	generations sync.Map
 
+	// changed tells the workspace's store that the refresh tokens or revocations changed (persist.go). It only
+	// signals, so it may be called under mu.
+	changed func()
+
 	stopOnce sync.Once
 	stop     chan struct{} // closed by stopSweeping
 	swept    chan struct{} // closed when the sweeper has returned; nil until startSweeping
 }
 
 func newGrants(refreshLifetime, accessLifetime time.Duration) *grants {
-	return &grants{codes: map[string]authCode{}, refresh: map[string]refreshGrant{}, revoked: map[string]time.Time{},
-		refreshLifetime: refreshLifetime, accessLifetime: accessLifetime, now: time.Now, stop: make(chan struct{})}
+	return &grants{codes: map[string]authCode{}, refresh: map[tokenHash]refreshGrant{}, revoked: map[string]time.Time{},
+		refreshLifetime: refreshLifetime, accessLifetime: accessLifetime, now: time.Now, stop: make(chan struct{}), changed: func() {}}
 }
 
 // startSweeping forgets expired codes and refresh tokens every interval until stopSweeping.
@@ -161,6 +166,7 @@ func (g *grants) revokeLocked(grant string) {
 		}
 	}
 	g.revoked[grant] = g.now().Add(g.accessLifetime)
+	g.changed()
 }
 
 // revoke is revokeLocked for callers outside grants: a browser session that ends.
@@ -195,6 +201,7 @@ func (g *grants) revokeSubject(subject string) int {
 			forgotten++
 		}
 	}
+	g.changed()
 	return forgotten
 }
 
@@ -217,7 +224,8 @@ func (g *grants) newRefreshToken(r refreshGrant) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r.expires = g.now().Add(g.refreshLifetime)
-	g.refresh[token] = r
+	g.refresh[hashToken(token)] = r
+	g.changed()
 	return token
 }
 
@@ -227,9 +235,10 @@ func (g *grants) newRefreshToken(r refreshGrant) string {
 func (g *grants) lookupRefresh(token, clientID string) (refreshGrant, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r, ok := g.refresh[token]
+	r, ok := g.refresh[hashToken(token)]
 	if ok && (g.now().After(r.expires) || g.revokedSince(r.user.UserName, r.generation)) {
-		delete(g.refresh, token)
+		delete(g.refresh, hashToken(token))
+		g.changed()
 		return refreshGrant{}, false
 	}
 	return r, ok && r.clientID == clientID
@@ -240,13 +249,14 @@ func (g *grants) lookupRefresh(token, clientID string) (refreshGrant, bool) {
 func (g *grants) rotateRefresh(token string) (string, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	r, ok := g.refresh[token]
+	r, ok := g.refresh[hashToken(token)]
 	if !ok {
 		return "", false
 	}
-	delete(g.refresh, token)
+	delete(g.refresh, hashToken(token))
 	next := randomString()
-	g.refresh[next] = r
+	g.refresh[hashToken(next)] = r
+	g.changed()
 	return next, true
 }
 

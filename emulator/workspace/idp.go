@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -53,6 +54,8 @@ type identityProvider struct {
 	key     *rsa.PrivateKey
 	kid     string
 	keyErr  error
+	made    atomic.Bool // the key is made: a lasting workspace saves it (persist.go)
+	onKey   func()      // tells the workspace's store that the key is made
 }
 
 func (p *identityProvider) signingKey() (*rsa.PrivateKey, string, error) {
@@ -63,6 +66,10 @@ func (p *identityProvider) signingKey() (*rsa.PrivateKey, string, error) {
 			return
 		}
 		p.kid = jwkThumbprint(&p.key.PublicKey)
+		p.made.Store(true)
+		if p.onKey != nil {
+			p.onKey()
+		}
 	})
 	return p.key, p.kid, p.keyErr
 }

@@ -24,6 +24,9 @@ type Launch struct {
 	Command []string // argv; $DATABRICKS_APP_PORT in it is replaced
 	Env     []string // KEY=VALUE, valueFrom already resolved; the platform's own variables win over these
 	Dir     string   // where the command runs
+	// sandbox is the container of a deployed app; nil for `emulator run`, which starts the developer's own command
+	// in the developer's environment.
+	sandbox *runner.Sandbox
 }
 
 // ReadAppYAML reads an app.yaml into a Launch for the named app. A valueFrom naming one of the app's app resources
@@ -95,7 +98,16 @@ func (w *Workspace) StartApp(ctx context.Context, app string, l Launch) (*Instan
 	if !ok {
 		return nil, fmt.Errorf("no app %q in the workspace", app)
 	}
-	return w.startInstance(ctx, rec, gen, l)
+	inst, err := w.startInstance(ctx, rec, gen, l)
+	if err == nil {
+		w.mu.Lock()
+		if rec.instance == inst {
+			run := l
+			rec.runLaunch = &run // what apps start runs again after an apps stop
+		}
+		w.mu.Unlock()
+	}
+	return inst, err
 }
 
 // startInstance is StartApp for a start that has taken generation gen: it attaches only if no later start or stop
@@ -128,7 +140,7 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	stdout, stderr := w.appOutput(s.name, tail)
 	w.appSystemLog(s.name, "Starting app with command: "+strings.Join(l.Command, " "))
 	proc, err := runner.Start(runner.Spec{Name: s.name, Command: l.Command, Dir: l.Dir, Port: port, Env: env,
-		Stdout: stdout, Stderr: stderr})
+		Stdout: stdout, Stderr: stderr, Sandbox: l.sandbox})
 	if err != nil {
 		w.ports.release(port)
 		w.appSystemLog(s.name, "App failed to start: "+err.Error())
@@ -207,19 +219,32 @@ func (w *Workspace) watchInstance(rec *appRecord, inst *Instance) {
 // stopApp detaches and stops the app's instance, if the workspace started one. Callers do not hold w.mu.
 func (w *Workspace) stopApp(rec *appRecord) {
 	w.mu.Lock()
-	rec.generation++ // a start in progress must not attach after this
+	inst := w.detachLocked(rec)
+	w.mu.Unlock()
+	w.stopInstance(inst)
+	w.stateChanged()
+}
+
+// detachLocked takes the app's instance off its proxy, which answers 502 from then on, and returns it (nil when the
+// workspace started none). A start in progress does not attach after it. Callers hold w.mu.
+func (w *Workspace) detachLocked(rec *appRecord) *Instance {
+	rec.generation++
 	inst := rec.instance
 	rec.instance = nil
 	_ = rec.proxy.setUpstream("")
-	w.mu.Unlock()
-	if inst != nil {
-		w.appSystemLog(inst.app, "Stopping the app")
-		if err := inst.stop(w.stopGrace); err != nil {
-			w.logger.Warn("stop app", "app", inst.app, "err", err)
-		}
-		w.appSystemLog(inst.app, "App stopped")
+	return inst
+}
+
+// stopInstance stops a detached instance: SIGTERM, then SIGKILL after the grace period. nil does nothing.
+func (w *Workspace) stopInstance(inst *Instance) {
+	if inst == nil {
+		return
 	}
-	w.stateChanged()
+	w.appSystemLog(inst.app, "Stopping the app")
+	if err := inst.stop(w.stopGrace); err != nil {
+		w.logger.Warn("stop app", "app", inst.app, "err", err)
+	}
+	w.appSystemLog(inst.app, "App stopped")
 }
 
 // stopAllInstances stops every app the workspace started, at once, each with the grace period.

@@ -34,6 +34,7 @@ type logRecord struct {
 	Source    string  `json:"source"`
 	Timestamp float64 `json:"timestamp"` // seconds since the epoch, with microseconds
 	Message   string  `json:"message"`   // one line, ending in "\n"
+	seq       uint64  // counts the log's records from 1, so a stream that resumes knows where it stopped
 }
 
 // Why a follower stops receiving records: context.Cause of its ctx.
@@ -53,6 +54,7 @@ type appLog struct {
 	size      int
 	bytes     int // message bytes kept, for logMaxBytes
 	followers map[*logFollower]struct{}
+	seq       uint64 // the last record's seq
 	closed    bool
 	following sync.WaitGroup // one per follower not yet released with unfollow, so close can wait for them
 }
@@ -76,6 +78,8 @@ func (l *appLog) add(source, line string) {
 	rec := logRecord{Source: source, Timestamp: float64(l.now().UnixMicro()) / 1e6, Message: line + "\n"}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.seq++
+	rec.seq = l.seq
 	if l.ring == nil {
 		l.ring = make([]logRecord, logMaxRecords)
 	}
@@ -221,6 +225,15 @@ func (w *logLineWriter) cut() {
 func (w *Workspace) AppLogWriter(app string) io.Writer {
 	if p := w.proxyOf(app); p != nil {
 		return p.logs.Writer()
+	}
+	return io.Discard
+}
+
+// appLogSystemWriter returns a new writer into an app's log whose lines are SYSTEM records: the output of the
+// platform's installers and build, as `databricks apps logs` shows it.
+func (w *Workspace) appLogSystemWriter(app string) io.Writer {
+	if p := w.proxyOf(app); p != nil {
+		return &logLineWriter{log: p.logs, source: logSourceSystem}
 	}
 	return io.Discard
 }

@@ -459,3 +459,46 @@ func TestAppLogStreamEnds(t *testing.T) {
 		assert.False(t, errors.Is(err, context.DeadlineExceeded))
 	})
 }
+
+// TestAppLogStreamResumes: `databricks apps logs --follow` drops its first connection after about two seconds and
+// reconnects with the same token, search term and User-Agent; the new stream sends what came since, not the kept
+// records again. A new stream later than logResumeWindow, or of another client, gets the kept records.
+func TestAppLogStreamResumes(t *testing.T) {
+	w, _ := startWorkspace(t, Options{})
+	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	p := w.proxyOf("api-app")
+	now := time.Now()
+	p.logs.now = func() time.Time { return now } // the log's clock: when streams end and reconnect
+	stdout := w.AppLogWriter("api-app")
+	writeString(t, stdout, "one\ntwo\n")
+
+	first := openLogs(t, w, "api-app", token, "")
+	assert.Equal(t, []string{"one\n", "two\n"}, messages(readRecords(t, first, 2)))
+	closeAndWait(t, p, first)
+
+	writeString(t, stdout, "three\n")
+	now = now.Add(logResumeWindow / 2)
+	second := openLogs(t, w, "api-app", token, "")
+	assert.Equal(t, []string{"three\n"}, messages(readRecords(t, second, 1)), "a reconnect resumes")
+	closeAndWait(t, p, second)
+
+	other := openLogs(t, w, "api-app", token, "t") // another search term: another client
+	assert.Equal(t, []string{"two\n", "three\n"}, messages(readRecords(t, other, 2)))
+	closeAndWait(t, p, other)
+
+	now = now.Add(logResumeWindow + time.Second)
+	later := openLogs(t, w, "api-app", token, "")
+	assert.Equal(t, []string{"one\n", "two\n", "three\n"}, messages(readRecords(t, later, 3)),
+		"a new databricks apps logs gets the kept records")
+}
+
+// closeAndWait closes a log stream as the CLI does and waits until the proxy has let go of it.
+func closeAndWait(t *testing.T, p *appProxy, conn *websocket.Conn) {
+	t.Helper()
+	require.NoError(t, conn.Close(websocket.StatusNormalClosure, "context canceled"))
+	assert.Eventually(t, func() bool {
+		p.logs.mu.Lock()
+		defer p.logs.mu.Unlock()
+		return len(p.logs.followers) == 0
+	}, 5*time.Second, 5*time.Millisecond)
+}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -76,7 +77,7 @@ func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
 		p.serveLogPage(rec)
 		return
 	}
-	ended = p.serveLogStream(rec, r)
+	ended = p.serveLogStream(rec, r, who)
 }
 
 // admitLogs lets through a token the workspace accepts whose principal holds CAN_MANAGE on the app. Without one, it
@@ -113,7 +114,7 @@ func (p *appProxy) serveLogPage(rw http.ResponseWriter) {
 }
 
 // serveLogStream upgrades GET /logz/stream to a websocket and streams the log. It returns why the stream ended.
-func (p *appProxy) serveLogStream(rw http.ResponseWriter, r *http.Request) string {
+func (p *appProxy) serveLogStream(rw http.ResponseWriter, r *http.Request, who principal) string {
 	if r.Header.Get("Upgrade") == "" {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusUpgradeRequired, Code: jsonhttp.CodeInvalidParameter,
 			Message: PathAppLogsStream + " is a websocket",
@@ -132,7 +133,7 @@ func (p *appProxy) serveLogStream(rw http.ResponseWriter, r *http.Request) strin
 	if err != nil {
 		return "handshake failed" // Accept has answered the client
 	}
-	return p.streamLogs(conn)
+	return p.streamLogs(conn, who, r.Header.Get("User-Agent"))
 }
 
 // isOwnOrigin reports whether a handshake's Origin is the app's own, scheme and host. Browsers always send Origin on
@@ -149,7 +150,10 @@ func (p *appProxy) isOwnOrigin(origin string) bool {
 // records that match, as JSON text frames, then each new matching record, with a 0x00 frame as keepalive while the
 // log is quiet. It ends when the client closes (or stops reading), and closes with 1001 when the workspace closes
 // and with 1013 when the client falls so far behind that the log dropped it. It returns why it ended.
-func (p *appProxy) streamLogs(conn *websocket.Conn) string {
+//
+// A stream that reconnects (the CLI's --follow does, about two seconds after it starts) resumes where the previous
+// one stopped rather than sending the kept records again: see logResumes.
+func (p *appProxy) streamLogs(conn *websocket.Conn, who principal, userAgent string) string {
 	defer conn.CloseNow()
 	backlog, f, ok := p.logs.follow()
 	if !ok {
@@ -182,6 +186,13 @@ func (p *appProxy) streamLogs(conn *websocket.Conn) string {
 		return "binary search term"
 	}
 	matches := logSearch(string(term))
+	resume := logResumeKey{principal: who.UserName, search: string(term), userAgent: userAgent}
+	var last uint64 // the last record this stream has dealt with, sent or not matching
+	if after, ok := p.resumes.take(resume, p.logs.now()); ok {
+		backlog = slices.DeleteFunc(backlog, func(rec logRecord) bool { return rec.seq <= after })
+		last = after
+	}
+	defer func() { p.resumes.put(resume, last, p.logs.now()) }()
 
 	// The client sends nothing more but control frames: CloseRead answers them, and ends gone when the client closes.
 	gone := conn.CloseRead(context.Background())
@@ -192,13 +203,18 @@ func (p *appProxy) streamLogs(conn *websocket.Conn) string {
 	}
 	sendRecord := func(rec logRecord) error {
 		if !matches(rec) {
+			last = rec.seq
 			return nil
 		}
 		frame, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		return send(frame)
+		if err := send(frame); err != nil {
+			return err
+		}
+		last = rec.seq
+		return nil
 	}
 
 	for _, rec := range backlog {
@@ -246,4 +262,60 @@ func logSearch(term string) func(logRecord) bool {
 	return func(rec logRecord) bool {
 		return term == "" || strings.Contains(strings.ToLower(rec.Message), term)
 	}
+}
+
+// logResumeWindow is how soon after a log stream ends a new one of the same client resumes after it. The CLI's
+// --follow reconnects about 200 ms after its first connection ends (its read deadline for the tail cuts it at 2 s)
+// and sends exactly what it sent the first time: same token, search term and User-Agent. Nothing in the protocol
+// says "resume"; only the timing tells a reconnect from a new `databricks apps logs`, which a person starts seconds
+// later and which gets the kept records again.
+const logResumeWindow = 2 * time.Second
+
+// maxLogResumes bounds the streams remembered per app.
+const maxLogResumes = 1000
+
+// logResumeKey names a client of an app's log stream, as far as the server can tell one.
+type logResumeKey struct{ principal, search, userAgent string }
+
+// logResumes remembers, for a short while after each log stream ends, the last record it dealt with.
+type logResumes struct {
+	mu    sync.Mutex
+	ended map[logResumeKey]logResumePoint
+}
+
+type logResumePoint struct {
+	after uint64
+	at    time.Time
+}
+
+// put remembers where a stream of key stopped, at now.
+func (r *logResumes) put(key logResumeKey, after uint64, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended == nil {
+		r.ended = map[logResumeKey]logResumePoint{}
+	}
+	if len(r.ended) >= maxLogResumes {
+		for k, p := range r.ended {
+			if now.Sub(p.at) > logResumeWindow {
+				delete(r.ended, k)
+			}
+		}
+		if len(r.ended) >= maxLogResumes {
+			return // a reconnect then sends the kept records again: never worse than no resuming at all
+		}
+	}
+	r.ended[key] = logResumePoint{after: after, at: now}
+}
+
+// take returns where the last stream of key stopped, if it ended within logResumeWindow of now, and forgets it.
+func (r *logResumes) take(key logResumeKey, now time.Time) (after uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, found := r.ended[key]
+	delete(r.ended, key)
+	if !found || now.Sub(p.at) > logResumeWindow {
+		return 0, false
+	}
+	return p.after, true
 }

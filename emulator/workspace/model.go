@@ -86,6 +86,10 @@ type appRecord struct {
 	instance              *Instance // the process serving the app, when the workspace started it
 	crash                 string    // why the last instance stopped on its own, until the next start
 	generation            uint64    // counts starts and stops, so a slow start never attaches after a later one
+	computeGen            uint64    // counts compute transitions, so a late one never undoes a later apps start or stop
+	starting              bool      // the app is being started again (apps start, a restart): not yet listening
+	runLaunch             *Launch   // what `emulator run` started it with, until a deployment replaces it
+	fromModel             bool      // one of the model's apps, rather than one created through the Apps API
 	deleted               bool      // the app was deleted: nothing may start or attach for it any more
 }
 
@@ -122,12 +126,24 @@ func aclFromConfig(a App, cfg Config, signedIn string) []aclEntry {
 	return acl
 }
 
-// addApp registers an app with its proxy listening on 127.0.0.1:port (0 picks a free port). Callers hold w.mu.
+// addAppLocked registers an app with its proxy listening on 127.0.0.1:port (0 picks a free port). Callers hold w.mu.
 func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compute apps.ComputeState) (*appRecord, error) {
+	return w.addAppOnPortLocked(s, port, false, creator, compute)
+}
+
+// addAppOnPortLocked is addAppLocked for a port an earlier run saved: when orElseFree is set and the port is taken
+// now, the proxy listens on a free one instead, and the app's URL changes. Callers hold w.mu.
+func (w *Workspace) addAppOnPortLocked(s *appSettings, port int, orElseFree bool, creator string,
+	compute apps.ComputeState) (*appRecord, error) {
 	if w.closing {
 		return nil, errClosing
 	}
 	ln, err := w.ports.listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil && orElseFree && port != 0 {
+		w.logger.Warn("the app's saved address is taken: its proxy listens elsewhere, and its URL changes",
+			"app", s.name, "port", port, "err", err)
+		ln, err = w.ports.listen("127.0.0.1:0")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen for the proxy of app %q: %w", s.name, err)
 	}
@@ -138,7 +154,7 @@ func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compu
 	rec.proxy = p
 	w.apps[s.name] = rec
 	w.appOrder = append(w.appOrder, s.name)
-	p.server = w.serve(ln, p.handler())
+	p.server = w.serve(ln, withH2CUpgrade(p.handler()))
 	return rec, nil
 }
 
@@ -152,10 +168,10 @@ func (w *Workspace) settingsOf(name string) *appSettings {
 	return nil
 }
 
-// canManage reports whether p holds CAN_MANAGE on the named app.
+// canManage reports whether p may manage the named app: CAN_MANAGE on it, or a workspace admin.
 func (w *Workspace) canManage(app string, p principal) bool {
 	s := w.settingsOf(app)
-	return s != nil && s.has(p, PermissionCanManage)
+	return s != nil && w.mayManage(s, p)
 }
 
 // appsUsableBy lists the apps p may use, in creation order.

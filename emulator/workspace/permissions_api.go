@@ -15,7 +15,7 @@ import (
 const PathAppPermissions = "/api/2.0/permissions/apps"
 
 // permissionRoutes is the Permissions API for apps. Reading or changing an app's permissions takes CAN_MANAGE on
-// it; a change applies at the app's proxy from the next request on.
+// it, or a workspace admin; a change applies at the app's proxy from the next request on.
 func (w *Workspace) permissionRoutes(r chi.Router) {
 	r.Route(PathAppPermissions+"/{name}", func(r chi.Router) {
 		r.Use(w.requireManage)
@@ -48,7 +48,7 @@ func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppPermissionsRequest
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -138,5 +138,9 @@ func (w *Workspace) permissionsWire(s *appSettings) apps.AppPermissions {
 		}
 		out.AccessControlList = append(out.AccessControlList, entry)
 	}
+	// Workspace admins manage every app, as Databricks lists it: inherited from the apps root.
+	out.AccessControlList = append(out.AccessControlList, apps.AppAccessControlResponse{GroupName: GroupAdmins,
+		AllPermissions: []apps.AppPermission{{PermissionLevel: apps.AppPermissionLevelCanManage, Inherited: true,
+			InheritedFromObject: []string{"/apps/"}}}})
 	return out
 }

@@ -46,11 +46,12 @@ type directory struct {
 	groupNames map[string]bool             // the model's groups
 	signedIn   principal
 	nextID     int64
+	fromModel  map[string]bool // the model's service principals, by application id: a lasting workspace saves the others
 }
 
 func newDirectory(cfg Config) *directory {
 	d := &directory{bySubject: map[string]principal{}, sps: map[string]ServicePrincipal{}, groups: map[string][]string{},
-		groupNames: map[string]bool{}, nextID: 3001}
+		groupNames: map[string]bool{}, nextID: 3001, fromModel: map[string]bool{}}
 	for _, g := range cfg.Groups {
 		d.groupNames[g.Name] = true
 		for _, u := range g.Users {
@@ -75,6 +76,7 @@ func newDirectory(cfg Config) *directory {
 	}
 	for _, sp := range cfg.ServicePrincipals {
 		d.addLocked(sp)
+		d.fromModel[sp.ApplicationID] = true
 	}
 	return d
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
@@ -28,6 +31,7 @@ type appProxy struct {
 	url       string
 	ws        *Workspace
 	logs      *appLog
+	resumes   logResumes // where the app's log streams that just ended stopped (logz.go)
 	server    *http.Server
 	transport *http.Transport
 	settings  atomic.Pointer[appSettings]
@@ -86,6 +90,13 @@ func (p *appProxy) setUpstream(raw string) error {
 	p.mu.Unlock()
 	p.ws.logger.Info("app attached", "app", p.name, "upstream", p.upstream.String())
 	return nil
+}
+
+// port is the proxy's own port, the one in its URL.
+func (p *appProxy) port() int {
+	u, _ := url.Parse(p.url)
+	n, _ := strconv.Atoi(u.Port())
+	return n
 }
 
 func (p *appProxy) upstreamURL() *url.URL {
@@ -198,7 +209,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	fwd.principal = who
 	fwd.user = identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID)
 	settings := p.settings.Load()
-	if !settings.has(who, PermissionCanUse) {
+	if !p.ws.mayUse(settings, who) {
 		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.name),
 			Fix: fmt.Sprintf("ask a manager of the app to grant it: databricks apps update-permissions %s --json "+
@@ -218,10 +229,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	fwd.upstream = p.upstreamURL()
 	if fwd.upstream == nil {
-		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
-			Message: fmt.Sprintf("app %s is not running", p.name),
-			Fix: "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
-				"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"})
+		p.refuseNotRunning(rw, r)
 		return false
 	}
 	if needsUserToken {
@@ -235,6 +243,26 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		fwd.token = token
 	}
 	return true
+}
+
+// refuseNotRunning answers for an app with nothing to forward to: 503 while it starts, else 502 saying what brings
+// it up (apps start for a stopped app, a deployment for one that never ran).
+func (p *appProxy) refuseNotRunning(rw http.ResponseWriter, r *http.Request) {
+	starting, stopped := p.ws.upState(p.name)
+	fix := "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
+		"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"
+	switch {
+	case starting:
+		rw.Header().Set("Retry-After", "1")
+		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusServiceUnavailable, Code: jsonhttp.CodeUnavailable,
+			Message: fmt.Sprintf("app %s is starting", p.name),
+			Fix:     "try again in a moment; databricks apps get " + p.name + " says when it is RUNNING"})
+		return
+	case stopped:
+		fix = "start it: databricks apps start " + p.name
+	}
+	p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
+		Message: fmt.Sprintf("app %s is not running", p.name), Fix: fix})
 }
 
 // forwardedToken is the user token forwarded to the app for the caller's token: issued on the first request with
@@ -379,3 +407,23 @@ func (p *appProxy) upstreamError(rw http.ResponseWriter, r *http.Request, err er
 			Fix:     "check the app is running and listens on $DATABRICKS_APP_PORT"})
 	}
 }
+
+// withH2CUpgrade serves the HTTP/1.1 requests that ask to upgrade to h2c (Upgrade: h2c, RFC 7540 section 3.2) over
+// HTTP/2, as `curl --http2` sends them; the server's Protocols take h2c with prior knowledge, and everything else
+// (a WebSocket upgrade included) goes to h unchanged. The upgrading request is read whole before it is answered, so
+// its body is bounded.
+func withH2CUpgrade(h http.Handler) http.Handler {
+	upgrade := h2c.NewHandler(h, &http2.Server{})
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+			h.ServeHTTP(rw, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(rw, r.Body, maxH2CUpgradeBody)
+		upgrade.ServeHTTP(rw, r)
+	})
+}
+
+// maxH2CUpgradeBody bounds the body of a request that upgrades to h2c; clients send none (curl upgrades only
+// requests without one).
+const maxH2CUpgradeBody = 1 << 20

@@ -80,7 +80,7 @@ func (w *Workspace) checkResource(who principal, res apps.AppResource) *jsonhttp
 		switch {
 		case target == nil:
 			return bad("resource %s: app %s does not exist", res.Name, res.App.Name)
-		case !target.has(who, PermissionCanManage):
+		case !w.mayManage(target, who):
 			return forbidden("%s does not have CAN_MANAGE on app %s, so may not grant its access to another app",
 				who.UserName, res.App.Name)
 		}

@@ -62,6 +62,7 @@ func (w *Workspace) routes() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(w.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())
+		w.scimRoutes(r) // the directory: users, service principals and groups (scim.go)
 		r.Post(PathTelemetry, w.handleTelemetry())
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeApps))
@@ -108,7 +109,7 @@ func (w *Workspace) handleTelemetry() http.HandlerFunc {
 		var req struct {
 			ProtoLogs []json.RawMessage `json:"protoLogs"`
 		}
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}

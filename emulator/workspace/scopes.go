@@ -13,7 +13,7 @@ import (
 // Databricks names for user authorization of apps and for the workspace REST APIs.
 var platformScopes = []string{
 	ScopeAllAPIs, ScopeOfflineAccess, "openid", "profile", "email",
-	"sql", ScopeApps, ScopeWorkspace, ScopeCurrentUser, "iam.access-control:read", "file.files", "dashboards.genie",
+	"sql", ScopeApps, ScopeWorkspace, ScopeAccessManagement, ScopeCurrentUser, "iam.access-control:read", "file.files", "dashboards.genie",
 	"serving.serving-endpoints", "vectorsearch.vector-search-indexes",
 	"catalog.connections", "catalog.catalogs:read", "catalog.schemas:read", "catalog.tables:read",
 }

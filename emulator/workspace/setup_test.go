@@ -30,6 +30,9 @@ func startWorkspace(t *testing.T, opts Options) (*Workspace, *testkit.Buffer) {
 		opts.Config = DefaultConfig()
 	}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opts.ComputeDelay == 0 {
+		opts.ComputeDelay = 10 * time.Millisecond // the SDK's waiters still poll a transitional state at least once
+	}
 	w, err := Start(t.Context(), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })

@@ -109,8 +109,9 @@ func (w *Workspace) KeepStateFile(path string) {
 	w.statePath = path
 }
 
-// stateChanged rewrites the kept state file, if any.
+// stateChanged rewrites the kept state file, if any, and has the apps saved (persist.go).
 func (w *Workspace) stateChanged() {
+	w.changed("apps")
 	w.stateMu.Lock()
 	defer w.stateMu.Unlock()
 	if w.statePath == "" {

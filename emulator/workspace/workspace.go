@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +61,8 @@ type Options struct {
 	ReadHeaderTimeout time.Duration // 10 s by default
 	ReadTimeout       time.Duration // 60 s by default
 	IdleTimeout       time.Duration // 120 s by default
-	// DataDir holds the workspace files and the apps' deployments; empty means a temp dir removed by Close.
+	// DataDir keeps the workspace across restarts (persist.go): its files, apps, deployments, principals, grants,
+	// keys and address; one workspace at a time may use it. Empty means a throw-away temp dir removed by Close.
 	DataDir string
 	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
 	// app's name; nil discards it (it still reaches the app's log).
@@ -74,6 +76,14 @@ type Options struct {
 	SQLEngine OpenSQLEngine
 	// WarehouseTransition is how long a warehouse stays STARTING or STOPPING (2 s by default).
 	WarehouseTransition time.Duration
+	// UserEnv is the environment of the user running the emulator; nil means this process's. Deployed apps get
+	// none of it; their installers get its pip, npm and uv configuration, proxy and certificates (build.go).
+	UserEnv []string
+	// ComputeDelay is how long an app's compute takes to start or stop (STARTING, STOPPING); 2 s by default.
+	ComputeDelay time.Duration
+	// computeHold, when set, holds each compute transition until a value is received from it: tests use it to
+	// observe the transitional states whatever the machine's speed.
+	computeHold chan struct{}
 	// ports hands out the apps' ports; nil means the process's own (appPorts). Tests give a workspace its own.
 	ports *portReservations
 }
@@ -109,13 +119,24 @@ type Workspace struct {
 	data       *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 
 	removeDataDir bool
+	dataLock      *Lock      // keeps a second emulator off a given data folder
+	store         *store     // saves a lasting workspace (persist.go)
+	savedURL      string     // where the saved workspace listened
+	savedApps     []savedApp // the saved apps, until Start has restored them
 	statePath     string
 	stateMu       sync.Mutex // guards statePath; one state file write at a time
 	appStdout     *lockedWriter
 	appStderr     *lockedWriter
 	startTimeout  time.Duration
 	stopGrace     time.Duration
-	ports         *portReservations // the apps' ports (ports.go)
+	computeDelay  time.Duration
+	computeHold   chan struct{}
+	userEnviron   []string // Options.UserEnv
+
+	pythonOnce sync.Once // the interpreter virtualenvs are made from (build.go)
+	python     string
+	pythonErr  error
+	ports      *portReservations // the apps' ports (ports.go)
 
 	ctx          context.Context // ends when Close starts: background deployments stop
 	cancel       context.CancelFunc
@@ -176,6 +197,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = runner.StopGrace
 	}
+	if opts.ComputeDelay == 0 {
+		opts.ComputeDelay = DefaultComputeDelay
+	}
+	if opts.ComputeDelay < 0 {
+		return nil, fmt.Errorf("compute delay %s: want a positive duration", opts.ComputeDelay)
+	}
 	for _, out := range []*io.Writer{&opts.AppStdout, &opts.AppStderr} {
 		if *out == nil {
 			*out = io.Discard
@@ -186,6 +213,9 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		appStderr:    &lockedWriter{w: opts.AppStderr},
 		startTimeout: opts.StartTimeout,
 		stopGrace:    opts.StopGrace,
+		computeDelay: opts.ComputeDelay,
+		computeHold:  opts.computeHold,
+		userEnviron:  opts.UserEnv,
 		ports:        opts.ports,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
@@ -197,47 +227,62 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		logKeepalive: opts.LogKeepalive,
 		listen:       listen,
 	}
+	if w.userEnviron == nil {
+		w.userEnviron = os.Environ()
+	}
 	w.sessions = newSessions(opts.TokenLifetime, w.grants.revoke)
 	if w.ports == nil {
 		w.ports = appPorts
 	}
 
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	if w.dataDir = opts.DataDir; w.dataDir == "" {
-		dir, err := os.MkdirTemp("", "databricks-workspace-")
-		if err != nil {
-			return nil, fmt.Errorf("workspace data folder: %w", err)
-		}
-		w.dataDir, w.removeDataDir = dir, true
-	} else if err := os.MkdirAll(w.dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("workspace data folder: %w", err)
+	if err := w.openDataDir(opts.DataDir); err != nil {
+		return nil, err
 	}
-	if err := w.makeHomeFolders(); err != nil {
-		w.removeData()
+	w.grants.changed = func() { w.changed("grants") }
+	parts := w.subsystems()
+	if err := w.store.load(parts[0]); err != nil { // the address: where to listen again
+		w.releaseData()
 		return nil, err
 	}
 
 	addr := opts.Config.Workspace.Host
 	if addr == "" {
+		addr = strings.TrimPrefix(w.savedURL, "http://")
+	}
+	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	ln, err := w.ports.listen(addr)
 	if err != nil {
-		w.removeData()
+		w.releaseData()
+		if w.savedURL != "" {
+			return nil, fmt.Errorf("listen again on the saved workspace's address %s: %w (stop what listens there, "+
+				"or start a fresh workspace with --fresh)", addr, err)
+		}
 		return nil, fmt.Errorf("listen for the workspace on %s: %w", addr, err)
 	}
 	w.url = "http://" + ln.Addr().String()
 	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, w.grants.generation); err != nil {
 		_ = ln.Close()
-		w.removeData()
+		w.releaseData()
 		return nil, err
 	}
-	w.federation = newFederation(opts.Config, w.url)
+	w.federation = newFederation(opts.Config, w.url, func() { w.changed("identity-providers") })
 	if w.data, err = newDataServices(w.ctx, opts, w.dir, w.url, w.dataDir, &w.tasks, w.logger); err != nil {
 		w.cancel()
 		_ = ln.Close()
-		w.removeData()
+		w.releaseData()
 		return nil, err
+	}
+	for _, part := range w.subsystems()[1:] {
+		if err := w.store.load(part); err != nil {
+			w.cancel()
+			_ = w.data.close()
+			_ = ln.Close()
+			w.releaseData()
+			return nil, err
+		}
 	}
 	w.handler = w.routes()
 	w.server = w.serve(ln, w.handler)
@@ -246,13 +291,52 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		_ = w.Close()
 		return nil, err
 	}
+	w.restoreApps()
+	w.store.start()
+	for _, part := range w.subsystems() {
+		w.changed(part.name) // saved at once: a workspace killed later comes back as it started
+	}
 	w.grants.startSweeping(sweepInterval)
+	w.reportIsolation()
 	context.AfterFunc(ctx, func() { _ = w.Close() })
-	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID)
+	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID,
+		"data", w.dataDir, "lasting", !w.removeDataDir)
 	return w, nil
 }
 
-// addModelApps registers the model's apps, each with its proxy, and grants their app resources.
+// openDataDir makes the data folder (a temp one, removed by Close, when dir is empty), locks a given one against a
+// second emulator, and makes the home folders.
+func (w *Workspace) openDataDir(dir string) error {
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "databricks-workspace-")
+		if err != nil {
+			return fmt.Errorf("workspace data folder: %w", err)
+		}
+		w.dataDir, w.removeDataDir = tmp, true
+		w.store = newStore("", w.logger, w.subsystems)
+	} else {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return fmt.Errorf("workspace data folder: %w", err)
+		}
+		w.dataDir = abs
+		if err := os.MkdirAll(filepath.Join(abs, "workspace"), 0o700); err != nil {
+			return fmt.Errorf("workspace data folder: %w", err)
+		}
+		if w.dataLock, err = LockFile(filepath.Join(abs, "emulator.lock")); err != nil {
+			return fmt.Errorf("workspace data folder %s: %w", abs, err)
+		}
+		w.store = newStore(filepath.Join(abs, "workspace"), w.logger, w.subsystems)
+	}
+	if err := w.makeHomeFolders(); err != nil {
+		w.releaseData()
+		return err
+	}
+	return nil
+}
+
+// addModelApps registers the model's apps, each with its proxy, and grants their app resources. An app an earlier run
+// of a lasting workspace saved comes back as it was then: on the same port, with its permissions and deployments.
 func (w *Workspace) addModelApps(cfg Config) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -263,9 +347,18 @@ func (w *Workspace) addModelApps(cfg Config) error {
 		for _, r := range app.Resources {
 			settings.resources = append(settings.resources, wireResource(r))
 		}
-		rec, err := w.addAppLocked(settings, app.Port, w.dir.signedIn.UserName, apps.ComputeStateActive)
+		saved, wasSaved := w.savedApp(app.Name)
+		port := app.Port
+		if port == 0 && wasSaved {
+			port = saved.Port
+		}
+		rec, err := w.addAppOnPortLocked(settings, port, app.Port == 0, w.dir.signedIn.UserName, apps.ComputeStateActive)
 		if err != nil {
 			return err
+		}
+		rec.fromModel = true
+		if wasSaved && saved.ServicePrincipal == sp.ApplicationID {
+			w.restoreAppLocked(rec, saved)
 		}
 		if app.Upstream != "" {
 			if err := rec.proxy.setUpstream(app.Upstream); err != nil {
@@ -277,6 +370,37 @@ func (w *Workspace) addModelApps(cfg Config) error {
 		w.grantResourcesLocked(w.apps[name].settings())
 	}
 	return nil
+}
+
+// restoreApps adds back the apps an earlier run saved that are not the model's (created through the Apps API), and
+// runs again the active deployment of every app whose compute was active.
+func (w *Workspace) restoreApps() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, saved := range w.savedApps {
+		if _, ok := w.apps[saved.Name]; ok {
+			continue
+		}
+		sp, ok := w.dir.servicePrincipal(saved.ServicePrincipal)
+		if !ok || saved.FromModel {
+			w.logger.Warn("a saved app is not restored: the model no longer has it or its service principal",
+				"app", saved.Name)
+			continue
+		}
+		rec, err := w.addAppOnPortLocked(&appSettings{name: saved.Name, servicePrincipal: sp}, saved.Port, true,
+			saved.Creator, saved.Compute)
+		if err != nil {
+			w.logger.Error("restore a saved app", "app", saved.Name, "err", err)
+			continue
+		}
+		w.restoreAppLocked(rec, saved)
+	}
+	w.savedApps = nil
+	for _, name := range w.appOrder {
+		if rec := w.apps[name]; rec.computeState == apps.ComputeStateActive && rec.active != nil {
+			w.relaunchLocked(rec)
+		}
+	}
 }
 
 // listenTimeouts are the http.Server timeouts every emulator listener uses.
@@ -312,7 +436,12 @@ func (w *Workspace) serve(ln net.Listener, h http.Handler) *http.Server {
 		ReadTimeout:       w.listen.read,
 		IdleTimeout:       w.listen.idle,
 		ErrorLog:          slog.NewLogLogger(w.logger.Handler(), slog.LevelWarn),
+		// HTTP/2 without TLS (h2c) with prior knowledge, besides HTTP/1.1: the platform's proxy speaks both, and asks
+		// apps to (docs/platform.md). The upgrade from HTTP/1.1 is withH2CUpgrade's.
+		Protocols: new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -417,7 +546,8 @@ func (w *Workspace) Close() error {
 		w.wg.Wait()
 		errs = append(errs, w.data.close()) // every statement has ended: stopAllInstances waited for the tasks
 		w.grants.stopSweeping()
-		errs = append(errs, w.removeData())
+		w.store.close()
+		errs = append(errs, w.releaseData())
 		w.closeErr = errors.Join(errs...)
 	})
 	return w.closeErr
@@ -521,10 +651,10 @@ func (c *requestCounts) snapshot() map[string]int64 {
 	return out
 }
 
-// removeData removes the data folder if Start made it.
-func (w *Workspace) removeData() error {
-	if !w.removeDataDir {
-		return nil
+// releaseData removes the data folder if Start made it, and lets go of a given one.
+func (w *Workspace) releaseData() error {
+	if w.removeDataDir {
+		return os.RemoveAll(w.dataDir)
 	}
-	return os.RemoveAll(w.dataDir)
+	return w.dataLock.Release()
 }

@@ -49,7 +49,7 @@ def emulator(tmp_path_factory):
     # pytest stopped with SIGTERM still runs the teardown below, so the emulator does not outlive it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     proc = subprocess.Popen(
-        [emulator_bin, "run", "--state", str(state_file),
+        [emulator_bin, "run", "--fresh", "--state", str(state_file),
          "--app", "caller-app", "--app-yaml", str(caller_yaml),
          "--app", "api-app", "--", sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "main:app",
          "--host", "127.0.0.1", "--port", "$DATABRICKS_APP_PORT"],

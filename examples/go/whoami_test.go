@@ -33,7 +33,7 @@ func TestWhoAmIUnderTheEmulator(t *testing.T) {
 		emulator = filepath.Join(dir, "emulator")
 		require.NoError(t, exec.Command("go", "build", "-o", emulator, "github.com/databricks-sample/go-apps-api/emulator").Run())
 	}
-	emu := exec.Command(emulator, "run", "--state", stateFile, "--", "go", "run", "../../app")
+	emu := exec.Command(emulator, "run", "--fresh", "--state", stateFile, "--", "go", "run", "../../app")
 	require.NoError(t, emu.Start())
 	t.Cleanup(func() { _ = emu.Process.Signal(syscall.SIGTERM); _ = emu.Wait() }) // it stops the app, then itself
 

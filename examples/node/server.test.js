@@ -42,7 +42,7 @@ before(async () => {
   const stateFile = join(tmp, 'state.json');
   const log = join(tmp, 'emulator.log');
   const out = openSync(log, 'w');
-  emulator = spawn(emulatorBin, ['run', '--state', stateFile,
+  emulator = spawn(emulatorBin, ['run', '--fresh', '--state', stateFile,
     '--app', 'caller-app', '--app-yaml', callerYAML,
     '--app', 'api-app', '--', process.execPath, join(here, 'server.js')],
   { env, stdio: ['ignore', out, out], detached: true });

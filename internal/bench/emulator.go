@@ -15,7 +15,7 @@ import (
 func startEmulator(ctx context.Context, dir, bin, upstream string) (*process, workspace.State, error) {
 	stateFile := filepath.Join(dir, "emulator-state.json")
 	var state workspace.State
-	p, err := startProcess(ctx, dir, "emulator", []string{bin, "serve", "--state", stateFile,
+	p, err := startProcess(ctx, dir, "emulator", []string{bin, "serve", "--fresh", "--state", stateFile,
 		"--profile-dir", filepath.Join(dir, "emulator-profile"), "--upstream", "api-app=" + upstream}, nil,
 		readyWhen(func(*process) bool {
 			data, err := os.ReadFile(stateFile)

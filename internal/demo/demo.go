@@ -130,7 +130,7 @@ func startEmulator(ctx context.Context, dir, bin string) (*emulator, error) {
 	if err := os.Mkdir(e.home, 0o700); err != nil {
 		return nil, err
 	}
-	e.cmd = exec.Command(filepath.Join(bin, "emulator"), "run", "--state", stateFile,
+	e.cmd = exec.Command(filepath.Join(bin, "emulator"), "run", "--fresh", "--state", stateFile,
 		"--profile-dir", filepath.Join(dir, "profile"),
 		"--app", "api-app", "--app-yaml", filepath.Join(dir, "api.yaml"),
 		"--app", "caller-app", "--app-yaml", filepath.Join(dir, "caller.yaml"))
