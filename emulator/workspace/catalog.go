@@ -24,6 +24,7 @@ type unityCatalog struct {
 	created    int64        // creation time of every object, in ms
 	metastore  string
 	defaultCat string // the catalog unqualified names point at: the model's first
+	changed    func() // a grant changed: the workspace keeps it (persist.go)
 }
 
 // securable is a catalog, schema, table or volume.
@@ -67,7 +68,7 @@ func securableKey(kind, fullName string) string { return kind + ":" + strings.To
 // a service principal's name are stored by its application id, as Unity Catalog names them.
 func newUnityCatalog(cfg Config, dir *directory) *unityCatalog {
 	uc := &unityCatalog{byKey: map[string]*securable{}, created: time.Now().UnixMilli(),
-		metastore: "00000000-0000-4000-8000-00000000ca7a"}
+		metastore: "00000000-0000-4000-8000-00000000ca7a", changed: func() {}}
 	name := func(principal string) string {
 		if sp, ok := cfg.ServicePrincipal(principal); ok {
 			return sp.ApplicationID
@@ -231,6 +232,9 @@ func (uc *unityCatalog) grant(s *securable, principal string, privs ...string) b
 			s.grants[principal] = append(s.grants[principal], p)
 			changed = true
 		}
+	}
+	if changed {
+		uc.changed()
 	}
 	return changed
 }

@@ -203,6 +203,7 @@ func (uc *unityCatalog) handleUpdateGrants() http.HandlerFunc {
 			}
 		}
 		uc.mu.Unlock()
+		uc.changed()
 		jsonhttp.Write(rw, http.StatusOK, uc.assignments(s, ""))
 	}
 }

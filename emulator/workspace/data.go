@@ -36,17 +36,20 @@ var errNoEngine = errors.New("this emulated workspace was started without a SQL 
 	"starts DuckDB (emulator/sqlengine/duckdb); in Go, set workspace.Options.SQLEngine")
 
 // newDataServices builds the data subsystems from the model and loads its tables into the engine.
+// changed tells the workspace's store that a part changed (persist.go).
 func newDataServices(ctx context.Context, opts Options, dir *directory, url, dataDir string, tasks *sync.WaitGroup,
-	logger *slog.Logger) (*dataServices, error) {
+	logger *slog.Logger, changed func(part string)) (*dataServices, error) {
 	cfg := opts.Config
 	d := &dataServices{uc: newUnityCatalog(cfg, dir)}
+	d.uc.changed = func() { changed(partCatalog) }
 	transition := opts.WarehouseTransition
 	if transition == 0 {
 		transition = DefaultWarehouseTransition
 	}
-	d.warehouses = newWarehouses(cfg, dir.signedIn.UserName, url, transition)
-	d.genie = newGenieSpaces(cfg, dir.signedIn.UserName)
+	d.warehouses = newWarehouses(cfg, dir.signedIn.UserName, url, transition, func() { changed(partWarehouses) })
+	d.genie = newGenieSpaces(cfg, dir.signedIn.UserName, func() { changed(partGenie) })
 	d.secrets = newSecretScopes(cfg, dir)
+	d.secrets.changed = func() { changed(partSecrets) }
 	var err error
 	if d.volumes, err = newVolumes(cfg, d.uc, dataDir); err != nil {
 		return nil, err

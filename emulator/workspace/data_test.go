@@ -15,6 +15,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/catalog"
 	"github.com/databricks/databricks-sdk-go/service/dashboards"
 	"github.com/databricks/databricks-sdk-go/service/files"
+	"github.com/databricks/databricks-sdk-go/service/iam"
 	"github.com/databricks/databricks-sdk-go/service/sql"
 	sdkworkspace "github.com/databricks/databricks-sdk-go/service/workspace"
 	"github.com/stretchr/testify/assert"
@@ -313,4 +314,51 @@ func TestDataModelRefusals(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.mentions)
 		})
 	}
+}
+
+// The data parts last with the workspace: grants, secrets, a file in a volume, a warehouse stopped and its
+// permissions, and a Genie space's permissions are as they were after a restart.
+func TestRestartKeepsTheData(t *testing.T) {
+	data := t.TempDir()
+	w, _ := startWorkspace(t, Options{DataDir: data, WarehouseTransition: time.Millisecond})
+	ctx := t.Context()
+	dev := sdkClient(t, w, userToken(t, w, "dev@example.com", "all-apis"))
+	_, err := dev.Grants.Update(ctx, catalog.UpdatePermissions{SecurableType: "table", FullName: "samples.sales.orders",
+		Changes: []catalog.PermissionsChange{{Principal: "outsider@example.com", Add: []catalog.Privilege{catalog.PrivilegeSelect}}}})
+	require.NoError(t, err)
+	require.NoError(t, dev.Secrets.PutSecret(ctx, sdkworkspace.PutSecret{Scope: "sales-api", Key: "added", StringValue: "kept"}))
+	require.NoError(t, dev.Files.Upload(ctx, files.UploadRequest{FilePath: reports + "/kept.txt",
+		Contents: io.NopCloser(strings.NewReader("kept"))}))
+	_, err = dev.Warehouses.StopAndWait(ctx, sql.StopRequest{Id: "5b3f9c1e7a2d4e60"})
+	require.NoError(t, err)
+	_, err = dev.Warehouses.UpdatePermissions(ctx, sql.WarehousePermissionsRequest{WarehouseId: "5b3f9c1e7a2d4e60",
+		AccessControlList: []sql.WarehouseAccessControlRequest{{UserName: "outsider@example.com",
+			PermissionLevel: sql.WarehousePermissionLevelCanManage}}})
+	require.NoError(t, err)
+	_, err = dev.Permissions.Update(ctx, iam.UpdateObjectPermissions{RequestObjectType: "genie",
+		RequestObjectId:   "01f0a1b2c3d4e5f60718293a4b5c6d7e",
+		AccessControlList: []iam.AccessControlRequest{{UserName: "outsider@example.com", PermissionLevel: "CAN_RUN"}}})
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	w, _ = startWorkspace(t, Options{DataDir: data})
+	outsider := sdkClient(t, w, userToken(t, w, "outsider@example.com", "all-apis"))
+	_, err = outsider.Tables.GetByFullName(ctx, "samples.sales.orders")
+	assert.NoError(t, err, "the grant of SELECT is kept")
+	got, err := sdkClient(t, w, userToken(t, w, "dev@example.com", "all-apis")).Secrets.GetSecret(ctx,
+		sdkworkspace.GetSecretRequest{Scope: "sales-api", Key: "added"})
+	require.NoError(t, err, "the secret is kept")
+	assert.Equal(t, base64.StdEncoding.EncodeToString([]byte("kept")), got.Value)
+	wh, err := outsider.Warehouses.GetById(ctx, "5b3f9c1e7a2d4e60")
+	require.NoError(t, err, "the warehouse permission is kept")
+	assert.Equal(t, sql.StateStopped, wh.State, "and its state")
+	spaces, err := outsider.Genie.ListSpaces(ctx, dashboards.GenieListSpacesRequest{})
+	require.NoError(t, err)
+	assert.Len(t, spaces.Spaces, 1, "the Genie space's permission is kept")
+	_, err = outsider.Files.GetMetadata(ctx, files.GetMetadataRequest{FilePath: reports + "/kept.txt"})
+	assert.Error(t, err, "outsider may not read the volume")
+	meta, err := sdkClient(t, w, userToken(t, w, "ana@example.com", "file.files")).Files.GetMetadata(ctx,
+		files.GetMetadataRequest{FilePath: reports + "/kept.txt"})
+	require.NoError(t, err, "the file in the volume is kept")
+	assert.EqualValues(t, 4, meta.ContentLength)
 }

@@ -26,12 +26,12 @@ type genieSpace struct {
 	acl                               *objectACL
 }
 
-func newGenieSpaces(cfg Config, signedIn string) *genieSpaces {
+func newGenieSpaces(cfg Config, signedIn string, changed func()) *genieSpaces {
 	g := &genieSpaces{byID: map[string]*genieSpace{}}
 	for _, m := range cfg.GenieSpaces {
 		s := &genieSpace{id: m.ID, title: m.Title, description: m.Description, warehouse: m.Warehouse,
 			acl: newObjectACL("genie", genieLevels, cfg, signedIn,
-				map[string]CanUse{"CAN_RUN": m.CanRun, PermissionCanManage: m.CanManage})}
+				map[string]CanUse{"CAN_RUN": m.CanRun, PermissionCanManage: m.CanManage}, changed)}
 		g.order = append(g.order, s)
 		g.byID[m.ID] = s
 	}

@@ -18,6 +18,7 @@ import (
 type objectACL struct {
 	objectType string   // in the Permissions API's path: warehouses, genie
 	levels     []string // weakest first
+	changed    func()   // the list changed: the workspace keeps it (persist.go)
 
 	mu      sync.RWMutex
 	entries []aclEntry
@@ -29,8 +30,9 @@ var (
 	genieLevels     = []string{"CAN_VIEW", "CAN_RUN", "CAN_EDIT", PermissionCanManage}
 )
 
-func newObjectACL(objectType string, levels []string, cfg Config, signedIn string, lists map[string]CanUse) *objectACL {
-	a := &objectACL{objectType: objectType, levels: levels}
+func newObjectACL(objectType string, levels []string, cfg Config, signedIn string, lists map[string]CanUse,
+	changed func()) *objectACL {
+	a := &objectACL{objectType: objectType, levels: levels, changed: changed}
 	for _, level := range slices.Backward(levels) { // the highest level a principal is listed at wins
 		list, ok := lists[level]
 		if !ok {
@@ -87,11 +89,13 @@ func (a *objectACL) grant(e aclEntry) {
 		if old.samePrincipal(e) {
 			if a.rank(old.level) < a.rank(e.level) {
 				a.entries[i].level = e.level
+				a.changed()
 			}
 			return
 		}
 	}
 	a.entries = append(a.entries, e)
+	a.changed()
 }
 
 // objectPermissionRoutes serves the Permissions API for one kind of object under
@@ -167,6 +171,7 @@ func objectPermissionRoutes(r chi.Router, objectType string, acls func(id string
 				acl.entries = append(acl.entries, e)
 			}
 			acl.mu.Unlock()
+			acl.changed()
 			jsonhttp.Write(rw, http.StatusOK, acl.wire(id))
 		}
 	}

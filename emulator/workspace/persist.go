@@ -47,14 +47,15 @@ type namedSubsystem struct {
 //  2. add it to this list, after the parts it refers to (principals, apps);
 //  3. call w.changed(name) after each change of its state; the store saves it soon after, outside any lock.
 func (w *Workspace) subsystems() []namedSubsystem {
-	return []namedSubsystem{
+	parts := []namedSubsystem{
 		{"address", workspaceAddress{w}}, // loaded first, on its own: Start listens where it says
 		{"signing-key", w.issuer},
 		{"principals", w.dir},
 		{"grants", w.grants},
 		{"identity-providers", w.federation},
-		{"apps", appsPart{w}},
 	}
+	parts = append(parts, w.data.parts()...) // before the apps, whose resources they grant
+	return append(parts, namedSubsystem{"apps", appsPart{w}})
 }
 
 // changed tells the store that the named part changed. It only signals: callers may hold any lock.

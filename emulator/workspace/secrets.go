@@ -24,7 +24,8 @@ const maxSecretBytes = 128 << 10
 // (each including the weaker ones); its creator holds MANAGE, and workspace admins hold MANAGE on every scope.
 // Reading a value takes READ, writing WRITE, changing the ACL MANAGE; anyone may list the scopes' names.
 type secretScopes struct {
-	dir *directory
+	dir     *directory
+	changed func() // a scope changed: the workspace keeps it (persist.go)
 
 	mu     sync.Mutex
 	scopes map[string]*secretScope
@@ -42,7 +43,7 @@ type storedSecret struct {
 }
 
 func newSecretScopes(cfg Config, dir *directory) *secretScopes {
-	ss := &secretScopes{dir: dir, scopes: map[string]*secretScope{}}
+	ss := &secretScopes{dir: dir, scopes: map[string]*secretScope{}, changed: func() {}}
 	now := time.Now().UnixMilli()
 	for _, m := range cfg.SecretScopes {
 		s := &secretScope{name: m.Name, secrets: map[string]storedSecret{},
@@ -102,6 +103,7 @@ func (ss *secretScopes) grant(scope, who, perm string) {
 	defer ss.mu.Unlock()
 	if s, ok := ss.scopes[scope]; ok && slices.Index(secretPermissions, s.acl[who]) < slices.Index(secretPermissions, perm) {
 		s.acl[who] = perm
+		ss.changed()
 	}
 }
 
@@ -132,7 +134,8 @@ type secretRequest struct {
 
 // withScope reads the request, finds its scope and checks the caller holds perm on it, then calls handle under
 // the lock.
-func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, *secretScope, secretRequest)) http.HandlerFunc {
+// handle reports whether it changed the scope.
+func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, *secretScope, secretRequest) bool) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req secretRequest
 		if r.Method == http.MethodGet {
@@ -157,7 +160,9 @@ func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, 
 				Fix:     "a manager of the scope grants it: databricks secrets put-acl " + s.name + " <principal> " + perm})
 			return
 		}
-		handle(rw, s, req)
+		if handle(rw, s, req) {
+			ss.changed()
+		}
 	}
 }
 
@@ -201,22 +206,24 @@ func (ss *secretScopes) handleCreateScope() http.HandlerFunc {
 			return
 		}
 		ss.scopes[req.Scope] = s
+		ss.changed()
 		jsonhttp.Write(rw, http.StatusOK, struct{}{})
 	}
 }
 
-func (ss *secretScopes) deleteScope(rw http.ResponseWriter, s *secretScope, _ secretRequest) {
+func (ss *secretScopes) deleteScope(rw http.ResponseWriter, s *secretScope, _ secretRequest) bool {
 	delete(ss.scopes, s.name)
 	jsonhttp.Write(rw, http.StatusOK, struct{}{})
+	return true
 }
 
-func (ss *secretScopes) putSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) {
+func (ss *secretScopes) putSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
 	value := []byte(req.StringValue)
 	if req.BytesValue != "" {
 		b, err := base64.StdEncoding.DecodeString(req.BytesValue)
 		if err != nil || req.StringValue != "" {
 			jsonhttp.WriteError(rw, badParameter("send either string_value or bytes_value (base64)"))
-			return
+			return false
 		}
 		value = b
 	}
@@ -228,16 +235,19 @@ func (ss *secretScopes) putSecret(rw http.ResponseWriter, s *secretScope, req se
 	default:
 		s.secrets[req.Key] = storedSecret{value: value, updated: time.Now().UnixMilli()}
 		jsonhttp.Write(rw, http.StatusOK, struct{}{})
+		return true
 	}
+	return false
 }
 
-func (ss *secretScopes) deleteSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) {
+func (ss *secretScopes) deleteSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
 	if _, ok := s.secrets[req.Key]; !ok {
 		jsonhttp.WriteError(rw, secretNotFound(s, req.Key))
-		return
+		return false
 	}
 	delete(s.secrets, req.Key)
 	jsonhttp.Write(rw, http.StatusOK, struct{}{})
+	return true
 }
 
 func secretNotFound(s *secretScope, key string) *jsonhttp.Error {
@@ -245,25 +255,27 @@ func secretNotFound(s *secretScope, key string) *jsonhttp.Error {
 		Message: fmt.Sprintf("Secret %s does not exist in scope %s!", key, s.name)}
 }
 
-func (ss *secretScopes) listSecrets(rw http.ResponseWriter, s *secretScope, _ secretRequest) {
+func (ss *secretScopes) listSecrets(rw http.ResponseWriter, s *secretScope, _ secretRequest) bool {
 	resp := workspace.ListSecretsResponse{Secrets: []workspace.SecretMetadata{}}
 	for _, k := range sortedKeys(s.secrets) {
 		resp.Secrets = append(resp.Secrets, workspace.SecretMetadata{Key: k, LastUpdatedTimestamp: s.secrets[k].updated})
 	}
 	jsonhttp.Write(rw, http.StatusOK, resp)
+	return false
 }
 
 // getSecret answers the value base64-encoded, as the Secrets API does.
-func (ss *secretScopes) getSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) {
+func (ss *secretScopes) getSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
 	v, ok := s.secrets[req.Key]
 	if !ok {
 		jsonhttp.WriteError(rw, secretNotFound(s, req.Key))
-		return
+		return false
 	}
 	jsonhttp.Write(rw, http.StatusOK, workspace.GetSecretResponse{Key: req.Key, Value: base64.StdEncoding.EncodeToString(v.value)})
+	return false
 }
 
-func (ss *secretScopes) putACL(rw http.ResponseWriter, s *secretScope, req secretRequest) {
+func (ss *secretScopes) putACL(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
 	switch {
 	case !slices.Contains(secretPermissions, req.Permission):
 		jsonhttp.WriteError(rw, badParameter("permission must be READ, WRITE or MANAGE, not %q", req.Permission))
@@ -273,33 +285,38 @@ func (ss *secretScopes) putACL(rw http.ResponseWriter, s *secretScope, req secre
 	default:
 		s.acl[req.Principal] = req.Permission
 		jsonhttp.Write(rw, http.StatusOK, struct{}{})
+		return true
 	}
+	return false
 }
 
-func (ss *secretScopes) deleteACL(rw http.ResponseWriter, s *secretScope, req secretRequest) {
+func (ss *secretScopes) deleteACL(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
 	if _, ok := s.acl[req.Principal]; !ok {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 			Message: fmt.Sprintf("No ACL for principal %s in scope %s", req.Principal, s.name)})
-		return
+		return false
 	}
 	delete(s.acl, req.Principal)
 	jsonhttp.Write(rw, http.StatusOK, struct{}{})
+	return true
 }
 
-func (ss *secretScopes) listACLs(rw http.ResponseWriter, s *secretScope, _ secretRequest) {
+func (ss *secretScopes) listACLs(rw http.ResponseWriter, s *secretScope, _ secretRequest) bool {
 	resp := workspace.ListAclsResponse{Items: []workspace.AclItem{}}
 	for _, who := range sortedKeys(s.acl) {
 		resp.Items = append(resp.Items, workspace.AclItem{Principal: who, Permission: workspace.AclPermission(s.acl[who])})
 	}
 	jsonhttp.Write(rw, http.StatusOK, resp)
+	return false
 }
 
-func (ss *secretScopes) getACL(rw http.ResponseWriter, s *secretScope, req secretRequest) {
+func (ss *secretScopes) getACL(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
 	perm, ok := s.acl[req.Principal]
 	if !ok {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 			Message: fmt.Sprintf("No ACL for principal %s in scope %s", req.Principal, s.name)})
-		return
+		return false
 	}
 	jsonhttp.Write(rw, http.StatusOK, workspace.AclItem{Principal: req.Principal, Permission: workspace.AclPermission(perm)})
+	return false
 }

@@ -34,6 +34,8 @@ type warehouses struct {
 	// changed is closed and replaced whenever a state changes, so statements waiting for a start wake up.
 	changed chan struct{}
 	closed  bool
+	// saveNeeded tells the workspace a warehouse's state or permissions changed: it keeps them (persist.go).
+	saveNeeded func()
 }
 
 type warehouse struct {
@@ -43,13 +45,13 @@ type warehouse struct {
 	acl               *objectACL
 }
 
-func newWarehouses(cfg Config, signedIn, host string, transition time.Duration) *warehouses {
+func newWarehouses(cfg Config, signedIn, host string, transition time.Duration, saveNeeded func()) *warehouses {
 	ws := &warehouses{host: strings.TrimPrefix(host, "http://"), transition: transition, byID: map[string]*warehouse{},
-		changed: make(chan struct{})}
+		changed: make(chan struct{}), saveNeeded: saveNeeded}
 	for _, m := range cfg.Warehouses {
 		wh := &warehouse{id: m.ID, name: m.Name, creator: signedIn, state: sql.StateRunning,
 			acl: newObjectACL("warehouses", warehouseLevels, cfg, signedIn,
-				map[string]CanUse{PermissionCanUse: m.CanUse, PermissionCanManage: m.CanManage})}
+				map[string]CanUse{PermissionCanUse: m.CanUse, PermissionCanManage: m.CanManage}, saveNeeded)}
 		if m.Stopped {
 			wh.state = sql.StateStopped
 		}
@@ -121,6 +123,7 @@ func (ws *warehouses) setLocked(wh *warehouse, now, then sql.State) {
 func (ws *warehouses) notifyLocked() {
 	close(ws.changed)
 	ws.changed = make(chan struct{})
+	ws.saveNeeded()
 }
 
 // running reports whether the warehouse runs and, if not, a channel closed at its next change of state.

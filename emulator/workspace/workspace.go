@@ -269,7 +269,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	w.federation = newFederation(opts.Config, w.url, func() { w.changed("identity-providers") })
-	if w.data, err = newDataServices(w.ctx, opts, w.dir, w.url, w.dataDir, &w.tasks, w.logger); err != nil {
+	if w.data, err = newDataServices(w.ctx, opts, w.dir, w.url, w.dataDir, &w.tasks, w.logger, w.changed); err != nil {
 		w.cancel()
 		_ = ln.Close()
 		w.releaseData()
