@@ -28,12 +28,13 @@ DBX         = $(DATABRICKS) --profile $(PROFILE)
 .PHONY: help build run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build every program for this machine into bin/: bin/app, bin/callapp (the caller) and bin/emulator
+build: ## Build the three programs for this machine into bin/: app, callapp (the caller), emulator
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/app ./app
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/callapp ./caller
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/emulator ./emulator
+	@echo 'bin/ holds app, callapp and emulator: export PATH="$$PWD/bin:$$PATH" to run them by name'
 
 run: ## Run the app on 127.0.0.1:8000 (no proxy in front: only /api/health answers without X-Forwarded-* headers)
 	$(GO) run ./app
@@ -57,9 +58,7 @@ EXAMPLE_PYTHONS ?= python3 /usr/bin/python3
 NODE            ?= node
 EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/callapp PYTHONDONTWRITEBYTECODE=1
 
-test-examples: ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
-	$(GO) build -o $(BIN)/emulator ./emulator
-	$(GO) build -o $(BIN)/callapp ./caller
+test-examples: build ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
 	$(EXAMPLE_ENV) $(GO) test -count=1 -tags examples ./examples/go/
 	@python=""; for py in $(EXAMPLE_PYTHONS); do \
 	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; \
@@ -78,12 +77,13 @@ test-examples: ## The sample apps in examples/ under the emulator, each with its
 	  echo "SKIPPED examples/node: no Node 18 or later ($(NODE): $$($(NODE) --version 2>/dev/null || echo not found); apt-get install nodejs)"; \
 	fi
 
-browser-test: ## Drive headless Chromium through the browser sign-in to the app; saves docs/browser.png (installs Debian's chromium as root when missing)
+browser-test: ## Drive headless Chromium through the browser sign-in to the app; saves build/browser.png (installs Debian's chromium as root when missing)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "» installing Debian's chromium"; apt-get update && apt-get install -y chromium; \
 	  else echo "Chromium is not installed. Install it (Debian: sudo apt-get install -y chromium) and run make browser-test again."; exit 1; fi; }
-	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/docs/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./internal/e2e/
+	@mkdir -p $(BUILD)
+	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/$(BUILD)/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./internal/e2e/
 
 # Every fuzz target, as package:Target. `go test -fuzz` runs one target per package per run, hence the list.
 FUZZTIME     ?= 30s
@@ -106,7 +106,7 @@ stress: ## Load and fault tests at full size, without the race detector (20,000 
 # (Debian: python3-fastapi python3-uvicorn) adds the FastAPI peer row.
 BENCH_FLAGS ?=
 
-bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the README's Performance section (~3 min)
+bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of docs/performance.md (~3 min)
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
 	$(GO) run ./internal/bench $(BENCH_FLAGS)
 
@@ -159,10 +159,10 @@ deploy-check: ## Check the databricks CLI is installed and PROFILE is logged in
 	  echo "Profile $(PROFILE) is not logged in. Run:"; \
 	  echo "  databricks auth login --host https://<workspace-url> --profile $(PROFILE)"; exit 1; }
 
-bundle-validate: package ## Validate databricks.yml against the workspace (needs the CLI and PROFILE)
+bundle-validate: deploy-check package ## Validate databricks.yml against the workspace (needs the CLI and PROFILE)
 	$(DBX) bundle validate $(BUNDLE_VARS)
 
-e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see README)
+e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see docs/deploy.md)
 	$(GO) test -count=1 -v -run '^TestRealWorkspace$$' ./internal/demo/
 
 clean: ## Remove bin/ and build/
