@@ -53,7 +53,7 @@ test: ## Vet, check formatting, run every test with the race detector and each b
 	@$(MAKE) --no-print-directory test-examples
 
 # Interpreters tried in turn for examples/fastapi: the first that imports its four packages runs it. python3 may be a
-# pyenv or virtualenv shim without them while Debian's packages (python3-fastapi, …) are in /usr/bin/python3.
+# pyenv or virtualenv shim without them, where Debian's packages (python3-fastapi, …) install them for /usr/bin/python3.
 EXAMPLE_PYTHONS ?= python3 /usr/bin/python3
 NODE            ?= node
 EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/callapp PYTHONDONTWRITEBYTECODE=1
