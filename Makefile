@@ -25,7 +25,7 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
+.PHONY: help build new-app run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,15 @@ build: ## Build the three programs for this machine into bin/: app, callapp (the
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/callapp ./caller
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/emulator ./emulator
 	@echo 'bin/ holds app, callapp and emulator: export PATH="$$PWD/bin:$$PATH" to run them by name'
+
+# make new-app NAME=my-app DIR=../my-app [MODULE=example.com/my-app]: see go run ./internal/newapp --help.
+NAME   ?=
+DIR    ?=
+MODULE ?=
+
+new-app: build ## Start your own app: a new module from app/ in DIR, named NAME (MODULE= its path), that make dev runs under the emulator
+	@[ -n "$(NAME)" ] && [ -n "$(DIR)" ] || { echo "usage: make new-app NAME=my-app DIR=../my-app [MODULE=example.com/my-app]"; exit 2; }
+	$(GO) run ./internal/newapp --name '$(NAME)' $(if $(MODULE),--module '$(MODULE)') --emulator '$(CURDIR)/$(BIN)/emulator' '$(DIR)'
 
 run: ## Run the app on 127.0.0.1:8000 (no proxy in front: only /api/health answers without X-Forwarded-* headers)
 	$(GO) run ./app

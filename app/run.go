@@ -19,6 +19,8 @@ import (
 var version = "dev"
 
 const (
+	// defaultAppName is the name /api/health reports off the platform, which sets DATABRICKS_APP_NAME.
+	defaultAppName   = "api-app"
 	defaultLocalAddr = "127.0.0.1:8000"
 	// The platform sends SIGTERM and kills the app 15 s later: drain well inside that.
 	shutdownGrace = 10 * time.Second
@@ -80,7 +82,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		}
 	}
 	if s.appName == "" {
-		s.appName = "api-app"
+		s.appName = defaultAppName
 	}
 	if v := getenv("APP_WORKSPACE_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)

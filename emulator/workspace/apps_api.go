@@ -348,6 +348,14 @@ func badParameter(format string, args ...any) *jsonhttp.Error {
 		Message: fmt.Sprintf(format, args...)}
 }
 
+// CheckAppName applies the platform's naming rule to a new app's name, as the Apps API does.
+func CheckAppName(name string) error {
+	if jerr := checkAppName(name); jerr != nil {
+		return errors.New(jerr.Message)
+	}
+	return nil
+}
+
 // checkAppName applies the platform's naming rule to a new app.
 func checkAppName(name string) *jsonhttp.Error {
 	if !appName.MatchString(name) || strings.HasSuffix(name, "-") || len(name) < 2 {
