@@ -8,8 +8,10 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Databricks Apps refuses any file over this many bytes; packaged binaries are cut into parts of PART_BYTES (9 MiB).
 MAX_FILE_BYTES := 10485760
 PART_BYTES     := 9437184
-# staticcheck runs through go run at a pinned version, not as a go.mod tool: as a tool, v0.8.2 raises go.mod to go 1.26.
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# staticcheck is installed into bin/ at a pinned version, not used as a go.mod tool: as a tool, v0.8.2 raises go.mod to
+# go 1.26. Installed rather than run with go run pkg@version, which looks the module up on the network every time.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 # The one gofmt check (test and lint): the files git tracks, or every .go file outside a git checkout.
 GOFMT_CHECK = unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
@@ -25,10 +27,37 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build new-app run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
+.PHONY: help deps build new-app run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Download what every later target needs (Go modules, staticcheck, actionlint) and build it all: then no step needs the network
+	$(GO) mod download
+	$(MAKE) --no-print-directory $(STATICCHECK)
+	$(GO) tool actionlint -version >/dev/null
+	$(MAKE) --no-print-directory build
+	@# The race detector's build of every package and test, which make test and the workshop would otherwise compile
+	@# on the day: the build cache keeps it.
+	$(GO) test -race -count=1 -run '^$$' ./... >/dev/null
+	@echo "» what else the workshop uses:"
+	@for tool in jq curl; do \
+	  if command -v $$tool >/dev/null 2>&1; then echo "  ok       $$tool"; else echo "  MISSING  $$tool (Debian: sudo apt-get install $$tool)"; fi; \
+	done
+	@if $(GO) env CGO_ENABLED | grep -q 1 && command -v "$$($(GO) env CC)" >/dev/null 2>&1; then echo "  ok       C compiler for cgo ($$($(GO) env CC))"; \
+	  else echo "  MISSING  a C compiler for cgo (Debian: sudo apt-get install gcc)"; fi
+	@python=""; for py in $(EXAMPLE_PYTHONS); do \
+	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; done; \
+	if [ -n "$$python" ]; then echo "  ok       FastAPI, for examples/fastapi ($$python)"; \
+	else echo "  optional FastAPI, for examples/fastapi (Debian: sudo apt-get install python3-fastapi python3-uvicorn python3-requests python3-pytest)"; fi
+	@if command -v $(NODE) >/dev/null 2>&1; then echo "  ok       Node $$($(NODE) --version), for examples/node"; else echo "  optional Node 18 or later, for examples/node"; fi
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then \
+	  echo "  ok       Chromium, for make browser-test"; else echo "  optional Chromium, for make browser-test (Debian: sudo apt-get install chromium)"; fi
+
+$(STATICCHECK):
+	@mkdir -p $(BUILD)/staticcheck
+	GOBIN=$(CURDIR)/$(BUILD)/staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BUILD)/staticcheck/staticcheck $@
 
 build: ## Build the three programs for this machine into bin/: app, callapp (the caller), emulator
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/app ./app
@@ -119,11 +148,11 @@ bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of docs
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
 	$(GO) run ./internal/bench $(BENCH_FLAGS)
 
-lint: ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
+lint: $(STATICCHECK) ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
 	$(GO) vet ./...
 	@$(GOFMT_CHECK)
 	$(GO) tool actionlint
-	$(GO) run $(STATICCHECK) ./...
+	$(STATICCHECK) ./...
 
 package: package-app package-caller ## Build the deployable folders build/app/ and build/caller/ (app.yaml + the linux/amd64 binary in parts)
 
