@@ -55,7 +55,7 @@ deps: ## Download what every later target needs (Go modules, staticcheck, action
 	  echo "  ok       Chromium, for make browser-test"; else echo "  optional Chromium, for make browser-test (Debian: sudo apt-get install chromium)"; fi
 
 $(STATICCHECK):
-	@mkdir -p $(BUILD)/staticcheck
+	@mkdir -p $(BUILD)/staticcheck $(BIN)
 	GOBIN=$(CURDIR)/$(BUILD)/staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(BUILD)/staticcheck/staticcheck $@
 
