@@ -37,6 +37,7 @@ deps: ## Download what every later target needs (Go modules, staticcheck, action
 	$(MAKE) --no-print-directory $(STATICCHECK)
 	$(GO) tool actionlint -version >/dev/null
 	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory package PACKAGE_GOOS=$$($(GO) env GOOS) PACKAGE_GOARCH=$$($(GO) env GOARCH) >/dev/null
 	@# The race detector's build of every package and test, which make test and the workshop would otherwise compile
 	@# on the day: the build cache keeps it.
 	$(GO) test -race -count=1 -run '^$$' ./... >/dev/null
