@@ -180,9 +180,14 @@ define package_folder
 endef
 
 # The bundle's variables: the apps' names. The bundle (databricks.yml) is the one description of the deployment.
-BUNDLE_VARS = --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
+# The API app's data resources have no default: WAREHOUSE_ID (databricks warehouses list) and REPORTS_VOLUME
+# (catalog.schema.volume); the bundle names the one that is missing.
+WAREHOUSE_ID   ?=
+REPORTS_VOLUME ?=
+BUNDLE_VARS = --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP) \
+	$(if $(WAREHOUSE_ID),--var warehouse_id=$(WAREHOUSE_ID)) $(if $(REPORTS_VOLUME),--var reports_volume=$(REPORTS_VOLUME))
 
-deploy: deploy-check package build ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, API_APP=, CALLER_APP=)
+deploy: deploy-check package build ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, WAREHOUSE_ID=, REPORTS_VOLUME=, API_APP=, CALLER_APP=)
 	$(DBX) bundle deploy $(BUNDLE_VARS)
 	$(DBX) bundle run api_app $(BUNDLE_VARS)
 	$(DBX) bundle run caller_app $(BUNDLE_VARS)
