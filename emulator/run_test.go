@@ -89,13 +89,7 @@ env:
 	status, _ = callApp(t, state.Apps["api-app"].URL+"/api/refused", "")
 	require.Equal(t, http.StatusUnauthorized, status)
 
-	cancel()
-	select {
-	case err := <-errc:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after cancellation")
-	}
+	stopRun(t, cancel, errc)
 	assert.NoFileExists(t, stateFile, "the state file goes with the emulator")
 	for _, sp := range state.ServicePrincipals {
 		if sp.ClientSecret != "" { // federated-service has none
@@ -124,8 +118,8 @@ func TestRunCreatesAnAppTheModelLacks(t *testing.T) {
 	stderr := &testkit.Buffer{}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"emulator", "run", "--state", stateFile, "--profile-dir", filepath.Join(dir, "profile"),
-			"--app", "my-new-app", "--", self}, os.Getenv, io.Discard, stderr)
+		errc <- run(ctx, []string{"emulator", "run", "--fresh", "--state", stateFile,
+			"--profile-dir", filepath.Join(dir, "profile"), "--app", "my-new-app", "--", self}, os.Getenv, io.Discard, stderr)
 	}()
 	var state workspace.State
 	require.NoError(t, json.Unmarshal(waitForFile(t, stateFile, errc), &state))
@@ -157,13 +151,7 @@ func TestRunCreatesAnAppTheModelLacks(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, status, "nobody else was granted CAN USE")
 	assert.Contains(t, stderr.String(), "created an app the model does not have")
 
-	cancel()
-	select {
-	case err := <-errc:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after cancellation")
-	}
+	stopRun(t, cancel, errc)
 }
 
 func TestRunRejectsBadInput(t *testing.T) {
@@ -326,4 +314,16 @@ func TestSecondEmulatorOnTheSameStateFileOrDataDir(t *testing.T) {
 	require.NoError(t, <-errc)
 	assert.NoFileExists(t, stateFile)
 	assert.NoFileExists(t, stateLockPath(stateFile), "the lock beside it goes too")
+}
+
+// stopRun cancels a run, as Ctrl+C does, and waits for it to return cleanly.
+func stopRun(t *testing.T, cancel context.CancelFunc, errc <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancellation")
+	}
 }
