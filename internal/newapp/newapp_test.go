@@ -77,9 +77,10 @@ func TestNewAppBuildsTestsAndRunsUnderTheEmulator(t *testing.T) {
 		require.NoError(t, err, "go %s in the new module:\n%s", strings.Join(args, " "), out)
 	}
 
-	// make dev's command: the emulator creates the app it does not know and starts it under its own name.
+	// make dev's command: the emulator creates the app it does not know and starts it under its own name, in a
+	// throw-away workspace.
 	state := filepath.Join(t.TempDir(), "state.json")
-	emu := testkit.StartProcess(t, []string{emulator, "run", "--state", state, "--app", "my-app", "--",
+	emu := testkit.StartProcess(t, []string{emulator, "run", "--fresh", "--state", state, "--app", "my-app", "--",
 		filepath.Join(dir, "bin", "my-app")}, dir, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()})
 	for !strings.Contains(emu.Stdout.String(), "Press Ctrl+C to stop.") {
 		select {
