@@ -8,8 +8,10 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Databricks Apps refuses any file over this many bytes; packaged binaries are cut into parts of PART_BYTES (9 MiB).
 MAX_FILE_BYTES := 10485760
 PART_BYTES     := 9437184
-# staticcheck runs through go run at a pinned version, not as a go.mod tool: as a tool, v0.8.2 raises go.mod to go 1.26.
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# staticcheck is installed into bin/ at a pinned version, not used as a go.mod tool: as a tool, v0.8.2 raises go.mod to
+# go 1.26. Installed rather than run with go run pkg@version, which looks the module up on the network every time.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 # The one gofmt check (test and lint): the files git tracks, or every .go file outside a git checkout.
 GOFMT_CHECK = unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
@@ -25,15 +27,53 @@ DATABRICKS ?= databricks
 DBX         = $(DATABRICKS) --profile $(PROFILE)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
+.PHONY: help deps build new-app run demo test test-examples browser-test stress bench fuzz lint package package-app package-caller deploy deploy-check bundle-validate e2e-workspace clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build every program for this machine into bin/: bin/app, bin/callapp (the caller) and bin/emulator
+deps: ## Download what every later target needs (Go modules, staticcheck, actionlint) and build it all: then no step needs the network
+	$(GO) mod download
+	$(MAKE) --no-print-directory $(STATICCHECK)
+	$(GO) tool actionlint -version >/dev/null
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory package PACKAGE_GOOS=$$($(GO) env GOOS) PACKAGE_GOARCH=$$($(GO) env GOARCH) >/dev/null
+	@# The race detector's build of every package and test, which make test and the workshop would otherwise compile
+	@# on the day: the build cache keeps it.
+	$(GO) test -race -count=1 -run '^$$' ./... >/dev/null
+	@echo "» what else the workshop uses:"
+	@for tool in jq curl; do \
+	  if command -v $$tool >/dev/null 2>&1; then echo "  ok       $$tool"; else echo "  MISSING  $$tool (Debian: sudo apt-get install $$tool)"; fi; \
+	done
+	@if $(GO) env CGO_ENABLED | grep -q 1 && command -v "$$($(GO) env CC)" >/dev/null 2>&1; then echo "  ok       C compiler for cgo ($$($(GO) env CC))"; \
+	  else echo "  MISSING  a C compiler for cgo (Debian: sudo apt-get install gcc)"; fi
+	@python=""; for py in $(EXAMPLE_PYTHONS); do \
+	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; done; \
+	if [ -n "$$python" ]; then echo "  ok       FastAPI, for examples/fastapi ($$python)"; \
+	else echo "  optional FastAPI, for examples/fastapi (Debian: sudo apt-get install python3-fastapi python3-uvicorn python3-requests python3-pytest)"; fi
+	@if command -v $(NODE) >/dev/null 2>&1; then echo "  ok       Node $$($(NODE) --version), for examples/node"; else echo "  optional Node 18 or later, for examples/node"; fi
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then \
+	  echo "  ok       Chromium, for make browser-test"; else echo "  optional Chromium, for make browser-test (Debian: sudo apt-get install chromium)"; fi
+
+$(STATICCHECK):
+	@mkdir -p $(BUILD)/staticcheck $(BIN)
+	GOBIN=$(CURDIR)/$(BUILD)/staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BUILD)/staticcheck/staticcheck $@
+
+build: ## Build the three programs for this machine into bin/: app, callapp (the caller), emulator
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/app ./app
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/callapp ./caller
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/emulator ./emulator
+	@echo 'bin/ holds app, callapp and emulator: export PATH="$$PWD/bin:$$PATH" to run them by name'
+
+# make new-app NAME=my-app DIR=../my-app [MODULE=example.com/my-app]: see go run ./internal/newapp --help.
+NAME   ?=
+DIR    ?=
+MODULE ?=
+
+new-app: build ## Start your own app: a new module from app/ in DIR, named NAME (MODULE= its path), that make dev runs under the emulator
+	@[ -n "$(NAME)" ] && [ -n "$(DIR)" ] || { echo "usage: make new-app NAME=my-app DIR=../my-app [MODULE=example.com/my-app]"; exit 2; }
+	$(GO) run ./internal/newapp --name '$(NAME)' $(if $(MODULE),--module '$(MODULE)') --emulator '$(CURDIR)/$(BIN)/emulator' '$(DIR)'
 
 run: ## Run the app on 127.0.0.1:8000 (no proxy in front: only /api/health answers without X-Forwarded-* headers)
 	$(GO) run ./app
@@ -52,14 +92,12 @@ test: ## Vet, check formatting, run every test with the race detector and each b
 	@$(MAKE) --no-print-directory test-examples
 
 # Interpreters tried in turn for examples/fastapi: the first that imports its four packages runs it. python3 may be a
-# pyenv or virtualenv shim without them while Debian's packages (python3-fastapi, …) are in /usr/bin/python3.
+# pyenv or virtualenv shim without them, where Debian's packages (python3-fastapi, …) install them for /usr/bin/python3.
 EXAMPLE_PYTHONS ?= python3 /usr/bin/python3
 NODE            ?= node
 EXAMPLE_ENV      = EMULATOR=$(CURDIR)/$(BIN)/emulator CALLER=$(CURDIR)/$(BIN)/callapp PYTHONDONTWRITEBYTECODE=1
 
-test-examples: ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
-	$(GO) build -o $(BIN)/emulator ./emulator
-	$(GO) build -o $(BIN)/callapp ./caller
+test-examples: build ## The sample apps in examples/ under the emulator, each with its own tests (skipped without their runtime)
 	$(EXAMPLE_ENV) $(GO) test -count=1 -tags examples ./examples/go/
 	@python=""; for py in $(EXAMPLE_PYTHONS); do \
 	  if command -v $$py >/dev/null 2>&1 && $$py -c 'import fastapi, uvicorn, requests, pytest' 2>/dev/null; then python=$$py; break; fi; \
@@ -78,12 +116,13 @@ test-examples: ## The sample apps in examples/ under the emulator, each with its
 	  echo "SKIPPED examples/node: no Node 18 or later ($(NODE): $$($(NODE) --version 2>/dev/null || echo not found); apt-get install nodejs)"; \
 	fi
 
-browser-test: ## Drive headless Chromium through the browser sign-in to the app; saves docs/browser.png (installs Debian's chromium as root when missing)
+browser-test: ## Drive headless Chromium through the browser sign-in to the app; saves build/browser.png (installs Debian's chromium as root when missing)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "» installing Debian's chromium"; apt-get update && apt-get install -y chromium; \
 	  else echo "Chromium is not installed. Install it (Debian: sudo apt-get install -y chromium) and run make browser-test again."; exit 1; fi; }
-	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/docs/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./internal/e2e/
+	@mkdir -p $(BUILD)
+	BROWSER_TEST=1 BROWSER_SCREENSHOT=$(CURDIR)/$(BUILD)/browser.png $(GO) test -count=1 -v -run '^TestChromium$$' ./internal/e2e/
 
 # Every fuzz target, as package:Target. `go test -fuzz` runs one target per package per run, hence the list.
 FUZZTIME     ?= 30s
@@ -106,15 +145,15 @@ stress: ## Load and fault tests at full size, without the race detector (20,000 
 # (Debian: python3-fastapi python3-uvicorn) adds the FastAPI peer row.
 BENCH_FLAGS ?=
 
-bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of the README's Performance section (~3 min)
+bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of docs/performance.md (~3 min)
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
 	$(GO) run ./internal/bench $(BENCH_FLAGS)
 
-lint: ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
+lint: $(STATICCHECK) ## go vet, gofmt, staticcheck and actionlint (the CI workflow, .github/workflows/)
 	$(GO) vet ./...
 	@$(GOFMT_CHECK)
 	$(GO) tool actionlint
-	$(GO) run $(STATICCHECK) ./...
+	$(STATICCHECK) ./...
 
 package: package-app package-caller ## Build the deployable folders build/app/ and build/caller/ (app.yaml + the linux/amd64 binary in parts)
 
@@ -141,9 +180,14 @@ define package_folder
 endef
 
 # The bundle's variables: the apps' names. The bundle (databricks.yml) is the one description of the deployment.
-BUNDLE_VARS = --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP)
+# The API app's data resources have no default: WAREHOUSE_ID (databricks warehouses list) and REPORTS_VOLUME
+# (catalog.schema.volume); the bundle names the one that is missing.
+WAREHOUSE_ID   ?=
+REPORTS_VOLUME ?=
+BUNDLE_VARS = --var api_app_name=$(API_APP) --var caller_app_name=$(CALLER_APP) \
+	$(if $(WAREHOUSE_ID),--var warehouse_id=$(WAREHOUSE_ID)) $(if $(REPORTS_VOLUME),--var reports_volume=$(REPORTS_VOLUME))
 
-deploy: deploy-check package build ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, API_APP=, CALLER_APP=)
+deploy: deploy-check package build ## Deploy and start both apps with the bundle, databricks.yml (PROFILE=, WAREHOUSE_ID=, REPORTS_VOLUME=, API_APP=, CALLER_APP=)
 	$(DBX) bundle deploy $(BUNDLE_VARS)
 	$(DBX) bundle run api_app $(BUNDLE_VARS)
 	$(DBX) bundle run caller_app $(BUNDLE_VARS)
@@ -159,10 +203,10 @@ deploy-check: ## Check the databricks CLI is installed and PROFILE is logged in
 	  echo "Profile $(PROFILE) is not logged in. Run:"; \
 	  echo "  databricks auth login --host https://<workspace-url> --profile $(PROFILE)"; exit 1; }
 
-bundle-validate: package ## Validate databricks.yml against the workspace (needs the CLI and PROFILE)
+bundle-validate: deploy-check package ## Validate databricks.yml against the workspace (needs the CLI and PROFILE)
 	$(DBX) bundle validate $(BUNDLE_VARS)
 
-e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see README)
+e2e-workspace: ## The demo's rows against apps deployed with make deploy (opt-in: needs E2E_* variables, see docs/deploy.md)
 	$(GO) test -count=1 -v -run '^TestRealWorkspace$$' ./internal/demo/
 
 clean: ## Remove bin/ and build/

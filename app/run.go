@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/logbuffer"
@@ -19,6 +20,8 @@ import (
 var version = "dev"
 
 const (
+	// defaultAppName is the name /api/health reports off the platform, which sets DATABRICKS_APP_NAME.
+	defaultAppName   = "api-app"
 	defaultLocalAddr = "127.0.0.1:8000"
 	// The platform sends SIGTERM and kills the app 15 s later: drain well inside that.
 	shutdownGrace = 10 * time.Second
@@ -31,6 +34,7 @@ const (
 // settings is everything the app reads from its flags and environment.
 type settings struct {
 	addr          string
+	addrFrom      string // where addr came from, for the message when it is taken
 	appName       string
 	workspaceHost string
 	workspaceID   string
@@ -59,6 +63,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	s := settings{
 		addr:              *addr,
+		addrFrom:          "--addr",
 		appName:           getenv("DATABRICKS_APP_NAME"),
 		workspaceHost:     sdkconfig.NormaliseHost(getenv("DATABRICKS_HOST")),
 		workspaceID:       getenv("DATABRICKS_WORKSPACE_ID"),
@@ -70,17 +75,17 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		readHeaderTimeout: 10 * time.Second,
 	}
 	if s.addr == "" {
-		s.addr = getenv("APP_LISTEN_ADDR")
+		s.addr, s.addrFrom = getenv("APP_LISTEN_ADDR"), "APP_LISTEN_ADDR"
 	}
 	if s.addr == "" {
 		if port := getenv("DATABRICKS_APP_PORT"); port != "" {
-			s.addr = net.JoinHostPort("0.0.0.0", port)
+			s.addr, s.addrFrom = net.JoinHostPort("0.0.0.0", port), "DATABRICKS_APP_PORT"
 		} else {
-			s.addr = defaultLocalAddr
+			s.addr, s.addrFrom = defaultLocalAddr, "the default"
 		}
 	}
 	if s.appName == "" {
-		s.appName = "api-app"
+		s.appName = defaultAppName
 	}
 	if v := getenv("APP_WORKSPACE_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -129,7 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.addr, err)
+		return listenError(s, err)
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "app", s.appName, "version", version,
 		"workspace", s.workspaceHost, "service_principal_configured", s.clientID != "")
@@ -152,4 +157,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// listenError says where the app could not listen and why; for a port another program holds, how to choose another.
+func listenError(s settings, err error) error {
+	err = fmt.Errorf("listen on %s (from %s): %w", s.addr, s.addrFrom, err)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w\nanother program listens there (an earlier run of the app?): stop it, or choose another "+
+			"address with --addr or APP_LISTEN_ADDR, such as --addr 127.0.0.1:8001", err)
+	}
+	return err
 }

@@ -6,12 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -124,4 +126,31 @@ func call(t *testing.T, method, url string, header http.Header, body string) (in
 	var decoded map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&decoded))
 	return resp.StatusCode, decoded
+}
+
+// A port another program holds is the first thing a second `make run` meets: the error says which address, where it
+// came from, and how to choose another.
+func TestAPortInUseSaysHowToChooseAnother(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		from string
+	}{
+		{"--addr", []string{"app", "--addr", addr}, nil, "(from --addr)"},
+		{"APP_LISTEN_ADDR", []string{"app"}, map[string]string{"APP_LISTEN_ADDR": addr}, "(from APP_LISTEN_ADDR)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			err := run(t.Context(), tt.args, getenv, io.Discard, io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "listen on "+addr+" "+tt.from)
+			assert.Contains(t, err.Error(), "address already in use")
+			assert.Contains(t, err.Error(), "choose another address with --addr or APP_LISTEN_ADDR")
+		})
+	}
 }

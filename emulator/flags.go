@@ -153,7 +153,9 @@ func newRunCommand(getenv func(string) string, chosen **options) *cobra.Command 
 	fs.SetInterspersed(false) // the app's command starts at the first argument that is not a flag
 	workspaceFlags(fs, o)
 	fs.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long an app may take to listen")
-	fs.Func("app", "the `NAME` of an app to start (default: the first app of the model); repeat for several apps", func(v string) error {
+	fs.Func("app", "the `NAME` of an app to start (default: the first app of the model); repeat for several apps. "+
+		"An app the model lacks is created, as databricks apps create would: its own service principal, the "+
+		"signed-in user its manager and user", func(v string) error {
 		o.launches = append(o.launches, &appLaunch{name: v})
 		return nil
 	})

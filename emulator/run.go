@@ -144,7 +144,12 @@ func startApps(ctx context.Context, w *workspace.Workspace, o options, logger *s
 			name = w.AppNames()[0]
 		}
 		if w.AppURL(name) == "" {
-			return instances, fmt.Errorf("--app %s: no such app in the emulator config", name)
+			// An app the model does not have is created, as `databricks apps create` would: a new app runs under its
+			// own name with no model to write.
+			if err := w.CreateApp(name); err != nil {
+				return instances, fmt.Errorf("--app %s: %w", name, err)
+			}
+			logger.Info("created an app the model does not have", "app", name, "manager", "the signed-in user")
 		}
 		if _, dup := instances[name]; dup {
 			return instances, fmt.Errorf("--app %s given twice", name)

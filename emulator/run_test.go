@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -88,13 +89,7 @@ env:
 	status, _ = callApp(t, state.Apps["api-app"].URL+"/api/refused", "")
 	require.Equal(t, http.StatusUnauthorized, status)
 
-	cancel()
-	select {
-	case err := <-errc:
-		require.NoError(t, err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after cancellation")
-	}
+	stopRun(t, cancel, errc)
 	assert.NoFileExists(t, stateFile, "the state file goes with the emulator")
 	for _, sp := range state.ServicePrincipals {
 		if sp.ClientSecret != "" { // federated-service has none
@@ -106,6 +101,57 @@ env:
 	// Without --verbose the proxy logs what it answers itself, not what it forwards (the app logs those).
 	assert.Contains(t, stderr.String(), `msg="proxy request" app=api-app method=GET path=/api/refused status=401`)
 	assert.NotContains(t, stderr.String(), "path=/api/whoami")
+}
+
+// TestRunCreatesAnAppTheModelLacks: `run --app NAME` for an app the model does not have creates it, as the signed-in
+// user creating it with the Apps API would, so a new app runs under its own name with no model to write: its own
+// service principal, the signed-in user its manager and user, nobody else.
+func TestRunCreatesAnAppTheModelLacks(t *testing.T) {
+	testkit.CleanEnv(t)
+	t.Setenv(echoAppRole, "1")
+	self, err := os.Executable()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	stateFile := filepath.Join(dir, "state.json")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stderr := &testkit.Buffer{}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"emulator", "run", "--fresh", "--state", stateFile,
+			"--profile-dir", filepath.Join(dir, "profile"), "--app", "my-new-app", "--", self}, os.Getenv, io.Discard, stderr)
+	}()
+	var state workspace.State
+	require.NoError(t, json.Unmarshal(waitForFile(t, stateFile, errc), &state))
+
+	app, ok := state.Apps["my-new-app"]
+	require.True(t, ok, "the state file lists the new app")
+	assert.NotEmpty(t, app.Upstream, "and it runs")
+	assert.Contains(t, state.Users["dev@example.com"].CanUse, "my-new-app")
+	assert.NotContains(t, state.ServicePrincipals["external-service"].CanUse, "my-new-app")
+
+	cmd := exec.CommandContext(t.Context(), state.CLIPath, "auth", "token", "--profile", state.Profile)
+	cmd.Env = append(os.Environ(), "DATABRICKS_CONFIG_FILE="+state.ConfigFile)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var userToken struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.Unmarshal(out, &userToken))
+	status, seen := callApp(t, app.URL+"/api/whoami", userToken.AccessToken)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "1001@1234567890123456", seen.Headers.Get(identity.HeaderUser), "the signed-in user may use it")
+	assert.Equal(t, "my-new-app", seen.Env["DATABRICKS_APP_NAME"])
+	assert.Equal(t, app.ServicePrincipalClientID, seen.Env["DATABRICKS_CLIENT_ID"], "its own service principal")
+	assert.Empty(t, seen.Headers.Get(identity.HeaderAccessToken), "no user authorization scopes")
+
+	sp := state.ServicePrincipals["external-service"]
+	token := testkit.ClientCredentials(t, state.WorkspaceHost+workspace.PathToken, sp.ClientID, sp.ClientSecret, "all-apis")
+	status, _ = callApp(t, app.URL+"/api/whoami", token)
+	assert.Equal(t, http.StatusForbidden, status, "nobody else was granted CAN USE")
+	assert.Contains(t, stderr.String(), "created an app the model does not have")
+
+	stopRun(t, cancel, errc)
 }
 
 func TestRunRejectsBadInput(t *testing.T) {
@@ -137,7 +183,7 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 		{"bad duration", []string{"--token-lifetime", "10ms"}, "at least 1s"},
 		{"bad config", []string{"--config", badConfig}, "workspace.id"},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "no such file"},
-		{"unknown app", []string{"run", "--app", "nope", "--", "true"}, "no such app"},
+		{"an app name the platform refuses", []string{"run", "--app", "My_App", "--", "true"}, `App name "My_App" is invalid`},
 		{"bad upstream", []string{"--upstream", "api-app"}, "NAME=URL"},
 		{"app exits before listening", []string{"run", "--app-yaml", exitsAtOnce}, "exited before listening"},
 		{"valueFrom an unknown resource", []string{"run", "--app", "caller-app", "--app-yaml", unknownResource}, `has no resource with the key`},
@@ -268,4 +314,16 @@ func TestSecondEmulatorOnTheSameStateFileOrDataDir(t *testing.T) {
 	require.NoError(t, <-errc)
 	assert.NoFileExists(t, stateFile)
 	assert.NoFileExists(t, stateLockPath(stateFile), "the lock beside it goes too")
+}
+
+// stopRun cancels a run, as Ctrl+C does, and waits for it to return cleanly.
+func stopRun(t *testing.T, cancel context.CancelFunc, errc <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancellation")
+	}
 }

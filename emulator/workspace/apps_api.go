@@ -3,6 +3,7 @@ package workspace
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -267,53 +268,71 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		who := authFrom(r.Context()).principal
-		if jerr := checkAppName(req.Name); jerr != nil {
+		a, jerr := w.createApp(authFrom(r.Context()).principal, req, apps.ComputeStateStopped,
+			r.URL.Query().Get("no_compute") != "true") // bundles create apps without starting them
+		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		if jerr := w.checkAppFields(who, req.UserApiScopes, req.Resources); jerr != nil {
-			jsonhttp.WriteError(rw, jerr)
-			return
-		}
-		noCompute := r.URL.Query().Get("no_compute") == "true" // bundles create apps without starting them
-		w.mu.Lock()
-		if _, taken := w.apps[req.Name]; taken {
-			w.mu.Unlock()
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: CodeAlreadyExists,
-				Message: fmt.Sprintf("An app with name %s already exists. Choose another name.", req.Name),
-				Fix:     "pick another name, or update the existing app: databricks apps update " + req.Name})
-			return
-		}
-		sp := w.dir.newAppServicePrincipal(req.Name)
-		s := &appSettings{name: req.Name, description: req.Description, servicePrincipal: sp,
-			userAPIScopes: req.UserApiScopes, resources: req.Resources,
-			acl: []aclEntry{{level: PermissionCanManage}}}
-		if who.Kind == identity.KindUser {
-			s.acl[0].userName = who.UserName
-		} else {
-			s.acl[0].servicePrincipalName = who.UserName
-		}
-		rec, err := w.addAppLocked(s, 0, creatorName(who), apps.ComputeStateStopped)
-		if err != nil {
-			w.mu.Unlock()
-			w.dir.removeServicePrincipal(sp.ApplicationID)
-			w.logger.Error("create app", "app", req.Name, "err", err)
-			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
-				Message: "could not start the app's proxy"})
-			return
-		}
-		w.grantResourcesLocked(s)
-		if !noCompute {
-			w.startComputeLocked(rec)
-		}
-		a := w.wireLocked(rec, false) // a new app has no upstream
-		w.mu.Unlock()
-		w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
-		w.changed("principals")
-		w.stateChanged()
 		jsonhttp.Write(rw, http.StatusOK, a)
 	}
+}
+
+// CreateApp creates an app the model does not have, as the signed-in user creating it through the Apps API would:
+// with a service principal of its own, the signed-in user as its manager (which includes CAN USE), no user
+// authorization scopes and no resources. `emulator run --app NAME` uses it, so a new app runs under its own name
+// with no model written by hand; its compute is active at once, as the model's apps' are, since run starts it.
+func (w *Workspace) CreateApp(name string) error {
+	if _, jerr := w.createApp(w.dir.signedIn, apps.App{Name: name}, apps.ComputeStateActive, false); jerr != nil {
+		return errors.New(jerr.Message)
+	}
+	return nil
+}
+
+// createApp is the Apps API's create, for who asks: the app's settings checked, its service principal made, its
+// proxy listening, who asked its manager. Its compute starts in the state compute, and with startCompute goes
+// through STARTING to ACTIVE as the platform's does.
+func (w *Workspace) createApp(who principal, req apps.App, compute apps.ComputeState, startCompute bool) (apps.App, *jsonhttp.Error) {
+	if jerr := checkAppName(req.Name); jerr != nil {
+		return apps.App{}, jerr
+	}
+	if jerr := w.checkAppFields(who, req.UserApiScopes, req.Resources); jerr != nil {
+		return apps.App{}, jerr
+	}
+	w.mu.Lock()
+	if _, taken := w.apps[req.Name]; taken {
+		w.mu.Unlock()
+		return apps.App{}, &jsonhttp.Error{Status: http.StatusConflict, Code: CodeAlreadyExists,
+			Message: fmt.Sprintf("An app with name %s already exists. Choose another name.", req.Name),
+			Fix:     "pick another name, or update the existing app: databricks apps update " + req.Name}
+	}
+	sp := w.dir.newAppServicePrincipal(req.Name)
+	s := &appSettings{name: req.Name, description: req.Description, servicePrincipal: sp,
+		userAPIScopes: req.UserApiScopes, resources: req.Resources,
+		acl: []aclEntry{{level: PermissionCanManage}}}
+	if who.Kind == identity.KindUser {
+		s.acl[0].userName = who.UserName
+	} else {
+		s.acl[0].servicePrincipalName = who.UserName
+	}
+	rec, err := w.addAppLocked(s, 0, creatorName(who), compute)
+	if err != nil {
+		w.mu.Unlock()
+		w.dir.removeServicePrincipal(sp.ApplicationID)
+		w.logger.Error("create app", "app", req.Name, "err", err)
+		return apps.App{}, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
+			Message: "could not start the app's proxy"}
+	}
+	w.grantResourcesLocked(s)
+	if startCompute {
+		w.startComputeLocked(rec)
+	}
+	a := w.wireLocked(rec, false) // a new app has no upstream
+	w.mu.Unlock()
+	w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
+	w.changed("principals")
+	w.stateChanged()
+	return a, nil
 }
 
 // CodeAlreadyExists is the error code for a name that is taken.
@@ -327,6 +346,14 @@ func unavailable(err error) *jsonhttp.Error {
 func badParameter(format string, args ...any) *jsonhttp.Error {
 	return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
 		Message: fmt.Sprintf(format, args...)}
+}
+
+// CheckAppName applies the platform's naming rule to a new app's name, as the Apps API does.
+func CheckAppName(name string) error {
+	if jerr := checkAppName(name); jerr != nil {
+		return errors.New(jerr.Message)
+	}
+	return nil
 }
 
 // checkAppName applies the platform's naming rule to a new app.

@@ -120,8 +120,8 @@ func TestAppsAPIWithTheSDK(t *testing.T) {
 	assert.NotContains(t, logs.String(), sp.ClientSecret)
 }
 
-// TestGrantTurnsForbiddenIntoOK is the workshop's fix: a principal without CAN USE gets 403 from the proxy, the
-// app's manager grants it with the Permissions API, and the very next request is let through.
+// TestGrantTurnsForbiddenIntoOK is the workshop's by-hand grant (docs/workshop.md): a principal without CAN USE gets
+// 403 from the proxy, the app's manager grants it with the Permissions API, and the very next request is let through.
 func TestGrantTurnsForbiddenIntoOK(t *testing.T) {
 	w, _ := startWorkspace(t, Options{})
 	w.SetUpstream("api-app", echoApp(t).URL)

@@ -177,7 +177,7 @@ const GroupUsers = "users"
 //go:embed default.yaml
 var defaultYAML []byte
 
-// DefaultConfig returns the embedded default model (see default.yaml and the README).
+// DefaultConfig returns the embedded default model (see default.yaml and docs/emulator.md).
 func DefaultConfig() Config {
 	cfg, err := ParseConfig(defaultYAML, "default.yaml")
 	if err != nil {

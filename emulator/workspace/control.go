@@ -123,7 +123,7 @@ func decodeStrict(rw http.ResponseWriter, r *http.Request, v any) *jsonhttp.Erro
 
 func badControlRequest(message string) *jsonhttp.Error {
 	return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: message,
-		Fix: "see the README's emulator section, \"Faults on purpose\""}
+		Fix: "see docs/emulator.md, \"Faults on purpose\""}
 }
 
 func (w *Workspace) handleInjectFault() http.HandlerFunc {

@@ -145,7 +145,8 @@ func (w *Workspace) addAppOnPortLocked(s *appSettings, port int, orElseFree bool
 		ln, err = w.ports.listen("127.0.0.1:0")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listen for the proxy of app %q: %w", s.name, err)
+		return nil, portTaken(fmt.Errorf("listen for the proxy of app %q: %w", s.name, err),
+			fmt.Sprintf("the model's port of app %s", s.name))
 	}
 	now := time.Now().UTC()
 	rec := &appRecord{id: newDeploymentID(), createTime: now, updateTime: now, creator: creator, updater: creator,

@@ -67,11 +67,12 @@ type store struct {
 	logger *slog.Logger
 	parts  func() []namedSubsystem
 
-	mu    sync.Mutex
-	dirty map[string]bool
-	wake  chan struct{}
-	stop  chan struct{}
-	done  chan struct{}
+	mu      sync.Mutex
+	dirty   map[string]bool
+	started bool // start ran: a workspace that failed to start never saves its half-made state
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func newStore(dir string, logger *slog.Logger, parts func() []namedSubsystem) *store {
@@ -94,6 +95,9 @@ func (s *store) changed(name string) {
 
 // start saves changed parts in the background until close.
 func (s *store) start() {
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
 	if s.dir == "" {
 		close(s.done)
 		return
@@ -112,17 +116,24 @@ func (s *store) start() {
 	}()
 }
 
-// close saves every part once more and stops the background saver.
+// close saves every part once more and stops the background saver. Before start (Start failing half-way: a port
+// taken, say) there is no saver to stop and nothing to save: what was saved before stays as it was.
 func (s *store) close() {
 	if s == nil {
 		return
 	}
-	if s.dir != "" {
-		s.mu.Lock()
+	s.mu.Lock()
+	started := s.started
+	if started && s.dir != "" {
 		for _, p := range s.parts() {
 			s.dirty[p.name] = true
 		}
-		s.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if !started {
+		return
+	}
+	if s.dir != "" {
 		close(s.stop)
 	}
 	<-s.done

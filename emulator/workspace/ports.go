@@ -10,9 +10,11 @@ package workspace
 // a listener, which apps do not take, would stop that.
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // maxPortTries bounds the search for a port that is free and not reserved. Reserved ports are the few of the apps
@@ -82,4 +84,14 @@ func (r *portReservations) listen(addr string) (net.Listener, error) {
 		_ = ln.Close() // an app is about to bind this one
 	}
 	return nil, fmt.Errorf("listen on %s: the %d ports the system offered are all kept for apps", addr, maxPortTries)
+}
+
+// portTaken adds to a listen error for a fixed port that another program holds how to choose another: where the
+// model sets it (fix), and that port 0 picks a free one.
+func portTaken(err error, fix string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w\nanother program listens there (an emulator still running?): stop it, or choose another "+
+			"port: %s (0 picks a free one)", err, fix)
+	}
+	return err
 }

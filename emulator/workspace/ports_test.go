@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -97,4 +98,28 @@ func TestConcurrentDeploymentsGetTheirOwnPorts(t *testing.T) {
 	w.mu.Unlock()
 	assert.Contains(t, ports, port)
 	assert.NotEqual(t, ports[0], ports[1])
+}
+
+// A model with a fixed port another program holds: the error names the port, and where in the model to choose
+// another.
+func TestAPortInUseSaysHowToChooseAnother(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	addr := taken.Addr().String()
+	port := taken.Addr().(*net.TCPAddr).Port
+
+	cfg := DefaultConfig()
+	cfg.Workspace.Host = addr
+	_, err = Start(t.Context(), Options{Config: cfg, DataDir: t.TempDir()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "listen for the workspace on "+addr)
+	assert.Contains(t, err.Error(), "choose another port: the model's workspace.host, such as 127.0.0.1:0")
+
+	cfg = DefaultConfig()
+	cfg.Apps[0].Port = port
+	_, err = Start(t.Context(), Options{Config: cfg, DataDir: t.TempDir()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("listen for the proxy of app %q", cfg.Apps[0].Name))
+	assert.Contains(t, err.Error(), "choose another port: the model's port of app "+cfg.Apps[0].Name+" (0 picks a free one)")
 }

@@ -78,7 +78,7 @@ func (w *Workspace) routes() http.Handler {
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,
 			Message: fmt.Sprintf("No API found for '%s %s'", req.Method, req.URL.Path),
-			Fix:     "the emulated workspace serves only the endpoints listed in the README's emulator section"})
+			Fix:     "the emulated workspace serves only the endpoints listed in docs/emulator.md, \"What it serves\""})
 	})
 	r.MethodNotAllowed(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusMethodNotAllowed, Code: jsonhttp.CodeMethodNotAllowed,

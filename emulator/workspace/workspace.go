@@ -260,7 +260,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 			return nil, fmt.Errorf("listen again on the saved workspace's address %s: %w (stop what listens there, "+
 				"or start a fresh workspace with --fresh)", addr, err)
 		}
-		return nil, fmt.Errorf("listen for the workspace on %s: %w", addr, err)
+		return nil, portTaken(fmt.Errorf("listen for the workspace on %s: %w", addr, err),
+			"the model's workspace.host, such as 127.0.0.1:0")
 	}
 	w.url = "http://" + ln.Addr().String()
 	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, w.grants.generation); err != nil {

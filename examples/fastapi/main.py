@@ -1,13 +1,17 @@
 """A FastAPI app for Databricks Apps that tells who called it, from the headers the Apps proxy adds.
 
 The proxy authenticates every request and adds X-Forwarded-User and friends; the app trusts them because only the
-proxy can reach it. Run it behind the emulator's proxy, from the repository's root:
+proxy can reach it, so it listens where the Go app does (listen_address). Run it behind the emulator's proxy, from
+the repository's root, with an interpreter that has FastAPI and uvicorn:
 
-    go run ./emulator run -- python3 -m uvicorn --app-dir examples/fastapi main:app --port '$DATABRICKS_APP_PORT'
+    emulator run -- python3 examples/fastapi/main.py
 
-(the single quotes leave $DATABRICKS_APP_PORT to the emulator) and its test, which starts the emulator itself:
-python3 -m pytest examples/fastapi. Deploy the folder as it is: app.yaml holds the platform's command.
+and its test, which starts the emulator itself: python3 -m pytest examples/fastapi. Deploy the folder as it is:
+app.yaml holds the platform's command.
 """
+
+import os
+import re
 
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
@@ -37,6 +41,8 @@ def whoami(
             "error_code": "UNAUTHENTICATED", "message": "no X-Forwarded-User: call the app through its URL"})
     return {
         "user": x_forwarded_user,                 # "<id>@<workspace id>"
+        # "email" only under `databricks apps run-local`, which sends the user's email instead.
+        "user_format": "id@workspace" if re.fullmatch(r"[0-9]+@[0-9]+", x_forwarded_user) else "email",
         "kind": "user" if x_forwarded_email else "service_principal",   # only users have an email
         "email": x_forwarded_email,
         "preferred_username": x_forwarded_preferred_username,
@@ -45,3 +51,21 @@ def whoami(
         # The user's token, with user authorization only. Use it to call Databricks as the user; never echo it.
         "access_token_forwarded": bool(x_forwarded_access_token),
     }
+
+
+def listen_address():
+    """Where to listen, in the Go app's order: APP_LISTEN_ADDR (the emulator sets 127.0.0.1:<port>), else every
+    interface on DATABRICKS_APP_PORT (the platform, whose proxy reaches the app from outside), else loopback:8000."""
+    if os.environ.get("APP_LISTEN_ADDR"):
+        host, _, port = os.environ["APP_LISTEN_ADDR"].rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+    if os.environ.get("DATABRICKS_APP_PORT"):
+        return "0.0.0.0", int(os.environ["DATABRICKS_APP_PORT"])
+    return "127.0.0.1", 8000
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    host, port = listen_address()
+    uvicorn.run(app, host=host, port=port)

@@ -11,6 +11,7 @@ It builds the emulator and the caller with Go, unless EMULATOR and CALLER name b
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,8 +52,7 @@ def emulator(tmp_path_factory):
     proc = subprocess.Popen(
         [emulator_bin, "run", "--fresh", "--state", str(state_file),
          "--app", "caller-app", "--app-yaml", str(caller_yaml),
-         "--app", "api-app", "--", sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "main:app",
-         "--host", "127.0.0.1", "--port", "$DATABRICKS_APP_PORT"],
+         "--app", "api-app", "--", sys.executable, str(HERE / "main.py")],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -62,6 +62,8 @@ def emulator(tmp_path_factory):
             time.sleep(0.1)
         state = json.loads(state_file.read_text())
         state["env"] = env
+        state["caller_bin"] = caller_bin
+        state["log"] = tmp / "emulator.log"
         yield state
     finally:
         proc.send_signal(signal.SIGTERM)  # the emulator stops the apps, as the platform does, then itself
@@ -147,3 +149,34 @@ def test_the_proxy_replaces_forwarded_headers_a_client_sends(emulator):
               **{"X-Forwarded-User": "1001@1234567890123456", "X-Forwarded-Email": "dev@example.com"}).json()
     assert who["user"] == forwarded_user(emulator, sp["id"])
     assert who["email"] is None
+
+
+def test_it_listens_on_loopback_only(emulator):
+    """main.py listens on APP_LISTEN_ADDR, which the emulator sets to 127.0.0.1: no one reaches it past the proxy.
+    The emulator checks the app's listeners before it writes the state file, and warns about any other."""
+    assert "reachable past the proxy" not in emulator["log"].read_text()
+
+
+def doc_block(marker):
+    """The output lines of the first text block after marker in docs/testing-your-app.md: not its commands ("$ …"),
+    nor their continuation lines (indented)."""
+    doc = (ROOT / "docs" / "testing-your-app.md").read_text()
+    block = re.search(r"```text\n(.*?)```", doc[doc.index(marker):], re.S).group(1)
+    return [line for line in block.splitlines() if not line.startswith(("$ ", " "))]
+
+
+def test_the_caller_prints_what_the_docs_show(emulator):
+    """callapp whoami reads this app's answer as it reads the Go app's, word for word as the docs show it."""
+    env = {**emulator["env"], "DATABRICKS_CONFIG_FILE": emulator["config_file"]}
+    url = emulator["apps"]["api-app"]["url"]
+    user = subprocess.run([emulator["caller_bin"], "--mode", "local", "--profile", "emulator", "--url", url, "whoami"],
+                          env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    sp = emulator["service_principals"]["external-service"]
+    m2m = subprocess.run([emulator["caller_bin"], "--mode", "external", "--client-secret-stdin", "--app", "api-app",
+                          "whoami"], input=sp["client_secret"], capture_output=True, text=True, timeout=60, check=True,
+                         env={**emulator["env"], "DATABRICKS_HOST": emulator["workspace_host"],
+                              "DATABRICKS_CLIENT_ID": sp["client_id"]}).stdout
+    ports = re.compile(r"127\.0\.0\.1:[0-9]+")
+    got = [ports.sub("127.0.0.1:PORT", line) for line in (user + m2m).splitlines()]
+    want = [ports.sub("127.0.0.1:PORT", line) for line in doc_block("<!-- the examples' tests compare this block -->")]
+    assert got == want

@@ -1,6 +1,6 @@
 //go:build examples
 
-// Package whoami_test is the Go recipe of the README's "Testing your own app with it": the repository's app started
+// Package whoami_test is the Go recipe of docs/testing-your-app.md: the repository's app started
 // under `emulator run` as a process, as a team would start its own Go app, and called through the emulated Apps
 // proxy as a user (the CLI profile) and as a service principal (M2M), with the URLs and credentials of the state
 // file. The build tag keeps it out of `go test ./...`, which tests the app in-process; `make test` runs it:

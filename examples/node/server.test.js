@@ -23,6 +23,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'node-app-test-'));
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DATABRICKS_')));
 let emulator;
 let state;
+let callerBin;
+let log;
 const running = () => emulator.exitCode === null && emulator.signalCode === null;
 
 function goBinary(variable, pkg) {
@@ -36,11 +38,11 @@ function goBinary(variable, pkg) {
 // api-app, as its own service principal.
 before(async () => {
   const emulatorBin = goBinary('EMULATOR', './emulator');
-  const callerBin = goBinary('CALLER', './caller');
+  callerBin = goBinary('CALLER', './caller');
   const callerYAML = join(tmp, 'caller-app.yaml');
   writeFileSync(callerYAML, JSON.stringify({ command: [callerBin, 'serve'], env: [{ name: 'TARGET_APP', valueFrom: 'target-app' }] }));
   const stateFile = join(tmp, 'state.json');
-  const log = join(tmp, 'emulator.log');
+  log = join(tmp, 'emulator.log');
   const out = openSync(log, 'w');
   emulator = spawn(emulatorBin, ['run', '--fresh', '--state', stateFile,
     '--app', 'caller-app', '--app-yaml', callerYAML,
@@ -148,4 +150,32 @@ test('the proxy replaces forwarded headers a client sends', async () => {
   const who = await resp.json();
   assert.equal(who.user, forwardedUser(sp.id));
   assert.equal(who.email, null);
+});
+
+test('it listens on loopback only', () => {
+  // server.js listens on APP_LISTEN_ADDR, which the emulator sets to 127.0.0.1: no one reaches it past the proxy.
+  // The emulator checks the app's listeners before it writes the state file, and warns about any other.
+  assert.ok(!readFileSync(log, 'utf8').includes('reachable past the proxy'));
+});
+
+// The output lines of the first text block after marker in docs/testing-your-app.md: not its commands ("$ …"), nor
+// their continuation lines (indented).
+function docBlock(marker) {
+  const doc = readFileSync(join(root, 'docs', 'testing-your-app.md'), 'utf8');
+  const block = doc.slice(doc.indexOf(marker)).match(/```text\n([\s\S]*?)```/)[1];
+  return block.split('\n').filter((line) => line !== '' && !line.startsWith('$ ') && !line.startsWith(' '));
+}
+
+test('the caller prints what the docs show', async () => {
+  // callapp whoami reads this app's answer as it reads the Go app's, word for word as the docs show it.
+  const run = promisify(execFile);
+  const user = await run(callerBin, ['--mode', 'local', '--profile', 'emulator', '--url', apiApp(), 'whoami'],
+    { env: { ...env, DATABRICKS_CONFIG_FILE: state.config_file }, timeout: 60_000 });
+  const sp = state.service_principals['external-service'];
+  const m2m = execFileSync(callerBin, ['--mode', 'external', '--client-secret-stdin', '--app', 'api-app', 'whoami'],
+    { input: sp.client_secret, env: { ...env, DATABRICKS_HOST: state.workspace_host, DATABRICKS_CLIENT_ID: sp.client_id },
+      timeout: 60_000, encoding: 'utf8' });
+  const ports = (line) => line.replace(/127\.0\.0\.1:[0-9]+/g, '127.0.0.1:PORT');
+  const got = (user.stdout + m2m).split('\n').filter((line) => line !== '').map(ports);
+  assert.deepEqual(got, docBlock("<!-- the examples' tests compare this block -->").map(ports));
 });

@@ -282,7 +282,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	figures = append(figures,
 		figure{name: fmt.Sprintf("5. token requests per %d calls, external", reuseCalls), value: exact(float64(reuse["external"])), goal: atMost(1)},
-		figure{name: "   app mode (caller serve)", value: exact(float64(reuse["app"])), goal: atMost(1)},
+		figure{name: "   app mode (callapp serve)", value: exact(float64(reuse["app"])), goal: atMost(1)},
 		figure{name: "   local (CLI profile)", value: exact(float64(reuse["local"])), goal: atMost(2),
 			note: "the SDK runs the CLI once to check it, then for the token"})
 

@@ -1,4 +1,4 @@
-// Command bench measures the figures the README's Performance section reports, all in one run on this machine, as
+// Command bench measures the figures docs/performance.md reports, all in one run on this machine, as
 // ratios of targets measured in the same interleaved rounds (these machines are shared and noisy: absolute numbers
 // vary, ratios measured together hold):
 //

@@ -89,7 +89,7 @@ func readBundle(t *testing.T, root string, vars map[string]string) map[string]bu
 }
 
 // TestBundleDeploysToTheEmulator does with databricks-sdk-go's service clients what `databricks bundle deploy` and
-// `databricks bundle run` do with databricks.yml (as the real CLI does against the emulator, see the README): it
+// `databricks bundle run` do with databricks.yml (as the real CLI does against the emulator, see docs/emulator.md): it
 // uploads the packaged folders, built for this machine, creates both apps with their scopes, resources and
 // permissions, starts and deploys them, and calls them through their proxies. Then it redeploys and stops one.
 func TestBundleDeploysToTheEmulator(t *testing.T) {

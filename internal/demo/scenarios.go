@@ -30,8 +30,8 @@ type row struct {
 	problem                        string // empty when the row is as expected
 }
 
-// scenarios are the seed page's three paths, its custom-scope variant, and the two refusals its troubleshooting
-// list starts with.
+// scenarios are the three paths of the documentation page "Connect to a Databricks app using token
+// authentication", its custom-scope variant, and the two refusals its troubleshooting list starts with.
 func scenarios(s workspace.State) []scenario {
 	wsID := s.WorkspaceID
 	user := func(name string) string { return identity.FormatUser(s.Users[name].ID, wsID) }

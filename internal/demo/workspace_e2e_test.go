@@ -16,7 +16,7 @@ import (
 )
 
 // TestRealWorkspace plays the demo's rows against the two apps `make deploy` deployed to a real workspace. It is
-// opt-in: it runs only when these are set (see the README's "Deploying to a workspace"):
+// opt-in: it runs only when these are set (see docs/deploy.md):
 //
 //	E2E_PROFILE          a Databricks CLI profile logged in as a user with CAN USE on the API app
 //	E2E_HOST             that workspace's URL, https://…

@@ -19,7 +19,8 @@ import (
 )
 
 // browserTestEnv opts in to TestChromium; make browser-test sets it, and browserScreenshotEnv to where the
-// screenshot goes (docs/browser.png, which the README shows).
+// screenshot goes (build/browser.png: compare it with docs/browser.png, the one the docs show, and copy it there
+// when the page changed on purpose).
 const (
 	browserTestEnv       = "BROWSER_TEST"
 	browserScreenshotEnv = "BROWSER_SCREENSHOT"
@@ -37,7 +38,7 @@ func findChromium() string {
 
 // Real headless Chromium walks what a person does: it opens the app under the emulator, picks dev@example.com on
 // the login page, allows the app's scopes, and waits for the page to show who the app saw; then it takes the
-// screenshot the README shows. Opt-in (make browser-test): it needs Chromium and takes seconds.
+// screenshot the docs show. Opt-in (make browser-test): it needs Chromium and takes seconds.
 func TestChromium(t *testing.T) {
 	chromium := findChromium()
 	if os.Getenv(browserTestEnv) == "" {
