@@ -329,7 +329,9 @@ func TestRestartKeepsTheData(t *testing.T) {
 	require.NoError(t, dev.Secrets.PutSecret(ctx, sdkworkspace.PutSecret{Scope: "sales-api", Key: "added", StringValue: "kept"}))
 	require.NoError(t, dev.Files.Upload(ctx, files.UploadRequest{FilePath: reports + "/kept.txt",
 		Contents: io.NopCloser(strings.NewReader("kept"))}))
-	_, err = dev.Warehouses.StopAndWait(ctx, sql.StopRequest{Id: "5b3f9c1e7a2d4e60"})
+	stopping, err := dev.Warehouses.Stop(ctx, sql.StopRequest{Id: "5b3f9c1e7a2d4e60"})
+	require.NoError(t, err)
+	_, err = stopping.Get()
 	require.NoError(t, err)
 	_, err = dev.Warehouses.UpdatePermissions(ctx, sql.WarehousePermissionsRequest{WarehouseId: "5b3f9c1e7a2d4e60",
 		AccessControlList: []sql.WarehouseAccessControlRequest{{UserName: "outsider@example.com",

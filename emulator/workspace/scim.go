@@ -66,10 +66,7 @@ type workspaceGroup struct {
 // directoryGroups lists the workspace's groups: users, which holds every user and service principal, as in
 // Databricks, and the model's groups (admins among them).
 func (w *Workspace) directoryGroups() []workspaceGroup {
-	var everyone []principal
-	for _, u := range w.dir.users() {
-		everyone = append(everyone, u)
-	}
+	everyone := w.dir.users()
 	for _, sp := range w.dir.servicePrincipals() {
 		if p, ok := w.dir.subject(sp.ApplicationID); ok {
 			everyone = append(everyone, p)

@@ -248,7 +248,9 @@ func TestWarehouseLifecycle(t *testing.T) {
 	require.Len(t, list, 1)
 	assert.Equal(t, sql.StateRunning, list[0].State)
 
-	stopped, err := dev.Warehouses.StopAndWait(ctx, sql.StopRequest{Id: warehouseID})
+	stopping, err := dev.Warehouses.Stop(ctx, sql.StopRequest{Id: warehouseID})
+	require.NoError(t, err)
+	stopped, err := stopping.Get()
 	require.NoError(t, err)
 	assert.Equal(t, sql.StateStopped, stopped.State)
 
