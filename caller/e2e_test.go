@@ -26,7 +26,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// End-to-end: each mode and command as the README walks them, against the emulated workspace.
+// End-to-end: each mode and command as the README and docs/caller.md walk them, against the emulated workspace.
 
 func whoAmIJSON(t *testing.T, r result) identity.WhoAmI {
 	t.Helper()

@@ -29,7 +29,7 @@ import (
 	"github.com/databricks-sample/go-apps-api/caller/appclient"
 )
 
-// Exit codes. Scripts tell failures apart by them; the README lists them.
+// Exit codes. Scripts tell failures apart by them; docs/caller.md lists them.
 const (
 	exitOK         = 0
 	exitFailure    = 1 // anything not listed below
