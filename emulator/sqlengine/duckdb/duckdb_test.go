@@ -214,3 +214,24 @@ func TestCanceledQuery(t *testing.T) {
 		Catalog: "samples", Schema: "sales"})
 	assert.ErrorIs(t, err, context.Canceled)
 }
+
+// A value its column's type refuses fails the table, which is then not there, nor half there: the model can be
+// fixed and the table created again.
+func TestCreateTableRefusesAValueOfTheWrongType(t *testing.T) {
+	ctx := t.Context()
+	e, err := Open(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	table := sqlengine.Table{Catalog: "samples", Schema: "sales", Name: "orders",
+		Columns: []sqlengine.Column{{Name: "id", Type: "BIGINT"}, {Name: "day", Type: "DATE"}},
+		Rows:    [][]*string{{ptr("1"), ptr("2026-01-02")}, {ptr("two"), ptr("2026-01-03")}}}
+	err = e.CreateTable(ctx, table)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "table samples.sales.orders")
+	assert.Contains(t, err.Error(), "two")
+
+	table.Rows[1][0] = ptr("2")
+	require.NoError(t, e.CreateTable(ctx, table))
+	require.NoError(t, e.Seal(ctx))
+	assert.Equal(t, []string{"1", "2"}, column(query(t, e, sqlengine.Query{SQL: "SELECT id FROM orders ORDER BY id"}), 0))
+}
