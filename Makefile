@@ -145,7 +145,11 @@ stress: ## Load and fault tests at full size, without the race detector (20,000 
 # (Debian: python3-fastapi python3-uvicorn) adds the FastAPI peer row.
 BENCH_FLAGS ?=
 
-bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of docs/performance.md (~3 min)
+bench: ## Benchmarks (-benchmem) of the hot paths, then the load figures of docs/performance.md (~3 min; installs Debian's wrk as root when missing)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "» installing Debian's wrk"; apt-get update && apt-get install -y wrk; \
+	  else echo "wrk is not installed. Install it (Debian: sudo apt-get install -y wrk) and run make bench again."; exit 1; fi; }
 	$(GO) test -run '^$$' -bench . -benchmem ./app/ ./app/identity/ ./emulator/workspace/
 	$(GO) run ./internal/bench $(BENCH_FLAGS)
 
