@@ -222,14 +222,19 @@ func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
 	require.NoError(t, err)
 	launch := Launch{Command: []string{self, "-test.run=^$"}, Env: []string{testAppMode + "=serve"}}
 
+	// The check runs beside the start: its log line is the signal that it is done.
+	checked := func(line string) func() bool {
+		return func() bool { return strings.Contains(logs.String(), line) }
+	}
 	_, err = w.StartApp(t.Context(), "api-app", launch)
 	require.NoError(t, err)
+	require.Eventually(t, checked(`msg="app listens on loopback only" app=api-app`), time.Minute, time.Millisecond)
 	assert.NotContains(t, logs.String(), "reachable past the proxy", "an app on APP_LISTEN_ADDR is on loopback only")
 
 	launch.Env = append(launch.Env, "TEST_APP_EVERY_INTERFACE=1")
 	_, err = w.StartApp(t.Context(), "caller-app", launch)
 	require.NoError(t, err)
-	assert.Contains(t, logs.String(), "reachable past the proxy")
+	require.Eventually(t, checked(`msg="app reachable past the proxy" app=caller-app`), time.Minute, time.Millisecond)
 	resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/logz", bearer(managerToken(t, w)))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(body), "not only on loopback")
