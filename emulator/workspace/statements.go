@@ -47,14 +47,16 @@ const (
 // for polling. It checks what the engine cannot know: the caller's scopes (the routes do), CAN_USE on the warehouse,
 // and Unity Catalog's privileges on every table a statement reads; the engine applies row filters and masks.
 type statements struct {
-	engine    sqlengine.Engine // nil when engineErr says why
+	engine    sqlengine.Engine // nil when engineErr says why; both set before engineReady is closed
 	engineErr error
-	uc        *unityCatalog
-	whs       *warehouses
-	ctx       context.Context // ends when the workspace closes: running statements are canceled
-	tasks     *sync.WaitGroup
-	logger    *slog.Logger
-	now       func() time.Time
+	// engineReady is closed once the engine has started and holds the model's tables, or failed to.
+	engineReady chan struct{}
+	uc          *unityCatalog
+	whs         *warehouses
+	ctx         context.Context // ends when the workspace closes: running statements are canceled
+	tasks       *sync.WaitGroup
+	logger      *slog.Logger
+	now         func() time.Time
 
 	mu         sync.Mutex // guards the map, the accounting and every statement's mutable fields
 	byID       map[string]*statement
@@ -110,6 +112,11 @@ func (st *statements) handleExecute() http.HandlerFunc {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("User %s does not have CAN_USE permission on warehouse %s.", p.UserName, wh.id),
 				Fix:     "a manager of the warehouse grants CAN_USE: databricks warehouses update-permissions " + wh.id})
+			return
+		}
+		select {
+		case <-st.engineReady:
+		case <-r.Context().Done():
 			return
 		}
 		if st.engine == nil {
