@@ -62,10 +62,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := gotool.Build(ctx, dir, "./app", "./caller", "./emulator"); err != nil {
+	bin, err := gotool.CacheDir(ctx)
+	if err != nil {
 		return err
 	}
-	appBin, emulatorBin := filepath.Join(dir, "app"), filepath.Join(dir, "emulator")
+	if err := gotool.Build(ctx, bin, "./app", "./caller", "./emulator"); err != nil {
+		return err
+	}
+	appBin, emulatorBin := filepath.Join(bin, "app"), filepath.Join(bin, "emulator")
 	if o.appBinary != "" {
 		appBin = o.appBinary
 	}
@@ -281,7 +285,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	// 5: token requests per 1,000 calls in each of the caller's modes.
 	const reuseCalls = 1000
 	progress("token reuse: %d caller requests in local, external and app mode", reuseCalls)
-	reuse, err := tokenReuse(ctx, ws, dir, reuseCalls)
+	reuse, err := tokenReuse(ctx, ws, dir, bin, reuseCalls)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ package gotool
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -26,7 +28,8 @@ func ModuleRoot(ctx context.Context) (string, error) {
 }
 
 // Build compiles the module's packages (such as "./app") for this machine into the folder bin, each program under
-// the name `make build` gives it (ProgramName).
+// the name `make build` gives it (ProgramName). go build relinks a program only when it is out of date, so a bin
+// kept between runs (CacheDir) saves seconds each time: linking the emulator, with DuckDB, takes ~6 s of CPU.
 func Build(ctx context.Context, bin string, packages ...string) error {
 	root, err := ModuleRoot(ctx)
 	if err != nil {
@@ -39,12 +42,33 @@ func Build(ctx context.Context, bin string, packages ...string) error {
 	}
 	for _, pkg := range packages {
 		if built, name := filepath.Base(pkg), ProgramName(pkg); built != name {
-			if err := os.Rename(filepath.Join(bin, built), filepath.Join(bin, name)); err != nil {
+			// A link, not a rename: go build finds the program it built still there, up to date, next time.
+			_ = os.Remove(filepath.Join(bin, name))
+			if err := os.Link(filepath.Join(bin, built), filepath.Join(bin, name)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// CacheDir is a folder of the user's cache (os.UserCacheDir) for this checkout's programs, kept between runs of
+// the demo and the benchmark so that Build relinks only what changed; owner-only, one per module root.
+func CacheDir(ctx context.Context) (string, error) {
+	root, err := ModuleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(cache, "go-apps-api", "bin-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 // ProgramName is the name of a package's program in bin/: its folder's, but callapp for ./caller, since `caller`
