@@ -1,5 +1,5 @@
-// Package gotool builds this repository's programs for the demo and the benchmark, which run them as the platform
-// would: as separate processes, in an environment of their own.
+// Package gotool builds this repository's programs for the demo, the benchmark and the tests, which run them as the
+// platform would: as separate processes, in an environment of their own.
 package gotool
 
 import (
@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ModuleRoot is the folder of the go.mod of the module being worked in.
@@ -35,6 +36,11 @@ func Build(ctx context.Context, bin string, packages ...string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := LockDir(bin)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", bin + string(filepath.Separator)}, packages...)...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -53,7 +59,7 @@ func Build(ctx context.Context, bin string, packages ...string) error {
 }
 
 // CacheDir is a folder of the user's cache (os.UserCacheDir) for this checkout's programs, kept between runs of
-// the demo and the benchmark so that Build relinks only what changed; owner-only, one per module root.
+// the demo, the benchmark and the tests so that Build relinks only what changed: see CacheDirIn.
 func CacheDir(ctx context.Context) (string, error) {
 	root, err := ModuleRoot(ctx)
 	if err != nil {
@@ -63,6 +69,12 @@ func CacheDir(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return CacheDirIn(cache, root)
+}
+
+// CacheDirIn is CacheDir for the module at root, in the user cache folder cache: cache/go-apps-api/bin-<a hash of
+// root>, owner-only, made if missing.
+func CacheDirIn(cache, root string) (string, error) {
 	sum := sha256.Sum256([]byte(root))
 	dir := filepath.Join(cache, "go-apps-api", "bin-"+hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -91,4 +103,22 @@ func CleanEnv(home string) []string {
 		env = append(env, kv)
 	}
 	return append(env, "HOME="+home)
+}
+
+// LockDir holds an exclusive lock on dir's lock file until unlock is called: a program that builds into a folder
+// others build into too (CacheDir: the demo, the benchmark, several test binaries at once) waits for them rather
+// than rewrite a program one of them is about to run.
+func LockDir(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
 }
