@@ -108,6 +108,7 @@ func whoami(t *testing.T, w *Workspace, app, token string) (int, map[string]stri
 // TestDeploymentsRunTheCode deploys an app folder from the workspace files with the SDK's Apps client, calls it
 // through the proxy, redeploys, stops and starts it: what `databricks bundle run` and `apps deploy` do.
 func TestDeploymentsRunTheCode(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -196,6 +197,7 @@ func deploy(t *testing.T, c *databricks.WorkspaceClient, app, path string) *apps
 // TestFailedDeploymentReportsTheAppsOutput: an app that exits at start fails its deployment with its last output,
 // and the proxy keeps answering 502 rather than hanging.
 func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -217,6 +219,7 @@ func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
 // TestAppListeningPastTheProxyIsWarned: the emulator tells apps to listen on loopback; one that listens on every
 // interface anyway is reported, in the emulator's log and the app's.
 func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	self, err := os.Executable()
 	require.NoError(t, err)
@@ -243,6 +246,7 @@ func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
 // TestDeploymentThatNeverListensFails: an app that runs but never listens on $DATABRICKS_APP_PORT fails its
 // deployment once the start timeout has passed, and is stopped.
 func TestDeploymentThatNeverListensFails(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StartTimeout: time.Second, StopGrace: time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -256,6 +260,7 @@ func TestDeploymentThatNeverListensFails(t *testing.T) {
 // TestDeploymentsAreForManagers: a deployment's env values and the app's output are for the app's managers; whoever
 // may merely read the app sees neither.
 func TestDeploymentsAreForManagers(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dir := "/Workspace/Users/dev@example.com/broken"
@@ -287,6 +292,7 @@ func TestDeploymentsAreForManagers(t *testing.T) {
 // deployment from a folder the deployer may not read is refused as one from a folder that does not exist; from
 // /Workspace/Shared, where the other principal can put it, it runs.
 func TestDeploymentNeedsAFolderTheDeployerCanRead(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	dev := sdkClient(t, w, managerToken(t, w)) // CAN MANAGE on caller-app
 	external := m2mToken(t, w, "external-service")

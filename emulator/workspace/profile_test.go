@@ -10,6 +10,7 @@ import (
 )
 
 func TestWriteProfileLeavesTheUsersFilesAlone(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	cli := filepath.Join(t.TempDir(), "emulator")
 	require.NoError(t, os.WriteFile(cli, []byte("#!/bin/sh\n"), 0o700))

@@ -14,6 +14,7 @@ import (
 // Finished statements are kept for the retention, their results within a memory bound, and at most
 // maxKeptStatements of them: a flood of statements does not grow the workspace without end.
 func TestStatementsAreForgottenInTime(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(0, 0)
 	st := &statements{byID: map[string]*statement{}, now: func() time.Time { return now }}
 	run := func(id string, bytes int64) *statement {
