@@ -326,6 +326,7 @@ func TestDataModelRefusals(t *testing.T) {
 // The data parts last with the workspace: grants, secrets, a file in a volume, a warehouse stopped and its
 // permissions, and a Genie space's permissions are as they were after a restart.
 func TestRestartKeepsTheData(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	w, _ := startWorkspace(t, Options{DataDir: data, WarehouseTransition: time.Millisecond})
 	ctx := t.Context()
