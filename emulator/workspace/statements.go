@@ -64,7 +64,13 @@ type statements struct {
 	ended      []*statement // every finished statement still remembered, oldest first
 	kept       int64        // bytes of results held
 	active     int
+
+	parseMu sync.Mutex
+	parses  map[string]sqlengine.Parsed // what each statement text reads (parse), at most maxParses
 }
+
+// maxParses bounds the statement texts whose parse is remembered; past it the memory starts over.
+const maxParses = 1000
 
 type statement struct {
 	id, owner string
@@ -235,7 +241,7 @@ func (st *statements) run(ctx context.Context, s *statement, p principal, req sq
 	}
 	st.setState(s, sql.StatementStateRunning)
 
-	parsed, err := st.engine.Parse(ctx, req.Statement)
+	parsed, err := st.parse(ctx, req.Statement)
 	if err != nil {
 		fault = st.statementError(ctx, err)
 		return
@@ -263,6 +269,29 @@ func (st *statements) run(ctx context.Context, s *statement, p principal, req sq
 			Message: "The result is larger than the 25 MiB an INLINE disposition returns: set row_limit or byte_limit, " +
 				"or select less"}
 	}
+}
+
+// parse is what a statement reads, as the engine's parser finds it, remembered by the statement's text: an app runs
+// the same few statements over and over, and the parser costs about a millisecond each time, as much as the rest of
+// the workspace's part of a statement. A statement that does not parse is not remembered.
+func (st *statements) parse(ctx context.Context, statement string) (sqlengine.Parsed, error) {
+	st.parseMu.Lock()
+	p, ok := st.parses[statement]
+	st.parseMu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := st.engine.Parse(ctx, statement)
+	if err != nil {
+		return p, err
+	}
+	st.parseMu.Lock()
+	if st.parses == nil || len(st.parses) >= maxParses {
+		st.parses = map[string]sqlengine.Parsed{}
+	}
+	st.parses[statement] = p
+	st.parseMu.Unlock()
+	return p, nil
 }
 
 // paramValue is a parameter's value, nil for NULL (a value that is left out).
