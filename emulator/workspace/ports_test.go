@@ -105,6 +105,7 @@ func TestConcurrentDeploymentsGetTheirOwnPorts(t *testing.T) {
 // A model with a fixed port another program holds: the error names the port, and where in the model to choose
 // another.
 func TestAPortInUseSaysHowToChooseAnother(t *testing.T) {
+	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer taken.Close()

@@ -280,7 +280,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	perMe := float64(total(ws.RequestCounts())-before) / meCalls
 	figures = append(figures, figure{name: "4. workspace requests per /api/me", value: exact(perMe), digits: 2,
-		goal: atMost(2), note: fmt.Sprintf("over %d calls after the first: SCIM Me as the user and as the app", meCalls)})
+		goal: atMost(2), note: fmt.Sprintf("over %d calls after the first: SELECT current_user() as the user and as the app", meCalls)})
 
 	// 5: token requests per 1,000 calls in each of the caller's modes.
 	const reuseCalls = 1000
