@@ -34,9 +34,6 @@ const (
 	groupsVariable = "__uc_groups"
 )
 
-// insertBatch is how many rows one INSERT of CreateTable stores.
-const insertBatch = 100
-
 // maxConnections bounds the statements the engine runs at once; more wait for a connection.
 const maxConnections = 8
 
