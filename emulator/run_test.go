@@ -213,6 +213,7 @@ apps: [{name: app, service_principal: sp, resources: [{name: target-app, app: mi
 // TestRunRefusesAPortTheShellExpanded: an unquoted $DATABRICKS_APP_PORT is gone before the emulator sees the command,
 // so the app would listen on no port or another one. Each of these is refused before anything starts.
 func TestRunRefusesAPortTheShellExpanded(t *testing.T) {
+	t.Parallel()
 	unset := func(string) string { return "" }
 	leftOver := func(k string) string { return map[string]string{"DATABRICKS_APP_PORT": "8000"}[k] }
 	tests := []struct {
@@ -264,6 +265,7 @@ func fresh(args []string) []string {
 // TestDataDirAndFresh: a lasting workspace is kept in the user's state directory unless --data-dir says where;
 // --fresh is a throw-away one; the two exclude each other.
 func TestDataDirAndFresh(t *testing.T) {
+	t.Parallel()
 	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 	o, err := parseFlags("serve", nil, env(map[string]string{"XDG_STATE_HOME": "/state", "HOME": "/home/u"}), io.Discard)
 	require.NoError(t, err)
@@ -286,6 +288,7 @@ func TestDataDirAndFresh(t *testing.T) {
 // TestSecondEmulatorOnTheSameStateFileOrDataDir: the second one is refused, naming the process of the first, and
 // the first's state file is left alone.
 func TestSecondEmulatorOnTheSameStateFileOrDataDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stateFile := filepath.Join(dir, "state.json")
 	data := filepath.Join(dir, "data")

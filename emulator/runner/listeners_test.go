@@ -56,6 +56,7 @@ func startListening(t *testing.T, command []string, env ...string) (*App, int) {
 }
 
 func TestExposedListeners(t *testing.T) {
+	t.Parallel()
 	self, err := os.Executable()
 	require.NoError(t, err)
 	tests := []struct {
@@ -81,6 +82,7 @@ func TestExposedListeners(t *testing.T) {
 }
 
 func TestParseProcAddr(t *testing.T) {
+	t.Parallel()
 	// As the kernel prints them on a little-endian machine (amd64, arm64).
 	tests := map[string]string{
 		"0100007F:1F40":                         "127.0.0.1:8000",
@@ -105,6 +107,7 @@ func TestParseProcAddr(t *testing.T) {
 // The app and caller serve, started as the emulator starts them, listen on 127.0.0.1 only (APP_LISTEN_ADDR), although
 // DATABRICKS_APP_PORT alone would make them listen on every interface.
 func TestAppsListenOnLoopbackOnly(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		pkg  string

@@ -16,6 +16,7 @@ import (
 )
 
 func TestStopSendsSIGTERMThenKills(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		script string
@@ -44,6 +45,7 @@ func TestStopSendsSIGTERMThenKills(t *testing.T) {
 // An app's output is a pipe (a writer, not a file), so a process the app leaves behind holding its stdout must not
 // keep the emulator waiting for it.
 func TestOutputHeldOpenDoesNotBlock(t *testing.T) {
+	t.Parallel()
 	t.Run("the app exits while its child keeps stdout", func(t *testing.T) {
 		a, err := Start(Spec{Name: "leaver", Command: []string{"sh", "-c", "sleep 60 & exit 3"}, Stdout: &strings.Builder{}})
 		require.NoError(t, err)
@@ -85,6 +87,7 @@ func TestOutputHeldOpenDoesNotBlock(t *testing.T) {
 // A packaged app's launcher writes its binary under mktemp -d and execs it; the platform throws the container away,
 // the runner the app's own TMPDIR.
 func TestStopRemovesTheAppsTMPDIR(t *testing.T) {
+	t.Parallel()
 	seen := filepath.Join(t.TempDir(), "seen")
 	a, err := Start(Spec{Name: "packaged", Command: []string{"sh", "-c",
 		`d="$(mktemp -d)" && echo x > "$d/app" && echo "$TMPDIR|$d" > "$0" && exec sleep 60`, seen}})
@@ -122,6 +125,7 @@ func TestStartGivesThePlatformEnvironment(t *testing.T) {
 }
 
 func TestWaitListeningReportsAnEarlyExit(t *testing.T) {
+	t.Parallel()
 	a, err := Start(Spec{Name: "quitter", Command: []string{"sh", "-c", "exit 3"}, Stderr: os.Stderr})
 	require.NoError(t, err)
 	err = a.WaitListening(t.Context(), "127.0.0.1:1")

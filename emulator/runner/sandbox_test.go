@@ -18,6 +18,7 @@ import (
 // TestSandboxHidesAndReveals runs a shell in a sandbox that hides a folder (but a folder inside it) and a file (but
 // its neighbour), and prints what it can read, its environment and its processes.
 func TestSandboxHidesAndReveals(t *testing.T) {
+	t.Parallel()
 	if err := SandboxProblem(); err != nil {
 		t.Skipf("no sandbox on this machine: %v", err)
 	}
@@ -58,6 +59,7 @@ func TestSandboxHidesAndReveals(t *testing.T) {
 
 // TestSandboxedAppStopsGracefully: SIGTERM reaches a sandboxed app, which exits on it within the grace period.
 func TestSandboxedAppStopsGracefully(t *testing.T) {
+	t.Parallel()
 	if err := SandboxProblem(); err != nil {
 		t.Skipf("no sandbox on this machine: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 // signed-in user, in the admins group) still reads and changes the app and its permissions, and gives it back; an
 // ordinary user cannot.
 func TestAdminsManageEveryApp(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	ctx := t.Context()
 	owner := sdkClient(t, w, m2mToken(t, w, "external-service"))

@@ -13,24 +13,27 @@ import (
 
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/apierr"
+	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/databricks/databricks-sdk-go/service/apps"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // sdkClient is databricks-sdk-go's own workspace client, calling the emulator with token, as the Databricks CLI
-// does. The environment is cleared so a developer's own DATABRICKS_* settings never leak in.
+// does. It reads nothing from the environment or ~/.databrickscfg, so a developer's own DATABRICKS_* settings never
+// leak in, and tests that use it can run in parallel.
 func sdkClient(t *testing.T, w *Workspace, token string) *databricks.WorkspaceClient {
 	t.Helper()
-	isolateSDKEnv(t)
 	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "pat", Token: token,
-		RetryTimeoutSeconds: 5})
+		RetryTimeoutSeconds: 5, Loaders: []config.Loader{sdkconfig.ExplicitOnly{}}})
 	require.NoError(t, err)
 	return c
 }
 
 // isolateSDKEnv clears the DATABRICKS_* variables and points HOME at an empty folder for the test, so the SDK reads
-// no developer's settings.
+// no developer's settings, for a test of what the SDK reads from the environment (which cannot run in parallel).
 func isolateSDKEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
@@ -58,6 +61,7 @@ func apiError(t *testing.T, err error) *apierr.APIError {
 }
 
 func TestAppsAPIWithTheSDK(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	dev := sdkClient(t, w, managerToken(t, w))
 	ctx := t.Context()
@@ -123,6 +127,7 @@ func TestAppsAPIWithTheSDK(t *testing.T) {
 // TestGrantTurnsForbiddenIntoOK is the workshop's by-hand grant (docs/workshop.md): a principal without CAN USE gets
 // 403 from the proxy, the app's manager grants it with the Permissions API, and the very next request is let through.
 func TestGrantTurnsForbiddenIntoOK(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	w.SetUpstream("api-app", echoApp(t).URL)
 	dev := sdkClient(t, w, managerToken(t, w))
@@ -185,6 +190,7 @@ func levels(p *apps.AppPermissions) []string {
 // TestScopesChangeLive: user_api_scopes set with apps update change both the scope check and the forwarded token
 // from the next request on.
 func TestScopesChangeLive(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	w.SetUpstream("api-app", echoApp(t).URL)
 	dev := sdkClient(t, w, managerToken(t, w))
@@ -211,6 +217,7 @@ func TestScopesChangeLive(t *testing.T) {
 
 // TestAppsAPIRefusals is every refusal of the Apps and Permissions APIs, with its status and error code.
 func TestAppsAPIRefusals(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	dev := managerToken(t, w)
 	external := m2mToken(t, w, "external-service") // CAN_USE on api-app, not CAN_MANAGE
@@ -285,6 +292,7 @@ func send(t *testing.T, method, url, body string, header http.Header) (*http.Res
 // api-app through it. The default model grants caller-app only to principals that may use api-app, and a principal
 // without CAN USE on api-app is refused by caller-app's proxy as well.
 func TestNoConfusedDeputyInTheDefaultModel(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	s := w.State()
 	for name, u := range s.Users {
@@ -307,6 +315,7 @@ func TestNoConfusedDeputyInTheDefaultModel(t *testing.T) {
 // TestAppResourcesCannotGrantWhatTheCallerLacks: an app resource gives the app's service principal CAN_USE on its
 // target, so only a manager of the target may set one; otherwise anyone could reach any app through an app of theirs.
 func TestAppResourcesCannotGrantWhatTheCallerLacks(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	outsider := m2mToken(t, w, "no-access-service")
 	dev := managerToken(t, w)
@@ -345,6 +354,7 @@ func TestAppResourcesCannotGrantWhatTheCallerLacks(t *testing.T) {
 // TestCloseWhileAppsAreCreated: Close stops every app and listener even while clients keep creating apps; what
 // arrives once it has begun is refused, and nothing is left listening.
 func TestCloseWhileAppsAreCreated(t *testing.T) {
+	t.Parallel()
 	for round := range 5 {
 		w, err := Start(t.Context(), Options{})
 		require.NoError(t, err)
@@ -385,6 +395,7 @@ func TestCloseWhileAppsAreCreated(t *testing.T) {
 // Databricks does (curl -d sends a form type, AppKit's telemetry text/plain); the control API, which a browser could
 // reach with no token of its own, keeps asking for application/json.
 func TestJSONBodiesWhateverTheContentType(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := managerToken(t, w)
 	for _, contentType := range []string{"", "application/x-www-form-urlencoded", "text/plain;charset=UTF-8"} {

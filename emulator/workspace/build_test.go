@@ -81,6 +81,7 @@ http.server.HTTPServer((host, int(port)), Handler).serve_forever()
 // (PIP_FIND_LINKS, PIP_NO_INDEX) names, as on a machine with no access to PyPI. A redeploy with the same
 // requirements reuses the virtualenv; a requirement pip cannot meet fails the deployment with pip's own words.
 func TestDeploymentInstallsRequirements(t *testing.T) {
+	t.Parallel()
 	if err := exec.Command("python3", "-c", "import ensurepip, venv").Run(); err != nil {
 		t.Skipf("python3 with its venv module is not installed (Debian: python3-venv): the platform's Python apps "+
 			"cannot be emulated here (%v)", err)
@@ -181,6 +182,7 @@ http.createServer((req, res) => {
 // serves on loopback), then npm run build, then the default npm run start. A redeploy with the same package.json
 // installs nothing: the registry is not asked again.
 func TestDeploymentInstallsNodeModules(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	registry, asked := npmRegistry(t, "emutiny", "1.0.0", `module.exports = () => "hello from npm";`)
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second,
@@ -261,6 +263,7 @@ func npmRegistry(t *testing.T, name, version, code string) (string, *atomic.Int6
 // TestDeploymentOfAPackageWithoutDependencies: a package.json with no dependencies installs nothing (npm makes no
 // node_modules), twice, and its start script runs.
 func TestDeploymentOfAPackageWithoutDependencies(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second, UserEnv: userEnvWith("NPM_CONFIG_OFFLINE=true")})
 	token := managerToken(t, w)
@@ -282,6 +285,7 @@ require("http").createServer((req, res) => res.end("plain")).listen(Number(port)
 // TestDefaultCommand: with no command in app.yaml, npm run start for a package.json, else python and the first .py
 // file: the root folder's first, else the first in a folder below.
 func TestDefaultCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		files []string
 		want  []string

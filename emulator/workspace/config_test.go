@@ -10,6 +10,7 @@ import (
 )
 
 func TestDefaultConfig(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	require.NoError(t, cfg.Validate())
 	assert.Equal(t, "1234567890123456", cfg.Workspace.ID)
@@ -21,6 +22,7 @@ func TestDefaultConfig(t *testing.T) {
 }
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -66,6 +68,7 @@ apps: [{name: My_App, service_principal: ghost, can_use: {users: [z@b.c], groups
 // A service principal and a user must not share an id or a name: tokens name their subject by user name or
 // application id, and the proxy forwards ids, so a collision would make one principal speak for the other.
 func TestValidateRefusesServicePrincipalsCollidingWithUsers(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		sp       ServicePrincipal
@@ -94,6 +97,7 @@ func TestValidateRefusesServicePrincipalsCollidingWithUsers(t *testing.T) {
 // Every user name and application id names a home folder, /Users/<name>: it must be one plain path segment, and no two
 // may differ only in letter case, which a disk that ignores case (macOS, Windows) would store as one folder.
 func TestValidateRefusesNamesThatCannotBeHomeFolders(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		edit     func(*Config)

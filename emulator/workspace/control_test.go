@@ -33,6 +33,7 @@ func control(t *testing.T, w *Workspace, method, path, body string) (int, map[st
 // The control API is InjectFault, ClearFaults, RevokeTokens and a timed Down over HTTP, for programs that run
 // against `emulator serve`: the same faults, as JSON, with durations as strings.
 func TestControlAPI(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 	c := sdkClient(t, w, token)

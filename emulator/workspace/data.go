@@ -35,8 +35,8 @@ type OpenSQLEngine func(context.Context) (sqlengine.Engine, error)
 var errNoEngine = errors.New("this emulated workspace was started without a SQL engine: the emulator command " +
 	"starts DuckDB (emulator/sqlengine/duckdb); in Go, set workspace.Options.SQLEngine")
 
-// newDataServices builds the data subsystems from the model and loads its tables into the engine.
-// changed tells the workspace's store that a part changed (persist.go).
+// newDataServices builds the data subsystems from the model, and starts the engine and loads the model's tables
+// into it as one of tasks. changed tells the workspace's store that a part changed (persist.go).
 func newDataServices(ctx context.Context, opts Options, dir *directory, url, dataDir string, tasks *sync.WaitGroup,
 	logger *slog.Logger, changed func(part string)) (*dataServices, error) {
 	cfg := opts.Config
@@ -55,23 +55,33 @@ func newDataServices(ctx context.Context, opts Options, dir *directory, url, dat
 		return nil, err
 	}
 	d.statements = &statements{uc: d.uc, whs: d.warehouses, ctx: ctx, tasks: tasks, logger: logger, now: time.Now,
-		byID: map[string]*statement{}, engineErr: errNoEngine}
-	if opts.SQLEngine != nil {
+		byID: map[string]*statement{}, engineErr: errNoEngine, engineReady: make(chan struct{})}
+	if opts.SQLEngine == nil {
+		close(d.statements.engineReady)
+		return d, nil
+	}
+	// The engine starts beside the workspace rather than before it: opening DuckDB and loading the model's tables
+	// takes tens of milliseconds that nothing but a statement needs, and a statement waits for it (engineReady).
+	// The model's data was read when the config was validated; what may still fail here is the engine itself, or a
+	// value its column's type refuses: the log says so, and every statement answers with it.
+	tasks.Go(func() {
+		defer close(d.statements.engineReady)
 		start := time.Now()
 		engine, err := opts.SQLEngine(ctx)
-		if err == nil {
-			err = LoadTables(ctx, engine, cfg)
-			if err != nil {
-				_ = engine.Close()
-				return nil, fmt.Errorf("load the model's tables into the SQL engine: %w", err)
-			}
-			d.engine, d.statements.engine = engine, engine
-			logger.Info("SQL engine ready", "tables", countTables(cfg), "duration", time.Since(start).Round(time.Millisecond))
-		} else {
+		if err != nil {
 			d.statements.engineErr = err
 			logger.Warn("no SQL engine: statements will fail", "err", err)
+			return
 		}
-	}
+		if err := LoadTables(ctx, engine, cfg); err != nil {
+			_ = engine.Close()
+			d.statements.engineErr = fmt.Errorf("load the model's tables into the SQL engine: %w", err)
+			logger.Error("no SQL engine: statements will fail", "err", d.statements.engineErr)
+			return
+		}
+		d.engine, d.statements.engine = engine, engine
+		logger.Info("SQL engine ready", "tables", countTables(cfg), "duration", time.Since(start).Round(time.Millisecond))
+	})
 	return d, nil
 }
 
@@ -158,6 +168,7 @@ func (d *dataServices) routes(r chi.Router) {
 // its tasks waited for), the engine.
 func (d *dataServices) close() error {
 	d.warehouses.close()
+	<-d.statements.engineReady
 	if d.engine != nil {
 		return d.engine.Close()
 	}

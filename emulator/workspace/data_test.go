@@ -34,6 +34,7 @@ func userToken(t *testing.T, w *Workspace, user string, scopes ...string) string
 const reports = "/Volumes/samples/sales/reports"
 
 func TestFilesInVolumes(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	ctx := t.Context()
 	dev := sdkClient(t, w, userToken(t, w, "dev@example.com", "file.files"))
@@ -100,6 +101,7 @@ func TestFilesInVolumes(t *testing.T) {
 }
 
 func TestUnityCatalogAPIs(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	ctx := t.Context()
 	dev := sdkClient(t, w, userToken(t, w, "dev@example.com", "all-apis"))
@@ -164,6 +166,7 @@ func TestUnityCatalogAPIs(t *testing.T) {
 }
 
 func TestGenieSpaces(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	ctx := t.Context()
 	const space = "01f0a1b2c3d4e5f60718293a4b5c6d7e"
@@ -188,6 +191,7 @@ func TestGenieSpaces(t *testing.T) {
 }
 
 func TestSecrets(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	ctx := t.Context()
 	dev := sdkClient(t, w, userToken(t, w, "dev@example.com", "all-apis"))
@@ -223,6 +227,7 @@ func TestSecrets(t *testing.T) {
 // Each kind of app resource resolves through valueFrom as on the platform, and adding one grants the app's
 // service principal its permission.
 func TestAppResourcesResolveAndGrant(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	ctx := t.Context()
 	dev := sdkClient(t, w, managerToken(t, w))
@@ -287,6 +292,7 @@ env:
 // Without a SQL engine (a workspace started in Go without Options.SQLEngine, or an emulator built without cgo),
 // statements answer 501 and say why; everything else works.
 func TestStatementsWithoutAnEngine(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := sdkClient(t, w, userToken(t, w, "dev@example.com", "sql"))
 	_, err := c.StatementExecution.ExecuteStatement(t.Context(), sql.ExecuteStatementRequest{WarehouseId: "5b3f9c1e7a2d4e60",
@@ -297,6 +303,7 @@ func TestStatementsWithoutAnEngine(t *testing.T) {
 }
 
 func TestDataModelRefusals(t *testing.T) {
+	t.Parallel()
 	base := string(defaultYAML)
 	for name, tc := range map[string]struct{ from, to, mentions string }{
 		"an unknown group member":   {"users: [dev@example.com, ana@example.com]", "users: [dev@example.com, nobody@example.com]", `"nobody@example.com" is not in users`},
@@ -319,6 +326,7 @@ func TestDataModelRefusals(t *testing.T) {
 // The data parts last with the workspace: grants, secrets, a file in a volume, a warehouse stopped and its
 // permissions, and a Genie space's permissions are as they were after a restart.
 func TestRestartKeepsTheData(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	w, _ := startWorkspace(t, Options{DataDir: data, WarehouseTransition: time.Millisecond})
 	ctx := t.Context()

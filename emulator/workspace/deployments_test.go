@@ -108,6 +108,7 @@ func whoami(t *testing.T, w *Workspace, app, token string) (int, map[string]stri
 // TestDeploymentsRunTheCode deploys an app folder from the workspace files with the SDK's Apps client, calls it
 // through the proxy, redeploys, stops and starts it: what `databricks bundle run` and `apps deploy` do.
 func TestDeploymentsRunTheCode(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -196,6 +197,7 @@ func deploy(t *testing.T, c *databricks.WorkspaceClient, app, path string) *apps
 // TestFailedDeploymentReportsTheAppsOutput: an app that exits at start fails its deployment with its last output,
 // and the proxy keeps answering 502 rather than hanging.
 func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -217,19 +219,25 @@ func TestFailedDeploymentReportsTheAppsOutput(t *testing.T) {
 // TestAppListeningPastTheProxyIsWarned: the emulator tells apps to listen on loopback; one that listens on every
 // interface anyway is reported, in the emulator's log and the app's.
 func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	self, err := os.Executable()
 	require.NoError(t, err)
 	launch := Launch{Command: []string{self, "-test.run=^$"}, Env: []string{testAppMode + "=serve"}}
 
+	// The check runs beside the start: its log line is the signal that it is done.
+	checked := func(line string) func() bool {
+		return func() bool { return strings.Contains(logs.String(), line) }
+	}
 	_, err = w.StartApp(t.Context(), "api-app", launch)
 	require.NoError(t, err)
+	require.Eventually(t, checked(`msg="app listens on loopback only" app=api-app`), time.Minute, time.Millisecond)
 	assert.NotContains(t, logs.String(), "reachable past the proxy", "an app on APP_LISTEN_ADDR is on loopback only")
 
 	launch.Env = append(launch.Env, "TEST_APP_EVERY_INTERFACE=1")
 	_, err = w.StartApp(t.Context(), "caller-app", launch)
 	require.NoError(t, err)
-	assert.Contains(t, logs.String(), "reachable past the proxy")
+	require.Eventually(t, checked(`msg="app reachable past the proxy" app=caller-app`), time.Minute, time.Millisecond)
 	resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/logz", bearer(managerToken(t, w)))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(body), "not only on loopback")
@@ -238,6 +246,7 @@ func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
 // TestDeploymentThatNeverListensFails: an app that runs but never listens on $DATABRICKS_APP_PORT fails its
 // deployment once the start timeout has passed, and is stopped.
 func TestDeploymentThatNeverListensFails(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StartTimeout: time.Second, StopGrace: time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
@@ -251,6 +260,7 @@ func TestDeploymentThatNeverListensFails(t *testing.T) {
 // TestDeploymentsAreForManagers: a deployment's env values and the app's output are for the app's managers; whoever
 // may merely read the app sees neither.
 func TestDeploymentsAreForManagers(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dir := "/Workspace/Users/dev@example.com/broken"
@@ -282,6 +292,7 @@ func TestDeploymentsAreForManagers(t *testing.T) {
 // deployment from a folder the deployer may not read is refused as one from a folder that does not exist; from
 // /Workspace/Shared, where the other principal can put it, it runs.
 func TestDeploymentNeedsAFolderTheDeployerCanRead(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	dev := sdkClient(t, w, managerToken(t, w)) // CAN MANAGE on caller-app
 	external := m2mToken(t, w, "external-service")

@@ -42,6 +42,7 @@ func errorBody(t *testing.T, body []byte) jsonhttp.Error {
 
 // A workspace fault answers the SDK's own calls as a failing workspace would: the status, its error_code, the message.
 func TestWorkspaceFaultsWithTheSDK(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := sdkClient(t, w, m2mToken(t, w, "external-service"))
 	me := func() error { _, err := c.CurrentUser.Me(t.Context(), iam.MeRequest{}); return err }
@@ -83,6 +84,7 @@ func TestWorkspaceFaultsWithTheSDK(t *testing.T) {
 // Times bounds a fault, and the workspace still counts every request, faulted or not; Hits counts the faulted ones
 // exactly, however many requests race for them.
 func TestFaultTimesAndCounts(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 	c := sdkClient(t, w, token)
@@ -126,6 +128,7 @@ func TestFaultTimesAndCounts(t *testing.T) {
 // A fault for one principal leaves the others alone: the user's SCIM Me fails, with the user's own token and with the
 // token the proxy forwarded for them, while the app's service principal's succeeds.
 func TestFaultForOnePrincipal(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	user := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
@@ -158,6 +161,7 @@ func TestFaultForOnePrincipal(t *testing.T) {
 
 // A path ending in "/" is a prefix; any other is exact; Method narrows both.
 func TestFaultPathsAndMethods(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := sdkClient(t, w, managerToken(t, w))
 	injectFault(t, w, Fault{Path: PathApps + "/", Status: 500})
@@ -187,6 +191,7 @@ func TestFaultPathsAndMethods(t *testing.T) {
 // A delay holds a request, then passes it on or answers; a stall holds it until the client gives up or the workspace
 // goes down; clearing a fault lets the requests it holds go on at once.
 func TestFaultDelaysAndStalls(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 	me := func(ctx context.Context) (int, error) {
@@ -246,6 +251,7 @@ func TestFaultDelaysAndStalls(t *testing.T) {
 
 // Close ends the stalls at once: a stalled request gets no answer, and nothing waits for it.
 func TestCloseEndsStalls(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	token := m2mToken(t, w, "external-service")
@@ -279,6 +285,7 @@ func TestCloseEndsStalls(t *testing.T) {
 
 // An app fault plays the app behind its proxy: every answer the caller's tests need, after the proxy's own checks.
 func TestAppFaults(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{RequestTimeout: 100 * time.Millisecond})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -384,6 +391,7 @@ func TestAppFaults(t *testing.T) {
 // The proxy checks before an app fault plays, as it does before forwarding: its own 401 and 403 stay, and a fault
 // for one principal leaves the others' answers to the app. An app fault is not the workspace's, nor another app's.
 func TestAppFaultsComeAfterTheProxysChecks(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -418,6 +426,7 @@ func TestAppFaultsComeAfterTheProxysChecks(t *testing.T) {
 
 // InjectFault refuses a fault it could not play as written, saying why.
 func TestFaultValidation(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	tests := []struct {
 		name     string
@@ -462,6 +471,7 @@ func TestFaultValidation(t *testing.T) {
 // A held POST ends with its client, and with Down: its handler never runs later for no one. net/http watches the
 // connection only once the body is read, so the fault reads it first.
 func TestHeldRequestsEndWithTheirClient(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 	home := homeOf(t, w, "external-service")

@@ -197,6 +197,7 @@ func TestFederationWithTheSDK(t *testing.T) {
 
 // TestTokenExchangeRefusals is every refusal of the token-exchange grant, with its status and OAuth error.
 func TestTokenExchangeRefusals(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	sp := federatedServiceID(w)
 	now := time.Now()
@@ -314,6 +315,7 @@ func TestTokenExchangeRefusals(t *testing.T) {
 
 // TestAccountPolicyForUsers maps tokens to users: the account policy's subject claim holds a user name.
 func TestAccountPolicyForUsers(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.IdentityProviders = append(cfg.IdentityProviders, IdentityProvider{Name: "corp", Subjects: []IdentitySubject{
 		{Sub: "u-1", Claims: map[string]string{"email": "dev@example.com"}},
@@ -350,6 +352,7 @@ func TestAccountPolicyForUsers(t *testing.T) {
 // TestIdentityProviderTokenAtTheProxy: an identity provider's token sent as is gets 401 and the fix, token
 // federation, at an app's proxy and at the workspace APIs alike.
 func TestIdentityProviderTokenAtTheProxy(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	now := time.Now()
@@ -392,6 +395,7 @@ func TestIdentityProviderTokenAtTheProxy(t *testing.T) {
 }
 
 func TestIdentityProviderDiscoveryAndJWKS(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	idp := w.State().IdentityProviders["ci"]
 	assert.Equal(t, w.URL()+"/idp/ci", idp.Issuer)
@@ -450,6 +454,7 @@ func TestIdentityProviderDiscoveryAndJWKS(t *testing.T) {
 }
 
 func TestMintRefusals(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	endpoint := w.State().IdentityProviders["ci"].TokenEndpoint
 	tests := []struct {
@@ -497,6 +502,7 @@ func TestMintRefusals(t *testing.T) {
 
 // A service principal that only federates has no secret, and an empty one is not its secret.
 func TestFederatedServicePrincipalHasNoSecret(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	assert.Empty(t, w.State().ServicePrincipals["federated-service"].ClientSecret)
 	status, body := postForm(t, w.URL()+PathToken, url.Values{"grant_type": {"client_credentials"},
@@ -507,6 +513,7 @@ func TestFederatedServicePrincipalHasNoSecret(t *testing.T) {
 }
 
 func TestValidateFederation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		edit     func(*Config)

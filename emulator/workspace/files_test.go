@@ -20,9 +20,12 @@ import (
 
 	"github.com/databricks/databricks-sdk-go"
 	"github.com/databricks/databricks-sdk-go/apierr"
+	"github.com/databricks/databricks-sdk-go/config"
 	ws "github.com/databricks/databricks-sdk-go/service/workspace"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // homeOf is a service principal's home folder, /Users/<application id>: the one folder it may write besides /Shared.
@@ -36,10 +39,10 @@ func homeOf(t *testing.T, w *Workspace, spName string) string {
 // m2mClient is databricks-sdk-go as an external service would configure it: OAuth M2M with a service principal.
 func m2mClient(t *testing.T, w *Workspace) *databricks.WorkspaceClient {
 	t.Helper()
-	isolateSDKEnv(t)
 	sp := w.State().ServicePrincipals["external-service"]
 	c, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "oauth-m2m",
-		ClientID: sp.ClientID, ClientSecret: sp.ClientSecret, RetryTimeoutSeconds: 5})
+		ClientID: sp.ClientID, ClientSecret: sp.ClientSecret, RetryTimeoutSeconds: 5,
+		Loaders: []config.Loader{sdkconfig.ExplicitOnly{}}})
 	require.NoError(t, err)
 	return c
 }
@@ -109,6 +112,7 @@ func randomBytes(t *testing.T, n int) []byte {
 }
 
 func TestWorkspaceFilesWithTheSDK(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	ctx := t.Context()
@@ -173,6 +177,7 @@ func TestWorkspaceFilesWithTheSDK(t *testing.T) {
 
 // TestImportFile follows the CLI's sync: import-file, mkdirs on 404, retry; overwrite=false is the deploy lock.
 func TestImportFile(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
@@ -215,6 +220,7 @@ func TestImportFile(t *testing.T) {
 
 // TestImportFileLockIsExclusive takes the deploy lock from many clients at once: exactly one gets it.
 func TestImportFileLockIsExclusive(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 	x := homeOf(t, w, "external-service")
@@ -240,6 +246,7 @@ func TestImportFileLockIsExclusive(t *testing.T) {
 
 // TestExportNeverSeesHalfAFile overwrites a file while exporting it: every export is one whole version.
 func TestExportNeverSeesHalfAFile(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	token := m2mToken(t, w, "external-service")
@@ -275,6 +282,7 @@ func TestExportNeverSeesHalfAFile(t *testing.T) {
 }
 
 func TestWorkspaceFilesRefusals(t *testing.T) {
+	t.Parallel()
 	parent := t.TempDir()
 	w, logs := startWorkspace(t, Options{DataDir: filepath.Join(parent, "data")})
 	token := m2mToken(t, w, "external-service")
@@ -373,6 +381,7 @@ func TestWorkspaceFilesRefusals(t *testing.T) {
 // TestMaxFileSize: 10 MiB is the limit, through import-file and through the SDK's Upload, and a refused file
 // leaves nothing behind, not even a temp file.
 func TestMaxFileSize(t *testing.T) {
+	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	w, _ := startWorkspace(t, Options{DataDir: dataDir})
 	c := m2mClient(t, w)
@@ -396,6 +405,7 @@ func TestMaxFileSize(t *testing.T) {
 }
 
 func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := m2mClient(t, w)
 	ctx := t.Context()

@@ -55,6 +55,7 @@ func assertDevAppUntouched(t *testing.T, dev *databricks.WorkspaceClient, dataDi
 // import-file. Every read answers 404 exactly as for a path that does not exist, every write 403, whether the object
 // is there or not, under /Users and under /Workspace/Users alike.
 func TestHomeFoldersArePrivate(t *testing.T) {
+	t.Parallel()
 	w, dev, other, dataDir := withDevApp(t)
 	ctx := t.Context()
 	otherToken := m2mToken(t, w, "external-service")
@@ -123,6 +124,7 @@ func TestHomeFoldersArePrivate(t *testing.T) {
 // TestOwnHomeAndSharedAreWritable: a principal manages its own home, under either spelling, and everyone manages what
 // is in /Shared, which is how two principals share files. /Shared itself and /Users are the workspace's.
 func TestOwnHomeAndSharedAreWritable(t *testing.T) {
+	t.Parallel()
 	w, dev, other, dataDir := withDevApp(t)
 	ctx := t.Context()
 
@@ -171,6 +173,7 @@ func TestOwnHomeAndSharedAreWritable(t *testing.T) {
 // second /Workspace and a name that merely starts with one's own never reach dev's home: each is refused before the
 // file system is asked, and no file appears anywhere.
 func TestPathTricksCannotReachAnotherHome(t *testing.T) {
+	t.Parallel()
 	w, dev, _, dataDir := withDevApp(t)
 	token := m2mToken(t, w, "external-service")
 	mine := homeOf(t, w, "external-service")

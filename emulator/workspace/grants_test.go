@@ -35,6 +35,7 @@ func authorizeOnce(t *testing.T, w *Workspace) url.Values {
 // Authorize adds its code and touches no other: forgetting expired codes is the sweeper's job, so the work of one
 // request does not grow with the codes outstanding (and token redemption, on the same lock, never waits for it).
 func TestAuthorizeLeavesExpiredCodesToTheSweeper(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	w.grants.mu.Lock()
 	for range 1000 {
@@ -52,6 +53,7 @@ func TestAuthorizeLeavesExpiredCodesToTheSweeper(t *testing.T) {
 }
 
 func TestSweeperForgetsExpiredGrantsUntilStopped(t *testing.T) {
+	t.Parallel()
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
 	g := newGrants(time.Hour, time.Hour)
@@ -83,6 +85,7 @@ func TestSweeperForgetsExpiredGrantsUntilStopped(t *testing.T) {
 }
 
 func TestCloseStopsTheSweeper(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NotNil(t, w.grants.swept, "Start starts the sweeper")
 	require.NoError(t, w.Close())
@@ -96,6 +99,7 @@ func TestCloseStopsTheSweeper(t *testing.T) {
 // Beyond maxOutstandingCodes, authorize redirects back with temporarily_unavailable and stores nothing. An exchanged
 // code still counts until it expires (it is kept to detect a replay); once codes expire, authorize approves again.
 func TestAuthorizeCapsOutstandingCodes(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	var last string
 	for range maxOutstandingCodes {
@@ -125,6 +129,7 @@ func TestAuthorizeCapsOutstandingCodes(t *testing.T) {
 }
 
 func TestRefreshTokensExpire(t *testing.T) {
+	t.Parallel()
 	t.Run("default lifetime", func(t *testing.T) {
 		w, _ := startWorkspace(t, Options{})
 		before := time.Now()
@@ -163,6 +168,7 @@ func refreshWith(t *testing.T, w *Workspace, refresh string) (int, oauthAnswer, 
 }
 
 func TestRefreshTokenRotation(t *testing.T) {
+	t.Parallel()
 	t.Run("off by default: a refresh token works again and again", func(t *testing.T) {
 		w, _ := startWorkspace(t, Options{})
 		require.False(t, w.Config().Workspace.OAuth.SingleUseRefreshTokens)
@@ -215,6 +221,7 @@ func TestRefreshTokenRotation(t *testing.T) {
 // token, the refresh token, a token refreshed from it and the proxy's forwarded token stop working, at the workspace's
 // APIs and at the proxy; another login's tokens do not.
 func TestReplayedCodeRevokesItsTokens(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app") + "/api/whoami"

@@ -23,6 +23,7 @@ import (
 // TestProxySpeaksH2C: an app's proxy takes HTTP/2 without TLS, with prior knowledge (curl --http2-prior-knowledge,
 // gRPC clients) and by upgrading an HTTP/1.1 request (curl --http2), and runs the same checks as over HTTP/1.1.
 func TestProxySpeaksH2C(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	token := m2mToken(t, w, "external-service")

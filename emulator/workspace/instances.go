@@ -163,15 +163,9 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		return nil, err
 	}
 
-	if exposed := proc.ExposedListeners(); len(exposed) > 0 {
-		// The emulator told the app to listen on 127.0.0.1 (APP_LISTEN_ADDR); one that listens on every interface
-		// can be called past the proxy by anyone on the network, with any X-Forwarded-User it likes.
-		msg := fmt.Sprintf("Warning: the app listens on %s, not only on loopback: anyone who can reach this machine "+
-			"can call it past the proxy and claim any identity. Listen on $APP_LISTEN_ADDR (127.0.0.1:%d).",
-			strings.Join(exposed, ", "), port)
-		w.appSystemLog(s.name, msg)
-		w.logger.Warn("app reachable past the proxy", "app", s.name, "listeners", strings.Join(exposed, ", "))
-	}
+	// Beside the start rather than before the app serves: the kernel's TCP table, which the check reads, takes
+	// tens of milliseconds to list on a machine with many connections.
+	go w.warnIfExposed(s.name, proc, port)
 	w.mu.Lock()
 	if rec.generation != gen || w.closing || rec.deleted {
 		w.mu.Unlock()
@@ -195,6 +189,22 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	}
 	w.stateChanged()
 	return inst, nil
+}
+
+// warnIfExposed warns, in the emulator's log and the app's, about an app that listens on more than loopback.
+func (w *Workspace) warnIfExposed(app string, proc *runner.App, port int) {
+	exposed := proc.ExposedListeners()
+	if len(exposed) == 0 {
+		w.logger.Debug("app listens on loopback only", "app", app)
+		return
+	}
+	// The emulator told the app to listen on 127.0.0.1 (APP_LISTEN_ADDR); one that listens on every interface can be
+	// called past the proxy by anyone on the network, with any X-Forwarded-User it likes.
+	msg := fmt.Sprintf("Warning: the app listens on %s, not only on loopback: anyone who can reach this machine "+
+		"can call it past the proxy and claim any identity. Listen on $APP_LISTEN_ADDR (127.0.0.1:%d).",
+		strings.Join(exposed, ", "), port)
+	w.appSystemLog(app, msg)
+	w.logger.Warn("app reachable past the proxy", "app", app, "listeners", strings.Join(exposed, ", "))
 }
 
 // watchInstance notices an instance that exits on its own: the app has crashed, its proxy answers 502 and the

@@ -64,6 +64,7 @@ func serveProbe() {
 // read the state file (service principal secrets), the data folder (other principals' private files, other apps'
 // snapshots), nor the emulator's environment through /proc, and cannot unmount what hides them.
 func TestDeployedAppIsIsolated(t *testing.T) {
+	t.Parallel()
 	state := filepath.Join(t.TempDir(), "state.json") // before the workspace: it writes there until it stops
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second,
 		UserEnv: append(os.Environ(), "EMULATOR_SHELL_SECRET=from-the-shell")})

@@ -43,6 +43,7 @@ func release(hold chan struct{}) func() { return func() { go func() { hold <- st
 // transitional state (STARTING, STOPPING, IN_PROGRESS) before the final one, as against a workspace. Each transition
 // is held until the waiter has seen it, so the verdict does not depend on the machine's speed.
 func TestLifecycleWithTheSDKWaiters(t *testing.T) {
+	t.Parallel()
 	hold := make(chan struct{})
 	w, _ := startWorkspace(t, Options{computeHold: hold, StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
@@ -112,6 +113,7 @@ func TestLifecycleWithTheSDKWaiters(t *testing.T) {
 // TestStartBringsBackAnEmulatorRunApp: an app `emulator run` started (StartApp) comes back after apps stop and
 // apps start, as a deployed one does.
 func TestStartBringsBackAnEmulatorRunApp(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)

@@ -20,6 +20,7 @@ import (
 // Every listener of the emulator, the workspace's and each app proxy's, closes a keep-alive connection left idle
 // and one whose request headers never finish, as the app's own server does; without that, idle clients pile up.
 func TestListenersCloseIdleAndSlowConnections(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
 	listeners := map[string]string{"workspace": w.URL() + PathHostMetadata}
 	for _, a := range w.Config().Apps {
@@ -69,6 +70,7 @@ func assertClosedByServer(t *testing.T, conn net.Conn, br *bufio.Reader) {
 // The read timeout bounds reading a request, not the life of an upgraded connection: a WebSocket through the proxy
 // outlives it.
 func TestReadTimeoutSparesUpgradedConnections(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{ReadTimeout: 100 * time.Millisecond})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
@@ -86,6 +88,7 @@ func TestReadTimeoutSparesUpgradedConnections(t *testing.T) {
 // connection is closed, and the apps' proxies keep serving. Up listens again on the same address, with the same
 // state and tokens; Close works while the workspace is down.
 func TestWorkspaceDownAndUp(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	token := m2mToken(t, w, "external-service")
@@ -122,6 +125,7 @@ func TestWorkspaceDownAndUp(t *testing.T) {
 
 // Down stays down until Up, even after a timed down, and no app is given the workspace's port meanwhile.
 func TestDownAfterATimedDownStaysDown(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	status, _ := control(t, w, http.MethodPost, PathDown, `{"for":"200ms"}`)
 	require.Equal(t, http.StatusAccepted, status)

@@ -95,6 +95,7 @@ func writeString(t *testing.T, w io.Writer, s string) {
 }
 
 func TestAppLogStreamSendsRecordsThenFollows(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	before := float64(time.Now().UnixMicro()) / 1e6
@@ -140,6 +141,7 @@ func withoutTimestamps(recs []logRecord) []logRecord {
 }
 
 func TestAppLogStreamSearch(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	stdout := w.AppLogWriter("api-app")
@@ -154,6 +156,7 @@ func TestAppLogStreamSearch(t *testing.T) {
 }
 
 func TestAppLogStreamKeepalive(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{LogKeepalive: 20 * time.Millisecond})
 	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	conn := openLogs(t, w, "api-app", token, "")
@@ -163,6 +166,7 @@ func TestAppLogStreamKeepalive(t *testing.T) {
 }
 
 func TestAppLogsRefusals(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	other, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
@@ -240,6 +244,7 @@ func assertLogsAnswer(t *testing.T, w *Workspace, resp *http.Response, body []by
 }
 
 func TestAppLogPage(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	dev := bearer(pkceLogin(t, w, "offline_access all-apis")["access_token"].(string))
 	w.AppLogSystem("api-app", "App started")
@@ -265,12 +270,14 @@ func TestAppLogPage(t *testing.T) {
 }
 
 func TestAppLogWriterForUnknownApp(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	assert.Equal(t, io.Discard, w.AppLogWriter("no-such-app"))
 	assert.NotPanics(t, func() { w.AppLogSystem("no-such-app", "App started") })
 }
 
 func TestAppLogLines(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", logMaxMessage)
 	euro := strings.Repeat("a", logMaxMessage-1) + "€tail" // the bound falls inside the three-byte €
 
@@ -317,6 +324,7 @@ func nilIfEmpty(s []string) []string {
 }
 
 func TestAppLogIsBounded(t *testing.T) {
+	t.Parallel()
 	t.Run("records", func(t *testing.T) {
 		l := newAppLog()
 		w := l.Writer()
@@ -345,6 +353,7 @@ func TestAppLogIsBounded(t *testing.T) {
 }
 
 func TestAppLogDropsALaggingFollower(t *testing.T) {
+	t.Parallel()
 	l := newAppLog()
 	_, f, ok := l.follow()
 	require.True(t, ok)
@@ -372,6 +381,7 @@ func TestAppLogDropsALaggingFollower(t *testing.T) {
 }
 
 func TestAppLogStuckReaderDoesNotBlockTheApp(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	conn := openLogs(t, w, "api-app", token, "") // and never read
@@ -400,6 +410,7 @@ func TestAppLogStuckReaderDoesNotBlockTheApp(t *testing.T) {
 }
 
 func TestAppLogStreamEnds(t *testing.T) {
+	t.Parallel()
 	t.Run("when the client closes", func(t *testing.T) {
 		w, _ := startWorkspace(t, Options{LogKeepalive: 10 * time.Millisecond})
 		token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
@@ -464,6 +475,7 @@ func TestAppLogStreamEnds(t *testing.T) {
 // reconnects with the same token, search term and User-Agent; the new stream sends what came since, not the kept
 // records again. A new stream later than logResumeWindow, or of another client, gets the kept records.
 func TestAppLogStreamResumes(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	p := w.proxyOf("api-app")

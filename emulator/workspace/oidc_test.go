@@ -16,6 +16,7 @@ import (
 )
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	resp, body := call(t, http.MethodGet, w.URL()+PathHostMetadata, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -36,6 +37,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestTokenEndpointErrors(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	sp, _ := w.dir.servicePrincipalByName("external-service")
 	tests := []struct {
@@ -86,6 +88,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 }
 
 func TestAuthorizeAndCodeExchange(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	base := url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
 		"state": {"s"}, "code_challenge": {s256(strings.Repeat("v", 43))}, "code_challenge_method": {"S256"}, "scope": {"all-apis"}}
@@ -170,6 +173,7 @@ func TestAuthorizeAndCodeExchange(t *testing.T) {
 }
 
 func TestWorkspaceAPIs(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	sp := m2mToken(t, w, "external-service")
@@ -221,6 +225,7 @@ func TestWorkspaceAPIs(t *testing.T) {
 // A client id and secret given the wrong way round put the secret where the id belongs: the failure is logged with
 // a known client id in full, and otherwise with its first characters only, so the secret never reaches the logs.
 func TestClientAuthFailureNeverLogsTheSecret(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	sp, _ := w.dir.servicePrincipalByName("external-service")
 	tests := []struct {

@@ -23,6 +23,7 @@ import (
 // (on the same URLs, with their service principals' secrets), the permissions granted, the files uploaded, and the
 // deployment that ran, running again. A second workspace on the same data folder is refused while the first runs.
 func TestRestartKeepsTheWorkspace(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	w, _ := startWorkspace(t, Options{DataDir: data, StopGrace: 5 * time.Second})
 	login := pkceLogin(t, w, "offline_access all-apis")
@@ -87,6 +88,7 @@ func TestRestartKeepsTheWorkspace(t *testing.T) {
 
 // TestThrowAwayWorkspaceLeavesNothing: without a data folder nothing is saved, and Close removes what it made.
 func TestThrowAwayWorkspaceLeavesNothing(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	dir := w.dataDir
 	require.DirExists(t, dir)
@@ -96,6 +98,7 @@ func TestThrowAwayWorkspaceLeavesNothing(t *testing.T) {
 
 // TestSavedWorkspaceOfAnotherModelIsRefused: a data folder remembers which workspace it holds.
 func TestSavedWorkspaceOfAnotherModelIsRefused(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	w, _ := startWorkspace(t, Options{DataDir: data})
 	require.NoError(t, w.Close())
@@ -110,6 +113,7 @@ func TestSavedWorkspaceOfAnotherModelIsRefused(t *testing.T) {
 // TestSavedPartsHoldNoWorkingRefreshToken: the saved grants hold refresh tokens by hash only, and every part is
 // owner-only.
 func TestSavedPartsHoldNoWorkingRefreshToken(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	w, _ := startWorkspace(t, Options{DataDir: data})
 	refresh := pkceLogin(t, w, "offline_access all-apis")["refresh_token"].(string)

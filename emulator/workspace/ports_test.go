@@ -32,6 +32,7 @@ func offering(ports ...int) func() (int, error) {
 }
 
 func TestPortReservationsNeverGiveAPortTwice(t *testing.T) {
+	t.Parallel()
 	r := newPortReservations(offering(5000, 5000, 5001, 5000))
 	first, err := r.reserve()
 	require.NoError(t, err)
@@ -55,6 +56,7 @@ func TestPortReservationsNeverGiveAPortTwice(t *testing.T) {
 // reaches its own app: without the reservation, one app could not bind and its deployment waited on, and succeeded
 // through, the other app's listener.
 func TestConcurrentDeploymentsGetTheirOwnPorts(t *testing.T) {
+	t.Parallel()
 	port, err := FreePort()
 	require.NoError(t, err)
 	w, _ := startWorkspace(t, Options{StopGrace: 5 * time.Second, ports: newPortReservations(offering(port, port))})
@@ -103,6 +105,7 @@ func TestConcurrentDeploymentsGetTheirOwnPorts(t *testing.T) {
 // A model with a fixed port another program holds: the error names the port, and where in the model to choose
 // another.
 func TestAPortInUseSaysHowToChooseAnother(t *testing.T) {
+	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer taken.Close()

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,7 @@ type Profile struct {
 const profileHeader = "; Written by the Databricks Apps emulator"
 
 // WriteProfile makes dir hold a .databrickscfg with a databricks-cli profile for the signed-in user and, when
-// cliSource is set, a copy of that executable named databricks: the CLI stand-in. The copy is not a symlink because
+// cliSource is set, that executable as databricks, the CLI stand-in: a hard link or a copy, not a symlink, because
 // the stand-in finds its profile next to its own resolved path. A missing dir is created owner-only. An existing
 // one keeps its mode, must not be writable by others (they could replace the stand-in that SDK programs run), and
 // must not hold a .databrickscfg or databricks the emulator did not write: a later call replaces only its own files.
@@ -45,7 +46,7 @@ func (w *Workspace) WriteProfile(dir, cliSource string) (Profile, error) {
 		return Profile{}, err
 	}
 	if cliSource != "" {
-		if err := copyExecutable(cliSource, p.CLIPath); err != nil {
+		if err := installCLI(cliSource, p.CLIPath); err != nil {
 			return Profile{}, err
 		}
 	}
@@ -120,7 +121,23 @@ func writtenByEmulator(path string) (bool, error) {
 	return string(head) == profileHeader, nil
 }
 
-func copyExecutable(src, dst string) error {
+// installCLI makes dst the CLI stand-in, replacing any there at once: a hard link to the executable src where the
+// file system allows one, else a copy. The link is instant whatever src's size; the copy of the emulator (over 100
+// MB with its SQL engine), flushed to disk, was most of `emulator run`'s start. Either way the stand-in runs as dst
+// (os.Executable names the path it was started by), beside its profile.
+func installCLI(src, dst string) error {
+	if resolved, err := filepath.EvalSymlinks(src); err == nil {
+		src = resolved // a link to a symlink would be a symlink, resolved to src's folder when run
+	}
+	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".link-"+rand.Text())
+	if err := os.Link(src, tmp); err == nil {
+		if err := os.Rename(tmp, dst); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("install the CLI stand-in: %w", err)
+		}
+		return nil
+	}
+	// Another file system, or one without links, or a src the user may not link (fs.protected_hardlinks).
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("install the CLI stand-in: %w", err)

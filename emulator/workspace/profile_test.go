@@ -10,6 +10,7 @@ import (
 )
 
 func TestWriteProfileLeavesTheUsersFilesAlone(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	cli := filepath.Join(t.TempDir(), "emulator")
 	require.NoError(t, os.WriteFile(cli, []byte("#!/bin/sh\n"), 0o700))
@@ -67,5 +68,21 @@ func TestWriteProfileLeavesTheUsersFilesAlone(t *testing.T) {
 		require.NoError(t, err)
 		_, err = w.WriteProfile(dir, cli)
 		assert.NoError(t, err)
+	})
+
+	// On one file system the stand-in is the executable itself under another name, whatever its size: no copy.
+	t.Run("the stand-in is a hard link", func(t *testing.T) {
+		dir := filepath.Join(filepath.Dir(cli), "linked")
+		p, err := w.WriteProfile(dir, cli)
+		require.NoError(t, err)
+		src, err := os.Stat(cli)
+		require.NoError(t, err)
+		standIn, err := os.Lstat(p.CLIPath)
+		require.NoError(t, err)
+		assert.True(t, os.SameFile(src, standIn), "the same file")
+		assert.True(t, standIn.Mode().IsRegular(), "not a symlink: the stand-in finds its profile beside its own path")
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		assert.Len(t, entries, 2, "the profile and the stand-in, no temporary link left behind")
 	})
 }

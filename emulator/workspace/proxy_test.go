@@ -24,6 +24,7 @@ import (
 )
 
 func TestProxyStatusMatrix(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	other, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
@@ -83,6 +84,7 @@ func TestProxyStatusMatrix(t *testing.T) {
 
 // TestProxyGatewayTimeout has a workspace of its own: a short timeout elsewhere would make a loaded machine flaky.
 func TestProxyGatewayTimeout(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{RequestTimeout: 250 * time.Millisecond})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/slow", bearer(m2mToken(t, w, "external-service")))
@@ -94,6 +96,7 @@ func TestProxyGatewayTimeout(t *testing.T) {
 }
 
 func TestProxyBadGateway(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 
@@ -113,6 +116,7 @@ func TestProxyBadGateway(t *testing.T) {
 }
 
 func TestProxyHeaders(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -239,6 +243,7 @@ func TestProxyHeaders(t *testing.T) {
 }
 
 func TestProxyWebSocketUpgrade(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
@@ -273,6 +278,7 @@ func TestProxyWebSocketUpgrade(t *testing.T) {
 // client might try (letter case, underscores as CGI-style servers read them, repeated), and over the raw wire in forms
 // Go's client will not write. None of the spoofed values reaches the app; the app sees the proxy's identity.
 func TestProxySpoofedHeadersInEverySpelling(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -357,6 +363,7 @@ func rawProxyRequest(t *testing.T, baseURL, head string) (int, string) {
 // SCIM Me needs iam.current-user:read (or all-apis), as on a real workspace: a user token with other scopes only is
 // refused, so an app whose user authorization lacks it fails under the emulator as it would in production.
 func TestSCIMMeNeedsTheCurrentUserScope(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	for _, tt := range []struct {
 		scopes string
@@ -377,6 +384,7 @@ func TestSCIMMeNeedsTheCurrentUserScope(t *testing.T) {
 
 // X-Forwarded-Host is the app's own host, whatever Host header or absolute-form request URI the client sends.
 func TestProxyForwardedHostIsTheAppsHost(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -405,6 +413,7 @@ func TestProxyForwardedHostIsTheAppsHost(t *testing.T) {
 // slash or a backslash as separator, or a ;parameter after it) and to an /api/ prefix that is percent-encoded, and
 // forwards every other path exactly as the client sent it.
 func TestProxyDotSegments(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -447,6 +456,7 @@ func TestProxyDotSegments(t *testing.T) {
 // itself, a refusal or an unreachable app, and not those whose answer comes from the app (a 500 included), which the
 // app logs.
 func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
+	t.Parallel()
 	logs := &testkit.Buffer{}
 	w, err := Start(t.Context(), Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)

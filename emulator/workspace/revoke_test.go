@@ -21,6 +21,7 @@ import (
 // workspace, the proxy (whose cache of verified tokens knows the token already), the token the proxy forwarded for a
 // user, the user's refresh token and browser session. Other principals' tokens, and tokens issued afterwards, work.
 func TestRevokeTokens(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -91,6 +92,7 @@ func TestRevokeTokens(t *testing.T) {
 // it is refused, and a code exchange or a refresh that straddles it yields tokens that are refused. Codes and
 // refresh tokens granted afterwards work.
 func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
+	t.Parallel()
 	const dev = "dev@example.com"
 	t.Run("an authorization code redeemed after", func(t *testing.T) {
 		w, logs := startWorkspace(t, Options{})
@@ -159,6 +161,7 @@ func TestRevocationStopsCodesAndRefreshesIssuedBefore(t *testing.T) {
 // A sign-in code the login page issued before a revocation of the user's tokens opens no session after it: the
 // browser is sent to sign in again, and that sign-in works, down to the token the proxy forwards.
 func TestRevocationStopsSignInCodesIssuedBefore(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -190,6 +193,7 @@ func TestRevocationStopsSignInCodesIssuedBefore(t *testing.T) {
 // A forwarded token the proxy signs for a caller whose tokens are revoked meanwhile is refused like the caller's
 // token: it carries the generation of the caller's token, not the one that began after the proxy checked it.
 func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	user := pkceLogin(t, w, "all-apis")["access_token"].(string)
 	r := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)

@@ -15,6 +15,7 @@ import (
 // TestSCIMListsWithTheSDK: users, service principals and groups, listed and read with the SDK's clients, as `databricks
 // users list`, `service-principals list` and `groups list` call them; the SDK follows startIndex page by page.
 func TestSCIMListsWithTheSDK(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	c := sdkClient(t, w, m2mToken(t, w, "external-service"))
 	ctx := t.Context()
@@ -67,6 +68,7 @@ func TestSCIMListsWithTheSDK(t *testing.T) {
 }
 
 func TestSCIMFilterSortAndPages(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := m2mToken(t, w, "external-service")
 	list := func(path string, q url.Values) (int, map[string]any) {

@@ -16,6 +16,7 @@ import (
 // A scope the workspace does not know, or one that is not a scope at all, gets invalid_scope wherever it is asked
 // for: redirected back from authorize, and from the token endpoint for every grant, instead of a token.
 func TestUnknownScopesAreRefused(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.Apps[0].UserAPIScopes = append(cfg.Apps[0].UserAPIScopes, "custom.widgets:read")
 	w, _ := startWorkspace(t, Options{Config: cfg})

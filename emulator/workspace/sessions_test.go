@@ -120,6 +120,7 @@ func hiddenFields(t *testing.T, resp *http.Response, body string) url.Values {
 // scopes, and is back on the page they asked for; the app sees dev's identity headers and a downscoped token, on
 // pages and on /api/ alike, and never the emulator's cookies.
 func TestBrowserSignIn(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -184,6 +185,7 @@ func TestBrowserSignIn(t *testing.T) {
 
 // A set-up cookie header is HttpOnly and SameSite=Lax, for the proxy's origin only, and lasts as long as a token.
 func TestSessionCookieAttributes(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{TokenLifetime: 10 * time.Minute})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	b := newBrowser(t)
@@ -206,6 +208,7 @@ func TestSessionCookieAttributes(t *testing.T) {
 
 // An app without user authorization scopes (caller-app) has no consent page and gets no forwarded token.
 func TestBrowserSignInWithoutScopes(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("caller-app", echoApp(t).URL))
 	resp, body := newBrowser(t).signIn(t, w.AppURL("caller-app")+"/", "dev@example.com")
@@ -220,6 +223,7 @@ func TestBrowserSignInWithoutScopes(t *testing.T) {
 // /api/. The proxy reads the app's permissions per request, so a grant through the Permissions API lets them in
 // at once, and taking it away shuts them out again.
 func TestBrowserSessionWithoutCanUse(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
@@ -272,6 +276,7 @@ func TestBrowserSessionWithoutCanUse(t *testing.T) {
 // another's, or posted from another origin; next_url off this workspace's apps; a one-time code replayed, presented
 // at another app, or late; an expired session.
 func TestBrowserSignInRefusals(t *testing.T) {
+	t.Parallel()
 	w, logs := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	require.NoError(t, w.SetUpstream("caller-app", echoApp(t).URL))
@@ -468,6 +473,7 @@ func TestBrowserSignInRefusals(t *testing.T) {
 // Scopes added to the app after a person consented: the page asks for consent again; /api/ is refused as a token
 // without them is.
 func TestBrowserSessionAfterTheScopesChange(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")

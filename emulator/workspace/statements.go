@@ -47,14 +47,16 @@ const (
 // for polling. It checks what the engine cannot know: the caller's scopes (the routes do), CAN_USE on the warehouse,
 // and Unity Catalog's privileges on every table a statement reads; the engine applies row filters and masks.
 type statements struct {
-	engine    sqlengine.Engine // nil when engineErr says why
+	engine    sqlengine.Engine // nil when engineErr says why; both set before engineReady is closed
 	engineErr error
-	uc        *unityCatalog
-	whs       *warehouses
-	ctx       context.Context // ends when the workspace closes: running statements are canceled
-	tasks     *sync.WaitGroup
-	logger    *slog.Logger
-	now       func() time.Time
+	// engineReady is closed once the engine has started and holds the model's tables, or failed to.
+	engineReady chan struct{}
+	uc          *unityCatalog
+	whs         *warehouses
+	ctx         context.Context // ends when the workspace closes: running statements are canceled
+	tasks       *sync.WaitGroup
+	logger      *slog.Logger
+	now         func() time.Time
 
 	mu         sync.Mutex // guards the map, the accounting and every statement's mutable fields
 	byID       map[string]*statement
@@ -62,7 +64,13 @@ type statements struct {
 	ended      []*statement // every finished statement still remembered, oldest first
 	kept       int64        // bytes of results held
 	active     int
+
+	parseMu sync.Mutex
+	parses  map[string]sqlengine.Parsed // what each statement text reads (parse), at most maxParses
 }
+
+// maxParses bounds the statement texts whose parse is remembered; past it the memory starts over.
+const maxParses = 1000
 
 type statement struct {
 	id, owner string
@@ -110,6 +118,11 @@ func (st *statements) handleExecute() http.HandlerFunc {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("User %s does not have CAN_USE permission on warehouse %s.", p.UserName, wh.id),
 				Fix:     "a manager of the warehouse grants CAN_USE: databricks warehouses update-permissions " + wh.id})
+			return
+		}
+		select {
+		case <-st.engineReady:
+		case <-r.Context().Done():
 			return
 		}
 		if st.engine == nil {
@@ -228,7 +241,7 @@ func (st *statements) run(ctx context.Context, s *statement, p principal, req sq
 	}
 	st.setState(s, sql.StatementStateRunning)
 
-	parsed, err := st.engine.Parse(ctx, req.Statement)
+	parsed, err := st.parse(ctx, req.Statement)
 	if err != nil {
 		fault = st.statementError(ctx, err)
 		return
@@ -256,6 +269,29 @@ func (st *statements) run(ctx context.Context, s *statement, p principal, req sq
 			Message: "The result is larger than the 25 MiB an INLINE disposition returns: set row_limit or byte_limit, " +
 				"or select less"}
 	}
+}
+
+// parse is what a statement reads, as the engine's parser finds it, remembered by the statement's text: an app runs
+// the same few statements over and over, and the parser costs about a millisecond each time, as much as the rest of
+// the workspace's part of a statement. A statement that does not parse is not remembered.
+func (st *statements) parse(ctx context.Context, statement string) (sqlengine.Parsed, error) {
+	st.parseMu.Lock()
+	p, ok := st.parses[statement]
+	st.parseMu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := st.engine.Parse(ctx, statement)
+	if err != nil {
+		return p, err
+	}
+	st.parseMu.Lock()
+	if st.parses == nil || len(st.parses) >= maxParses {
+		st.parses = map[string]sqlengine.Parsed{}
+	}
+	st.parses[statement] = p
+	st.parseMu.Unlock()
+	return p, nil
 }
 
 // paramValue is a parameter's value, nil for NULL (a value that is left out).

@@ -14,6 +14,7 @@ import (
 // Finished statements are kept for the retention, their results within a memory bound, and at most
 // maxKeptStatements of them: a flood of statements does not grow the workspace without end.
 func TestStatementsAreForgottenInTime(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(0, 0)
 	st := &statements{byID: map[string]*statement{}, now: func() time.Time { return now }}
 	run := func(id string, bytes int64) *statement {
@@ -46,4 +47,41 @@ func TestStatementsAreForgottenInTime(t *testing.T) {
 	assert.Len(t, st.byID, maxKeptStatements)
 	assert.LessOrEqual(t, st.kept, int64(maxKeptStatements))
 	assert.Zero(t, st.active)
+}
+
+// parseCounter is an engine whose parser counts its calls and refuses "bad".
+type parseCounter struct {
+	sqlengine.Engine
+	calls int
+}
+
+func (p *parseCounter) Parse(_ context.Context, statement string) (sqlengine.Parsed, error) {
+	p.calls++
+	if statement == "bad" {
+		return sqlengine.Parsed{}, &sqlengine.Error{Message: "syntax error"}
+	}
+	return sqlengine.Parsed{Tables: []sqlengine.TableRef{{Name: statement}}}, nil
+}
+
+// A statement's text is parsed once, however often it runs; one that does not parse is asked again; the memory
+// is bounded.
+func TestStatementsParseEachTextOnce(t *testing.T) {
+	t.Parallel()
+	engine := &parseCounter{}
+	st := &statements{engine: engine}
+	for range 3 {
+		p, err := st.parse(t.Context(), "orders")
+		assert.NoError(t, err)
+		assert.Equal(t, "orders", p.Tables[0].Name)
+	}
+	assert.Equal(t, 1, engine.calls)
+	for range 2 {
+		_, err := st.parse(t.Context(), "bad")
+		assert.Error(t, err)
+	}
+	assert.Equal(t, 3, engine.calls)
+	for i := range maxParses + 1 {
+		_, _ = st.parse(t.Context(), time.Duration(i).String())
+	}
+	assert.LessOrEqual(t, len(st.parses), maxParses)
 }

@@ -50,6 +50,7 @@ func requireCached(t *testing.T, w *Workspace, token string) (forwarded string) 
 }
 
 func TestCachedVerificationStopsAtExpiry(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	clock := fakeClock(t, w)
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
@@ -75,6 +76,7 @@ func TestCachedVerificationStopsAtExpiry(t *testing.T) {
 }
 
 func TestCachedVerificationStopsWhenItsGrantIsRevoked(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	q := authorizeOnce(t, w)
@@ -100,6 +102,7 @@ func TestCachedVerificationStopsWhenItsGrantIsRevoked(t *testing.T) {
 }
 
 func TestCachedVerificationStopsWhenTheKeyRotates(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	user := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
@@ -122,6 +125,7 @@ func TestCachedVerificationStopsWhenTheKeyRotates(t *testing.T) {
 // Changes made through the Apps and Permissions APIs apply from the next request, however warm the caches are: the
 // forwarded token carries the app's new user_api_scopes, and a removed CAN USE refuses a cached token.
 func TestCachedTokensSeeSettingsChangesOnTheNextRequest(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	dev := sdkClient(t, w, managerToken(t, w))
@@ -153,6 +157,7 @@ func TestCachedTokensSeeSettingsChangesOnTheNextRequest(t *testing.T) {
 }
 
 func TestExpiringCache(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_000_000, 0)
 	c := newExpiringCache[int, string](8)
 	c.put(1, "one", now.Add(time.Second), now)
@@ -195,6 +200,7 @@ func TestExpiringCache(t *testing.T) {
 // A caller the proxy admitted without a bearer token (so without a hash to key by) never gets another's
 // forwarded token from the cache.
 func TestForwardedTokenNeedsACallerTokenToBeCached(t *testing.T) {
+	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	p := w.apps["api-app"].proxy
 	dev, _ := w.dir.subject("dev@example.com")

@@ -298,7 +298,9 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		w.changed(part.name) // saved at once: a workspace killed later comes back as it started
 	}
 	w.grants.startSweeping(sweepInterval)
-	w.reportIsolation()
+	// Beside the start: the check starts the emulator's own executable in new namespaces, some 25 ms for a binary
+	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it).
+	go w.reportIsolation()
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID,
 		"data", w.dataDir, "lasting", !w.removeDataDir)

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
-	"github.com/databricks-sample/go-apps-api/emulator/runner"
+	"github.com/databricks-sample/go-apps-api/emulator/sqlengine/duckdb"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
@@ -45,6 +45,12 @@ const (
 
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "» "+format+"\n", args...) }
+	if err := checkWrk(); err != nil {
+		return err
+	}
+	if o.duration < time.Second || o.duration%time.Second != 0 {
+		return fmt.Errorf("--duration %s: a load runs for whole seconds (wrk's -d)", o.duration)
+	}
 	dir, err := os.MkdirTemp("", "apps-bench-")
 	if err != nil {
 		return err
@@ -56,10 +62,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := gotool.Build(ctx, dir, "./app", "./caller", "./emulator"); err != nil {
+	bin, err := gotool.CacheDir(ctx)
+	if err != nil {
 		return err
 	}
-	appBin, emulatorBin := filepath.Join(dir, "app"), filepath.Join(dir, "emulator")
+	if err := gotool.Build(ctx, bin, "./app", "./caller", "./emulator"); err != nil {
+		return err
+	}
+	appBin, emulatorBin := filepath.Join(bin, "app"), filepath.Join(bin, "emulator")
 	if o.appBinary != "" {
 		appBin = o.appBinary
 	}
@@ -71,30 +81,25 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		"PACKAGE_GOOS="+runtime.GOOS, "PACKAGE_GOARCH="+runtime.GOARCH).CombinedOutput(); err != nil {
 		return fmt.Errorf("make package-app: %w\n%s", err, out)
 	}
-	packaged, err := runner.ReadAppYAML(filepath.Join(pkg, "app", "app.yaml"))
-	if err != nil {
-		return err
-	}
-	if len(packaged.Command) == 0 {
-		return fmt.Errorf("%s: no command", filepath.Join(pkg, "app", "app.yaml"))
-	}
-	// The app runs with app.yaml's env, as deployed; so do the bare handlers, which stand for the app's handler alone.
-	var deployedEnv []string
-	for _, e := range packaged.Env {
-		if e.ValueFrom != "" {
-			return fmt.Errorf("app.yaml: env %s takes its value from a resource, which the bench cannot resolve", e.Name)
-		}
-		deployedEnv = append(deployedEnv, e.Name+"="+e.Value)
-	}
-
-	// An emulated workspace in this process for the figures that count its requests; the proxy under load is the
-	// emulator's own process, started below.
-	progress("starting the emulated workspace and the app under it")
-	ws, err := workspace.Start(ctx, workspace.Options{Logger: slog.New(slog.DiscardHandler)})
+	// An emulated workspace in this process, with its SQL engine: the app's data endpoints query its warehouse, and
+	// the figures that count its requests read it. The proxy under load is the emulator's own process, started below.
+	progress("starting the emulated workspace (with its SQL engine) and the app under it")
+	ws, err := workspace.Start(ctx, workspace.Options{Logger: slog.New(slog.DiscardHandler), SQLEngine: duckdb.Open})
 	if err != nil {
 		return err
 	}
 	defer ws.Close()
+	// The app runs with app.yaml's env, as deployed, valueFrom resolved from the app's resources as the platform
+	// does; so do the bare handlers, which stand for the app's handler alone.
+	packagedYAML := filepath.Join(pkg, "app", "app.yaml")
+	packaged, err := ws.ReadAppYAML("api-app", packagedYAML)
+	if err != nil {
+		return err
+	}
+	if len(packaged.Command) == 0 {
+		return fmt.Errorf("%s: no command", packagedYAML)
+	}
+	deployedEnv := packaged.Env
 	state := ws.State()
 	appSP := state.ServicePrincipals["api-app"]
 	platformEnv := []string{
@@ -167,7 +172,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	user, err := userLogin(ctx, emuState.WorkspaceHost)
+	user, err := userLogin(ctx, emuState.WorkspaceHost, "dev@example.com", "offline_access all-apis")
 	if err != nil {
 		return err
 	}
@@ -225,18 +230,22 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	targets := slices.Concat(groups...)
 	rssIdle := appProc.rss()
 	progress("warming up each of the %d targets", len(targets))
-	warm := load{duration: o.duration / 4, concurrency: o.concurrency}
+	warm := load{duration: time.Second, concurrency: o.concurrency, dir: dir}
 	for _, t := range targets {
-		res, err := warm.run(ctx, t.url, t.header, t.want)
+		if err := t.check(ctx); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		res, err := warm.run(ctx, t.url, t.header)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 		if res.errors > 0 {
-			return fmt.Errorf("%s: %d of %d requests failed in the warm-up, the first: %w", t.name, res.errors,
-				res.requests, res.firstErr)
+			return fmt.Errorf("%s: %d of %d requests failed in the warm-up (%s)", t.name, res.errors, res.requests,
+				res.failures)
 		}
 	}
-	samples, err := measureRounds(ctx, groups, o.rounds, load{duration: o.duration, concurrency: o.concurrency}, progress)
+	samples, err := measureRounds(ctx, groups, o.rounds, load{duration: o.duration, concurrency: o.concurrency, dir: dir},
+		progress)
 	if err != nil {
 		return err
 	}
@@ -254,7 +263,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	// 4: workspace requests per /api/me, on behalf of a user whose token the proxy forwards.
 	progress("counting workspace requests per /api/me")
-	userToken, err := userLogin(ctx, ws.URL())
+	userToken, err := userLogin(ctx, ws.URL(), "dev@example.com", "offline_access all-apis")
 	if err != nil {
 		return err
 	}
@@ -271,12 +280,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	perMe := float64(total(ws.RequestCounts())-before) / meCalls
 	figures = append(figures, figure{name: "4. workspace requests per /api/me", value: exact(perMe), digits: 2,
-		goal: atMost(2), note: fmt.Sprintf("over %d calls after the first: SCIM Me as the user and as the app", meCalls)})
+		goal: atMost(2), note: fmt.Sprintf("over %d calls after the first: SELECT current_user() as the user and as the app", meCalls)})
 
 	// 5: token requests per 1,000 calls in each of the caller's modes.
 	const reuseCalls = 1000
 	progress("token reuse: %d caller requests in local, external and app mode", reuseCalls)
-	reuse, err := tokenReuse(ctx, ws, dir, reuseCalls)
+	reuse, err := tokenReuse(ctx, ws, dir, bin, reuseCalls)
 	if err != nil {
 		return err
 	}
@@ -300,10 +309,27 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	figures = append(figures, figure{name: "7. app RSS after the loads, MiB", value: exact(float64(rssLoaded) / (1 << 20)),
 		digits: 1, goal: reported, note: "idle: " + mib(rssIdle)})
 
+	// 8: the data path, sequential calls of GET /api/orders against the engine's own time for the same query.
+	const dataCalls = 50
+	progress("the data path: %d rounds of %d calls of GET /api/orders and of the engine alone, alternating", o.rounds, dataCalls)
+	through, alone, err := dataPath(ctx, ws, root, o.rounds, dataCalls)
+	if err != nil {
+		return err
+	}
+	extra, times := make([]float64, len(through)), make([]float64, len(through))
+	for i := range through {
+		extra[i], times[i] = (through[i]-alone[i])/float64(time.Millisecond), through[i]/alone[i]
+	}
+	figures = append(figures,
+		figure{name: "8. GET /api/orders − the engine alone, ms", value: spreadOf(extra), digits: 2, goal: atMost(2),
+			note: fmt.Sprintf("%s / %s, medians: proxy + app + warehouse, as the user, sequential", ms(time.Duration(spreadOf(through).median)), ms(time.Duration(spreadOf(alone).median)))},
+		figure{name: "   GET /api/orders ÷ the engine alone", value: spreadOf(times), digits: 1, goal: reported,
+			note: "the app also runs the query as itself, at the same time"})
+
 	fmt.Fprintf(stdout, "\nmake bench: %d interleaved rounds on %d CPUs; each load %s at concurrency %d over loopback keep-alive.\n",
 		o.rounds, runtime.NumCPU(), o.duration, o.concurrency)
 	fmt.Fprintf(stdout, "Server CPU per request is the servers' user+system time (/proc/PID/stat) over the requests served;\n"+
-		"the load generator (this process) used %s per request to the app.\n\n",
+		"the load generator, wrk -t1, used %s per request to the app.\n\n",
 		us(spreadOf(collect(samples[rowApp], func(s sample) float64 { return float64(s.loadCPUPerReq) })).median))
 	printLoads(stdout, targets, samples)
 	if fastAPINote != "" {

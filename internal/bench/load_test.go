@@ -1,62 +1,52 @@
 package main
 
 import (
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
-func TestParseAnswer(t *testing.T) {
-	const want = `"user":"7001@1"`
-	ok := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}"
-	tests := []struct {
-		name   string
-		answer string
-		n      int
-		keep   bool
-		err    error
-	}{
-		{"a 200 with the text", ok, len(ok), true, nil},
-		{"lower-case names, as uvicorn sends", "HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{\"user\":\"7001@1\"}", 56, true, nil},
-		{"Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}", 75, false, nil},
-		{"a 500", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}", 75, true, errStatus},
-		{"another caller", "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"user\":\"7002@1\"}", 56, true, errBadBody},
-		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, false, errFraming},
-		{"no Content-Length", "HTTP/1.1 200 OK\r\n\r\n", 0, false, errFraming},
-		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\nbanner\r\n\r\n", 0, false, errFraming},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n, keep, err := parseAnswer([]byte(tt.answer), []byte(want))
-			if tt.err != nil {
-				assert.ErrorIs(t, err, tt.err)
-			} else {
-				assert.NoError(t, err)
-			}
-			if tt.err != errFraming {
-				assert.Equal(t, tt.n, n)
-				assert.Equal(t, tt.keep, keep)
-			}
-		})
-	}
+// The script sets each header once, its values joined, as Lua literals that hold any byte.
+func TestScriptSetsTheHeaders(t *testing.T) {
+	h := http.Header{"Authorization": {"Bearer a.b-c_d"}, "X-Forwarded-Email": {`dev@example.com`},
+		"X-Odd": {"say \"hi\"\\\n", "twice"}}
+	got := script(h)
+	assert.Contains(t, got, `wrk.headers["Authorization"] = "Bearer a.b-c_d"`+"\n")
+	assert.Contains(t, got, `wrk.headers["X-Forwarded-Email"] = "dev@example.com"`+"\n")
+	assert.Contains(t, got, `wrk.headers["X-Odd"] = "say \034hi\034\092\010, twice"`+"\n")
+	assert.Contains(t, got, "done = function(summary, latency, requests)")
 }
 
-// Until the whole answer is there, parseAnswer asks for more, whatever byte the answer is cut at.
-func TestParseAnswerWaitsForTheWholeAnswer(t *testing.T) {
-	ok := "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"user\":\"7001@1\"}"
-	for i := range len(ok) {
-		n, _, err := parseAnswer([]byte(ok[:i]), []byte(`"user":"7001@1"`))
-		assert.Zero(t, n, "cut at %d", i)
-		assert.NoError(t, err, "cut at %d", i)
-	}
+func TestLuaString(t *testing.T) {
+	assert.Equal(t, `""`, luaString(""))
+	assert.Equal(t, `"plain text: 1+1"`, luaString("plain text: 1+1"))
+	assert.Equal(t, `"\034\092\000\127\195\169"`, luaString("\"\\\x00\x7fé"))
 }
 
-func TestStatusOK(t *testing.T) {
-	for line, ok := range map[string]bool{
-		"HTTP/1.1 200 OK\r\n": true, "HTTP/1.0 200 OK\r\n": true, "HTTP/1.1 200\r\n": true,
-		"HTTP/1.1 2000 OK\r\n": false, "HTTP/1.1 201 Created\r\n": false, "HTTP/1.1 500 OK\r\n": false,
-		"HTTP/2 200\r\n": false, "SSH-2.0-OpenSSH\r\n": false, "": false,
-	} {
-		assert.Equal(t, ok, statusOK([]byte(line)), "%q", line)
-	}
+// The report line is found among wrk's other output; every kind of failure counts, and names itself.
+func TestParseReport(t *testing.T) {
+	stderr := "unable to connect to 127.0.0.1:1 Connection refused\n" +
+		`{"requests":1000,"duration_us":2000000,"connect":0,"read":2,"write":0,"status":8,"timeout":1,"p50_us":310,"p99_us":2200}` + "\n"
+	res, err := parseReport([]byte(stderr))
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000), res.requests)
+	assert.Equal(t, int64(11), res.errors)
+	assert.Equal(t, "status ≥ 400: 8, read: 2, timeout: 1", res.failures)
+	assert.Equal(t, 2*time.Second, res.elapsed)
+	assert.Equal(t, 310*time.Microsecond, res.p50)
+	assert.Equal(t, 2200*time.Microsecond, res.p99)
+	assert.InDelta(t, 496, res.rps(), 0.01, "failed requests are not throughput")
+
+	clean, err := parseReport([]byte(`{"requests":10,"duration_us":1000000,"connect":0,"read":0,"write":0,"status":0,"timeout":0,"p50_us":1,"p99_us":2}`))
+	require.NoError(t, err)
+	assert.Zero(t, clean.errors)
+	assert.Empty(t, clean.failures)
+
+	_, err = parseReport([]byte("Running 2s test @ http://127.0.0.1:8000/\n"))
+	assert.ErrorContains(t, err, "no report")
+	_, err = parseReport([]byte(`{"requests":10,"duration_us":0}`))
+	assert.ErrorContains(t, err, "no duration")
 }

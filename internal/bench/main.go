@@ -5,8 +5,9 @@
 //	make bench       # or: go run ./internal/bench [--rounds 7] [--duration 2s] [--concurrency 32]
 //
 // It builds and packages the app, starts the app, bare net/http servers, the emulator and a plain reverse proxy as
-// processes of their own (and FastAPI on uvicorn, when installed), drives loopback load at each from a Go load
-// generator in this process, and reads each server's CPU time from /proc/PID/stat.
+// processes of their own (and FastAPI on uvicorn, when installed), drives loopback load at each with wrk (Debian's
+// package: make bench installs it as root), and reads each server's CPU time from /proc/PID/stat. It also times a
+// query of the sample data through the proxy, the app and the emulated warehouse against the SQL engine alone.
 package main
 
 import (
@@ -37,7 +38,7 @@ func main() {
 
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long each load runs")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long each load runs, in whole seconds")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent keep-alive connections")
 	fs.IntVar(&o.rounds, "rounds", 7, "interleaved rounds of loads (medians and ranges are over them)")
 	fs.IntVar(&o.startups, "startups", 5, "start-up runs of each kind")

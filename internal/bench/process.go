@@ -68,7 +68,7 @@ func readyWhen(ready func(p *process) bool) processOption {
 const clockTicks = 100
 
 // cpu is the CPU time the process has used so far, user and system, in all its threads, from /proc/PID/stat. The
-// load generator runs in this process, so what it costs is never counted against a server.
+// load generator, wrk, is a process of its own, so what it costs is never counted against a server.
 func (p *process) cpu() (time.Duration, error) { return cpuTime(strconv.Itoa(p.cmd.Process.Pid)) }
 
 // cpuTime reads /proc/PID/stat; pid "self" is this process.

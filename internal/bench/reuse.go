@@ -17,9 +17,9 @@ import (
 // tokenReuse counts the workspace's token requests while the caller sends calls requests in each mode: with the
 // caller's --repeat for local (a CLI profile through the stand-in) and external (M2M), and, for app mode, calls
 // requests to the caller running as caller-app, which calls api-app each time with its own service principal.
-func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls int) (map[string]int64, error) {
+func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir, bin string, calls int) (map[string]int64, error) {
 	state := ws.State()
-	profile, err := ws.WriteProfile(filepath.Join(dir, "profile"), filepath.Join(dir, "emulator"))
+	profile, err := ws.WriteProfile(filepath.Join(dir, "profile"), filepath.Join(bin, "emulator"))
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls 
 
 	repeat := func(mode string, env []string, args ...string) error {
 		before := ws.RequestCount(workspace.PathToken)
-		cmd := exec.CommandContext(ctx, filepath.Join(dir, "callapp"), append(args, "--url", target, "--json",
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "callapp"), append(args, "--url", target, "--json",
 			"--repeat", fmt.Sprint(calls), "whoami")...)
 		cmd.Env = append(gotool.CleanEnv(home), env...)
 		out, err := cmd.Output()
@@ -61,7 +61,7 @@ func tokenReuse(ctx context.Context, ws *workspace.Workspace, dir string, calls 
 
 	sp := state.ServicePrincipals["caller-app"]
 	before := ws.RequestCount(workspace.PathToken)
-	callerApp, err := startProcess(ctx, dir, "caller-app", []string{filepath.Join(dir, "callapp"), "serve", "--listen", "$ADDR"},
+	callerApp, err := startProcess(ctx, dir, "caller-app", []string{filepath.Join(bin, "callapp"), "serve", "--listen", "$ADDR"},
 		[]string{"HOME=" + home, "DATABRICKS_APP_NAME=caller-app", "DATABRICKS_HOST=" + ws.URL(),
 			"DATABRICKS_WORKSPACE_ID=" + state.WorkspaceID, "DATABRICKS_CLIENT_ID=" + sp.ClientID,
 			"DATABRICKS_CLIENT_SECRET=" + sp.ClientSecret, "TARGET_APP_URL=" + target})

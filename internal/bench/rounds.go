@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -22,9 +23,9 @@ type target struct {
 type sample struct {
 	rps           float64
 	cpuPerReq     time.Duration // server CPU time per request, all the target's servers together
-	loadCPUPerReq time.Duration // this process's, where the load generator runs
+	loadCPUPerReq time.Duration // wrk's
 	errors        int64
-	firstErr      error // what the first failed request got
+	failures      string // how many failed, of which kind
 	p50, p99      time.Duration
 }
 
@@ -41,7 +42,7 @@ func measureRounds(ctx context.Context, groups [][]target, rounds int, l load, p
 				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
 			if s.errors > 0 {
-				progress("%s: %d requests failed, the first: %v", t.name, s.errors, s.firstErr)
+				progress("%s: %d requests failed (%s)", t.name, s.errors, s.failures)
 			}
 			samples[t.name] = append(samples[t.name], s)
 		}
@@ -64,8 +65,11 @@ func roundOrder(groups [][]target, round int) []target {
 	return order
 }
 
-// measure runs one load against t and reads its servers' CPU time around it.
+// measure checks one answer of t, then runs one load against it and reads its servers' CPU time around the load.
 func measure(ctx context.Context, t target, l load) (sample, error) {
+	if err := t.check(ctx); err != nil {
+		return sample{}, err
+	}
 	cpu := func() (time.Duration, error) {
 		var total time.Duration
 		for _, p := range t.servers {
@@ -81,11 +85,7 @@ func measure(ctx context.Context, t target, l load) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	selfBefore, err := cpuTime("self")
-	if err != nil {
-		return sample{}, err
-	}
-	res, err := l.run(ctx, t.url, t.header, t.want)
+	res, err := l.run(ctx, t.url, t.header)
 	if err != nil {
 		return sample{}, err
 	}
@@ -93,15 +93,24 @@ func measure(ctx context.Context, t target, l load) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	selfAfter, err := cpuTime("self")
-	if err != nil {
-		return sample{}, err
-	}
-	s := sample{rps: res.rps(), errors: res.errors, firstErr: res.firstErr, p50: res.p50, p99: res.p99}
+	s := sample{rps: res.rps(), errors: res.errors, failures: res.failures, p50: res.p50, p99: res.p99}
 	if n := time.Duration(res.requests); n > 0 {
-		s.cpuPerReq, s.loadCPUPerReq = (after-before)/n, (selfAfter-selfBefore)/n
+		s.cpuPerReq, s.loadCPUPerReq = (after-before)/n, res.cpu/n
 	}
 	return s, nil
+}
+
+// check sends one request to t and fails unless the answer is a 200 whose body holds t.want: wrk counts statuses
+// of 400 and more as failures but reads no body.
+func (t target) check(ctx context.Context) error {
+	body, err := get(ctx, t.url, t.header)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(body), t.want) {
+		return fmt.Errorf("GET %s: the answer does not hold %s: %.200s", t.url, t.want, body)
+	}
+	return nil
 }
 
 // spread is a median with the range it was taken from.

@@ -26,15 +26,16 @@ func clientCredentials(ctx context.Context, host, clientID, secret string) (stri
 	return tokenFrom(req)
 }
 
-// userLogin runs the authorization code flow with PKCE for the signed-in user, as `databricks auth login` does,
-// without a browser: the emulator approves at once and its redirect carries the code.
-func userLogin(ctx context.Context, host string) (string, error) {
+// userLogin runs the authorization code flow with PKCE for one of the model's users, with scope (space-separated), as
+// `databricks auth login` does, without a browser: the emulator approves the user login_hint names at once and its
+// redirect carries the code.
+func userLogin(ctx context.Context, host, user, scope string) (string, error) {
 	verifier := base64.RawURLEncoding.EncodeToString([]byte(rand.Text() + rand.Text()))
 	sum := sha256.Sum256([]byte(verifier))
 	redirect := "http://localhost:8020"
 	q := url.Values{"client_id": {workspace.CLIClientID}, "response_type": {"code"}, "redirect_uri": {redirect},
 		"state": {"bench"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])},
-		"code_challenge_method": {"S256"}, "scope": {"offline_access all-apis"}}
+		"code_challenge_method": {"S256"}, "scope": {scope}, "login_hint": {user}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+workspace.PathAuthorize+"?"+q.Encode(), nil)
 	if err != nil {
 		return "", err

@@ -110,7 +110,9 @@ func TestBundleDeploysToTheEmulator(t *testing.T) {
 		}
 	}
 	t.Setenv("HOME", home)
-	w, err := workspace.Start(ctx, workspace.Options{StopGrace: 5 * time.Second})
+	// A compute that starts and stops at once: the SDK's waiters still see the transitional state, without the
+	// default's 2 s per start and stop.
+	w, err := workspace.Start(ctx, workspace.Options{StopGrace: 5 * time.Second, ComputeDelay: 10 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
 	// The developer deploys: adding the API app's warehouse, table and volume as resources takes CAN MANAGE and

@@ -41,7 +41,10 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, "» "+format+"\n", args...) }
 	progress("building the app, the caller and the emulator")
-	bin := filepath.Join(dir, "bin")
+	bin, err := gotool.CacheDir(ctx)
+	if err != nil {
+		return err
+	}
 	if err := gotool.Build(ctx, bin, "./app", "./caller", "./emulator"); err != nil {
 		return err
 	}

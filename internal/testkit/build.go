@@ -1,7 +1,8 @@
 package testkit
 
 import (
-	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/internal/gotool"
 )
 
 // Module is this repository's module path.
@@ -19,6 +22,8 @@ var (
 	// home is HOME when the test binary started, before any test moved it (CleanEnv): the developer's warm build
 	// and module caches live under it.
 	home = os.Getenv("HOME")
+	// userCache is the user's cache folder, found as home is, where Build keeps the programs it builds.
+	userCache, userCacheErr = os.UserCacheDir()
 
 	builds struct {
 		sync.Mutex
@@ -82,7 +87,9 @@ func scratchLocked(t testing.TB) string {
 }
 
 // Build builds one of this module's packages ("app", "caller", "emulator", …) with flags, once per test binary,
-// and returns the binary. Tests that call it have TestMain call Run, which removes the builds.
+// and returns the binary. The programs live in the folder the demo and the benchmark build into
+// (gotool.CacheDirIn), where go build relinks one only when its sources changed: the test binaries of a run, and
+// the runs after it, link each program at most once. Test binaries building at the same time take turns.
 func Build(t testing.TB, pkg string, flags ...string) string {
 	t.Helper()
 	builds.Lock()
@@ -91,7 +98,19 @@ func Build(t testing.TB, pkg string, flags ...string) string {
 	if bin, ok := builds.bins[key]; ok {
 		return bin
 	}
-	bin := filepath.Join(scratchLocked(t), fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds.bins)))
+	scratchLocked(t)
+	require.NoError(t, userCacheErr, "the user's cache folder, for the programs tests build")
+	dir, err := gotool.CacheDirIn(userCache, RepoRoot(t))
+	require.NoError(t, err)
+	name := filepath.Base(pkg)
+	if len(flags) > 0 {
+		sum := sha256.Sum256([]byte(strings.Join(flags, " ")))
+		name += "-" + hex.EncodeToString(sum[:4])
+	}
+	bin := filepath.Join(dir, name)
+	unlock, err := gotool.LockDir(dir)
+	require.NoError(t, err)
+	defer unlock()
 	args := append(append([]string{"build", "-o", bin}, flags...), Module+"/"+pkg)
 	out, err := GoCommand(t, "go", args...).CombinedOutput()
 	require.NoError(t, err, "go build ./%s:\n%s", pkg, out)

@@ -60,6 +60,7 @@ func column(res *sqlengine.Result, i int) []string {
 }
 
 func TestRowFilterAndMaskPerPrincipal(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	sql := "SELECT id, email FROM samples.sales.orders ORDER BY id"
 
@@ -76,6 +77,7 @@ func TestRowFilterAndMaskPerPrincipal(t *testing.T) {
 }
 
 func TestCurrentUserAnswersForThePrincipal(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	res := query(t, e, sqlengine.Query{SQL: "SELECT current_user() AS me, is_account_group_member('leads') AS lead",
 		User: "ana@example.com", Groups: []string{"users"}})
@@ -86,6 +88,7 @@ func TestCurrentUserAnswersForThePrincipal(t *testing.T) {
 }
 
 func TestValuesInTheStatementExecutionAPIsTextForm(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	res := query(t, e, sqlengine.Query{SQL: "SELECT id, amount, day FROM orders ORDER BY id", User: "x",
 		Groups: []string{"leads"}})
@@ -108,6 +111,7 @@ func TestValuesInTheStatementExecutionAPIsTextForm(t *testing.T) {
 }
 
 func TestNamedParameters(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	lead := []string{"leads"}
 	res := query(t, e, sqlengine.Query{SQL: "SELECT id FROM orders WHERE rep = :rep AND amount > :min ORDER BY id",
@@ -135,6 +139,7 @@ func TestNamedParameters(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	res := query(t, e, sqlengine.Query{SQL: "SELECT * FROM range(10)", User: "x", RowLimit: 3})
 	assert.Len(t, res.Rows, 3)
@@ -150,6 +155,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestParseListsWhatAStatementReads(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	p, err := e.Parse(t.Context(), "WITH recent AS (SELECT * FROM samples.sales.orders) "+
 		"SELECT * FROM recent JOIN `other`.s.t ON true WHERE id IN (SELECT id FROM orders) AND rep = :rep "+
@@ -207,10 +213,33 @@ func TestSealedEngineReadsNoFileAndNoEnvironment(t *testing.T) {
 }
 
 func TestCanceledQuery(t *testing.T) {
+	t.Parallel()
 	e := ordersEngine(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := e.Query(ctx, sqlengine.Query{SQL: "SELECT count(*) FROM range(1000000000000)", User: "x",
 		Catalog: "samples", Schema: "sales"})
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// A value its column's type refuses fails the table, which is then not there, nor half there: the model can be
+// fixed and the table created again.
+func TestCreateTableRefusesAValueOfTheWrongType(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e, err := Open(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	table := sqlengine.Table{Catalog: "samples", Schema: "sales", Name: "orders",
+		Columns: []sqlengine.Column{{Name: "id", Type: "BIGINT"}, {Name: "day", Type: "DATE"}},
+		Rows:    [][]*string{{ptr("1"), ptr("2026-01-02")}, {ptr("two"), ptr("2026-01-03")}}}
+	err = e.CreateTable(ctx, table)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "table samples.sales.orders")
+	assert.Contains(t, err.Error(), "two")
+
+	table.Rows[1][0] = ptr("2")
+	require.NoError(t, e.CreateTable(ctx, table))
+	require.NoError(t, e.Seal(ctx))
+	assert.Equal(t, []string{"1", "2"}, column(query(t, e, sqlengine.Query{SQL: "SELECT id FROM orders ORDER BY id"}), 0))
 }

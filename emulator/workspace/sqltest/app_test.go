@@ -56,6 +56,7 @@ func get(t *testing.T, ws *workspace.Workspace, token, path string) (int, map[st
 // The documentation page's flow, with its example scopes, yields a token every endpoint of the app accepts; two
 // users see different orders through the same endpoint, and the app's own identity a third view.
 func TestEveryEndpointWithThePagesScopes(t *testing.T) {
+	t.Parallel()
 	ws := withApp(t)
 	ana := emulated.UserToken(t, ws, "ana@example.com", pageScopes)
 	dev := emulated.UserToken(t, ws, "dev@example.com", pageScopes)
@@ -106,6 +107,7 @@ func TestEveryEndpointWithThePagesScopes(t *testing.T) {
 // What the workspace refuses reaches the caller in the app's error shape, with the fix: a missing scope names the
 // scope and the login command; a missing grant names the grant.
 func TestDataRefusalsSayWhatToDo(t *testing.T) {
+	t.Parallel()
 	ws := withApp(t)
 	ctx := t.Context()
 	owner := client(t, ws, emulated.UserToken(t, ws, "dev@example.com", "all-apis"))
@@ -139,6 +141,7 @@ func TestDataRefusalsSayWhatToDo(t *testing.T) {
 
 // A service principal calling gets no forwarded token: the app answers with its own view alone.
 func TestDataAsAServicePrincipal(t *testing.T) {
+	t.Parallel()
 	ws := withApp(t)
 	status, body := get(t, ws, emulated.M2MToken(t, ws, "external-service", "all-apis"), "/api/orders")
 	require.Equal(t, http.StatusOK, status, "%v", body)
