@@ -96,9 +96,10 @@ type recordKey struct{}
 // app may have been deleted, or deleted and created again by someone else, in between).
 func recordFrom(r *http.Request) *appRecord { return r.Context().Value(recordKey{}).(*appRecord) }
 
-// wire is the app as the Apps API reports it. Whether an upstream the workspace did not start (emulator serve
+// wire is the app as the Apps API reports it to viewer: its managers read the command lines, errors and output in
+// its deployments' status, others do not. Whether an upstream the workspace did not start (emulator serve
 // --upstream) listens is probed first, without the lock: a dial must never hold up the rest of the workspace.
-func (w *Workspace) wire(rec *appRecord) apps.App {
+func (w *Workspace) wire(rec *appRecord, viewer principal) apps.App {
 	w.mu.Lock()
 	var probe string
 	if up := rec.proxy.upstreamURL(); up != nil && rec.instance == nil {
@@ -108,12 +109,13 @@ func (w *Workspace) wire(rec *appRecord) apps.App {
 	reachable := probe != "" && listening(probe)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.wireLocked(rec, reachable)
+	return w.wireLocked(rec, viewer, reachable)
 }
 
 // wireLocked is wire once the probe is done. Callers hold w.mu.
-func (w *Workspace) wireLocked(rec *appRecord, upstreamListens bool) apps.App {
+func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens bool) apps.App {
 	s := rec.settings()
+	manager := s.has(viewer, PermissionCanManage)
 	a := apps.App{
 		Id:                       rec.id,
 		Name:                     s.name,
@@ -132,18 +134,18 @@ func (w *Workspace) wireLocked(rec *appRecord, upstreamListens bool) apps.App {
 		Updater:                  rec.updater,
 	}
 	if rec.active != nil {
-		a.ActiveDeployment = rec.active.summary()
+		a.ActiveDeployment = rec.active.summary(manager)
 	}
 	if rec.pending != nil {
-		a.PendingDeployment = rec.pending.summary()
+		a.PendingDeployment = rec.pending.summary(manager)
 	}
-	a.ComputeStatus, a.AppStatus = w.statusLocked(rec, upstreamListens)
+	a.ComputeStatus, a.AppStatus = w.statusLocked(rec, upstreamListens, manager)
 	return a
 }
 
-// statusLocked works out compute_status and app_status; the CLI reads both without a nil check, so both are
-// always set.
-func (w *Workspace) statusLocked(rec *appRecord, upstreamListens bool) (*apps.ComputeStatus, *apps.ApplicationStatus) {
+// statusLocked works out compute_status and app_status, the details of a failure for managers only; the CLI reads
+// both without a nil check, so both are always set.
+func (w *Workspace) statusLocked(rec *appRecord, upstreamListens, manager bool) (*apps.ComputeStatus, *apps.ApplicationStatus) {
 	name := rec.settings().name
 	compute := &apps.ComputeStatus{State: rec.computeState}
 	starting := &apps.ApplicationStatus{State: apps.ApplicationStateDeploying, Message: "App is starting."}
@@ -179,8 +181,12 @@ func (w *Workspace) statusLocked(rec *appRecord, upstreamListens bool) (*apps.Co
 		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateDeploying, Message: "App is being deployed."}
 	case rec.starting:
 		return compute, starting
-	case rec.crash != "":
-		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateCrashed, Message: rec.crash}
+	case rec.crash.message != "":
+		msg := rec.crash.message
+		if manager {
+			msg += rec.crash.detail
+		}
+		return compute, &apps.ApplicationStatus{State: apps.ApplicationStateCrashed, Message: msg}
 	}
 	return compute, &apps.ApplicationStatus{State: apps.ApplicationStateUnavailable,
 		Message: "App has no running deployment: deploy it with databricks apps deploy " + name +
@@ -196,14 +202,14 @@ func listening(hostport string) bool {
 	return true
 }
 
-func (w *Workspace) writeApp(rw http.ResponseWriter, rec *appRecord) {
-	jsonhttp.Write(rw, http.StatusOK, w.wire(rec))
+func (w *Workspace) writeApp(rw http.ResponseWriter, r *http.Request, rec *appRecord) {
+	jsonhttp.Write(rw, http.StatusOK, w.wire(rec, authFrom(r.Context()).principal))
 }
 
 func (w *Workspace) handleGetApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		if rec, ok := w.appFromPath(rw, r); ok {
-			w.writeApp(rw, rec)
+			w.writeApp(rw, r, rec)
 		}
 	}
 }
@@ -236,7 +242,7 @@ func (w *Workspace) handleListApps() http.HandlerFunc {
 		}
 		w.mu.Unlock()
 		for _, rec := range page {
-			resp.Apps = append(resp.Apps, w.wire(rec))
+			resp.Apps = append(resp.Apps, w.wire(rec, authFrom(r.Context()).principal))
 		}
 		jsonhttp.Write(rw, http.StatusOK, resp)
 	}
@@ -327,7 +333,7 @@ func (w *Workspace) createApp(who principal, req apps.App, compute apps.ComputeS
 	if startCompute {
 		w.startComputeLocked(rec)
 	}
-	a := w.wireLocked(rec, false) // a new app has no upstream
+	a := w.wireLocked(rec, who, false) // a new app has no upstream
 	w.mu.Unlock()
 	w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
 	w.changed("principals")
@@ -426,7 +432,7 @@ func (w *Workspace) handlePatchApp() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		w.writeApp(rw, rec)
+		w.writeApp(rw, r, rec)
 	}
 }
 
@@ -529,7 +535,7 @@ func (w *Workspace) handleDeleteApp() http.HandlerFunc {
 		rec.deleted = true // no deployment or start may begin for it from here on
 		w.mu.Unlock()
 		w.stopApp(rec)
-		a := w.wire(rec)
+		a := w.wire(rec, authFrom(r.Context()).principal)
 		w.mu.Lock()
 		if w.apps[name] == rec {
 			delete(w.apps, name)

@@ -23,7 +23,8 @@ type deployment struct {
 	createTime     time.Time
 	updateTime     time.Time
 	state          apps.AppDeploymentState
-	message        string
+	message        string // the status message anyone who may read the app reads
+	detail         string // what follows it for the app's managers: the command line, an error, the app's output
 	dir            string // the snapshot the instance runs from
 	venv           string // the app's virtualenv the deployment installed or reused, if any (build.go)
 	nodeKey        string // names the node_modules install the deployment made or reused, if any
@@ -31,7 +32,7 @@ type deployment struct {
 
 func newDeploymentID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
 
-// wire is the deployment as the Apps API reports it. Callers hold w.mu.
+// wire is the deployment as the Apps API reports it to the app's managers. Callers hold w.mu.
 func (d *deployment) wire() *apps.AppDeployment {
 	return &apps.AppDeployment{
 		DeploymentId:        d.id,
@@ -42,37 +43,41 @@ func (d *deployment) wire() *apps.AppDeployment {
 		Creator:             d.creator,
 		CreateTime:          formatTime(d.createTime),
 		UpdateTime:          formatTime(d.updateTime),
-		Status:              &apps.AppDeploymentStatus{State: d.state, Message: d.message},
+		Status:              &apps.AppDeploymentStatus{State: d.state, Message: d.message + d.detail},
 		DeploymentArtifacts: &apps.AppDeploymentArtifacts{SourceCodePath: d.sourceCodePath},
 	}
 }
 
-// summary is the deployment as an App embeds it (active_deployment, pending_deployment): anyone who may read the
-// app reads it, so it carries no env values, no command and none of the app's output, which only the deployment
-// endpoints (CAN_MANAGE) and the app's log give.
-func (d *deployment) summary() *apps.AppDeployment {
+// summary is the deployment as an App embeds it (active_deployment, pending_deployment). The app's managers read
+// all of it; anyone else who may read the app reads no env values, no command line and none of the app's output or
+// errors, which only the deployment endpoints (CAN_MANAGE) and the app's log give.
+func (d *deployment) summary(manager bool) *apps.AppDeployment {
 	a := d.wire()
-	a.EnvVars, a.Command = nil, nil
-	a.Status.Message = withoutOutput(a.Status.Message)
-	return a
-}
-
-// withoutOutput cuts the app's output off a message, pointing at the app's log instead.
-func withoutOutput(msg string) string {
-	if i := strings.Index(msg, lastOutputMarker); i >= 0 {
-		return msg[:i] + "; see databricks apps logs"
+	if !manager {
+		a.EnvVars, a.Command = nil, nil
+		a.Status.Message = d.message
 	}
-	return msg
+	return a
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// setStatus records a deployment's progress, as the CLI prints each message while it polls.
+// setStatus records a deployment's progress, as the CLI prints each message while it polls; anyone who may read the
+// app reads it.
 func (w *Workspace) setStatus(d *deployment, state apps.AppDeploymentState, message string) {
+	w.setStatusDetail(d, state, message, "")
+}
+
+// setStatusDetail is setStatus with a detail after the message, for the app's managers only.
+func (w *Workspace) setStatusDetail(d *deployment, state apps.AppDeploymentState, message, detail string) {
 	w.mu.Lock()
-	d.state, d.message, d.updateTime = state, message, time.Now()
+	d.state, d.message, d.detail, d.updateTime = state, message, detail, time.Now()
 	w.mu.Unlock()
 }
+
+// failureDetail is what the app's managers read after a public "failed" message: the error, which may quote the
+// command line, app.yaml or the app's output.
+func failureDetail(err error) string { return ": " + err.Error() }
 
 // deploy starts a deployment of rec from its source code path and returns at once; the deployment goes on in the
 // background, as on the platform, and reports SUCCEEDED once the new instance listens (the previous one is then
@@ -102,7 +107,7 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 	w.appSystemLog(name, "Deploying "+d.sourceCodePath+" (deployment "+d.id+")")
 	launch, err := w.prepareDeployment(name, d)
 	if err == nil {
-		w.setStatus(d, apps.AppDeploymentStateInProgress, "Starting app with command: "+strings.Join(launch.Command, " "))
+		w.setStatusDetail(d, apps.AppDeploymentStateInProgress, "Starting app", " with command: "+strings.Join(launch.Command, " "))
 		_, err = w.startInstance(w.ctx, rec, gen, launch)
 	}
 	w.mu.Lock()
@@ -112,13 +117,13 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 	d.updateTime = time.Now()
 	var obsolete string
 	if err != nil {
-		d.state, d.message = apps.AppDeploymentStateFailed, "Deployment failed: "+err.Error()
+		d.state, d.message, d.detail = apps.AppDeploymentStateFailed, "Deployment failed", failureDetail(err)
 		if rec.instance == nil && rec.generation == gen {
-			rec.crash = withoutOutput(d.message) // app_status is for anyone who may read the app
+			rec.crash = appCrash{message: d.message + "; see databricks apps logs " + name, detail: d.detail}
 		}
 		obsolete = d.dir
 	} else {
-		d.state, d.message = apps.AppDeploymentStateSucceeded, "App started successfully"
+		d.state, d.message, d.detail = apps.AppDeploymentStateSucceeded, "App started successfully", ""
 		if rec.active != nil && rec.active.dir != d.dir {
 			obsolete = rec.active.dir
 		}
@@ -126,7 +131,7 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 		rec.runLaunch = nil // a start runs this deployment again, not what `emulator run` ran before it
 		rec.defaultSourceCodePath = d.sourceCodePath
 	}
-	message := d.message
+	message := d.message + d.detail
 	succeeded := *d
 	w.mu.Unlock()
 	removeDeploymentDir(obsolete)

@@ -78,14 +78,18 @@ func serveTestApp() {
 }
 
 // uploadTestApp writes an app folder to the workspace files with the files API, as databricks sync does: an
-// app.yaml whose command is this test binary in the given mode.
-func uploadTestApp(t *testing.T, w *Workspace, token, dir, mode, version string) {
+// app.yaml whose command is this test binary in the given mode, with args after its own.
+func uploadTestApp(t *testing.T, w *Workspace, token, dir, mode, version string, args ...string) {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
-	appYAML := fmt.Sprintf("command: [%q, \"-test.run=^$\"]\nenv:\n  - name: %s\n    value: %s\n"+
+	command := fmt.Sprintf("%q, \"-test.run=^$\"", self)
+	for _, a := range args {
+		command += fmt.Sprintf(", %q", a)
+	}
+	appYAML := fmt.Sprintf("command: [%s]\nenv:\n  - name: %s\n    value: %s\n"+
 		"  - name: APP_VERSION\n    value: %s\n  - name: TARGET_APP\n    valueFrom: target-app\n",
-		self, testAppMode, mode, version)
+		command, testAppMode, mode, version)
 	resp, body := send(t, http.MethodPost, w.URL()+"/api/2.0/workspace/mkdirs", `{"path":"`+dir+`"}`,
 		http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}})
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
@@ -286,6 +290,35 @@ func TestDeploymentsAreForManagers(t *testing.T) {
 	resp, body = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app/deployments", bearer(token))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(body), "boom: the configuration is broken", "a manager reads why it failed")
+}
+
+// TestDeploymentStatusShowsTheCommandOnlyToManagers: while a deployment starts, its status names the command it
+// runs, arguments and all; a principal with CAN USE but not CAN MANAGE reads the app (get and list) without them, as
+// it reads it without the env values and the app's output.
+func TestDeploymentStatusShowsTheCommandOnlyToManagers(t *testing.T) {
+	w, _ := startWorkspace(t, Options{StopGrace: time.Second})
+	token := managerToken(t, w)
+	dir := "/Workspace/Users/dev@example.com/silent"
+	const secretArg = "--api-key=s3cr3t-arg"
+	uploadTestApp(t, w, token, dir, "silent", "v1", secretArg) // it never listens: its deployment stays in progress
+	asJSON := http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}
+	resp, body := send(t, http.MethodPost, w.URL()+PathApps+"/caller-app/deployments", `{"source_code_path":"`+dir+`"}`, asJSON)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Eventually(t, func() bool {
+		_, body := call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(token))
+		return strings.Contains(string(body), "Starting app")
+	}, 30*time.Second, 20*time.Millisecond, "the deployment reaches its start")
+
+	_, body = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(token))
+	assert.Contains(t, string(body), secretArg, "a manager reads the command the deployment runs")
+	user := m2mToken(t, w, "external-service") // CAN USE on caller-app, not CAN MANAGE
+	for _, path := range []string{PathApps + "/caller-app", PathApps} {
+		resp, body := call(t, http.MethodGet, w.URL()+path, bearer(user))
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		assert.Contains(t, string(body), "Starting app", "%s: the state of the deployment is for anyone who may read the app", path)
+		assert.NotContains(t, string(body), "s3cr3t", "%s: its command line is for managers", path)
+		assert.NotContains(t, string(body), "-test.run", "%s: its command line is for managers", path)
+	}
 }
 
 // TestDeploymentNeedsAFolderTheDeployerCanRead: CAN MANAGE on an app does not open another principal's home. A

@@ -173,7 +173,7 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		return nil, errors.New("a later deployment or stop of the app replaced this start")
 	}
 	old := rec.instance
-	rec.instance, rec.crash = inst, ""
+	rec.instance, rec.crash = inst, appCrash{}
 	if err := rec.proxy.setUpstream("http://127.0.0.1:" + strconv.Itoa(port)); err != nil {
 		w.mu.Unlock()
 		return nil, err
@@ -217,7 +217,7 @@ func (w *Workspace) watchInstance(rec *appRecord, inst *Instance) {
 	msg := fmt.Sprintf("App crashed: %v", inst.Err())
 	w.mu.Lock()
 	if rec.instance == inst {
-		rec.instance, rec.crash = nil, msg+"; see databricks apps logs "+inst.app
+		rec.instance, rec.crash = nil, appCrash{message: msg + "; see databricks apps logs " + inst.app}
 		_ = rec.proxy.setUpstream("")
 	}
 	w.mu.Unlock()

@@ -55,7 +55,7 @@ func (w *Workspace) startComputeLocked(rec *appRecord) {
 	rec.computeState = apps.ComputeStateStarting
 	rec.computeGen++
 	gen := rec.computeGen
-	rec.crash = ""
+	rec.crash = appCrash{}
 	rec.starting = rec.active != nil || rec.runLaunch != nil
 	w.afterComputeDelayLocked(func() {
 		w.mu.Lock()
@@ -85,7 +85,7 @@ func (w *Workspace) handleStart() http.HandlerFunc {
 		}
 		w.mu.Unlock()
 		w.stateChanged()
-		w.writeApp(rw, rec)
+		w.writeApp(rw, r, rec)
 	}
 }
 
@@ -123,7 +123,8 @@ func (w *Workspace) relaunchLocked(rec *appRecord) {
 		}
 		rec.starting = false
 		if err != nil {
-			rec.crash = withoutOutput("App failed to start: " + err.Error())
+			rec.crash = appCrash{message: "App failed to start; see databricks apps logs " + rec.settings().name,
+				detail: failureDetail(err)}
 		}
 	})
 }
@@ -164,7 +165,7 @@ func (w *Workspace) handleStop() http.HandlerFunc {
 		}
 		w.mu.Unlock()
 		w.stateChanged()
-		w.writeApp(rw, rec)
+		w.writeApp(rw, r, rec)
 	}
 }
 

@@ -84,7 +84,7 @@ type appRecord struct {
 	defaultSourceCodePath string
 	lastUpdate            *apps.AppUpdate
 	instance              *Instance // the process serving the app, when the workspace started it
-	crash                 string    // why the last instance stopped on its own, until the next start
+	crash                 appCrash  // why the last instance stopped on its own, until the next start
 	generation            uint64    // counts starts and stops, so a slow start never attaches after a later one
 	computeGen            uint64    // counts compute transitions, so a late one never undoes a later apps start or stop
 	starting              bool      // the app is being started again (apps start, a restart): not yet listening
@@ -94,6 +94,10 @@ type appRecord struct {
 }
 
 func (r *appRecord) settings() *appSettings { return r.proxy.settings.Load() }
+
+// appCrash says why an app's last instance stopped or never started: message for anyone who may read the app, and
+// detail after it for its managers (the error, which may quote its command line or output).
+type appCrash struct{ message, detail string }
 
 // aclFromConfig turns the model's can_use and can_manage lists into Permissions API entries; an empty can_manage
 // means the signed-in user.

@@ -403,8 +403,9 @@ type savedDeployment struct {
 	UpdateTime     time.Time               `json:"update_time"`
 	State          apps.AppDeploymentState `json:"state"`
 	Message        string                  `json:"message"`
-	Dir            string                  `json:"dir,omitempty"`  // relative to the data folder
-	Venv           string                  `json:"venv,omitempty"` // relative to the data folder
+	Detail         string                  `json:"detail,omitempty"` // what follows the message for managers only
+	Dir            string                  `json:"dir,omitempty"`    // relative to the data folder
+	Venv           string                  `json:"venv,omitempty"`   // relative to the data folder
 	NodeKey        string                  `json:"node_key,omitempty"`
 }
 
@@ -434,7 +435,7 @@ func (a appsPart) save() ([]byte, error) {
 		for _, d := range rec.deployments {
 			app.Deployments = append(app.Deployments, savedDeployment{ID: d.id, SourceCodePath: d.sourceCodePath,
 				Mode: d.mode, Command: d.command, EnvVars: d.envVars, Creator: d.creator, CreateTime: d.createTime,
-				UpdateTime: d.updateTime, State: d.state, Message: d.message, Dir: w.relativeToData(d.dir),
+				UpdateTime: d.updateTime, State: d.state, Message: d.message, Detail: d.detail, Dir: w.relativeToData(d.dir),
 				Venv: w.relativeToData(d.venv), NodeKey: d.nodeKey})
 		}
 		if rec.active != nil {
@@ -501,9 +502,9 @@ func (w *Workspace) restoreAppLocked(rec *appRecord, saved savedApp) {
 	for _, sd := range saved.Deployments {
 		d := &deployment{id: sd.ID, sourceCodePath: sd.SourceCodePath, mode: sd.Mode, command: sd.Command,
 			envVars: sd.EnvVars, creator: sd.Creator, createTime: sd.CreateTime, updateTime: sd.UpdateTime,
-			state: sd.State, message: sd.Message, dir: w.inData(sd.Dir), venv: w.inData(sd.Venv), nodeKey: sd.NodeKey}
+			state: sd.State, message: sd.Message, detail: sd.Detail, dir: w.inData(sd.Dir), venv: w.inData(sd.Venv), nodeKey: sd.NodeKey}
 		if d.state == apps.AppDeploymentStateInProgress {
-			d.state, d.message = apps.AppDeploymentStateFailed, "Deployment failed: the emulator stopped before it finished"
+			d.state, d.message, d.detail = apps.AppDeploymentStateFailed, "Deployment failed: the emulator stopped before it finished", ""
 		}
 		rec.deployments = append(rec.deployments, d)
 		if sd.ID == saved.Active && d.state == apps.AppDeploymentStateSucceeded {
