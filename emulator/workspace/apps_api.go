@@ -125,7 +125,7 @@ func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens
 		ServicePrincipalId:       numericID(s.servicePrincipal.ID),
 		ServicePrincipalName:     s.servicePrincipal.Name,
 		UserApiScopes:            s.userAPIScopes,
-		EffectiveUserApiScopes:   s.userAPIScopes,
+		EffectiveUserApiScopes:   w.effectiveScopes(s),
 		Resources:                s.resources,
 		DefaultSourceCodePath:    rec.defaultSourceCodePath,
 		CreateTime:               formatTime(rec.createTime),
@@ -372,23 +372,13 @@ func checkAppName(name string) *jsonhttp.Error {
 }
 
 // checkAppFields validates the scopes and resources a create or an update sets, for who asks. user_api_scopes name
-// API scopes the platform knows, never all-apis or offline_access: the proxy would forward every caller's whole
-// token to the app. An app resource grants the app's service principal CAN_USE on its target, so who sets one must
+// scopes the workspace allows apps to ask for (settings.go), never all-apis or offline_access: the proxy would
+// forward every caller's whole token to the app. An app resource grants the app's service principal CAN_USE on its target, so who sets one must
 // manage the target, or anyone could give themselves (through an app of theirs) access to any app.
 func (w *Workspace) checkAppFields(who principal, scopes []string, resources []apps.AppResource) *jsonhttp.Error {
 	bad := badParameter
-	for _, sc := range scopes {
-		switch {
-		case !scope.MatchString(sc):
-			return bad("user_api_scopes: %q is not a scope", sc)
-		case sc == ScopeAllAPIs || sc == ScopeOfflineAccess:
-			return bad("user_api_scopes: %s cannot be an app's scope: the app would receive its callers' whole tokens", sc)
-		case !slices.Contains(platformScopes, sc):
-			known := slices.DeleteFunc(slices.Clone(platformScopes), func(k string) bool {
-				return k == ScopeAllAPIs || k == ScopeOfflineAccess
-			})
-			return bad("user_api_scopes: unknown scope %q; this workspace knows %s", sc, strings.Join(known, ", "))
-		}
+	if jerr := w.checkUserAPIScopes(scopes); jerr != nil {
+		return jerr
 	}
 	keys := map[string]bool{}
 	for _, res := range resources {

@@ -49,6 +49,18 @@ type WorkspaceConfig struct {
 	// Host is the loopback address the workspace listens on; empty means 127.0.0.1 on a free port.
 	Host  string      `json:"host,omitempty" yaml:"host,omitempty"`
 	OAuth OAuthPolicy `json:"oauth,omitempty" yaml:"oauth,omitempty"`
+	// AllowedAppsUserAPIScopes are the user authorization scopes apps may ask for (the workspace setting
+	// allowedAppsUserApiScopes, which an admin changes at run time); empty means the platform's list, AppUserScopes.
+	// "*" allows every scope the platform offers.
+	AllowedAppsUserAPIScopes []string `json:"allowed_apps_user_api_scopes,omitempty" yaml:"allowed_apps_user_api_scopes,omitempty"`
+}
+
+// allowedAppsUserAPIScopes is the model's allowed list, or the platform's when it names none.
+func (c WorkspaceConfig) allowedAppsUserAPIScopes() []string {
+	if len(c.AllowedAppsUserAPIScopes) == 0 {
+		return slices.Clone(AppUserScopes)
+	}
+	return slices.Clone(c.AllowedAppsUserAPIScopes)
 }
 
 // OAuthPolicy is the token policy of the workspace's OAuth app for the CLI and the SDK's U2M flow, as a workspace's
@@ -251,6 +263,16 @@ func (c Config) Validate() error {
 			bad("workspace.host: %v", err)
 		}
 	}
+	allowed := &allowedScopes{list: c.Workspace.allowedAppsUserAPIScopes()}
+	for _, s := range c.Workspace.AllowedAppsUserAPIScopes {
+		switch {
+		case s == ScopeAllAPIs || s == ScopeOfflineAccess:
+			bad("workspace.allowed_apps_user_api_scopes: %s cannot be an app's scope: the app would receive its "+
+				"callers' whole tokens", s)
+		case s != allScopes && !scope.MatchString(s):
+			bad("workspace.allowed_apps_user_api_scopes: %q is not a scope", s)
+		}
+	}
 	ids := map[string]string{} // id -> who holds it, to name both in an error
 	checkID := func(who, id string) {
 		if !digits.MatchString(id) {
@@ -338,6 +360,9 @@ func (c Config) Validate() error {
 		for _, s := range a.UserAPIScopes {
 			if !scope.MatchString(s) {
 				bad("app %q: user_api_scopes: %q is not a scope", a.Name, s)
+			} else if !allowed.allows(s) {
+				bad("app %q: user_api_scopes: %q is not among workspace.allowed_apps_user_api_scopes (%s)", a.Name, s,
+					strings.Join(allowed.list, ", "))
 			}
 		}
 		for field, list := range map[string]CanUse{"can_use": a.CanUse, "can_manage": a.CanManage} {

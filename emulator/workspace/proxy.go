@@ -41,11 +41,12 @@ type appProxy struct {
 	upstream *url.URL
 }
 
-// forwardedKey names a forwarded user token: one per caller token and version of the app's settings, so a change
-// of user_api_scopes reaches the token of the next request.
+// forwardedKey names a forwarded user token: one per caller token and version of the app's settings and of the
+// workspace's allowed scopes, so a change of user_api_scopes or of the setting reaches the token of the next request.
 type forwardedKey struct {
 	caller   tokenHash
-	settings *appSettings // a new value on every change (see appSettings): the pointer is the version
+	settings *appSettings   // a new value on every change (see appSettings): the pointer is the version
+	allowed  *allowedScopes // the same for the allowed scopes (settings.go)
 }
 
 // copyBuffers lends httputil.ReverseProxy the buffers it copies response bodies through. Without a pool it
@@ -217,13 +218,14 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 				p.name, aclField(who), who.UserName)})
 		return false
 	}
-	needsUserToken := who.Kind == identity.KindUser && len(settings.userAPIScopes) > 0
+	scopes := p.ws.effectiveScopes(settings)
+	needsUserToken := who.Kind == identity.KindUser && len(scopes) > 0
 	if needsUserToken {
-		if missing := coversScopes(res.claims.scopes(), settings.userAPIScopes); len(missing) > 0 {
+		if missing := coversScopes(res.claims.scopes(), scopes); len(missing) > 0 {
 			p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("the token lacks scopes app %s requires: %s", p.name, strings.Join(missing, ", ")),
 				Fix: fmt.Sprintf("get a user token with the scopes %s (an OAuth U2M login with custom scopes)",
-					strings.Join(settings.userAPIScopes, " "))})
+					strings.Join(scopes, " "))})
 			return false
 		}
 	}
@@ -266,20 +268,22 @@ func (p *appProxy) refuseNotRunning(rw http.ResponseWriter, r *http.Request) {
 }
 
 // forwardedToken is the user token forwarded to the app for the caller's token: issued on the first request with
-// the app's current user_api_scopes, then the same token until it expires with the caller's. A revoked or rotated
+// the app's current effective user_api_scopes (those the workspace allows), then the same token until it expires with the caller's. A revoked or rotated
 // caller token never gets here (authenticate refuses it), and the app's copy is refused by the same checks: it
 // carries the caller's grant and token generation, so a revocation after the caller was checked stops it too.
 func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (string, error) {
 	// A caller authenticated otherwise than by a bearer token has no hash to key the cache by: it gets a new token
 	// each time rather than another caller's.
 	cacheable := res.tokenHash != tokenHash{}
-	key := forwardedKey{caller: res.tokenHash, settings: settings}
+	allowed := p.ws.allowed.Load()
+	scopes := allowed.effective(settings.userAPIScopes)
+	key := forwardedKey{caller: res.tokenHash, settings: settings, allowed: allowed}
 	now := p.ws.issuer.now()
 	if token, ok := p.forwarded.get(key, now); ok && cacheable {
 		return token, nil
 	}
 	token, expires, err := p.ws.issuer.issueAtGeneration(res.claims.Generation, res.principal, res.claims.ClientID,
-		res.claims.Grant, settings.userAPIScopes, res.claims.ExpiresAt.Time)
+		res.claims.Grant, scopes, res.claims.ExpiresAt.Time)
 	if err != nil {
 		return "", err
 	}

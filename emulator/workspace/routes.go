@@ -74,6 +74,10 @@ func (w *Workspace) routes() http.Handler {
 			w.fileRoutes(r)
 		})
 		w.data.routes(r)
+		r.Group(func(r chi.Router) {
+			r.Use(requireScope(ScopeAllAPIs))
+			w.settingRoutes(r)
+		})
 	})
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeEndpointNotFound,

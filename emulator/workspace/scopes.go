@@ -6,17 +6,31 @@ import (
 	"strings"
 )
 
+// AppUserScopes are the API scopes the platform offers apps for user authorization (user_api_scopes), and the
+// default of the workspace setting that allows them (DefaultConfig, settings.go). docs/platform.md says where each
+// comes from: the documentation names sql, file.files and dashboards.genie; apps on real workspaces use the others
+// (files.files among them, so the emulator takes both spellings). Not among them: all-apis, offline_access, and the
+// scopes of the APIs that manage the workspace itself (apps, workspace), which would let an app act on the user's
+// files and other apps.
+var AppUserScopes = []string{
+	ScopeSQL, "sql.alerts", "sql.alerts-legacy", "sql.dashboards", "sql.data-sources", "sql.dbsql-permissions",
+	"sql.queries", "sql.queries-legacy", "sql.query-history", "sql.statement-execution", "sql.warehouses",
+	ScopeFiles, "files.files", ScopeGenie,
+	"serving.serving-endpoints", "serving.serving-endpoints-data-plane",
+	"vectorsearch.vector-search-endpoints", "vectorsearch.vector-search-indexes",
+	"catalog.connections", "catalog.catalogs:read", "catalog.schemas:read", "catalog.tables:read",
+	ScopeCurrentUser, "iam.access-control:read",
+}
+
 // platformScopes are the OAuth scopes the emulated workspace knows, besides every scope an app of the model lists in
 // user_api_scopes. It is the one list: authorize and the token endpoint refuse any other scope with invalid_scope,
 // as a workspace does, so a misspelt scope fails at login rather than later as a 403. The first five are OAuth's
-// own (all-apis stands for every API scope, offline_access asks for a refresh token); the rest are the API scopes
-// Databricks names for user authorization of apps and for the workspace REST APIs.
-var platformScopes = []string{
-	ScopeAllAPIs, ScopeOfflineAccess, "openid", "profile", "email",
-	"sql", ScopeApps, ScopeWorkspace, ScopeAccessManagement, ScopeCurrentUser, "iam.access-control:read", "file.files", "dashboards.genie",
-	"serving.serving-endpoints", "vectorsearch.vector-search-indexes",
-	"catalog.connections", "catalog.catalogs:read", "catalog.schemas:read", "catalog.tables:read",
-}
+// own (all-apis stands for every API scope, offline_access asks for a refresh token), then the scopes of the
+// workspace REST APIs the emulator serves, then those apps may ask for.
+var platformScopes = append([]string{
+	ScopeAllAPIs, ScopeOfflineAccess, "openid", "profile", "email", ScopeApps, ScopeWorkspace,
+	ScopeAccessManagement,
+}, AppUserScopes...)
 
 // scopeProblem describes the first requested scope that is malformed or unknown, or returns "" when all are known.
 func (w *Workspace) scopeProblem(scopes []string) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 func TestUnknownScopesAreRefused(t *testing.T) {
 	t.Parallel()
 	cfg := DefaultConfig()
+	cfg.Workspace.AllowedAppsUserAPIScopes = append(slices.Clone(AppUserScopes), "custom.widgets:read")
 	cfg.Apps[0].UserAPIScopes = append(cfg.Apps[0].UserAPIScopes, "custom.widgets:read")
 	w, _ := startWorkspace(t, Options{Config: cfg})
 	sp, _ := w.dir.servicePrincipalByName("external-service")

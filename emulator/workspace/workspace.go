@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/service/apps"
@@ -117,6 +118,8 @@ type Workspace struct {
 
 	federation *federation   // the identity providers and federation policies (federation.go)
 	data       *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
+
+	allowed atomic.Pointer[allowedScopes] // the scopes apps may ask of their users (settings.go)
 
 	removeDataDir bool
 	dataLock      *Lock      // keeps a second emulator off a given data folder
@@ -231,6 +234,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		w.userEnviron = os.Environ()
 	}
 	w.sessions = newSessions(opts.TokenLifetime, w.grants.revoke)
+	w.allowed.Store(&allowedScopes{list: opts.Config.Workspace.allowedAppsUserAPIScopes()})
 	if w.ports == nil {
 		w.ports = appPorts
 	}
