@@ -3,6 +3,9 @@ package workspace
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -10,10 +13,16 @@ import (
 // codeLifetime bounds how long an authorization code waits to be exchanged; real servers use a minute or so.
 const codeLifetime = 2 * time.Minute
 
-// maxOutstandingCodes caps the authorization codes held: those waiting to be exchanged and, until they expire, the
-// exchanged ones kept to detect a replay. A real login needs one for seconds; beyond the cap, authorize refuses
-// with temporarily_unavailable until codes expire.
-const maxOutstandingCodes = 10_000
+// Authorization codes held: those waiting to be exchanged and, until they expire, the exchanged ones kept to detect
+// a replay. A real login needs one for a moment. Anyone local may ask authorize for codes, so the caps keep a flood
+// from one client from locking everyone else out of auth login: beyond maxCodesPerTarget codes for one client and
+// redirect target (the CLI's http://localhost:8020), authorize refuses that target with temporarily_unavailable
+// until its codes expire, and other targets go on; beyond maxOutstandingCodes in all, each new code replaces the
+// oldest, which a real login exchanged long before.
+const (
+	maxCodesPerTarget   = 100
+	maxOutstandingCodes = 10_000
+)
 
 // sweepInterval is how often expired codes and refresh tokens are forgotten, by a timer rather than by the
 // requests that add them, so no request pays for the others.
@@ -24,6 +33,7 @@ type authCode struct {
 	user        principal
 	clientID    string
 	redirectURI string
+	target      string // the client and the redirect URI's origin, which maxCodesPerTarget counts by
 	challenge   string // S256 code challenge
 	scopes      []string
 	expires     time.Time
@@ -50,8 +60,12 @@ type refreshGrant struct {
 
 // grants holds the workspace's authorization codes, refresh tokens and revoked grants, in memory only.
 type grants struct {
-	mu    sync.Mutex
-	codes map[string]authCode
+	mu           sync.Mutex
+	codes        map[string]authCode
+	codeOrder    []string       // the codes in the order they were issued, oldest first; some may be forgotten since
+	perTarget    map[string]int // how many codes each target holds
+	maxCodes     int            // maxOutstandingCodes, and
+	maxPerTarget int            // maxCodesPerTarget, except in tests
 	// refresh holds the refresh tokens by their hash: a saved workspace (persist.go) never holds one that works.
 	refresh         map[tokenHash]refreshGrant
 	revoked         map[string]time.Time // grant -> when the last access token it may have issued expires
@@ -73,8 +87,10 @@ type grants struct {
 }
 
 func newGrants(refreshLifetime, accessLifetime time.Duration) *grants {
-	return &grants{codes: map[string]authCode{}, refresh: map[tokenHash]refreshGrant{}, revoked: map[string]time.Time{},
-		refreshLifetime: refreshLifetime, accessLifetime: accessLifetime, now: time.Now, stop: make(chan struct{}), changed: func() {}}
+	return &grants{codes: map[string]authCode{}, perTarget: map[string]int{}, maxCodes: maxOutstandingCodes,
+		maxPerTarget: maxCodesPerTarget, refresh: map[tokenHash]refreshGrant{}, revoked: map[string]time.Time{},
+		refreshLifetime: refreshLifetime, accessLifetime: accessLifetime, now: time.Now, stop: make(chan struct{}),
+		changed: func() {}}
 }
 
 // startSweeping forgets expired codes and refresh tokens every interval until stopSweeping.
@@ -109,9 +125,10 @@ func (g *grants) sweep() {
 	now := g.now()
 	for k, c := range g.codes {
 		if now.After(c.expires) {
-			delete(g.codes, k)
+			g.forgetCodeLocked(k)
 		}
 	}
+	g.codeOrder = slices.DeleteFunc(g.codeOrder, func(code string) bool { _, held := g.codes[code]; return !held })
 	for k, r := range g.refresh {
 		if now.After(r.expires) {
 			delete(g.refresh, k)
@@ -124,20 +141,50 @@ func (g *grants) sweep() {
 	}
 }
 
-// newCode stores c under a new code that expires after codeLifetime, or reports false when maxOutstandingCodes
-// are outstanding.
+// newCode stores c under a new code that expires after codeLifetime, or reports false when c's client and redirect
+// target hold maxCodesPerTarget codes already. When maxOutstandingCodes are held, the oldest is forgotten.
 func (g *grants) newCode(c authCode) (string, bool) {
 	code := randomString()
+	c.target = codeTarget(c.clientID, c.redirectURI)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.codes) >= maxOutstandingCodes {
+	if g.perTarget[c.target] >= g.maxPerTarget {
 		return "", false
+	}
+	for len(g.codes) >= g.maxCodes && len(g.codeOrder) > 0 {
+		oldest := g.codeOrder[0]
+		g.codeOrder = g.codeOrder[1:]
+		g.forgetCodeLocked(oldest) // nothing, for a code the sweeper forgot already
 	}
 	c.expires = g.now().Add(codeLifetime)
 	c.grant, c.spent = randomString(), false
 	c.generation = g.generation(c.user.UserName) // under mu, as revokeSubject starts a generation
 	g.codes[code] = c
+	g.perTarget[c.target]++
+	g.codeOrder = append(g.codeOrder, code)
 	return code, true
+}
+
+// forgetCodeLocked forgets a code, if it is held.
+func (g *grants) forgetCodeLocked(code string) {
+	c, held := g.codes[code]
+	if !held {
+		return
+	}
+	delete(g.codes, code)
+	if g.perTarget[c.target]--; g.perTarget[c.target] <= 0 {
+		delete(g.perTarget, c.target)
+	}
+}
+
+// codeTarget names whom a code is for: the client and the origin of its redirect URI, where a CLI or SDK listens
+// (authorize accepts only loopback http ones). The path is left out, so a flood cannot make a target per path.
+func codeTarget(clientID, redirectURI string) string {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		return clientID + " " + redirectURI
+	}
+	return clientID + " " + strings.ToLower(u.Scheme+"://"+u.Host)
 }
 
 // redeem spends a code and returns what it stands for. Each code works once: its first use spends it, even a failed

@@ -2,7 +2,9 @@ package workspace
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -15,21 +17,40 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
 
-// authorizeQuery is an authorize request for the signed-in user that the workspace approves.
-func authorizeQuery() string {
-	return url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {"http://localhost:8020"},
+// authorizeQuery is an authorize request for the signed-in user that the workspace approves, redirecting to
+// pkceRedirect unless another redirect URI is given.
+func authorizeQuery(redirect ...string) string {
+	q := url.Values{"client_id": {CLIClientID}, "response_type": {"code"}, "redirect_uri": {pkceRedirect},
 		"state": {"s"}, "code_challenge": {s256(strings.Repeat("v", 43))}, "code_challenge_method": {"S256"},
-		"scope": {"offline_access all-apis"}}.Encode()
+		"scope": {"offline_access all-apis"}}
+	if len(redirect) > 0 {
+		q.Set("redirect_uri", redirect[0])
+	}
+	return q.Encode()
 }
 
 // authorizeOnce calls authorize and returns the query of the redirect: a code or an error.
-func authorizeOnce(t *testing.T, w *Workspace) url.Values {
+func authorizeOnce(t *testing.T, w *Workspace, redirect ...string) url.Values {
 	t.Helper()
-	resp, _ := call(t, http.MethodGet, w.URL()+PathAuthorize+"?"+authorizeQuery(), nil)
+	resp, _ := call(t, http.MethodGet, w.URL()+PathAuthorize+"?"+authorizeQuery(redirect...), nil)
 	require.Equal(t, http.StatusFound, resp.StatusCode)
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	require.NoError(t, err)
 	return loc.Query()
+}
+
+// expiredCodes stores n codes that expired a minute ago, each for a target of its own.
+func expiredCodes(g *grants, n int) {
+	g.mu.Lock()
+	now := g.now
+	g.now = func() time.Time { return now().Add(-codeLifetime - time.Minute) }
+	g.mu.Unlock()
+	for i := range n {
+		_, _ = g.newCode(authCode{clientID: "c", redirectURI: fmt.Sprintf("http://127.0.0.%d:%d", 1+i/60000, 1+i%60000)})
+	}
+	g.mu.Lock()
+	g.now = now
+	g.mu.Unlock()
 }
 
 // Authorize adds its code and touches no other: forgetting expired codes is the sweeper's job, so the work of one
@@ -37,11 +58,7 @@ func authorizeOnce(t *testing.T, w *Workspace) url.Values {
 func TestAuthorizeLeavesExpiredCodesToTheSweeper(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
-	w.grants.mu.Lock()
-	for range 1000 {
-		w.grants.codes[randomString()] = authCode{expires: time.Now().Add(-time.Minute)}
-	}
-	w.grants.mu.Unlock()
+	expiredCodes(w.grants, 1000)
 
 	require.NotEmpty(t, authorizeOnce(t, w).Get("code"))
 	codes, _ := w.grants.outstanding()
@@ -96,36 +113,85 @@ func TestCloseStopsTheSweeper(t *testing.T) {
 	}
 }
 
-// Beyond maxOutstandingCodes, authorize redirects back with temporarily_unavailable and stores nothing. An exchanged
-// code still counts until it expires (it is kept to detect a replay); once codes expire, authorize approves again.
-func TestAuthorizeCapsOutstandingCodes(t *testing.T) {
+// Beyond maxCodesPerTarget codes for one client and redirect target, authorize redirects back with
+// temporarily_unavailable and stores nothing. An exchanged code still counts until it expires (it is kept to detect a
+// replay); once codes expire, authorize approves again. Other targets are approved meanwhile.
+func TestAuthorizeCapsCodesPerTarget(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	var last string
-	for range maxOutstandingCodes {
-		code, ok := w.grants.newCode(authCode{})
-		require.True(t, ok)
-		last = code
+	for range maxCodesPerTarget {
+		q := authorizeOnce(t, w)
+		require.NotEmpty(t, q.Get("code"))
+		last = q.Get("code")
 	}
 	q := authorizeOnce(t, w)
 	assert.Equal(t, "temporarily_unavailable", q.Get("error"))
-	assert.Contains(t, q.Get("error_description"), "10000 authorization codes")
+	assert.Contains(t, q.Get("error_description"), "100 authorization codes for this client and redirect URI")
 	assert.Equal(t, "s", q.Get("state"))
 	assert.Empty(t, q.Get("code"))
 	codes, _ := w.grants.outstanding()
-	assert.Equal(t, maxOutstandingCodes, codes)
+	assert.Equal(t, maxCodesPerTarget, codes)
+	assert.NotEmpty(t, authorizeOnce(t, w, "http://localhost:8021").Get("code"), "another port is another target")
+	assert.NotEmpty(t, authorizeOnce(t, w, "http://127.0.0.1:8020").Get("code"), "another host is another target")
+	assert.Equal(t, "temporarily_unavailable", authorizeOnce(t, w, pkceRedirect+"/other/path").Get("error"),
+		"the path is no other target")
 
 	_, ok, _ := w.grants.redeem(last)
 	require.True(t, ok)
-	codes, _ = w.grants.outstanding()
-	assert.Equal(t, maxOutstandingCodes, codes, "an exchanged code is kept until it expires, to detect a replay")
-	assert.Equal(t, "temporarily_unavailable", authorizeOnce(t, w).Get("error"))
+	assert.Equal(t, "temporarily_unavailable", authorizeOnce(t, w).Get("error"),
+		"an exchanged code is kept until it expires, to detect a replay")
 
 	w.grants.mu.Lock()
 	w.grants.now = func() time.Time { return time.Now().Add(codeLifetime + time.Second) }
 	w.grants.mu.Unlock()
 	w.grants.sweep()
 	assert.NotEmpty(t, authorizeOnce(t, w).Get("code"), "once the codes expire, authorize approves again")
+}
+
+// A flood of authorize requests, unauthenticated as they all are, fills its own target's codes and no more: the
+// user's next auth login, at the CLI's own redirect URI, gets its code and its token.
+func TestAuthorizeFloodStarvesOnlyItsTarget(t *testing.T) {
+	t.Parallel()
+	w, _ := startWorkspace(t, Options{})
+	flood := PathAuthorize + "?" + authorizeQuery("http://localhost:9999")
+	sent, refused := 0, false
+	for ; sent <= maxOutstandingCodes && !refused; sent++ {
+		rec := httptest.NewRecorder()
+		w.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, flood, nil))
+		require.Equal(t, http.StatusFound, rec.Code)
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		require.NoError(t, err)
+		refused = loc.Query().Get("error") == "temporarily_unavailable"
+	}
+	require.True(t, refused, "the flood is refused once it holds its share of codes")
+	t.Logf("the flood was refused after %d codes", sent-1)
+
+	code, verifier := pkceAuthorize(t, w, "offline_access all-apis")
+	status, body := redeemCode(t, w, code, verifier)
+	assert.Equal(t, http.StatusOK, status, string(body))
+}
+
+// Beyond maxOutstandingCodes in all, from any number of targets, each new code replaces the oldest held: the codes
+// held stay bounded, and a fresh code outlives every code issued before it.
+func TestCodesBeyondTheCapReplaceTheOldest(t *testing.T) {
+	t.Parallel()
+	g := newGrants(time.Hour, time.Hour)
+	g.maxCodes, g.maxPerTarget = 4, 2
+	var issued []string
+	for i := range 6 {
+		code, ok := g.newCode(authCode{clientID: "c", redirectURI: fmt.Sprintf("http://localhost:%d", 9000+i)})
+		require.True(t, ok)
+		issued = append(issued, code)
+	}
+	codes, _ := g.outstanding()
+	assert.Equal(t, 4, codes)
+	for i, code := range issued {
+		_, ok, _ := g.redeem(code)
+		assert.Equal(t, i >= 2, ok, "code %d: the two oldest were replaced", i)
+	}
+	g.sweep()
+	assert.Len(t, g.codeOrder, 4, "the sweep drops what it no longer holds from the order")
 }
 
 func TestRefreshTokensExpire(t *testing.T) {

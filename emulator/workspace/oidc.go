@@ -112,9 +112,11 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 		code, ok := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
 			challenge: q.Get("code_challenge"), scopes: scopes})
 		if !ok {
-			w.logger.Warn("authorize refused: too many outstanding authorization codes", "max", maxOutstandingCodes)
-			fail("temporarily_unavailable", fmt.Sprintf("%d authorization codes are waiting to be exchanged; "+
-				"exchange them or let them expire (%s) and try again", maxOutstandingCodes, codeLifetime))
+			w.logger.Warn("authorize refused: too many outstanding authorization codes for one redirect target",
+				"max", maxCodesPerTarget, "client_id", CLIClientID, "redirect_to", redirect.Scheme+"://"+redirect.Host)
+			fail("temporarily_unavailable", fmt.Sprintf("%d authorization codes for this client and redirect URI "+
+				"are waiting to be exchanged; exchange them or let them expire (%s) and try again",
+				maxCodesPerTarget, codeLifetime))
 			return
 		}
 		v := redirect.Query()
