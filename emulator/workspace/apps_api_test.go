@@ -312,6 +312,38 @@ func TestNoConfusedDeputyInTheDefaultModel(t *testing.T) {
 	}
 }
 
+// TestConfusedDeputyIsWarnedAtStart: a model that lets a principal use caller-app but not api-app, which caller-app
+// calls as itself, lets that principal reach api-app anyway; the emulator says so when it starts, naming who reaches
+// which app through which.
+func TestConfusedDeputyIsWarnedAtStart(t *testing.T) {
+	_, logs := startWorkspace(t, Options{})
+	assert.NotContains(t, logs.String(), "confused deputy", "the default model has none")
+
+	cfg := DefaultConfig()
+	for i, a := range cfg.Apps {
+		if a.Name == "caller-app" {
+			cfg.Apps[i].CanUse.Groups = []string{GroupUsers}
+		}
+	}
+	w, logs := startWorkspace(t, Options{Config: cfg})
+	var warning string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "confused deputy") {
+			warning = line
+		}
+	}
+	require.NotEmpty(t, warning, logs.String())
+	assert.Contains(t, warning, "level=WARN")
+	assert.Contains(t, warning, "app=api-app")
+	assert.Contains(t, warning, "through=caller-app")
+	assert.Contains(t, warning, "no-access-service", "a service principal without CAN USE on api-app")
+	assert.Contains(t, warning, "outsider@example.com", "a user without CAN USE on api-app")
+	assert.NotContains(t, warning, "dev@example.com", "who may use api-app itself loses nothing")
+
+	resp, body := call(t, http.MethodGet, w.AppURL("caller-app")+"/api/whoami", bearer(m2mToken(t, w, "no-access-service")))
+	assert.NotEqual(t, http.StatusForbidden, resp.StatusCode, "what the warning says: %s", body)
+}
+
 // TestAppResourcesCannotGrantWhatTheCallerLacks: an app resource gives the app's service principal CAN_USE on its
 // target, so only a manager of the target may set one; otherwise anyone could reach any app through an app of theirs.
 func TestAppResourcesCannotGrantWhatTheCallerLacks(t *testing.T) {

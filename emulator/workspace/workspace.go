@@ -301,6 +301,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	for _, part := range w.subsystems() {
 		w.changed(part.name) // saved at once: a workspace killed later comes back as it started
 	}
+	w.warnConfusedDeputies() // the apps as they are now: the model's, and those a lasting workspace kept
 	w.grants.startSweeping(sweepInterval)
 	// Beside the start: the check starts the emulator's own executable in new namespaces, some 25 ms for a binary
 	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it).
