@@ -85,6 +85,7 @@ func (c *serveCmd) run(ctx context.Context, e *env) error {
 	srv := &http.Server{
 		Handler:           newServer(logger, resolver, e.opts.timeout),
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10, // as the app's: a client sending more gets 431, not a megabyte held per connection
 		Protocols:         new(http.Protocols),
 	}
 	// TLS ends at the Apps proxy, which may speak HTTP/2 in cleartext (h2c) to the app.

@@ -7,9 +7,8 @@ package workspace
 // /Shared) is folders.go's.
 
 import (
-	"bytes"
-	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -370,11 +369,8 @@ func (w *Workspace) handleDelete() http.HandlerFunc {
 			return
 		}
 		defer root.Close()
-		remove := root.Remove
-		if fi.IsDir() {
-			if req.Recursive {
-				remove = root.RemoveAll
-			} else if empty, err := emptyFolder(root, p.rel); err != nil {
+		if fi.IsDir() && !req.Recursive {
+			if empty, err := emptyFolder(root, p.rel); err != nil {
 				jsonhttp.WriteError(rw, internalError("delete", p, err))
 				return
 			} else if !empty {
@@ -384,7 +380,7 @@ func (w *Workspace) handleDelete() http.HandlerFunc {
 				return
 			}
 		}
-		if err := remove(p.rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := w.remove(root, p, fi.IsDir() && req.Recursive); err != nil {
 			jsonhttp.WriteError(rw, internalError("delete", p, err))
 			return
 		}
@@ -421,9 +417,17 @@ func (w *Workspace) handleImportFile() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
+		who := authFrom(r.Context()).principal
+		done, jerr := w.disk.startUpload(who)
+		if jerr != nil {
+			rw.Header().Set("Retry-After", "1")
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		defer done()
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
 		// Conflict is the files API's answer to an existing file: bundles rely on it for their deploy lock.
-		if jerr := w.writeFile(authFrom(r.Context()).principal, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
+		if jerr := w.writeFile(who, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -438,26 +442,38 @@ func parseBool(s string) (bool, error) {
 	return strconv.ParseBool(s)
 }
 
-// writeFile stores body at p for who without ever showing a half-written file: it writes a temp file next to p, then
-// renames it over p (overwrite) or hard-links it to p, which fails if p exists, so that of two clients taking a
-// deploy lock at once exactly one wins. existsStatus is the status for "p exists": the files API says 409, the
-// Workspace API 400.
+// writeFile stores body at p for who without ever showing a half-written file: it streams body into a temp file
+// (uploads.go), then renames it over p (overwrite) or hard-links it to p, which fails if p exists, so that of two
+// clients taking a deploy lock at once exactly one wins. existsStatus is the status for "p exists": the files API
+// says 409, the Workspace API 400.
 func (w *Workspace) writeFile(who principal, p objectPath, body io.Reader, overwrite bool, existsStatus int) *jsonhttp.Error {
-	exists := func(what string) *jsonhttp.Error {
-		return &jsonhttp.Error{Status: existsStatus, Code: codeAlreadyExists,
-			Message: fmt.Sprintf("%s already exists at %s.", what, p.asked), Fix: "send overwrite=true to replace a file"}
-	}
-	if jerr := mayWrite(who, p); jerr != nil {
-		return jerr // before reading a byte of the body
-	}
-	if specialFolder(p) { // a home folder not made yet is still no place for a file
-		return exists("A folder the workspace keeps")
-	}
 	root, err := w.openFiles()
 	if err != nil {
 		return internalError("import", p, err)
 	}
 	defer root.Close()
+	if jerr := checkWrite(root, who, p, overwrite, existsStatus); jerr != nil {
+		return jerr // before reading a byte of the body
+	}
+	u, jerr := w.newUpload(root, spaceOf(p))
+	if jerr != nil {
+		return jerr
+	}
+	if _, err := io.Copy(u, body); err != nil {
+		return u.fail(err)
+	}
+	return u.commit(p, overwrite, existsStatus)
+}
+
+// checkWrite refuses a write to p that would fail anyway, before its content is read or committed: who may not
+// write there, the parent folder is missing or a file, or something is at p that may not be replaced.
+func checkWrite(root *os.Root, who principal, p objectPath, overwrite bool, existsStatus int) *jsonhttp.Error {
+	if jerr := mayWrite(who, p); jerr != nil {
+		return jerr
+	}
+	if specialFolder(p) { // a home folder not made yet is still no place for a file
+		return objectExists(p, "A folder the workspace keeps", existsStatus)
+	}
 	parent := p.parent()
 	if fi, jerr := statObject(root, parent); jerr != nil {
 		if jerr.Status == http.StatusNotFound {
@@ -470,51 +486,11 @@ func (w *Workspace) writeFile(who principal, p objectPath, body io.Reader, overw
 		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
 			Message: fmt.Sprintf("The parent %s is a file, not a folder.", parent.asked)}
 	}
-	// Refuse early what the final step would refuse anyway, without reading a large body first.
 	if fi, err := root.Lstat(p.rel); err == nil && (fi.IsDir() || !overwrite) {
 		if fi.IsDir() {
-			return exists("A folder")
+			return objectExists(p, "A folder", existsStatus)
 		}
-		return exists("A file")
-	}
-
-	tmp := path.Join(parent.rel, uploadPrefix+rand.Text())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrNotExist) {
-		return notFound(parent)
-	} else if err != nil {
-		return internalError("import", p, err)
-	}
-	defer root.Remove(tmp) // after a rename there is nothing left to remove; after a link, the extra name
-	n, err := io.Copy(f, io.LimitReader(body, MaxFileSize+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr), err == nil && n > MaxFileSize:
-		return tooBig()
-	case err != nil:
-		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
-			Message: fmt.Sprintf("reading the file for %s: %v", p.asked, err)}
-	}
-
-	if overwrite {
-		err = root.Rename(tmp, p.rel)
-	} else {
-		err = root.Link(tmp, p.rel)
-	}
-	if err != nil {
-		if fi, serr := root.Lstat(p.rel); serr == nil {
-			if fi.IsDir() {
-				return exists("A folder")
-			}
-			return exists("A file")
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return notFound(parent)
-		}
-		return internalError("import", p, err)
+		return objectExists(p, "A file", existsStatus)
 	}
 	return nil
 }
@@ -531,23 +507,45 @@ func fileFormat(format string) *jsonhttp.Error {
 		Fix:     "use format SOURCE, AUTO or RAW"}
 }
 
-// importRequest is an import as the handlers see it, whichever encoding the client sent.
+// importRequest is an import as the handlers see it, whichever encoding the client sent; its content has gone to
+// an upload.
 type importRequest struct {
 	path, format string
 	overwrite    bool
-	content      []byte
 }
 
 // handleImport is the Workspace API's import, as the SDK sends it: JSON with base64 content (w.Workspace.Import),
-// or multipart/form-data with the raw file (w.Workspace.Upload). Language is accepted and ignored: no notebooks here.
+// or multipart/form-data with the raw file (w.Workspace.Upload). Either way the file is streamed to disk as it
+// arrives, before the path it is for is known (the SDK sends the content first), and committed once it is.
+// Language is accepted and ignored: no notebooks here.
 func (w *Workspace) handleImport() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
+		who := authFrom(r.Context()).principal
+		done, jerr := w.disk.startUpload(who)
+		if jerr != nil {
+			rw.Header().Set("Retry-After", "1")
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		defer done()
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
+		root, err := w.openFiles()
+		if err != nil {
+			jsonhttp.WriteError(rw, internalError("import", objectPath{asked: "a file"}, err))
+			return
+		}
+		defer root.Close()
+		u, jerr := w.newUpload(root, homeSpace(who)) // the path comes after the content
+		if jerr != nil {
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		defer u.abort() // nothing, once committed
 		read := readImportJSON
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
 			read = readImportForm
 		}
-		req, jerr := read(rw, r)
+		req, jerr := read(rw, r, u)
 		var p objectPath
 		if jerr == nil {
 			p, jerr = parseObjectPath(req.path)
@@ -556,8 +554,10 @@ func (w *Workspace) handleImport() http.HandlerFunc {
 			jerr = fileFormat(req.format)
 		}
 		if jerr == nil {
-			jerr = w.writeFile(authFrom(r.Context()).principal, p, bytes.NewReader(req.content), req.overwrite,
-				http.StatusBadRequest)
+			jerr = checkWrite(root, who, p, req.overwrite, http.StatusBadRequest)
+		}
+		if jerr == nil {
+			jerr = u.commit(p, req.overwrite, http.StatusBadRequest)
 		}
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -567,34 +567,59 @@ func (w *Workspace) handleImport() http.HandlerFunc {
 	}
 }
 
-// readImportJSON reads the JSON of w.Workspace.Import. The body holds the file in base64, so its limit is that of
-// the file's base64 plus room for the other fields.
-func readImportJSON(rw http.ResponseWriter, r *http.Request) (importRequest, *jsonhttp.Error) {
-	var body struct {
-		Path      string `json:"path"`
-		Content   string `json:"content"`
-		Format    string `json:"format"`
-		Overwrite bool   `json:"overwrite"`
-	}
-	if jerr := jsonhttp.DecodeAnyType(rw, r, int64(base64.StdEncoding.EncodedLen(MaxFileSize))+maxJSONBody, &body); jerr != nil {
-		if jerr.Status == http.StatusRequestEntityTooLarge {
-			jerr = tooBig()
-		}
-		return importRequest{}, jerr
-	}
-	content, err := base64.StdEncoding.DecodeString(body.Content)
-	if err != nil {
-		return importRequest{}, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
-			Message: "content is not valid base64: " + err.Error()}
-	}
-	if len(content) > MaxFileSize {
+// readImportJSON reads the JSON of w.Workspace.Import, whatever its Content-Type, as the platform does. The body
+// holds the file in base64, so its limit is that of the file's base64 plus room for the other fields; the file
+// itself goes to u as it arrives (contentDiverter).
+func readImportJSON(rw http.ResponseWriter, r *http.Request, u *fileUpload) (importRequest, *jsonhttp.Error) {
+	limit := int64(base64.StdEncoding.EncodedLen(MaxFileSize)) + maxJSONBody
+	if r.ContentLength > limit {
 		return importRequest{}, tooBig()
 	}
-	return importRequest{path: body.Path, format: body.Format, overwrite: body.Overwrite, content: content}, nil
+	content := &base64Writer{out: u}
+	dec := json.NewDecoder(newContentDiverter(http.MaxBytesReader(rw, r.Body, limit), content))
+	var body struct {
+		Path      string `json:"path"`
+		Content   string `json:"content"` // "" unless its member's name was escaped, which the diverter does not see
+		Format    string `json:"format"`
+		Language  string `json:"language"`
+		Overwrite bool   `json:"overwrite"`
+	}
+	malformed := func(err error) *jsonhttp.Error {
+		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
+			Message: "malformed JSON body: " + err.Error()}
+	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	err := dec.Decode(&body)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errors.New("more than one JSON value")
+			if terr != nil && !errors.As(terr, &syntaxErr) {
+				err = terr
+			}
+		}
+	}
+	switch {
+	case errors.As(err, &syntaxErr), errors.As(err, &typeErr), err != nil && strings.HasPrefix(err.Error(), "more than"):
+		return importRequest{}, malformed(err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return importRequest{}, malformed(errors.New("the body ends early"))
+	case err != nil:
+		return importRequest{}, u.fail(err)
+	}
+	if body.Content != "" {
+		if _, err := content.Write([]byte(body.Content)); err != nil {
+			return importRequest{}, u.fail(err)
+		}
+	}
+	if err := content.Close(); err != nil {
+		return importRequest{}, u.fail(err)
+	}
+	return importRequest{path: body.Path, format: body.Format, overwrite: body.Overwrite}, nil
 }
 
-// readImportForm reads the multipart form of w.Workspace.Upload, holding at most MaxFileSize+1 bytes of content.
-func readImportForm(rw http.ResponseWriter, r *http.Request) (importRequest, *jsonhttp.Error) {
+// readImportForm reads the multipart form of w.Workspace.Upload, streaming its content part to u.
+func readImportForm(rw http.ResponseWriter, r *http.Request, u *fileUpload) (importRequest, *jsonhttp.Error) {
 	invalid := func(msg string) *jsonhttp.Error {
 		return &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter, Message: msg}
 	}
@@ -616,18 +641,20 @@ func readImportForm(rw http.ResponseWriter, r *http.Request) (importRequest, *js
 		if err != nil || parts == 16 {
 			return importRequest{}, invalid("malformed multipart body: want the fields path, content, format, language and overwrite")
 		}
-		limit := int64(maxFormField)
 		if part.FormName() == "content" {
-			limit = MaxFileSize
+			if _, err := io.Copy(u, part); err != nil {
+				return importRequest{}, u.fail(err)
+			}
+			continue
 		}
-		value, err := io.ReadAll(io.LimitReader(part, limit+1))
+		value, err := io.ReadAll(io.LimitReader(part, maxFormField+1))
 		switch {
-		case errors.As(err, &maxErr), part.FormName() == "content" && int64(len(value)) > limit:
+		case errors.As(err, &maxErr):
 			return importRequest{}, tooBig()
 		case err != nil:
 			return importRequest{}, invalid("malformed multipart body: " + err.Error())
-		case int64(len(value)) > limit:
-			return importRequest{}, invalid(fmt.Sprintf("the form field %s is longer than %d bytes", part.FormName(), limit))
+		case len(value) > maxFormField:
+			return importRequest{}, invalid(fmt.Sprintf("the form field %s is longer than %d bytes", part.FormName(), maxFormField))
 		}
 		switch part.FormName() {
 		case "path":
@@ -638,8 +665,6 @@ func readImportForm(rw http.ResponseWriter, r *http.Request) (importRequest, *js
 			if req.overwrite, err = parseBool(string(value)); err != nil {
 				return importRequest{}, invalid("overwrite must be true or false")
 			}
-		case "content":
-			req.content = value
 		}
 	}
 }

@@ -13,6 +13,7 @@ package workspace
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strings"
 
@@ -117,6 +118,11 @@ func (w *Workspace) makeHomeFolders() error {
 		if err := root.MkdirAll(f, 0o755); err != nil {
 			return fmt.Errorf("workspace folder /%s: %w", f, err)
 		}
+	}
+	// Uploads a previous run of the emulator left unfinished (uploads.go) are nobody's.
+	stale, _ := fs.Glob(root.FS(), uploadPrefix+"*")
+	for _, name := range stale {
+		_ = root.Remove(name)
 	}
 	return nil
 }

@@ -42,7 +42,10 @@ const (
 )
 
 // Default timeouts of every emulator listener, the workspace's and each app proxy's: those of the app's own server.
+// Their request headers are bounded as the app's are too: a client sending more gets 431, so hundreds of
+// connections sending a megabyte of headers each cost the emulator a few tens of MiB, not a GiB.
 const (
+	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 60 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
@@ -65,6 +68,9 @@ type Options struct {
 	// DataDir keeps the workspace across restarts (persist.go): its files, apps, deployments, principals, grants,
 	// keys and address; one workspace at a time may use it. Empty means a throw-away temp dir removed by Close.
 	DataDir string
+	// DiskQuota is how many bytes of workspace files each home folder, and /Shared, may hold; DefaultDiskQuota
+	// (256 MiB) by default.
+	DiskQuota int64
 	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
 	// app's name; nil discards it (it still reaches the app's log).
 	AppStdout, AppStderr io.Writer
@@ -110,6 +116,7 @@ type Workspace struct {
 	listenClosed bool
 
 	sessions *sessions // the browsers signed in to apps (sessions.go, login.go)
+	disk     *diskUse  // uploads in progress and the bytes of workspace files (uploads.go)
 	faults   faults    // the failures played on purpose (faults.go)
 
 	mu       sync.Mutex // guards apps, appOrder and the records' mutable fields
@@ -194,6 +201,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if opts.DiskQuota == 0 {
+		opts.DiskQuota = DefaultDiskQuota
+	}
+	if opts.DiskQuota < 0 {
+		return nil, fmt.Errorf("disk quota %d: want a number of bytes", opts.DiskQuota)
+	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 2 * time.Minute
 	}
@@ -229,6 +242,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 
 		logKeepalive: opts.LogKeepalive,
 		listen:       listen,
+		disk:         newDiskUse(opts.DiskQuota),
 	}
 	if w.userEnviron == nil {
 		w.userEnviron = os.Environ()
@@ -440,6 +454,7 @@ func newListenTimeouts(opts Options) (listenTimeouts, error) {
 func (w *Workspace) serve(ln net.Listener, h http.Handler) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ReadHeaderTimeout: w.listen.readHeader,
 		ReadTimeout:       w.listen.read,
 		IdleTimeout:       w.listen.idle,

@@ -94,7 +94,8 @@ func servePlainProxy(ctx context.Context, args []string) error {
 		BufferPool: &bufferPool{},
 	}
 	return serveUntil(ctx, &http.Server{Addr: *addr, Handler: rp, ReadHeaderTimeout: workspace.DefaultReadHeaderTimeout,
-		ReadTimeout: workspace.DefaultReadTimeout, IdleTimeout: workspace.DefaultIdleTimeout})
+		ReadTimeout: workspace.DefaultReadTimeout, IdleTimeout: workspace.DefaultIdleTimeout,
+		MaxHeaderBytes: workspace.DefaultMaxHeaderBytes})
 }
 
 type bufferPool struct{ pool sync.Pool }
