@@ -15,6 +15,7 @@ type authResult struct {
 	claims    accessClaims
 	token     string
 	tokenHash tokenHash // names the token in caches
+	session   bool      // it is a browser session of an app, which its cookie authenticated (sessions.go)
 }
 
 // authenticate checks the request's bearer token. It returns (nil, nil) when the request carries none, so callers

@@ -136,7 +136,7 @@ type App struct {
 	CanManage CanUse `json:"can_manage,omitempty" yaml:"can_manage,omitempty"`
 	// Upstream is where the proxy forwards, when the app already runs somewhere; `emulator run` sets it itself.
 	Upstream string `json:"upstream,omitempty" yaml:"upstream,omitempty"`
-	// Port fixes the proxy's port on 127.0.0.1; 0 picks a free one.
+	// Port fixes the proxy's port, on the app's own loopback address (addresses.go); 0 picks a free one.
 	Port int `json:"port,omitempty" yaml:"port,omitempty"`
 	// Resources are the app's app resources: an app.yaml env item `valueFrom: <name>` yields the named app's name,
 	// as on the platform. As on the platform, the app's service principal gets CAN_USE on each target app.

@@ -307,6 +307,14 @@ token of yours limited to them with each request:</p>
 </form>
 {{template "bottom"}}{{end}}
 
+{{define "logout"}}{{template "top" "Sign out"}}
+<h1>Sign out of {{.App}}?</h1>
+<form method="post" action="` + PathLogout + `">
+<input type="hidden" name="csrf_token" value="{{.Token}}">
+<button class="primary" type="submit">Sign out</button>
+</form>
+{{template "bottom"}}{{end}}
+
 {{define "message"}}{{template "top" .Title}}
 <h1>{{.Title}}</h1>
 <p>{{.Message}}</p>

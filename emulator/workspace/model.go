@@ -130,23 +130,32 @@ func aclFromConfig(a App, cfg Config, signedIn string) []aclEntry {
 	return acl
 }
 
-// addAppLocked registers an app with its proxy listening on 127.0.0.1:port (0 picks a free port). Callers hold w.mu.
+// addAppLocked registers an app with its proxy listening on a loopback address of its own, on port (0 picks a free
+// port; addresses.go). Callers hold w.mu.
 func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compute apps.ComputeState) (*appRecord, error) {
-	return w.addAppOnPortLocked(s, port, false, creator, compute)
+	return w.addAppOnPortLocked(s, "", port, false, creator, compute)
 }
 
-// addAppOnPortLocked is addAppLocked for a port an earlier run saved: when orElseFree is set and the port is taken
-// now, the proxy listens on a free one instead, and the app's URL changes. Callers hold w.mu.
-func (w *Workspace) addAppOnPortLocked(s *appSettings, port int, orElseFree bool, creator string,
+// addAppOnPortLocked is addAppLocked for an address an earlier run saved (host may be "" for one saved without it):
+// when orElseFree is set and the port is taken now, the proxy listens on a free one instead, and the app's URL
+// changes. Callers hold w.mu.
+func (w *Workspace) addAppOnPortLocked(s *appSettings, host string, port int, orElseFree bool, creator string,
 	compute apps.ComputeState) (*appRecord, error) {
 	if w.closing {
 		return nil, errClosing
 	}
-	ln, err := w.ports.listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	want := ""
+	if host != "" {
+		want = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	ln, err := w.listenAppProxy(want, port)
 	if err != nil && orElseFree && port != 0 {
 		w.logger.Warn("the app's saved address is taken: its proxy listens elsewhere, and its URL changes",
 			"app", s.name, "port", port, "err", err)
-		ln, err = w.ports.listen("127.0.0.1:0")
+		if want != "" {
+			want = net.JoinHostPort(host, "0")
+		}
+		ln, err = w.listenAppProxy(want, 0)
 	}
 	if err != nil {
 		return nil, portTaken(fmt.Errorf("listen for the proxy of app %q: %w", s.name, err),

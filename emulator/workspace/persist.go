@@ -373,6 +373,7 @@ type savedApp struct {
 	Resources             []apps.AppResource `json:"resources,omitempty"`
 	ACL                   []savedACLEntry    `json:"acl"`
 	Port                  int                `json:"port"`
+	Host                  string             `json:"host,omitempty"` // the proxy's loopback address (addresses.go)
 	CreateTime            time.Time          `json:"create_time"`
 	UpdateTime            time.Time          `json:"update_time"`
 	Creator               string             `json:"creator"`
@@ -419,7 +420,7 @@ func (a appsPart) save() ([]byte, error) {
 		s := rec.settings()
 		app := savedApp{Name: s.name, ID: rec.id, Description: s.description,
 			ServicePrincipal: s.servicePrincipal.ApplicationID, UserAPIScopes: s.userAPIScopes, Resources: s.resources,
-			Port: rec.proxy.port(), CreateTime: rec.createTime, UpdateTime: rec.updateTime, Creator: rec.creator,
+			Port: rec.proxy.port(), Host: rec.proxy.host(), CreateTime: rec.createTime, UpdateTime: rec.updateTime, Creator: rec.creator,
 			Updater: rec.updater, Compute: rec.computeState, DefaultSourceCodePath: rec.defaultSourceCodePath,
 			LastUpdate: rec.lastUpdate, FromModel: rec.fromModel}
 		switch app.Compute { // a transition under way is saved as where it was going

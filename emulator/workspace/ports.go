@@ -25,11 +25,13 @@ const maxPortTries = 100
 type portReservations struct {
 	mu       sync.Mutex // held while a port is chosen or listened on, so the two never pick the same one
 	reserved map[int]bool
-	free     func() (int, error) // a port free right now: FreePort, except in tests
+	free     func() (int, error)                     // a port free right now: FreePort, except in tests
+	listenOn func(addr string) (net.Listener, error) // net.Listen on TCP, except in tests
 }
 
 func newPortReservations(free func() (int, error)) *portReservations {
-	return &portReservations{reserved: map[int]bool{}, free: free}
+	return &portReservations{reserved: map[int]bool{}, free: free,
+		listenOn: func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }}
 }
 
 // appPorts are the reservations every workspace of this process shares: ports belong to the machine, and a test
@@ -72,12 +74,12 @@ func (r *portReservations) release(port int) {
 // listen listens on addr, a host:port; with port 0, on a free port that is not kept for an app.
 func (r *portReservations) listen(addr string) (net.Listener, error) {
 	if _, port, err := net.SplitHostPort(addr); err != nil || port != "0" {
-		return net.Listen("tcp", addr)
+		return r.listenOn(addr)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for range maxPortTries {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := r.listenOn(addr)
 		if err != nil || !r.reserved[ln.Addr().(*net.TCPAddr).Port] {
 			return ln, err
 		}

@@ -94,6 +94,12 @@ func (p *appProxy) setUpstream(raw string) error {
 }
 
 // port is the proxy's own port, the one in its URL.
+// host is the proxy's loopback address, the host of its URL.
+func (p *appProxy) host() string {
+	u, _ := url.Parse(p.url)
+	return u.Hostname()
+}
+
 func (p *appProxy) port() int {
 	u, _ := url.Parse(p.url)
 	n, _ := strconv.Atoi(u.Port())
@@ -133,6 +139,7 @@ func (p *appProxy) handler() http.Handler {
 		ModifyResponse: func(resp *http.Response) error {
 			fwd := resp.Request.Context().Value(forwardKey{}).(*forward)
 			fwd.appAnswer, fwd.appStatus = true, resp.StatusCode
+			withoutEmulatorSetCookies(resp.Header) // an app may not set, replace or clear the proxy's own cookies
 			return nil
 		},
 		BufferPool:   copyBuffers,
@@ -203,6 +210,17 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 			} else {
 				writeUnauthorized(rw, "Invalid access token: "+terr.reason, true)
 			}
+			return false
+		}
+	}
+	if res.session && !safeMethod(r.Method) {
+		// A form or a fetch another origin's page sends carries the browser's session cookie with it; only the app's
+		// own pages may change anything with it. A bearer token is not sent unasked, so it is not checked.
+		if err := sameOriginOnly.Check(r); err != nil {
+			p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
+				Message: fmt.Sprintf("a %s from another origin's page, with the browser's session of app %s, is refused",
+					r.Method, p.name),
+				Fix: "send it from the app's own pages, or with Authorization: Bearer <token>"})
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"crypto/hmac"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,7 +18,8 @@ const (
 	// PathAuthCallback is where the workspace's login page sends the browser back with a one-time sign-in code,
 	// as an OAuth redirect carries one: the proxy redeems it and sets the app's session cookie.
 	PathAuthCallback = "/.auth/callback"
-	// PathLogout ends the browser's session of the app.
+	// PathLogout ends the browser's session of the app: a GET shows a form, which the browser posts with its CSRF
+	// token, so that no other page can sign a user out with a link or a form of its own.
 	PathLogout = "/.auth/logout"
 )
 
@@ -27,13 +29,14 @@ const signInCodeLifetime = time.Minute
 // maxSessions caps the sign-in codes and the sessions held; beyond it sign-ins are refused until some expire.
 const maxSessions = 10_000
 
-// emulatorCookiePrefix starts the name of every cookie the emulator sets. Browsers send a host's cookies to every
-// port of it, so the apps on 127.0.0.1 would all see them: the proxy strips them before forwarding.
+// emulatorCookiePrefix starts the name of every cookie the emulator sets. The proxy never passes them to an app, and
+// drops an app's Set-Cookie for them: an app's code neither reads a session nor signs anyone in or out.
 const emulatorCookiePrefix = "databricks-emulator-"
 
-// sessionCookieName is the session cookie of the app proxy at origin. Cookies are per host, not per port, so each
-// proxy has a name of its own; the session itself is bound to the origin too, so a cookie replayed at another
-// proxy is refused.
+// sessionCookieName is the session cookie of the app proxy at origin. Each app has a host of its own (addresses.go),
+// but where the proxies fall back to sharing 127.0.0.1, a browser sends a host's cookies to every port of it: the
+// port in the name keeps them apart there. The session itself is bound to the origin too, so a cookie replayed at
+// another proxy is refused.
 func sessionCookieName(origin string) string {
 	_, port, _ := strings.Cut(strings.TrimPrefix(origin, "http://"), ":")
 	return emulatorCookiePrefix + "session-" + port
@@ -248,14 +251,43 @@ func (p *appProxy) serveAuth(rw http.ResponseWriter, r *http.Request) {
 	http.Redirect(rw, r, p.url+o.next, http.StatusFound)
 }
 
-// logout ends the browser's session of this app and revokes the tokens the proxy forwarded for it.
+// logout answers a GET with the sign-out form, and its POST, from this app's own page with the form's CSRF token,
+// by ending the browser's session of this app and revoking the tokens the proxy forwarded for it.
 func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(sessionCookieName(p.url)); err == nil && p.ws.sessions.end(c.Value, p.url) {
+	var session string
+	if c, err := r.Cookie(sessionCookieName(p.url)); err == nil {
+		if _, live := p.ws.sessions.session(c.Value, p.url); live {
+			session = c.Value
+		}
+	}
+	signIn := []link{{"Sign in again", p.url + "/"}}
+	if session == "" {
+		clearSessionCookie(rw, p.url)
+		writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".", Links: signIn})
+		return
+	}
+	token := p.ws.formToken(session, PathLogout, p.url)
+	if r.Method != http.MethodPost {
+		renderPage(rw, http.StatusOK, "logout", struct{ App, Token string }{p.name, token})
+		return
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, maxFormBytes)
+	err := sameOriginOnly.Check(r)
+	if err == nil {
+		err = r.ParseForm()
+	}
+	if got := r.PostForm.Get("csrf_token"); err != nil || got == "" || !hmac.Equal([]byte(got), []byte(token)) {
+		p.ws.logger.Warn("logout refused: posted from another origin or without this session's CSRF token", "app", p.name)
+		writePage(rw, http.StatusForbidden, page{Title: "Sign-out refused",
+			Message: "This sign-out did not come from " + p.name + "'s own sign-out page.",
+			Links:   []link{{"Sign out of " + p.name, p.url + PathLogout}}})
+		return
+	}
+	if p.ws.sessions.end(session, p.url) {
 		p.ws.logger.Info("browser session ended", "app", p.name)
 	}
 	clearSessionCookie(rw, p.url)
-	writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".",
-		Links: []link{{"Sign in again", p.url + "/"}}})
+	writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".", Links: signIn})
 }
 
 func clearSessionCookie(rw http.ResponseWriter, origin string) {
@@ -296,7 +328,7 @@ func (p *appProxy) browserAuth(rw http.ResponseWriter, r *http.Request) (res *au
 		p.redirectToLogin(rw, r)
 		return nil, true
 	}
-	return &authResult{principal: session.user, claims: accessClaims{
+	return &authResult{principal: session.user, session: true, claims: accessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: session.user.UserName, ExpiresAt: jwt.NewNumericDate(session.expires)},
 		ClientID:         session.clientID,
 		Scope:            strings.Join(session.scopes, " "),
@@ -318,6 +350,36 @@ func (p *appProxy) refuse(rw http.ResponseWriter, r *http.Request, e *jsonhttp.E
 	}
 	writePage(rw, e.Status, page{Title: title, Message: e.Message, Fix: e.Fix,
 		Links: []link{{"Sign in as someone else", p.url + PathLogout}}})
+}
+
+// sameOriginOnly refuses a request a browser sent from another origin's page: its Sec-Fetch-Site, or failing that its
+// Origin, must be the request's own. A request that carries neither is no browser's, and passes.
+var sameOriginOnly = http.NewCrossOriginProtection()
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// withoutEmulatorSetCookies removes from an app's response every Set-Cookie for a cookie of the emulator's: an app
+// may not sign its users in or out of the proxy, or fix their session.
+func withoutEmulatorSetCookies(h http.Header) {
+	values := h.Values("Set-Cookie")
+	if len(values) == 0 {
+		return
+	}
+	kept := values[:0:0]
+	for _, v := range values {
+		if name, _, _ := strings.Cut(strings.TrimSpace(v), "="); !strings.HasPrefix(strings.TrimSpace(name), emulatorCookiePrefix) {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == len(values) {
+		return
+	}
+	h.Del("Set-Cookie")
+	for _, v := range kept {
+		h.Add("Set-Cookie", v)
+	}
 }
 
 // withoutEmulatorCookies removes the emulator's own cookies from the Cookie headers h holds, keeping the app's.

@@ -108,6 +108,14 @@ func (b *browser) signIn(t *testing.T, page, user string) (*http.Response, strin
 	return resp, string(raw)
 }
 
+// signOut opens the app's sign-out page and posts its form, as a person clicking "Sign out" does.
+func (b *browser) signOut(t *testing.T, app string) (*http.Response, string) {
+	t.Helper()
+	resp, body := b.get(t, app+PathLogout)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	return b.do(t, b.follow, http.MethodPost, app+PathLogout, hiddenFields(t, resp, body), http.Header{"Origin": {app}})
+}
+
 func hiddenFields(t *testing.T, resp *http.Response, body string) url.Values {
 	t.Helper()
 	resp.Body = io.NopCloser(strings.NewReader(body))
@@ -168,7 +176,7 @@ func TestBrowserSignIn(t *testing.T) {
 	resp, _ = call(t, http.MethodGet, w.URL()+PathWarehouses, bearer(forwarded))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
-	resp, body = b.get(t, api+PathLogout)
+	resp, body = b.signOut(t, api)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, body, "signed out")
 	resp, _ = b.do(t, b.noFollow, http.MethodGet, api+"/", nil, nil)

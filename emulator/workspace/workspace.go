@@ -119,9 +119,11 @@ type Workspace struct {
 	disk     *diskUse  // uploads in progress and the bytes of workspace files (uploads.go)
 	faults   faults    // the failures played on purpose (faults.go)
 
-	mu       sync.Mutex // guards apps, appOrder and the records' mutable fields
+	mu       sync.Mutex // guards apps, appOrder, loopbackFallback and the records' mutable fields
 	apps     map[string]*appRecord
 	appOrder []string // creation order, for listing
+	// loopbackFallback is set once an app address could not be listened on: every proxy then takes 127.0.0.1.
+	loopbackFallback bool
 
 	federation *federation   // the identity providers and federation policies (federation.go)
 	data       *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
@@ -161,8 +163,8 @@ type Workspace struct {
 	wg        sync.WaitGroup
 }
 
-// Start validates the model, listens on 127.0.0.1 for the workspace and for each app's proxy, and serves until
-// Close is called or ctx ends.
+// Start validates the model, listens on 127.0.0.1 for the workspace and on a loopback address of its own for each
+// app's proxy (addresses.go), and serves until Close is called or ctx ends.
 func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.Config.Workspace.ID == "" && len(opts.Config.Apps) == 0 {
 		opts.Config = DefaultConfig()
@@ -370,11 +372,11 @@ func (w *Workspace) addModelApps(cfg Config) error {
 			settings.resources = append(settings.resources, wireResource(r))
 		}
 		saved, wasSaved := w.savedApp(app.Name)
-		port := app.Port
-		if port == 0 && wasSaved {
-			port = saved.Port
+		port, host := app.Port, ""
+		if wasSaved && (port == 0 || port == saved.Port) {
+			port, host = saved.Port, saved.Host
 		}
-		rec, err := w.addAppOnPortLocked(settings, port, app.Port == 0, w.dir.signedIn.UserName, apps.ComputeStateActive)
+		rec, err := w.addAppOnPortLocked(settings, host, port, app.Port == 0, w.dir.signedIn.UserName, apps.ComputeStateActive)
 		if err != nil {
 			return err
 		}
@@ -409,7 +411,7 @@ func (w *Workspace) restoreApps() {
 				"app", saved.Name)
 			continue
 		}
-		rec, err := w.addAppOnPortLocked(&appSettings{name: saved.Name, servicePrincipal: sp}, saved.Port, true,
+		rec, err := w.addAppOnPortLocked(&appSettings{name: saved.Name, servicePrincipal: sp}, saved.Host, saved.Port, true,
 			saved.Creator, saved.Compute)
 		if err != nil {
 			w.logger.Error("restore a saved app", "app", saved.Name, "err", err)
@@ -484,7 +486,7 @@ func (w *Workspace) WorkspaceID() string { return w.cfg.Workspace.ID }
 // Config is the model the workspace started from; the Apps and Permissions APIs change the apps since.
 func (w *Workspace) Config() Config { return w.cfg }
 
-// AppURL is the URL of the app's proxy, or "" for an unknown app.
+// AppURL is the URL of the app's proxy, "http://127.0.0.N:PORT", or "" for an unknown app.
 func (w *Workspace) AppURL(name string) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
