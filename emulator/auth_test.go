@@ -258,7 +258,9 @@ func httpRequest(t *testing.T) *http.Request {
 }
 
 // TestRefreshAfterExpiry uses three-second tokens (valid for at least two, as exp is whole seconds): the SDK gets
-// new ones once they expire, and the proxy refuses the expired ones.
+// new ones once they expire, and the proxy refuses the expired ones. The SDK keeps time by the real clock, so the
+// test sleeps past the expiry, a wait that only gets longer on a slow machine; each token is used the moment it is
+// issued (the slow U2M login comes first), milliseconds of a lifetime of two seconds or more.
 func TestRefreshAfterExpiry(t *testing.T) {
 	testkit.CleanEnv(t)
 	w, _ := startEmulator(t, workspace.Options{TokenLifetime: 3 * time.Second})
@@ -267,16 +269,17 @@ func TestRefreshAfterExpiry(t *testing.T) {
 
 	cfg := &config.Config{Host: w.URL(), AuthType: "oauth-m2m", ClientID: sp.ClientID, ClientSecret: sp.ClientSecret,
 		RetryTimeoutSeconds: 5}
-	m2mFirst := sdkToken(t, cfg)
 	auth := u2mLogin(t, w, "all-apis")
 	u2mFirst, err := auth.Token()
 	require.NoError(t, err)
+	m2mFirst := sdkToken(t, cfg)
 	for _, token := range []string{m2mFirst, u2mFirst.AccessToken} {
 		status, _ := callApp(t, apiApp, token)
 		require.Equal(t, http.StatusOK, status)
 	}
 
-	time.Sleep(3100 * time.Millisecond) // past every expiry: exp is at most 3 s after issue
+	issued := time.Now()                                        // every token so far was issued before
+	time.Sleep(time.Until(issued.Add(3100 * time.Millisecond))) // past every expiry: exp is at most 3 s after issue
 
 	for _, token := range []string{m2mFirst, u2mFirst.AccessToken} {
 		status, _ := callApp(t, apiApp, token)

@@ -51,7 +51,7 @@ func startListening(t *testing.T, command []string, env ...string) (*App, int) {
 		default:
 		}
 		return len(listenersOn(port)) > 0
-	}, 60*time.Second, 20*time.Millisecond, "%v did not listen on port %d:\n%s", command, port, out)
+	}, patience, 20*time.Millisecond, "%v did not listen on port %d:\n%s", command, port, out)
 	return a, port
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,22 +16,32 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// patience bounds every wait of these tests for something that takes milliseconds: long enough that only a hang
+// reaches it, however loaded the machine, so that no verdict depends on its speed.
+const patience = 2 * time.Minute
+
 func TestStopSendsSIGTERMThenKills(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
 		script string
+		grace  time.Duration // how long Stop waits after SIGTERM: for the app that ignores it, the test's length
 		killed bool
 	}{
-		{"app that exits on SIGTERM", `trap 'exit 0' TERM; while :; do sleep 0.05; done`, false},
-		{"app that ignores SIGTERM", `trap '' TERM; while :; do sleep 0.05; done`, true},
+		{"app that exits on SIGTERM", `trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done`, patience, false},
+		{"app that ignores SIGTERM", `trap '' TERM; echo ready; while :; do sleep 0.05; done`, 300 * time.Millisecond, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, err := Start(Spec{Name: "test", Command: []string{"sh", "-c", tt.script}})
+			ready := &readyWriter{ready: make(chan struct{})}
+			a, err := Start(Spec{Name: "test", Command: []string{"sh", "-c", tt.script}, Stdout: ready})
 			require.NoError(t, err)
-			time.Sleep(100 * time.Millisecond) // let the shell install its trap
-			err = a.Stop(300 * time.Millisecond)
+			select { // the shell says when its trap is installed
+			case <-ready.ready:
+			case <-time.After(patience):
+				t.Fatal("the shell never said ready")
+			}
+			err = a.Stop(tt.grace)
 			if tt.killed {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "killed")
@@ -40,6 +51,24 @@ func TestStopSendsSIGTERMThenKills(t *testing.T) {
 			<-a.Done()
 		})
 	}
+}
+
+// readyWriter closes ready once "ready" has been written to it.
+type readyWriter struct {
+	mu    sync.Mutex
+	seen  strings.Builder
+	ready chan struct{}
+}
+
+func (r *readyWriter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wasReady := strings.Contains(r.seen.String(), "ready")
+	r.seen.Write(p)
+	if !wasReady && strings.Contains(r.seen.String(), "ready") {
+		close(r.ready)
+	}
+	return len(p), nil
 }
 
 // An app's output is a pipe (a writer, not a file), so a process the app leaves behind holding its stdout must not
@@ -53,7 +82,7 @@ func TestOutputHeldOpenDoesNotBlock(t *testing.T) {
 		select {
 		case <-a.Done():
 			assert.ErrorContains(t, a.Err(), "exit status 3")
-		case <-time.After(10 * time.Second):
+		case <-time.After(patience):
 			t.Fatal("Done not closed after the app exited")
 		}
 	})
@@ -72,13 +101,13 @@ func TestOutputHeldOpenDoesNotBlock(t *testing.T) {
 				}
 			}
 		})
-		require.Eventually(t, func() bool { _, err := os.Stat(pidFile); return err == nil }, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { _, err := os.Stat(pidFile); return err == nil }, patience, 10*time.Millisecond)
 		stopped := make(chan error, 1)
-		go func() { stopped <- a.Stop(100 * time.Millisecond) }()
+		go func() { stopped <- a.Stop(patience) }() // it exits on SIGTERM: the grace is only a bound
 		select {
 		case err := <-stopped:
 			assert.NoError(t, err, "the app itself exited on SIGTERM")
-		case <-time.After(10 * time.Second):
+		case <-time.After(patience):
 			t.Fatal("Stop did not return")
 		}
 	})
@@ -98,12 +127,12 @@ func TestStopRemovesTheAppsTMPDIR(t *testing.T) {
 		b, err := os.ReadFile(seen)
 		tmpDir, launcherDir, _ = strings.Cut(strings.TrimSpace(string(b)), "|")
 		return err == nil && launcherDir != ""
-	}, 5*time.Second, 10*time.Millisecond)
+	}, patience, 10*time.Millisecond)
 	require.NotEmpty(t, tmpDir, "the app has a TMPDIR")
 	assert.NotEqual(t, os.TempDir(), tmpDir, "the app has a TMPDIR of its own")
 	assert.True(t, strings.HasPrefix(launcherDir, tmpDir+string(filepath.Separator)), "mktemp -d writes under it")
 
-	require.NoError(t, a.Stop(time.Second))
+	require.NoError(t, a.Stop(patience)) // it exits on SIGTERM: the grace is only a bound
 	assert.NoDirExists(t, tmpDir)
 }
 

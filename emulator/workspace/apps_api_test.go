@@ -415,7 +415,7 @@ func TestCloseWhileAppsAreCreated(t *testing.T) {
 		go func() { _ = w.Close(); close(closed) }()
 		select {
 		case <-closed:
-		case <-time.After(30 * time.Second):
+		case <-time.After(patience):
 			t.Fatalf("round %d: Close did not return", round)
 		}
 		close(stop)

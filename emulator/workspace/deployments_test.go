@@ -17,6 +17,8 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/apps"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
 // testAppMode, set in a deployed app.yaml's env, makes this test binary the app: the deployments tests deploy it
@@ -145,7 +147,7 @@ func TestDeploymentsRunTheCode(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "v2", seen["version"], "the new deployment serves")
 	assert.Eventually(t, func() bool { return strings.Contains(logs.String(), "Stopping the previous instance") },
-		5*time.Second, 20*time.Millisecond)
+		patience, 20*time.Millisecond)
 
 	list, err := dev.Apps.ListDeploymentsAll(ctx, apps.ListAppDeploymentsRequest{AppName: "caller-app"})
 	require.NoError(t, err)
@@ -167,14 +169,14 @@ func TestDeploymentsRunTheCode(t *testing.T) {
 	assert.Eventually(t, func() bool {
 		status, seen := whoami(t, w, "caller-app", external)
 		return status == http.StatusOK && seen["version"] == "v2"
-	}, 30*time.Second, 50*time.Millisecond, "start runs the active deployment again")
+	}, patience, 50*time.Millisecond, "start runs the active deployment again")
 }
 
 // failingDeployment deploys a folder whose app cannot start, as `databricks apps deploy` would, expects the waiter to
 // fail, and returns the app's one deployment, FAILED.
 func failingDeployment(t *testing.T, c *databricks.WorkspaceClient, app, path string) apps.AppDeployment {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	defer cancel()
 	_, err := waitFor[apps.AppDeployment](c.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: app,
 		AppDeployment: apps.AppDeployment{SourceCodePath: path}}))
@@ -190,7 +192,7 @@ func failingDeployment(t *testing.T, c *databricks.WorkspaceClient, app, path st
 // deploy is `databricks apps deploy`: create a deployment and wait for it with the SDK's waiter.
 func deploy(t *testing.T, c *databricks.WorkspaceClient, app, path string) *apps.AppDeployment {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	defer cancel()
 	d, err := waitFor[apps.AppDeployment](c.Apps.Deploy(ctx, apps.CreateAppDeploymentRequest{AppName: app,
 		AppDeployment: apps.AppDeployment{SourceCodePath: path, Mode: apps.AppDeploymentModeSnapshot}}))
@@ -248,16 +250,41 @@ func TestAppListeningPastTheProxyIsWarned(t *testing.T) {
 }
 
 // TestDeploymentThatNeverListensFails: an app that runs but never listens on $DATABRICKS_APP_PORT fails its
-// deployment once the start timeout has passed, and is stopped.
+// deployment once the start timeout has passed, and is stopped. The test ends the wait itself once the app has
+// printed its line, as the timeout would: a second's timeout on a loaded machine could pass before the app printed.
 func TestDeploymentThatNeverListensFails(t *testing.T) {
 	t.Parallel()
-	w, _ := startWorkspace(t, Options{StartTimeout: time.Second, StopGrace: time.Second})
+	timeUp := make(chan struct{})
+	output := &testkit.Buffer{}
+	w, _ := startWorkspace(t, Options{StopGrace: time.Second, AppStdout: output,
+		startWait: func(ctx context.Context) (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancelCause(ctx)
+			go func() {
+				select {
+				case <-timeUp:
+					cancel(context.DeadlineExceeded)
+				case <-ctx.Done():
+				}
+			}()
+			return ctx, func() { cancel(context.Canceled) }
+		}})
 	token := managerToken(t, w)
 	dev := sdkClient(t, w, token)
 	dir := "/Workspace/Users/dev@example.com/silent"
 	uploadTestApp(t, w, token, dir, "silent", "v1")
+	go func() {
+		for !strings.Contains(output.String(), "warming up forever") {
+			select {
+			case <-t.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond): // a polling interval, not a budget
+			}
+		}
+		close(timeUp)
+	}()
 	failed := failingDeployment(t, dev, "caller-app", dir)
 	assert.Contains(t, failed.Status.Message, "did not listen")
+	assert.Contains(t, failed.Status.Message, "context deadline exceeded")
 	assert.Contains(t, failed.Status.Message, "warming up forever", "the app's last output")
 }
 
@@ -276,7 +303,7 @@ func TestDeploymentsAreForManagers(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, body := call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(token))
 		return strings.Contains(string(body), `"state":"CRASHED"`)
-	}, 30*time.Second, 50*time.Millisecond)
+	}, patience, 50*time.Millisecond)
 
 	outsider := m2mToken(t, w, "no-access-service")
 	resp, _ = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app/deployments", bearer(outsider))
@@ -307,7 +334,7 @@ func TestDeploymentStatusShowsTheCommandOnlyToManagers(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, body := call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(token))
 		return strings.Contains(string(body), "Starting app")
-	}, 30*time.Second, 20*time.Millisecond, "the deployment reaches its start")
+	}, patience, 20*time.Millisecond, "the deployment reaches its start")
 
 	_, body = call(t, http.MethodGet, w.URL()+PathApps+"/caller-app", bearer(token))
 	assert.Contains(t, string(body), secretArg, "a manager reads the command the deployment runs")

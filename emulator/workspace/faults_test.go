@@ -224,17 +224,20 @@ func TestFaultDelaysAndStalls(t *testing.T) {
 	})
 	t.Run("a stall until the client gives up", func(t *testing.T) {
 		f := injectFault(t, w, Fault{Path: PathSCIMMe, Stall: true})
-		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-		defer cancel()
-		_, err := me(ctx)
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		ctx, giveUp := context.WithCancel(t.Context())
+		defer giveUp()
+		done := make(chan error, 1)
+		go func() { _, err := me(ctx); done <- err }()
+		require.Eventually(t, func() bool { return f.Hits() == 1 }, patience, 5*time.Millisecond, "the request is held")
+		giveUp()
+		assert.ErrorIs(t, <-done, context.Canceled)
 		assert.Equal(t, 1, f.Hits())
 	})
 	t.Run("clearing releases a stalled request", func(t *testing.T) {
 		f := injectFault(t, w, Fault{Path: PathSCIMMe, Stall: true})
 		done := make(chan int, 1)
 		go func() { status, _ := me(t.Context()); done <- status }()
-		require.Eventually(t, func() bool { return f.Hits() == 1 }, 5*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return f.Hits() == 1 }, patience, 5*time.Millisecond)
 		f.Clear()
 		assert.Equal(t, http.StatusOK, <-done, "passed on as if the fault had not matched")
 	})
@@ -242,7 +245,7 @@ func TestFaultDelaysAndStalls(t *testing.T) {
 		f := injectFault(t, w, Fault{Path: PathSCIMMe, Stall: true})
 		done := make(chan error, 1)
 		go func() { _, err := me(t.Context()); done <- err }()
-		require.Eventually(t, func() bool { return f.Hits() == 1 }, 5*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return f.Hits() == 1 }, patience, 5*time.Millisecond)
 		require.NoError(t, w.Down())
 		assert.Error(t, <-done, "the open connection is closed, with no answer")
 		require.NoError(t, w.Up())
@@ -272,10 +275,15 @@ func TestCloseEndsStalls(t *testing.T) {
 			done <- err
 		}()
 	}
-	require.Eventually(t, func() bool { return stalls[0].Hits()+stalls[1].Hits() == 2 }, 5*time.Second, 5*time.Millisecond)
-	start := time.Now()
-	require.NoError(t, w.Close())
-	assert.Less(t, time.Since(start), 5*time.Second)
+	require.Eventually(t, func() bool { return stalls[0].Hits()+stalls[1].Hits() == 2 }, patience, 5*time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- w.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(patience):
+		t.Fatal("Close waited for the stalled requests")
+	}
 	for range stalls {
 		err := <-done
 		assert.Error(t, err)
@@ -284,28 +292,37 @@ func TestCloseEndsStalls(t *testing.T) {
 }
 
 // An app fault plays the app behind its proxy: every answer the caller's tests need, after the proxy's own checks.
+// The proxy's request timeout is cut short only in a workspace of its own, whose app is never reached: an app that
+// answers must never race a timeout of milliseconds.
 func TestAppFaults(t *testing.T) {
 	t.Parallel()
-	w, _ := startWorkspace(t, Options{RequestTimeout: 100 * time.Millisecond})
+	w, _ := startWorkspace(t, Options{})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
 	api := w.AppURL("api-app")
 	token := m2mToken(t, w, "external-service")
+	short, _ := startWorkspace(t, Options{RequestTimeout: 100 * time.Millisecond})
+	require.NoError(t, short.SetUpstream("api-app", echoApp(t).URL))
 
 	tests := []struct {
-		name   string
-		fault  Fault
-		status int
-		code   string
+		name    string
+		fault   Fault
+		timeout bool // played on the workspace whose request timeout is 100 ms
+		status  int
+		code    string
 	}{
-		{"401", Fault{Status: 401, Message: "token rejected"}, 401, "UNAUTHENTICATED"},
-		{"403", Fault{Status: 403}, 403, "PERMISSION_DENIED"},
-		{"500", Fault{Status: 500}, 500, "INTERNAL_ERROR"},
-		{"502", Fault{Status: 502}, 502, "BAD_GATEWAY"},
-		{"a stall the proxy cuts at its request timeout", Fault{Stall: true}, 504, "GATEWAY_TIMEOUT"},
-		{"a delay longer than the request timeout", Fault{Delay: time.Second, Status: 500}, 504, "GATEWAY_TIMEOUT"},
+		{"401", Fault{Status: 401, Message: "token rejected"}, false, 401, "UNAUTHENTICATED"},
+		{"403", Fault{Status: 403}, false, 403, "PERMISSION_DENIED"},
+		{"500", Fault{Status: 500}, false, 500, "INTERNAL_ERROR"},
+		{"502", Fault{Status: 502}, false, 502, "BAD_GATEWAY"},
+		{"a stall the proxy cuts at its request timeout", Fault{Stall: true}, true, 504, "GATEWAY_TIMEOUT"},
+		{"a delay longer than the request timeout", Fault{Delay: time.Hour, Status: 500}, true, 504, "GATEWAY_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			w, api, token := w, api, token
+			if tt.timeout {
+				w, api, token = short, short.AppURL("api-app"), m2mToken(t, short, "external-service")
+			}
 			tt.fault.App, tt.fault.Path = "api-app", "/api/x"
 			f := injectFault(t, w, tt.fault)
 			resp, body := call(t, http.MethodGet, api+"/api/x", bearer(token))
@@ -500,10 +517,14 @@ func TestHeldRequestsEndWithTheirClient(t *testing.T) {
 	t.Run("the client gives up", func(t *testing.T) {
 		stall, err := w.InjectFault(Fault{Method: http.MethodPost, Path: PathWorkspaceMkdirs, Stall: true})
 		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		defer cancel()
-		require.Error(t, mkdirs(ctx, home+"/after-the-client-left"))
-		require.Eventually(t, ended(1), 10*time.Second, 10*time.Millisecond, "the held request did not end")
+		ctx, giveUp := context.WithCancel(t.Context())
+		defer giveUp()
+		done := make(chan error, 1)
+		go func() { done <- mkdirs(ctx, home+"/after-the-client-left") }()
+		require.Eventually(t, func() bool { return stall.Hits() == 1 }, patience, 10*time.Millisecond, "the request is held")
+		giveUp()
+		require.Error(t, <-done)
+		require.Eventually(t, ended(1), patience, 10*time.Millisecond, "the held request did not end")
 		stall.Clear()
 		assert.False(t, exists(home+"/after-the-client-left"), "the abandoned request ran after all")
 	})
@@ -512,10 +533,10 @@ func TestHeldRequestsEndWithTheirClient(t *testing.T) {
 		require.NoError(t, err)
 		done := make(chan error, 1)
 		go func() { done <- mkdirs(t.Context(), home+"/after-the-workspace-went-down") }()
-		require.Eventually(t, func() bool { return stall.Hits() == 1 }, 10*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return stall.Hits() == 1 }, patience, 10*time.Millisecond)
 		require.NoError(t, w.Down())
 		assert.Error(t, <-done, "Down closes the connections open on the workspace")
-		require.Eventually(t, ended(2), 10*time.Second, 10*time.Millisecond, "the held request outlived Down")
+		require.Eventually(t, ended(2), patience, 10*time.Millisecond, "the held request outlived Down")
 		stall.Clear()
 		require.NoError(t, w.Up())
 		assert.False(t, exists(home+"/after-the-workspace-went-down"), "the request held over Down ran after all")

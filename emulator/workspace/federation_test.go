@@ -45,6 +45,14 @@ func idpToken(t *testing.T, w *Workspace, idp, subject, audience string, lifetim
 	return token
 }
 
+// assertExpiresBetween checks that a token issued between from and to for lifetime expires then: at most a second
+// earlier, as a JWT's exp counts whole seconds. It holds however long the issue took.
+func assertExpiresBetween(t *testing.T, exp, from, to time.Time, lifetime time.Duration) {
+	t.Helper()
+	assert.False(t, exp.Before(from.Add(lifetime).Truncate(time.Second)), "exp %s, issued from %s", exp, from)
+	assert.False(t, exp.After(to.Add(lifetime)), "exp %s, issued by %s", exp, to)
+}
+
 // signAsIdP signs arbitrary claims with an identity provider's own key, for tokens its endpoint would never mint.
 func signAsIdP(t *testing.T, w *Workspace, idp string, claims jwt.MapClaims) string {
 	t.Helper()
@@ -128,6 +136,7 @@ func TestFederationWithTheSDK(t *testing.T) {
 	}
 
 	t.Run("env-oidc, service principal policy", func(t *testing.T) {
+		minted := time.Now()
 		subject := idpToken(t, w, "ci", ciMain, ciAudience, 10*time.Minute)
 		t.Setenv("DATABRICKS_OIDC_TOKEN", subject)
 		token := sdkBearer(t, federatedConfig(w, "env-oidc"))
@@ -137,7 +146,7 @@ func TestFederationWithTheSDK(t *testing.T) {
 		// The Databricks token lives no longer than the subject token.
 		claims, terr := w.issuer.verify(token)
 		require.Nil(t, terr)
-		assert.WithinDuration(t, time.Now().Add(10*time.Minute), claims.ExpiresAt.Time, 5*time.Second)
+		assertExpiresBetween(t, claims.ExpiresAt.Time, minted, time.Now(), 10*time.Minute)
 		assert.Equal(t, "all-apis", claims.Scope)
 	})
 
@@ -429,6 +438,7 @@ func TestIdentityProviderDiscoveryAndJWKS(t *testing.T) {
 	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
 
 	// A verifier that knows only the discovery document and the JWKS accepts the provider's tokens, as Databricks does.
+	minted := time.Now()
 	token := idpToken(t, w, "ci", ciMain, ciAudience, 5*time.Minute)
 	var claims jwt.MapClaims
 	parsed, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return pub, nil },
@@ -439,7 +449,7 @@ func TestIdentityProviderDiscoveryAndJWKS(t *testing.T) {
 	assert.Equal(t, ciAudience, claims["aud"], "a single audience is a string, as GitHub and Entra ID send it")
 	exp, err := claims.GetExpirationTime()
 	require.NoError(t, err)
-	assert.WithinDuration(t, time.Now().Add(5*time.Minute), exp.Time, 5*time.Second)
+	assertExpiresBetween(t, exp.Time, minted, time.Now(), 5*time.Minute)
 
 	entra := idpToken(t, w, "entra", entraApp, "", 0)
 	claims = jwt.MapClaims{}

@@ -151,7 +151,7 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 		w.ports.release(port)
 	}()
 	inst := &Instance{app: s.name, proc: proc, port: port, tail: tail}
-	waitCtx, cancel := context.WithTimeout(ctx, w.startTimeout)
+	waitCtx, cancel := w.startWait(ctx)
 	stopWaiting := context.AfterFunc(w.ctx, cancel) // Close ends the wait too, whoever asked for the start
 	err = proc.WaitListening(waitCtx, "127.0.0.1:"+strconv.Itoa(port))
 	stopWaiting()

@@ -2,7 +2,6 @@ package workspace
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,21 +11,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/databricks/databricks-sdk-go"
+	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/databricks/databricks-sdk-go/service/iam"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
 )
 
 // Every listener of the emulator, the workspace's and each app proxy's, closes a keep-alive connection left idle
 // and one whose request headers never finish, as the app's own server does; without that, idle clients pile up.
+// Each timeout is short in a workspace of its own, so that a request the test does finish never races it.
 func TestListenersCloseIdleAndSlowConnections(t *testing.T) {
 	t.Parallel()
-	w, _ := startWorkspace(t, Options{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
-	listeners := map[string]string{"workspace": w.URL() + PathHostMetadata}
-	for _, a := range w.Config().Apps {
-		listeners["proxy of "+a.Name] = w.AppURL(a.Name) + "/" // a browser path: 302, no app needed
+	idle, _ := startWorkspace(t, Options{IdleTimeout: 100 * time.Millisecond})
+	slow, _ := startWorkspace(t, Options{ReadHeaderTimeout: 100 * time.Millisecond})
+	listeners := func(w *Workspace) map[string]string {
+		l := map[string]string{"workspace": w.URL() + PathHostMetadata}
+		for _, a := range w.Config().Apps {
+			l["proxy of "+a.Name] = w.AppURL(a.Name) + "/" // a browser path: 302, no app needed
+		}
+		return l
 	}
-	for name, target := range listeners {
+	for name, target := range listeners(idle) {
 		host := strings.TrimPrefix(target, "http://")
 		host, path, _ := strings.Cut(host, "/")
 		t.Run(name+": idle keep-alive connection", func(t *testing.T) {
@@ -41,6 +49,10 @@ func TestListenersCloseIdleAndSlowConnections(t *testing.T) {
 			require.False(t, resp.Close, "the server keeps the connection alive")
 			assertClosedByServer(t, conn, br)
 		})
+	}
+	for name, target := range listeners(slow) {
+		host := strings.TrimPrefix(target, "http://")
+		host, path, _ := strings.Cut(host, "/")
 		t.Run(name+": headers that never finish", func(t *testing.T) {
 			conn := dial(t, host)
 			_, err := io.WriteString(conn, "GET /"+path+" HTTP/1.1\r\nHost: "+host+"\r\n")
@@ -52,7 +64,7 @@ func TestListenersCloseIdleAndSlowConnections(t *testing.T) {
 
 func dial(t *testing.T, host string) net.Conn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", host, patience)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
@@ -61,7 +73,7 @@ func dial(t *testing.T, host string) net.Conn {
 // assertClosedByServer waits, up to a bound far above the test's timeouts, for the server to close conn.
 func assertClosedByServer(t *testing.T, conn net.Conn, br *bufio.Reader) {
 	t.Helper()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(patience)))
 	_, err := io.Copy(io.Discard, br) // a 408 or nothing, then EOF
 	var netErr net.Error
 	assert.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the server left the connection open")
@@ -73,7 +85,7 @@ func TestReadTimeoutSparesUpgradedConnections(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{ReadTimeout: 100 * time.Millisecond})
 	require.NoError(t, w.SetUpstream("api-app", echoApp(t).URL))
-	dev := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
+	dev := issueAt(t, w, time.Now(), "dev@example.com", "all-apis") // no request that a 100 ms read timeout could cut
 	resp, conn, br := rawUpgrade(t, w.AppURL("api-app")+"/api/ws", bearer(dev))
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	time.Sleep(300 * time.Millisecond) // three read timeouts
@@ -102,10 +114,11 @@ func TestWorkspaceDownAndUp(t *testing.T) {
 	require.NoError(t, w.Down())
 	require.NoError(t, w.Down(), "down again does nothing")
 	assertClosedByServer(t, open, br)
-	// The SDK retries a refused connection for RetryTimeoutSeconds; the context ends the first wait.
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	_, err = c.CurrentUser.Me(ctx, iam.MeRequest{})
+	// The SDK retries a refused connection for RetryTimeoutSeconds, after one attempt at least: one second here.
+	impatient, err := databricks.NewWorkspaceClient(&databricks.Config{Host: w.URL(), AuthType: "pat", Token: token,
+		RetryTimeoutSeconds: 1, Loaders: []config.Loader{sdkconfig.ExplicitOnly{}}})
+	require.NoError(t, err)
+	_, err = impatient.CurrentUser.Me(t.Context(), iam.MeRequest{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "%v", err)
 	resp, body := call(t, http.MethodGet, w.AppURL("api-app")+"/api/whoami", bearer(token))

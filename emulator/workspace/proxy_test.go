@@ -213,7 +213,7 @@ func TestProxyHeaders(t *testing.T) {
 				}
 			}
 			return len(lines) > 0
-		}, 5*time.Second, 5*time.Millisecond)
+		}, patience, 5*time.Millisecond)
 		require.Len(t, lines, 1, logs.String())
 		for _, want := range []string{"level=DEBUG", `msg="proxy request"`, "app=api-app", "method=GET", "path=/api/logged",
 			"status=200", "user=1001@1234567890123456", "duration="} {
@@ -224,7 +224,7 @@ func TestProxyHeaders(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		assert.Eventually(t, func() bool {
 			return strings.Contains(logs.String(), `level=INFO msg="proxy request" app=api-app method=GET path=/api/refused status=401 user=""`)
-		}, 5*time.Second, 5*time.Millisecond)
+		}, patience, 5*time.Millisecond)
 		assert.NotContains(t, logs.String(), dev)
 	})
 
@@ -268,7 +268,7 @@ func TestProxyWebSocketUpgrade(t *testing.T) {
 	require.NoError(t, conn.Close())
 	assert.Eventually(t, func() bool { // logged once the upgraded connection ends, with the app's 101
 		return strings.Contains(logs.String(), `level=DEBUG msg="proxy request" app=api-app method=GET path=/api/ws status=101`)
-	}, 5*time.Second, 5*time.Millisecond, logs.String())
+	}, patience, 5*time.Millisecond, logs.String())
 
 	resp, _, _ = rawUpgrade(t, w.AppURL("api-app")+"/api/ws", nil)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "upgrades are authenticated like any request")
@@ -352,7 +352,7 @@ func rawProxyRequest(t *testing.T, baseURL, head string) (int, string) {
 	defer conn.Close()
 	_, err = io.WriteString(conn, head+"\r\nConnection: close\r\n\r\n")
 	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(patience)))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -497,7 +497,7 @@ func TestProxyLogsWhatTheAppNeverSees(t *testing.T) {
 		return strings.Contains(logs.String(), "path=/api/refused status=401") &&
 			strings.Contains(logs.String(), "path=/api/other-protocol status=502") &&
 			strings.Contains(logs.String(), "path=/api/unreachable status=502")
-	}, 5*time.Second, 5*time.Millisecond, logs.String())
+	}, patience, 5*time.Millisecond, logs.String())
 	assert.NotContains(t, logs.String(), "/api/forwarded")
 	assert.NotContains(t, logs.String(), "/api/app-error")
 	assert.NotContains(t, logs.String(), sp)

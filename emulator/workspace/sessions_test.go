@@ -31,8 +31,8 @@ func newBrowser(t *testing.T) *browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	return &browser{jar: jar,
-		follow: &http.Client{Jar: jar, Timeout: 10 * time.Second},
-		noFollow: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		follow: &http.Client{Jar: jar, Timeout: patience},
+		noFollow: &http.Client{Jar: jar, Timeout: patience,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 

@@ -22,6 +22,12 @@ import (
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
+// patience bounds every wait of these tests for something that takes milliseconds (a log line, a listener, an
+// answer): long enough that only a hang reaches it, however loaded the machine. No verdict here depends on how fast
+// the machine is; a duration that is what a test is about (a token lifetime, a request timeout) is set apart from
+// every event the test waits for, or played on a fake clock.
+const patience = 2 * time.Minute
+
 // startWorkspace starts the default model on free ports and stops it with the test.
 func startWorkspace(t *testing.T, opts Options) (*Workspace, *testkit.Buffer) {
 	t.Helper()
@@ -40,16 +46,13 @@ func startWorkspace(t *testing.T, opts Options) (*Workspace, *testkit.Buffer) {
 }
 
 // echoApp is a test upstream that answers with the headers it received, so tests assert what the app saw.
-// /slow waits longer than any test timeout; /ws accepts a WebSocket-style upgrade and echoes bytes.
+// /slow answers nothing until its client goes away; /ws accepts a WebSocket-style upgrade and echoes bytes.
 func echoApp(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/slow":
-			select {
-			case <-r.Context().Done():
-			case <-time.After(10 * time.Second):
-			}
+			<-r.Context().Done()
 			return
 		case "/api/ws":
 			conn, brw, err := rw.(http.Hijacker).Hijack()
@@ -178,12 +181,12 @@ func rawUpgrade(t *testing.T, target string, header http.Header) (*http.Response
 	u, err := url.Parse(target)
 	require.NoError(t, err)
 	var d net.Dialer
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	defer cancel()
 	conn, err := d.DialContext(ctx, "tcp", u.Host)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(patience))
 	var b strings.Builder
 	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n", u.RequestURI(), u.Host)
 	for k, vs := range header {

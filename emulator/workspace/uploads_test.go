@@ -183,7 +183,7 @@ func TestConcurrentUploadsPerPrincipal(t *testing.T) {
 		w.disk.mu.Lock()
 		defer w.disk.mu.Unlock()
 		return w.disk.inFlight[strings.TrimPrefix(x, "/Users/")] == maxUploadsPerPrincipal
-	}, 30*time.Second, time.Millisecond, "every upload is in progress")
+	}, patience, time.Millisecond, "every upload is in progress")
 
 	resp, body := send(t, http.MethodPost, w.URL()+PathImportFile+x+"/one-more?overwrite=true", "x", bearer(token))
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, string(body))

@@ -93,6 +93,9 @@ type Options struct {
 	computeHold chan struct{}
 	// ports hands out the apps' ports; nil means the process's own (appPorts). Tests give a workspace its own.
 	ports *portReservations
+	// startWait bounds the wait for a started app to listen: StartTimeout, except in tests, which end it themselves
+	// once the app has shown what they need, rather than guess how long that takes on a loaded machine.
+	startWait func(ctx context.Context) (context.Context, context.CancelFunc)
 }
 
 // Workspace is a running emulated workspace with its app proxies. It is safe for concurrent use.
@@ -108,10 +111,12 @@ type Workspace struct {
 	dataDir string
 	counts  requestCounts
 
-	listenMu sync.Mutex   // guards server, upTimer and listenClosed: Down, Up and Close
+	listenMu sync.Mutex   // guards server, upTimer, afterFunc and listenClosed: Down, Up and Close
 	server   *http.Server // the workspace's own listener; nil while it is down
 	handler  http.Handler // the workspace's routes, which Up serves again
-	upTimer  *time.Timer  // brings the workspace back up after a timed down (the control API's)
+	upTimer  stopper      // brings the workspace back up after a timed down (the control API's)
+	// afterFunc starts upTimer: time.AfterFunc, except in tests, which fire it themselves.
+	afterFunc func(time.Duration, func()) stopper
 	// listenClosed is set once Close has begun: the workspace never listens again.
 	listenClosed bool
 
@@ -139,7 +144,7 @@ type Workspace struct {
 	stateMu       sync.Mutex // guards statePath; one state file write at a time
 	appStdout     *lockedWriter
 	appStderr     *lockedWriter
-	startTimeout  time.Duration
+	startWait     func(ctx context.Context) (context.Context, context.CancelFunc) // Options.startWait
 	stopGrace     time.Duration
 	computeDelay  time.Duration
 	computeHold   chan struct{}
@@ -229,7 +234,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w := &Workspace{
 		appStdout:    &lockedWriter{w: opts.AppStdout},
 		appStderr:    &lockedWriter{w: opts.AppStderr},
-		startTimeout: opts.StartTimeout,
+		startWait:    opts.startWait,
 		stopGrace:    opts.StopGrace,
 		computeDelay: opts.ComputeDelay,
 		computeHold:  opts.computeHold,
@@ -245,6 +250,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		logKeepalive: opts.LogKeepalive,
 		listen:       listen,
 		disk:         newDiskUse(opts.DiskQuota),
+		afterFunc:    func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 	}
 	if w.userEnviron == nil {
 		w.userEnviron = os.Environ()
@@ -253,6 +259,11 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.allowed.Store(&allowedScopes{list: opts.Config.Workspace.allowedAppsUserAPIScopes()})
 	if w.ports == nil {
 		w.ports = appPorts
+	}
+	if w.startWait == nil {
+		w.startWait = func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithTimeout(ctx, opts.StartTimeout)
+		}
 	}
 
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -603,7 +614,7 @@ func (w *Workspace) down(upAfter time.Duration) error {
 		w.logger.Info("workspace down: its listener is closed; the app proxies still serve", "url", w.url)
 	}
 	if upAfter > 0 {
-		w.upTimer = time.AfterFunc(upAfter, func() {
+		w.upTimer = w.afterFunc(upAfter, func() {
 			if err := w.Up(); err != nil && !errors.Is(err, errClosing) {
 				w.logger.Error("bring the workspace up again", "err", err)
 			}
@@ -637,6 +648,9 @@ func (w *Workspace) Up() error {
 	w.logger.Info("workspace up again", "url", w.url)
 	return nil
 }
+
+// stopper is a timer that can be stopped: a *time.Timer.
+type stopper interface{ Stop() bool }
 
 // port is the workspace's own port, the one in its URL.
 func (w *Workspace) port() int {

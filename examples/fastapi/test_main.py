@@ -86,7 +86,7 @@ def user_token(state):
 def m2m_token(state, service_principal):
     """A service principal's token, as the caller's external mode gets it: OAuth client credentials (M2M)."""
     sp = state["service_principals"][service_principal]
-    resp = requests.post(state["workspace_host"] + "/oidc/v1/token", timeout=10,
+    resp = requests.post(state["workspace_host"] + "/oidc/v1/token", timeout=60,
                          auth=(sp["client_id"], sp["client_secret"]),
                          data={"grant_type": "client_credentials", "scope": "all-apis"})
     resp.raise_for_status()
@@ -96,7 +96,7 @@ def m2m_token(state, service_principal):
 def get(url, token=None, **headers):
     if token:
         headers["Authorization"] = "Bearer " + token
-    return requests.get(url, headers=headers, timeout=10, allow_redirects=False)
+    return requests.get(url, headers=headers, timeout=60, allow_redirects=False)
 
 
 def forwarded_user(state, principal_id):

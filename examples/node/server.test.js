@@ -96,7 +96,7 @@ async function m2mToken(name) {
 
 function get(url, token, headers = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
-  return fetch(url, { headers, redirect: 'manual', signal: AbortSignal.timeout(10_000) });
+  return fetch(url, { headers, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
 }
 
 const apiApp = () => state.apps['api-app'].url;

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,7 +28,7 @@ func browserClient(t *testing.T) (*http.Client, func() []string) {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	rec := &recordingTransport{next: &http.Transport{Proxy: nil}}
-	return &http.Client{Jar: jar, Transport: rec, Timeout: 30 * time.Second}, rec.requests
+	return &http.Client{Jar: jar, Transport: rec, Timeout: patience}, rec.requests
 }
 
 type recordingTransport struct {

@@ -170,12 +170,13 @@ func TestMeLogsNoSecrets(t *testing.T) {
 	testkit.AssertNoSecrets(t, logs, ws.State().ServicePrincipals["api-app"].ClientSecret)
 }
 
-// SIGTERM stops new connections but lets a request in flight finish: here one waiting on a slow workspace.
+// SIGTERM stops new connections but lets a request in flight finish: here one waiting on a workspace that holds it
+// until the app has stopped accepting connections, however long that takes.
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	ws, app, browser := meApp(t, nil)
 	status, _ := getMe(t, ws, browser) // warm: the request below waits on its statement, nothing else
 	require.Equal(t, http.StatusOK, status)
-	slow, err := ws.InjectFault(workspace.Fault{Path: workspace.PathStatements, Delay: 700 * time.Millisecond})
+	slow, err := ws.InjectFault(workspace.Fault{Path: workspace.PathStatements, Stall: true})
 	require.NoError(t, err)
 
 	done := make(chan int, 1)
@@ -188,7 +189,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	require.Eventually(t, func() bool { return slow.Hits() > 0 }, 10*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return slow.Hits() > 0 }, patience, 5*time.Millisecond,
 		"the request never reached the workspace")
 
 	stopped := make(chan error, 1)
@@ -200,7 +201,8 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		}
 		conn.Close()
 		return false
-	}, 5*time.Second, 20*time.Millisecond, "the app still accepts connections while shutting down")
+	}, patience, 20*time.Millisecond, "the app still accepts connections while shutting down")
+	slow.Clear() // the workspace answers the request in flight now
 
 	assert.Equal(t, http.StatusOK, <-done)
 	assert.NoError(t, <-stopped)
