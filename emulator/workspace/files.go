@@ -77,9 +77,9 @@ func (w *Workspace) fileRoutes(r chi.Router) {
 	r.Get(PathWorkspaceList, w.handleList())
 	r.Post(PathWorkspaceMkdirs, w.handleMkdirs())
 	r.Post(PathWorkspaceDelete, w.handleDelete())
-	r.Post(PathWorkspaceImport, w.handleImport())
+	r.With(w.boundUploads).Post(PathWorkspaceImport, w.handleImport())
 	r.Get(PathWorkspaceExport, w.handleExport())
-	r.Post(PathImportFile+"/*", w.handleImportFile())
+	r.With(w.boundUploads).Post(PathImportFile+"/*", w.handleImportFile())
 }
 
 // objectPath is a validated workspace path: asked is what the client sent, rel is where the object lives inside the
@@ -417,17 +417,9 @@ func (w *Workspace) handleImportFile() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		who := authFrom(r.Context()).principal
-		done, jerr := w.disk.startUpload(who)
-		if jerr != nil {
-			rw.Header().Set("Retry-After", "1")
-			jsonhttp.WriteError(rw, jerr)
-			return
-		}
-		defer done()
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
 		// Conflict is the files API's answer to an existing file: bundles rely on it for their deploy lock.
-		if jerr := w.writeFile(who, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
+		if jerr := w.writeFile(authFrom(r.Context()).principal, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -521,13 +513,6 @@ type importRequest struct {
 func (w *Workspace) handleImport() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		who := authFrom(r.Context()).principal
-		done, jerr := w.disk.startUpload(who)
-		if jerr != nil {
-			rw.Header().Set("Retry-After", "1")
-			jsonhttp.WriteError(rw, jerr)
-			return
-		}
-		defer done()
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
 		root, err := w.openFiles()
 		if err != nil {

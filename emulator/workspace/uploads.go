@@ -69,6 +69,21 @@ func spaceOf(p objectPath) string {
 
 func homeSpace(who principal) string { return folderUsers + "/" + who.UserName }
 
+// boundUploads counts the upload it guards among its principal's uploads in progress while it runs, or refuses it
+// with 429 and Retry-After when the principal has maxUploadsPerPrincipal already. It runs after requireToken.
+func (w *Workspace) boundUploads(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		done, jerr := w.disk.startUpload(authFrom(r.Context()).principal)
+		if jerr != nil {
+			rw.Header().Set("Retry-After", "1")
+			jsonhttp.WriteError(rw, jerr)
+			return
+		}
+		defer done()
+		next.ServeHTTP(rw, r)
+	})
+}
+
 // startUpload counts an upload of who in progress, or refuses it with 429 when who has maxUploadsPerPrincipal.
 // The caller calls done once the upload has ended.
 func (d *diskUse) startUpload(who principal) (done func(), jerr *jsonhttp.Error) {
