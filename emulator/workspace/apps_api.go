@@ -115,7 +115,7 @@ func (w *Workspace) wire(rec *appRecord, viewer principal) apps.App {
 // wireLocked is wire once the probe is done. Callers hold w.mu.
 func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens bool) apps.App {
 	s := rec.settings()
-	manager := s.has(viewer, PermissionCanManage)
+	manager := w.mayManage(s, viewer)
 	a := apps.App{
 		Id:                       rec.id,
 		Name:                     s.name,

@@ -57,7 +57,7 @@ func (w *Workspace) confusedDeputies() []deputyPath {
 		reached := map[string][]string{} // app -> the apps in between
 		var queue []string
 		for _, name := range order {
-			if settings[name].has(n.p, PermissionCanUse) {
+			if w.mayUse(settings[name], n.p) {
 				reached[name] = nil
 				queue = append(queue, name)
 			}

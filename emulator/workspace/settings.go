@@ -80,12 +80,6 @@ func (w *Workspace) offeredScope(scope string) bool {
 		slices.Contains(w.cfg.Workspace.AllowedAppsUserAPIScopes, scope)
 }
 
-// isWorkspaceAdmin reports whether p may change the workspace's settings. The emulator's admin is the signed-in user
-// (the model's one user with signed_in: true), who also manages the model's apps by default.
-func (w *Workspace) isWorkspaceAdmin(p principal) bool {
-	return p.Kind == w.dir.signedIn.Kind && p.UserName == w.dir.signedIn.UserName
-}
-
 func (w *Workspace) settingRoutes(r chi.Router) {
 	r.Get(PathSettings+"/{name}", w.handleGetSetting())
 	r.Patch(PathSettings+"/{name}", w.handlePatchSetting())
@@ -123,7 +117,7 @@ func (w *Workspace) handlePatchSetting() http.HandlerFunc {
 			return
 		}
 		who := authFrom(r.Context()).principal
-		if !w.isWorkspaceAdmin(who) {
+		if !who.isAdmin() { // workspace settings are the admins' (admins.go)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("%s is not a workspace admin: only admins change workspace settings", who.UserName)})
 			return
