@@ -67,7 +67,7 @@ func TestSandboxedAppStopsGracefully(t *testing.T) {
 	a, err := Start(Spec{Name: "graceful", Command: []string{"sh", "-c", `trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 0.05; done`},
 		Env: []string{"PATH=" + os.Getenv("PATH")}, Stdout: out, Sandbox: &Sandbox{Home: t.TempDir()}})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "up") }, 10*time.Second, 10*time.Millisecond)
-	require.NoError(t, a.Stop(10*time.Second), "it exits on SIGTERM: not killed")
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "up") }, patience, 10*time.Millisecond)
+	require.NoError(t, a.Stop(patience), "it exits on SIGTERM: not killed")
 	assert.Contains(t, out.String(), "got TERM")
 }

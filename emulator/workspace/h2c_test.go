@@ -72,10 +72,10 @@ func h2cUpgrade(t *testing.T, target, token string) (status, body string) {
 	t.Helper()
 	u, err := url.Parse(target)
 	require.NoError(t, err)
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", u.Host, patience)
 	require.NoError(t, err)
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(patience))
 	auth := ""
 	if token != "" {
 		auth = "Authorization: Bearer " + token + "\r\n"

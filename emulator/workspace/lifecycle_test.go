@@ -107,7 +107,7 @@ func TestLifecycleWithTheSDKWaiters(t *testing.T) {
 	require.Eventually(t, func() bool {
 		status, seen := whoami(t, w, "lifecycle", token)
 		return status == http.StatusOK && seen["version"] == "v1"
-	}, 30*time.Second, 20*time.Millisecond, "start runs the active deployment again")
+	}, patience, 20*time.Millisecond, "start runs the active deployment again")
 }
 
 // TestStartBringsBackAnEmulatorRunApp: an app `emulator run` started (StartApp) comes back after apps stop and
@@ -136,7 +136,7 @@ func TestStartBringsBackAnEmulatorRunApp(t *testing.T) {
 	require.Eventually(t, func() bool {
 		status, seen := whoami(t, w, "api-app", external)
 		return status == http.StatusOK && seen["version"] == "run"
-	}, 30*time.Second, 20*time.Millisecond)
+	}, patience, 20*time.Millisecond)
 	a := getApp(t, w, token, "api-app")
 	assert.Equal(t, apps.ApplicationStateRunning, a.AppStatus.State)
 }

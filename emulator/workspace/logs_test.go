@@ -518,5 +518,5 @@ func closeAndWait(t *testing.T, p *appProxy, conn *websocket.Conn) {
 		p.logs.mu.Lock()
 		defer p.logs.mu.Unlock()
 		return len(p.logs.followers) == 0
-	}, 5*time.Second, 5*time.Millisecond)
+	}, patience, 5*time.Millisecond)
 }

@@ -76,7 +76,7 @@ func TestRestartKeepsTheWorkspace(t *testing.T) {
 	require.Eventually(t, func() bool {
 		status, seen := whoami(t, w, "kept", token)
 		return status == http.StatusOK && seen["version"] == "v1"
-	}, 30*time.Second, 20*time.Millisecond, "the deployment that ran runs again")
+	}, patience, 20*time.Millisecond, "the deployment that ran runs again")
 	list, err := dev.Apps.ListDeploymentsAll(ctx, apps.ListAppDeploymentsRequest{AppName: "kept"})
 	require.NoError(t, err)
 	assert.Len(t, list, 1)
