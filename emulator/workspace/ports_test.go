@@ -110,7 +110,6 @@ func TestAPortInUseSaysHowToChooseAnother(t *testing.T) {
 	require.NoError(t, err)
 	defer taken.Close()
 	addr := taken.Addr().String()
-	port := taken.Addr().(*net.TCPAddr).Port
 
 	cfg := DefaultConfig()
 	cfg.Workspace.Host = addr
@@ -119,8 +118,12 @@ func TestAPortInUseSaysHowToChooseAnother(t *testing.T) {
 	assert.Contains(t, err.Error(), "listen for the workspace on "+addr)
 	assert.Contains(t, err.Error(), "choose another port: the model's workspace.host, such as 127.0.0.1:0")
 
+	// The first app's proxy listens on the first app address (addresses.go): hold the port there.
+	takenByApp, err := net.Listen("tcp", net.JoinHostPort(appHost(1), "0"))
+	require.NoError(t, err)
+	defer takenByApp.Close()
 	cfg = DefaultConfig()
-	cfg.Apps[0].Port = port
+	cfg.Apps[0].Port = takenByApp.Addr().(*net.TCPAddr).Port
 	_, err = Start(t.Context(), Options{Config: cfg, DataDir: t.TempDir()})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), fmt.Sprintf("listen for the proxy of app %q", cfg.Apps[0].Name))
