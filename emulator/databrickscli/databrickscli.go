@@ -62,11 +62,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("locate the stand-in: %w", err)
 	}
-	return run(ctx, args, getenv, filepath.Dir(self), stdout, stderr)
+	return run(ctx, args, getenv, self, stdout, stderr)
 }
 
-// run is Run with home, the folder of the stand-in's profile and token cache.
-func run(ctx context.Context, args []string, getenv func(string) string, home string, stdout, stderr io.Writer) error {
+// run is Run with self, the stand-in's own path: its folder holds the profile and the token cache.
+func run(ctx context.Context, args []string, getenv func(string) string, self string, stdout, stderr io.Writer) error {
+	home := filepath.Dir(self)
 	switch {
 	case len(args) == 0 || isHelp(args[0]):
 		_, _ = io.WriteString(stdout, usage)
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, home st
 	case len(args) >= 2 && args[0] == "auth" && args[1] == "token":
 		return authToken(ctx, args[2:], getenv, home, stdout, stderr)
 	case len(args) >= 2 && args[0] == "auth" && args[1] == "login":
-		return authLogin(ctx, args[2:], getenv, home, stdout, stderr)
+		return authLogin(ctx, args[2:], getenv, self, stdout, stderr)
 	}
 	return fmt.Errorf("the emulator's CLI stand-in supports only `version`, `auth token` and `auth login`, not %q (see --help)",
 		strings.Join(args, " "))
@@ -212,8 +213,11 @@ func login(ctx context.Context, auth *u2m.PersistentAuth, arg u2m.OAuthArgument)
 
 // authLogin is `databricks auth login --profile P [--host H] [--scopes a,b]`: it stores the profile, with its
 // scopes as the CLI does since v0.287.0 (none: the default all-apis), and logs in with them, replacing the cached
-// token, so that auth token --profile P returns a token with exactly those scopes.
-func authLogin(ctx context.Context, args []string, getenv func(string) string, home string, stdout, stderr io.Writer) error {
+// token, so that auth token --profile P returns a token with exactly those scopes. A profile it creates names the
+// stand-in (self) as its databricks_cli_path, as the emulator's own profile does, so that the SDK runs the stand-in
+// for it rather than whichever databricks comes first on PATH.
+func authLogin(ctx context.Context, args []string, getenv func(string) string, self string, stdout, stderr io.Writer) error {
+	home := filepath.Dir(self)
 	fs := flag.NewFlagSet("databricks auth login", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profile := fs.String("profile", "", "profile to store in the config file")
@@ -227,7 +231,7 @@ func authLogin(ctx context.Context, args []string, getenv func(string) string, h
 	}
 	cfgFile := configFile(getenv, home)
 	scopes := strings.FieldsFunc(*scopeList, func(r rune) bool { return r == ',' || r == ' ' })
-	h, err := writeProfile(cfgFile, *profile, strings.TrimRight(*host, "/"), strings.Join(scopes, ","))
+	h, err := writeProfile(cfgFile, *profile, strings.TrimRight(*host, "/"), strings.Join(scopes, ","), self)
 	if err != nil {
 		return err
 	}

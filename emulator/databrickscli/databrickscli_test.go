@@ -46,10 +46,13 @@ func newStandIn(t *testing.T, ws *workspace.Workspace) standIn {
 	return standIn{home: home, getenv: func(string) string { return "" }}
 }
 
+// self is where the stand-in would be: its profile and token cache are beside it.
+func (s standIn) self() string { return filepath.Join(s.home, "databricks") }
+
 func (s standIn) run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), args, s.getenv, s.home, &stdout, &stderr)
+	err := run(t.Context(), args, s.getenv, s.self(), &stdout, &stderr)
 	return stdout.String() + stderr.String(), err
 }
 
@@ -134,7 +137,8 @@ func TestAuthLoginWithScopes(t *testing.T) {
 	assert.Equal(t, "Profile scoped was successfully saved\n", out)
 	profile, err := readProfile(cfgFile, "scoped")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"host": ws.URL(), "auth_type": "databricks-cli", "scopes": "sql,file.files"}, profile)
+	assert.Equal(t, map[string]string{"host": ws.URL(), "auth_type": "databricks-cli", "scopes": "sql,file.files",
+		"databricks_cli_path": s.self()}, profile, "the SDK runs the stand-in for the profile, not a databricks on PATH")
 	claims, err := identity.DecodeClaims(s.token(t, "--profile", "scoped").AccessToken)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"sql", "file.files"}, claims.Scopes)
@@ -164,7 +168,7 @@ func TestAuthTokenErrorsNameTheProblem(t *testing.T) {
 	s := newStandIn(t, ws)
 	cfgFile := filepath.Join(s.home, workspace.ProfileFileName)
 	down := fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)) // nothing listens there
-	_, err := writeProfile(cfgFile, "down", down, "")
+	_, err := writeProfile(cfgFile, "down", down, "", "")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(cfgFile, append(must(os.ReadFile(cfgFile)), "\n[nohost]\nauth_type = databricks-cli\n"...), 0o600))
 
@@ -195,30 +199,35 @@ func TestConfigFileLookup(t *testing.T) {
 func TestWriteProfile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), ".databrickscfg")
-	host, err := writeProfile(path, "new", "http://127.0.0.1:9/", "sql")
+	host, err := writeProfile(path, "new", "http://127.0.0.1:9/", "sql", "/opt/emulator/databricks")
 	require.NoError(t, err)
 	assert.Equal(t, "http://127.0.0.1:9", host)
 	info, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	got, err := readProfile(path, "new")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"host": "http://127.0.0.1:9/", "auth_type": "databricks-cli", "scopes": "sql",
+		"databricks_cli_path": "/opt/emulator/databricks"}, got)
 
 	require.NoError(t, os.WriteFile(path, []byte("; mine\n[prod]\nhost = https://w.example\ntoken = dapi#1\n\n"+
 		"[new]\nhost = http://127.0.0.1:9\nauth_type = databricks-cli\nscopes = sql\n"), 0o600))
-	host, err = writeProfile(path, "new", "", "")
+	host, err = writeProfile(path, "new", "", "", "/opt/emulator/databricks")
 	require.NoError(t, err)
 	assert.Equal(t, "http://127.0.0.1:9", host, "the profile's own host")
-	got, err := readProfile(path, "new")
+	got, err = readProfile(path, "new")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"host": "http://127.0.0.1:9", "auth_type": "databricks-cli"}, got)
+	assert.Equal(t, map[string]string{"host": "http://127.0.0.1:9", "auth_type": "databricks-cli"}, got,
+		"an existing profile keeps its own settings")
 	prod, err := readProfile(path, "prod")
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"host": "https://w.example", "token": "dapi#1"}, prod, "another profile is kept, # and all")
 	assert.True(t, strings.HasPrefix(string(must(os.ReadFile(path))), "; mine\n"), "comments are kept")
 
-	_, err = writeProfile(path, "other", "", "sql")
+	_, err = writeProfile(path, "other", "", "sql", "")
 	assert.ErrorContains(t, err, "pass --host to create it")
 	require.NoError(t, os.WriteFile(path, []byte("[bare]\nauth_type = databricks-cli\n"), 0o600))
-	_, err = writeProfile(path, "bare", "", "")
+	_, err = writeProfile(path, "bare", "", "", "")
 	assert.ErrorContains(t, err, `profile "bare" in `+path+" has no host: pass --host")
 }
 

@@ -27,10 +27,11 @@ func readProfile(path, profile string) (map[string]string, error) {
 }
 
 // writeProfile sets host (when given) and scopes in profile's section of the .databrickscfg at path, adding the
-// section when there is none, and returns the profile's host. An empty scopes removes the key: the default
+// section when there is none (with auth_type databricks-cli and cliPath as its databricks_cli_path), and returns the
+// profile's host. An empty scopes removes the key: the default
 // all-apis. The rest of the file is kept; it is written as the Databricks CLI writes it (gopkg.in/ini.v1, the SDK's
 // INI library), replaced in one rename, owner-only.
-func writeProfile(path, profile, host, scopes string) (string, error) {
+func writeProfile(path, profile, host, scopes, cliPath string) (string, error) {
 	f, err := config.LoadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -45,6 +46,9 @@ func writeProfile(path, profile, host, scopes string) (string, error) {
 		}
 		section = f.Section(profile)
 		section.Key("auth_type").SetValue("databricks-cli")
+		if cliPath != "" {
+			section.Key("databricks_cli_path").SetValue(cliPath)
+		}
 	}
 	if host != "" {
 		section.Key("host").SetValue(host)
