@@ -165,7 +165,7 @@ type Workspace struct {
 	prof      *Profile
 	closeErr  error
 	closed    sync.Once
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // the servers and the isolation check: Close waits for them
 }
 
 // Start validates the model, listens on 127.0.0.1 for the workspace and on a loopback address of its own for each
@@ -331,8 +331,9 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.warnConfusedDeputies() // the apps as they are now: the model's, and those a lasting workspace kept
 	w.grants.startSweeping(sweepInterval)
 	// Beside the start: the check starts the emulator's own executable in new namespaces, some 25 ms for a binary
-	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it).
-	go w.reportIsolation()
+	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it). Close
+	// waits for it, so that the check's temp folder is removed even when the workspace closes at once.
+	w.wg.Go(w.reportIsolation)
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID,
 		"data", w.dataDir, "lasting", !w.removeDataDir)
