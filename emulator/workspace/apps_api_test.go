@@ -210,7 +210,7 @@ func TestScopesChangeLive(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &seen))
 	forwarded := seen.Headers.Get("X-Forwarded-Access-Token")
 	require.NotEmpty(t, forwarded)
-	claims, terr := w.issuer.verify(forwarded)
+	claims, terr := w.auth.issuer.verify(forwarded)
 	require.Nil(t, terr)
 	assert.Equal(t, "sql", claims.Scope, "the forwarded token carries the new scopes")
 }

@@ -3,11 +3,30 @@ package workspace
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
 )
+
+// authServer is the workspace's OAuth authorization server (/oidc/*, oidc.go and federation.go) and the identity
+// providers that federation trusts (/idp/*, idp.go). It also authenticates the bearer tokens of every other route
+// (requireToken) and of the app proxies. Its state lives in the parts it holds, each with its own lock: the issuer's
+// keys, the grants (codes, refresh tokens, revocations), the federation's providers and policies.
+type authServer struct {
+	url        string // the workspace's, which the discovery documents name
+	cfg        Config
+	dir        *directory
+	issuer     *issuer
+	grants     *grants
+	federation *federation
+	sessions   *sessions // a revocation ends the user's browser sessions too
+	logger     *slog.Logger
+	// appScope reports whether an app of the workspace asks for a scope in its user_api_scopes now: such a scope
+	// is known to authorize and the token endpoint.
+	appScope func(scope string) bool
+}
 
 // authResult is who a bearer token speaks for.
 type authResult struct {
@@ -20,7 +39,7 @@ type authResult struct {
 
 // authenticate checks the request's bearer token. It returns (nil, nil) when the request carries none, so callers
 // can tell "no token" (401 without a challenge) from "bad token" (401 with WWW-Authenticate).
-func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
+func (a *authServer) authenticate(r *http.Request) (*authResult, *tokenError) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		return nil, nil
@@ -34,44 +53,44 @@ func (w *Workspace) authenticate(r *http.Request) (*authResult, *tokenError) {
 		return nil, &tokenError{"the Authorization header must be \"Bearer <OAuth access token>\""}
 	}
 	h := hashToken(token)
-	claims, terr := w.issuer.verifyHashed(token, h)
+	claims, terr := a.issuer.verifyHashed(token, h)
 	if terr != nil {
-		if hint := w.federationHint(token); hint != nil {
+		if hint := a.federationHint(token); hint != nil {
 			return nil, hint
 		}
 		return nil, terr
 	}
 	// The principal and the revocations are looked up on every request, cached verification or not: a deleted app's
 	// service principal, a replayed authorization code or a revocation of the principal's tokens stops them at once.
-	p, known := w.dir.subject(claims.Subject)
+	p, known := a.dir.subject(claims.Subject)
 	if !known {
 		return nil, &tokenError{"the token's principal does not exist in this workspace"}
 	}
-	if w.grants.isRevoked(claims.Grant) {
+	if a.grants.isRevoked(claims.Grant) {
 		return nil, &tokenError{"the token was revoked: its authorization code was used twice; log in again"}
 	}
-	if w.grants.revokedSince(p.UserName, claims.Generation) {
+	if a.grants.revokedSince(p.UserName, claims.Generation) {
 		return nil, &tokenError{"the token was revoked, with every other token issued to " + p.UserName +
 			" until then; get a new one"}
 	}
 	return &authResult{principal: p, claims: claims, token: token, tokenHash: h}, nil
 }
 
-// RevokeTokens revokes every token issued so far to a principal (a user's name, or a service principal's application
+// revokeTokens is [Workspace.RevokeTokens]: it revokes every token issued so far to a principal (a user's name, or a service principal's application
 // id or name), as an admin does after a leak: its access tokens, the proxies' forwarded tokens of a user and its
 // refresh tokens stop working at once, at the workspace's APIs and at every app's proxy, and a user's browser
 // sessions end. What was granted before and is used after is refused too: an authorization code or a sign-in code
 // not yet redeemed, and a redemption or a refresh under way, whose tokens carry the generation of their grant.
 // Tokens issued afterwards work. Cached verifications do not matter: revocation is checked on every request (see
 // authenticate).
-func (w *Workspace) RevokeTokens(name string) error {
-	p, ok := w.dir.named(name)
+func (a *authServer) revokeTokens(name string) error {
+	p, ok := a.dir.named(name)
 	if !ok {
 		return fmt.Errorf("revoke tokens: no user or service principal %q in the workspace", name)
 	}
-	refreshTokens := w.grants.revokeSubject(p.UserName)
-	browserSessions := w.sessions.endUser(p.UserName)
-	w.logger.Info("revoked every token of a principal", "principal", p.UserName, "refresh_tokens", refreshTokens,
+	refreshTokens := a.grants.revokeSubject(p.UserName)
+	browserSessions := a.sessions.endUser(p.UserName)
+	a.logger.Info("revoked every token of a principal", "principal", p.UserName, "refresh_tokens", refreshTokens,
 		"browser_sessions", browserSessions)
 	return nil
 }
@@ -79,9 +98,9 @@ func (w *Workspace) RevokeTokens(name string) error {
 type authKey struct{}
 
 // requireToken guards the workspace REST APIs: 401 in the Databricks shape without a valid token.
-func (w *Workspace) requireToken(next http.Handler) http.Handler {
+func (a *authServer) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		res, terr := w.authenticate(r)
+		res, terr := a.authenticate(r)
 		if res == nil {
 			if terr == nil {
 				writeUnauthorized(rw, "Credential was not sent or was of an unsupported type for this API.", false)

@@ -62,7 +62,7 @@ func BenchmarkAuthorize(b *testing.B) {
 			defer w.Close()
 			kept := map[string]bool{}
 			for i := range outstanding {
-				code, _ := w.grants.newCode(authCode{clientID: "c", redirectURI: fmt.Sprintf("http://localhost:%d", 1+i)})
+				code, _ := w.auth.grants.newCode(authCode{clientID: "c", redirectURI: fmt.Sprintf("http://localhost:%d", 1+i)})
 				kept[code] = true
 			}
 			handler := w.routes()
@@ -76,13 +76,13 @@ func BenchmarkAuthorize(b *testing.B) {
 				}
 				if n++; n%maxCodesPerTarget == 0 { // keep the outstanding count where the sub-benchmark says
 					b.StopTimer()
-					w.grants.mu.Lock()
-					for code := range maps.Keys(w.grants.codes) {
+					w.auth.grants.mu.Lock()
+					for code := range maps.Keys(w.auth.grants.codes) {
 						if !kept[code] {
-							w.grants.forgetCodeLocked(code)
+							w.auth.grants.forgetCodeLocked(code)
 						}
 					}
-					w.grants.mu.Unlock()
+					w.auth.grants.mu.Unlock()
 					b.StartTimer()
 				}
 			}

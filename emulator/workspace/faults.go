@@ -303,7 +303,7 @@ func (w *Workspace) playFaults(next http.Handler) http.Handler {
 			return
 		}
 		f, hit := w.faults.match("", r, func() (principal, bool) {
-			res, _ := w.authenticate(r)
+			res, _ := w.auth.authenticate(r)
 			if res == nil {
 				return principal{}, false
 			}

@@ -86,7 +86,7 @@ type federated struct {
 //
 // Databricks does not document its status codes for refusals here; the emulator answers an unacceptable subject
 // token as RFC 6749 answers an unacceptable grant, 400 invalid_grant, and says which check failed.
-func (w *Workspace) tokenExchange(rw http.ResponseWriter, r *http.Request) {
+func (a *authServer) tokenExchange(rw http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	for _, name := range []string{"subject_token", "subject_token_type", "client_id", "scope"} {
 		if len(f[name]) > 1 {
@@ -119,46 +119,46 @@ func (w *Workspace) tokenExchange(rw http.ResponseWriter, r *http.Request) {
 	if len(scopes) == 0 {
 		scopes = []string{ScopeAllAPIs}
 	}
-	if problem := w.scopeProblem(scopes); problem != "" {
+	if problem := a.scopeProblem(scopes); problem != "" {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
 		return
 	}
-	who, eerr := w.federate(subjectToken, f.Get("client_id"))
+	who, eerr := a.federate(subjectToken, f.Get("client_id"))
 	if eerr != nil {
 		attrs := []any{"error", eerr.code, "reason", eerr.description}
 		if id := f.Get("client_id"); id != "" {
-			_, known := w.dir.servicePrincipal(id)
+			_, known := a.dir.servicePrincipal(id)
 			attrs = append(attrs, "client_id", loggableClientID(id, known))
 		}
-		w.logger.Warn("token exchange refused", attrs...)
+		a.logger.Warn("token exchange refused", attrs...)
 		writeOAuthError(rw, eerr.status, eerr.code, eerr.description)
 		return
 	}
-	w.logger.Info("exchanged an identity provider token", "issuer", who.issuer, "subject", who.subject,
+	a.logger.Info("exchanged an identity provider token", "issuer", who.issuer, "subject", who.subject,
 		"policy", who.policy, "principal", who.principal.UserName)
 	// The token lives no longer than the subject token, as Databricks derives its lifetime from it.
-	w.writeToken(rw, who.principal, who.clientID, "", scopes, "", who.expires)
+	a.writeToken(rw, who.principal, who.clientID, "", scopes, "", who.expires)
 }
 
 // federate checks a subject token against the identity providers and the federation policies.
-func (w *Workspace) federate(token, clientID string) (federated, *exchangeError) {
+func (a *authServer) federate(token, clientID string) (federated, *exchangeError) {
 	parsed, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
 	if err != nil {
 		return federated{}, &exchangeError{http.StatusBadRequest, "invalid_request",
 			"subject_token is not a JWT: send the token your identity provider issued, as it issued it"}
 	}
 	iss, _ := parsed.Claims.GetIssuer()
-	idp, ok := w.federation.byIssuer[iss]
+	idp, ok := a.federation.byIssuer[iss]
 	if !ok {
-		if iss == w.issuer.iss {
+		if iss == a.issuer.iss {
 			return federated{}, refuse("the subject token is already this workspace's OAuth token: send it as the " +
 				"bearer token, there is nothing to exchange")
 		}
 		return federated{}, refuse("the subject token's issuer %q is not trusted: the emulated workspace federates "+
 			"only its own identity providers (%s), whose issuer URLs are in the state file", truncate(iss, 200),
-			strings.Join(w.federation.names(), ", "))
+			strings.Join(a.federation.names(), ", "))
 	}
-	claims, err := idp.verify(token, w.issuer.now)
+	claims, err := idp.verify(token, a.issuer.now)
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -174,25 +174,25 @@ func (w *Workspace) federate(token, clientID string) (federated, *exchangeError)
 		return federated{}, refuse("the subject token is not valid: %s", jwtProblem(err))
 	}
 
-	policies, whose := w.federation.account, "the account's federation policies"
+	policies, whose := a.federation.account, "the account's federation policies"
 	var sp ServicePrincipal
 	if clientID != "" {
-		if sp, ok = w.dir.servicePrincipal(clientID); !ok {
+		if sp, ok = a.dir.servicePrincipal(clientID); !ok {
 			return federated{}, &exchangeError{http.StatusUnauthorized, "invalid_client",
 				"client_id names no service principal of this workspace: send the application id of the service " +
 					"principal whose federation policy trusts the token, or no client_id for an account-wide policy"}
 		}
-		policies, whose = w.federation.bySP[clientID], fmt.Sprintf("the federation policies of service principal %s", sp.Name)
+		policies, whose = a.federation.bySP[clientID], fmt.Sprintf("the federation policies of service principal %s", sp.Name)
 	}
 	trusting := slices.DeleteFunc(slices.Clone(policies), func(p FederationPolicy) bool { return p.Issuer != idp.cfg.Name })
 	if len(trusting) == 0 {
 		return federated{}, refuse("no federation policy matches: none of %s trusts issuer %s%s", whose, idp.iss,
-			w.federation.elsewhere(idp.cfg.Name, clientID))
+			a.federation.elsewhere(idp.cfg.Name, clientID))
 	}
 	aud, _ := claims.GetAudience()
 	var accepted []string
 	matchesAudience := slices.DeleteFunc(slices.Clone(trusting), func(p FederationPolicy) bool {
-		audiences := w.federation.audiences(p)
+		audiences := a.federation.audiences(p)
 		accepted = append(accepted, audiences...)
 		return !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(audiences, a) })
 	})
@@ -213,10 +213,10 @@ func (w *Workspace) federate(token, clientID string) (federated, *exchangeError)
 		switch {
 		case value == "":
 		case clientID != "" && value == p.Subject:
-			who.principal, _ = w.dir.subject(sp.ApplicationID)
+			who.principal, _ = a.dir.subject(sp.ApplicationID)
 			return who, nil
 		case clientID == "":
-			if who.principal, ok = w.dir.subject(value); ok {
+			if who.principal, ok = a.dir.subject(value); ok {
 				if who.principal.Kind == identity.KindServicePrincipal {
 					who.clientID = who.principal.UserName
 				}
@@ -299,7 +299,7 @@ func jwtProblem(err error) string {
 // Databricks does not exchange tokens on the server side, so the client must exchange it first (token
 // federation). It returns nil for any other token, a JWT of another Databricks workspace included (issuer
 // <host>/oidc), which the generic "not issued by this workspace" describes better.
-func (w *Workspace) federationHint(token string) *tokenError {
+func (a *authServer) federationHint(token string) *tokenError {
 	if len(token) > identity.MaxTokenLen {
 		return nil
 	}
@@ -308,18 +308,18 @@ func (w *Workspace) federationHint(token string) *tokenError {
 		return nil
 	}
 	iss, _ := parsed.Claims.GetIssuer()
-	if iss == "" || iss == w.issuer.iss || strings.HasSuffix(iss, "/oidc") {
+	if iss == "" || iss == a.issuer.iss || strings.HasSuffix(iss, "/oidc") {
 		return nil
 	}
 	from := fmt.Sprintf("an identity provider (%s)", truncate(iss, 200))
-	if idp, ok := w.federation.byIssuer[iss]; ok {
+	if idp, ok := a.federation.byIssuer[iss]; ok {
 		from = fmt.Sprintf("identity provider %s (%s)", idp.cfg.Name, iss)
 	}
 	return &tokenError{fmt.Sprintf("the token was issued by %s, not by this workspace. Databricks does not "+
 		"exchange tokens on the server side: exchange it for a Databricks OAuth token first (token federation), "+
 		"POST %s with grant_type=%s, subject_token_type=%s, the token as subject_token and, for a service "+
 		"principal's federation policy, its application id as client_id (the SDK's env-oidc and file-oidc auth "+
-		"types do this), then send the Databricks token", from, w.url+PathToken, GrantTokenExchange, TokenTypeJWT)}
+		"types do this), then send the Databricks token", from, a.url+PathToken, GrantTokenExchange, TokenTypeJWT)}
 }
 
 var (

@@ -56,7 +56,7 @@ func assertExpiresBetween(t *testing.T, exp, from, to time.Time, lifetime time.D
 // signAsIdP signs arbitrary claims with an identity provider's own key, for tokens its endpoint would never mint.
 func signAsIdP(t *testing.T, w *Workspace, idp string, claims jwt.MapClaims) string {
 	t.Helper()
-	p := w.federation.byName[idp]
+	p := w.auth.federation.byName[idp]
 	key, kid, err := p.signingKey()
 	require.NoError(t, err)
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
@@ -77,7 +77,7 @@ func foreignToken(t *testing.T, claims jwt.MapClaims) string {
 }
 
 func idpClaims(w *Workspace, idp, sub, aud string, exp time.Time) jwt.MapClaims {
-	return jwt.MapClaims{"iss": w.federation.byName[idp].iss, "sub": sub, "aud": aud,
+	return jwt.MapClaims{"iss": w.auth.federation.byName[idp].iss, "sub": sub, "aud": aud,
 		"iat": exp.Add(-time.Hour).Unix(), "exp": exp.Unix()}
 }
 
@@ -144,7 +144,7 @@ func TestFederationWithTheSDK(t *testing.T) {
 		asApp(t, token, "2005", federatedServiceID(w))
 
 		// The Databricks token lives no longer than the subject token.
-		claims, terr := w.issuer.verify(token)
+		claims, terr := w.auth.issuer.verify(token)
 		require.Nil(t, terr)
 		assertExpiresBetween(t, claims.ExpiresAt.Time, minted, time.Now(), 10*time.Minute)
 		assert.Equal(t, "all-apis", claims.Scope)
@@ -264,7 +264,7 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		{"expired", with(signAsIdP(t, w, "ci", idpClaims(w, "ci", ciMain, ciAudience, now.Add(-time.Minute))), sp, nil),
 			400, "invalid_grant", "expired", false},
 		{"no expiry", with(signAsIdP(t, w, "ci", noExp), sp, nil), 400, "invalid_grant", "no exp", false},
-		{"not valid yet", with(signAsIdP(t, w, "ci", jwt.MapClaims{"iss": w.federation.byName["ci"].iss, "sub": ciMain,
+		{"not valid yet", with(signAsIdP(t, w, "ci", jwt.MapClaims{"iss": w.auth.federation.byName["ci"].iss, "sub": ciMain,
 			"aud": ciAudience, "nbf": now.Add(time.Hour).Unix(), "exp": now.Add(2 * time.Hour).Unix()}), sp, nil),
 			400, "invalid_grant", "not valid yet", false},
 		{"tampered claims", with(tampered, sp, nil), 400, "invalid_grant", "signature does not verify", false},
@@ -370,7 +370,7 @@ func TestIdentityProviderTokenAtTheProxy(t *testing.T) {
 		name, token, mentions string
 		federation            bool
 	}{
-		{"the emulator's identity provider", ci, "identity provider ci (" + w.federation.byName["ci"].iss + ")", true},
+		{"the emulator's identity provider", ci, "identity provider ci (" + w.auth.federation.byName["ci"].iss + ")", true},
 		{"an expired one", signAsIdP(t, w, "ci", idpClaims(w, "ci", ciMain, ciAudience, now.Add(-time.Minute))), "identity provider ci", true},
 		{"an Entra ID token", foreignToken(t, jwt.MapClaims{"iss": "https://login.microsoftonline.com/tenant-id/v2.0",
 			"aud": "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d", "sub": "someone", "exp": now.Add(time.Hour).Unix()}),

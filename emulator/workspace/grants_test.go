@@ -58,14 +58,14 @@ func expiredCodes(g *grants, n int) {
 func TestAuthorizeLeavesExpiredCodesToTheSweeper(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
-	expiredCodes(w.grants, 1000)
+	expiredCodes(w.auth.grants, 1000)
 
 	require.NotEmpty(t, authorizeOnce(t, w).Get("code"))
-	codes, _ := w.grants.outstanding()
+	codes, _ := w.auth.grants.outstanding()
 	assert.Equal(t, 1001, codes, "authorize swept the other codes")
 
-	w.grants.sweep()
-	codes, _ = w.grants.outstanding()
+	w.auth.grants.sweep()
+	codes, _ = w.auth.grants.outstanding()
 	assert.Equal(t, 1, codes, "the sweep keeps only the live code")
 }
 
@@ -104,10 +104,10 @@ func TestSweeperForgetsExpiredGrantsUntilStopped(t *testing.T) {
 func TestCloseStopsTheSweeper(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
-	require.NotNil(t, w.grants.swept, "Start starts the sweeper")
+	require.NotNil(t, w.auth.grants.swept, "Start starts the sweeper")
 	require.NoError(t, w.Close())
 	select {
-	case <-w.grants.swept:
+	case <-w.auth.grants.swept:
 	default:
 		t.Fatal("the sweeper still runs after Close")
 	}
@@ -130,22 +130,22 @@ func TestAuthorizeCapsCodesPerTarget(t *testing.T) {
 	assert.Contains(t, q.Get("error_description"), "100 authorization codes for this client and redirect URI")
 	assert.Equal(t, "s", q.Get("state"))
 	assert.Empty(t, q.Get("code"))
-	codes, _ := w.grants.outstanding()
+	codes, _ := w.auth.grants.outstanding()
 	assert.Equal(t, maxCodesPerTarget, codes)
 	assert.NotEmpty(t, authorizeOnce(t, w, "http://localhost:8021").Get("code"), "another port is another target")
 	assert.NotEmpty(t, authorizeOnce(t, w, "http://127.0.0.1:8020").Get("code"), "another host is another target")
 	assert.Equal(t, "temporarily_unavailable", authorizeOnce(t, w, pkceRedirect+"/other/path").Get("error"),
 		"the path is no other target")
 
-	_, ok, _ := w.grants.redeem(last)
+	_, ok, _ := w.auth.grants.redeem(last)
 	require.True(t, ok)
 	assert.Equal(t, "temporarily_unavailable", authorizeOnce(t, w).Get("error"),
 		"an exchanged code is kept until it expires, to detect a replay")
 
-	w.grants.mu.Lock()
-	w.grants.now = func() time.Time { return time.Now().Add(codeLifetime + time.Second) }
-	w.grants.mu.Unlock()
-	w.grants.sweep()
+	w.auth.grants.mu.Lock()
+	w.auth.grants.now = func() time.Time { return time.Now().Add(codeLifetime + time.Second) }
+	w.auth.grants.mu.Unlock()
+	w.auth.grants.sweep()
 	assert.NotEmpty(t, authorizeOnce(t, w).Get("code"), "once the codes expire, authorize approves again")
 }
 
@@ -200,7 +200,7 @@ func TestRefreshTokensExpire(t *testing.T) {
 		w, _ := startWorkspace(t, Options{})
 		before := time.Now()
 		refresh := pkceLogin(t, w, "offline_access sql")["refresh_token"].(string)
-		grant, ok := w.grants.lookupRefresh(refresh, CLIClientID)
+		grant, ok := w.auth.grants.lookupRefresh(refresh, CLIClientID)
 		require.True(t, ok)
 		assert.False(t, grant.expires.Before(before.Add(30*24*time.Hour)), grant.expires)
 		assert.False(t, grant.expires.After(time.Now().Add(30*24*time.Hour)), grant.expires)
@@ -212,7 +212,7 @@ func TestRefreshTokensExpire(t *testing.T) {
 			"refresh_token": {refresh}})
 		assert.Equal(t, http.StatusBadRequest, status)
 		assert.Equal(t, "Refresh token is invalid", answer.Description)
-		_, refreshTokens := w.grants.outstanding()
+		_, refreshTokens := w.auth.grants.outstanding()
 		assert.Zero(t, refreshTokens, "an expired refresh token is forgotten when used")
 	})
 	t.Run("a negative lifetime is refused", func(t *testing.T) {
@@ -272,7 +272,7 @@ func TestRefreshTokenRotation(t *testing.T) {
 		status, answer, _ = refreshWith(t, w, r1)
 		require.Equal(t, http.StatusOK, status)
 		assert.NotEqual(t, r1, answer.RefreshToken)
-		_, refreshTokens := w.grants.outstanding()
+		_, refreshTokens := w.auth.grants.outstanding()
 		assert.Equal(t, 1, refreshTokens, "rotation replaces, it does not pile up")
 	})
 

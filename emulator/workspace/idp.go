@@ -147,28 +147,28 @@ func jwkThumbprint(pub *rsa.PublicKey) string {
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // identityProviderRoutes serves one identity provider under /idp/{idp}: discovery, JWKS and the mint endpoint.
-func (w *Workspace) identityProviderRoutes(r chi.Router) {
+func (a *authServer) identityProviderRoutes(r chi.Router) {
 	r.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-			if _, ok := w.federation.byName[chi.URLParam(req, "idp")]; !ok {
+			if _, ok := a.federation.byName[chi.URLParam(req, "idp")]; !ok {
 				jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 					Message: fmt.Sprintf("no identity provider %q", truncate(chi.URLParam(req, "idp"), 100)),
-					Fix:     "the model's identity_providers are " + strings.Join(w.federation.names(), ", ")})
+					Fix:     "the model's identity_providers are " + strings.Join(a.federation.names(), ", ")})
 				return
 			}
 			next.ServeHTTP(rw, req)
 		})
 	})
-	r.Get(PathIdPDiscovery, w.handleIdPDiscovery())
-	r.Get(PathIdPJWKS, w.handleIdPJWKS())
-	r.Post(PathIdPToken, w.handleIdPToken())
+	r.Get(PathIdPDiscovery, a.handleIdPDiscovery())
+	r.Get(PathIdPJWKS, a.handleIdPJWKS())
+	r.Post(PathIdPToken, a.handleIdPToken())
 }
 
-func (w *Workspace) idpOf(r *http.Request) *identityProvider {
-	return w.federation.byName[chi.URLParam(r, "idp")]
+func (a *authServer) idpOf(r *http.Request) *identityProvider {
+	return a.federation.byName[chi.URLParam(r, "idp")]
 }
 
-func (w *Workspace) handleIdPDiscovery() http.HandlerFunc {
+func (a *authServer) handleIdPDiscovery() http.HandlerFunc {
 	type response struct {
 		Issuer          string   `json:"issuer"`
 		JWKSURI         string   `json:"jwks_uri"`
@@ -179,7 +179,7 @@ func (w *Workspace) handleIdPDiscovery() http.HandlerFunc {
 		ClaimsSupported []string `json:"claims_supported"`
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
-		p := w.idpOf(r)
+		p := a.idpOf(r)
 		claims := []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti"}
 		for _, s := range p.cfg.Subjects {
 			for k := range s.Claims {
@@ -196,7 +196,7 @@ func (w *Workspace) handleIdPDiscovery() http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) handleIdPJWKS() http.HandlerFunc {
+func (a *authServer) handleIdPJWKS() http.HandlerFunc {
 	type jwk struct {
 		Kty string `json:"kty"`
 		Use string `json:"use"`
@@ -206,9 +206,9 @@ func (w *Workspace) handleIdPJWKS() http.HandlerFunc {
 		E   string `json:"e"`
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
-		key, kid, err := w.idpOf(r).signingKey()
+		key, kid, err := a.idpOf(r).signingKey()
 		if err != nil {
-			w.logger.Error("identity provider key", "err", err)
+			a.logger.Error("identity provider key", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
 				Message: "the identity provider has no signing key"})
 			return
@@ -222,7 +222,7 @@ func (w *Workspace) handleIdPJWKS() http.HandlerFunc {
 // handleIdPToken mints a token of the identity provider: form fields subject (one of its subjects), audience (the
 // account id by default, as a federation policy's audiences) and lifetime (a Go duration, 1h by default). A real
 // provider authenticates the workload first; the emulator only serves the local machine instead.
-func (w *Workspace) handleIdPToken() http.HandlerFunc {
+func (a *authServer) handleIdPToken() http.HandlerFunc {
 	type response struct {
 		IDToken   string `json:"id_token"`
 		ExpiresIn int64  `json:"expires_in"`
@@ -237,7 +237,7 @@ func (w *Workspace) handleIdPToken() http.HandlerFunc {
 			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "the form body could not be parsed")
 			return
 		}
-		p := w.idpOf(r)
+		p := a.idpOf(r)
 		f := r.PostForm
 		s, ok := p.subject(f.Get("subject"))
 		if !ok {
@@ -248,7 +248,7 @@ func (w *Workspace) handleIdPToken() http.HandlerFunc {
 		}
 		audience := f.Get("audience")
 		if audience == "" {
-			audience = w.cfg.Workspace.AccountID
+			audience = a.cfg.Workspace.AccountID
 		}
 		if audience == "" {
 			writeOAuthError(rw, http.StatusBadRequest, "invalid_request",
@@ -265,13 +265,13 @@ func (w *Workspace) handleIdPToken() http.HandlerFunc {
 			}
 			lifetime = d
 		}
-		token, expires, err := p.mint(s, audience, w.issuer.now(), lifetime)
+		token, expires, err := p.mint(s, audience, a.issuer.now(), lifetime)
 		if err != nil {
-			w.logger.Error("mint an identity token", "err", err)
+			a.logger.Error("mint an identity token", "err", err)
 			writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")
 			return
 		}
-		w.logger.Info("identity provider issued a token", "issuer", p.cfg.Name, "subject", s.Sub,
+		a.logger.Info("identity provider issued a token", "issuer", p.cfg.Name, "subject", s.Sub,
 			"audience", audience, "expires", expires.Format(time.RFC3339))
 		rw.Header().Set("Cache-Control", "no-store")
 		jsonhttp.Write(rw, http.StatusOK, response{IDToken: token, ExpiresIn: int64(lifetime / time.Second)})

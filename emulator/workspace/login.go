@@ -215,7 +215,7 @@ func (w *Workspace) readSignInForm(rw http.ResponseWriter, r *http.Request, form
 // finishSignIn sends the browser back to the app's proxy with a one-time code for the session.
 func (w *Workspace) finishSignIn(rw http.ResponseWriter, r *http.Request, t signInTarget, who principal, scopes []string) {
 	session := browserSession{origin: t.app.url, user: who, scopes: scopes,
-		clientID: t.app.settings.Load().servicePrincipal.ApplicationID, generation: w.grants.generation(who.UserName)}
+		clientID: t.app.settings.Load().servicePrincipal.ApplicationID, generation: w.auth.grants.generation(who.UserName)}
 	code, ok := w.sessions.newCode(session, t.next)
 	if !ok {
 		writePage(rw, http.StatusServiceUnavailable, page{Title: "Try again later",

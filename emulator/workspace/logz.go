@@ -84,7 +84,7 @@ func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
 // sends the login page, as the platform does on these paths even to a bearer it refuses (docs/platform.md);
 // without CAN_MANAGE, 403.
 func (p *appProxy) admitLogs(rw http.ResponseWriter, r *http.Request) (principal, bool) {
-	res, _ := p.ws.authenticate(r)
+	res, _ := p.ws.auth.authenticate(r)
 	if res == nil {
 		p.redirectToLogin(rw, r)
 		return principal{}, false

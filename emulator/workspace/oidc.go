@@ -17,7 +17,7 @@ import (
 )
 
 // handleHostMetadata is the discovery document every SDK Config fetches first: it points at the OIDC endpoints.
-func (w *Workspace) handleHostMetadata() http.HandlerFunc {
+func (a *authServer) handleHostMetadata() http.HandlerFunc {
 	type response struct {
 		OIDCEndpoint string `json:"oidc_endpoint"`
 		WorkspaceID  string `json:"workspace_id"`
@@ -27,13 +27,13 @@ func (w *Workspace) handleHostMetadata() http.HandlerFunc {
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		jsonhttp.Write(rw, http.StatusOK, response{
-			OIDCEndpoint: w.url + "/oidc", WorkspaceID: w.cfg.Workspace.ID, AccountID: w.cfg.Workspace.AccountID,
+			OIDCEndpoint: a.url + "/oidc", WorkspaceID: a.cfg.Workspace.ID, AccountID: a.cfg.Workspace.AccountID,
 			Cloud: "AWS", HostType: "workspace",
 		})
 	}
 }
 
-func (w *Workspace) handleOIDCDiscovery() http.HandlerFunc {
+func (a *authServer) handleOIDCDiscovery() http.HandlerFunc {
 	type response struct {
 		Issuer                        string   `json:"issuer"`
 		AuthorizationEndpoint         string   `json:"authorization_endpoint"`
@@ -43,9 +43,9 @@ func (w *Workspace) handleOIDCDiscovery() http.HandlerFunc {
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		jsonhttp.Write(rw, http.StatusOK, response{
-			Issuer:                        w.issuer.iss,
-			AuthorizationEndpoint:         w.url + PathAuthorize,
-			TokenEndpoint:                 w.url + PathToken,
+			Issuer:                        a.issuer.iss,
+			AuthorizationEndpoint:         a.url + PathAuthorize,
+			TokenEndpoint:                 a.url + PathToken,
 			GrantTypesSupported:           []string{"authorization_code", "client_credentials", "refresh_token", GrantTokenExchange},
 			CodeChallengeMethodsSupported: []string{"S256"},
 		})
@@ -59,7 +59,7 @@ var pkceValue = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 // as the signed-in user, or as the model's user that login_hint names (OpenID Connect's hint of who signs in: with no
 // passwords, the emulator takes it as typing that account into the login page). It never redirects to a URI it has
 // not validated; other errors go back to the client.
-func (w *Workspace) handleAuthorize() http.HandlerFunc {
+func (a *authServer) handleAuthorize() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Get("client_id") != CLIClientID {
@@ -97,22 +97,22 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 			fail("invalid_scope", "scope must list one or more scopes, such as \"offline_access all-apis\"")
 			return
 		}
-		if problem := w.scopeProblem(scopes); problem != "" {
+		if problem := a.scopeProblem(scopes); problem != "" {
 			fail("invalid_scope", problem)
 			return
 		}
-		user := w.dir.signedIn
+		user := a.dir.signedIn
 		if hint := q.Get("login_hint"); hint != "" {
 			var known bool
-			if user, known = w.dir.user(hint); !known {
+			if user, known = a.dir.user(hint); !known {
 				fail("invalid_request", "login_hint: "+truncate(hint, 100)+" is not a user of this workspace")
 				return
 			}
 		}
-		code, ok := w.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
+		code, ok := a.grants.newCode(authCode{user: user, clientID: CLIClientID, redirectURI: q.Get("redirect_uri"),
 			challenge: q.Get("code_challenge"), scopes: scopes})
 		if !ok {
-			w.logger.Warn("authorize refused: too many outstanding authorization codes for one redirect target",
+			a.logger.Warn("authorize refused: too many outstanding authorization codes for one redirect target",
 				"max", maxCodesPerTarget, "client_id", CLIClientID, "redirect_to", redirect.Scheme+"://"+redirect.Host)
 			fail("temporarily_unavailable", fmt.Sprintf("%d authorization codes for this client and redirect URI "+
 				"are waiting to be exchanged; exchange them or let them expire (%s) and try again",
@@ -125,7 +125,7 @@ func (w *Workspace) handleAuthorize() http.HandlerFunc {
 			v.Set("state", s)
 		}
 		redirect.RawQuery = v.Encode()
-		w.logger.Info("authorized a user", "user", user.UserName, "client_id", CLIClientID,
+		a.logger.Info("authorized a user", "user", user.UserName, "client_id", CLIClientID,
 			"scopes", strings.Join(scopes, " "))
 		http.Redirect(rw, r, redirect.String(), http.StatusFound)
 	}
@@ -151,7 +151,7 @@ const maxFormBytes = 64 << 10
 // handleToken is the token endpoint: client_credentials (M2M), authorization_code with PKCE, refresh_token, and
 // token-exchange (token federation, in federation.go).
 // Its errors use the OAuth shape, which is what OAuth clients parse, not the Databricks one.
-func (w *Workspace) handleToken() http.HandlerFunc {
+func (a *authServer) handleToken() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(rw, r.Body, maxFormBytes)
 		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
@@ -164,13 +164,13 @@ func (w *Workspace) handleToken() http.HandlerFunc {
 		}
 		switch grant := r.PostForm.Get("grant_type"); grant {
 		case "client_credentials":
-			w.clientCredentials(rw, r)
+			a.clientCredentials(rw, r)
 		case "authorization_code":
-			w.authorizationCode(rw, r)
+			a.authorizationCode(rw, r)
 		case "refresh_token":
-			w.refreshToken(rw, r)
+			a.refreshToken(rw, r)
 		case GrantTokenExchange:
-			w.tokenExchange(rw, r)
+			a.tokenExchange(rw, r)
 		case "":
 			writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "grant_type is required")
 		default:
@@ -180,7 +180,7 @@ func (w *Workspace) handleToken() http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
+func (a *authServer) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		// RFC 6749 form-encodes the id and secret before Basic encoding; golang.org/x/oauth2 does.
@@ -193,10 +193,10 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	sp, ok := w.dir.servicePrincipal(id)
+	sp, ok := a.dir.servicePrincipal(id)
 	if ok && sp.Secret == "" {
 		// A service principal that only federates has no secret: an empty client_secret must not match it.
-		w.logger.Warn("client authentication failed: the service principal has no secret", "client_id", id)
+		a.logger.Warn("client authentication failed: the service principal has no secret", "client_id", id)
 		writeOAuthError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication failed: service principal "+
 			sp.Name+" has no OAuth secret; exchange its identity provider's token instead (token federation)")
 		return
@@ -205,7 +205,7 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 		if basic {
 			rw.Header().Set("WWW-Authenticate", `Basic realm="oidc"`)
 		}
-		w.logger.Warn("client authentication failed", "client_id", loggableClientID(id, ok), "known_client", ok)
+		a.logger.Warn("client authentication failed", "client_id", loggableClientID(id, ok), "known_client", ok)
 		writeOAuthError(rw, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
 		return
 	}
@@ -213,12 +213,12 @@ func (w *Workspace) clientCredentials(rw http.ResponseWriter, r *http.Request) {
 	if len(scopes) == 0 {
 		scopes = []string{ScopeAllAPIs}
 	}
-	if problem := w.scopeProblem(scopes); problem != "" {
+	if problem := a.scopeProblem(scopes); problem != "" {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
 		return
 	}
-	p, _ := w.dir.subject(sp.ApplicationID)
-	w.writeToken(rw, p, sp.ApplicationID, "", scopes, "", time.Time{})
+	p, _ := a.dir.subject(sp.ApplicationID)
+	a.writeToken(rw, p, sp.ApplicationID, "", scopes, "", time.Time{})
 }
 
 // loggableClientID is what a log may show of a client id that failed to authenticate. A known id is public; an
@@ -234,7 +234,7 @@ func loggableClientID(id string, known bool) string {
 	return "…"
 }
 
-func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
+func (a *authServer) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	for _, name := range []string{"client_id", "code", "code_verifier", "redirect_uri"} {
 		if f.Get(name) == "" {
@@ -243,14 +243,14 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The code grant takes no scope (the code carries its own); one sent anyway must still be a known scope.
-	if problem := w.scopeProblem(strings.Fields(f.Get("scope"))); problem != "" {
+	if problem := a.scopeProblem(strings.Fields(f.Get("scope"))); problem != "" {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
 		return
 	}
-	code, ok, replayed := w.grants.redeem(f.Get("code"))
+	code, ok, replayed := a.grants.redeem(f.Get("code"))
 	switch {
 	case replayed:
-		w.logger.Warn("authorization code used twice: revoked the tokens issued from it", "client_id", CLIClientID)
+		a.logger.Warn("authorization code used twice: revoked the tokens issued from it", "client_id", CLIClientID)
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant",
 			"the authorization code was already used; the tokens issued from it are revoked")
 		return
@@ -266,8 +266,8 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 	case !pkceValue.MatchString(f.Get("code_verifier")) || s256(f.Get("code_verifier")) != code.challenge:
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant", "PKCE verification failed: code_verifier does not match code_challenge")
 		return
-	case w.grants.revokedSince(code.user.UserName, code.generation):
-		w.logger.Warn("authorization code refused: its user's tokens were revoked since it was issued",
+	case a.grants.revokedSince(code.user.UserName, code.generation):
+		a.logger.Warn("authorization code refused: its user's tokens were revoked since it was issued",
 			"user", code.user.UserName, "client_id", CLIClientID)
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_grant",
 			"the authorization code was revoked, with every token of its user, before it was exchanged; log in again")
@@ -276,13 +276,13 @@ func (w *Workspace) authorizationCode(rw http.ResponseWriter, r *http.Request) {
 	// The tokens carry the code's generation: should a revocation come now, they are refused like the code.
 	refresh := ""
 	if slices.Contains(code.scopes, ScopeOfflineAccess) {
-		refresh = w.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes,
+		refresh = a.grants.newRefreshToken(refreshGrant{user: code.user, clientID: code.clientID, scopes: code.scopes,
 			grant: code.grant, generation: code.generation})
 	}
-	w.writeTokenAtGeneration(rw, code.generation, code.user, code.clientID, code.grant, code.scopes, refresh, time.Time{})
+	a.writeTokenAtGeneration(rw, code.generation, code.user, code.clientID, code.grant, code.scopes, refresh, time.Time{})
 }
 
-func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
+func (a *authServer) refreshToken(rw http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	if f.Get("client_id") == "" || f.Get("refresh_token") == "" {
 		writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "client_id and refresh_token are required")
@@ -291,7 +291,7 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 	// Unknown, expired, another client's, revoked or already rotated: all get the same answer, whose description
 	// the SDK recognises as "log in again" (docs/platform.md).
 	invalid := func() { writeOAuthError(rw, http.StatusBadRequest, "invalid_request", "Refresh token is invalid") }
-	grant, ok := w.grants.lookupRefresh(f.Get("refresh_token"), f.Get("client_id"))
+	grant, ok := a.grants.lookupRefresh(f.Get("refresh_token"), f.Get("client_id"))
 	if !ok {
 		invalid()
 		return
@@ -299,7 +299,7 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 	// A refresh may ask for fewer scopes than were granted, never others (RFC 6749 section 6).
 	scopes := grant.scopes
 	if requested := strings.Fields(f.Get("scope")); len(requested) > 0 {
-		if problem := w.scopeProblem(requested); problem != "" {
+		if problem := a.scopeProblem(requested); problem != "" {
 			writeOAuthError(rw, http.StatusBadRequest, "invalid_scope", problem)
 			return
 		}
@@ -314,26 +314,26 @@ func (w *Workspace) refreshToken(rw http.ResponseWriter, r *http.Request) {
 	}
 	// Only a refresh that succeeds spends a single-use refresh token.
 	next := f.Get("refresh_token")
-	if w.cfg.Workspace.OAuth.SingleUseRefreshTokens {
-		if next, ok = w.grants.rotateRefresh(next); !ok {
+	if a.cfg.Workspace.OAuth.SingleUseRefreshTokens {
+		if next, ok = a.grants.rotateRefresh(next); !ok {
 			invalid()
 			return
 		}
 	}
 	// The refresh token's generation, not the current one: a refresh that straddles a revocation yields a token
 	// that authenticate refuses.
-	w.writeTokenAtGeneration(rw, grant.generation, grant.user, grant.clientID, grant.grant, scopes, next, time.Time{})
+	a.writeTokenAtGeneration(rw, grant.generation, grant.user, grant.clientID, grant.grant, scopes, next, time.Time{})
 }
 
 // writeToken issues and sends an access token for a credential checked just now (a client secret, an identity
 // provider's token), at the subject's current token generation. notAfter, when set, caps its expiry.
-func (w *Workspace) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string, notAfter time.Time) {
-	w.writeTokenAtGeneration(rw, w.grants.generation(p.UserName), p, clientID, grant, scopes, refresh, notAfter)
+func (a *authServer) writeToken(rw http.ResponseWriter, p principal, clientID, grant string, scopes []string, refresh string, notAfter time.Time) {
+	a.writeTokenAtGeneration(rw, a.grants.generation(p.UserName), p, clientID, grant, scopes, refresh, notAfter)
 }
 
 // writeTokenAtGeneration issues and sends an access token of a grant made at the subject's token generation
 // generation (see issuer.issueAtGeneration).
-func (w *Workspace) writeTokenAtGeneration(rw http.ResponseWriter, generation int64, p principal, clientID, grant string,
+func (a *authServer) writeTokenAtGeneration(rw http.ResponseWriter, generation int64, p principal, clientID, grant string,
 	scopes []string, refresh string, notAfter time.Time) {
 	type response struct {
 		AccessToken  string `json:"access_token"`
@@ -342,13 +342,13 @@ func (w *Workspace) writeTokenAtGeneration(rw http.ResponseWriter, generation in
 		Scope        string `json:"scope"`
 		RefreshToken string `json:"refresh_token,omitempty"`
 	}
-	token, expires, err := w.issuer.issueAtGeneration(generation, p, clientID, grant, scopes, notAfter)
+	token, expires, err := a.issuer.issueAtGeneration(generation, p, clientID, grant, scopes, notAfter)
 	if err != nil {
-		w.logger.Error("issue a token", "err", err)
+		a.logger.Error("issue a token", "err", err)
 		writeOAuthError(rw, http.StatusInternalServerError, "server_error", "could not sign a token")
 		return
 	}
-	w.logger.Info("issued an access token", "subject", p.UserName, "client_id", clientID,
+	a.logger.Info("issued an access token", "subject", p.UserName, "client_id", clientID,
 		"scopes", strings.Join(withoutOfflineAccess(scopes), " "), "expires", expires.Format(time.RFC3339))
 	rw.Header().Set("Cache-Control", "no-store")
 	jsonhttp.Write(rw, http.StatusOK, response{

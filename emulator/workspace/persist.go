@@ -49,10 +49,10 @@ type namedSubsystem struct {
 func (w *Workspace) subsystems() []namedSubsystem {
 	parts := []namedSubsystem{
 		{"address", workspaceAddress{w}}, // loaded first, on its own: Start listens where it says
-		{"signing-key", w.issuer},
+		{"signing-key", w.auth.issuer},
 		{"principals", w.dir},
-		{"grants", w.grants},
-		{"identity-providers", w.federation},
+		{"grants", w.auth.grants},
+		{"identity-providers", w.auth.federation},
 	}
 	parts = append(parts, w.data.parts()...) // before the apps, whose resources they grant
 	return append(parts, namedSubsystem{"apps", appsPart{w}})

@@ -204,7 +204,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	if res == nil {
 		var terr *tokenError
-		if res, terr = p.ws.authenticate(r); res == nil {
+		if res, terr = p.ws.auth.authenticate(r); res == nil {
 			if terr == nil {
 				writeUnauthorized(rw, "No access token: this app's /api/ routes need Authorization: Bearer <OAuth token>.", false)
 			} else {
@@ -296,11 +296,11 @@ func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (strin
 	allowed := p.ws.allowed.Load()
 	scopes := allowed.effective(settings.userAPIScopes)
 	key := forwardedKey{caller: res.tokenHash, settings: settings, allowed: allowed}
-	now := p.ws.issuer.now()
+	now := p.ws.auth.issuer.now()
 	if token, ok := p.forwarded.get(key, now); ok && cacheable {
 		return token, nil
 	}
-	token, expires, err := p.ws.issuer.issueAtGeneration(res.claims.Generation, res.principal, res.claims.ClientID,
+	token, expires, err := p.ws.auth.issuer.issueAtGeneration(res.claims.Generation, res.principal, res.claims.ClientID,
 		res.claims.Grant, scopes, res.claims.ExpiresAt.Time)
 	if err != nil {
 		return "", err

@@ -82,7 +82,7 @@ func BenchmarkProxy(b *testing.B) {
 func m2mTokenB(b *testing.B, w *Workspace, spName string) string {
 	sp, _ := w.dir.servicePrincipalByName(spName)
 	p, _ := w.dir.subject(sp.ApplicationID)
-	token, _, err := w.issuer.issue(p, sp.ApplicationID, "", []string{ScopeAllAPIs}, time.Time{})
+	token, _, err := w.auth.issuer.issue(p, sp.ApplicationID, "", []string{ScopeAllAPIs}, time.Time{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func m2mTokenB(b *testing.B, w *Workspace, spName string) string {
 
 func userTokenB(b *testing.B, w *Workspace) string {
 	p, _ := w.dir.subject("dev@example.com")
-	token, _, err := w.issuer.issue(p, CLIClientID, "bench-grant", []string{ScopeAllAPIs}, time.Time{})
+	token, _, err := w.auth.issuer.issue(p, CLIClientID, "bench-grant", []string{ScopeAllAPIs}, time.Time{})
 	if err != nil {
 		b.Fatal(err)
 	}

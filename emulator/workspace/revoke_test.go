@@ -198,7 +198,7 @@ func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
 	user := pkceLogin(t, w, "all-apis")["access_token"].(string)
 	r := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)
 	r.Header.Set("Authorization", "Bearer "+user)
-	res, terr := w.authenticate(r) // the proxy's check of the caller, before the revocation
+	res, terr := w.auth.authenticate(r) // the proxy's check of the caller, before the revocation
 	require.Nil(t, terr)
 	require.NoError(t, w.RevokeTokens("dev@example.com"))
 
@@ -214,7 +214,7 @@ func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
 func revokesWhileSigning(t *testing.T, w *Workspace, subject string) (revokeWhileSigning func()) {
 	t.Helper()
 	var armed atomic.Bool
-	w.issuer.now = func() time.Time {
+	w.auth.issuer.now = func() time.Time {
 		if armed.CompareAndSwap(true, false) {
 			assert.NoError(t, w.RevokeTokens(subject))
 		}

@@ -44,12 +44,12 @@ func isControlPath(path string) bool { return strings.HasPrefix(path, "/emulator
 func (w *Workspace) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(w.countAndLog, w.playFaults)
-	r.Get(PathHostMetadata, w.handleHostMetadata())
-	r.Get(PathOIDCDiscovery, w.handleOIDCDiscovery())
-	r.Get(PathAuthorize, w.handleAuthorize())
-	r.Post(PathToken, w.handleToken())
+	r.Get(PathHostMetadata, w.auth.handleHostMetadata())
+	r.Get(PathOIDCDiscovery, w.auth.handleOIDCDiscovery())
+	r.Get(PathAuthorize, w.auth.handleAuthorize())
+	r.Post(PathToken, w.auth.handleToken())
 	r.Get(PathLogin, w.handleLoginPage())
-	r.Route(PathIdentityProviders+"/{idp}", w.identityProviderRoutes)
+	r.Route(PathIdentityProviders+"/{idp}", w.auth.identityProviderRoutes)
 	r.Group(w.controlRoutes) // the emulator's own: faults, revocations and outages on purpose (control.go)
 	r.Group(func(r chi.Router) {
 		// The browser sign-in's forms (login.go): refused when posted from another origin, besides their CSRF tokens.
@@ -60,7 +60,7 @@ func (w *Workspace) routes() http.Handler {
 		r.Post(PathConsent, w.handleConsent())
 	})
 	r.Group(func(r chi.Router) {
-		r.Use(w.requireToken)
+		r.Use(w.auth.requireToken)
 		r.Get(PathSCIMMe, w.handleSCIMMe())
 		w.scimRoutes(r) // the directory: users, service principals and groups (scim.go)
 		r.Post(PathTelemetry, w.handleTelemetry())

@@ -33,12 +33,12 @@ var platformScopes = append([]string{
 }, AppUserScopes...)
 
 // scopeProblem describes the first requested scope that is malformed or unknown, or returns "" when all are known.
-func (w *Workspace) scopeProblem(scopes []string) string {
+func (a *authServer) scopeProblem(scopes []string) string {
 	for _, s := range scopes {
 		if !scope.MatchString(s) {
 			return "scope must be a space-separated list of scopes, such as \"offline_access all-apis\""
 		}
-		if !w.knownScope(s) {
+		if !a.knownScope(s) {
 			return fmt.Sprintf("unknown scope %q: this workspace knows %s and the scopes of its apps' user_api_scopes",
 				truncate(s, 100), strings.Join(platformScopes, ", "))
 		}
@@ -48,18 +48,8 @@ func (w *Workspace) scopeProblem(scopes []string) string {
 
 // knownScope reports whether s is a platform scope or one an app of the workspace asks for now (its
 // user_api_scopes, as the Apps API last set them).
-func (w *Workspace) knownScope(s string) bool {
-	if slices.Contains(platformScopes, s) {
-		return true
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, rec := range w.apps {
-		if slices.Contains(rec.settings().userAPIScopes, s) {
-			return true
-		}
-	}
-	return false
+func (a *authServer) knownScope(s string) bool {
+	return slices.Contains(platformScopes, s) || a.appScope(s)
 }
 
 func truncate(s string, n int) string {

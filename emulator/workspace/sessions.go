@@ -235,7 +235,7 @@ func (p *appProxy) serveAuth(rw http.ResponseWriter, r *http.Request) {
 		p.logout(rw, r)
 		return
 	}
-	o, refusal := p.ws.sessions.redeem(r.URL.Query().Get("code"), p.url, p.ws.grants.revokedSince)
+	o, refusal := p.ws.sessions.redeem(r.URL.Query().Get("code"), p.url, p.ws.auth.grants.revokedSince)
 	if refusal != "" {
 		p.ws.logger.Warn("sign-in code refused", "app", p.name, "reason", refusal)
 		writePage(rw, http.StatusBadRequest, page{Title: "Sign-in failed", Message: "Signing in to " + p.name +

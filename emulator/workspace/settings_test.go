@@ -77,7 +77,7 @@ func TestAppsAskOnlyForAllowedUserScopes(t *testing.T) {
 	var seen echoed
 	require.NoError(t, json.Unmarshal(body, &seen), string(body))
 	forwarded := seen.Headers.Get("X-Forwarded-Access-Token")
-	claims, terr := w.issuer.verify(forwarded)
+	claims, terr := w.auth.issuer.verify(forwarded)
 	require.Nil(t, terr)
 	assert.Equal(t, "sql", strings.Join(claims.scopes(), " "))
 }

@@ -167,7 +167,7 @@ func postForm(t *testing.T, target string, form url.Values) (int, []byte) {
 // issueAt signs a token as if at another time, for expired tokens without waiting.
 func issueAt(t *testing.T, w *Workspace, at time.Time, subject string, scopes ...string) string {
 	t.Helper()
-	past := *w.issuer
+	past := *w.auth.issuer
 	past.now = func() time.Time { return at }
 	p, _ := w.dir.subject(subject)
 	token, _, err := past.issue(p, CLIClientID, "", scopes, time.Time{})

@@ -78,7 +78,7 @@ func (w *Workspace) State() State {
 		s.ServicePrincipals[sp.Name] = ServicePrincipalState{ID: sp.ID, ClientID: sp.ApplicationID,
 			ClientSecret: sp.Secret, CanUse: w.appsUsableBy(p)}
 	}
-	for name, p := range w.federation.byName {
+	for name, p := range w.auth.federation.byName {
 		s.IdentityProviders[name] = IdentityProviderState{Issuer: p.iss, TokenEndpoint: p.iss + PathIdPToken,
 			Subjects: p.subs()}
 	}

@@ -23,7 +23,7 @@ func fakeClock(t *testing.T, w *Workspace) *atomic.Int64 {
 	t.Helper()
 	var clock atomic.Int64
 	clock.Store(time.Now().Truncate(time.Second).UnixNano())
-	w.issuer.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	w.auth.issuer.now = func() time.Time { return time.Unix(0, clock.Load()) }
 	return &clock
 }
 
@@ -42,9 +42,9 @@ func forwardedTo(t *testing.T, w *Workspace, token string) string {
 func requireCached(t *testing.T, w *Workspace, token string) (forwarded string) {
 	t.Helper()
 	first := forwardedTo(t, w, token)
-	hits := w.issuer.verified.hits.Load()
+	hits := w.auth.issuer.verified.hits.Load()
 	second := forwardedTo(t, w, token)
-	require.Greater(t, w.issuer.verified.hits.Load(), hits, "the second request is answered from the cache")
+	require.Greater(t, w.auth.issuer.verified.hits.Load(), hits, "the second request is answered from the cache")
 	require.Equal(t, first, second, "one forwarded token per caller token")
 	return second
 }
@@ -108,7 +108,7 @@ func TestCachedVerificationStopsWhenTheKeyRotates(t *testing.T) {
 	user := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
 	forwarded := requireCached(t, w, user)
 
-	require.NoError(t, w.issuer.rotateKey())
+	require.NoError(t, w.auth.issuer.rotateKey())
 	for name, target := range map[string]string{"proxy": w.AppURL("api-app") + "/api/whoami", "the warehouses API": w.URL() + PathWarehouses} {
 		token := user
 		if name == "the warehouses API" {

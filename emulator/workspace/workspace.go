@@ -102,8 +102,7 @@ type Options struct {
 type Workspace struct {
 	cfg     Config
 	dir     *directory
-	issuer  *issuer
-	grants  *grants
+	auth    *authServer // OAuth, the identity providers and bearer tokens (auth.go)
 	logger  *slog.Logger
 	timeout time.Duration
 	listen  listenTimeouts
@@ -130,8 +129,7 @@ type Workspace struct {
 	// loopbackFallback is set once an app address could not be listened on: every proxy then takes 127.0.0.1.
 	loopbackFallback bool
 
-	federation *federation   // the identity providers and federation policies (federation.go)
-	data       *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
+	data *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 
 	allowed atomic.Pointer[allowedScopes] // the scopes apps may ask of their users (settings.go)
 
@@ -242,7 +240,6 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		ports:        opts.ports,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
-		grants:       newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime),
 		logger:       opts.Logger,
 		timeout:      opts.RequestTimeout,
 		apps:         map[string]*appRecord{},
@@ -255,7 +252,10 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if w.userEnviron == nil {
 		w.userEnviron = os.Environ()
 	}
-	w.sessions = newSessions(opts.TokenLifetime, w.grants.revoke)
+	grants := newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime)
+	w.sessions = newSessions(opts.TokenLifetime, grants.revoke)
+	w.auth = &authServer{cfg: opts.Config, dir: w.dir, grants: grants, sessions: w.sessions, logger: w.logger,
+		appScope: w.appAsksScope}
 	w.allowed.Store(&allowedScopes{list: opts.Config.Workspace.allowedAppsUserAPIScopes()})
 	if w.ports == nil {
 		w.ports = appPorts
@@ -270,7 +270,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if err := w.openDataDir(opts.DataDir); err != nil {
 		return nil, err
 	}
-	w.grants.changed = func() { w.changed("grants") }
+	grants.changed = func() { w.changed("grants") }
 	parts := w.subsystems()
 	if err := w.store.load(parts[0]); err != nil { // the address: where to listen again
 		w.releaseData()
@@ -295,12 +295,13 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 			"the model's workspace.host, such as 127.0.0.1:0")
 	}
 	w.url = "http://" + ln.Addr().String()
-	if w.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, w.grants.generation); err != nil {
+	w.auth.url = w.url
+	if w.auth.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, grants.generation); err != nil {
 		_ = ln.Close()
 		w.releaseData()
 		return nil, err
 	}
-	w.federation = newFederation(opts.Config, w.url, func() { w.changed("identity-providers") })
+	w.auth.federation = newFederation(opts.Config, w.url, func() { w.changed("identity-providers") })
 	if w.data, err = newDataServices(w.ctx, opts, w.dir, w.url, w.dataDir, &w.tasks, w.logger, w.changed); err != nil {
 		w.cancel()
 		_ = ln.Close()
@@ -329,7 +330,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		w.changed(part.name) // saved at once: a workspace killed later comes back as it started
 	}
 	w.warnConfusedDeputies() // the apps as they are now: the model's, and those a lasting workspace kept
-	w.grants.startSweeping(sweepInterval)
+	grants.startSweeping(sweepInterval)
 	// Beside the start: the check starts the emulator's own executable in new namespaces, some 25 ms for a binary
 	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it). Close
 	// waits for it, so that the check's temp folder is removed even when the workspace closes at once.
@@ -540,6 +541,26 @@ func (w *Workspace) AppNames() []string {
 	return slices.Clone(w.appOrder)
 }
 
+// RevokeTokens revokes every token issued so far to a principal (a user's name, or a service principal's application
+// id or name), as an admin does after a leak: its access tokens, the proxies' forwarded tokens of a user and its
+// refresh tokens stop working at once, at the workspace's APIs and at every app's proxy, and a user's browser
+// sessions end. What was granted before and is used after is refused too: an authorization code or a sign-in code
+// not yet redeemed, and a redemption or a refresh under way, whose tokens carry the generation of their grant.
+// Tokens issued afterwards work. Cached verifications do not matter: revocation is checked on every request.
+func (w *Workspace) RevokeTokens(name string) error { return w.auth.revokeTokens(name) }
+
+// appAsksScope reports whether an app of the workspace lists scope in its user_api_scopes now.
+func (w *Workspace) appAsksScope(scope string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, rec := range w.apps {
+		if slices.Contains(rec.settings().userAPIScopes, scope) {
+			return true
+		}
+	}
+	return false
+}
+
 // RequestCount is how many requests the workspace (not the app proxies) served for a path, such as
 // "/api/2.0/preview/scim/v2/Me" or "/oidc/v1/token", so tests can measure what a client costs the workspace.
 func (w *Workspace) RequestCount(path string) int64 { return w.counts.get(path) }
@@ -582,7 +603,7 @@ func (w *Workspace) Close() error {
 		}
 		w.wg.Wait()
 		errs = append(errs, w.data.close()) // every statement has ended: stopAllInstances waited for the tasks
-		w.grants.stopSweeping()
+		w.auth.grants.stopSweeping()
 		w.store.close()
 		errs = append(errs, w.releaseData())
 		w.closeErr = errors.Join(errs...)
