@@ -574,7 +574,7 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 		}
 		// The deployer must be able to read the folder: CAN MANAGE on the app does not open another's home.
 		who := authFrom(r.Context()).principal
-		if kind, err := w.objectKind(who, req.SourceCodePath); err != nil || kind != ObjectTypeDirectory {
+		if kind, err := w.files.objectKind(who, req.SourceCodePath); err != nil || kind != ObjectTypeDirectory {
 			bad(http.StatusBadRequest, jsonhttp.CodeInvalidParameter, "source_code_path %s is not a folder of the "+
 				"workspace that you can read: upload it first (databricks sync), to your home folder or to /Workspace/Shared",
 				req.SourceCodePath)

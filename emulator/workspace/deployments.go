@@ -154,7 +154,7 @@ func (w *Workspace) prepareDeployment(app string, d *deployment) (Launch, error)
 	w.mu.Lock()
 	d.dir = dir
 	w.mu.Unlock()
-	if err := w.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
+	if err := w.files.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
 		return Launch{}, fmt.Errorf("copy the source code: %w", err)
 	}
 	if err := w.install(app, d); err != nil {

@@ -60,6 +60,14 @@ const (
 	codeMaxFileSize       = "MAX_FILE_SIZE_EXCEEDED"
 )
 
+// workspaceFiles serves the workspace files APIs. Its state is on disk, under dir; what it counts in memory (the
+// bytes of each home folder, the uploads in progress) is the disk's, under the disk's locks (uploads.go).
+type workspaceFiles struct {
+	dir  string     // <data dir>/files
+	who  *directory // the principals whose home folders exist from the start
+	disk *diskUse
+}
+
 const (
 	maxPathLength    = 4096
 	maxSegmentLength = 255 // the longest file name most file systems store
@@ -72,14 +80,14 @@ const (
 	uploadPrefix = ".emulator-upload-"
 )
 
-func (w *Workspace) fileRoutes(r chi.Router) {
-	r.Get(PathWorkspaceGetStatus, w.handleGetStatus())
-	r.Get(PathWorkspaceList, w.handleList())
-	r.Post(PathWorkspaceMkdirs, w.handleMkdirs())
-	r.Post(PathWorkspaceDelete, w.handleDelete())
-	r.With(w.boundUploads).Post(PathWorkspaceImport, w.handleImport())
-	r.Get(PathWorkspaceExport, w.handleExport())
-	r.With(w.boundUploads).Post(PathImportFile+"/*", w.handleImportFile())
+func (wf *workspaceFiles) routes(r chi.Router) {
+	r.Get(PathWorkspaceGetStatus, wf.handleGetStatus())
+	r.Get(PathWorkspaceList, wf.handleList())
+	r.Post(PathWorkspaceMkdirs, wf.handleMkdirs())
+	r.Post(PathWorkspaceDelete, wf.handleDelete())
+	r.With(wf.boundUploads).Post(PathWorkspaceImport, wf.handleImport())
+	r.Get(PathWorkspaceExport, wf.handleExport())
+	r.With(wf.boundUploads).Post(PathImportFile+"/*", wf.handleImportFile())
 }
 
 // objectPath is a validated workspace path: asked is what the client sent, rel is where the object lives inside the
@@ -142,12 +150,11 @@ func (p objectPath) child(name string) objectPath {
 
 // openFiles opens the files folder, creating it on first use. Each request opens its own root: an open root is one
 // file descriptor, and nothing has to be closed when the workspace stops.
-func (w *Workspace) openFiles() (*os.Root, error) {
-	dir := filepath.Join(w.dataDir, "files")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func (wf *workspaceFiles) openFiles() (*os.Root, error) {
+	if err := os.MkdirAll(wf.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("workspace files folder: %w", err)
 	}
-	return os.OpenRoot(dir)
+	return os.OpenRoot(wf.dir)
 }
 
 // objectInfo is the ObjectInfo of the Workspace API.
@@ -205,8 +212,8 @@ func tooBig() *jsonhttp.Error {
 }
 
 // lookup opens the files folder and stats the object at p, whoever asks. The caller closes the root.
-func (w *Workspace) lookup(p objectPath) (*os.Root, fs.FileInfo, *jsonhttp.Error) {
-	root, err := w.openFiles()
+func (wf *workspaceFiles) lookup(p objectPath) (*os.Root, fs.FileInfo, *jsonhttp.Error) {
+	root, err := wf.openFiles()
 	if err != nil {
 		return nil, nil, internalError("open", p, err)
 	}
@@ -220,7 +227,7 @@ func (w *Workspace) lookup(p objectPath) (*os.Root, fs.FileInfo, *jsonhttp.Error
 
 // lookupFor parses the path a client sent and looks it up for who: what who may not read is missing for them. The
 // caller closes the root.
-func (w *Workspace) lookupFor(who principal, asked string) (*os.Root, objectPath, fs.FileInfo, *jsonhttp.Error) {
+func (wf *workspaceFiles) lookupFor(who principal, asked string) (*os.Root, objectPath, fs.FileInfo, *jsonhttp.Error) {
 	p, jerr := parseObjectPath(asked)
 	if jerr == nil {
 		jerr = mayRead(who, p)
@@ -228,14 +235,14 @@ func (w *Workspace) lookupFor(who principal, asked string) (*os.Root, objectPath
 	if jerr != nil {
 		return nil, p, nil, jerr
 	}
-	root, fi, jerr := w.lookup(p)
+	root, fi, jerr := wf.lookup(p)
 	return root, p, fi, jerr
 }
 
-func (w *Workspace) handleGetStatus() http.HandlerFunc {
+func (wf *workspaceFiles) handleGetStatus() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		// return_export_info only adds fields the emulator does not model; the answer is the same without it.
-		root, p, fi, jerr := w.lookupFor(authFrom(r.Context()).principal, r.URL.Query().Get("path"))
+		root, p, fi, jerr := wf.lookupFor(authFrom(r.Context()).principal, r.URL.Query().Get("path"))
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -245,13 +252,13 @@ func (w *Workspace) handleGetStatus() http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) handleList() http.HandlerFunc {
+func (wf *workspaceFiles) handleList() http.HandlerFunc {
 	type response struct {
 		Objects []objectInfo `json:"objects"`
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		who := authFrom(r.Context()).principal
-		root, p, fi, jerr := w.lookupFor(who, r.URL.Query().Get("path"))
+		root, p, fi, jerr := wf.lookupFor(who, r.URL.Query().Get("path"))
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -289,7 +296,7 @@ func listable(name string, fi fs.FileInfo) bool {
 	return perr == nil
 }
 
-func (w *Workspace) handleMkdirs() http.HandlerFunc {
+func (wf *workspaceFiles) handleMkdirs() http.HandlerFunc {
 	type request struct {
 		Path string `json:"path"`
 	}
@@ -307,7 +314,7 @@ func (w *Workspace) handleMkdirs() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		root, err := w.openFiles()
+		root, err := wf.openFiles()
 		if err != nil {
 			jsonhttp.WriteError(rw, internalError("mkdirs", p, err))
 			return
@@ -338,7 +345,7 @@ func (p objectPath) parent() objectPath {
 	return objectPath{asked: path.Dir(p.asked), rel: path.Dir(p.rel)}
 }
 
-func (w *Workspace) handleDelete() http.HandlerFunc {
+func (wf *workspaceFiles) handleDelete() http.HandlerFunc {
 	type request struct {
 		Path      string `json:"path"`
 		Recursive bool   `json:"recursive"`
@@ -363,7 +370,7 @@ func (w *Workspace) handleDelete() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		root, fi, jerr := w.lookup(p)
+		root, fi, jerr := wf.lookup(p)
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -380,7 +387,7 @@ func (w *Workspace) handleDelete() http.HandlerFunc {
 				return
 			}
 		}
-		if err := w.remove(root, p, fi.IsDir() && req.Recursive); err != nil {
+		if err := wf.remove(root, p, fi.IsDir() && req.Recursive); err != nil {
 			jsonhttp.WriteError(rw, internalError("delete", p, err))
 			return
 		}
@@ -403,7 +410,7 @@ func emptyFolder(root *os.Root, rel string) (bool, error) {
 
 // handleImportFile is the files API the CLI uses for sync and bundles: the raw file is the body. It answers 404
 // when the parent folder is missing, which the CLI answers with mkdirs and a retry.
-func (w *Workspace) handleImportFile() http.HandlerFunc {
+func (wf *workspaceFiles) handleImportFile() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		overwrite, err := parseBool(r.URL.Query().Get("overwrite"))
 		if err != nil {
@@ -419,7 +426,7 @@ func (w *Workspace) handleImportFile() http.HandlerFunc {
 		}
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
 		// Conflict is the files API's answer to an existing file: bundles rely on it for their deploy lock.
-		if jerr := w.writeFile(authFrom(r.Context()).principal, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
+		if jerr := wf.writeFile(authFrom(r.Context()).principal, p, r.Body, overwrite, http.StatusConflict); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -438,8 +445,8 @@ func parseBool(s string) (bool, error) {
 // (uploads.go), then renames it over p (overwrite) or hard-links it to p, which fails if p exists, so that of two
 // clients taking a deploy lock at once exactly one wins. existsStatus is the status for "p exists": the files API
 // says 409, the Workspace API 400.
-func (w *Workspace) writeFile(who principal, p objectPath, body io.Reader, overwrite bool, existsStatus int) *jsonhttp.Error {
-	root, err := w.openFiles()
+func (wf *workspaceFiles) writeFile(who principal, p objectPath, body io.Reader, overwrite bool, existsStatus int) *jsonhttp.Error {
+	root, err := wf.openFiles()
 	if err != nil {
 		return internalError("import", p, err)
 	}
@@ -447,7 +454,7 @@ func (w *Workspace) writeFile(who principal, p objectPath, body io.Reader, overw
 	if jerr := checkWrite(root, who, p, overwrite, existsStatus); jerr != nil {
 		return jerr // before reading a byte of the body
 	}
-	u, jerr := w.newUpload(root, spaceOf(p))
+	u, jerr := wf.newUpload(root, spaceOf(p))
 	if jerr != nil {
 		return jerr
 	}
@@ -510,17 +517,17 @@ type importRequest struct {
 // or multipart/form-data with the raw file (w.Workspace.Upload). Either way the file is streamed to disk as it
 // arrives, before the path it is for is known (the SDK sends the content first), and committed once it is.
 // Language is accepted and ignored: no notebooks here.
-func (w *Workspace) handleImport() http.HandlerFunc {
+func (wf *workspaceFiles) handleImport() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		who := authFrom(r.Context()).principal
 		_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(uploadTimeout))
-		root, err := w.openFiles()
+		root, err := wf.openFiles()
 		if err != nil {
 			jsonhttp.WriteError(rw, internalError("import", objectPath{asked: "a file"}, err))
 			return
 		}
 		defer root.Close()
-		u, jerr := w.newUpload(root, homeSpace(who)) // the path comes after the content
+		u, jerr := wf.newUpload(root, homeSpace(who)) // the path comes after the content
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -656,7 +663,7 @@ func readImportForm(rw http.ResponseWriter, r *http.Request, u *fileUpload) (imp
 
 // handleExport answers the raw bytes with direct_download=true (w.Workspace.Download), else the Workspace API's
 // JSON with base64 content (w.Workspace.Export).
-func (w *Workspace) handleExport() http.HandlerFunc {
+func (wf *workspaceFiles) handleExport() http.HandlerFunc {
 	type response struct {
 		Content  string `json:"content"`
 		FileType string `json:"file_type,omitempty"`
@@ -673,7 +680,7 @@ func (w *Workspace) handleExport() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		root, p, fi, jerr := w.lookupFor(authFrom(r.Context()).principal, q.Get("path"))
+		root, p, fi, jerr := wf.lookupFor(authFrom(r.Context()).principal, q.Get("path"))
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
@@ -715,8 +722,8 @@ func (w *Workspace) handleExport() http.HandlerFunc {
 
 // objectKind says what who sees at a workspace path: ObjectTypeDirectory or ObjectTypeFile. Its errors are
 // *jsonhttp.Error values, ready to send; a path who may not read is missing.
-func (w *Workspace) objectKind(who principal, wsPath string) (string, error) {
-	root, _, fi, jerr := w.lookupFor(who, wsPath)
+func (wf *workspaceFiles) objectKind(who principal, wsPath string) (string, error) {
+	root, _, fi, jerr := wf.lookupFor(who, wsPath)
 	if jerr != nil {
 		return "", jerr
 	}
@@ -730,12 +737,12 @@ func (w *Workspace) objectKind(who principal, wsPath string) (string, error) {
 // copyWorkspaceFolder copies the workspace folder wsPath and everything in it to the local folder dest, which it
 // creates: what a deployment does with an app's source, as the platform, once the Apps API has checked that the
 // deployer may read it. Folders get mode 0755, files 0644, whatever the umask.
-func (w *Workspace) copyWorkspaceFolder(wsPath, dest string) error {
+func (wf *workspaceFiles) copyWorkspaceFolder(wsPath, dest string) error {
 	p, jerr := parseObjectPath(wsPath)
 	var root *os.Root
 	var fi fs.FileInfo
 	if jerr == nil {
-		root, fi, jerr = w.lookup(p)
+		root, fi, jerr = wf.lookup(p)
 	}
 	if jerr != nil {
 		return fmt.Errorf("copy workspace folder %s: %w", wsPath, jerr)

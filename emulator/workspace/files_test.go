@@ -416,7 +416,7 @@ func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
 	require.NoError(t, c.Workspace.Upload(ctx, src+"/static/index.html", strings.NewReader("<h1>hi</h1>\n")))
 
 	dest := filepath.Join(t.TempDir(), "deployment")
-	require.NoError(t, w.copyWorkspaceFolder(x+"/.bundle/dev/files", dest))
+	require.NoError(t, w.files.copyWorkspaceFolder(x+"/.bundle/dev/files", dest))
 	got := map[string]string{}
 	require.NoError(t, filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
 		require.NoError(t, err)
@@ -432,11 +432,11 @@ func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "<h1>hi</h1>\n", string(html))
 
-	err = w.copyWorkspaceFolder(src+"/missing", filepath.Join(t.TempDir(), "d"))
+	err = w.files.copyWorkspaceFolder(src+"/missing", filepath.Join(t.TempDir(), "d"))
 	assert.ErrorContains(t, err, src+"/missing")
-	err = w.copyWorkspaceFolder(src+"/app.yaml", filepath.Join(t.TempDir(), "d"))
+	err = w.files.copyWorkspaceFolder(src+"/app.yaml", filepath.Join(t.TempDir(), "d"))
 	assert.ErrorContains(t, err, src+"/app.yaml")
-	assert.ErrorContains(t, w.copyWorkspaceFolder("/Workspace/../..", t.TempDir()), "invalid workspace path")
+	assert.ErrorContains(t, w.files.copyWorkspaceFolder("/Workspace/../..", t.TempDir()), "invalid workspace path")
 
 	// objectKind answers for one principal: what it may not read is missing, as for the Apps API's deployments.
 	owner, _ := w.dir.subject(w.State().ServicePrincipals["external-service"].ClientID)
@@ -458,7 +458,7 @@ func TestCopyWorkspaceFolderAndObjectKind(t *testing.T) {
 		{dev, src, "", true},
 	}
 	for _, k := range kinds {
-		kind, err := w.objectKind(k.who, k.path)
+		kind, err := w.files.objectKind(k.who, k.path)
 		assert.Equal(t, k.kind, kind, k.path)
 		assert.Equal(t, k.wantErr, err != nil, "%s: %v", k.path, err)
 	}

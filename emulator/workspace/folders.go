@@ -101,17 +101,17 @@ func homeFolderName(name string) error {
 
 // makeHomeFolders creates /Users, /Shared and the home folder of each principal of the model, which a workspace has
 // from the start. The home of an app's service principal created later appears with its first mkdirs.
-func (w *Workspace) makeHomeFolders() error {
-	root, err := w.openFiles()
+func (wf *workspaceFiles) makeHomeFolders() error {
+	root, err := wf.openFiles()
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	folders := []string{folderUsers, folderShared}
-	for _, u := range w.dir.users() {
+	for _, u := range wf.who.users() {
 		folders = append(folders, folderUsers+"/"+u.UserName)
 	}
-	for _, sp := range w.dir.servicePrincipals() {
+	for _, sp := range wf.who.servicePrincipals() {
 		folders = append(folders, folderUsers+"/"+sp.ApplicationID)
 	}
 	for _, f := range folders {

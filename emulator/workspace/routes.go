@@ -71,7 +71,7 @@ func (w *Workspace) routes() http.Handler {
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeWorkspace))
-			w.fileRoutes(r)
+			w.files.routes(r)
 		})
 		w.data.routes(r)
 		r.Group(func(r chi.Router) {

@@ -71,9 +71,9 @@ func homeSpace(who principal) string { return folderUsers + "/" + who.UserName }
 
 // boundUploads counts the upload it guards among its principal's uploads in progress while it runs, or refuses it
 // with 429 and Retry-After when the principal has maxUploadsPerPrincipal already. It runs after requireToken.
-func (w *Workspace) boundUploads(next http.Handler) http.Handler {
+func (wf *workspaceFiles) boundUploads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		done, jerr := w.disk.startUpload(authFrom(r.Context()).principal)
+		done, jerr := wf.disk.startUpload(authFrom(r.Context()).principal)
 		if jerr != nil {
 			rw.Header().Set("Retry-After", "1")
 			jsonhttp.WriteError(rw, jerr)
@@ -171,7 +171,7 @@ func (d *diskUse) exceeded(space string) *jsonhttp.Error {
 // fileUpload is a file being received: streamed into a temp file at the top of the files folder, its bytes counted
 // against a space as they arrive, until commit moves it into place or abort drops it.
 type fileUpload struct {
-	w     *Workspace
+	files *workspaceFiles
 	root  *os.Root
 	f     *os.File
 	name  string // the temp file, in the files folder
@@ -187,11 +187,11 @@ var (
 )
 
 // newUpload opens the temp file of an upload whose bytes count against space meanwhile.
-func (w *Workspace) newUpload(root *os.Root, space string) (*fileUpload, *jsonhttp.Error) {
-	u := &fileUpload{w: w, root: root, name: uploadPrefix + rand.Text(), space: space}
-	w.disk.commitMu.Lock()
-	err := w.disk.countLocked(root, u.space)
-	w.disk.commitMu.Unlock()
+func (wf *workspaceFiles) newUpload(root *os.Root, space string) (*fileUpload, *jsonhttp.Error) {
+	u := &fileUpload{files: wf, root: root, name: uploadPrefix + rand.Text(), space: space}
+	wf.disk.commitMu.Lock()
+	err := wf.disk.countLocked(root, u.space)
+	wf.disk.commitMu.Unlock()
 	if err != nil {
 		return nil, internalError("count the files of", objectPath{asked: "/Workspace/" + u.space}, err)
 	}
@@ -206,13 +206,13 @@ func (u *fileUpload) Write(p []byte) (int, error) {
 	if u.size+int64(len(p)) > MaxFileSize {
 		return 0, errTooBig
 	}
-	if !u.w.disk.reserve(u.space, int64(len(p))) {
+	if !u.files.disk.reserve(u.space, int64(len(p))) {
 		return 0, errQuota
 	}
 	n, err := u.f.Write(p)
 	u.size += int64(n)
 	if n < len(p) {
-		u.w.disk.release(u.space, int64(len(p)-n))
+		u.files.disk.release(u.space, int64(len(p)-n))
 	}
 	return n, err
 }
@@ -225,7 +225,7 @@ func (u *fileUpload) abort() {
 	u.done = true
 	_ = u.f.Close()
 	_ = u.root.Remove(u.name)
-	u.w.disk.release(u.space, u.size)
+	u.files.disk.release(u.space, u.size)
 }
 
 // fail aborts the upload and says why reading it failed.
@@ -235,7 +235,7 @@ func (u *fileUpload) fail(err error) *jsonhttp.Error {
 	var jerr *jsonhttp.Error
 	switch {
 	case errors.Is(err, errQuota):
-		return u.w.disk.exceeded(u.space)
+		return u.files.disk.exceeded(u.space)
 	case errors.Is(err, errTooBig), errors.As(err, &maxErr):
 		return tooBig()
 	case errors.As(err, &jerr):
@@ -254,10 +254,10 @@ func (u *fileUpload) commit(p objectPath, overwrite bool, existsStatus int) *jso
 	u.done = true
 	defer u.root.Remove(u.name) // after a rename there is nothing left to remove; after a link, the extra name
 	if err := u.f.Close(); err != nil {
-		u.w.disk.release(u.space, u.size)
+		u.files.disk.release(u.space, u.size)
 		return internalError("import", p, err)
 	}
-	d := u.w.disk
+	d := u.files.disk
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
 	dest := spaceOf(p)
@@ -314,8 +314,8 @@ func objectExists(p objectPath, what string, status int) *jsonhttp.Error {
 }
 
 // remove deletes p (everything under it, with recursive) and gives its bytes back to its space.
-func (w *Workspace) remove(root *os.Root, p objectPath, recursive bool) error {
-	d := w.disk
+func (wf *workspaceFiles) remove(root *os.Root, p objectPath, recursive bool) error {
+	d := wf.disk
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
 	space := spaceOf(p)

@@ -144,9 +144,9 @@ func TestDiskQuota(t *testing.T) {
 		return err
 	}))
 	assert.LessOrEqual(t, held, int64(quota))
-	w.disk.mu.Lock()
-	assert.Equal(t, held, w.disk.used["Users/"+strings.TrimPrefix(x, "/Users/")], "the count is the disk's")
-	w.disk.mu.Unlock()
+	w.files.disk.mu.Lock()
+	assert.Equal(t, held, w.files.disk.used["Users/"+strings.TrimPrefix(x, "/Users/")], "the count is the disk's")
+	w.files.disk.mu.Unlock()
 }
 
 // A principal has at most maxUploadsPerPrincipal uploads in progress; the next is refused with 429 and Retry-After
@@ -180,9 +180,9 @@ func TestConcurrentUploadsPerPrincipal(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool { // a signal from the workspace, not a guess of time: 30 s only if it hangs
-		w.disk.mu.Lock()
-		defer w.disk.mu.Unlock()
-		return w.disk.inFlight[strings.TrimPrefix(x, "/Users/")] == maxUploadsPerPrincipal
+		w.files.disk.mu.Lock()
+		defer w.files.disk.mu.Unlock()
+		return w.files.disk.inFlight[strings.TrimPrefix(x, "/Users/")] == maxUploadsPerPrincipal
 	}, patience, time.Millisecond, "every upload is in progress")
 
 	resp, body := send(t, http.MethodPost, w.URL()+PathImportFile+x+"/one-more?overwrite=true", "x", bearer(token))

@@ -119,9 +119,9 @@ type Workspace struct {
 	// listenClosed is set once Close has begun: the workspace never listens again.
 	listenClosed bool
 
-	sessions *sessions // the browsers signed in to apps (sessions.go, login.go)
-	disk     *diskUse  // uploads in progress and the bytes of workspace files (uploads.go)
-	faults   faults    // the failures played on purpose (faults.go)
+	sessions *sessions       // the browsers signed in to apps (sessions.go, login.go)
+	files    *workspaceFiles // the workspace files APIs (files.go)
+	faults   faults          // the failures played on purpose (faults.go)
 
 	mu       sync.Mutex // guards apps, appOrder, loopbackFallback and the records' mutable fields
 	apps     map[string]*appRecord
@@ -246,7 +246,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 
 		logKeepalive: opts.LogKeepalive,
 		listen:       listen,
-		disk:         newDiskUse(opts.DiskQuota),
+		files:        &workspaceFiles{disk: newDiskUse(opts.DiskQuota)},
 		afterFunc:    func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 	}
 	if w.userEnviron == nil {
@@ -365,7 +365,8 @@ func (w *Workspace) openDataDir(dir string) error {
 		}
 		w.store = newStore(filepath.Join(abs, "workspace"), w.logger, w.subsystems)
 	}
-	if err := w.makeHomeFolders(); err != nil {
+	w.files.dir, w.files.who = filepath.Join(w.dataDir, "files"), w.dir
+	if err := w.files.makeHomeFolders(); err != nil {
 		w.releaseData()
 		return err
 	}
