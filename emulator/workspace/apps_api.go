@@ -125,7 +125,7 @@ func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens
 		ServicePrincipalId:       numericID(s.servicePrincipal.ID),
 		ServicePrincipalName:     s.servicePrincipal.Name,
 		UserApiScopes:            s.userAPIScopes,
-		EffectiveUserApiScopes:   w.effectiveScopes(s),
+		EffectiveUserApiScopes:   w.settings.effectiveScopes(s),
 		Resources:                s.resources,
 		DefaultSourceCodePath:    rec.defaultSourceCodePath,
 		CreateTime:               formatTime(rec.createTime),
@@ -377,7 +377,7 @@ func checkAppName(name string) *jsonhttp.Error {
 // manage the target, or anyone could give themselves (through an app of theirs) access to any app.
 func (w *Workspace) checkAppFields(who principal, scopes []string, resources []apps.AppResource) *jsonhttp.Error {
 	bad := badParameter
-	if jerr := w.checkUserAPIScopes(scopes); jerr != nil {
+	if jerr := w.settings.checkUserAPIScopes(scopes); jerr != nil {
 		return jerr
 	}
 	keys := map[string]bool{}

@@ -113,7 +113,7 @@ func (w *Workspace) handleLoginPage() http.HandlerFunc {
 			return
 		}
 		d := data{App: target.app.name, AppURL: target.app.url, NextURL: target.url(),
-			Token: w.formToken(browserNonce(rw, r), PathLogin, target.url()), Scopes: w.effectiveScopes(target.app.settings.Load())}
+			Token: w.formToken(browserNonce(rw, r), PathLogin, target.url()), Scopes: w.settings.effectiveScopes(target.app.settings.Load())}
 		for _, u := range w.dir.users() {
 			d.Users = append(d.Users, user{UserName: u.UserName, DisplayName: u.DisplayName,
 				CanUse: target.app.settings.Load().has(u, PermissionCanUse)})
@@ -147,7 +147,7 @@ func (w *Workspace) handleSignIn() http.HandlerFunc {
 		if !ok {
 			return
 		}
-		scopes := w.effectiveScopes(target.app.settings.Load())
+		scopes := w.settings.effectiveScopes(target.app.settings.Load())
 		if len(scopes) == 0 {
 			w.finishSignIn(rw, r, target, who, nil)
 			return
@@ -173,7 +173,7 @@ func (w *Workspace) handleConsent() http.HandlerFunc {
 				Links: []link{{"Back to sign-in", w.loginURL(target)}}})
 			return
 		}
-		w.finishSignIn(rw, r, target, who, w.effectiveScopes(target.app.settings.Load()))
+		w.finishSignIn(rw, r, target, who, w.settings.effectiveScopes(target.app.settings.Load()))
 	}
 }
 
@@ -193,7 +193,7 @@ func (w *Workspace) readSignInForm(rw http.ResponseWriter, r *http.Request, form
 	userName := r.PostForm.Get("user")
 	parts := []string{form, target.url()}
 	if form == PathConsent {
-		parts = append(parts, userName, strings.Join(w.effectiveScopes(target.app.settings.Load()), " "))
+		parts = append(parts, userName, strings.Join(w.settings.effectiveScopes(target.app.settings.Load()), " "))
 	}
 	if !w.validFormToken(r, parts...) {
 		w.logger.Warn("sign-in form refused: missing or wrong CSRF token", "form", form, "app", target.app.name)

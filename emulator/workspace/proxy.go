@@ -236,7 +236,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 				p.name, aclField(who), who.UserName)})
 		return false
 	}
-	scopes := p.ws.effectiveScopes(settings)
+	scopes := p.ws.settings.effectiveScopes(settings)
 	needsUserToken := who.Kind == identity.KindUser && len(scopes) > 0
 	if needsUserToken {
 		if missing := coversScopes(res.claims.scopes(), scopes); len(missing) > 0 {
@@ -293,7 +293,7 @@ func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (strin
 	// A caller authenticated otherwise than by a bearer token has no hash to key the cache by: it gets a new token
 	// each time rather than another caller's.
 	cacheable := res.tokenHash != tokenHash{}
-	allowed := p.ws.allowed.Load()
+	allowed := p.ws.settings.allowed.Load()
 	scopes := allowed.effective(settings.userAPIScopes)
 	key := forwardedKey{caller: res.tokenHash, settings: settings, allowed: allowed}
 	now := p.ws.auth.issuer.now()

@@ -76,7 +76,7 @@ func (w *Workspace) routes() http.Handler {
 		w.data.routes(r)
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeAllAPIs))
-			w.settingRoutes(r)
+			w.settings.routes(r)
 		})
 	})
 	r.NotFound(func(rw http.ResponseWriter, req *http.Request) {

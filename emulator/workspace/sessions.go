@@ -323,7 +323,7 @@ func (p *appProxy) browserAuth(rw http.ResponseWriter, r *http.Request) (res *au
 		p.redirectToLogin(rw, r)
 		return nil, true
 	}
-	if !api && len(coversScopes(session.scopes, p.ws.effectiveScopes(p.settings.Load()))) > 0 {
+	if !api && len(coversScopes(session.scopes, p.ws.settings.effectiveScopes(p.settings.Load()))) > 0 {
 		// The app asks for scopes the user has not consented to (the Apps API changed them): ask again.
 		p.redirectToLogin(rw, r)
 		return nil, true

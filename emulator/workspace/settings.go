@@ -2,15 +2,17 @@ package workspace
 
 // The workspace setting that bounds what apps may ask of their users: allowedAppsUserApiScopes, the user
 // authorization scopes an app's user_api_scopes may name. Admins read and change it with the settings API that
-// databricks-sdk-go calls w.WorkspaceSettingsV2 (GET and PATCH /api/2.1/settings/{name}); the model sets its value at
+// databricks-sdk-go calls st.WorkspaceSettingsV2 (GET and PATCH /api/2.1/settings/{name}); the model sets its value at
 // start (workspace.allowed_apps_user_api_scopes). The Apps API refuses other scopes when an app is created or
 // updated, and the proxy forwards only the allowed ones of an app that asked before the admin narrowed the list.
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/databricks/databricks-sdk-go/service/settingsv2"
 	"github.com/go-chi/chi/v5"
@@ -27,6 +29,20 @@ const SettingAllowedAppsUserAPIScopes = "allowedAppsUserApiScopes"
 
 // allScopes in the allowed list allows every scope the platform offers apps (AppUserScopes).
 const allScopes = "*"
+
+// workspaceSettings serves the settings API and holds the setting's value, which the Apps API, the proxies and the
+// sign-in read without a lock.
+type workspaceSettings struct {
+	offered []string                      // the scopes the model allowed, which an admin may allow again
+	allowed atomic.Pointer[allowedScopes] // the value now
+	logger  *slog.Logger
+}
+
+func newWorkspaceSettings(cfg Config, logger *slog.Logger) *workspaceSettings {
+	st := &workspaceSettings{offered: cfg.Workspace.AllowedAppsUserAPIScopes, logger: logger}
+	st.allowed.Store(&allowedScopes{list: cfg.Workspace.allowedAppsUserAPIScopes()})
+	return st
+}
 
 // allowedScopes is one value of the setting. A value is never changed once published: a change publishes a new one,
 // so the proxy reads a consistent list without a lock, and its pointer versions the forwarded tokens it caches.
@@ -49,14 +65,14 @@ func (a *allowedScopes) effective(scopes []string) []string {
 
 // effectiveScopes are the app's user_api_scopes the workspace allows now: what the proxy asks of a user's token and
 // forwards to the app (effective_user_api_scopes).
-func (w *Workspace) effectiveScopes(s *appSettings) []string {
-	return w.allowed.Load().effective(s.userAPIScopes)
+func (st *workspaceSettings) effectiveScopes(s *appSettings) []string {
+	return st.allowed.Load().effective(s.userAPIScopes)
 }
 
 // checkUserAPIScopes refuses the first scope an app may not ask for, as the platform does: "The specified scope X is
 // not a valid scope".
-func (w *Workspace) checkUserAPIScopes(scopes []string) *jsonhttp.Error {
-	allowed := w.allowed.Load()
+func (st *workspaceSettings) checkUserAPIScopes(scopes []string) *jsonhttp.Error {
+	allowed := st.allowed.Load()
 	for _, sc := range scopes {
 		if allowed.allows(sc) {
 			continue
@@ -75,14 +91,14 @@ func (w *Workspace) checkUserAPIScopes(scopes []string) *jsonhttp.Error {
 }
 
 // offeredScope reports whether an admin may allow scope: one the platform offers apps, or one the model allowed.
-func (w *Workspace) offeredScope(scope string) bool {
+func (st *workspaceSettings) offeredScope(scope string) bool {
 	return scope == allScopes || slices.Contains(AppUserScopes, scope) ||
-		slices.Contains(w.cfg.Workspace.AllowedAppsUserAPIScopes, scope)
+		slices.Contains(st.offered, scope)
 }
 
-func (w *Workspace) settingRoutes(r chi.Router) {
-	r.Get(PathSettings+"/{name}", w.handleGetSetting())
-	r.Patch(PathSettings+"/{name}", w.handlePatchSetting())
+func (st *workspaceSettings) routes(r chi.Router) {
+	r.Get(PathSettings+"/{name}", st.handleGetSetting())
+	r.Patch(PathSettings+"/{name}", st.handlePatchSetting())
 }
 
 // settingFromPath checks the setting named in the path: the emulator has one.
@@ -97,21 +113,21 @@ func settingFromPath(rw http.ResponseWriter, r *http.Request) bool {
 }
 
 // writeSetting answers the setting as the SDK's settingsv2.Setting reads it.
-func (w *Workspace) writeSetting(rw http.ResponseWriter) {
-	value := &settingsv2.AllowedAppsUserApiScopesMessage{AllowedScopes: slices.Clone(w.allowed.Load().list)}
+func (st *workspaceSettings) writeSetting(rw http.ResponseWriter) {
+	value := &settingsv2.AllowedAppsUserApiScopesMessage{AllowedScopes: slices.Clone(st.allowed.Load().list)}
 	jsonhttp.Write(rw, http.StatusOK, settingsv2.Setting{Name: SettingAllowedAppsUserAPIScopes,
 		AllowedAppsUserApiScopes: value, EffectiveAllowedAppsUserApiScopes: value})
 }
 
-func (w *Workspace) handleGetSetting() http.HandlerFunc {
+func (st *workspaceSettings) handleGetSetting() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		if settingFromPath(rw, r) {
-			w.writeSetting(rw)
+			st.writeSetting(rw)
 		}
 	}
 }
 
-func (w *Workspace) handlePatchSetting() http.HandlerFunc {
+func (st *workspaceSettings) handlePatchSetting() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		if !settingFromPath(rw, r) {
 			return
@@ -137,7 +153,7 @@ func (w *Workspace) handlePatchSetting() http.HandlerFunc {
 		}
 		list := []string{}
 		for _, sc := range req.Value.AllowedScopes {
-			if !w.offeredScope(sc) {
+			if !st.offeredScope(sc) {
 				jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadRequest, Code: jsonhttp.CodeInvalidParameter,
 					Message: fmt.Sprintf("The specified scope %s is not a valid scope", truncate(sc, 100)),
 					Fix:     "the platform offers apps the user authorization scopes " + strings.Join(AppUserScopes, ", ")})
@@ -147,9 +163,9 @@ func (w *Workspace) handlePatchSetting() http.HandlerFunc {
 				list = append(list, sc)
 			}
 		}
-		w.allowed.Store(&allowedScopes{list: list})
-		w.logger.Info("workspace setting changed", "setting", SettingAllowedAppsUserAPIScopes, "by", who.UserName,
+		st.allowed.Store(&allowedScopes{list: list})
+		st.logger.Info("workspace setting changed", "setting", SettingAllowedAppsUserAPIScopes, "by", who.UserName,
 			"allowed_scopes", strings.Join(list, " "))
-		w.writeSetting(rw)
+		st.writeSetting(rw)
 	}
 }

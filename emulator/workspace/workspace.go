@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/service/apps"
@@ -131,7 +130,7 @@ type Workspace struct {
 
 	data *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 
-	allowed atomic.Pointer[allowedScopes] // the scopes apps may ask of their users (settings.go)
+	settings *workspaceSettings // the scopes apps may ask of their users (settings.go)
 
 	removeDataDir bool
 	dataLock      *Lock      // keeps a second emulator off a given data folder
@@ -256,7 +255,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.sessions = newSessions(opts.TokenLifetime, grants.revoke)
 	w.auth = &authServer{cfg: opts.Config, dir: w.dir, grants: grants, sessions: w.sessions, logger: w.logger,
 		appScope: w.appAsksScope}
-	w.allowed.Store(&allowedScopes{list: opts.Config.Workspace.allowedAppsUserAPIScopes()})
+	w.settings = newWorkspaceSettings(opts.Config, w.logger)
 	if w.ports == nil {
 		w.ports = appPorts
 	}
