@@ -195,7 +195,7 @@ func FuzzSignInTarget(f *testing.F) {
 		if rec.Code >= 500 {
 			t.Fatalf("status %d for %q", rec.Code, next)
 		}
-		target, problem := w.signInTarget(next)
+		target, problem := w.sessions.signInTarget(next)
 		hasForm := strings.Contains(rec.Body.String(), `name="csrf_token"`)
 		if hasForm != (problem == "") {
 			t.Fatalf("next_url %q: form shown %v, problem %q", next, hasForm, problem)

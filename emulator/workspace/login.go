@@ -37,7 +37,7 @@ type signInTarget struct {
 func (t signInTarget) url() string { return t.app.url + t.next }
 
 // signInTarget checks next_url: it must be an http URL on the origin of one of the workspace's app proxies.
-func (w *Workspace) signInTarget(raw string) (signInTarget, string) {
+func (s *sessions) signInTarget(raw string) (signInTarget, string) {
 	notAnApp := "next_url must be the URL of an app of this workspace"
 	if len(raw) > maxNextURL {
 		return signInTarget{}, notAnApp
@@ -46,7 +46,7 @@ func (w *Workspace) signInTarget(raw string) (signInTarget, string) {
 	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return signInTarget{}, notAnApp
 	}
-	p, ok := w.appOrigin(u)
+	p, ok := s.apps.proxyAt(u.Scheme + "://" + u.Host)
 	if !ok {
 		return signInTarget{}, notAnApp
 	}
@@ -61,8 +61,8 @@ func (w *Workspace) signInTarget(raw string) (signInTarget, string) {
 }
 
 // loginURL is the login page for a target.
-func (w *Workspace) loginURL(t signInTarget) string {
-	return w.url + PathLogin + "?next_url=" + url.QueryEscape(t.url())
+func (s *sessions) loginURL(t signInTarget) string {
+	return s.url + PathLogin + "?next_url=" + url.QueryEscape(t.url())
 }
 
 // browserNonce returns the value this browser's form tokens are bound to, setting the cookie on its first visit.
@@ -77,8 +77,8 @@ func browserNonce(rw http.ResponseWriter, r *http.Request) string {
 }
 
 // formToken is the CSRF token of a form about parts, for the browser holding nonce.
-func (w *Workspace) formToken(nonce string, parts ...string) string {
-	mac := hmac.New(sha256.New, w.sessions.formKey)
+func (s *sessions) formToken(nonce string, parts ...string) string {
+	mac := hmac.New(sha256.New, s.formKey)
 	mac.Write([]byte(nonce))
 	for _, part := range parts {
 		mac.Write([]byte{0})
@@ -88,14 +88,14 @@ func (w *Workspace) formToken(nonce string, parts ...string) string {
 }
 
 // validFormToken reports whether a posted form carries the token of parts for this browser.
-func (w *Workspace) validFormToken(r *http.Request, parts ...string) bool {
+func (s *sessions) validFormToken(r *http.Request, parts ...string) bool {
 	c, err := r.Cookie(loginCookie)
 	got := r.PostForm.Get("csrf_token")
-	return err == nil && got != "" && hmac.Equal([]byte(got), []byte(w.formToken(c.Value, parts...)))
+	return err == nil && got != "" && hmac.Equal([]byte(got), []byte(s.formToken(c.Value, parts...)))
 }
 
 // handleLoginPage lists the model's users to sign in as, for the app next_url names.
-func (w *Workspace) handleLoginPage() http.HandlerFunc {
+func (s *sessions) handleLoginPage() http.HandlerFunc {
 	type user struct {
 		UserName, DisplayName string
 		CanUse                bool
@@ -107,14 +107,14 @@ func (w *Workspace) handleLoginPage() http.HandlerFunc {
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
 		raw := r.URL.Query().Get("next_url")
-		target, problem := w.signInTarget(raw)
+		target, problem := s.signInTarget(raw)
 		if problem != "" {
-			w.writeNoApp(rw, raw, problem)
+			s.writeNoApp(rw, raw, problem)
 			return
 		}
 		d := data{App: target.app.name, AppURL: target.app.url, NextURL: target.url(),
-			Token: w.formToken(browserNonce(rw, r), PathLogin, target.url()), Scopes: w.settings.effectiveScopes(target.app.settings.Load())}
-		for _, u := range w.dir.users() {
+			Token: s.formToken(browserNonce(rw, r), PathLogin, target.url()), Scopes: s.settings.effectiveScopes(target.app.settings.Load())}
+		for _, u := range s.dir.users() {
 			d.Users = append(d.Users, user{UserName: u.UserName, DisplayName: u.DisplayName,
 				CanUse: target.app.settings.Load().has(u, PermissionCanUse)})
 		}
@@ -123,106 +123,106 @@ func (w *Workspace) handleLoginPage() http.HandlerFunc {
 }
 
 // writeNoApp answers a login page that has no app to return to, listing the apps there are.
-func (w *Workspace) writeNoApp(rw http.ResponseWriter, raw, problem string) {
+func (s *sessions) writeNoApp(rw http.ResponseWriter, raw, problem string) {
 	status, message := http.StatusBadRequest, "This page signs you in to an app of this workspace, but "+problem+"."
 	if raw == "" {
 		status, message = http.StatusOK, "Open an app of this workspace: it sends you here to sign in."
 	}
 	pg := page{Title: "Emulated Databricks workspace", Message: message}
-	for _, name := range w.AppNames() {
-		pg.Links = append(pg.Links, link{name, w.AppURL(name) + "/"})
+	for _, p := range s.apps.proxies() {
+		pg.Links = append(pg.Links, link{p.name, p.url + "/"})
 	}
 	writePage(rw, status, pg)
 }
 
 // handleSignIn takes the user picked on the login page: on to the consent page if the app has user authorization
 // scopes, else back to the app.
-func (w *Workspace) handleSignIn() http.HandlerFunc {
+func (s *sessions) handleSignIn() http.HandlerFunc {
 	type data struct {
 		App, NextURL, Token, UserName, DisplayName string
 		Scopes                                     []string
 	}
 	return func(rw http.ResponseWriter, r *http.Request) {
-		target, who, ok := w.readSignInForm(rw, r, PathLogin)
+		target, who, ok := s.readSignInForm(rw, r, PathLogin)
 		if !ok {
 			return
 		}
-		scopes := w.settings.effectiveScopes(target.app.settings.Load())
+		scopes := s.settings.effectiveScopes(target.app.settings.Load())
 		if len(scopes) == 0 {
-			w.finishSignIn(rw, r, target, who, nil)
+			s.finishSignIn(rw, r, target, who, nil)
 			return
 		}
 		nonce, _ := r.Cookie(loginCookie) // readSignInForm checked it
 		renderPage(rw, http.StatusOK, "consent", data{App: target.app.name, NextURL: target.url(),
 			UserName: who.UserName, DisplayName: who.DisplayName, Scopes: scopes,
-			Token: w.formToken(nonce.Value, PathConsent, target.url(), who.UserName, strings.Join(scopes, " "))})
+			Token: s.formToken(nonce.Value, PathConsent, target.url(), who.UserName, strings.Join(scopes, " "))})
 	}
 }
 
 // handleConsent takes the answer of the consent page. The token covers the scopes shown, so a consent given
 // before the Apps API changed them is refused rather than stretched to the new ones.
-func (w *Workspace) handleConsent() http.HandlerFunc {
+func (s *sessions) handleConsent() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		target, who, ok := w.readSignInForm(rw, r, PathConsent)
+		target, who, ok := s.readSignInForm(rw, r, PathConsent)
 		if !ok {
 			return
 		}
 		if r.PostForm.Get("decision") != "allow" {
 			writePage(rw, http.StatusOK, page{Title: "Not signed in", Message: "You did not allow " +
 				target.app.name + " to act on your behalf, so it was not opened and nothing was shared with it.",
-				Links: []link{{"Back to sign-in", w.loginURL(target)}}})
+				Links: []link{{"Back to sign-in", s.loginURL(target)}}})
 			return
 		}
-		w.finishSignIn(rw, r, target, who, w.settings.effectiveScopes(target.app.settings.Load()))
+		s.finishSignIn(rw, r, target, who, s.settings.effectiveScopes(target.app.settings.Load()))
 	}
 }
 
 // readSignInForm reads and checks a posted login or consent form: its size, next_url, the user and the CSRF token.
 // It answers the browser itself when it reports false.
-func (w *Workspace) readSignInForm(rw http.ResponseWriter, r *http.Request, form string) (signInTarget, principal, bool) {
+func (s *sessions) readSignInForm(rw http.ResponseWriter, r *http.Request, form string) (signInTarget, principal, bool) {
 	r.Body = http.MaxBytesReader(rw, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		writePage(rw, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
 		return signInTarget{}, principal{}, false
 	}
-	target, problem := w.signInTarget(r.PostForm.Get("next_url"))
+	target, problem := s.signInTarget(r.PostForm.Get("next_url"))
 	if problem != "" {
-		w.writeNoApp(rw, r.PostForm.Get("next_url"), problem)
+		s.writeNoApp(rw, r.PostForm.Get("next_url"), problem)
 		return signInTarget{}, principal{}, false
 	}
 	userName := r.PostForm.Get("user")
 	parts := []string{form, target.url()}
 	if form == PathConsent {
-		parts = append(parts, userName, strings.Join(w.settings.effectiveScopes(target.app.settings.Load()), " "))
+		parts = append(parts, userName, strings.Join(s.settings.effectiveScopes(target.app.settings.Load()), " "))
 	}
-	if !w.validFormToken(r, parts...) {
-		w.logger.Warn("sign-in form refused: missing or wrong CSRF token", "form", form, "app", target.app.name)
+	if !s.validFormToken(r, parts...) {
+		s.logger.Warn("sign-in form refused: missing or wrong CSRF token", "form", form, "app", target.app.name)
 		writePage(rw, http.StatusForbidden, page{Title: "Sign-in form expired",
 			Message: "This form did not come from the sign-in page this browser was shown, or the page changed since.",
-			Fix:     "Start again from the sign-in page.", Links: []link{{"Sign in to " + target.app.name, w.loginURL(target)}}})
+			Fix:     "Start again from the sign-in page.", Links: []link{{"Sign in to " + target.app.name, s.loginURL(target)}}})
 		return signInTarget{}, principal{}, false
 	}
-	who, known := w.dir.user(userName)
+	who, known := s.dir.user(userName)
 	if !known {
 		writePage(rw, http.StatusBadRequest, page{Title: "Unknown user",
 			Message: "There is no user " + truncate(userName, 100) + " in this workspace.",
-			Links:   []link{{"Sign in to " + target.app.name, w.loginURL(target)}}})
+			Links:   []link{{"Sign in to " + target.app.name, s.loginURL(target)}}})
 		return signInTarget{}, principal{}, false
 	}
 	return target, who, true
 }
 
 // finishSignIn sends the browser back to the app's proxy with a one-time code for the session.
-func (w *Workspace) finishSignIn(rw http.ResponseWriter, r *http.Request, t signInTarget, who principal, scopes []string) {
+func (s *sessions) finishSignIn(rw http.ResponseWriter, r *http.Request, t signInTarget, who principal, scopes []string) {
 	session := browserSession{origin: t.app.url, user: who, scopes: scopes,
-		clientID: t.app.settings.Load().servicePrincipal.ApplicationID, generation: w.auth.grants.generation(who.UserName)}
-	code, ok := w.sessions.newCode(session, t.next)
+		clientID: t.app.settings.Load().servicePrincipal.ApplicationID, generation: s.generation(who.UserName)}
+	code, ok := s.newCode(session, t.next)
 	if !ok {
 		writePage(rw, http.StatusServiceUnavailable, page{Title: "Try again later",
 			Message: "Too many sign-ins are waiting to complete; try again in a minute."})
 		return
 	}
-	w.logger.Info("browser sign-in", "app", t.app.name, "user", who.UserName, "scopes", strings.Join(scopes, " "))
+	s.logger.Info("browser sign-in", "app", t.app.name, "user", who.UserName, "scopes", strings.Join(scopes, " "))
 	http.Redirect(rw, r, t.app.url+PathAuthCallback+"?code="+url.QueryEscape(code), http.StatusSeeOther)
 }
 

@@ -48,7 +48,7 @@ func (w *Workspace) routes() http.Handler {
 	r.Get(PathOIDCDiscovery, w.auth.handleOIDCDiscovery())
 	r.Get(PathAuthorize, w.auth.handleAuthorize())
 	r.Post(PathToken, w.auth.handleToken())
-	r.Get(PathLogin, w.handleLoginPage())
+	r.Get(PathLogin, w.sessions.handleLoginPage())
 	r.Route(PathIdentityProviders+"/{idp}", w.auth.identityProviderRoutes)
 	r.Group(w.controlRoutes) // the emulator's own: faults, revocations and outages on purpose (control.go)
 	r.Group(func(r chi.Router) {
@@ -56,8 +56,8 @@ func (w *Workspace) routes() http.Handler {
 		sameOrigin := http.NewCrossOriginProtection()
 		sameOrigin.SetDenyHandler(crossOriginRefused())
 		r.Use(sameOrigin.Handler)
-		r.Post(PathLogin, w.handleSignIn())
-		r.Post(PathConsent, w.handleConsent())
+		r.Post(PathLogin, w.sessions.handleSignIn())
+		r.Post(PathConsent, w.sessions.handleConsent())
 	})
 	r.Group(func(r chi.Router) {
 		r.Use(w.auth.requireToken)

@@ -2,8 +2,8 @@ package workspace
 
 import (
 	"crypto/hmac"
+	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -64,7 +64,8 @@ type signInCode struct {
 	session string // the session its redemption opened
 }
 
-// sessions holds the sign-in codes and the browser sessions of every app proxy, in memory only.
+// sessions holds the sign-in codes and the browser sessions of every app proxy, in memory only, and serves the
+// workspace's sign-in pages (login.go) that open them.
 type sessions struct {
 	mu       sync.Mutex
 	codes    map[string]signInCode
@@ -73,6 +74,20 @@ type sessions struct {
 	revoke   func(grant string) // refuses the forwarded tokens of an ended session
 	formKey  []byte             // signs the login forms' CSRF tokens (login.go)
 	now      func() time.Time
+
+	// What the sign-in pages need of the rest of the workspace; Start sets them before it serves.
+	url        string // the workspace's, where the login page is
+	dir        *directory
+	settings   *workspaceSettings
+	apps       signInApps
+	generation func(user string) int64 // a user's token generation (grants.go)
+	logger     *slog.Logger
+}
+
+// signInApps are the apps a browser signs in to: the workspace's.
+type signInApps interface {
+	proxyAt(origin string) (*appProxy, bool) // the proxy serving origin ("http://host:port")
+	proxies() []*appProxy                    // every app's, in creation order
 }
 
 func newSessions(lifetime time.Duration, revoke func(grant string)) *sessions {
@@ -266,7 +281,7 @@ func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
 		writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".", Links: signIn})
 		return
 	}
-	token := p.ws.formToken(session, PathLogout, p.url)
+	token := p.ws.sessions.formToken(session, PathLogout, p.url)
 	if r.Method != http.MethodPost {
 		renderPage(rw, http.StatusOK, "logout", struct{ App, Token string }{p.name, token})
 		return
@@ -400,17 +415,4 @@ func withoutEmulatorCookies(h http.Header) {
 	if len(kept) > 0 {
 		h.Set("Cookie", strings.Join(kept, "; "))
 	}
-}
-
-// appOrigin finds the app whose proxy serves the origin of u.
-func (w *Workspace) appOrigin(u *url.URL) (*appProxy, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, name := range w.appOrder {
-		p := w.apps[name].proxy
-		if p.url == u.Scheme+"://"+u.Host {
-			return p, true
-		}
-	}
-	return nil, false
 }

@@ -373,7 +373,7 @@ func TestBrowserSignInRefusals(t *testing.T) {
 		for name, change := range map[string]func(url.Values){
 			"no CSRF token":                     func(v url.Values) { v.Del("csrf_token") },
 			"the user changed":                  func(v url.Values) { v.Set("user", "outsider@example.com") },
-			"the login form's token":            func(v url.Values) { v.Set("csrf_token", w.formToken("x", PathLogin, api+"/")) },
+			"the login form's token":            func(v url.Values) { v.Set("csrf_token", w.sessions.formToken("x", PathLogin, api+"/")) },
 			"next_url changed to another app":   func(v url.Values) { v.Set("next_url", caller+"/") },
 			"next_url changed to another place": func(v url.Values) { v.Set("next_url", api+"/elsewhere") },
 		} {

@@ -295,6 +295,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	}
 	w.url = "http://" + ln.Addr().String()
 	w.auth.url = w.url
+	w.sessions.url, w.sessions.dir, w.sessions.settings, w.sessions.apps = w.url, w.dir, w.settings, w
+	w.sessions.generation, w.sessions.logger = grants.generation, w.logger
 	if w.auth.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, grants.generation); err != nil {
 		_ = ln.Close()
 		w.releaseData()
@@ -559,6 +561,29 @@ func (w *Workspace) appAsksScope(scope string) bool {
 		}
 	}
 	return false
+}
+
+// proxyAt finds the app whose proxy serves origin.
+func (w *Workspace) proxyAt(origin string) (*appProxy, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, name := range w.appOrder {
+		if p := w.apps[name].proxy; p.url == origin {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// proxies are every app's proxy, in creation order.
+func (w *Workspace) proxies() []*appProxy {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*appProxy, 0, len(w.appOrder))
+	for _, name := range w.appOrder {
+		out = append(out, w.apps[name].proxy)
+	}
+	return out
 }
 
 // RequestCount is how many requests the workspace (not the app proxies) served for a path, such as
