@@ -12,7 +12,7 @@ const ScopeCurrentUser = "iam.current-user:read"
 
 // handleSCIMMe answers "who am I" for a valid token of this workspace that holds iam.current-user:read or all-apis:
 // M2M and CLI tokens (all-apis), and the proxy's forwarded tokens when the app's scopes include it.
-func (w *Workspace) handleSCIMMe() http.HandlerFunc {
+func (sc *scim) handleSCIMMe() http.HandlerFunc {
 	type email struct {
 		Value   string `json:"value"`
 		Type    string `json:"type"`

@@ -61,8 +61,7 @@ func (w *Workspace) routes() http.Handler {
 	})
 	r.Group(func(r chi.Router) {
 		r.Use(w.auth.requireToken)
-		r.Get(PathSCIMMe, w.handleSCIMMe())
-		w.scimRoutes(r) // the directory: users, service principals and groups (scim.go)
+		w.scim.routes(r) // SCIM Me and the directory: users, service principals and groups (scim.go)
 		r.Post(PathTelemetry, w.handleTelemetry())
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeApps))

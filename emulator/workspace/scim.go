@@ -42,13 +42,20 @@ const (
 	scimGroup      = "urn:ietf:params:scim:schemas:core:2.0:Group"
 )
 
-func (w *Workspace) scimRoutes(r chi.Router) {
-	r.Get(PathSCIMUsers, w.handleSCIMList(w.scimUsers))
-	r.Get(PathSCIMUsers+"/{id}", w.handleSCIMGet(w.scimUsers, "User"))
-	r.Get(PathSCIMServicePrincipals, w.handleSCIMList(w.scimServicePrincipals))
-	r.Get(PathSCIMServicePrincipals+"/{id}", w.handleSCIMGet(w.scimServicePrincipals, "Service principal"))
-	r.Get(PathSCIMGroups, w.handleSCIMList(w.scimGroups))
-	r.Get(PathSCIMGroups+"/{id}", w.handleSCIMGet(w.scimGroups, "Group"))
+// scim serves the directory over SCIM, read-only, and SCIM Me (api.go).
+type scim struct {
+	dir    *directory
+	groups []Group // the model's, in its order
+}
+
+func (sc *scim) routes(r chi.Router) {
+	r.Get(PathSCIMMe, sc.handleSCIMMe())
+	r.Get(PathSCIMUsers, sc.handleSCIMList(sc.scimUsers))
+	r.Get(PathSCIMUsers+"/{id}", sc.handleSCIMGet(sc.scimUsers, "User"))
+	r.Get(PathSCIMServicePrincipals, sc.handleSCIMList(sc.scimServicePrincipals))
+	r.Get(PathSCIMServicePrincipals+"/{id}", sc.handleSCIMGet(sc.scimServicePrincipals, "Service principal"))
+	r.Get(PathSCIMGroups, sc.handleSCIMList(sc.scimGroups))
+	r.Get(PathSCIMGroups+"/{id}", sc.handleSCIMGet(sc.scimGroups, "Group"))
 }
 
 // scimResource is one resource as SCIM sends it, with the attributes a filter compares (lower-cased names).
@@ -65,15 +72,15 @@ type workspaceGroup struct {
 
 // directoryGroups lists the workspace's groups: users, which holds every user and service principal, as in
 // Databricks, and the model's groups (admins among them).
-func (w *Workspace) directoryGroups() []workspaceGroup {
-	everyone := w.dir.users()
-	for _, sp := range w.dir.servicePrincipals() {
-		if p, ok := w.dir.subject(sp.ApplicationID); ok {
+func (sc *scim) directoryGroups() []workspaceGroup {
+	everyone := sc.dir.users()
+	for _, sp := range sc.dir.servicePrincipals() {
+		if p, ok := sc.dir.subject(sp.ApplicationID); ok {
 			everyone = append(everyone, p)
 		}
 	}
 	groups := []workspaceGroup{{name: GroupUsers, members: everyone}}
-	for _, g := range w.cfg.Groups {
+	for _, g := range sc.groups {
 		members := []principal{}
 		for _, p := range everyone {
 			if slices.Contains(p.Groups, g.Name) {
@@ -105,10 +112,10 @@ func groupsOf(p principal, groups []workspaceGroup) []map[string]any {
 	return out
 }
 
-func (w *Workspace) scimUsers() []scimResource {
-	groups := w.directoryGroups()
+func (sc *scim) scimUsers() []scimResource {
+	groups := sc.directoryGroups()
 	var out []scimResource
-	for _, u := range w.dir.users() {
+	for _, u := range sc.dir.users() {
 		out = append(out, scimResource{
 			doc: map[string]any{"schemas": []string{scimUser, scimUserExt}, "id": u.ID, "userName": u.UserName,
 				"displayName": u.DisplayName, "active": true,
@@ -121,11 +128,11 @@ func (w *Workspace) scimUsers() []scimResource {
 	return out
 }
 
-func (w *Workspace) scimServicePrincipals() []scimResource {
-	groups := w.directoryGroups()
+func (sc *scim) scimServicePrincipals() []scimResource {
+	groups := sc.directoryGroups()
 	var out []scimResource
-	for _, sp := range w.dir.servicePrincipals() {
-		p, ok := w.dir.subject(sp.ApplicationID)
+	for _, sp := range sc.dir.servicePrincipals() {
+		p, ok := sc.dir.subject(sp.ApplicationID)
 		if !ok {
 			continue
 		}
@@ -139,9 +146,9 @@ func (w *Workspace) scimServicePrincipals() []scimResource {
 	return out
 }
 
-func (w *Workspace) scimGroups() []scimResource {
+func (sc *scim) scimGroups() []scimResource {
 	var out []scimResource
-	for _, g := range w.directoryGroups() {
+	for _, g := range sc.directoryGroups() {
 		members := []map[string]any{}
 		var values, displays []string
 		for _, m := range g.members {
@@ -176,7 +183,7 @@ func requireSCIMScope(rw http.ResponseWriter, r *http.Request) bool {
 
 // handleSCIMList answers a SCIM list: filter, sortBy and sortOrder, startIndex (from 1) and count, attributes and
 // excludedAttributes, as RFC 7644 section 3.4.2 describes them and Databricks supports them.
-func (w *Workspace) handleSCIMList(all func() []scimResource) http.HandlerFunc {
+func (sc *scim) handleSCIMList(all func() []scimResource) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		if !requireSCIMScope(rw, r) {
 			return
@@ -226,7 +233,7 @@ func (w *Workspace) handleSCIMList(all func() []scimResource) http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) handleSCIMGet(all func() []scimResource, kind string) http.HandlerFunc {
+func (sc *scim) handleSCIMGet(all func() []scimResource, kind string) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		if !requireSCIMScope(rw, r) {
 			return

@@ -118,6 +118,7 @@ type Workspace struct {
 	// listenClosed is set once Close has begun: the workspace never listens again.
 	listenClosed bool
 
+	scim     *scim           // the directory's SCIM API (scim.go)
 	sessions *sessions       // the browsers signed in to apps (sessions.go, login.go)
 	files    *workspaceFiles // the workspace files APIs (files.go)
 	faults   faults          // the failures played on purpose (faults.go)
@@ -239,6 +240,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		ports:        opts.ports,
 		cfg:          opts.Config,
 		dir:          newDirectory(opts.Config),
+		scim:         &scim{groups: opts.Config.Groups},
 		logger:       opts.Logger,
 		timeout:      opts.RequestTimeout,
 		apps:         map[string]*appRecord{},
@@ -251,6 +253,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if w.userEnviron == nil {
 		w.userEnviron = os.Environ()
 	}
+	w.scim.dir = w.dir
 	grants := newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime)
 	w.sessions = newSessions(opts.TokenLifetime, grants.revoke)
 	w.auth = &authServer{cfg: opts.Config, dir: w.dir, grants: grants, sessions: w.sessions, logger: w.logger,
