@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -18,21 +19,37 @@ import (
 // leave the workspace down for the day.
 const maxDownFor = 10 * time.Minute
 
-// controlRoutes serves the control API to the local machine only. Browsers on this machine are local too, so it
+// controlAPI is the control API: the HTTP face of what the workspace plays on purpose.
+type controlAPI struct {
+	ws     controlled
+	url    string // the workspace's
+	logger *slog.Logger
+}
+
+// controlled is what the control API drives: the workspace's own methods.
+type controlled interface {
+	InjectFault(f Fault) (*InjectedFault, error)
+	Faults() []*InjectedFault
+	ClearFaults()
+	RevokeTokens(name string) error
+	down(upAfter time.Duration) error
+}
+
+// routes serves the control API to the local machine only. Browsers on this machine are local too, so it
 // also refuses what a browser sends from another origin: a web page must not take the workspace down.
-func (w *Workspace) controlRoutes(r chi.Router) {
+func (c *controlAPI) routes(r chi.Router) {
 	crossOrigin := http.NewCrossOriginProtection()
 	crossOrigin.SetDenyHandler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 			Message: "the emulator's control API refuses requests a browser sends from another origin"})
 	}))
 	r.Use(localOnly, crossOrigin.Handler)
-	r.Get(PathFaults, w.handleListFaults())
-	r.Post(PathFaults, w.handleInjectFault())
-	r.Delete(PathFaults, w.handleClearFaults())
-	r.Delete(PathFaults+"/{id}", w.handleClearFault())
-	r.Post(PathRevoke, w.handleRevoke())
-	r.Post(PathDown, w.handleDown())
+	r.Get(PathFaults, c.handleListFaults())
+	r.Post(PathFaults, c.handleInjectFault())
+	r.Delete(PathFaults, c.handleClearFaults())
+	r.Delete(PathFaults+"/{id}", c.handleClearFault())
+	r.Post(PathRevoke, c.handleRevoke())
+	r.Post(PathDown, c.handleDown())
 }
 
 // fromLocalMachine reports whether r comes from this machine and names it, the only machine the emulator's own tools
@@ -126,7 +143,7 @@ func badControlRequest(message string) *jsonhttp.Error {
 		Fix: "see docs/emulator.md, \"Faults on purpose\""}
 }
 
-func (w *Workspace) handleInjectFault() http.HandlerFunc {
+func (c *controlAPI) handleInjectFault() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req faultJSON
 		if jerr := decodeStrict(rw, r, &req); jerr != nil {
@@ -143,7 +160,7 @@ func (w *Workspace) handleInjectFault() http.HandlerFunc {
 			}
 			delay = d
 		}
-		f, err := w.InjectFault(Fault{App: req.App, Method: req.Method, Path: req.Path, Principal: req.Principal,
+		f, err := c.ws.InjectFault(Fault{App: req.App, Method: req.Method, Path: req.Path, Principal: req.Principal,
 			Status: req.Status, Message: req.Message, RetryAfter: req.RetryAfter, Redirect: req.Redirect,
 			BodyBytes: req.BodyBytes, Chunked: req.Chunked, Stall: req.Stall, Reset: req.Reset, Delay: delay,
 			Times: req.Times})
@@ -155,32 +172,32 @@ func (w *Workspace) handleInjectFault() http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) handleListFaults() http.HandlerFunc {
+func (c *controlAPI) handleListFaults() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		docs := []injectedJSON{}
-		for _, f := range w.Faults() {
+		for _, f := range c.ws.Faults() {
 			docs = append(docs, injectedToJSON(f))
 		}
 		jsonhttp.Write(rw, http.StatusOK, map[string][]injectedJSON{"faults": docs})
 	}
 }
 
-func (w *Workspace) handleClearFaults() http.HandlerFunc {
+func (c *controlAPI) handleClearFaults() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		n := len(w.Faults())
-		w.ClearFaults()
-		w.logger.Info("faults cleared", "faults", n)
+		n := len(c.ws.Faults())
+		c.ws.ClearFaults()
+		c.logger.Info("faults cleared", "faults", n)
 		jsonhttp.Write(rw, http.StatusOK, map[string]int{"cleared": n})
 	}
 }
 
-func (w *Workspace) handleClearFault() http.HandlerFunc {
+func (c *controlAPI) handleClearFault() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
-		for _, f := range w.Faults() {
+		for _, f := range c.ws.Faults() {
 			if f.ID() == id {
 				f.Clear()
-				w.logger.Info("fault cleared", "fault", id, "hits", f.Hits())
+				c.logger.Info("fault cleared", "fault", id, "hits", f.Hits())
 				jsonhttp.Write(rw, http.StatusOK, injectedToJSON(f))
 				return
 			}
@@ -191,7 +208,7 @@ func (w *Workspace) handleClearFault() http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) handleRevoke() http.HandlerFunc {
+func (c *controlAPI) handleRevoke() http.HandlerFunc {
 	type request struct {
 		Principal string `json:"principal"`
 	}
@@ -201,7 +218,7 @@ func (w *Workspace) handleRevoke() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		if err := w.RevokeTokens(req.Principal); err != nil {
+		if err := c.ws.RevokeTokens(req.Principal); err != nil {
 			jsonhttp.WriteError(rw, badControlRequest(err.Error()))
 			return
 		}
@@ -211,7 +228,7 @@ func (w *Workspace) handleRevoke() http.HandlerFunc {
 
 // handleDown takes the workspace down for a while. It answers only once the workspace is down, on its own
 // connection, taken over for that: a client that reads the answer and calls again finds nothing listening.
-func (w *Workspace) handleDown() http.HandlerFunc {
+func (c *controlAPI) handleDown() http.HandlerFunc {
 	type request struct {
 		For string `json:"for"` // a Go duration: how long the workspace stays down
 	}
@@ -234,8 +251,8 @@ func (w *Workspace) handleDown() http.HandlerFunc {
 			return
 		}
 		defer conn.Close()
-		status, answer := http.StatusAccepted, any(map[string]string{"down_for": d.String(), "url": w.url})
-		if err := w.down(d); err != nil {
+		status, answer := http.StatusAccepted, any(map[string]string{"down_for": d.String(), "url": c.url})
+		if err := c.ws.down(d); err != nil {
 			status, answer = http.StatusServiceUnavailable, &jsonhttp.Error{Code: jsonhttp.CodeUnavailable,
 				Message: err.Error()}
 		}

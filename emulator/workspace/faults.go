@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -122,6 +123,12 @@ type faults struct {
 	mu     sync.Mutex // serialises changes
 	active atomic.Pointer[[]*InjectedFault]
 	nextID int
+
+	// Set by Start: who sent a request, for a fault that names a Principal; when the workspace closes, which ends
+	// the requests a fault holds; where a played fault is logged.
+	authenticate func(r *http.Request) (*authResult, *tokenError)
+	closing      <-chan struct{}
+	logger       *slog.Logger
 }
 
 func (fs *faults) add(f *InjectedFault) {
@@ -294,16 +301,16 @@ func (f *InjectedFault) describe() string {
 	return a
 }
 
-// playFaults plays the first matching workspace fault before the workspace's handler. A fault's Principal is resolved
+// play plays the first matching workspace fault before the workspace's handler. A fault's Principal is resolved
 // by authenticate, as requireToken resolves a token: a request without a valid token matches none.
-func (w *Workspace) playFaults(next http.Handler) http.Handler {
+func (fs *faults) play(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if isControlPath(r.URL.Path) {
 			next.ServeHTTP(rw, r)
 			return
 		}
-		f, hit := w.faults.match("", r, func() (principal, bool) {
-			res, _ := w.auth.authenticate(r)
+		f, hit := fs.match("", r, func() (principal, bool) {
+			res, _ := fs.authenticate(r)
 			if res == nil {
 				return principal{}, false
 			}
@@ -313,8 +320,8 @@ func (w *Workspace) playFaults(next http.Handler) http.Handler {
 			next.ServeHTTP(rw, r)
 			return
 		}
-		w.logFault(f, hit, r)
-		released, err := f.hold(r.Context(), r, w.ctx.Done())
+		fs.log(f, hit, r)
+		released, err := f.hold(r.Context(), r, fs.closing)
 		switch {
 		case released:
 			next.ServeHTTP(rw, r)
@@ -333,7 +340,7 @@ func (p *appProxy) playFault(rw http.ResponseWriter, r *http.Request, who princi
 	if f == nil {
 		return false
 	}
-	p.ws.logFault(f, hit, r)
+	p.ws.faults.log(f, hit, r)
 	ctx, cancel := context.WithTimeout(r.Context(), p.ws.timeout)
 	defer cancel()
 	released, err := f.hold(ctx, r, p.ws.ctx.Done())
@@ -350,8 +357,8 @@ func (p *appProxy) playFault(rw http.ResponseWriter, r *http.Request, who princi
 	return f.answer(rw, r)
 }
 
-func (w *Workspace) logFault(f *InjectedFault, hit int64, r *http.Request) {
-	w.logger.Info("fault played", "fault", f.id, "app", f.fault.App, "method", r.Method, "path", r.URL.Path,
+func (fs *faults) log(f *InjectedFault, hit int64, r *http.Request) {
+	fs.logger.Info("fault played", "fault", f.id, "app", f.fault.App, "method", r.Method, "path", r.URL.Path,
 		"answer", f.describe(), "hit", hit)
 }
 

@@ -43,14 +43,14 @@ func isControlPath(path string) bool { return strings.HasPrefix(path, "/emulator
 // on purpose play before every handler but the control API's (faults.go).
 func (w *Workspace) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(w.countAndLog, w.playFaults)
+	r.Use(w.countAndLog, w.faults.play)
 	r.Get(PathHostMetadata, w.auth.handleHostMetadata())
 	r.Get(PathOIDCDiscovery, w.auth.handleOIDCDiscovery())
 	r.Get(PathAuthorize, w.auth.handleAuthorize())
 	r.Post(PathToken, w.auth.handleToken())
 	r.Get(PathLogin, w.sessions.handleLoginPage())
 	r.Route(PathIdentityProviders+"/{idp}", w.auth.identityProviderRoutes)
-	r.Group(w.controlRoutes) // the emulator's own: faults, revocations and outages on purpose (control.go)
+	r.Group(w.control.routes) // the emulator's own: faults, revocations and outages on purpose (control.go)
 	r.Group(func(r chi.Router) {
 		// The browser sign-in's forms (login.go): refused when posted from another origin, besides their CSRF tokens.
 		sameOrigin := http.NewCrossOriginProtection()

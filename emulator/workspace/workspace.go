@@ -122,6 +122,7 @@ type Workspace struct {
 	sessions *sessions       // the browsers signed in to apps (sessions.go, login.go)
 	files    *workspaceFiles // the workspace files APIs (files.go)
 	faults   faults          // the failures played on purpose (faults.go)
+	control  *controlAPI     // the control API (control.go)
 
 	mu       sync.Mutex // guards apps, appOrder, loopbackFallback and the records' mutable fields
 	apps     map[string]*appRecord
@@ -298,6 +299,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	}
 	w.url = "http://" + ln.Addr().String()
 	w.auth.url = w.url
+	w.faults.authenticate, w.faults.closing, w.faults.logger = w.auth.authenticate, w.ctx.Done(), w.logger
+	w.control = &controlAPI{ws: w, url: w.url, logger: w.logger}
 	w.sessions.url, w.sessions.dir, w.sessions.settings, w.sessions.apps = w.url, w.dir, w.settings, w
 	w.sessions.generation, w.sessions.logger = grants.generation, w.logger
 	if w.auth.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, grants.generation); err != nil {
