@@ -27,33 +27,33 @@ const fallbackHost = "127.0.0.1"
 func appHost(n int) string { return fmt.Sprintf("127.0.%d.%d", n/254, n%254+1) }
 
 // listenAppProxy listens for an app's proxy, on want when the app had an address before (a restart: "host:port"),
-// or on a loopback address none of the workspace's other apps has, on port (0 picks a free one). Callers hold w.mu.
-func (w *Workspace) listenAppProxy(want string, port int) (net.Listener, error) {
+// or on a loopback address none of the workspace's other apps has, on port (0 picks a free one). Callers hold m.mu.
+func (m *appManager) listenAppProxy(want string, port int) (net.Listener, error) {
 	if want != "" {
-		ln, err := w.ports.listen(want)
+		ln, err := m.ports.listen(want)
 		if host, wantPort, _ := net.SplitHostPort(want); err != nil && unassignable(err) && host != fallbackHost {
-			w.warnLoopbackFallback(host, err)
-			return w.ports.listen(net.JoinHostPort(fallbackHost, wantPort))
+			m.warnLoopbackFallback(host, err)
+			return m.ports.listen(net.JoinHostPort(fallbackHost, wantPort))
 		}
 		return ln, err
 	}
 	taken := map[string]bool{}
-	for _, rec := range w.apps {
+	for _, rec := range m.byName {
 		taken[rec.proxy.host()] = true
 	}
-	for _, saved := range w.savedApps { // the apps a lasting workspace brings back next, at their addresses
+	for _, saved := range m.savedApps { // the apps a lasting workspace brings back next, at their addresses
 		taken[saved.Host] = true
 	}
 	for n := 1; ; n++ {
 		host := appHost(n)
-		if w.loopbackFallback || n >= 254*254 {
+		if m.loopbackFallback || n >= 254*254 {
 			host = fallbackHost
 		} else if taken[host] {
 			continue
 		}
-		ln, err := w.ports.listen(net.JoinHostPort(host, strconv.Itoa(port)))
+		ln, err := m.ports.listen(net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil && unassignable(err) && host != fallbackHost {
-			w.warnLoopbackFallback(host, err)
+			m.warnLoopbackFallback(host, err)
 			continue // now with the fallback host
 		}
 		return ln, err
@@ -64,12 +64,12 @@ func (w *Workspace) listenAppProxy(want string, port int) (net.Listener, error) 
 func unassignable(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAIL) }
 
 // warnLoopbackFallback switches the workspace's app proxies to 127.0.0.1 and says what that loses, once.
-func (w *Workspace) warnLoopbackFallback(host string, err error) {
-	if w.loopbackFallback {
+func (m *appManager) warnLoopbackFallback(host string, err error) {
+	if m.loopbackFallback {
 		return
 	}
-	w.loopbackFallback = true
-	w.logger.Warn("this system has no loopback address but 127.0.0.1, so every app's proxy listens there on a port of "+
+	m.loopbackFallback = true
+	m.logger.Warn("this system has no loopback address but 127.0.0.1, so every app's proxy listens there on a port of "+
 		"its own: a browser then sends each app the others' cookies and takes their pages for one site, which the "+
 		"platform's host name per app prevents. On macOS, add addresses (sudo ifconfig lo0 alias 127.0.0.2 up, and so "+
 		"on for each app) and start the emulator again", "address", host, "err", err)

@@ -36,30 +36,30 @@ const maxAPIBody = 1 << 20
 // appRoutes is the Apps API. Anyone whose token holds the apps scope may list and read apps (they learn names and
 // URLs, not secrets, env values or the app's output); changing, starting, stopping, deploying or deleting an app,
 // and reading its deployments, takes CAN_MANAGE on it.
-func (w *Workspace) appRoutes(r chi.Router) {
-	r.Get(PathApps, w.handleListApps())
-	r.Post(PathApps, w.handleCreateApp())
+func (m *appManager) routes(r chi.Router) {
+	r.Get(PathApps, m.handleListApps())
+	r.Post(PathApps, m.handleCreateApp())
 	r.Route(PathApps+"/{name}", func(r chi.Router) {
-		r.Get("/", w.handleGetApp())
-		r.With(w.requireManage).Patch("/", w.handlePatchApp())
-		r.With(w.requireManage).Delete("/", w.handleDeleteApp())
-		r.With(w.requireManage).Post("/update", w.handleAsyncUpdate())
-		r.With(w.requireManage).Get("/update", w.handleGetUpdate())
-		r.With(w.requireManage).Post("/start", w.handleStart())
-		r.With(w.requireManage).Post("/stop", w.handleStop())
-		r.With(w.requireManage).Post("/deployments", w.handleCreateDeployment())
+		r.Get("/", m.handleGetApp())
+		r.With(m.requireManage).Patch("/", m.handlePatchApp())
+		r.With(m.requireManage).Delete("/", m.handleDeleteApp())
+		r.With(m.requireManage).Post("/update", m.handleAsyncUpdate())
+		r.With(m.requireManage).Get("/update", m.handleGetUpdate())
+		r.With(m.requireManage).Post("/start", m.handleStart())
+		r.With(m.requireManage).Post("/stop", m.handleStop())
+		r.With(m.requireManage).Post("/deployments", m.handleCreateDeployment())
 		// A deployment's env values and the app's output in its status are for the app's managers.
-		r.With(w.requireManage).Get("/deployments", w.handleListDeployments())
-		r.With(w.requireManage).Get("/deployments/{id}", w.handleGetDeployment())
+		r.With(m.requireManage).Get("/deployments", m.handleListDeployments())
+		r.With(m.requireManage).Get("/deployments/{id}", m.handleGetDeployment())
 	})
 }
 
 // appFromPath finds the app named in the path, or answers 404 as a workspace does.
-func (w *Workspace) appFromPath(rw http.ResponseWriter, r *http.Request) (*appRecord, bool) {
+func (m *appManager) appFromPath(rw http.ResponseWriter, r *http.Request) (*appRecord, bool) {
 	name := chi.URLParam(r, "name")
-	w.mu.Lock()
-	rec, ok := w.apps[name]
-	w.mu.Unlock()
+	m.mu.Lock()
+	rec, ok := m.byName[name]
+	m.mu.Unlock()
 	if !ok {
 		jsonhttp.WriteError(rw, appNotFound(name))
 	}
@@ -73,14 +73,14 @@ func appNotFound(name string) *jsonhttp.Error {
 }
 
 // requireManage refuses callers without CAN_MANAGE on the app in the path (after 404 for an unknown app).
-func (w *Workspace) requireManage(next http.Handler) http.Handler {
+func (m *appManager) requireManage(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		rec, ok := w.appFromPath(rw, r)
+		rec, ok := m.appFromPath(rw, r)
 		if !ok {
 			return
 		}
 		who := authFrom(r.Context()).principal
-		if !w.mayManage(rec.settings(), who) {
+		if !m.mayManage(rec.settings(), who) {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("%s does not have CAN_MANAGE permission on app %s", who.UserName, rec.settings().name),
 				Fix:     "ask a manager of the app for CAN_MANAGE, or act as one"})
@@ -99,23 +99,23 @@ func recordFrom(r *http.Request) *appRecord { return r.Context().Value(recordKey
 // wire is the app as the Apps API reports it to viewer: its managers read the command lines, errors and output in
 // its deployments' status, others do not. Whether an upstream the workspace did not start (emulator serve
 // --upstream) listens is probed first, without the lock: a dial must never hold up the rest of the workspace.
-func (w *Workspace) wire(rec *appRecord, viewer principal) apps.App {
-	w.mu.Lock()
+func (m *appManager) wire(rec *appRecord, viewer principal) apps.App {
+	m.mu.Lock()
 	var probe string
 	if up := rec.proxy.upstreamURL(); up != nil && rec.instance == nil {
 		probe = up.Host
 	}
-	w.mu.Unlock()
+	m.mu.Unlock()
 	reachable := probe != "" && listening(probe)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.wireLocked(rec, viewer, reachable)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.wireLocked(rec, viewer, reachable)
 }
 
-// wireLocked is wire once the probe is done. Callers hold w.mu.
-func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens bool) apps.App {
+// wireLocked is wire once the probe is done. Callers hold m.mu.
+func (m *appManager) wireLocked(rec *appRecord, viewer principal, upstreamListens bool) apps.App {
 	s := rec.settings()
-	manager := w.mayManage(s, viewer)
+	manager := m.mayManage(s, viewer)
 	a := apps.App{
 		Id:                       rec.id,
 		Name:                     s.name,
@@ -125,7 +125,7 @@ func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens
 		ServicePrincipalId:       numericID(s.servicePrincipal.ID),
 		ServicePrincipalName:     s.servicePrincipal.Name,
 		UserApiScopes:            s.userAPIScopes,
-		EffectiveUserApiScopes:   w.settings.effectiveScopes(s),
+		EffectiveUserApiScopes:   m.settings.effectiveScopes(s),
 		Resources:                s.resources,
 		DefaultSourceCodePath:    rec.defaultSourceCodePath,
 		CreateTime:               formatTime(rec.createTime),
@@ -139,13 +139,13 @@ func (w *Workspace) wireLocked(rec *appRecord, viewer principal, upstreamListens
 	if rec.pending != nil {
 		a.PendingDeployment = rec.pending.summary(manager)
 	}
-	a.ComputeStatus, a.AppStatus = w.statusLocked(rec, upstreamListens, manager)
+	a.ComputeStatus, a.AppStatus = m.statusLocked(rec, upstreamListens, manager)
 	return a
 }
 
 // statusLocked works out compute_status and app_status, the details of a failure for managers only; the CLI reads
 // both without a nil check, so both are always set.
-func (w *Workspace) statusLocked(rec *appRecord, upstreamListens, manager bool) (*apps.ComputeStatus, *apps.ApplicationStatus) {
+func (m *appManager) statusLocked(rec *appRecord, upstreamListens, manager bool) (*apps.ComputeStatus, *apps.ApplicationStatus) {
 	name := rec.settings().name
 	compute := &apps.ComputeStatus{State: rec.computeState}
 	starting := &apps.ApplicationStatus{State: apps.ApplicationStateDeploying, Message: "App is starting."}
@@ -202,30 +202,30 @@ func listening(hostport string) bool {
 	return true
 }
 
-func (w *Workspace) writeApp(rw http.ResponseWriter, r *http.Request, rec *appRecord) {
-	jsonhttp.Write(rw, http.StatusOK, w.wire(rec, authFrom(r.Context()).principal))
+func (m *appManager) writeApp(rw http.ResponseWriter, r *http.Request, rec *appRecord) {
+	jsonhttp.Write(rw, http.StatusOK, m.wire(rec, authFrom(r.Context()).principal))
 }
 
-func (w *Workspace) handleGetApp() http.HandlerFunc {
+func (m *appManager) handleGetApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		if rec, ok := w.appFromPath(rw, r); ok {
-			w.writeApp(rw, r, rec)
+		if rec, ok := m.appFromPath(rw, r); ok {
+			m.writeApp(rw, r, rec)
 		}
 	}
 }
 
 // handleListApps pages through the apps in name order; the page token is the last name of the previous page, so
 // apps created or deleted between pages neither repeat nor vanish.
-func (w *Workspace) handleListApps() http.HandlerFunc {
+func (m *appManager) handleListApps() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		size, after, jerr := pageParams(r)
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		w.mu.Lock()
+		m.mu.Lock()
 		names := slices.Sorted(func(yield func(string) bool) {
-			for name := range w.apps {
+			for name := range m.byName {
 				if name > after && !yield(name) {
 					return
 				}
@@ -238,11 +238,11 @@ func (w *Workspace) handleListApps() http.HandlerFunc {
 				resp.NextPageToken = names[i-1]
 				break
 			}
-			page = append(page, w.apps[name])
+			page = append(page, m.byName[name])
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		for _, rec := range page {
-			resp.Apps = append(resp.Apps, w.wire(rec, authFrom(r.Context()).principal))
+			resp.Apps = append(resp.Apps, m.wire(rec, authFrom(r.Context()).principal))
 		}
 		jsonhttp.Write(rw, http.StatusOK, resp)
 	}
@@ -267,14 +267,14 @@ func pageParams(r *http.Request) (size int, token string, err *jsonhttp.Error) {
 // creatorName is how the Apps API names who did something: a user's userName, a service principal's client id.
 func creatorName(p principal) string { return p.UserName }
 
-func (w *Workspace) handleCreateApp() http.HandlerFunc {
+func (m *appManager) handleCreateApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req apps.App
 		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		a, jerr := w.createApp(authFrom(r.Context()).principal, req, apps.ComputeStateStopped,
+		a, jerr := m.createApp(authFrom(r.Context()).principal, req, apps.ComputeStateStopped,
 			r.URL.Query().Get("no_compute") != "true") // bundles create apps without starting them
 		if jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
@@ -284,35 +284,24 @@ func (w *Workspace) handleCreateApp() http.HandlerFunc {
 	}
 }
 
-// CreateApp creates an app the model does not have, as the signed-in user creating it through the Apps API would:
-// with a service principal of its own, the signed-in user as its manager (which includes CAN USE), no user
-// authorization scopes and no resources. `emulator run --app NAME` uses it, so a new app runs under its own name
-// with no model written by hand; its compute is active at once, as the model's apps' are, since run starts it.
-func (w *Workspace) CreateApp(name string) error {
-	if _, jerr := w.createApp(w.dir.signedIn, apps.App{Name: name}, apps.ComputeStateActive, false); jerr != nil {
-		return errors.New(jerr.Message)
-	}
-	return nil
-}
-
 // createApp is the Apps API's create, for who asks: the app's settings checked, its service principal made, its
 // proxy listening, who asked its manager. Its compute starts in the state compute, and with startCompute goes
 // through STARTING to ACTIVE as the platform's does.
-func (w *Workspace) createApp(who principal, req apps.App, compute apps.ComputeState, startCompute bool) (apps.App, *jsonhttp.Error) {
+func (m *appManager) createApp(who principal, req apps.App, compute apps.ComputeState, startCompute bool) (apps.App, *jsonhttp.Error) {
 	if jerr := checkAppName(req.Name); jerr != nil {
 		return apps.App{}, jerr
 	}
-	if jerr := w.checkAppFields(who, req.UserApiScopes, req.Resources); jerr != nil {
+	if jerr := m.checkAppFields(who, req.UserApiScopes, req.Resources); jerr != nil {
 		return apps.App{}, jerr
 	}
-	w.mu.Lock()
-	if _, taken := w.apps[req.Name]; taken {
-		w.mu.Unlock()
+	m.mu.Lock()
+	if _, taken := m.byName[req.Name]; taken {
+		m.mu.Unlock()
 		return apps.App{}, &jsonhttp.Error{Status: http.StatusConflict, Code: CodeAlreadyExists,
 			Message: fmt.Sprintf("An app with name %s already exists. Choose another name.", req.Name),
 			Fix:     "pick another name, or update the existing app: databricks apps update " + req.Name}
 	}
-	sp := w.dir.newAppServicePrincipal(req.Name)
+	sp := m.dir.newAppServicePrincipal(req.Name)
 	s := &appSettings{name: req.Name, description: req.Description, servicePrincipal: sp,
 		userAPIScopes: req.UserApiScopes, resources: req.Resources,
 		acl: []aclEntry{{level: PermissionCanManage}}}
@@ -321,23 +310,23 @@ func (w *Workspace) createApp(who principal, req apps.App, compute apps.ComputeS
 	} else {
 		s.acl[0].servicePrincipalName = who.UserName
 	}
-	rec, err := w.addAppLocked(s, 0, creatorName(who), compute)
+	rec, err := m.addAppLocked(s, 0, creatorName(who), compute)
 	if err != nil {
-		w.mu.Unlock()
-		w.dir.removeServicePrincipal(sp.ApplicationID)
-		w.logger.Error("create app", "app", req.Name, "err", err)
+		m.mu.Unlock()
+		m.dir.removeServicePrincipal(sp.ApplicationID)
+		m.logger.Error("create app", "app", req.Name, "err", err)
 		return apps.App{}, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
 			Message: "could not start the app's proxy"}
 	}
-	w.grantResourcesLocked(s)
+	m.grantResourcesLocked(s)
 	if startCompute {
-		w.startComputeLocked(rec)
+		m.startComputeLocked(rec)
 	}
-	a := w.wireLocked(rec, who, false) // a new app has no upstream
-	w.mu.Unlock()
-	w.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
-	w.changed("principals")
-	w.stateChanged()
+	a := m.wireLocked(rec, who, false) // a new app has no upstream
+	m.mu.Unlock()
+	m.logger.Info("app created", "app", req.Name, "service_principal", sp.Name, "creator", who.UserName)
+	m.changed("principals")
+	m.stateChanged()
 	return a, nil
 }
 
@@ -375,9 +364,9 @@ func checkAppName(name string) *jsonhttp.Error {
 // scopes the workspace allows apps to ask for (settings.go), never all-apis or offline_access: the proxy would
 // forward every caller's whole token to the app. An app resource grants the app's service principal CAN_USE on its target, so who sets one must
 // manage the target, or anyone could give themselves (through an app of theirs) access to any app.
-func (w *Workspace) checkAppFields(who principal, scopes []string, resources []apps.AppResource) *jsonhttp.Error {
+func (m *appManager) checkAppFields(who principal, scopes []string, resources []apps.AppResource) *jsonhttp.Error {
 	bad := badParameter
-	if jerr := w.settings.checkUserAPIScopes(scopes); jerr != nil {
+	if jerr := m.settings.checkUserAPIScopes(scopes); jerr != nil {
 		return jerr
 	}
 	keys := map[string]bool{}
@@ -386,7 +375,7 @@ func (w *Workspace) checkAppFields(who principal, scopes []string, resources []a
 			return bad("resources: every resource needs a unique name, got %q", res.Name)
 		}
 		keys[res.Name] = true
-		if jerr := w.checkResource(who, res); jerr != nil {
+		if jerr := m.checkResource(who, res); jerr != nil {
 			return jerr
 		}
 	}
@@ -394,7 +383,7 @@ func (w *Workspace) checkAppFields(who principal, scopes []string, resources []a
 }
 
 // handlePatchApp changes the fields the body names (apps update --json sends only those it changes).
-func (w *Workspace) handlePatchApp() http.HandlerFunc {
+func (m *appManager) handlePatchApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var raw map[string]json.RawMessage
@@ -418,16 +407,16 @@ func (w *Workspace) handlePatchApp() http.HandlerFunc {
 				Message: "an app cannot be renamed: the name in the body must match the path"})
 			return
 		}
-		if jerr := w.applyUpdate(r, rec, req, fields); jerr != nil {
+		if jerr := m.applyUpdate(r, rec, req, fields); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		w.writeApp(rw, r, rec)
+		m.writeApp(rw, r, rec)
 	}
 }
 
 // applyUpdate sets the named fields of req on the app and publishes the new settings.
-func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, fields []string) *jsonhttp.Error {
+func (m *appManager) applyUpdate(r *http.Request, rec *appRecord, req apps.App, fields []string) *jsonhttp.Error {
 	set := func(f string) bool { return slices.Contains(fields, f) }
 	who := authFrom(r.Context()).principal
 	var scopes []string
@@ -438,11 +427,11 @@ func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, f
 	if set("resources") {
 		resources = req.Resources
 	}
-	if jerr := w.checkAppFields(who, scopes, resources); jerr != nil {
+	if jerr := m.checkAppFields(who, scopes, resources); jerr != nil {
 		return jerr
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	s := rec.settings().with(func(s *appSettings) {
 		if set("description") {
 			s.description = req.Description
@@ -455,17 +444,17 @@ func (w *Workspace) applyUpdate(r *http.Request, rec *appRecord, req apps.App, f
 		}
 	})
 	rec.proxy.settings.Store(s)
-	w.grantResourcesLocked(s)
+	m.grantResourcesLocked(s)
 	rec.updateTime, rec.updater = time.Now().UTC(), creatorName(who)
-	w.logger.Info("app updated", "app", s.name, "fields", strings.Join(fields, ","), "user_api_scopes",
+	m.logger.Info("app updated", "app", s.name, "fields", strings.Join(fields, ","), "user_api_scopes",
 		strings.Join(s.userAPIScopes, " "))
-	w.changed("apps")
+	m.changed("apps")
 	return nil
 }
 
 // handleAsyncUpdate is POST …/update, which bundles use: the update_mask names the fields to take from app. The
 // emulator applies it at once, so the first poll of GET …/update already reads SUCCEEDED.
-func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
+func (m *appManager) handleAsyncUpdate() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req struct {
@@ -487,73 +476,73 @@ func (w *Workspace) handleAsyncUpdate() http.HandlerFunc {
 				fields = append(fields, f)
 			}
 		}
-		if jerr := w.applyUpdate(r, rec, *req.App, fields); jerr != nil {
+		if jerr := m.applyUpdate(r, rec, *req.App, fields); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		w.mu.Lock()
+		m.mu.Lock()
 		s := rec.settings()
 		rec.lastUpdate = &apps.AppUpdate{Description: s.description, UserApiScopes: s.userAPIScopes, Resources: s.resources,
 			Status: &apps.AppUpdateUpdateStatus{State: apps.AppUpdateUpdateStatusUpdateStateSucceeded,
 				Message: "App updated successfully."}}
 		update := *rec.lastUpdate
-		w.mu.Unlock()
-		w.changed("apps")
+		m.mu.Unlock()
+		m.changed("apps")
 		jsonhttp.Write(rw, http.StatusOK, update)
 	}
 }
 
-func (w *Workspace) handleGetUpdate() http.HandlerFunc {
+func (m *appManager) handleGetUpdate() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
-		w.mu.Lock()
+		m.mu.Lock()
 		update := apps.AppUpdate{Status: &apps.AppUpdateUpdateStatus{State: apps.AppUpdateUpdateStatusUpdateStateNotUpdated,
 			Message: "The app has not been updated."}}
 		if rec.lastUpdate != nil {
 			update = *rec.lastUpdate
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		jsonhttp.Write(rw, http.StatusOK, update)
 	}
 }
 
-func (w *Workspace) handleDeleteApp() http.HandlerFunc {
+func (m *appManager) handleDeleteApp() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		name := rec.settings().name
-		w.mu.Lock()
+		m.mu.Lock()
 		rec.deleted = true // no deployment or start may begin for it from here on
-		w.mu.Unlock()
-		w.stopApp(rec)
-		a := w.wire(rec, authFrom(r.Context()).principal)
-		w.mu.Lock()
-		if w.apps[name] == rec {
-			delete(w.apps, name)
-			w.appOrder = slices.DeleteFunc(w.appOrder, func(n string) bool { return n == name })
+		m.mu.Unlock()
+		m.stopApp(rec)
+		a := m.wire(rec, authFrom(r.Context()).principal)
+		m.mu.Lock()
+		if m.byName[name] == rec {
+			delete(m.byName, name)
+			m.order = slices.DeleteFunc(m.order, func(n string) bool { return n == name })
 		}
 		server := rec.proxy.server
 		var dirs []string
 		for _, d := range rec.deployments {
 			dirs = append(dirs, d.dir)
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		rec.proxy.logs.close()
 		_ = server.Close()
-		w.sessions.endOrigin(rec.proxy.url) // a new app on the same port must not inherit its browsers
-		w.dir.removeServicePrincipal(rec.settings().servicePrincipal.ApplicationID)
+		m.sessions.endOrigin(rec.proxy.url) // a new app on the same port must not inherit its browsers
+		m.dir.removeServicePrincipal(rec.settings().servicePrincipal.ApplicationID)
 		for _, dir := range dirs {
 			removeDeploymentDir(dir)
 		}
-		_ = os.RemoveAll(w.appDir(name)) // its home and installs
-		w.logger.Info("app deleted", "app", name)
-		w.changed("principals")
-		w.stateChanged()
+		_ = os.RemoveAll(m.appDir(name)) // its home and installs
+		m.logger.Info("app deleted", "app", name)
+		m.changed("principals")
+		m.stateChanged()
 		a.ComputeStatus = &apps.ComputeStatus{State: apps.ComputeStateDeleting, Message: "App is being deleted."}
 		jsonhttp.Write(rw, http.StatusOK, a)
 	}
 }
 
-func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
+func (m *appManager) handleCreateDeployment() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppDeployment
@@ -574,36 +563,36 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 		}
 		// The deployer must be able to read the folder: CAN MANAGE on the app does not open another's home.
 		who := authFrom(r.Context()).principal
-		if kind, err := w.files.objectKind(who, req.SourceCodePath); err != nil || kind != ObjectTypeDirectory {
+		if kind, err := m.files.objectKind(who, req.SourceCodePath); err != nil || kind != ObjectTypeDirectory {
 			bad(http.StatusBadRequest, jsonhttp.CodeInvalidParameter, "source_code_path %s is not a folder of the "+
 				"workspace that you can read: upload it first (databricks sync), to your home folder or to /Workspace/Shared",
 				req.SourceCodePath)
 			return
 		}
-		w.mu.Lock()
+		m.mu.Lock()
 		switch {
 		case rec.computeState == apps.ComputeStateStarting:
-			w.mu.Unlock()
+			m.mu.Unlock()
 			bad(http.StatusBadRequest, "INVALID_STATE", "App %s compute is %s: wait until it is ACTIVE "+
 				"(databricks apps get %s), then deploy", rec.settings().name, rec.computeState, rec.settings().name)
 			return
 		case rec.computeState != apps.ComputeStateActive:
-			w.mu.Unlock()
+			m.mu.Unlock()
 			bad(http.StatusBadRequest, "INVALID_STATE", "App %s compute is %s: start it first with databricks apps start %s",
 				rec.settings().name, rec.computeState, rec.settings().name)
 			return
 		case rec.pending != nil:
-			w.mu.Unlock()
+			m.mu.Unlock()
 			bad(http.StatusConflict, "RESOURCE_CONFLICT", "App %s already has a deployment in progress (%s): wait for it",
 				rec.settings().name, rec.pending.id)
 			return
 		}
-		d, err := w.deployLocked(rec, req, creatorName(who))
+		d, err := m.deployLocked(rec, req, creatorName(who))
 		var answer *apps.AppDeployment
 		if err == nil {
 			answer = d.wire() // under the lock: the deployment is already under way
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		if err != nil {
 			jsonhttp.WriteError(rw, unavailable(err))
 			return
@@ -612,7 +601,7 @@ func (w *Workspace) handleCreateDeployment() http.HandlerFunc {
 	}
 }
 
-func (w *Workspace) handleListDeployments() http.HandlerFunc {
+func (m *appManager) handleListDeployments() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		size, after, jerr := pageParams(r)
@@ -620,7 +609,7 @@ func (w *Workspace) handleListDeployments() http.HandlerFunc {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
-		w.mu.Lock()
+		m.mu.Lock()
 		resp := apps.ListAppDeploymentsResponse{AppDeployments: []apps.AppDeployment{}}
 		started := after == ""
 		for i := len(rec.deployments) - 1; i >= 0; i-- { // newest first
@@ -635,22 +624,22 @@ func (w *Workspace) handleListDeployments() http.HandlerFunc {
 			}
 			resp.AppDeployments = append(resp.AppDeployments, *d.wire())
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		jsonhttp.Write(rw, http.StatusOK, resp)
 	}
 }
 
-func (w *Workspace) handleGetDeployment() http.HandlerFunc {
+func (m *appManager) handleGetDeployment() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		id := chi.URLParam(r, "id")
-		w.mu.Lock()
+		m.mu.Lock()
 		i := slices.IndexFunc(rec.deployments, func(d *deployment) bool { return d.id == id })
 		var d *apps.AppDeployment
 		if i >= 0 {
 			d = rec.deployments[i].wire()
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		if d == nil {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 				Message: fmt.Sprintf("Deployment %s of app %s does not exist.", id, rec.settings().name)})

@@ -267,7 +267,7 @@ func TestAppsAPIRefusals(t *testing.T) {
 		})
 	}
 	// None of the refused changes happened.
-	s := w.settingsOf("api-app")
+	s := w.apps.settingsOf("api-app")
 	assert.Empty(t, s.description)
 	assert.Len(t, s.acl, 5, "dev manages; ana, external-service, caller-app and federated-service may use")
 }
@@ -379,7 +379,7 @@ func TestAppResourcesCannotGrantWhatTheCallerLacks(t *testing.T) {
 	resp, body = send(t, http.MethodPatch, w.URL()+PathApps+"/mine",
 		`{"resources":[{"name":"r","app":{"name":"api-app","permission":"CAN_USE"}}]}`, asJSON(outsider))
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
-	assert.False(t, w.settingsOf("api-app").has(principal{Kind: "service_principal",
+	assert.False(t, w.apps.settingsOf("api-app").has(principal{Kind: "service_principal",
 		UserName: w.State().ServicePrincipals["mine"].ClientID}, PermissionCanUse))
 }
 

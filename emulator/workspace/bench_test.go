@@ -23,7 +23,7 @@ func BenchmarkRewrite(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer w.Close()
-	p := w.apps["api-app"].proxy
+	p := w.apps.byName["api-app"].proxy
 	fwd := &forward{
 		upstream:  &url.URL{Scheme: "http", Host: "127.0.0.1:8000"},
 		principal: principal{Kind: identity.KindUser, ID: "1001", UserName: "dev@example.com", Email: "dev@example.com"},

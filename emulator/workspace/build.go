@@ -41,45 +41,45 @@ const installTimeout = 15 * time.Minute
 const completeMarker = ".emulator-complete"
 
 // appDir is where the workspace keeps what an app's deployments share: its home, its virtualenvs, its node_modules.
-func (w *Workspace) appDir(app string) string { return filepath.Join(w.dataDir, "apps", app) }
+func (m *appManager) appDir(app string) string { return filepath.Join(m.dataDir, "apps", app) }
 
 // appHome is the app's HOME: its own, across its deployments (npm's and pip's caches live there).
-func (w *Workspace) appHome(app string) string { return filepath.Join(w.appDir(app), "home") }
+func (m *appManager) appHome(app string) string { return filepath.Join(m.appDir(app), "home") }
 
 // install runs the platform's build steps for the deployment's snapshot and records on d what they made (its
 // virtualenv). Their output goes to the app's log and, on failure, into the error.
-func (w *Workspace) install(app string, d *deployment) error {
+func (m *appManager) install(app string, d *deployment) error {
 	dir := d.dir
 	var venv, nodeKey string
 	if exists(filepath.Join(dir, "package.json")) {
-		key, err := w.installNodeModules(app, d)
+		key, err := m.installNodeModules(app, d)
 		if err != nil {
 			return err
 		}
 		nodeKey = key
 	}
-	venv, err := w.installPython(app, d)
+	venv, err := m.installPython(app, d)
 	if err != nil {
 		return err
 	}
-	w.mu.Lock()
+	m.mu.Lock()
 	d.venv = venv
-	w.mu.Unlock()
+	m.mu.Unlock()
 	if hasBuildScript(dir) {
-		w.setStatus(d, apps.AppDeploymentStateInProgress, "Building the app: npm run build")
-		if err := w.runInstaller(app, d, "npm run build", []string{"npm", "run", "build"}); err != nil {
+		m.setStatus(d, apps.AppDeploymentStateInProgress, "Building the app: npm run build")
+		if err := m.runInstaller(app, d, "npm run build", []string{"npm", "run", "build"}); err != nil {
 			return err
 		}
 	}
-	w.mu.Lock()
+	m.mu.Lock()
 	d.nodeKey = nodeKey
-	w.mu.Unlock()
+	m.mu.Unlock()
 	return nil
 }
 
 // installNodeModules runs npm install (or pnpm's) in the snapshot, or puts back the node_modules of an earlier
 // deployment whose package.json and lock file were the same. It returns the install's key.
-func (w *Workspace) installNodeModules(app string, d *deployment) (string, error) {
+func (m *appManager) installNodeModules(app string, d *deployment) (string, error) {
 	dir := d.dir
 	installer, name := []string{"npm", "install", "--no-audit", "--no-fund"}, "npm install"
 	if exists(filepath.Join(dir, "pnpm-lock.yaml")) {
@@ -90,12 +90,12 @@ func (w *Workspace) installNodeModules(app string, d *deployment) (string, error
 			"the emulator's PATH (install Node.js and npm)", name, installer[0])
 	}
 	key := inputsKey(dir, installer[0], "package.json", "package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml")
-	cache := filepath.Join(w.appDir(app), "node-"+key)
+	cache := filepath.Join(m.appDir(app), "node-"+key)
 	modules := filepath.Join(dir, "node_modules")
 	if exists(filepath.Join(cache, completeMarker)) {
-		w.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: reusing node_modules "+
+		m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: reusing node_modules "+
 			"(package.json and its lock file are unchanged)")
-		w.appSystemLog(app, "Reusing node_modules of an earlier deployment: package.json and its lock file are unchanged")
+		m.appSystemLog(app, "Reusing node_modules of an earlier deployment: package.json and its lock file are unchanged")
 		if err := os.RemoveAll(modules); err != nil {
 			return "", err
 		}
@@ -104,8 +104,8 @@ func (w *Workspace) installNodeModules(app string, d *deployment) (string, error
 		}
 		return key, linkTree(filepath.Join(cache, "node_modules"), modules)
 	}
-	w.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: "+name)
-	if err := w.runInstaller(app, d, name, installer); err != nil {
+	m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: "+name)
+	if err := m.runInstaller(app, d, name, installer); err != nil {
 		return "", err
 	}
 	// Kept for the next deployment, as hard links: the snapshot's copy and the kept one are one set of files.
@@ -124,11 +124,11 @@ func (w *Workspace) installNodeModules(app string, d *deployment) (string, error
 // installPython makes the app's virtualenv: with requirements.txt installed by pip, or a pyproject.toml and its
 // uv.lock by uv sync, or else empty, so that `python` runs the platform's Python. It returns the virtualenv's folder,
 // or "" when the machine has no Python and the app asks for none.
-func (w *Workspace) installPython(app string, d *deployment) (string, error) {
+func (m *appManager) installPython(app string, d *deployment) (string, error) {
 	dir := d.dir
 	requirements := exists(filepath.Join(dir, "requirements.txt"))
 	uvProject := !requirements && exists(filepath.Join(dir, "pyproject.toml")) && exists(filepath.Join(dir, "uv.lock"))
-	python, err := w.interpreter()
+	python, err := m.interpreter()
 	if err != nil {
 		if requirements || uvProject {
 			return "", fmt.Errorf("the app has Python dependencies, which the platform installs into a virtualenv: %w", err)
@@ -142,12 +142,12 @@ func (w *Workspace) installPython(app string, d *deployment) (string, error) {
 		}
 	}
 	key := inputsKey(dir, python, "requirements.txt", "pyproject.toml", "uv.lock")
-	venv := filepath.Join(w.appDir(app), "python-"+key)
+	venv := filepath.Join(m.appDir(app), "python-"+key)
 	if exists(filepath.Join(venv, completeMarker)) {
 		if requirements || uvProject {
-			w.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: reusing the "+
+			m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: reusing the "+
 				"virtualenv (unchanged requirements)")
-			w.appSystemLog(app, "Reusing the virtualenv of an earlier deployment: its requirements are unchanged")
+			m.appSystemLog(app, "Reusing the virtualenv of an earlier deployment: its requirements are unchanged")
 		}
 		return venv, nil
 	}
@@ -160,25 +160,25 @@ func (w *Workspace) installPython(app string, d *deployment) (string, error) {
 	steps := []installStep{{"python -m venv", []string{python, "-m", "venv", venv}}}
 	switch {
 	case requirements:
-		w.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: pip install -r requirements.txt")
+		m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: pip install -r requirements.txt")
 		steps = append(steps, installStep{"pip install -r requirements.txt", []string{filepath.Join(venv, "bin", "python"),
 			"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", "requirements.txt"}})
 	case uvProject:
-		w.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: uv sync")
+		m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: uv sync")
 		steps[0].command = append(steps[0].command, "--without-pip")
 		steps = append(steps, installStep{"uv sync", []string{"uv", "sync", "--frozen", "--no-dev", "--python",
 			filepath.Join(venv, "bin", "python")}})
 	default: // a virtualenv only for `python` itself: quick, and needs no ensurepip
 		steps[0].command = append(steps[0].command, "--without-pip")
 	}
-	w.mu.Lock()
+	m.mu.Lock()
 	d.venv = venv // the installers' sandbox reveals it
-	w.mu.Unlock()
+	m.mu.Unlock()
 	for _, step := range steps {
-		if err := w.runInstaller(app, d, step.name, step.command); err != nil {
+		if err := m.runInstaller(app, d, step.name, step.command); err != nil {
 			_ = os.RemoveAll(venv)
 			if !requirements && !uvProject {
-				w.appSystemLog(app, "No virtualenv for `python`: "+err.Error())
+				m.appSystemLog(app, "No virtualenv for `python`: "+err.Error())
 				return "", nil
 			}
 			return "", err
@@ -195,39 +195,39 @@ type installStep struct {
 
 // interpreter finds the Python that virtualenvs are made from, once: python3 on the emulator's PATH, resolved to
 // the interpreter itself (a pyenv shim needs the user's HOME, which an app does not have).
-func (w *Workspace) interpreter() (string, error) {
-	w.pythonOnce.Do(func() {
+func (m *appManager) interpreter() (string, error) {
+	m.pythonOnce.Do(func() {
 		path, err := exec.LookPath("python3")
 		if err != nil {
-			w.pythonErr = errors.New("python3 is not on the emulator's PATH (install Python 3 and its venv module)")
+			m.pythonErr = errors.New("python3 is not on the emulator's PATH (install Python 3 and its venv module)")
 			return
 		}
 		out, err := exec.Command(path, "-c", "import sys; print(sys.executable)").Output()
 		if err != nil || strings.TrimSpace(string(out)) == "" {
-			w.pythonErr = fmt.Errorf("%s does not run: %v", path, err)
+			m.pythonErr = fmt.Errorf("%s does not run: %v", path, err)
 			return
 		}
-		w.python = strings.TrimSpace(string(out))
+		m.python = strings.TrimSpace(string(out))
 	})
-	return w.python, w.pythonErr
+	return m.python, m.pythonErr
 }
 
 // runInstaller runs one installer or build step in the deployment's snapshot, in the app's sandbox, with the user's
 // installer configuration. Its output is the app's log (SYSTEM) and the emulator's; a failure quotes its last lines.
-func (w *Workspace) runInstaller(app string, d *deployment, name string, command []string) error {
-	w.appSystemLog(app, "Running "+name)
+func (m *appManager) runInstaller(app string, d *deployment, name string, command []string) error {
+	m.appSystemLog(app, "Running "+name)
 	tail := &tailBuffer{max: 20}
-	log := w.appLogSystemWriter(app)
+	log := m.appLogSystemWriter(app)
 	prefix := []byte("[" + app + "] ")
-	out := io.MultiWriter(log, &prefixWriter{out: w.appStderr, prefix: prefix}, tail)
-	ctx, cancel := context.WithTimeout(w.ctx, installTimeout)
+	out := io.MultiWriter(log, &prefixWriter{out: m.appStderr, prefix: prefix}, tail)
+	ctx, cancel := context.WithTimeout(m.ctx, installTimeout)
 	defer cancel()
-	w.mu.Lock()
+	m.mu.Lock()
 	snapshot := *d
-	w.mu.Unlock()
-	env := append(w.platformEnv(&snapshot), w.installerEnv()...)
+	m.mu.Unlock()
+	env := append(m.platformEnv(&snapshot), m.installerEnv()...)
 	err := runner.RunJob(ctx, runner.Job{Name: name, Command: command, Dir: d.dir, Env: env, Stdout: out, Stderr: out,
-		Sandbox: w.appSandbox(app, &snapshot)})
+		Sandbox: m.appSandbox(app, &snapshot)})
 	if err != nil {
 		return fmt.Errorf("%w%s", err, tail.lastLines())
 	}
@@ -237,13 +237,13 @@ func (w *Workspace) runInstaller(app string, d *deployment, name string, command
 // platformEnv is the environment the platform gives a deployed app and its installers, before its own variables
 // (DATABRICKS_*) and app.yaml's: its virtualenv and node_modules/.bin first on PATH, then the runtimes of the
 // emulator's PATH. Nothing else of the emulator's environment reaches the app.
-func (w *Workspace) platformEnv(d *deployment) []string {
+func (m *appManager) platformEnv(d *deployment) []string {
 	var path []string
 	if d.venv != "" {
 		path = append(path, filepath.Join(d.venv, "bin"))
 	}
 	path = append(path, filepath.Join(d.dir, "node_modules", ".bin"))
-	if p := w.userEnv("PATH"); p != "" {
+	if p := m.userEnv("PATH"); p != "" {
 		path = append(path, p)
 	}
 	env := []string{"PATH=" + strings.Join(path, string(os.PathListSeparator)), "LANG=C.UTF-8",
@@ -258,10 +258,10 @@ func (w *Workspace) platformEnv(d *deployment) []string {
 // installerEnv is the part of the user's environment that configures installers: pip's, npm's and uv's settings
 // (an index or registry mirror, for an offline machine), the proxy and the certificates. pip.conf and .npmrc in
 // the user's home are named explicitly, since an installer's HOME is the app's.
-func (w *Workspace) installerEnv() []string {
+func (m *appManager) installerEnv() []string {
 	var env []string
 	has := map[string]bool{}
-	for _, kv := range w.userEnviron {
+	for _, kv := range m.userEnviron {
 		name, _, _ := strings.Cut(kv, "=")
 		upper := strings.ToUpper(name)
 		switch {
@@ -272,9 +272,9 @@ func (w *Workspace) installerEnv() []string {
 			has[upper] = true
 		}
 	}
-	home := w.userEnv("HOME")
+	home := m.userEnv("HOME")
 	if !has["PIP_CONFIG_FILE"] && home != "" {
-		configHome := w.userEnv("XDG_CONFIG_HOME")
+		configHome := m.userEnv("XDG_CONFIG_HOME")
 		if configHome == "" {
 			configHome = filepath.Join(home, ".config")
 		}
@@ -292,9 +292,9 @@ func (w *Workspace) installerEnv() []string {
 }
 
 // userEnv is a variable of the environment of the user who started the emulator.
-func (w *Workspace) userEnv(name string) string {
-	for i := len(w.userEnviron) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(w.userEnviron[i], name+"="); ok {
+func (m *appManager) userEnv(name string) string {
+	for i := len(m.userEnviron) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(m.userEnviron[i], name+"="); ok {
 			return v
 		}
 	}
@@ -364,13 +364,13 @@ func inputsKey(dir, tool string, files ...string) string {
 }
 
 // removeOtherInstalls forgets the app's installs that the deployment d does not use, once d runs.
-func (w *Workspace) removeOtherInstalls(app string, d *deployment) {
-	entries, err := os.ReadDir(w.appDir(app))
+func (m *appManager) removeOtherInstalls(app string, d *deployment) {
+	entries, err := os.ReadDir(m.appDir(app))
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		p := filepath.Join(w.appDir(app), e.Name())
+		p := filepath.Join(m.appDir(app), e.Name())
 		used := p == d.venv || e.Name() == "node-"+d.nodeKey
 		if !used && (strings.HasPrefix(e.Name(), "python-") || strings.HasPrefix(e.Name(), "node-")) {
 			_ = os.RemoveAll(p)

@@ -12,7 +12,7 @@ import (
 )
 
 // deployment is one deployment of an app: a snapshot of a workspace folder, started with its app.yaml. Its
-// fields are guarded by Workspace.mu.
+// fields are guarded by appManager.mu.
 type deployment struct {
 	id             string
 	sourceCodePath string
@@ -32,7 +32,7 @@ type deployment struct {
 
 func newDeploymentID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
 
-// wire is the deployment as the Apps API reports it to the app's managers. Callers hold w.mu.
+// wire is the deployment as the Apps API reports it to the app's managers. Callers hold m.mu.
 func (d *deployment) wire() *apps.AppDeployment {
 	return &apps.AppDeployment{
 		DeploymentId:        d.id,
@@ -64,15 +64,15 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // setStatus records a deployment's progress, as the CLI prints each message while it polls; anyone who may read the
 // app reads it.
-func (w *Workspace) setStatus(d *deployment, state apps.AppDeploymentState, message string) {
-	w.setStatusDetail(d, state, message, "")
+func (m *appManager) setStatus(d *deployment, state apps.AppDeploymentState, message string) {
+	m.setStatusDetail(d, state, message, "")
 }
 
 // setStatusDetail is setStatus with a detail after the message, for the app's managers only.
-func (w *Workspace) setStatusDetail(d *deployment, state apps.AppDeploymentState, message, detail string) {
-	w.mu.Lock()
+func (m *appManager) setStatusDetail(d *deployment, state apps.AppDeploymentState, message, detail string) {
+	m.mu.Lock()
 	d.state, d.message, d.detail, d.updateTime = state, message, detail, time.Now()
-	w.mu.Unlock()
+	m.mu.Unlock()
 }
 
 // failureDetail is what the app's managers read after a public "failed" message: the error, which may quote the
@@ -82,8 +82,8 @@ func failureDetail(err error) string { return ": " + err.Error() }
 // deploy starts a deployment of rec from its source code path and returns at once; the deployment goes on in the
 // background, as on the platform, and reports SUCCEEDED once the new instance listens (the previous one is then
 // stopped) or FAILED with the app's last output.
-func (w *Workspace) deployLocked(rec *appRecord, req apps.AppDeployment, creator string) (*deployment, error) {
-	if w.closing || rec.deleted {
+func (m *appManager) deployLocked(rec *appRecord, req apps.AppDeployment, creator string) (*deployment, error) {
+	if m.closing || rec.deleted {
 		return nil, errClosing
 	}
 	now := time.Now()
@@ -99,18 +99,18 @@ func (w *Workspace) deployLocked(rec *appRecord, req apps.AppDeployment, creator
 	rec.generation++
 	gen := rec.generation
 	name := rec.settings().name
-	w.tasks.Go(func() { w.runDeployment(rec, d, gen, name) })
+	m.tasks.Go(func() { m.runDeployment(rec, d, gen, name) })
 	return d, nil
 }
 
-func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, name string) {
-	w.appSystemLog(name, "Deploying "+d.sourceCodePath+" (deployment "+d.id+")")
-	launch, err := w.prepareDeployment(name, d)
+func (m *appManager) runDeployment(rec *appRecord, d *deployment, gen uint64, name string) {
+	m.appSystemLog(name, "Deploying "+d.sourceCodePath+" (deployment "+d.id+")")
+	launch, err := m.prepareDeployment(name, d)
 	if err == nil {
-		w.setStatusDetail(d, apps.AppDeploymentStateInProgress, "Starting app", " with command: "+strings.Join(launch.Command, " "))
-		_, err = w.startInstance(w.ctx, rec, gen, launch)
+		m.setStatusDetail(d, apps.AppDeploymentStateInProgress, "Starting app", " with command: "+strings.Join(launch.Command, " "))
+		_, err = m.startInstance(m.ctx, rec, gen, launch)
 	}
-	w.mu.Lock()
+	m.mu.Lock()
 	if rec.pending == d {
 		rec.pending = nil
 	}
@@ -133,51 +133,51 @@ func (w *Workspace) runDeployment(rec *appRecord, d *deployment, gen uint64, nam
 	}
 	message := d.message + d.detail
 	succeeded := *d
-	w.mu.Unlock()
+	m.mu.Unlock()
 	removeDeploymentDir(obsolete)
 	if err == nil {
-		w.removeOtherInstalls(name, &succeeded)
+		m.removeOtherInstalls(name, &succeeded)
 	}
-	w.changed("apps")
-	w.appSystemLog(name, message)
+	m.changed("apps")
+	m.appSystemLog(name, message)
 	if err != nil {
-		w.logger.Warn("deployment failed", "app", name, "deployment_id", d.id, "err", err)
+		m.logger.Warn("deployment failed", "app", name, "deployment_id", d.id, "err", err)
 	} else {
-		w.logger.Info("deployment succeeded", "app", name, "deployment_id", d.id)
+		m.logger.Info("deployment succeeded", "app", name, "deployment_id", d.id)
 	}
 }
 
 // prepareDeployment copies the source folder out of the workspace files into the deployment's snapshot and reads
 // how to start it.
-func (w *Workspace) prepareDeployment(app string, d *deployment) (Launch, error) {
-	dir := w.deploymentDir(app, d.id)
-	w.mu.Lock()
+func (m *appManager) prepareDeployment(app string, d *deployment) (Launch, error) {
+	dir := m.deploymentDir(app, d.id)
+	m.mu.Lock()
 	d.dir = dir
-	w.mu.Unlock()
-	if err := w.files.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
+	m.mu.Unlock()
+	if err := m.files.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
 		return Launch{}, fmt.Errorf("copy the source code: %w", err)
 	}
-	if err := w.install(app, d); err != nil {
+	if err := m.install(app, d); err != nil {
 		return Launch{}, err
 	}
-	w.setStatus(d, apps.AppDeploymentStateInProgress, "Reading app.yaml")
-	w.mu.Lock()
+	m.setStatus(d, apps.AppDeploymentStateInProgress, "Reading app.yaml")
+	m.mu.Lock()
 	snapshot := *d
-	w.mu.Unlock()
-	return w.launchFromSnapshot(app, &snapshot)
+	m.mu.Unlock()
+	return m.launchFromSnapshot(app, &snapshot)
 }
 
 // launchFromSnapshot is how to start a deployment: its app.yaml's command, or the deployment's own (bundles send the
 // app's config), or else the platform's default command; in the snapshot, with the platform's environment, app.yaml's
 // env and the deployment's env_vars (which win), in the app's sandbox.
-func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error) {
+func (m *appManager) launchFromSnapshot(app string, d *deployment) (Launch, error) {
 	var launch Launch
 	for _, name := range []string{"app.yaml", "app.yml"} {
 		yamlPath := filepath.Join(d.dir, name)
 		if !exists(yamlPath) {
 			continue
 		}
-		l, err := w.ReadAppYAML(app, yamlPath)
+		l, err := m.readAppYAML(app, yamlPath)
 		if err != nil {
 			return Launch{}, errors.New(strings.ReplaceAll(err.Error(), d.dir, d.sourceCodePath))
 		}
@@ -193,18 +193,18 @@ func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error
 			return Launch{}, fmt.Errorf("%s: %w", d.sourceCodePath, err)
 		}
 		launch.Command = command
-		w.appSystemLog(app, "app.yaml names no command: running the platform's default, "+strings.Join(command, " "))
+		m.appSystemLog(app, "app.yaml names no command: running the platform's default, "+strings.Join(command, " "))
 	}
 	launch.Dir = d.dir
-	s := w.settingsOf(app)
+	s := m.settingsOf(app)
 	if s == nil {
 		return Launch{}, fmt.Errorf("app %s was deleted", app)
 	}
-	launch.Env = append(w.platformEnv(d), launch.Env...)
+	launch.Env = append(m.platformEnv(d), launch.Env...)
 	for _, e := range d.envVars {
 		value := e.Value
 		if e.ValueFrom != "" {
-			v, err := w.resourceValue(s, e.ValueFrom)
+			v, err := m.resourceValue(s, e.ValueFrom)
 			if err != nil {
 				return Launch{}, fmt.Errorf("%s: env %s: valueFrom %q: %w", d.sourceCodePath, e.Name, e.ValueFrom, err)
 			}
@@ -212,6 +212,6 @@ func (w *Workspace) launchFromSnapshot(app string, d *deployment) (Launch, error
 		}
 		launch.Env = append(launch.Env, e.Name+"="+value)
 	}
-	launch.sandbox = w.appSandbox(app, d)
+	launch.sandbox = m.appSandbox(app, d)
 	return launch, nil
 }

@@ -20,25 +20,25 @@ type deputyPath struct {
 
 // confusedDeputies lists, for each app a principal may not use but reaches through the app resources of apps it
 // may use, who and through which apps, in the order of the model's apps.
-func (w *Workspace) confusedDeputies() []deputyPath {
-	w.mu.Lock()
-	order := slices.Clone(w.appOrder)
+func (m *appManager) confusedDeputies() []deputyPath {
+	m.mu.Lock()
+	order := slices.Clone(m.order)
 	settings := make(map[string]*appSettings, len(order))
 	for _, name := range order {
-		settings[name] = w.apps[name].settings()
+		settings[name] = m.byName[name].settings()
 	}
-	w.mu.Unlock()
+	m.mu.Unlock()
 
 	type named struct {
 		p    principal
 		name string // as the model names it
 	}
 	var everyone []named
-	for _, u := range w.dir.users() {
+	for _, u := range m.dir.users() {
 		everyone = append(everyone, named{u, u.UserName})
 	}
-	for _, sp := range w.dir.servicePrincipals() {
-		if p, ok := w.dir.subject(sp.ApplicationID); ok {
+	for _, sp := range m.dir.servicePrincipals() {
+		if p, ok := m.dir.subject(sp.ApplicationID); ok {
 			everyone = append(everyone, named{p, sp.Name})
 		}
 	}
@@ -57,7 +57,7 @@ func (w *Workspace) confusedDeputies() []deputyPath {
 		reached := map[string][]string{} // app -> the apps in between
 		var queue []string
 		for _, name := range order {
-			if w.mayUse(settings[name], n.p) {
+			if m.mayUse(settings[name], n.p) {
 				reached[name] = nil
 				queue = append(queue, name)
 			}
@@ -86,9 +86,9 @@ func (w *Workspace) confusedDeputies() []deputyPath {
 }
 
 // warnConfusedDeputies logs each way to an app that some principals have only through other apps.
-func (w *Workspace) warnConfusedDeputies() {
-	for _, d := range w.confusedDeputies() {
-		w.logger.Warn("confused deputy: principals without CAN USE on an app reach it through apps they may use, "+
+func (m *appManager) warnConfusedDeputies() {
+	for _, d := range m.confusedDeputies() {
+		m.logger.Warn("confused deputy: principals without CAN USE on an app reach it through apps they may use, "+
 			"which call it as their own service principal; grant those apps only to who may use the app, or check "+
 			"the caller in them", "app", d.app, "through", strings.Join(d.through, " > "), "principals",
 			strings.Join(d.who, ", "))

@@ -211,7 +211,7 @@ func (w *Workspace) ClearFaults() {
 
 // checkFault says what is wrong with f, if anything, and returns the token subject its Principal names.
 func (w *Workspace) checkFault(f Fault) (subject string, err error) {
-	if f.App != "" && w.settingsOf(f.App) == nil {
+	if f.App != "" && w.apps.settingsOf(f.App) == nil {
 		return "", fmt.Errorf("no app %q in the workspace; its apps are %s", f.App, strings.Join(w.AppNames(), ", "))
 	}
 	if f.Method != "" && strings.IndexFunc(f.Method, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
@@ -336,14 +336,14 @@ func (fs *faults) play(next http.Handler) http.Handler {
 // playFault plays the first matching fault of the app on r in place of the app, and reports whether it answered.
 // The proxy's request timeout bounds a Delay or a Stall: then it answers 504, as for an app that is too slow.
 func (p *appProxy) playFault(rw http.ResponseWriter, r *http.Request, who principal) bool {
-	f, hit := p.ws.faults.match(p.name, r, func() (principal, bool) { return who, true })
+	f, hit := p.apps.faults.match(p.name, r, func() (principal, bool) { return who, true })
 	if f == nil {
 		return false
 	}
-	p.ws.faults.log(f, hit, r)
-	ctx, cancel := context.WithTimeout(r.Context(), p.ws.timeout)
+	p.apps.faults.log(f, hit, r)
+	ctx, cancel := context.WithTimeout(r.Context(), p.apps.timeout)
 	defer cancel()
-	released, err := f.hold(ctx, r, p.ws.ctx.Done())
+	released, err := f.hold(ctx, r, p.apps.ctx.Done())
 	switch {
 	case released:
 		return false

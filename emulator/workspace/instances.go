@@ -29,10 +29,9 @@ type Launch struct {
 	sandbox *runner.Sandbox
 }
 
-// ReadAppYAML reads an app.yaml into a Launch for the named app. A valueFrom naming one of the app's app resources
-// yields the name of the app it points at, as on the platform; other resource types are not emulated.
-func (w *Workspace) ReadAppYAML(app, path string) (Launch, error) {
-	s := w.settingsOf(app)
+// readAppYAML is [Workspace.ReadAppYAML].
+func (m *appManager) readAppYAML(app, path string) (Launch, error) {
+	s := m.settingsOf(app)
 	if s == nil {
 		return Launch{}, fmt.Errorf("no app %q in the workspace", app)
 	}
@@ -47,7 +46,7 @@ func (w *Workspace) ReadAppYAML(app, path string) (Launch, error) {
 		}
 		value := e.Value
 		if e.ValueFrom != "" {
-			v, err := w.resourceValue(s, e.ValueFrom)
+			v, err := m.resourceValue(s, e.ValueFrom)
 			if err != nil {
 				return Launch{}, fmt.Errorf("%s: env %s: valueFrom %q: %w", path, e.Name, e.ValueFrom, err)
 			}
@@ -83,36 +82,34 @@ func (i *Instance) stop(grace time.Duration) error {
 	return i.proc.Stop(grace)
 }
 
-// StartApp starts an app's process as the platform does (its own service principal's credentials and the
-// platform's variables in its environment, a port of its own), waits until it listens, attaches it to the app's
-// proxy and stops the instance it replaces. Deployments and `emulator run` both start apps through it.
-func (w *Workspace) StartApp(ctx context.Context, app string, l Launch) (*Instance, error) {
-	w.mu.Lock()
-	rec, ok := w.apps[app]
+// startApp is [Workspace.StartApp].
+func (m *appManager) startApp(ctx context.Context, app string, l Launch) (*Instance, error) {
+	m.mu.Lock()
+	rec, ok := m.byName[app]
 	var gen uint64
 	if ok {
 		rec.generation++
 		gen = rec.generation
 	}
-	w.mu.Unlock()
+	m.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("no app %q in the workspace", app)
 	}
-	inst, err := w.startInstance(ctx, rec, gen, l)
+	inst, err := m.startInstance(ctx, rec, gen, l)
 	if err == nil {
-		w.mu.Lock()
+		m.mu.Lock()
 		if rec.instance == inst {
 			run := l
 			rec.runLaunch = &run // what apps start runs again after an apps stop
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 	}
 	return inst, err
 }
 
 // startInstance is StartApp for a start that has taken generation gen: it attaches only if no later start or stop
 // came meanwhile, so a slow start never replaces a newer deployment.
-func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint64, l Launch) (*Instance, error) {
+func (m *appManager) startInstance(ctx context.Context, rec *appRecord, gen uint64, l Launch) (*Instance, error) {
 	s := rec.settings()
 	if len(l.Command) == 0 {
 		return nil, fmt.Errorf("app %s: no command to run (app.yaml needs a command)", s.name)
@@ -120,82 +117,82 @@ func (w *Workspace) startInstance(ctx context.Context, rec *appRecord, gen uint6
 	sp := s.servicePrincipal
 	env := append(slices.Clone(l.Env),
 		"DATABRICKS_APP_NAME="+s.name,
-		"DATABRICKS_HOST="+w.url,
-		"DATABRICKS_WORKSPACE_ID="+w.cfg.Workspace.ID,
+		"DATABRICKS_HOST="+m.url,
+		"DATABRICKS_WORKSPACE_ID="+m.cfg.Workspace.ID,
 		"DATABRICKS_CLIENT_ID="+sp.ApplicationID,
 		"DATABRICKS_CLIENT_SECRET="+sp.Secret,
 	)
-	w.mu.Lock()
-	refused := w.closing || rec.deleted
-	w.mu.Unlock()
+	m.mu.Lock()
+	refused := m.closing || rec.deleted
+	m.mu.Unlock()
 	if refused {
 		return nil, errClosing
 	}
 	// The port is the app's until its process has exited: no other start in this process is given it (ports.go).
-	port, err := w.ports.reserve()
+	port, err := m.ports.reserve()
 	if err != nil {
 		return nil, err
 	}
 	tail := &tailBuffer{max: 20}
-	stdout, stderr := w.appOutput(s.name, tail)
-	w.appSystemLog(s.name, "Starting app with command: "+strings.Join(l.Command, " "))
+	stdout, stderr := m.appOutput(s.name, tail)
+	m.appSystemLog(s.name, "Starting app with command: "+strings.Join(l.Command, " "))
 	proc, err := runner.Start(runner.Spec{Name: s.name, Command: l.Command, Dir: l.Dir, Port: port, Env: env,
 		Stdout: stdout, Stderr: stderr, Sandbox: l.sandbox})
 	if err != nil {
-		w.ports.release(port)
-		w.appSystemLog(s.name, "App failed to start: "+err.Error())
+		m.ports.release(port)
+		m.appSystemLog(s.name, "App failed to start: "+err.Error())
 		return nil, err
 	}
 	go func() {
 		<-proc.Done()
-		w.ports.release(port)
+		m.ports.release(port)
 	}()
 	inst := &Instance{app: s.name, proc: proc, port: port, tail: tail}
-	waitCtx, cancel := w.startWait(ctx)
-	stopWaiting := context.AfterFunc(w.ctx, cancel) // Close ends the wait too, whoever asked for the start
+	waitCtx, cancel := m.startWait(ctx)
+	stopWaiting := context.AfterFunc(m.ctx, cancel) // Close ends the wait too, whoever asked for the start
 	err = proc.WaitListening(waitCtx, "127.0.0.1:"+strconv.Itoa(port))
 	stopWaiting()
 	cancel()
 	if err != nil {
-		_ = inst.stop(w.stopGrace)
+		_ = inst.stop(m.stopGrace)
 		err = fmt.Errorf("%w%s", err, tail.lastLines())
-		w.appSystemLog(s.name, "App failed to start: "+err.Error())
+		m.appSystemLog(s.name, "App failed to start: "+err.Error())
 		return nil, err
 	}
 
 	// Beside the start rather than before the app serves: the kernel's TCP table, which the check reads, takes
 	// tens of milliseconds to list on a machine with many connections.
-	go w.warnIfExposed(s.name, proc, port)
-	w.mu.Lock()
-	if rec.generation != gen || w.closing || rec.deleted {
-		w.mu.Unlock()
-		_ = inst.stop(w.stopGrace)
+	go m.warnIfExposed(s.name, proc, port)
+	m.mu.Lock()
+	if rec.generation != gen || m.closing || rec.deleted {
+		m.mu.Unlock()
+		_ = inst.stop(m.stopGrace)
 		return nil, errors.New("a later deployment or stop of the app replaced this start")
 	}
 	old := rec.instance
 	rec.instance, rec.crash = inst, appCrash{}
 	if err := rec.proxy.setUpstream("http://127.0.0.1:" + strconv.Itoa(port)); err != nil {
-		w.mu.Unlock()
+		m.mu.Unlock()
 		return nil, err
 	}
-	w.mu.Unlock()
-	w.appSystemLog(s.name, "App listens on $DATABRICKS_APP_PORT ("+strconv.Itoa(port)+")")
-	go w.watchInstance(rec, inst)
+	m.mu.Unlock()
+	m.appSystemLog(s.name, "App listens on $DATABRICKS_APP_PORT ("+strconv.Itoa(port)+")")
+	go m.watchInstance(rec, inst)
 	if old != nil {
-		w.appSystemLog(s.name, "Stopping the previous instance")
-		if err := old.stop(w.stopGrace); err != nil {
-			w.logger.Warn("stop the previous instance", "app", s.name, "err", err)
+		m.appSystemLog(s.name, "Stopping the previous instance")
+		if err := old.stop(m.stopGrace); err != nil {
+			m.logger.Warn("stop the previous instance", "app", s.name, "err", err)
 		}
 	}
-	w.stateChanged()
+	m.stateChanged()
 	return inst, nil
 }
 
 // warnIfExposed warns, in the emulator's log and the app's, about an app that listens on more than loopback.
-func (w *Workspace) warnIfExposed(app string, proc *runner.App, port int) {
+func (m *appManager) warnIfExposed(app string, proc *runner.App, port int) {
 	exposed := proc.ExposedListeners()
 	if len(exposed) == 0 {
-		w.logger.Debug("app listens on loopback only", "app", app)
+		m.logger.Debug("app listens on loopback only", "app", app)
 		return
 	}
 	// The emulator told the app to listen on 127.0.0.1 (APP_LISTEN_ADDR); one that listens on every interface can be
@@ -203,41 +200,41 @@ func (w *Workspace) warnIfExposed(app string, proc *runner.App, port int) {
 	msg := fmt.Sprintf("Warning: the app listens on %s, not only on loopback: anyone who can reach this machine "+
 		"can call it past the proxy and claim any identity. Listen on $APP_LISTEN_ADDR (127.0.0.1:%d).",
 		strings.Join(exposed, ", "), port)
-	w.appSystemLog(app, msg)
-	w.logger.Warn("app reachable past the proxy", "app", app, "listeners", strings.Join(exposed, ", "))
+	m.appSystemLog(app, msg)
+	m.logger.Warn("app reachable past the proxy", "app", app, "listeners", strings.Join(exposed, ", "))
 }
 
 // watchInstance notices an instance that exits on its own: the app has crashed, its proxy answers 502 and the
 // Apps API says why.
-func (w *Workspace) watchInstance(rec *appRecord, inst *Instance) {
+func (m *appManager) watchInstance(rec *appRecord, inst *Instance) {
 	<-inst.Done()
 	if inst.StoppedByWorkspace() {
 		return
 	}
 	msg := fmt.Sprintf("App crashed: %v", inst.Err())
-	w.mu.Lock()
+	m.mu.Lock()
 	if rec.instance == inst {
 		rec.instance, rec.crash = nil, appCrash{message: msg + "; see databricks apps logs " + inst.app}
 		_ = rec.proxy.setUpstream("")
 	}
-	w.mu.Unlock()
-	w.appSystemLog(inst.app, msg+inst.tail.lastLines())
-	w.logger.Warn("app exited on its own", "app", inst.app, "err", inst.Err())
-	w.stateChanged()
+	m.mu.Unlock()
+	m.appSystemLog(inst.app, msg+inst.tail.lastLines())
+	m.logger.Warn("app exited on its own", "app", inst.app, "err", inst.Err())
+	m.stateChanged()
 }
 
-// stopApp detaches and stops the app's instance, if the workspace started one. Callers do not hold w.mu.
-func (w *Workspace) stopApp(rec *appRecord) {
-	w.mu.Lock()
-	inst := w.detachLocked(rec)
-	w.mu.Unlock()
-	w.stopInstance(inst)
-	w.stateChanged()
+// stopApp detaches and stops the app's instance, if the workspace started one. Callers do not hold m.mu.
+func (m *appManager) stopApp(rec *appRecord) {
+	m.mu.Lock()
+	inst := m.detachLocked(rec)
+	m.mu.Unlock()
+	m.stopInstance(inst)
+	m.stateChanged()
 }
 
 // detachLocked takes the app's instance off its proxy, which answers 502 from then on, and returns it (nil when the
-// workspace started none). A start in progress does not attach after it. Callers hold w.mu.
-func (w *Workspace) detachLocked(rec *appRecord) *Instance {
+// workspace started none). A start in progress does not attach after it. Callers hold m.mu.
+func (m *appManager) detachLocked(rec *appRecord) *Instance {
 	rec.generation++
 	inst := rec.instance
 	rec.instance = nil
@@ -246,38 +243,36 @@ func (w *Workspace) detachLocked(rec *appRecord) *Instance {
 }
 
 // stopInstance stops a detached instance: SIGTERM, then SIGKILL after the grace period. nil does nothing.
-func (w *Workspace) stopInstance(inst *Instance) {
+func (m *appManager) stopInstance(inst *Instance) {
 	if inst == nil {
 		return
 	}
-	w.appSystemLog(inst.app, "Stopping the app")
-	if err := inst.stop(w.stopGrace); err != nil {
-		w.logger.Warn("stop app", "app", inst.app, "err", err)
+	m.appSystemLog(inst.app, "Stopping the app")
+	if err := inst.stop(m.stopGrace); err != nil {
+		m.logger.Warn("stop app", "app", inst.app, "err", err)
 	}
-	w.appSystemLog(inst.app, "App stopped")
+	m.appSystemLog(inst.app, "App stopped")
 }
 
-// stopAllInstances stops every app the workspace started, at once, each with the grace period.
-func (w *Workspace) stopAllInstances() {
-	w.mu.Lock()
-	w.closing = true
-	recs := make([]*appRecord, 0, len(w.apps))
-	for _, rec := range w.apps {
+// stopAll stops every app the workspace started, at once, each with the grace period.
+func (m *appManager) stopAll() {
+	m.mu.Lock()
+	m.closing = true
+	recs := make([]*appRecord, 0, len(m.byName))
+	for _, rec := range m.byName {
 		recs = append(recs, rec)
 	}
-	w.mu.Unlock()
+	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, rec := range recs {
-		wg.Go(func() { w.stopApp(rec) })
+		wg.Go(func() { m.stopApp(rec) })
 	}
 	wg.Wait()
-	w.cancel()
-	w.tasks.Wait()
 }
 
 // deploymentsDir is where deployments keep their copies of the source code.
-func (w *Workspace) deploymentDir(app, id string) string {
-	return filepath.Join(w.dataDir, "deployments", app, id)
+func (m *appManager) deploymentDir(app, id string) string {
+	return filepath.Join(m.dataDir, "deployments", app, id)
 }
 
 // removeDeploymentDir forgets a deployment's copy of the source, once nothing runs from it.
@@ -343,17 +338,17 @@ const lastOutputMarker = "; last output:\n"
 
 // appOutput is where an instance's stdout and stderr go: the app's log (what databricks apps logs shows), the
 // emulator's own output (AppStdout/AppStderr) with each line labelled with the app's name, and tail.
-func (w *Workspace) appOutput(app string, tail io.Writer) (stdout, stderr io.Writer) {
+func (m *appManager) appOutput(app string, tail io.Writer) (stdout, stderr io.Writer) {
 	prefix := []byte("[" + app + "] ")
-	return io.MultiWriter(w.AppLogWriter(app), &prefixWriter{out: w.appStdout, prefix: prefix}, tail),
-		io.MultiWriter(w.AppLogWriter(app), &prefixWriter{out: w.appStderr, prefix: prefix}, tail)
+	return io.MultiWriter(m.logWriter(app), &prefixWriter{out: m.appStdout, prefix: prefix}, tail),
+		io.MultiWriter(m.logWriter(app), &prefixWriter{out: m.appStderr, prefix: prefix}, tail)
 }
 
 // appSystemLog records a lifecycle event of an app (deploying, started, stopped, crashed) in its log and the
 // emulator's.
-func (w *Workspace) appSystemLog(app, msg string) {
-	w.AppLogSystem(app, msg)
-	w.logger.Info(msg, "app", app)
+func (m *appManager) appSystemLog(app, msg string) {
+	m.logSystem(app, msg)
+	m.logger.Info(msg, "app", app)
 }
 
 // prefixWriter labels each line an app prints, so several apps can share the emulator's terminal. Writers sharing

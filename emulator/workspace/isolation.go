@@ -11,33 +11,25 @@ import (
 // virtualenv. Hidden are the data folder (every app's files and snapshots, the workspace's state and signing keys),
 // the state file and the profile folder (service principal secrets, the CLI stand-in's tokens), and the user's own
 // Databricks CLI configuration and token cache. `emulator run` starts the developer's own command without one.
-func (w *Workspace) appSandbox(app string, d *deployment) *runner.Sandbox {
-	hide := []string{w.dataDir}
-	w.stateMu.Lock()
-	if w.statePath != "" {
-		hide = append(hide, w.statePath)
-	}
-	w.stateMu.Unlock()
-	if p, ok := w.profile(); ok {
-		hide = append(hide, filepath.Dir(p.ConfigFile))
-	}
-	if home := w.userEnv("HOME"); home != "" {
+func (m *appManager) appSandbox(app string, d *deployment) *runner.Sandbox {
+	hide := append([]string{m.dataDir}, m.hidden()...)
+	if home := m.userEnv("HOME"); home != "" {
 		hide = append(hide, filepath.Join(home, ".databrickscfg"), filepath.Join(home, ".databricks"))
 	}
-	if f := w.userEnv("DATABRICKS_CONFIG_FILE"); f != "" {
+	if f := m.userEnv("DATABRICKS_CONFIG_FILE"); f != "" {
 		hide = append(hide, f)
 	}
 	reveal := []string{d.dir}
 	if d.venv != "" {
 		reveal = append(reveal, d.venv)
 	}
-	return &runner.Sandbox{Home: w.appHome(app), Hide: hide, Reveal: reveal}
+	return &runner.Sandbox{Home: m.appHome(app), Hide: hide, Reveal: reveal}
 }
 
 // reportIsolation says once, at start, when deployed apps cannot be isolated on this machine.
-func (w *Workspace) reportIsolation() {
+func (m *appManager) reportIsolation() {
 	if err := runner.SandboxProblem(); err != nil {
-		w.logger.Warn("deployed apps run without isolation: they can read what the user running the emulator can, "+
+		m.logger.Warn("deployed apps run without isolation: they can read what the user running the emulator can, "+
 			"its data folder and state file included", "reason", err.Error())
 	}
 }

@@ -81,7 +81,7 @@ func TestDeployedAppIsIsolated(t *testing.T) {
 	uploadFiles(t, w, token, other, map[string]string{"app.yaml": fmt.Sprintf("command: [%q, \"-test.run=^$\"]\n"+
 		"env:\n  - name: %s\n    value: serve\n", self, testAppMode)})
 	deploy(t, dev, "api-app", other)
-	otherSnapshot := w.apps["api-app"].active.dir
+	otherSnapshot := w.apps.byName["api-app"].active.dir
 
 	probe := "/Workspace/Users/dev@example.com/probe"
 	uploadTestApp(t, w, token, probe, "probe", "v1")
@@ -108,8 +108,8 @@ func TestDeployedAppIsIsolated(t *testing.T) {
 	t.Logf("probe: %s", body)
 
 	assert.Equal(t, d.DeploymentArtifacts.SourceCodePath, probe)
-	assert.Equal(t, w.apps["caller-app"].active.dir, seen.Cwd, "its snapshot is its working folder")
-	assert.Equal(t, w.appHome("caller-app"), seen.Home)
+	assert.Equal(t, w.apps.byName["caller-app"].active.dir, seen.Cwd, "its snapshot is its working folder")
+	assert.Equal(t, w.apps.appHome("caller-app"), seen.Home)
 	assert.True(t, strings.HasPrefix(seen.TmpDir, seen.Home+"/"), "its TMPDIR is its own: %s", seen.TmpDir)
 	assert.NotContains(t, seen.Env, "EMULATOR_SHELL_SECRET", "nothing of the emulator's environment")
 	for _, name := range seen.Env {

@@ -25,23 +25,23 @@ const (
 )
 
 // afterComputeDelayLocked runs then in the background once the compute delay has passed (and, in tests, once
-// computeHold lets it), unless the workspace closes first. then takes w.mu itself. Callers hold w.mu.
-func (w *Workspace) afterComputeDelayLocked(then func()) {
-	if w.closing {
+// computeHold lets it), unless the workspace closes first. then takes m.mu itself. Callers hold m.mu.
+func (m *appManager) afterComputeDelayLocked(then func()) {
+	if m.closing {
 		return
 	}
-	w.tasks.Go(func() {
-		timer := time.NewTimer(w.computeDelay)
+	m.tasks.Go(func() {
+		timer := time.NewTimer(m.computeDelay)
 		defer timer.Stop()
 		select {
 		case <-timer.C:
-		case <-w.ctx.Done():
+		case <-m.ctx.Done():
 			return
 		}
-		if w.computeHold != nil {
+		if m.computeHold != nil {
 			select {
-			case <-w.computeHold:
-			case <-w.ctx.Done():
+			case <-m.computeHold:
+			case <-m.ctx.Done():
 				return
 			}
 		}
@@ -50,23 +50,23 @@ func (w *Workspace) afterComputeDelayLocked(then func()) {
 }
 
 // startComputeLocked moves rec's compute to STARTING and, after the compute delay, to ACTIVE; then the app runs
-// again what it ran last (relaunchLocked). Callers hold w.mu.
-func (w *Workspace) startComputeLocked(rec *appRecord) {
+// again what it ran last (relaunchLocked). Callers hold m.mu.
+func (m *appManager) startComputeLocked(rec *appRecord) {
 	rec.computeState = apps.ComputeStateStarting
 	rec.computeGen++
 	gen := rec.computeGen
 	rec.crash = appCrash{}
 	rec.starting = rec.active != nil || rec.runLaunch != nil
-	w.afterComputeDelayLocked(func() {
-		w.mu.Lock()
+	m.afterComputeDelayLocked(func() {
+		m.mu.Lock()
 		settled := rec.computeGen == gen && !rec.deleted // not stopped or deleted meanwhile
 		if settled {
 			rec.computeState = apps.ComputeStateActive
-			w.relaunchLocked(rec)
+			m.relaunchLocked(rec)
 		}
-		w.mu.Unlock()
+		m.mu.Unlock()
 		if settled {
-			w.stateChanged()
+			m.stateChanged()
 		}
 	})
 }
@@ -74,25 +74,25 @@ func (w *Workspace) startComputeLocked(rec *appRecord) {
 // handleStart starts the app's compute and then what it ran last, as the platform does: its active deployment,
 // from the deployment's snapshot, or the command `emulator run` gave it. Starting an app that is active or starting
 // does nothing.
-func (w *Workspace) handleStart() http.HandlerFunc {
+func (m *appManager) handleStart() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
-		w.mu.Lock()
+		m.mu.Lock()
 		switch rec.computeState {
 		case apps.ComputeStateActive, apps.ComputeStateStarting:
 		default:
-			w.startComputeLocked(rec)
+			m.startComputeLocked(rec)
 		}
-		w.mu.Unlock()
-		w.stateChanged()
-		w.writeApp(rw, r, rec)
+		m.mu.Unlock()
+		m.stateChanged()
+		m.writeApp(rw, r, rec)
 	}
 }
 
 // relaunchLocked runs again what the app ran last, if nothing runs it: the command `emulator run` started it with,
-// or else its active deployment, from the deployment's snapshot and what was installed for it. Callers hold w.mu.
-func (w *Workspace) relaunchLocked(rec *appRecord) {
-	if w.closing || rec.deleted || rec.instance != nil || (rec.active == nil && rec.runLaunch == nil) {
+// or else its active deployment, from the deployment's snapshot and what was installed for it. Callers hold m.mu.
+func (m *appManager) relaunchLocked(rec *appRecord) {
+	if m.closing || rec.deleted || rec.instance != nil || (rec.active == nil && rec.runLaunch == nil) {
 		rec.starting = false
 		return
 	}
@@ -105,19 +105,19 @@ func (w *Workspace) relaunchLocked(rec *appRecord) {
 		d = *rec.active
 	}
 	run := rec.runLaunch
-	w.tasks.Go(func() {
+	m.tasks.Go(func() {
 		var launch Launch
 		var err error
 		if run != nil {
 			launch = *run
 		} else {
-			launch, err = w.launchFromSnapshot(name, &d)
+			launch, err = m.launchFromSnapshot(name, &d)
 		}
 		if err == nil {
-			_, err = w.startInstance(w.ctx, rec, gen, launch)
+			_, err = m.startInstance(m.ctx, rec, gen, launch)
 		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		if rec.generation != gen {
 			return
 		}
@@ -132,49 +132,49 @@ func (w *Workspace) relaunchLocked(rec *appRecord) {
 // handleStop answers at once with the compute STOPPING, then stops the app's instance (SIGTERM, then SIGKILL after
 // the grace period) and reports the compute STOPPED once the instance has exited and the compute delay has passed.
 // The proxy answers 502 from the start.
-func (w *Workspace) handleStop() http.HandlerFunc {
+func (m *appManager) handleStop() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
-		w.mu.Lock()
+		m.mu.Lock()
 		switch {
-		case w.closing: // Close stops every instance itself
+		case m.closing: // Close stops every instance itself
 		case rec.computeState == apps.ComputeStateStopped, rec.computeState == apps.ComputeStateStopping:
 		default:
 			rec.computeState = apps.ComputeStateStopping
 			rec.computeGen++
 			rec.starting = false
 			gen := rec.computeGen
-			inst := w.detachLocked(rec)
+			inst := m.detachLocked(rec)
 			stopped := make(chan struct{})
-			w.tasks.Go(func() {
+			m.tasks.Go(func() {
 				defer close(stopped)
-				w.stopInstance(inst)
+				m.stopInstance(inst)
 			})
-			w.afterComputeDelayLocked(func() {
+			m.afterComputeDelayLocked(func() {
 				<-stopped // STOPPED once the process is gone, as the platform's container
-				w.mu.Lock()
+				m.mu.Lock()
 				settled := rec.computeGen == gen
 				if settled {
 					rec.computeState = apps.ComputeStateStopped
 				}
-				w.mu.Unlock()
+				m.mu.Unlock()
 				if settled {
-					w.stateChanged()
+					m.stateChanged()
 				}
 			})
 		}
-		w.mu.Unlock()
-		w.stateChanged()
-		w.writeApp(rw, r, rec)
+		m.mu.Unlock()
+		m.stateChanged()
+		m.writeApp(rw, r, rec)
 	}
 }
 
 // upState says whether the named app is on its way up (its compute starting, a deployment under way, or what it
 // ran last being started again), or stopped. Its proxy answers 503 for the one and advises apps start for the other.
-func (w *Workspace) upState(name string) (starting, stopped bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	rec, ok := w.apps[name]
+func (m *appManager) upState(name string) (starting, stopped bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, ok := m.byName[name]
 	if !ok {
 		return false, false
 	}

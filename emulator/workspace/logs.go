@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -220,10 +221,9 @@ func (w *logLineWriter) cut() {
 	w.partial = append(w.partial[:0], w.partial[end:]...)
 }
 
-// AppLogWriter returns a new writer into an app's log, for its stdout or its stderr (one writer each): what the app
-// writes there is what `databricks apps logs` shows. For an unknown app it returns io.Discard.
-func (w *Workspace) AppLogWriter(app string) io.Writer {
-	if p := w.proxyOf(app); p != nil {
+// logWriter is [Workspace.AppLogWriter].
+func (m *appManager) logWriter(app string) io.Writer {
+	if p := m.proxyOf(app); p != nil {
 		return p.logs.Writer()
 	}
 	return io.Discard
@@ -231,26 +231,32 @@ func (w *Workspace) AppLogWriter(app string) io.Writer {
 
 // appLogSystemWriter returns a new writer into an app's log whose lines are SYSTEM records: the output of the
 // platform's installers and build, as `databricks apps logs` shows it.
-func (w *Workspace) appLogSystemWriter(app string) io.Writer {
-	if p := w.proxyOf(app); p != nil {
+func (m *appManager) appLogSystemWriter(app string) io.Writer {
+	if p := m.proxyOf(app); p != nil {
 		return &logLineWriter{log: p.logs, source: logSourceSystem}
 	}
 	return io.Discard
 }
 
-// AppLogSystem records a platform event in an app's log, such as "App started": the SYSTEM lines of
-// `databricks apps logs`. It does nothing for an unknown app.
-func (w *Workspace) AppLogSystem(app, msg string) {
-	if p := w.proxyOf(app); p != nil {
+// logSystem is [Workspace.AppLogSystem].
+func (m *appManager) logSystem(app, msg string) {
+	if p := m.proxyOf(app); p != nil {
 		p.logs.System(msg)
 	}
 }
 
+// names lists the apps in creation order: the model's first.
+func (m *appManager) names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.order)
+}
+
 // proxyOf returns the named app's proxy, or nil.
-func (w *Workspace) proxyOf(app string) *appProxy {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if rec, ok := w.apps[app]; ok {
+func (m *appManager) proxyOf(app string) *appProxy {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec, ok := m.byName[app]; ok {
 		return rec.proxy
 	}
 	return nil

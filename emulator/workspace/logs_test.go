@@ -484,7 +484,7 @@ func TestAppLogStreamResumes(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
 	token := pkceLogin(t, w, "offline_access all-apis")["access_token"].(string)
-	p := w.proxyOf("api-app")
+	p := w.apps.proxyOf("api-app")
 	now := time.Now()
 	p.logs.now = func() time.Time { return now } // the log's clock: when streams end and reconnect
 	stdout := w.AppLogWriter("api-app")

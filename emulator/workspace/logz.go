@@ -49,14 +49,14 @@ func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
 	defer func() {
 		user := ""
 		if who.ID != "" {
-			user = identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID)
+			user = identity.FormatUser(who.ID, p.apps.cfg.Workspace.ID)
 		}
 		attrs := []any{"app", p.name, "method", r.Method, "path", r.URL.Path, "status", statusOf(rec), "user", user,
 			"duration", time.Since(start).Round(time.Microsecond)}
 		if ended != "" {
 			attrs = append(attrs, "ended", ended)
 		}
-		p.ws.logger.Info("app logs request", attrs...)
+		p.apps.logger.Info("app logs request", attrs...)
 	}()
 
 	allowed := []string{http.MethodGet, http.MethodHead}
@@ -84,12 +84,12 @@ func (p *appProxy) serveLogs(rw http.ResponseWriter, r *http.Request) {
 // sends the login page, as the platform does on these paths even to a bearer it refuses (docs/platform.md);
 // without CAN_MANAGE, 403.
 func (p *appProxy) admitLogs(rw http.ResponseWriter, r *http.Request) (principal, bool) {
-	res, _ := p.ws.auth.authenticate(r)
+	res, _ := p.apps.auth.authenticate(r)
 	if res == nil {
 		p.redirectToLogin(rw, r)
 		return principal{}, false
 	}
-	if !p.ws.canManage(p.name, res.principal) {
+	if !p.apps.canManage(p.name, res.principal) {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 			Message: fmt.Sprintf("%s does not have CAN MANAGE permission on app %s", res.principal.UserName, p.name),
 			Fix:     "an app's logs are for its managers: ask the app's owner to grant CAN MANAGE, or sign in as a manager"})
@@ -222,7 +222,7 @@ func (p *appProxy) streamLogs(conn *websocket.Conn, who principal, userAgent str
 			return "client gone: " + err.Error()
 		}
 	}
-	keepalive := time.NewTicker(p.ws.logKeepalive)
+	keepalive := time.NewTicker(p.apps.logKeepalive)
 	defer keepalive.Stop()
 	for {
 		select {

@@ -1,17 +1,77 @@
 package workspace
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/service/apps"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
+
+// appManager holds the workspace's apps and runs them: the Apps and Permissions APIs (apps_api.go,
+// permissions_api.go), deployments and the builds they install (deployments.go, build.go), the compute lifecycle
+// (lifecycle.go), the processes serving the apps (instances.go), their proxies (proxy.go) and logs (logs.go).
+//
+// mu guards the records: byName, order, the records' mutable fields (see appRecord), loopbackFallback, closing and
+// savedApps. Lock order: while holding mu, the apps take the locks of the parts they call into (the directory's,
+// the data services', a proxy's, the sessions', the ports'), never the other way round: none of those calls back into
+// the apps while holding its own lock. The sign-in (proxyAt, proxies) and the token endpoint (appAsksScope) take mu
+// holding no lock of theirs.
+type appManager struct {
+	cfg      Config // the model: the workspace's id, the apps it starts with
+	url      string // the workspace's, which apps are given as DATABRICKS_HOST
+	dataDir  string // apps' homes, deployments' snapshots and installs are under it
+	logger   *slog.Logger
+	dir      *directory
+	auth     *authServer
+	sessions *sessions
+	settings *workspaceSettings
+	files    *workspaceFiles
+	data     *dataServices
+	faults   *faults
+	// changed tells the store that the apps changed (persist.go); stateChanged also rewrites the state file, and
+	// is called holding no lock. hidden lists the workspace's own files a sandboxed app must not see (isolation.go).
+	changed      func(part string)
+	stateChanged func()
+	hidden       func() []string
+	// serve serves a proxy's listener until the workspace closes.
+	serve func(ln net.Listener, h http.Handler) *http.Server
+
+	ctx   context.Context // ends when Close starts: background deployments stop
+	tasks *sync.WaitGroup // background deployments and starts, which Close waits for
+
+	timeout      time.Duration // how long a proxy waits for an app's response headers
+	logKeepalive time.Duration
+	ports        *portReservations                                               // the apps' ports (ports.go)
+	startWait    func(ctx context.Context) (context.Context, context.CancelFunc) // Options.startWait
+	stopGrace    time.Duration
+	computeDelay time.Duration
+	computeHold  chan struct{}
+	userEnviron  []string // Options.UserEnv
+	appStdout    *lockedWriter
+	appStderr    *lockedWriter
+
+	pythonOnce sync.Once // the interpreter virtualenvs are made from (build.go)
+	python     string
+	pythonErr  error
+
+	mu     sync.Mutex
+	byName map[string]*appRecord
+	order  []string // creation order, for listing
+	// loopbackFallback is set once an app address could not be listened on: every proxy then takes 127.0.0.1.
+	loopbackFallback bool
+	closing          bool       // no instance attaches once Close has begun
+	savedApps        []savedApp // the saved apps, until Start has restored them
+}
 
 // appSettings is what the Apps and Permissions APIs change about an app. A value is never modified once published:
 // a change publishes a new one, so every proxy request reads one consistent version without a lock, and a grant or
@@ -70,7 +130,7 @@ func (s *appSettings) with(f func(*appSettings)) *appSettings {
 }
 
 // appRecord is one app of the workspace. settings is published atomically (see appSettings); the other fields are
-// guarded by Workspace.mu.
+// guarded by appManager.mu.
 type appRecord struct {
 	proxy *appProxy
 
@@ -130,32 +190,135 @@ func aclFromConfig(a App, cfg Config, signedIn string) []aclEntry {
 	return acl
 }
 
+// addModelApps registers the model's apps, each with its proxy, and grants their app resources. An app an earlier run
+// of a lasting workspace saved comes back as it was then: on the same port, with its permissions and deployments.
+func (m *appManager) addModelApps(cfg Config) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, app := range cfg.Apps {
+		sp, _ := cfg.ServicePrincipal(app.ServicePrincipal) // Validate guarantees it exists
+		settings := &appSettings{name: app.Name, description: app.Description, servicePrincipal: sp,
+			userAPIScopes: slices.Clone(app.UserAPIScopes), acl: aclFromConfig(app, cfg, m.dir.signedIn.UserName)}
+		for _, r := range app.Resources {
+			settings.resources = append(settings.resources, wireResource(r))
+		}
+		saved, wasSaved := m.savedApp(app.Name)
+		port, host := app.Port, ""
+		if wasSaved && (port == 0 || port == saved.Port) {
+			port, host = saved.Port, saved.Host
+		}
+		rec, err := m.addAppOnPortLocked(settings, host, port, app.Port == 0, m.dir.signedIn.UserName, apps.ComputeStateActive)
+		if err != nil {
+			return err
+		}
+		rec.fromModel = true
+		if wasSaved && saved.ServicePrincipal == sp.ApplicationID {
+			m.restoreAppLocked(rec, saved)
+		}
+		if app.Upstream != "" {
+			if err := rec.proxy.setUpstream(app.Upstream); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range m.order {
+		m.grantResourcesLocked(m.byName[name].settings())
+	}
+	return nil
+}
+
+// restoreApps adds back the apps an earlier run saved that are not the model's (created through the Apps API), and
+// runs again the active deployment of every app whose compute was active.
+func (m *appManager) restoreApps() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, saved := range m.savedApps {
+		if _, ok := m.byName[saved.Name]; ok {
+			continue
+		}
+		sp, ok := m.dir.servicePrincipal(saved.ServicePrincipal)
+		if !ok || saved.FromModel {
+			m.logger.Warn("a saved app is not restored: the model no longer has it or its service principal",
+				"app", saved.Name)
+			continue
+		}
+		rec, err := m.addAppOnPortLocked(&appSettings{name: saved.Name, servicePrincipal: sp}, saved.Host, saved.Port, true,
+			saved.Creator, saved.Compute)
+		if err != nil {
+			m.logger.Error("restore a saved app", "app", saved.Name, "err", err)
+			continue
+		}
+		m.restoreAppLocked(rec, saved)
+	}
+	m.savedApps = nil
+	for _, name := range m.order {
+		if rec := m.byName[name]; rec.computeState == apps.ComputeStateActive && rec.active != nil {
+			m.relaunchLocked(rec)
+		}
+	}
+}
+
+// appAsksScope reports whether an app of the workspace lists scope in its user_api_scopes now.
+func (m *appManager) appAsksScope(scope string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, rec := range m.byName {
+		if slices.Contains(rec.settings().userAPIScopes, scope) {
+			return true
+		}
+	}
+	return false
+}
+
+// proxyAt finds the app whose proxy serves origin.
+func (m *appManager) proxyAt(origin string) (*appProxy, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, name := range m.order {
+		if p := m.byName[name].proxy; p.url == origin {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// proxies are every app's proxy, in creation order.
+func (m *appManager) proxies() []*appProxy {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*appProxy, 0, len(m.order))
+	for _, name := range m.order {
+		out = append(out, m.byName[name].proxy)
+	}
+	return out
+}
+
 // addAppLocked registers an app with its proxy listening on a loopback address of its own, on port (0 picks a free
-// port; addresses.go). Callers hold w.mu.
-func (w *Workspace) addAppLocked(s *appSettings, port int, creator string, compute apps.ComputeState) (*appRecord, error) {
-	return w.addAppOnPortLocked(s, "", port, false, creator, compute)
+// port; addresses.go). Callers hold m.mu.
+func (m *appManager) addAppLocked(s *appSettings, port int, creator string, compute apps.ComputeState) (*appRecord, error) {
+	return m.addAppOnPortLocked(s, "", port, false, creator, compute)
 }
 
 // addAppOnPortLocked is addAppLocked for an address an earlier run saved (host may be "" for one saved without it):
 // when orElseFree is set and the port is taken now, the proxy listens on a free one instead, and the app's URL
-// changes. Callers hold w.mu.
-func (w *Workspace) addAppOnPortLocked(s *appSettings, host string, port int, orElseFree bool, creator string,
+// changes. Callers hold m.mu.
+func (m *appManager) addAppOnPortLocked(s *appSettings, host string, port int, orElseFree bool, creator string,
 	compute apps.ComputeState) (*appRecord, error) {
-	if w.closing {
+	if m.closing {
 		return nil, errClosing
 	}
 	want := ""
 	if host != "" {
 		want = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	ln, err := w.listenAppProxy(want, port)
+	ln, err := m.listenAppProxy(want, port)
 	if err != nil && orElseFree && port != 0 {
-		w.logger.Warn("the app's saved address is taken: its proxy listens elsewhere, and its URL changes",
+		m.logger.Warn("the app's saved address is taken: its proxy listens elsewhere, and its URL changes",
 			"app", s.name, "port", port, "err", err)
 		if want != "" {
 			want = net.JoinHostPort(host, "0")
 		}
-		ln, err = w.listenAppProxy(want, 0)
+		ln, err = m.listenAppProxy(want, 0)
 	}
 	if err != nil {
 		return nil, portTaken(fmt.Errorf("listen for the proxy of app %q: %w", s.name, err),
@@ -164,37 +327,37 @@ func (w *Workspace) addAppOnPortLocked(s *appSettings, host string, port int, or
 	now := time.Now().UTC()
 	rec := &appRecord{id: newDeploymentID(), createTime: now, updateTime: now, creator: creator, updater: creator,
 		computeState: compute}
-	p := newAppProxy(w, s, "http://"+ln.Addr().String())
+	p := newAppProxy(m, s, "http://"+ln.Addr().String())
 	rec.proxy = p
-	w.apps[s.name] = rec
-	w.appOrder = append(w.appOrder, s.name)
-	p.server = w.serve(ln, withH2CUpgrade(p.handler()))
+	m.byName[s.name] = rec
+	m.order = append(m.order, s.name)
+	p.server = m.serve(ln, withH2CUpgrade(p.handler()))
 	return rec, nil
 }
 
 // settingsOf returns an app's current settings, or nil for an unknown app.
-func (w *Workspace) settingsOf(name string) *appSettings {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if rec, ok := w.apps[name]; ok {
+func (m *appManager) settingsOf(name string) *appSettings {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec, ok := m.byName[name]; ok {
 		return rec.settings()
 	}
 	return nil
 }
 
 // canManage reports whether p may manage the named app: CAN_MANAGE on it, or a workspace admin.
-func (w *Workspace) canManage(app string, p principal) bool {
-	s := w.settingsOf(app)
-	return s != nil && w.mayManage(s, p)
+func (m *appManager) canManage(app string, p principal) bool {
+	s := m.settingsOf(app)
+	return s != nil && m.mayManage(s, p)
 }
 
 // appsUsableBy lists the apps p may use, in creation order.
-func (w *Workspace) appsUsableBy(p principal) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+func (m *appManager) appsUsableBy(p principal) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	names := []string{}
-	for _, name := range w.appOrder {
-		if w.apps[name].settings().has(p, PermissionCanUse) {
+	for _, name := range m.order {
+		if m.byName[name].settings().has(p, PermissionCanUse) {
 			names = append(names, name)
 		}
 	}
@@ -202,9 +365,9 @@ func (w *Workspace) appsUsableBy(p principal) []string {
 }
 
 // grantAppResourceLocked gives an app's service principal (its application id) CAN_USE on the target of an app
-// resource. Callers hold w.mu.
-func (w *Workspace) grantAppResourceLocked(sp string, r *apps.AppResourceApp) {
-	target, ok := w.apps[r.Name]
+// resource. Callers hold m.mu.
+func (m *appManager) grantAppResourceLocked(sp string, r *apps.AppResourceApp) {
+	target, ok := m.byName[r.Name]
 	if !ok {
 		return
 	}

@@ -16,24 +16,24 @@ const PathAppPermissions = "/api/2.0/permissions/apps"
 
 // permissionRoutes is the Permissions API for apps. Reading or changing an app's permissions takes CAN_MANAGE on
 // it, or a workspace admin; a change applies at the app's proxy from the next request on.
-func (w *Workspace) permissionRoutes(r chi.Router) {
+func (m *appManager) permissionRoutes(r chi.Router) {
 	r.Route(PathAppPermissions+"/{name}", func(r chi.Router) {
-		r.Use(w.requireManage)
-		r.Get("/", w.handleGetPermissions())
-		r.Patch("/", w.handleSetPermissions(false))
-		r.Put("/", w.handleSetPermissions(true))
-		r.Get("/permissionLevels", w.handlePermissionLevels())
+		r.Use(m.requireManage)
+		r.Get("/", m.handleGetPermissions())
+		r.Patch("/", m.handleSetPermissions(false))
+		r.Put("/", m.handleSetPermissions(true))
+		r.Get("/permissionLevels", m.handlePermissionLevels())
 	})
 }
 
-func (w *Workspace) handleGetPermissions() http.HandlerFunc {
+func (m *appManager) handleGetPermissions() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
-		jsonhttp.Write(rw, http.StatusOK, w.permissionsWire(rec.settings()))
+		jsonhttp.Write(rw, http.StatusOK, m.permissionsWire(rec.settings()))
 	}
 }
 
-func (w *Workspace) handlePermissionLevels() http.HandlerFunc {
+func (m *appManager) handlePermissionLevels() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		jsonhttp.Write(rw, http.StatusOK, apps.GetAppPermissionLevelsResponse{PermissionLevels: []apps.AppPermissionsDescription{
 			{PermissionLevel: apps.AppPermissionLevelCanManage, Description: "Can edit, deploy, start, stop and delete the app, read its logs and change its permissions"},
@@ -44,7 +44,7 @@ func (w *Workspace) handlePermissionLevels() http.HandlerFunc {
 
 // handleSetPermissions is PATCH (replace each named principal's permission, keep the others: apps
 // update-permissions) and PUT (replace the whole list: bundles).
-func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
+func (m *appManager) handleSetPermissions(replace bool) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppPermissionsRequest
@@ -54,14 +54,14 @@ func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
 		}
 		entries := make([]aclEntry, 0, len(req.AccessControlList))
 		for _, e := range req.AccessControlList {
-			entry, jerr := w.checkACLEntry(e)
+			entry, jerr := m.checkACLEntry(e)
 			if jerr != nil {
 				jsonhttp.WriteError(rw, jerr)
 				return
 			}
 			entries = append(entries, entry)
 		}
-		w.mu.Lock()
+		m.mu.Lock()
 		s := rec.settings().with(func(s *appSettings) {
 			if replace {
 				s.acl = nil
@@ -72,11 +72,11 @@ func (w *Workspace) handleSetPermissions(replace bool) http.HandlerFunc {
 			}
 		})
 		rec.proxy.settings.Store(s)
-		w.mu.Unlock()
+		m.mu.Unlock()
 		who := authFrom(r.Context()).principal
-		w.logger.Info("app permissions changed", "app", s.name, "by", who.UserName, "replace", replace, "entries", len(entries))
-		w.stateChanged()
-		jsonhttp.Write(rw, http.StatusOK, w.permissionsWire(s))
+		m.logger.Info("app permissions changed", "app", s.name, "by", who.UserName, "replace", replace, "entries", len(entries))
+		m.stateChanged()
+		jsonhttp.Write(rw, http.StatusOK, m.permissionsWire(s))
 	}
 }
 
@@ -85,7 +85,7 @@ func (e aclEntry) samePrincipal(o aclEntry) bool {
 }
 
 // checkACLEntry validates one requested entry: one principal that exists, and a level apps have.
-func (w *Workspace) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *jsonhttp.Error) {
+func (m *appManager) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *jsonhttp.Error) {
 	named := 0
 	for _, n := range []string{e.UserName, e.GroupName, e.ServicePrincipalName} {
 		if n != "" {
@@ -101,15 +101,15 @@ func (w *Workspace) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *js
 	}
 	switch {
 	case e.UserName != "":
-		if _, ok := w.dir.user(e.UserName); !ok {
+		if _, ok := m.dir.user(e.UserName); !ok {
 			return aclEntry{}, principalNotFound(fmt.Sprintf("User %s does not exist in this workspace", e.UserName))
 		}
 	case e.ServicePrincipalName != "":
-		if _, ok := w.dir.servicePrincipal(e.ServicePrincipalName); !ok {
+		if _, ok := m.dir.servicePrincipal(e.ServicePrincipalName); !ok {
 			return aclEntry{}, principalNotFound(fmt.Sprintf("Service principal %s does not exist in this workspace "+
 				"(service_principal_name is the application id)", e.ServicePrincipalName))
 		}
-	case !w.dir.groupExists(e.GroupName):
+	case !m.dir.groupExists(e.GroupName):
 		return aclEntry{}, principalNotFound(fmt.Sprintf("Group %s does not exist in this workspace", e.GroupName))
 	}
 	return aclEntry{userName: e.UserName, groupName: e.GroupName, servicePrincipalName: e.ServicePrincipalName, level: level}, nil
@@ -120,7 +120,7 @@ func principalNotFound(msg string) *jsonhttp.Error {
 }
 
 // permissionsWire is an app's permissions as the Permissions API reports them.
-func (w *Workspace) permissionsWire(s *appSettings) apps.AppPermissions {
+func (m *appManager) permissionsWire(s *appSettings) apps.AppPermissions {
 	out := apps.AppPermissions{ObjectId: "/apps/" + s.name, ObjectType: "apps", AccessControlList: []apps.AppAccessControlResponse{}}
 	for _, e := range s.acl {
 		entry := apps.AppAccessControlResponse{UserName: e.userName, GroupName: e.groupName,
@@ -128,11 +128,11 @@ func (w *Workspace) permissionsWire(s *appSettings) apps.AppPermissions {
 			AllPermissions:       []apps.AppPermission{{PermissionLevel: apps.AppPermissionLevel(e.level)}}}
 		switch {
 		case e.userName != "":
-			if p, ok := w.dir.user(e.userName); ok {
+			if p, ok := m.dir.user(e.userName); ok {
 				entry.DisplayName = p.DisplayName
 			}
 		case e.servicePrincipalName != "":
-			if p, ok := w.dir.subject(e.servicePrincipalName); ok {
+			if p, ok := m.dir.subject(e.servicePrincipalName); ok {
 				entry.DisplayName = p.DisplayName
 			}
 		}

@@ -30,7 +30,7 @@ import (
 
 // subsystem is a part of the workspace kept across restarts, as one JSON document.
 type subsystem interface {
-	// save returns the part's state as JSON. It takes the part's own lock; it is never called under w.mu.
+	// save returns the part's state as JSON. It takes the part's own lock; it is never called under m.mu.
 	save() ([]byte, error)
 	// load restores what save returned in an earlier run. Start calls it once, before the workspace serves.
 	load(data []byte) error
@@ -55,7 +55,7 @@ func (w *Workspace) subsystems() []namedSubsystem {
 		{"identity-providers", w.auth.federation},
 	}
 	parts = append(parts, w.data.parts()...) // before the apps, whose resources they grant
-	return append(parts, namedSubsystem{"apps", appsPart{w}})
+	return append(parts, namedSubsystem{"apps", w.apps})
 }
 
 // changed tells the store that the named part changed. It only signals: callers may hold any lock.
@@ -361,9 +361,6 @@ func (p *identityProvider) useKey(key *rsa.PrivateKey) {
 	})
 }
 
-// appsPart is the apps: their settings and permissions, compute state, proxy address and deployments.
-type appsPart struct{ w *Workspace }
-
 type savedApp struct {
 	Name                  string             `json:"name"`
 	ID                    string             `json:"id"`
@@ -410,13 +407,14 @@ type savedDeployment struct {
 	NodeKey        string                  `json:"node_key,omitempty"`
 }
 
-func (a appsPart) save() ([]byte, error) {
-	w := a.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// save is the apps as a part of a lasting workspace: their settings and permissions, compute state, proxy address
+// and deployments.
+func (m *appManager) save() ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var saved []savedApp
-	for _, name := range w.appOrder {
-		rec := w.apps[name]
+	for _, name := range m.order {
+		rec := m.byName[name]
 		s := rec.settings()
 		app := savedApp{Name: s.name, ID: rec.id, Description: s.description,
 			ServicePrincipal: s.servicePrincipal.ApplicationID, UserAPIScopes: s.userAPIScopes, Resources: s.resources,
@@ -436,8 +434,8 @@ func (a appsPart) save() ([]byte, error) {
 		for _, d := range rec.deployments {
 			app.Deployments = append(app.Deployments, savedDeployment{ID: d.id, SourceCodePath: d.sourceCodePath,
 				Mode: d.mode, Command: d.command, EnvVars: d.envVars, Creator: d.creator, CreateTime: d.createTime,
-				UpdateTime: d.updateTime, State: d.state, Message: d.message, Detail: d.detail, Dir: w.relativeToData(d.dir),
-				Venv: w.relativeToData(d.venv), NodeKey: d.nodeKey})
+				UpdateTime: d.updateTime, State: d.state, Message: d.message, Detail: d.detail, Dir: m.relativeToData(d.dir),
+				Venv: m.relativeToData(d.venv), NodeKey: d.nodeKey})
 		}
 		if rec.active != nil {
 			app.Active = rec.active.id
@@ -448,35 +446,35 @@ func (a appsPart) save() ([]byte, error) {
 }
 
 // load keeps the saved apps for Start, which adds each with its proxy where it was (restoreApps).
-func (a appsPart) load(data []byte) error {
+func (m *appManager) load(data []byte) error {
 	var saved []savedApp
 	if err := json.Unmarshal(data, &saved); err != nil {
 		return err
 	}
-	a.w.savedApps = saved
+	m.savedApps = saved
 	return nil
 }
 
-func (w *Workspace) relativeToData(path string) string {
+func (m *appManager) relativeToData(path string) string {
 	if path == "" {
 		return ""
 	}
-	if rel, err := filepath.Rel(w.dataDir, path); err == nil {
+	if rel, err := filepath.Rel(m.dataDir, path); err == nil {
 		return rel
 	}
 	return path
 }
 
-func (w *Workspace) inData(rel string) string {
+func (m *appManager) inData(rel string) string {
 	if rel == "" || filepath.IsAbs(rel) {
 		return rel
 	}
-	return filepath.Join(w.dataDir, rel)
+	return filepath.Join(m.dataDir, rel)
 }
 
 // savedApp returns the saved state of the named app, if an earlier run saved one.
-func (w *Workspace) savedApp(name string) (savedApp, bool) {
-	for _, a := range w.savedApps {
+func (m *appManager) savedApp(name string) (savedApp, bool) {
+	for _, a := range m.savedApps {
 		if a.Name == name {
 			return a, true
 		}
@@ -485,8 +483,8 @@ func (w *Workspace) savedApp(name string) (savedApp, bool) {
 }
 
 // restoreAppLocked puts an app back as it was saved: its settings and permissions, its times, its compute state
-// and its deployments. A deployment under way when the emulator stopped is FAILED. Callers hold w.mu.
-func (w *Workspace) restoreAppLocked(rec *appRecord, saved savedApp) {
+// and its deployments. A deployment under way when the emulator stopped is FAILED. Callers hold m.mu.
+func (m *appManager) restoreAppLocked(rec *appRecord, saved savedApp) {
 	sp := rec.settings().servicePrincipal
 	s := &appSettings{name: saved.Name, description: saved.Description, servicePrincipal: sp,
 		userAPIScopes: saved.UserAPIScopes, resources: saved.Resources}
@@ -503,7 +501,7 @@ func (w *Workspace) restoreAppLocked(rec *appRecord, saved savedApp) {
 	for _, sd := range saved.Deployments {
 		d := &deployment{id: sd.ID, sourceCodePath: sd.SourceCodePath, mode: sd.Mode, command: sd.Command,
 			envVars: sd.EnvVars, creator: sd.Creator, createTime: sd.CreateTime, updateTime: sd.UpdateTime,
-			state: sd.State, message: sd.Message, detail: sd.Detail, dir: w.inData(sd.Dir), venv: w.inData(sd.Venv), nodeKey: sd.NodeKey}
+			state: sd.State, message: sd.Message, detail: sd.Detail, dir: m.inData(sd.Dir), venv: m.inData(sd.Venv), nodeKey: sd.NodeKey}
 		if d.state == apps.AppDeploymentStateInProgress {
 			d.state, d.message, d.detail = apps.AppDeploymentStateFailed, "Deployment failed: the emulator stopped before it finished", ""
 		}

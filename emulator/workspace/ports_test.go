@@ -95,9 +95,9 @@ func TestConcurrentDeploymentsGetTheirOwnPorts(t *testing.T) {
 		assert.Equal(t, app, seen["version"], "the proxy of %s reaches %s's own process", app, app)
 		assert.Equal(t, w.State().ServicePrincipals[app].ClientID, seen["client_id"], app)
 	}
-	w.mu.Lock()
-	ports := []int{w.apps["api-app"].instance.port, w.apps["caller-app"].instance.port}
-	w.mu.Unlock()
+	w.apps.mu.Lock()
+	ports := []int{w.apps.byName["api-app"].instance.port, w.apps.byName["caller-app"].instance.port}
+	w.apps.mu.Unlock()
 	assert.Contains(t, ports, port)
 	assert.NotEqual(t, ports[0], ports[1])
 }

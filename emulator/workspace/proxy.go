@@ -29,7 +29,7 @@ import (
 type appProxy struct {
 	name      string
 	url       string
-	ws        *Workspace
+	apps      *appManager
 	logs      *appLog
 	resumes   logResumes // where the app's log streams that just ended stopped (logz.go)
 	server    *http.Server
@@ -68,8 +68,8 @@ func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
 // test or a parallel test suite, so that steady load never waits for a new connection.
 const maxIdleUpstreamConns = 128
 
-func newAppProxy(w *Workspace, s *appSettings, url string) *appProxy {
-	p := &appProxy{name: s.name, url: url, ws: w, logs: newAppLog(),
+func newAppProxy(m *appManager, s *appSettings, url string) *appProxy {
+	p := &appProxy{name: s.name, url: url, apps: m, logs: newAppLog(),
 		forwarded: newExpiringCache[forwardedKey, string](maxCachedTokens)}
 	p.settings.Store(s)
 	return p
@@ -89,7 +89,7 @@ func (p *appProxy) setUpstream(raw string) error {
 	p.mu.Lock()
 	p.upstream = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	p.mu.Unlock()
-	p.ws.logger.Info("app attached", "app", p.name, "upstream", p.upstream.String())
+	p.apps.logger.Info("app attached", "app", p.name, "upstream", p.upstream.String())
 	return nil
 }
 
@@ -129,7 +129,7 @@ func (p *appProxy) handler() http.Handler {
 	p.transport = &http.Transport{
 		Proxy:                 nil, // the app is local: never route it through HTTP_PROXY
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		ResponseHeaderTimeout: p.ws.timeout,
+		ResponseHeaderTimeout: p.apps.timeout,
 		MaxIdleConnsPerHost:   maxIdleUpstreamConns,
 		IdleConnTimeout:       30 * time.Second,
 	}
@@ -144,7 +144,7 @@ func (p *appProxy) handler() http.Handler {
 		},
 		BufferPool:   copyBuffers,
 		ErrorHandler: p.upstreamError,
-		ErrorLog:     slog.NewLogLogger(p.ws.logger.Handler(), slog.LevelWarn),
+		ErrorLog:     slog.NewLogLogger(p.apps.logger.Handler(), slog.LevelWarn),
 	}
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if isLogsPath(r.URL.Path) {
@@ -182,7 +182,7 @@ func (p *appProxy) logRequest(r *http.Request, rec middleware.WrapResponseWriter
 	if fwd.appAnswer {
 		level, status = slog.LevelDebug, fwd.appStatus
 	}
-	h := p.ws.logger.Handler()
+	h := p.apps.logger.Handler()
 	if !h.Enabled(ctx, level) {
 		return
 	}
@@ -204,7 +204,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	if res == nil {
 		var terr *tokenError
-		if res, terr = p.ws.auth.authenticate(r); res == nil {
+		if res, terr = p.apps.auth.authenticate(r); res == nil {
 			if terr == nil {
 				writeUnauthorized(rw, "No access token: this app's /api/ routes need Authorization: Bearer <OAuth token>.", false)
 			} else {
@@ -226,9 +226,9 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	}
 	who := res.principal
 	fwd.principal = who
-	fwd.user = identity.FormatUser(who.ID, p.ws.cfg.Workspace.ID)
+	fwd.user = identity.FormatUser(who.ID, p.apps.cfg.Workspace.ID)
 	settings := p.settings.Load()
-	if !p.ws.mayUse(settings, who) {
+	if !p.apps.mayUse(settings, who) {
 		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.name),
 			Fix: fmt.Sprintf("ask a manager of the app to grant it: databricks apps update-permissions %s --json "+
@@ -236,7 +236,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 				p.name, aclField(who), who.UserName)})
 		return false
 	}
-	scopes := p.ws.settings.effectiveScopes(settings)
+	scopes := p.apps.settings.effectiveScopes(settings)
 	needsUserToken := who.Kind == identity.KindUser && len(scopes) > 0
 	if needsUserToken {
 		if missing := coversScopes(res.claims.scopes(), scopes); len(missing) > 0 {
@@ -255,7 +255,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	if needsUserToken {
 		token, err := p.forwardedToken(res, settings)
 		if err != nil {
-			p.ws.logger.Error("issue the forwarded user token", "err", err)
+			p.apps.logger.Error("issue the forwarded user token", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
 				Message: "the proxy could not issue the forwarded user token"})
 			return false
@@ -268,7 +268,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 // refuseNotRunning answers for an app with nothing to forward to: 503 while it starts, else 502 saying what brings
 // it up (apps start for a stopped app, a deployment for one that never ran).
 func (p *appProxy) refuseNotRunning(rw http.ResponseWriter, r *http.Request) {
-	starting, stopped := p.ws.upState(p.name)
+	starting, stopped := p.apps.upState(p.name)
 	fix := "deploy it (databricks apps deploy " + p.name + " --source-code-path /Workspace/…) or start it " +
 		"under the emulator: go run ./emulator run --app " + p.name + " -- <command>"
 	switch {
@@ -293,14 +293,14 @@ func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (strin
 	// A caller authenticated otherwise than by a bearer token has no hash to key the cache by: it gets a new token
 	// each time rather than another caller's.
 	cacheable := res.tokenHash != tokenHash{}
-	allowed := p.ws.settings.allowed.Load()
+	allowed := p.apps.settings.allowed.Load()
 	scopes := allowed.effective(settings.userAPIScopes)
 	key := forwardedKey{caller: res.tokenHash, settings: settings, allowed: allowed}
-	now := p.ws.auth.issuer.now()
+	now := p.apps.auth.issuer.now()
 	if token, ok := p.forwarded.get(key, now); ok && cacheable {
 		return token, nil
 	}
-	token, expires, err := p.ws.auth.issuer.issueAtGeneration(res.claims.Generation, res.principal, res.claims.ClientID,
+	token, expires, err := p.apps.auth.issuer.issueAtGeneration(res.claims.Generation, res.principal, res.claims.ClientID,
 		res.claims.Grant, scopes, res.claims.ExpiresAt.Time)
 	if err != nil {
 		return "", err
@@ -322,7 +322,7 @@ func aclField(p principal) string {
 // redirectToLogin answers as the platform does a browser without a workspace session: 302 to the workspace's login
 // page, which returns to the requested URL.
 func (p *appProxy) redirectToLogin(rw http.ResponseWriter, r *http.Request) {
-	login := p.ws.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
+	login := p.apps.url + PathLogin + "?next_url=" + url.QueryEscape(p.url+r.URL.RequestURI())
 	http.Redirect(rw, r, login, http.StatusFound)
 }
 
@@ -415,15 +415,15 @@ func (p *appProxy) upstreamError(rw http.ResponseWriter, r *http.Request, err er
 	var netErr net.Error
 	switch {
 	case errors.Is(err, context.Canceled):
-		p.ws.logger.Info("client went away before the app answered", "app", p.name, "path", r.URL.Path)
+		p.apps.logger.Info("client went away before the app answered", "app", p.name, "path", r.URL.Path)
 		rw.WriteHeader(499) // never seen by the client; keeps the access log honest
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		p.ws.logger.Warn("app timed out", "app", p.name, "path", r.URL.Path, "timeout", p.ws.timeout)
+		p.apps.logger.Warn("app timed out", "app", p.name, "path", r.URL.Path, "timeout", p.apps.timeout)
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusGatewayTimeout, Code: jsonhttp.CodeGatewayTimeout,
-			Message: fmt.Sprintf("app %s did not answer within %s", p.name, p.ws.timeout),
+			Message: fmt.Sprintf("app %s did not answer within %s", p.name, p.apps.timeout),
 			Fix:     "answer sooner, or stream the response; the platform gives up after the same time"})
 	default:
-		p.ws.logger.Warn("app unreachable", "app", p.name, "path", r.URL.Path, "err", err)
+		p.apps.logger.Warn("app unreachable", "app", p.name, "path", r.URL.Path, "err", err)
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusBadGateway, Code: jsonhttp.CodeBadGateway,
 			Message: fmt.Sprintf("app %s is not reachable", p.name),
 			Fix:     "check the app is running and listens on $DATABRICKS_APP_PORT"})

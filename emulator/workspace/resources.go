@@ -47,7 +47,7 @@ func wireResource(r AppResource) apps.AppResource {
 // checkResource checks one resource of an Apps API create or update for who sets it: it names exactly one thing
 // the workspace has, with a permission of its kind, and who sets it may manage that thing, or anyone could give
 // themselves, through an app of theirs, access to what they may not use.
-func (w *Workspace) checkResource(who principal, res apps.AppResource) *jsonhttp.Error {
+func (m *appManager) checkResource(who principal, res apps.AppResource) *jsonhttp.Error {
 	bad := badParameter
 	forbidden := func(format string, args ...any) *jsonhttp.Error {
 		return &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
@@ -76,11 +76,11 @@ func (w *Workspace) checkResource(who principal, res apps.AppResource) *jsonhttp
 		if p := string(res.App.Permission); p != "" && p != PermissionCanUse {
 			return bad("resource %s: permission %q: an app resource grants CAN_USE", res.Name, p)
 		}
-		target := w.settingsOf(res.App.Name)
+		target := m.settingsOf(res.App.Name)
 		switch {
 		case target == nil:
 			return bad("resource %s: app %s does not exist", res.Name, res.App.Name)
-		case !w.mayManage(target, who):
+		case !m.mayManage(target, who):
 			return forbidden("%s does not have CAN_MANAGE on app %s, so may not grant its access to another app",
 				who.UserName, res.App.Name)
 		}
@@ -88,7 +88,7 @@ func (w *Workspace) checkResource(who principal, res apps.AppResource) *jsonhttp
 		if jerr := allowed("sql_warehouse", string(res.SqlWarehouse.Permission)); jerr != nil {
 			return jerr
 		}
-		wh := w.data.warehouses.get(res.SqlWarehouse.Id)
+		wh := m.data.warehouses.get(res.SqlWarehouse.Id)
 		switch {
 		case wh == nil:
 			return bad("resource %s: warehouse %s does not exist", res.Name, res.SqlWarehouse.Id)
@@ -106,18 +106,18 @@ func (w *Workspace) checkResource(who principal, res apps.AppResource) *jsonhttp
 		if jerr := allowed(kind, string(res.UcSecurable.Permission)); jerr != nil {
 			return jerr
 		}
-		s := w.data.uc.lookup(kind, res.UcSecurable.SecurableFullName)
+		s := m.data.uc.lookup(kind, res.UcSecurable.SecurableFullName)
 		switch {
 		case s == nil:
 			return bad("resource %s: %s %s does not exist", res.Name, kind, res.UcSecurable.SecurableFullName)
-		case !w.data.uc.canManage(who, s):
+		case !m.data.uc.canManage(who, s):
 			return forbidden("%s does not have MANAGE on %s", who.UserName, s.label())
 		}
 	case res.GenieSpace != nil:
 		if jerr := allowed("genie_space", string(res.GenieSpace.Permission)); jerr != nil {
 			return jerr
 		}
-		acl := w.data.genie.acl(res.GenieSpace.SpaceId)
+		acl := m.data.genie.acl(res.GenieSpace.SpaceId)
 		switch {
 		case acl == nil:
 			return bad("resource %s: Genie space %s does not exist", res.Name, res.GenieSpace.SpaceId)
@@ -128,11 +128,11 @@ func (w *Workspace) checkResource(who principal, res apps.AppResource) *jsonhttp
 		if jerr := allowed("secret", string(res.Secret.Permission)); jerr != nil {
 			return jerr
 		}
-		w.data.secrets.mu.Lock()
-		s, ok := w.data.secrets.scopes[res.Secret.Scope]
+		m.data.secrets.mu.Lock()
+		s, ok := m.data.secrets.scopes[res.Secret.Scope]
 		_, hasKey := s.secretsOrNil()[res.Secret.Key]
 		manages := ok && s.allows(who, "MANAGE")
-		w.data.secrets.mu.Unlock()
+		m.data.secrets.mu.Unlock()
 		switch {
 		case !ok || !hasKey:
 			return bad("resource %s: secret %s in scope %s does not exist", res.Name, res.Secret.Key, res.Secret.Scope)
@@ -155,26 +155,26 @@ func (s *secretScope) secretsOrNil() map[string]storedSecret {
 
 // grantResourcesLocked gives an app's service principal what its resources ask for, as the platform does when a
 // resource is added: CAN_USE on a target app, the permission on a warehouse or Genie space, READ on a secret's
-// scope, and USE CATALOG, USE SCHEMA and the privilege on a table or volume. Callers hold w.mu.
-func (w *Workspace) grantResourcesLocked(s *appSettings) {
+// scope, and USE CATALOG, USE SCHEMA and the privilege on a table or volume. Callers hold m.mu.
+func (m *appManager) grantResourcesLocked(s *appSettings) {
 	sp := s.servicePrincipal.ApplicationID
 	for _, r := range s.resources {
 		switch {
 		case r.App != nil:
-			w.grantAppResourceLocked(sp, r.App)
+			m.grantAppResourceLocked(sp, r.App)
 		case r.SqlWarehouse != nil:
-			if wh := w.data.warehouses.get(r.SqlWarehouse.Id); wh != nil {
+			if wh := m.data.warehouses.get(r.SqlWarehouse.Id); wh != nil {
 				wh.acl.grant(aclEntry{servicePrincipalName: sp,
 					level: cmp.Or(string(r.SqlWarehouse.Permission), PermissionCanUse)})
 			}
 		case r.GenieSpace != nil:
-			if acl := w.data.genie.acl(r.GenieSpace.SpaceId); acl != nil {
+			if acl := m.data.genie.acl(r.GenieSpace.SpaceId); acl != nil {
 				acl.grant(aclEntry{servicePrincipalName: sp, level: cmp.Or(string(r.GenieSpace.Permission), "CAN_RUN")})
 			}
 		case r.Secret != nil:
-			w.data.secrets.grant(r.Secret.Scope, sp, cmp.Or(string(r.Secret.Permission), "READ"))
+			m.data.secrets.grant(r.Secret.Scope, sp, cmp.Or(string(r.Secret.Permission), "READ"))
 		case r.UcSecurable != nil:
-			uc := w.data.uc
+			uc := m.data.uc
 			kind, priv := kindTable, cmp.Or(string(r.UcSecurable.Permission), PrivSelect)
 			if r.UcSecurable.SecurableType == apps.AppResourceUcSecurableUcSecurableTypeVolume {
 				kind, priv = kindVolume, cmp.Or(string(r.UcSecurable.Permission), PrivReadVolume)
@@ -190,7 +190,7 @@ func (w *Workspace) grantResourcesLocked(s *appSettings) {
 
 // resourceValue is what `valueFrom: key` yields for an app, as on the platform: an app's name, a warehouse's id, a
 // table's full name, a volume's path (/Volumes/c/s/v), a Genie space's id, or a secret's value.
-func (w *Workspace) resourceValue(s *appSettings, key string) (string, error) {
+func (m *appManager) resourceValue(s *appSettings, key string) (string, error) {
 	for _, r := range s.resources {
 		if r.Name != key {
 			continue
@@ -207,7 +207,7 @@ func (w *Workspace) resourceValue(s *appSettings, key string) (string, error) {
 		case r.UcSecurable != nil:
 			return r.UcSecurable.SecurableFullName, nil
 		case r.Secret != nil:
-			v, ok := w.data.secrets.value(r.Secret.Scope, r.Secret.Key)
+			v, ok := m.data.secrets.value(r.Secret.Scope, r.Secret.Key)
 			if !ok {
 				return "", fmt.Errorf("the secret %s of scope %s behind resource %s does not exist", r.Secret.Key, r.Secret.Scope, key)
 			}

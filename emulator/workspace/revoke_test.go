@@ -202,7 +202,7 @@ func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
 	require.Nil(t, terr)
 	require.NoError(t, w.RevokeTokens("dev@example.com"))
 
-	p := w.apps["api-app"].proxy
+	p := w.apps.byName["api-app"].proxy
 	forwarded, err := p.forwardedToken(res, p.settings.Load())
 	require.NoError(t, err)
 	assertRevokedAtTheWorkspace(t, w, forwarded)

@@ -65,8 +65,8 @@ func (w *Workspace) routes() http.Handler {
 		r.Post(PathTelemetry, w.handleTelemetry())
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeApps))
-			w.appRoutes(r)
-			w.permissionRoutes(r)
+			w.apps.routes(r)
+			w.apps.permissionRoutes(r)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeWorkspace))

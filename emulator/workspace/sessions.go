@@ -250,17 +250,17 @@ func (p *appProxy) serveAuth(rw http.ResponseWriter, r *http.Request) {
 		p.logout(rw, r)
 		return
 	}
-	o, refusal := p.ws.sessions.redeem(r.URL.Query().Get("code"), p.url, p.ws.auth.grants.revokedSince)
+	o, refusal := p.apps.sessions.redeem(r.URL.Query().Get("code"), p.url, p.apps.auth.grants.revokedSince)
 	if refusal != "" {
-		p.ws.logger.Warn("sign-in code refused", "app", p.name, "reason", refusal)
+		p.apps.logger.Warn("sign-in code refused", "app", p.name, "reason", refusal)
 		writePage(rw, http.StatusBadRequest, page{Title: "Sign-in failed", Message: "Signing in to " + p.name +
 			" failed: " + refusal + ".", Links: []link{{"Sign in again", p.url + "/"}}})
 		return
 	}
 	// The cookie lasts as long as the session; the proxy checks the expiry itself, whatever the browser keeps.
 	http.SetCookie(rw, &http.Cookie{Name: sessionCookieName(p.url), Value: o.id, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, MaxAge: int(p.ws.sessions.lifetime.Seconds())})
-	p.ws.logger.Info("browser session opened", "app", p.name, "user", o.session.user.UserName,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(p.apps.sessions.lifetime.Seconds())})
+	p.apps.logger.Info("browser session opened", "app", p.name, "user", o.session.user.UserName,
 		"expires", o.session.expires.UTC().Format(time.RFC3339))
 	rw.Header().Set("Cache-Control", "no-store")
 	http.Redirect(rw, r, p.url+o.next, http.StatusFound)
@@ -271,7 +271,7 @@ func (p *appProxy) serveAuth(rw http.ResponseWriter, r *http.Request) {
 func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
 	var session string
 	if c, err := r.Cookie(sessionCookieName(p.url)); err == nil {
-		if _, live := p.ws.sessions.session(c.Value, p.url); live {
+		if _, live := p.apps.sessions.session(c.Value, p.url); live {
 			session = c.Value
 		}
 	}
@@ -281,7 +281,7 @@ func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
 		writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".", Links: signIn})
 		return
 	}
-	token := p.ws.sessions.formToken(session, PathLogout, p.url)
+	token := p.apps.sessions.formToken(session, PathLogout, p.url)
 	if r.Method != http.MethodPost {
 		renderPage(rw, http.StatusOK, "logout", struct{ App, Token string }{p.name, token})
 		return
@@ -292,14 +292,14 @@ func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
 		err = r.ParseForm()
 	}
 	if got := r.PostForm.Get("csrf_token"); err != nil || got == "" || !hmac.Equal([]byte(got), []byte(token)) {
-		p.ws.logger.Warn("logout refused: posted from another origin or without this session's CSRF token", "app", p.name)
+		p.apps.logger.Warn("logout refused: posted from another origin or without this session's CSRF token", "app", p.name)
 		writePage(rw, http.StatusForbidden, page{Title: "Sign-out refused",
 			Message: "This sign-out did not come from " + p.name + "'s own sign-out page.",
 			Links:   []link{{"Sign out of " + p.name, p.url + PathLogout}}})
 		return
 	}
-	if p.ws.sessions.end(session, p.url) {
-		p.ws.logger.Info("browser session ended", "app", p.name)
+	if p.apps.sessions.end(session, p.url) {
+		p.apps.logger.Info("browser session ended", "app", p.name)
 	}
 	clearSessionCookie(rw, p.url)
 	writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".", Links: signIn})
@@ -328,7 +328,7 @@ func (p *appProxy) browserAuth(rw http.ResponseWriter, r *http.Request) (res *au
 		p.redirectToLogin(rw, r)
 		return nil, true
 	}
-	session, ok := p.ws.sessions.session(cookie.Value, p.url)
+	session, ok := p.apps.sessions.session(cookie.Value, p.url)
 	if !ok {
 		clearSessionCookie(rw, p.url)
 		if api {
@@ -338,7 +338,7 @@ func (p *appProxy) browserAuth(rw http.ResponseWriter, r *http.Request) (res *au
 		p.redirectToLogin(rw, r)
 		return nil, true
 	}
-	if !api && len(coversScopes(session.scopes, p.ws.settings.effectiveScopes(p.settings.Load()))) > 0 {
+	if !api && len(coversScopes(session.scopes, p.apps.settings.effectiveScopes(p.settings.Load()))) > 0 {
 		// The app asks for scopes the user has not consented to (the Apps API changed them): ask again.
 		p.redirectToLogin(rw, r)
 		return nil, true

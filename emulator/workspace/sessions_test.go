@@ -489,12 +489,12 @@ func TestBrowserSessionAfterTheScopesChange(t *testing.T) {
 	resp, _ := b.signIn(t, api+"/", "dev@example.com")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	w.mu.Lock()
-	rec := w.apps["api-app"]
+	w.apps.mu.Lock()
+	rec := w.apps.byName["api-app"]
 	rec.proxy.settings.Store(rec.settings().with(func(s *appSettings) {
 		s.userAPIScopes = append(s.userAPIScopes, "serving.serving-endpoints")
 	}))
-	w.mu.Unlock()
+	w.apps.mu.Unlock()
 
 	resp, body := b.get(t, api+"/api/whoami")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, body)

@@ -65,18 +65,18 @@ func (w *Workspace) State() State {
 		Warehouses:        w.data.warehouses.ids(),
 	}
 	for _, name := range w.AppNames() {
-		if settings := w.settingsOf(name); settings != nil {
+		if settings := w.apps.settingsOf(name); settings != nil {
 			s.Apps[name] = AppState{URL: w.AppURL(name), Upstream: w.Upstream(name),
 				ServicePrincipalClientID: settings.servicePrincipal.ApplicationID}
 		}
 	}
 	for _, u := range w.dir.users() {
-		s.Users[u.UserName] = UserState{ID: u.ID, CanUse: w.appsUsableBy(u)}
+		s.Users[u.UserName] = UserState{ID: u.ID, CanUse: w.apps.appsUsableBy(u)}
 	}
 	for _, sp := range w.dir.servicePrincipals() {
 		p, _ := w.dir.subject(sp.ApplicationID)
 		s.ServicePrincipals[sp.Name] = ServicePrincipalState{ID: sp.ID, ClientID: sp.ApplicationID,
-			ClientSecret: sp.Secret, CanUse: w.appsUsableBy(p)}
+			ClientSecret: sp.Secret, CanUse: w.apps.appsUsableBy(p)}
 	}
 	for name, p := range w.auth.federation.byName {
 		s.IdentityProviders[name] = IdentityProviderState{Issuer: p.iss, TokenEndpoint: p.iss + PathIdPToken,

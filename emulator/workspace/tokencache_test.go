@@ -202,7 +202,7 @@ func TestExpiringCache(t *testing.T) {
 func TestForwardedTokenNeedsACallerTokenToBeCached(t *testing.T) {
 	t.Parallel()
 	w, _ := startWorkspace(t, Options{})
-	p := w.apps["api-app"].proxy
+	p := w.apps.byName["api-app"].proxy
 	dev, _ := w.dir.subject("dev@example.com")
 	res := &authResult{principal: dev, claims: accessClaims{ClientID: CLIClientID,
 		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}}

@@ -11,6 +11,7 @@
 package workspace
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +21,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,12 +98,17 @@ type Options struct {
 }
 
 // Workspace is a running emulated workspace with its app proxies. It is safe for concurrent use.
+//
+// It wires subsystems that each own their state and lock (routes.go): OAuth and tokens (authServer), the browser
+// sign-in (sessions), SCIM (scim), workspace files (workspaceFiles), the apps (appManager), the data services
+// (dataServices), the setting (workspaceSettings), faults and the control API (faults, controlAPI). What it keeps
+// itself is its own listener, the store of a lasting workspace and the files it writes for its users (the state
+// file, the CLI profile). Its locks are leaves: listenMu, stateMu and profileMu are never held while taking another
+// lock, except that WriteState, under stateMu, reads the apps (appManager.mu) and the directory.
 type Workspace struct {
 	cfg     Config
 	dir     *directory
-	auth    *authServer // OAuth, the identity providers and bearer tokens (auth.go)
 	logger  *slog.Logger
-	timeout time.Duration
 	listen  listenTimeouts
 	url     string
 	dataDir string
@@ -118,47 +123,26 @@ type Workspace struct {
 	// listenClosed is set once Close has begun: the workspace never listens again.
 	listenClosed bool
 
-	scim     *scim           // the directory's SCIM API (scim.go)
-	sessions *sessions       // the browsers signed in to apps (sessions.go, login.go)
-	files    *workspaceFiles // the workspace files APIs (files.go)
-	faults   faults          // the failures played on purpose (faults.go)
-	control  *controlAPI     // the control API (control.go)
-
-	mu       sync.Mutex // guards apps, appOrder, loopbackFallback and the records' mutable fields
-	apps     map[string]*appRecord
-	appOrder []string // creation order, for listing
-	// loopbackFallback is set once an app address could not be listened on: every proxy then takes 127.0.0.1.
-	loopbackFallback bool
-
-	data *dataServices // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
-
+	auth     *authServer        // OAuth, the identity providers and bearer tokens (auth.go)
+	scim     *scim              // the directory's SCIM API (scim.go)
+	sessions *sessions          // the browsers signed in to apps (sessions.go, login.go)
+	files    *workspaceFiles    // the workspace files APIs (files.go)
+	apps     *appManager        // the apps, their deployments, proxies and processes (model.go)
+	data     *dataServices      // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 	settings *workspaceSettings // the scopes apps may ask of their users (settings.go)
+	faults   faults             // the failures played on purpose (faults.go)
+	control  *controlAPI        // the control API (control.go)
 
 	removeDataDir bool
-	dataLock      *Lock      // keeps a second emulator off a given data folder
-	store         *store     // saves a lasting workspace (persist.go)
-	savedURL      string     // where the saved workspace listened
-	savedApps     []savedApp // the saved apps, until Start has restored them
+	dataLock      *Lock  // keeps a second emulator off a given data folder
+	store         *store // saves a lasting workspace (persist.go)
+	savedURL      string // where the saved workspace listened
 	statePath     string
 	stateMu       sync.Mutex // guards statePath; one state file write at a time
-	appStdout     *lockedWriter
-	appStderr     *lockedWriter
-	startWait     func(ctx context.Context) (context.Context, context.CancelFunc) // Options.startWait
-	stopGrace     time.Duration
-	computeDelay  time.Duration
-	computeHold   chan struct{}
-	userEnviron   []string // Options.UserEnv
 
-	pythonOnce sync.Once // the interpreter virtualenvs are made from (build.go)
-	python     string
-	pythonErr  error
-	ports      *portReservations // the apps' ports (ports.go)
-
-	ctx          context.Context // ends when Close starts: background deployments stop
-	cancel       context.CancelFunc
-	tasks        sync.WaitGroup // background deployments and starts
-	closing      bool           // guarded by mu: no instance attaches once Close has begun
-	logKeepalive time.Duration
+	ctx    context.Context // ends when Close starts: background deployments stop
+	cancel context.CancelFunc
+	tasks  sync.WaitGroup // background deployments and starts, statements
 
 	profileMu sync.Mutex
 	prof      *Profile
@@ -231,45 +215,38 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		}
 	}
 	w := &Workspace{
-		appStdout:    &lockedWriter{w: opts.AppStdout},
-		appStderr:    &lockedWriter{w: opts.AppStderr},
-		startWait:    opts.startWait,
-		stopGrace:    opts.StopGrace,
-		computeDelay: opts.ComputeDelay,
-		computeHold:  opts.computeHold,
-		userEnviron:  opts.UserEnv,
-		ports:        opts.ports,
-		cfg:          opts.Config,
-		dir:          newDirectory(opts.Config),
-		scim:         &scim{groups: opts.Config.Groups},
-		logger:       opts.Logger,
-		timeout:      opts.RequestTimeout,
-		apps:         map[string]*appRecord{},
-
-		logKeepalive: opts.LogKeepalive,
-		listen:       listen,
-		files:        &workspaceFiles{disk: newDiskUse(opts.DiskQuota)},
-		afterFunc:    func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
+		cfg:       opts.Config,
+		dir:       newDirectory(opts.Config),
+		scim:      &scim{groups: opts.Config.Groups},
+		logger:    opts.Logger,
+		listen:    listen,
+		files:     &workspaceFiles{disk: newDiskUse(opts.DiskQuota)},
+		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 	}
-	if w.userEnviron == nil {
-		w.userEnviron = os.Environ()
-	}
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	w.scim.dir = w.dir
 	grants := newGrants(opts.RefreshTokenLifetime, opts.TokenLifetime)
 	w.sessions = newSessions(opts.TokenLifetime, grants.revoke)
-	w.auth = &authServer{cfg: opts.Config, dir: w.dir, grants: grants, sessions: w.sessions, logger: w.logger,
-		appScope: w.appAsksScope}
 	w.settings = newWorkspaceSettings(opts.Config, w.logger)
-	if w.ports == nil {
-		w.ports = appPorts
+	w.apps = &appManager{cfg: opts.Config, logger: w.logger, dir: w.dir, sessions: w.sessions, settings: w.settings,
+		files: w.files, faults: &w.faults, changed: w.changed, stateChanged: w.stateChanged, hidden: w.privateFiles,
+		serve: w.serve, ctx: w.ctx, tasks: &w.tasks, timeout: opts.RequestTimeout, logKeepalive: opts.LogKeepalive,
+		ports: cmp.Or(opts.ports, appPorts), startWait: opts.startWait, stopGrace: opts.StopGrace,
+		computeDelay: opts.ComputeDelay, computeHold: opts.computeHold, userEnviron: opts.UserEnv,
+		appStdout: &lockedWriter{w: opts.AppStdout}, appStderr: &lockedWriter{w: opts.AppStderr},
+		byName: map[string]*appRecord{}}
+	if w.apps.userEnviron == nil {
+		w.apps.userEnviron = os.Environ()
 	}
-	if w.startWait == nil {
-		w.startWait = func(ctx context.Context) (context.Context, context.CancelFunc) {
+	if w.apps.startWait == nil {
+		w.apps.startWait = func(ctx context.Context) (context.Context, context.CancelFunc) {
 			return context.WithTimeout(ctx, opts.StartTimeout)
 		}
 	}
+	w.auth = &authServer{cfg: opts.Config, dir: w.dir, grants: grants, sessions: w.sessions, logger: w.logger,
+		appScope: w.apps.appAsksScope}
+	w.apps.auth = w.auth
 
-	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := w.openDataDir(opts.DataDir); err != nil {
 		return nil, err
 	}
@@ -287,7 +264,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := w.ports.listen(addr)
+	ln, err := w.apps.ports.listen(addr)
 	if err != nil {
 		w.releaseData()
 		if w.savedURL != "" {
@@ -298,10 +275,10 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 			"the model's workspace.host, such as 127.0.0.1:0")
 	}
 	w.url = "http://" + ln.Addr().String()
-	w.auth.url = w.url
+	w.auth.url, w.apps.url = w.url, w.url
 	w.faults.authenticate, w.faults.closing, w.faults.logger = w.auth.authenticate, w.ctx.Done(), w.logger
 	w.control = &controlAPI{ws: w, url: w.url, logger: w.logger}
-	w.sessions.url, w.sessions.dir, w.sessions.settings, w.sessions.apps = w.url, w.dir, w.settings, w
+	w.sessions.url, w.sessions.dir, w.sessions.settings, w.sessions.apps = w.url, w.dir, w.settings, w.apps
 	w.sessions.generation, w.sessions.logger = grants.generation, w.logger
 	if w.auth.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, grants.generation); err != nil {
 		_ = ln.Close()
@@ -315,6 +292,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		w.releaseData()
 		return nil, err
 	}
+	w.apps.data = w.data
 	for _, part := range w.subsystems()[1:] {
 		if err := w.store.load(part); err != nil {
 			w.cancel()
@@ -327,21 +305,21 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.handler = w.routes()
 	w.server = w.serve(ln, w.handler)
 
-	if err := w.addModelApps(opts.Config); err != nil {
+	if err := w.apps.addModelApps(opts.Config); err != nil {
 		_ = w.Close()
 		return nil, err
 	}
-	w.restoreApps()
+	w.apps.restoreApps()
 	w.store.start()
 	for _, part := range w.subsystems() {
 		w.changed(part.name) // saved at once: a workspace killed later comes back as it started
 	}
-	w.warnConfusedDeputies() // the apps as they are now: the model's, and those a lasting workspace kept
+	w.apps.warnConfusedDeputies() // the apps as they are now: the model's, and those a lasting workspace kept
 	grants.startSweeping(sweepInterval)
 	// Beside the start: the check starts the emulator's own executable in new namespaces, some 25 ms for a binary
 	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it). Close
 	// waits for it, so that the check's temp folder is removed even when the workspace closes at once.
-	w.wg.Go(w.reportIsolation)
+	w.wg.Go(w.apps.reportIsolation)
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID,
 		"data", w.dataDir, "lasting", !w.removeDataDir)
@@ -357,13 +335,14 @@ func (w *Workspace) openDataDir(dir string) error {
 			return fmt.Errorf("workspace data folder: %w", err)
 		}
 		w.dataDir, w.removeDataDir = tmp, true
+		w.apps.dataDir = tmp
 		w.store = newStore("", w.logger, w.subsystems)
 	} else {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return fmt.Errorf("workspace data folder: %w", err)
 		}
-		w.dataDir = abs
+		w.dataDir, w.apps.dataDir = abs, abs
 		if err := os.MkdirAll(filepath.Join(abs, "workspace"), 0o700); err != nil {
 			return fmt.Errorf("workspace data folder: %w", err)
 		}
@@ -378,74 +357,6 @@ func (w *Workspace) openDataDir(dir string) error {
 		return err
 	}
 	return nil
-}
-
-// addModelApps registers the model's apps, each with its proxy, and grants their app resources. An app an earlier run
-// of a lasting workspace saved comes back as it was then: on the same port, with its permissions and deployments.
-func (w *Workspace) addModelApps(cfg Config) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, app := range cfg.Apps {
-		sp, _ := cfg.ServicePrincipal(app.ServicePrincipal) // Validate guarantees it exists
-		settings := &appSettings{name: app.Name, description: app.Description, servicePrincipal: sp,
-			userAPIScopes: slices.Clone(app.UserAPIScopes), acl: aclFromConfig(app, cfg, w.dir.signedIn.UserName)}
-		for _, r := range app.Resources {
-			settings.resources = append(settings.resources, wireResource(r))
-		}
-		saved, wasSaved := w.savedApp(app.Name)
-		port, host := app.Port, ""
-		if wasSaved && (port == 0 || port == saved.Port) {
-			port, host = saved.Port, saved.Host
-		}
-		rec, err := w.addAppOnPortLocked(settings, host, port, app.Port == 0, w.dir.signedIn.UserName, apps.ComputeStateActive)
-		if err != nil {
-			return err
-		}
-		rec.fromModel = true
-		if wasSaved && saved.ServicePrincipal == sp.ApplicationID {
-			w.restoreAppLocked(rec, saved)
-		}
-		if app.Upstream != "" {
-			if err := rec.proxy.setUpstream(app.Upstream); err != nil {
-				return err
-			}
-		}
-	}
-	for _, name := range w.appOrder {
-		w.grantResourcesLocked(w.apps[name].settings())
-	}
-	return nil
-}
-
-// restoreApps adds back the apps an earlier run saved that are not the model's (created through the Apps API), and
-// runs again the active deployment of every app whose compute was active.
-func (w *Workspace) restoreApps() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, saved := range w.savedApps {
-		if _, ok := w.apps[saved.Name]; ok {
-			continue
-		}
-		sp, ok := w.dir.servicePrincipal(saved.ServicePrincipal)
-		if !ok || saved.FromModel {
-			w.logger.Warn("a saved app is not restored: the model no longer has it or its service principal",
-				"app", saved.Name)
-			continue
-		}
-		rec, err := w.addAppOnPortLocked(&appSettings{name: saved.Name, servicePrincipal: sp}, saved.Host, saved.Port, true,
-			saved.Creator, saved.Compute)
-		if err != nil {
-			w.logger.Error("restore a saved app", "app", saved.Name, "err", err)
-			continue
-		}
-		w.restoreAppLocked(rec, saved)
-	}
-	w.savedApps = nil
-	for _, name := range w.appOrder {
-		if rec := w.apps[name]; rec.computeState == apps.ComputeStateActive && rec.active != nil {
-			w.relaunchLocked(rec)
-		}
-	}
 }
 
 // listenTimeouts are the http.Server timeouts every emulator listener uses.
@@ -509,10 +420,8 @@ func (w *Workspace) Config() Config { return w.cfg }
 
 // AppURL is the URL of the app's proxy, "http://127.0.0.N:PORT", or "" for an unknown app.
 func (w *Workspace) AppURL(name string) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if rec, ok := w.apps[name]; ok {
-		return rec.proxy.url
+	if p := w.apps.proxyOf(name); p != nil {
+		return p.url
 	}
 	return ""
 }
@@ -520,22 +429,17 @@ func (w *Workspace) AppURL(name string) string {
 // SetUpstream points an app's proxy at where the app listens, such as "http://127.0.0.1:8000". An empty
 // upstreamURL detaches the app: its proxy answers 502 and the Apps API reports it UNAVAILABLE.
 func (w *Workspace) SetUpstream(app, upstreamURL string) error {
-	w.mu.Lock()
-	rec, ok := w.apps[app]
-	w.mu.Unlock()
-	if !ok {
+	p := w.apps.proxyOf(app)
+	if p == nil {
 		return fmt.Errorf("set upstream: no app %q in the workspace", app)
 	}
-	return rec.proxy.setUpstream(upstreamURL)
+	return p.setUpstream(upstreamURL)
 }
 
 // Upstream is where an app's proxy forwards, or "" when the app is not attached.
 func (w *Workspace) Upstream(app string) string {
-	w.mu.Lock()
-	rec, ok := w.apps[app]
-	w.mu.Unlock()
-	if ok {
-		if u := rec.proxy.upstreamURL(); u != nil {
+	if p := w.apps.proxyOf(app); p != nil {
+		if u := p.upstreamURL(); u != nil {
 			return u.String()
 		}
 	}
@@ -543,11 +447,39 @@ func (w *Workspace) Upstream(app string) string {
 }
 
 // AppNames lists the workspace's apps in creation order: the model's first.
-func (w *Workspace) AppNames() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.appOrder)
+func (w *Workspace) AppNames() []string { return w.apps.names() }
+
+// CreateApp creates an app the model does not have, as the signed-in user creating it through the Apps API would:
+// with a service principal of its own, the signed-in user as its manager (which includes CAN USE), no user
+// authorization scopes and no resources. `emulator run --app NAME` uses it, so a new app runs under its own name
+// with no model written by hand; its compute is active at once, as the model's apps' are, since run starts it.
+func (w *Workspace) CreateApp(name string) error {
+	if _, jerr := w.apps.createApp(w.dir.signedIn, apps.App{Name: name}, apps.ComputeStateActive, false); jerr != nil {
+		return errors.New(jerr.Message)
+	}
+	return nil
 }
+
+// ReadAppYAML reads an app.yaml into a Launch for the named app. A valueFrom naming one of the app's app resources
+// yields the name of the app it points at, as on the platform; other resource types are not emulated.
+func (w *Workspace) ReadAppYAML(app, path string) (Launch, error) {
+	return w.apps.readAppYAML(app, path)
+}
+
+// StartApp starts an app's process as the platform does (its own service principal's credentials and the
+// platform's variables in its environment, a port of its own), waits until it listens, attaches it to the app's
+// proxy and stops the instance it replaces. Deployments and `emulator run` both start apps through it.
+func (w *Workspace) StartApp(ctx context.Context, app string, l Launch) (*Instance, error) {
+	return w.apps.startApp(ctx, app, l)
+}
+
+// AppLogWriter returns a new writer into an app's log, for its stdout or its stderr (one writer each): what the app
+// writes there is what `databricks apps logs` shows. For an unknown app it returns io.Discard.
+func (w *Workspace) AppLogWriter(app string) io.Writer { return w.apps.logWriter(app) }
+
+// AppLogSystem records a platform event in an app's log, such as "App started": the SYSTEM lines of
+// `databricks apps logs`. It does nothing for an unknown app.
+func (w *Workspace) AppLogSystem(app, msg string) { w.apps.logSystem(app, msg) }
 
 // RevokeTokens revokes every token issued so far to a principal (a user's name, or a service principal's application
 // id or name), as an admin does after a leak: its access tokens, the proxies' forwarded tokens of a user and its
@@ -557,39 +489,19 @@ func (w *Workspace) AppNames() []string {
 // Tokens issued afterwards work. Cached verifications do not matter: revocation is checked on every request.
 func (w *Workspace) RevokeTokens(name string) error { return w.auth.revokeTokens(name) }
 
-// appAsksScope reports whether an app of the workspace lists scope in its user_api_scopes now.
-func (w *Workspace) appAsksScope(scope string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, rec := range w.apps {
-		if slices.Contains(rec.settings().userAPIScopes, scope) {
-			return true
-		}
+// privateFiles are the workspace's files that hold secrets, which no sandboxed app may see: the state file and the
+// CLI profile's folder.
+func (w *Workspace) privateFiles() []string {
+	var hide []string
+	w.stateMu.Lock()
+	if w.statePath != "" {
+		hide = append(hide, w.statePath)
 	}
-	return false
-}
-
-// proxyAt finds the app whose proxy serves origin.
-func (w *Workspace) proxyAt(origin string) (*appProxy, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, name := range w.appOrder {
-		if p := w.apps[name].proxy; p.url == origin {
-			return p, true
-		}
+	w.stateMu.Unlock()
+	if p, ok := w.profile(); ok {
+		hide = append(hide, filepath.Dir(p.ConfigFile))
 	}
-	return nil, false
-}
-
-// proxies are every app's proxy, in creation order.
-func (w *Workspace) proxies() []*appProxy {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]*appProxy, 0, len(w.appOrder))
-	for _, name := range w.appOrder {
-		out = append(out, w.apps[name].proxy)
-	}
-	return out
+	return hide
 }
 
 // RequestCount is how many requests the workspace (not the app proxies) served for a path, such as
@@ -605,13 +517,10 @@ func (w *Workspace) RequestCounts() map[string]int64 { return w.counts.snapshot(
 // waits for them to end. Close works whether the workspace is up or [Workspace.Down].
 func (w *Workspace) Close() error {
 	w.closed.Do(func() {
-		w.stopAllInstances() // sets closing: no app, proxy or process starts from here on
-		w.mu.Lock()
-		proxies := make([]*appProxy, 0, len(w.apps))
-		for _, rec := range w.apps {
-			proxies = append(proxies, rec.proxy)
-		}
-		w.mu.Unlock()
+		w.apps.stopAll() // sets closing: no app, proxy or process starts from here on
+		w.cancel()
+		w.tasks.Wait()
+		proxies := w.apps.proxies()
 		w.listenMu.Lock()
 		w.listenClosed = true
 		if w.upTimer != nil {
@@ -633,7 +542,7 @@ func (w *Workspace) Close() error {
 			}
 		}
 		w.wg.Wait()
-		errs = append(errs, w.data.close()) // every statement has ended: stopAllInstances waited for the tasks
+		errs = append(errs, w.data.close()) // every statement has ended: the tasks were waited for
 		w.auth.grants.stopSweeping()
 		w.store.close()
 		errs = append(errs, w.releaseData())
@@ -663,7 +572,7 @@ func (w *Workspace) down(upAfter time.Duration) error {
 	if w.server != nil {
 		err = w.server.Close()
 		w.server = nil
-		w.ports.keep(w.port()) // no app of this process is given the port while the workspace is down
+		w.apps.ports.keep(w.port()) // no app of this process is given the port while the workspace is down
 		w.logger.Info("workspace down: its listener is closed; the app proxies still serve", "url", w.url)
 	}
 	if upAfter > 0 {
@@ -692,7 +601,7 @@ func (w *Workspace) Up() error {
 		return nil
 	}
 	addr := strings.TrimPrefix(w.url, "http://")
-	w.ports.release(w.port())
+	w.apps.ports.release(w.port())
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen again for the workspace on %s: %w", addr, err)
