@@ -62,7 +62,7 @@ func (w *Workspace) routes() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(w.auth.requireToken)
 		w.scim.routes(r) // SCIM Me and the directory: users, service principals and groups (scim.go)
-		r.Post(PathTelemetry, w.handleTelemetry())
+		r.Post(PathTelemetry, handleTelemetry())
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeApps))
 			w.apps.routes(r)
@@ -107,7 +107,7 @@ func (w *Workspace) countAndLog(next http.Handler) http.Handler {
 func statusOf(rec middleware.WrapResponseWriter) int { return cmp.Or(rec.Status(), http.StatusOK) }
 
 // handleTelemetry accepts the usage events the Databricks CLI posts after a deploy, and keeps none.
-func (w *Workspace) handleTelemetry() http.HandlerFunc {
+func handleTelemetry() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req struct {
 			ProtoLogs []json.RawMessage `json:"protoLogs"`

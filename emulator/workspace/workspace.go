@@ -103,8 +103,16 @@ type Options struct {
 // sign-in (sessions), SCIM (scim), workspace files (workspaceFiles), the apps (appManager), the data services
 // (dataServices), the setting (workspaceSettings), faults and the control API (faults, controlAPI). What it keeps
 // itself is its own listener, the store of a lasting workspace and the files it writes for its users (the state
-// file, the CLI profile). Its locks are leaves: listenMu, stateMu and profileMu are never held while taking another
-// lock, except that WriteState, under stateMu, reads the apps (appManager.mu) and the directory.
+// file, the CLI profile).
+//
+// Lock order, where one lock is taken while another is held (every other lock is a leaf):
+//
+//	stateMu → appManager.mu → directory.mu, the data services' locks (data.go), sessions.mu → grants.mu, the ports'
+//	stateMu → directory.mu, warehouses.mu, profileMu  (WriteState reads the whole workspace)
+//	listenMu → the ports' lock  (Down and Up keep and release the workspace's port)
+//
+// No subsystem calls back into the one whose lock it was called under: the sign-in's proxyAt, the token endpoint's
+// appAsksScope and the apps' stateChanged and privateFiles take their locks holding none.
 type Workspace struct {
 	cfg     Config
 	dir     *directory
