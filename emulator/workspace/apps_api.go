@@ -33,7 +33,7 @@ const (
 // maxAPIBody bounds an Apps or Permissions API request; real ones are a few kilobytes.
 const maxAPIBody = 1 << 20
 
-// appRoutes is the Apps API. Anyone whose token holds the apps scope may list and read apps (they learn names and
+// routes is the Apps API. Anyone whose token holds the apps scope may list and read apps (they learn names and
 // URLs, not secrets, env values or the app's output); changing, starting, stopping, deploying or deleting an app,
 // and reading its deployments, takes CAN_MANAGE on it.
 func (m *appManager) routes(r chi.Router) {

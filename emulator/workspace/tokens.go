@@ -132,7 +132,7 @@ type tokenError struct{ reason string }
 func (e *tokenError) Error() string { return e.reason }
 
 // verify checks signature, issuer and expiry and returns the claims. It checks each distinct token once and then
-// answers from the cache until the token expires; revocation is not its concern (see Workspace.authenticate).
+// answers from the cache until the token expires; revocation is not its concern (see authServer.authenticate).
 func (i *issuer) verify(token string) (accessClaims, *tokenError) {
 	return i.verifyHashed(token, hashToken(token))
 }
