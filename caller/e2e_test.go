@@ -21,6 +21,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/runner"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
@@ -249,8 +250,8 @@ func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result 
 	defer cancel()
 	// stderr "opens" the authorization URL once it appears, as the user's browser would, following the workspace's
 	// redirect to the caller's loopback callback.
-	browser := workspace.HeadlessBrowser(func(err error) { t.Errorf("browser: %v", err); cancel() })
-	stderr := &watchWriter{pattern: authorizeURL, then: func(u string) { _ = browser(u) }}
+	open := browser.Headless(func(err error) { t.Errorf("browser: %v", err); cancel() })
+	stderr := &watchWriter{pattern: authorizeURL, then: func(u string) { _ = open(u) }}
 	var stdout bytes.Buffer
 	args := append([]string{"--profile", "emulator", "login", "--scopes", scopes, "--no-browser", "--port", fmt.Sprint(port)}, extra...)
 	env := e.env()

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
@@ -49,7 +50,7 @@ func u2mLoginWith(t *testing.T, w *workspace.Workspace, scopes []string, opts ..
 	port, err := workspace.FreePort()
 	require.NoError(t, err)
 	auth, err := u2m.NewPersistentAuth(ctx, append([]u2m.PersistentAuthOption{u2m.WithOAuthArgument(arg),
-		u2m.WithScopes(scopes), u2m.WithBrowser(workspace.HeadlessBrowser(fail)), u2m.WithPort(port)}, opts...)...)
+		u2m.WithScopes(scopes), u2m.WithBrowser(browser.Headless(fail)), u2m.WithPort(port)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = auth.Close() })
 	require.NoError(t, auth.Challenge())

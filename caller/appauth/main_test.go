@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
@@ -69,7 +70,7 @@ func runWithEmulator(m *testing.M) int {
 	sp := state.ServicePrincipals["external-service"]
 	clientID, clientSecret = sp.ClientID, sp.ClientSecret
 	cacheFile = filepath.Join(home, ".databricks-caller", "token-cache.json")
-	openBrowser = workspace.HeadlessBrowser(func(err error) { fmt.Fprintln(os.Stderr, "browser:", err) })
+	openBrowser = browser.Headless(func(err error) { fmt.Fprintln(os.Stderr, "browser:", err) })
 
 	// A CI provider's token for the main branch of acme/api, which federated-service's policy trusts.
 	federatedClientID = state.ServicePrincipals["federated-service"].ClientID

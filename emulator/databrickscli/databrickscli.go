@@ -27,6 +27,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/databricks-sample/go-apps-api/caller/appauth"
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -186,7 +187,7 @@ func newAuth(ctx context.Context, arg u2m.OAuthArgument, scopes []string, home s
 	auth, err := u2m.NewPersistentAuth(ctx,
 		u2m.WithOAuthArgument(arg),
 		u2m.WithTokenCache(&appauth.FileTokenCache{Path: filepath.Join(home, workspace.TokenCacheName)}),
-		u2m.WithBrowser(workspace.HeadlessBrowser(fail)),
+		u2m.WithBrowser(browser.Headless(fail)),
 		u2m.WithPort(port),
 		u2m.WithScopes(scopes),
 	)

@@ -38,6 +38,18 @@ func newPortReservations(free func() (int, error)) *portReservations {
 // binary runs many workspaces at once.
 var appPorts = newPortReservations(FreePort)
 
+// FreePort returns a TCP port free on 127.0.0.1 right now, for servers that take a port number rather than a
+// listener (the SDK's U2M callback, an app's DATABRICKS_APP_PORT). Another caller may be given it too before it is
+// used: the apps a workspace starts get theirs through portReservations, which never gives one out twice.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
 // reserve returns a port free on 127.0.0.1 that no app of this process holds or is about to bind, and keeps it for
 // the caller's app until release.
 func (r *portReservations) reserve() (int, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	headless "github.com/databricks-sample/go-apps-api/emulator/browser"
 )
 
 // browser is a person's browser: one cookie jar, shared by a client that follows redirects and one that stops at
@@ -100,7 +101,7 @@ func (b *browser) callbackURL(t *testing.T, page, user string) string {
 // signIn walks the whole sign-in as user and returns the page the browser came back to.
 func (b *browser) signIn(t *testing.T, page, user string) (*http.Response, string) {
 	t.Helper()
-	resp, err := SignIn(t.Context(), b.follow, page, user)
+	resp, err := headless.SignIn(t.Context(), b.follow, page, user)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -119,9 +120,9 @@ func (b *browser) signOut(t *testing.T, app string) (*http.Response, string) {
 func hiddenFields(t *testing.T, resp *http.Response, body string) url.Values {
 	t.Helper()
 	resp.Body = io.NopCloser(strings.NewReader(body))
-	f, err := readForm(resp)
+	f, err := headless.ReadForm(resp)
 	require.NoError(t, err)
-	return f.fields
+	return f.Fields
 }
 
 // The whole walk, as a person does it: the page redirects to the login page, the user picks dev, allows api-app's

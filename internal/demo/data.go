@@ -16,6 +16,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/sql"
 
 	"github.com/databricks-sample/go-apps-api/app/sdkconfig"
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 )
 
@@ -187,13 +188,13 @@ func (e *emulator) ordersInBrowser(ctx context.Context, user string) (orders, da
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Transport: &http.Transport{Proxy: nil}}
+	client := &http.Client{Jar: jar, Transport: &http.Transport{Proxy: nil}}
 	app := e.state.Apps["api-app"].URL
 	r := dataRow{status: "—"}
-	resp, err := workspace.SignIn(ctx, browser, app+"/", user)
+	resp, err := browser.SignIn(ctx, client, app+"/", user)
 	if err == nil {
 		resp.Body.Close()
-		resp, err = browser.Get(app + ordersPath)
+		resp, err = client.Get(app + ordersPath)
 	}
 	if err != nil {
 		r.problem = err.Error()

@@ -21,6 +21,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/apps"
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/gotool"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
@@ -277,7 +278,7 @@ func (e *emulator) login(ctx context.Context, scopes string) error {
 		line := strings.TrimSpace(sc.Text())
 		_, _ = seen.Write([]byte(line + "\n"))
 		if strings.HasPrefix(line, e.state.WorkspaceHost+workspace.PathAuthorize) {
-			browse := workspace.HeadlessBrowser(func(err error) { _, _ = seen.Write([]byte(err.Error() + "\n")); cancel() })
+			browse := browser.Headless(func(err error) { _, _ = seen.Write([]byte(err.Error() + "\n")); cancel() })
 			if err := browse(line); err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/app/identity"
 	"github.com/databricks-sample/go-apps-api/app/jsonhttp"
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
@@ -70,7 +71,7 @@ func TestBrowserSignInToTheApp(t *testing.T) {
 	appURL := ws.AppURL("api-app")
 	client, requests := browserClient(t)
 
-	resp, err := workspace.SignIn(t.Context(), client, appURL+"/", "dev@example.com")
+	resp, err := browser.SignIn(t.Context(), client, appURL+"/", "dev@example.com")
 	require.NoError(t, err)
 	page, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -113,7 +114,7 @@ func TestBrowserWithoutCanUse(t *testing.T) {
 	appURL := ws.AppURL("api-app")
 	client, _ := browserClient(t)
 
-	resp, err := workspace.SignIn(t.Context(), client, appURL+"/", "outsider@example.com")
+	resp, err := browser.SignIn(t.Context(), client, appURL+"/", "outsider@example.com")
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()

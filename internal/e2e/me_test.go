@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/sqlengine/duckdb"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
@@ -35,11 +36,11 @@ func meApp(t *testing.T, edit func(env map[string]string)) (*workspace.Workspace
 	}
 	app := testkit.StartApp(t, testkit.BuildRace(t, "app"), env)
 	require.NoError(t, ws.SetUpstream("api-app", app.URL))
-	browser, _ := browserClient(t)
-	resp, err := workspace.SignIn(t.Context(), browser, ws.AppURL("api-app")+"/", user)
+	client, _ := browserClient(t)
+	resp, err := browser.SignIn(t.Context(), client, ws.AppURL("api-app")+"/", user)
 	require.NoError(t, err)
 	resp.Body.Close()
-	return ws, app, browser
+	return ws, app, client
 }
 
 // getMe is GET /api/me through the proxy, its status and JSON answer.

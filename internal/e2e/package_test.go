@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
 	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
@@ -89,7 +90,7 @@ func TestPackagedLauncher(t *testing.T) {
 
 	// A signed-in user's call through the proxy: the app calls the workspace with the user's forwarded token.
 	client, _ := browserClient(t)
-	resp, err := workspace.SignIn(t.Context(), client, ws.AppURL("api-app")+"/", "dev@example.com")
+	resp, err := browser.SignIn(t.Context(), client, ws.AppURL("api-app")+"/", "dev@example.com")
 	require.NoError(t, err)
 	resp.Body.Close()
 	resp, body := getBody(t, client, ws.AppURL("api-app")+"/api/genie/spaces")
