@@ -123,22 +123,14 @@ func (g *grants) sweep() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
-	for k, c := range g.codes {
-		if now.After(c.expires) {
-			g.forgetCodeLocked(k)
-		}
-	}
+	forgetExpired(g.codes, now, func(c authCode) time.Time { return c.expires })
 	g.codeOrder = slices.DeleteFunc(g.codeOrder, func(code string) bool { _, held := g.codes[code]; return !held })
-	for k, r := range g.refresh {
-		if now.After(r.expires) {
-			delete(g.refresh, k)
-		}
+	clear(g.perTarget)
+	for _, c := range g.codes {
+		g.perTarget[c.target]++
 	}
-	for k, until := range g.revoked {
-		if now.After(until) {
-			delete(g.revoked, k)
-		}
-	}
+	forgetExpired(g.refresh, now, func(r refreshGrant) time.Time { return r.expires })
+	forgetExpired(g.revoked, now, func(until time.Time) time.Time { return until })
 }
 
 // newCode stores c under a new code that expires after codeLifetime, or reports false when c's client and redirect

@@ -338,3 +338,37 @@ func TestReplayedCodeRevokesItsTokens(t *testing.T) {
 	status, _, _ = refreshWith(t, w, other["refresh_token"].(string))
 	assert.Equal(t, http.StatusOK, status)
 }
+
+// The sweep forgets expired codes, refresh tokens and revocations, and gives a target back the codes that expired:
+// a target refused at its cap is served again once its codes have expired and been swept.
+func TestSweepForgetsWhatExpired(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	g := newGrants(time.Hour, time.Hour)
+	g.now = func() time.Time { return now }
+	g.maxPerTarget = 2
+	target := authCode{clientID: "c", redirectURI: "http://localhost:8020"}
+	for range 2 {
+		_, ok := g.newCode(target)
+		require.True(t, ok)
+	}
+	_, ok := g.newCode(target)
+	require.False(t, ok, "the target holds its cap")
+	g.refresh[hashToken("r")] = refreshGrant{expires: now.Add(codeLifetime + time.Minute)}
+	g.revoked["grant"] = now.Add(codeLifetime + time.Minute)
+
+	now = now.Add(codeLifetime + time.Second)
+	g.sweep()
+	assert.Empty(t, g.codes)
+	assert.Empty(t, g.perTarget)
+	assert.Empty(t, g.codeOrder)
+	assert.Len(t, g.refresh, 1, "a refresh token not expired yet is kept")
+	_, ok = g.newCode(target)
+	assert.True(t, ok, "the expired codes no longer count against the target")
+
+	now = now.Add(time.Hour)
+	g.sweep()
+	assert.Empty(t, g.refresh)
+	assert.Empty(t, g.revoked)
+	assert.Empty(t, g.codes)
+}

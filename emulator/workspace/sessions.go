@@ -224,16 +224,8 @@ func (s *sessions) endLocked(id string) {
 // while it does not.
 func (s *sessions) sweepLocked() {
 	now := s.now()
-	for k, c := range s.codes {
-		if now.After(c.expires) {
-			delete(s.codes, k)
-		}
-	}
-	for k, session := range s.byID {
-		if now.After(session.expires) {
-			delete(s.byID, k)
-		}
-	}
+	forgetExpired(s.codes, now, func(c signInCode) time.Time { return c.expires })
+	forgetExpired(s.byID, now, func(b browserSession) time.Time { return b.expires })
 }
 
 func isAuthPath(path string) bool { return path == PathAuthCallback || path == PathLogout }

@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"crypto/sha256"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,13 @@ const maxCachedTokens = 10_000
 type tokenHash [sha256.Size]byte
 
 func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
+
+// forgetExpired deletes the entries of m that expired before now, expires reading an entry's expiry: the one sweep
+// of the package's expiring maps (the token caches, the browser's sign-in codes and sessions, the OAuth codes,
+// refresh tokens and revocations).
+func forgetExpired[K comparable, V any](m map[K]V, now time.Time, expires func(V) time.Time) {
+	maps.DeleteFunc(m, func(_ K, v V) bool { return now.After(expires(v)) })
+}
 
 // expiringCache is a map whose entries stop being returned once they expire, bounded in size. It is what lets the
 // proxy check a token's signature once rather than on every request: an ES256 verification costs more than the rest
@@ -55,11 +63,7 @@ func (c *expiringCache[K, V]) put(k K, v V, expires, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
-		for key, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, key)
-			}
-		}
+		forgetExpired(c.entries, now, func(e expiring[V]) time.Time { return e.expires })
 		for key := range c.entries {
 			if len(c.entries) <= c.max*3/4 {
 				break
