@@ -109,6 +109,7 @@ func TestAppsAreIsolatedInTheBrowser(t *testing.T) {
 		assert.NotContains(t, cookies, "a_secret")
 		assert.NotContains(t, cookies, emulatorCookiePrefix)
 		resp, body = br.get(t, a+"/api/whoami")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		require.NoError(t, json.Unmarshal([]byte(body), &seen))
 		assert.Contains(t, strings.Join(seen.Headers.Values("Cookie"), "; "), "a_secret=1", "A gets its own")
 	})

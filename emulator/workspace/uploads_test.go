@@ -131,7 +131,7 @@ func TestDiskQuota(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 
 	status, code = importFile(t, w, token, x+"/d", false, two)
-	require.Equal(t, codeQuotaExceeded, code)
+	require.Equal(t, codeQuotaExceeded, code, "status %d", status)
 	require.NoError(t, c.Workspace.Delete(ctx, ws.Delete{Path: x + "/a"}))
 	status, _ = importFile(t, w, token, x+"/d", false, make([]byte, 1<<20))
 	assert.Equal(t, http.StatusOK, status, "deleting gave the bytes back")
