@@ -29,7 +29,7 @@ func rawResponse(t *testing.T, baseURL, head, body string) (status, answer strin
 	defer conn.Close()
 	_, err = io.WriteString(conn, head+"\r\nConnection: close\r\n\r\n"+body)
 	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(patience)))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -136,7 +136,7 @@ func TestSlowHeaderClientIsClosed(t *testing.T) {
 		}
 	}()
 
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*timeout)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(patience)))
 	got, err := io.ReadAll(conn) // returns when the app closes the connection
 	elapsed := time.Since(start)
 	close(stop)
@@ -168,7 +168,7 @@ func TestEchoRefusesChunkedLargeBodiesWithoutReadingThem(t *testing.T) {
 			chunk = fmt.Sprintf("%x\r\n%s\r\n", 64<<10, strings.Repeat("x", 64<<10))
 		}
 	}()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(patience)))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err, "the app answers before the body ends")
 	defer resp.Body.Close()

@@ -194,7 +194,7 @@ func rawStatus(t *testing.T, baseURL, head string) string {
 	defer conn.Close()
 	_, err = io.WriteString(conn, head+"\r\n\r\n")
 	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(patience)))
 	status := make([]byte, 12)
 	_, err = io.ReadFull(conn, status)
 	require.NoError(t, err)

@@ -264,7 +264,8 @@ func TestTimeoutBoundsTheCommand(t *testing.T) {
 		"--timeout", "300ms", "call", "/api/whoami")
 	assert.Equal(t, exitNetwork, r.code)
 	assert.Contains(t, r.stderr, "timed out")
-	assert.Less(t, time.Since(start), 5*time.Second, "not the proxy's 120 s wait for a stalled app")
+	// Not a speed claim: without --timeout the call waits out the proxy's 120 s for a stalled app.
+	assert.Less(t, time.Since(start), time.Minute, "not the proxy's 120 s wait for a stalled app")
 }
 
 // TestServeSpeaksH2C: behind the Apps proxy, HTTP/2 arrives in cleartext.
@@ -449,14 +450,12 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 			answers <- fmt.Sprint(status, " ", body)
 		}()
 	}
-	require.Eventually(t, func() bool { return entered.Load() == n && slow.Hits() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return entered.Load() == n && slow.Hits() == 1 }, patience, 5*time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
-	_, err = resolver.get(ctx)
+	_, err = resolver.get(ctx) // returns at all only by its own deadline: the lookup is held until slow.Clear below
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiting request gives up at its own deadline")
-	assert.Less(t, time.Since(start), 2*time.Second)
-	require.Eventually(t, func() bool { return resolver.waiting.Load() == n }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return resolver.waiting.Load() == n }, patience, time.Millisecond,
 		"the five requests wait for the one lookup")
 	slow.Clear() // the lookup goes on to the Apps API
 	for range n {

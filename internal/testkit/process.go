@@ -14,6 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// patience bounds every wait here for something that takes milliseconds: long enough that only a hang reaches it, on
+// a machine however loaded, so that no verdict depends on the machine's speed.
+const patience = 2 * time.Minute
+
 // Process is a program a test started, with its output captured.
 type Process struct {
 	cmd    *exec.Cmd
@@ -64,8 +68,8 @@ func (p *Process) Err() error {
 }
 
 // Stop sends SIGTERM to the process, as the platform does, and returns its exit status; then it kills what is left of
-// its process group. It kills the whole group of a process that has not exited 15 s later (the platform's grace) and
-// fails the test.
+// its process group. It kills the whole group of a process that has not exited within patience and fails the test:
+// the platform's grace is 15 s, but a loaded machine must not fail a test that a quiet one passes.
 func (p *Process) Stop(t testing.TB) error {
 	t.Helper()
 	select {
@@ -79,10 +83,10 @@ func (p *Process) Stop(t testing.TB) error {
 	case <-p.exited:
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // what it left behind in its group
 		return p.err
-	case <-time.After(15 * time.Second):
+	case <-time.After(patience):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
-		t.Error("the process did not stop within 15 s of SIGTERM")
+		t.Error("the process did not stop after SIGTERM")
 		return p.err
 	}
 }
@@ -109,13 +113,13 @@ func StartAppAt(t testing.TB, bin, addr string, env map[string]string) *App {
 	}
 	p := StartProcess(t, []string{bin, "--addr", addr}, "", kv)
 	a := &App{Process: p}
-	deadline := time.After(30 * time.Second)
+	deadline := time.After(patience)
 	for a.URL == "" {
 		select {
 		case <-p.exited:
 			t.Fatalf("the app exited early: %v\n%s%s", p.err, p.Stdout, p.Stderr)
 		case <-deadline:
-			t.Fatalf("the app did not log its address within 30 s; stdout:\n%s", p.Stdout)
+			t.Fatalf("the app never logged its address; stdout:\n%s", p.Stdout)
 		case <-time.After(10 * time.Millisecond):
 		}
 		a.URL = listeningURL(p.Stdout.String())
@@ -151,7 +155,7 @@ func (a *App) WaitHealthy(t testing.TB) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond, "no 200 from %s/api/health", a.URL)
+	}, patience, 20*time.Millisecond, "no 200 from %s/api/health", a.URL)
 	select {
 	case <-a.exited:
 		t.Fatalf("the app exited: %v\n%s%s", a.err, a.Stdout, a.Stderr)
