@@ -89,23 +89,29 @@ func SignIn(ctx context.Context, client *http.Client, pageURL, userName string) 
 
 // signInForm returns the form of resp when it is the emulator's login or consent page: an HTML page served by
 // another host than the app's (the workspace's), whose form has a user or a decision button. Otherwise it returns
-// no form and leaves resp as it came, its body still to read.
+// no form and leaves resp as it came, its whole body still to read.
 func signInForm(resp *http.Response, appHost string) (Form, error) {
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Host == appHost ||
 		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		return Form{}, nil
 	}
-	page, err := io.ReadAll(io.LimitReader(resp.Body, maxPage))
-	resp.Body.Close()
+	body := resp.Body
+	page, err := io.ReadAll(io.LimitReader(body, maxPage))
 	if err != nil {
+		body.Close()
 		return Form{}, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(page))
 	f, err := ReadForm(resp)
-	resp.Body = io.NopCloser(bytes.NewReader(page))
 	if err != nil || (f.Buttons["user"] == nil && f.Buttons["decision"] == nil) {
+		// Not a sign-in page: what was read first, then the rest, as it came.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(page), body), body}
 		return Form{}, nil
 	}
+	body.Close()
 	return f, nil
 }
 

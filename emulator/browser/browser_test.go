@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +87,25 @@ func TestHeadlessReportsARefusedLogin(t *testing.T) {
 	assert.False(t, errors.Is(err, context.Canceled))
 
 	assert.ErrorContains(t, open("http://[::1"), "the authorize URL")
+}
+
+// A page of another host that is not a sign-in page comes back whole, however large: SignIn reads only its start to
+// tell.
+func TestSignInReturnsALargePageWhole(t *testing.T) {
+	t.Parallel()
+	page := "<html><body><form><button name=go>Go</button></form>" + strings.Repeat("x", 2<<20) + "</body></html>"
+	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(rw, page)
+	}))
+	t.Cleanup(other.Close)
+	app := httptest.NewServer(http.RedirectHandler(other.URL+"/home", http.StatusFound))
+	t.Cleanup(app.Close)
+	resp, err := browser.SignIn(t.Context(), newClient(t), app.URL+"/", "dev@example.com")
+	require.NoError(t, err)
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, len(page), len(got))
+	assert.Equal(t, page, string(got))
 }

@@ -30,7 +30,9 @@ const signInCodeLifetime = time.Minute
 const maxSessions = 10_000
 
 // emulatorCookiePrefix starts the name of every cookie the emulator sets. The proxy never passes them to an app, and
-// drops an app's Set-Cookie for them: an app's code neither reads a session nor signs anyone in or out.
+// drops an app's Set-Cookie for them, so an app's server never reads a session nor sets one. An app's page script can
+// still set a cookie of such a name with a path of its own (not over the proxy's HttpOnly one): the proxy then takes
+// the live session among the cookies of the name (liveSession), so such a cookie signs nobody out.
 const emulatorCookiePrefix = "databricks-emulator-"
 
 // sessionCookieName is the session cookie of the app proxy at origin. Each app has a host of its own (addresses.go),
@@ -261,12 +263,7 @@ func (p *appProxy) serveAuth(rw http.ResponseWriter, r *http.Request) {
 // logout answers a GET with the sign-out form, and its POST, from this app's own page with the form's CSRF token,
 // by ending the browser's session of this app and revoking the tokens the proxy forwarded for it.
 func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
-	var session string
-	if c, err := r.Cookie(sessionCookieName(p.url)); err == nil {
-		if _, live := p.apps.sessions.session(c.Value, p.url); live {
-			session = c.Value
-		}
-	}
+	session, _, _, _ := p.liveSession(r)
 	signIn := []link{{"Sign in again", p.url + "/"}}
 	if session == "" {
 		clearSessionCookie(rw, p.url)
@@ -297,6 +294,19 @@ func (p *appProxy) logout(rw http.ResponseWriter, r *http.Request) {
 	writePage(rw, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of " + p.name + ".", Links: signIn})
 }
 
+// liveSession finds the browser's session of this app among the cookies of its name: sent reports whether any came,
+// and live whether one is a live session of this app, whose id and session it returns. Not only the first: a page's
+// script may set a cookie of the same name with a longer path, which the browser sends before the proxy's.
+func (p *appProxy) liveSession(r *http.Request) (id string, session browserSession, sent, live bool) {
+	for _, c := range r.CookiesNamed(sessionCookieName(p.url)) {
+		sent = true
+		if session, live = p.apps.sessions.session(c.Value, p.url); live {
+			return c.Value, session, true, true
+		}
+	}
+	return "", browserSession{}, sent, false
+}
+
 func clearSessionCookie(rw http.ResponseWriter, origin string) {
 	http.SetCookie(rw, &http.Cookie{Name: sessionCookieName(origin), Value: "", Path: "/", HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
@@ -312,15 +322,14 @@ func (p *appProxy) browserAuth(rw http.ResponseWriter, r *http.Request) (res *au
 	if api && len(r.Header.Values("Authorization")) > 0 {
 		return nil, false
 	}
-	cookie, err := r.Cookie(sessionCookieName(p.url))
-	if err != nil {
+	_, session, sent, ok := p.liveSession(r)
+	if !sent {
 		if api {
 			return nil, false
 		}
 		p.redirectToLogin(rw, r)
 		return nil, true
 	}
-	session, ok := p.apps.sessions.session(cookie.Value, p.url)
 	if !ok {
 		clearSessionCookie(rw, p.url)
 		if api {
@@ -376,7 +385,11 @@ func withoutEmulatorSetCookies(h http.Header) {
 	}
 	kept := values[:0:0]
 	for _, v := range values {
-		if name, _, _ := strings.Cut(strings.TrimSpace(v), "="); !strings.HasPrefix(strings.TrimSpace(name), emulatorCookiePrefix) {
+		name, value, _ := strings.Cut(strings.TrimSpace(v), "=")
+		if name = strings.TrimSpace(name); name == "" {
+			name = strings.TrimSpace(value) // a nameless cookie ("=NAME=VALUE"), which some clients read as NAME
+		}
+		if !strings.HasPrefix(name, emulatorCookiePrefix) {
 			kept = append(kept, v)
 		}
 	}

@@ -511,3 +511,54 @@ func mustParse(t *testing.T, raw string) *url.URL {
 	require.NoError(t, err)
 	return u
 }
+
+// A page's script can set a cookie of the session's name with a longer path (not over the proxy's HttpOnly cookie,
+// but beside it), which the browser then sends first on that path. The proxy takes the live session among the
+// cookies of the name: the forged one signs nobody out, and the session stays.
+func TestAForgedSessionCookieSignsNobodyOut(t *testing.T) {
+	t.Parallel()
+	w, _ := startWorkspace(t, Options{})
+	require.NoError(t, w.SetUpstream("caller-app", echoApp(t).URL))
+	app := w.AppURL("caller-app")
+	b := newBrowser(t)
+	resp, body := b.signIn(t, app+"/", "dev@example.com")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+
+	name := sessionCookieName(app)
+	b.jar.SetCookies(mustParse(t, app+"/x/"), []*http.Cookie{{Name: name, Value: "forged", Path: "/x"}})
+	req, err := http.NewRequest(http.MethodGet, app+"/x/page", nil)
+	require.NoError(t, err)
+	for _, c := range b.jar.Cookies(req.URL) {
+		req.AddCookie(c)
+	}
+	require.Equal(t, "forged", req.CookiesNamed(name)[0].Value, "the browser sends the longer path's cookie first")
+
+	resp, body = b.do(t, b.noFollow, http.MethodGet, app+"/x/page", nil, nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "served as the signed-in user, not sent to sign in: %s", body)
+	assert.Empty(t, resp.Header.Values("Set-Cookie"), "the proxy's session cookie is not cleared")
+	resp, body = b.do(t, b.noFollow, http.MethodGet, app+"/", nil, nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "still signed in: %s", body)
+
+	// Without a live session among them, the cookies of the name get the sign-in page, and the proxy's is cleared.
+	resp, _ = b.signOut(t, app)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, _ = b.do(t, b.noFollow, http.MethodGet, app+"/x/page", nil, nil)
+	assert.Equal(t, http.StatusFound, resp.StatusCode)
+	assert.True(t, strings.HasPrefix(resp.Header.Get("Location"), w.URL()+PathLogin), resp.Header.Get("Location"))
+}
+
+// An app's Set-Cookie for the emulator's names never reaches the browser, named or nameless ("=NAME=VALUE", which
+// some clients take for a cookie NAME).
+func TestAppSetCookiesForTheEmulatorsNamesAreDropped(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"Set-Cookie": {
+		"theme=dark; Path=/",
+		emulatorCookiePrefix + "session-1=forged; Path=/",
+		" " + emulatorCookiePrefix + "login=x",
+		"=" + emulatorCookiePrefix + "session-1=forged",
+		"= " + emulatorCookiePrefix + "session-1=forged",
+		"=plain",
+	}}
+	withoutEmulatorSetCookies(h)
+	assert.Equal(t, []string{"theme=dark; Path=/", "=plain"}, h.Values("Set-Cookie"))
+}

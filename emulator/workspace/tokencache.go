@@ -17,11 +17,11 @@ type tokenHash [sha256.Size]byte
 
 func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 
-// forgetExpired deletes the entries of m that expired before now, expires reading an entry's expiry: the one sweep
+// forgetExpired deletes the entries of m whose expiry, read by expires, is not after now: the one sweep
 // of the package's expiring maps (the token caches, the browser's sign-in codes and sessions, the OAuth codes,
 // refresh tokens and revocations).
 func forgetExpired[K comparable, V any](m map[K]V, now time.Time, expires func(V) time.Time) {
-	maps.DeleteFunc(m, func(_ K, v V) bool { return now.After(expires(v)) })
+	maps.DeleteFunc(m, func(_ K, v V) bool { return !now.Before(expires(v)) })
 }
 
 // expiringCache is a map whose entries stop being returned once they expire, bounded in size. It is what lets the

@@ -186,6 +186,19 @@ func TestExpiringCache(t *testing.T) {
 		}
 	})
 
+	t.Run("full, it forgets the entries that expire at that very moment too, as get does", func(t *testing.T) {
+		c := newExpiringCache[int, string](4)
+		for k := range 4 {
+			expires := now.Add(time.Hour)
+			if k%2 == 0 {
+				expires = now
+			}
+			c.put(k, "v", expires, now)
+		}
+		c.put(100, "new", now.Add(time.Hour), now)
+		assert.Equal(t, 3, c.len(), "the two entries get no longer returns are the ones forgotten")
+	})
+
 	t.Run("a flood of entries stays within the bound", func(t *testing.T) {
 		c := newExpiringCache[int, string](8)
 		for k := range 1000 {
