@@ -51,7 +51,7 @@ func newDataServices(ctx context.Context, opts Options, dir *directory, url, dat
 	d.secrets = newSecretScopes(cfg, dir)
 	d.secrets.changed = func() { changed(partSecrets) }
 	var err error
-	if d.volumes, err = newVolumes(cfg, d.uc, dataDir); err != nil {
+	if d.volumes, err = newVolumes(cfg, d.uc, dataDir, opts.VolumeQuota); err != nil {
 		return nil, err
 	}
 	d.statements = &statements{uc: d.uc, whs: d.warehouses, ctx: ctx, tasks: tasks, logger: logger, now: time.Now,

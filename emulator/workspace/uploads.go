@@ -36,10 +36,12 @@ const maxUploadsPerPrincipal = 20
 // codeQuotaExceeded is the error code a workspace answers a quota with.
 const codeQuotaExceeded = "QUOTA_EXCEEDED"
 
-// diskUse counts what uploads hold: uploads in progress per principal, and bytes per space (a home folder,
-// "Users/<name>", or "Shared").
+// diskUse counts what uploads hold: uploads in progress per principal, and bytes per space (for workspace files a
+// home folder, "Users/<name>", or "Shared"; for volumes a volume).
 type diskUse struct {
 	quota int64
+	where func(space string) string // the space as its users name it, in the quota's error
+	fix   string                    // how to make room, in the quota's error
 
 	// commitMu makes commits and deletes one at a time, so the size of a file they replace or remove is counted
 	// once; a space's first count happens under it too. It is taken before mu.
@@ -49,8 +51,8 @@ type diskUse struct {
 	used     map[string]int64 // bytes per space, once counted since start
 }
 
-func newDiskUse(quota int64) *diskUse {
-	return &diskUse{quota: quota, inFlight: map[string]int{}, used: map[string]int64{}}
+func newDiskUse(quota int64, where func(space string) string, fix string) *diskUse {
+	return &diskUse{quota: quota, where: where, fix: fix, inFlight: map[string]int{}, used: map[string]int64{}}
 }
 
 // spaceOf is the space whose quota an object counts against: its owner's home or /Shared; "" for what no
@@ -104,15 +106,16 @@ func (d *diskUse) startUpload(who principal) (done func(), jerr *jsonhttp.Error)
 	}, nil
 }
 
-// countLocked makes sure space's bytes are counted, walking its folder the first time. Callers hold commitMu.
-func (d *diskUse) countLocked(root *os.Root, space string) error {
+// countLocked makes sure space's bytes are counted, walking its folder, rel in root, the first time. Callers hold
+// commitMu.
+func (d *diskUse) countLocked(space string, root *os.Root, rel string) error {
 	d.mu.Lock()
 	_, counted := d.used[space]
 	d.mu.Unlock()
 	if counted || space == "" {
 		return nil
 	}
-	size, err := treeSize(root, space)
+	size, err := treeSize(root, rel)
 	if err != nil {
 		return err
 	}
@@ -163,9 +166,9 @@ func (d *diskUse) release(space string, n int64) {
 
 func (d *diskUse) exceeded(space string) *jsonhttp.Error {
 	return &jsonhttp.Error{Status: http.StatusBadRequest, Code: codeQuotaExceeded,
-		Message: fmt.Sprintf("Quota exceeded: /Workspace/%s may hold %d bytes of files, and this one would not fit",
-			space, d.quota),
-		Fix: "delete files you no longer need there (databricks workspace delete PATH)"}
+		Message: fmt.Sprintf("Quota exceeded: %s may hold %d bytes of files, and this one would not fit",
+			d.where(space), d.quota),
+		Fix: d.fix}
 }
 
 // fileUpload is a file being received: streamed into a temp file at the top of the files folder, its bytes counted
@@ -190,7 +193,7 @@ var (
 func (wf *workspaceFiles) newUpload(root *os.Root, space string) (*fileUpload, *jsonhttp.Error) {
 	u := &fileUpload{files: wf, root: root, name: uploadPrefix + rand.Text(), space: space}
 	wf.disk.commitMu.Lock()
-	err := wf.disk.countLocked(root, u.space)
+	err := wf.disk.countLocked(u.space, root, u.space)
 	wf.disk.commitMu.Unlock()
 	if err != nil {
 		return nil, internalError("count the files of", objectPath{asked: "/Workspace/" + u.space}, err)
@@ -261,7 +264,7 @@ func (u *fileUpload) commit(p objectPath, overwrite bool, existsStatus int) *jso
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
 	dest := spaceOf(p)
-	if err := d.countLocked(u.root, dest); err != nil {
+	if err := d.countLocked(dest, u.root, dest); err != nil {
 		d.release(u.space, u.size)
 		return internalError("count the files of", p, err)
 	}
@@ -319,7 +322,7 @@ func (wf *workspaceFiles) remove(root *os.Root, p objectPath, recursive bool) er
 	d.commitMu.Lock()
 	defer d.commitMu.Unlock()
 	space := spaceOf(p)
-	if err := d.countLocked(root, space); err != nil {
+	if err := d.countLocked(space, root, space); err != nil {
 		return err
 	}
 	size, err := treeSize(root, p.rel)

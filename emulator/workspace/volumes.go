@@ -32,18 +32,25 @@ const (
 // 2.0. Bodies are streamed to disk, never held in memory.
 const MaxVolumeFileSize = 5 << 30
 
+// DefaultVolumeQuota is how many bytes of files each volume may hold on this machine's disk (Options.VolumeQuota).
+const DefaultVolumeQuota = 1 << 30
+
 // volumes serves the files of Unity Catalog volumes through the Files API, as the caller: reading takes READ VOLUME
 // on the volume, writing WRITE VOLUME (each with USE CATALOG and USE SCHEMA). Each volume is a folder under
-// <data dir>/volumes/<catalog>/<schema>/<volume>, opened through an os.Root so that no path leaves it.
+// <data dir>/volumes/<catalog>/<schema>/<volume>, opened through an os.Root so that no path leaves it. Uploads are
+// streamed to disk, at most maxUploadsPerPrincipal at once per principal, and each volume holds at most its quota.
 type volumes struct {
-	uc  *unityCatalog
-	dir string // <data dir>/volumes
+	uc   *unityCatalog
+	dir  string   // <data dir>/volumes
+	disk *diskUse // bytes per volume, by its full name; uploads in progress per principal
 }
 
 // newVolumes makes every volume's folder and copies in the files the model gives it, unless the folder is there
 // already (a workspace that lasts keeps what was written to it).
-func newVolumes(cfg Config, uc *unityCatalog, dataDir string) (*volumes, error) {
-	v := &volumes{uc: uc, dir: filepath.Join(dataDir, "volumes")}
+func newVolumes(cfg Config, uc *unityCatalog, dataDir string, quota int64) (*volumes, error) {
+	v := &volumes{uc: uc, dir: filepath.Join(dataDir, "volumes"),
+		disk: newDiskUse(quota, func(volume string) string { return "volume " + volume },
+			"delete files you no longer need there (databricks fs rm dbfs:/Volumes/…)")}
 	for _, cat := range cfg.Catalogs {
 		for _, s := range cat.Schemas {
 			for _, vol := range s.Volumes {
@@ -74,8 +81,8 @@ func newVolumes(cfg Config, uc *unityCatalog, dataDir string) (*volumes, error) 
 func (v *volumes) routes(r chi.Router) {
 	r.Get(PathFsFiles+"/*", v.in(PrivReadVolume, download))
 	r.Head(PathFsFiles+"/*", v.in(PrivReadVolume, download))
-	r.Put(PathFsFiles+"/*", v.in(PrivWriteVolume, upload))
-	r.Delete(PathFsFiles+"/*", v.in(PrivWriteVolume, deleteFile))
+	r.Put(PathFsFiles+"/*", v.in(PrivWriteVolume, v.upload))
+	r.Delete(PathFsFiles+"/*", v.in(PrivWriteVolume, v.deleteFile))
 	r.Get(PathFsDirectories+"/*", v.in(PrivReadVolume, listDirectory))
 	r.Head(PathFsDirectories+"/*", v.in(PrivReadVolume, directoryExists))
 	r.Put(PathFsDirectories+"/*", v.in(PrivWriteVolume, createDirectory))
@@ -180,7 +187,7 @@ func download(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.R
 
 // upload streams the body to a temp file beside the target and renames it into place, creating the parent
 // folders as the Files API does. overwrite=false (the default) refuses an existing file with 409.
-func upload(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+func (v *volumes) upload(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
 	overwrite, err := strconv.ParseBool(cmp.Or(r.URL.Query().Get("overwrite"), "false"))
 	if err != nil {
 		jsonhttp.WriteError(rw, badParameter("overwrite must be true or false"))
@@ -205,6 +212,21 @@ func upload(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Roo
 			Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
 		return
 	}
+	done, jerr := v.disk.startUpload(authFrom(r.Context()).principal)
+	if jerr != nil {
+		rw.Header().Set("Retry-After", "1")
+		jsonhttp.WriteError(rw, jerr)
+		return
+	}
+	defer done()
+	space := vp.volume.fullName()
+	v.disk.commitMu.Lock()
+	err = v.disk.countLocked(space, root, ".")
+	v.disk.commitMu.Unlock()
+	if err != nil {
+		jsonhttp.WriteError(rw, volumeFailure(vp, err))
+		return
+	}
 	tmp := path.Join(parent, uploadPrefix+rand.Text())
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -212,30 +234,71 @@ func upload(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Roo
 		return
 	}
 	defer root.Remove(tmp)
-	n, err := io.Copy(f, io.LimitReader(r.Body, MaxVolumeFileSize+1))
+	w := &quotaWriter{w: f, disk: v.disk, space: space, max: MaxVolumeFileSize}
+	_, err = io.Copy(w, r.Body)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	switch {
-	case err == nil && n > MaxVolumeFileSize:
-		jsonhttp.WriteError(rw, volumeTooBig())
+	if err != nil {
+		v.disk.release(space, w.size)
+		switch {
+		case errors.Is(err, errTooBig):
+			jsonhttp.WriteError(rw, volumeTooBig())
+		case errors.Is(err, errQuota):
+			jsonhttp.WriteError(rw, v.disk.exceeded(space))
+		default:
+			jsonhttp.WriteError(rw, badParameter("reading the file for %s: %v", vp.asked, err))
+		}
 		return
-	case err != nil:
-		jsonhttp.WriteError(rw, badParameter("reading the file for %s: %v", vp.asked, err))
-		return
+	}
+	// The upload's bytes count already; a file it replaces gives its own back.
+	v.disk.commitMu.Lock()
+	defer v.disk.commitMu.Unlock()
+	var replaced int64
+	if fi, err := root.Lstat(vp.rel); err == nil && overwrite && fi.Mode().IsRegular() {
+		replaced = fi.Size()
 	}
 	if overwrite {
 		err = root.Rename(tmp, vp.rel)
-	} else if err = root.Link(tmp, vp.rel); errors.Is(err, fs.ErrExist) {
-		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
-			Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
-		return
+	} else {
+		err = root.Link(tmp, vp.rel)
 	}
 	if err != nil {
+		v.disk.release(space, w.size)
+		if errors.Is(err, fs.ErrExist) {
+			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusConflict, Code: codeAlreadyExists,
+				Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
+			return
+		}
 		jsonhttp.WriteError(rw, volumeFailure(vp, err))
 		return
 	}
+	v.disk.release(space, replaced)
 	rw.WriteHeader(http.StatusNoContent)
+}
+
+// quotaWriter writes what fits both max and the quota of its space, counting it there as it goes.
+type quotaWriter struct {
+	w     io.Writer
+	disk  *diskUse
+	space string
+	max   int64
+	size  int64 // written and counted
+}
+
+func (q *quotaWriter) Write(p []byte) (int, error) {
+	if q.size+int64(len(p)) > q.max {
+		return 0, errTooBig
+	}
+	if !q.disk.reserve(q.space, int64(len(p))) {
+		return 0, errQuota
+	}
+	n, err := q.w.Write(p)
+	q.size += int64(n)
+	if n < len(p) {
+		q.disk.release(q.space, int64(len(p)-n))
+	}
+	return n, err
 }
 
 func volumeTooBig() *jsonhttp.Error {
@@ -244,14 +307,25 @@ func volumeTooBig() *jsonhttp.Error {
 			int64(MaxVolumeFileSize))}
 }
 
-func deleteFile(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
-	if fi, err := root.Lstat(vp.rel); err != nil || fi.IsDir() {
+func (v *volumes) deleteFile(rw http.ResponseWriter, r *http.Request, vp volumePath, root *os.Root) {
+	space := vp.volume.fullName()
+	v.disk.commitMu.Lock()
+	defer v.disk.commitMu.Unlock()
+	if err := v.disk.countLocked(space, root, "."); err != nil {
+		jsonhttp.WriteError(rw, volumeFailure(vp, err))
+		return
+	}
+	fi, err := root.Lstat(vp.rel)
+	if err != nil || fi.IsDir() {
 		jsonhttp.WriteError(rw, volumeNotFound(vp, "file"))
 		return
 	}
 	if err := root.Remove(vp.rel); err != nil {
 		jsonhttp.WriteError(rw, volumeFailure(vp, err))
 		return
+	}
+	if fi.Mode().IsRegular() {
+		v.disk.release(space, fi.Size())
 	}
 	rw.WriteHeader(http.StatusNoContent)
 }

@@ -70,6 +70,10 @@ type Options struct {
 	// DiskQuota is how many bytes of workspace files each home folder, and /Shared, may hold; DefaultDiskQuota
 	// (256 MiB) by default.
 	DiskQuota int64
+	// VolumeQuota is how many bytes of files each Unity Catalog volume may hold on this machine's disk;
+	// DefaultVolumeQuota (1 GiB) by default. The platform's volumes live in cloud storage and have none: this bound
+	// is the emulator's own, so that no principal fills the disk it runs on.
+	VolumeQuota int64
 	// AppStdout and AppStderr receive the output of the apps the workspace starts, each line labelled with the
 	// app's name; nil discards it (it still reaches the app's log).
 	AppStdout, AppStderr io.Writer
@@ -202,6 +206,12 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.DiskQuota == 0 {
 		opts.DiskQuota = DefaultDiskQuota
 	}
+	if opts.VolumeQuota == 0 {
+		opts.VolumeQuota = DefaultVolumeQuota
+	}
+	if opts.VolumeQuota < 0 {
+		return nil, fmt.Errorf("volume quota %d: want a number of bytes", opts.VolumeQuota)
+	}
 	if opts.DiskQuota < 0 {
 		return nil, fmt.Errorf("disk quota %d: want a number of bytes", opts.DiskQuota)
 	}
@@ -223,12 +233,13 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		}
 	}
 	w := &Workspace{
-		cfg:       opts.Config,
-		dir:       newDirectory(opts.Config),
-		scim:      &scim{groups: opts.Config.Groups},
-		logger:    opts.Logger,
-		listen:    listen,
-		files:     &workspaceFiles{disk: newDiskUse(opts.DiskQuota)},
+		cfg:    opts.Config,
+		dir:    newDirectory(opts.Config),
+		scim:   &scim{groups: opts.Config.Groups},
+		logger: opts.Logger,
+		listen: listen,
+		files: &workspaceFiles{disk: newDiskUse(opts.DiskQuota, func(space string) string { return "/Workspace/" + space },
+			"delete files you no longer need there (databricks workspace delete PATH)")},
 		afterFunc: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
 	}
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
