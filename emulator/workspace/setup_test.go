@@ -13,7 +13,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,10 +41,41 @@ func startWorkspace(t *testing.T, opts Options) (*Workspace, *testkit.Buffer) {
 	if opts.ComputeDelay == 0 {
 		opts.ComputeDelay = 10 * time.Millisecond // the SDK's waiters still poll a transitional state at least once
 	}
+	if opts.DataDir != "" && opts.Config.Workspace.Host == "" {
+		opts.Config.Workspace.Host = lastingAddress(t, opts.DataDir)
+	}
 	w, err := Start(t.Context(), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = w.Close() })
 	return w, logs
+}
+
+// lastingAddresses are the workspace addresses of the data folders of this test binary, by folder.
+var lastingAddresses sync.Map
+
+// lastingAddress is where the workspace of a data folder listens, each time it starts: a port below the kernel's
+// range of ports it picks itself (32768–60999 on Linux, 49152–65535 on macOS), so that while the workspace is down
+// between two starts no other listener of the parallel tests, in this process or another, is given it.
+func lastingAddress(t *testing.T, dataDir string) string {
+	t.Helper()
+	if addr, ok := lastingAddresses.Load(dataDir); ok {
+		return addr.(string)
+	}
+	for range 100 {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		port := 20000 + (int(b[0])<<8|int(b[1]))%12000 // 20000–31999
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		actual, _ := lastingAddresses.LoadOrStore(dataDir, addr)
+		return actual.(string)
+	}
+	t.Fatal("no free port in 20000–31999")
+	return ""
 }
 
 // echoApp is a test upstream that answers with the headers it received, so tests assert what the app saw.
