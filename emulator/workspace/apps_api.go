@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -533,7 +532,7 @@ func (m *appManager) handleDeleteApp() http.HandlerFunc {
 		for _, dir := range dirs {
 			removeDeploymentDir(dir)
 		}
-		_ = os.RemoveAll(m.appDir(name)) // its home and installs
+		m.build.forget(name) // its home and installs
 		m.logger.Info("app deleted", "app", name)
 		m.changed("principals")
 		m.stateChanged()

@@ -22,11 +22,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/service/apps"
@@ -40,46 +42,73 @@ const installTimeout = 15 * time.Minute
 // completeMarker marks an environment whose install finished, so a later deployment may reuse it.
 const completeMarker = ".emulator-complete"
 
+// builder installs and builds what a deployment needs, and knows the sandbox an app and its installers run in
+// (isolation.go). It owns the apps' folders under the data folder (their homes and kept installs), the user's
+// environment and the Python interpreter, found once. A deployment's fields and an app's log are the apps': it
+// reaches them through deploymentRecorder, holding no lock of its own.
+type builder struct {
+	dataDir     string          // the apps' folders are under it; so is what the sandbox hides
+	userEnviron []string        // Options.UserEnv
+	hidden      func() []string // the workspace's own files a sandboxed app must not see
+	ctx         context.Context // ends when Close starts: an install under way stops
+	stderr      *lockedWriter   // the emulator's output (AppStderr), where installers' output goes too
+	logger      *slog.Logger
+	apps        deploymentRecorder
+
+	pythonOnce sync.Once // the interpreter virtualenvs are made from
+	python     string
+	pythonErr  error
+}
+
+// deploymentRecorder is what a build needs of the apps (appManager): the lock that guards a deployment's fields,
+// its status, and the app's log.
+type deploymentRecorder interface {
+	// withDeployment runs f holding the lock that guards every deployment's fields.
+	withDeployment(f func())
+	setStatus(d *deployment, state apps.AppDeploymentState, message string)
+	appSystemLog(app, msg string)
+	appLogSystemWriter(app string) io.Writer
+}
+
 // appDir is where the workspace keeps what an app's deployments share: its home, its virtualenvs, its node_modules.
-func (m *appManager) appDir(app string) string { return filepath.Join(m.dataDir, "apps", app) }
+func (b *builder) appDir(app string) string { return filepath.Join(b.dataDir, "apps", app) }
+
+// forget removes an app's home and installs, once the app is deleted.
+func (b *builder) forget(app string) { _ = os.RemoveAll(b.appDir(app)) }
 
 // appHome is the app's HOME: its own, across its deployments (npm's and pip's caches live there).
-func (m *appManager) appHome(app string) string { return filepath.Join(m.appDir(app), "home") }
+func (b *builder) appHome(app string) string { return filepath.Join(b.appDir(app), "home") }
 
 // install runs the platform's build steps for the deployment's snapshot and records on d what they made (its
 // virtualenv). Their output goes to the app's log and, on failure, into the error.
-func (m *appManager) install(app string, d *deployment) error {
+func (b *builder) install(app string, d *deployment) error {
 	dir := d.dir
 	var venv, nodeKey string
 	if exists(filepath.Join(dir, "package.json")) {
-		key, err := m.installNodeModules(app, d)
+		key, err := b.installNodeModules(app, d)
 		if err != nil {
 			return err
 		}
 		nodeKey = key
 	}
-	venv, err := m.installPython(app, d)
+	venv, err := b.installPython(app, d)
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	d.venv = venv
-	m.mu.Unlock()
+	b.apps.withDeployment(func() { d.venv = venv })
 	if hasBuildScript(dir) {
-		m.setStatus(d, apps.AppDeploymentStateInProgress, "Building the app: npm run build")
-		if err := m.runInstaller(app, d, "npm run build", []string{"npm", "run", "build"}); err != nil {
+		b.apps.setStatus(d, apps.AppDeploymentStateInProgress, "Building the app: npm run build")
+		if err := b.runInstaller(app, d, "npm run build", []string{"npm", "run", "build"}); err != nil {
 			return err
 		}
 	}
-	m.mu.Lock()
-	d.nodeKey = nodeKey
-	m.mu.Unlock()
+	b.apps.withDeployment(func() { d.nodeKey = nodeKey })
 	return nil
 }
 
 // installNodeModules runs npm install (or pnpm's) in the snapshot, or puts back the node_modules of an earlier
 // deployment whose package.json and lock file were the same. It returns the install's key.
-func (m *appManager) installNodeModules(app string, d *deployment) (string, error) {
+func (b *builder) installNodeModules(app string, d *deployment) (string, error) {
 	dir := d.dir
 	installer, name := []string{"npm", "install", "--no-audit", "--no-fund"}, "npm install"
 	if exists(filepath.Join(dir, "pnpm-lock.yaml")) {
@@ -90,12 +119,12 @@ func (m *appManager) installNodeModules(app string, d *deployment) (string, erro
 			"the emulator's PATH (install Node.js and npm)", name, installer[0])
 	}
 	key := inputsKey(dir, installer[0], "package.json", "package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml")
-	cache := filepath.Join(m.appDir(app), "node-"+key)
+	cache := filepath.Join(b.appDir(app), "node-"+key)
 	modules := filepath.Join(dir, "node_modules")
 	if exists(filepath.Join(cache, completeMarker)) {
-		m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: reusing node_modules "+
+		b.apps.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: reusing node_modules "+
 			"(package.json and its lock file are unchanged)")
-		m.appSystemLog(app, "Reusing node_modules of an earlier deployment: package.json and its lock file are unchanged")
+		b.apps.appSystemLog(app, "Reusing node_modules of an earlier deployment: package.json and its lock file are unchanged")
 		if err := os.RemoveAll(modules); err != nil {
 			return "", err
 		}
@@ -104,8 +133,8 @@ func (m *appManager) installNodeModules(app string, d *deployment) (string, erro
 		}
 		return key, linkTree(filepath.Join(cache, "node_modules"), modules)
 	}
-	m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: "+name)
-	if err := m.runInstaller(app, d, name, installer); err != nil {
+	b.apps.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Node.js dependencies: "+name)
+	if err := b.runInstaller(app, d, name, installer); err != nil {
 		return "", err
 	}
 	// Kept for the next deployment, as hard links: the snapshot's copy and the kept one are one set of files.
@@ -124,11 +153,11 @@ func (m *appManager) installNodeModules(app string, d *deployment) (string, erro
 // installPython makes the app's virtualenv: with requirements.txt installed by pip, or a pyproject.toml and its
 // uv.lock by uv sync, or else empty, so that `python` runs the platform's Python. It returns the virtualenv's folder,
 // or "" when the machine has no Python and the app asks for none.
-func (m *appManager) installPython(app string, d *deployment) (string, error) {
+func (b *builder) installPython(app string, d *deployment) (string, error) {
 	dir := d.dir
 	requirements := exists(filepath.Join(dir, "requirements.txt"))
 	uvProject := !requirements && exists(filepath.Join(dir, "pyproject.toml")) && exists(filepath.Join(dir, "uv.lock"))
-	python, err := m.interpreter()
+	python, err := b.interpreter()
 	if err != nil {
 		if requirements || uvProject {
 			return "", fmt.Errorf("the app has Python dependencies, which the platform installs into a virtualenv: %w", err)
@@ -142,12 +171,12 @@ func (m *appManager) installPython(app string, d *deployment) (string, error) {
 		}
 	}
 	key := inputsKey(dir, python, "requirements.txt", "pyproject.toml", "uv.lock")
-	venv := filepath.Join(m.appDir(app), "python-"+key)
+	venv := filepath.Join(b.appDir(app), "python-"+key)
 	if exists(filepath.Join(venv, completeMarker)) {
 		if requirements || uvProject {
-			m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: reusing the "+
+			b.apps.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: reusing the "+
 				"virtualenv (unchanged requirements)")
-			m.appSystemLog(app, "Reusing the virtualenv of an earlier deployment: its requirements are unchanged")
+			b.apps.appSystemLog(app, "Reusing the virtualenv of an earlier deployment: its requirements are unchanged")
 		}
 		return venv, nil
 	}
@@ -160,25 +189,23 @@ func (m *appManager) installPython(app string, d *deployment) (string, error) {
 	steps := []installStep{{"python -m venv", []string{python, "-m", "venv", venv}}}
 	switch {
 	case requirements:
-		m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: pip install -r requirements.txt")
+		b.apps.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: pip install -r requirements.txt")
 		steps = append(steps, installStep{"pip install -r requirements.txt", []string{filepath.Join(venv, "bin", "python"),
 			"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", "requirements.txt"}})
 	case uvProject:
-		m.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: uv sync")
+		b.apps.setStatus(d, apps.AppDeploymentStateInProgress, "Installing Python dependencies: uv sync")
 		steps[0].command = append(steps[0].command, "--without-pip")
 		steps = append(steps, installStep{"uv sync", []string{"uv", "sync", "--frozen", "--no-dev", "--python",
 			filepath.Join(venv, "bin", "python")}})
 	default: // a virtualenv only for `python` itself: quick, and needs no ensurepip
 		steps[0].command = append(steps[0].command, "--without-pip")
 	}
-	m.mu.Lock()
-	d.venv = venv // the installers' sandbox reveals it
-	m.mu.Unlock()
+	b.apps.withDeployment(func() { d.venv = venv }) // the installers' sandbox reveals it
 	for _, step := range steps {
-		if err := m.runInstaller(app, d, step.name, step.command); err != nil {
+		if err := b.runInstaller(app, d, step.name, step.command); err != nil {
 			_ = os.RemoveAll(venv)
 			if !requirements && !uvProject {
-				m.appSystemLog(app, "No virtualenv for `python`: "+err.Error())
+				b.apps.appSystemLog(app, "No virtualenv for `python`: "+err.Error())
 				return "", nil
 			}
 			return "", err
@@ -195,39 +222,38 @@ type installStep struct {
 
 // interpreter finds the Python that virtualenvs are made from, once: python3 on the emulator's PATH, resolved to
 // the interpreter itself (a pyenv shim needs the user's HOME, which an app does not have).
-func (m *appManager) interpreter() (string, error) {
-	m.pythonOnce.Do(func() {
+func (b *builder) interpreter() (string, error) {
+	b.pythonOnce.Do(func() {
 		path, err := exec.LookPath("python3")
 		if err != nil {
-			m.pythonErr = errors.New("python3 is not on the emulator's PATH (install Python 3 and its venv module)")
+			b.pythonErr = errors.New("python3 is not on the emulator's PATH (install Python 3 and its venv module)")
 			return
 		}
 		out, err := exec.Command(path, "-c", "import sys; print(sys.executable)").Output()
 		if err != nil || strings.TrimSpace(string(out)) == "" {
-			m.pythonErr = fmt.Errorf("%s does not run: %v", path, err)
+			b.pythonErr = fmt.Errorf("%s does not run: %v", path, err)
 			return
 		}
-		m.python = strings.TrimSpace(string(out))
+		b.python = strings.TrimSpace(string(out))
 	})
-	return m.python, m.pythonErr
+	return b.python, b.pythonErr
 }
 
 // runInstaller runs one installer or build step in the deployment's snapshot, in the app's sandbox, with the user's
 // installer configuration. Its output is the app's log (SYSTEM) and the emulator's; a failure quotes its last lines.
-func (m *appManager) runInstaller(app string, d *deployment, name string, command []string) error {
-	m.appSystemLog(app, "Running "+name)
+func (b *builder) runInstaller(app string, d *deployment, name string, command []string) error {
+	b.apps.appSystemLog(app, "Running "+name)
 	tail := &tailBuffer{max: 20}
-	log := m.appLogSystemWriter(app)
+	log := b.apps.appLogSystemWriter(app)
 	prefix := []byte("[" + app + "] ")
-	out := io.MultiWriter(log, &prefixWriter{out: m.appStderr, prefix: prefix}, tail)
-	ctx, cancel := context.WithTimeout(m.ctx, installTimeout)
+	out := io.MultiWriter(log, &prefixWriter{out: b.stderr, prefix: prefix}, tail)
+	ctx, cancel := context.WithTimeout(b.ctx, installTimeout)
 	defer cancel()
-	m.mu.Lock()
-	snapshot := *d
-	m.mu.Unlock()
-	env := append(m.platformEnv(&snapshot), m.installerEnv()...)
+	var snapshot deployment
+	b.apps.withDeployment(func() { snapshot = *d })
+	env := append(b.platformEnv(&snapshot), b.installerEnv()...)
 	err := runner.RunJob(ctx, runner.Job{Name: name, Command: command, Dir: d.dir, Env: env, Stdout: out, Stderr: out,
-		Sandbox: m.appSandbox(app, &snapshot)})
+		Sandbox: b.sandbox(app, &snapshot)})
 	if err != nil {
 		return fmt.Errorf("%w%s", err, tail.lastLines())
 	}
@@ -237,13 +263,13 @@ func (m *appManager) runInstaller(app string, d *deployment, name string, comman
 // platformEnv is the environment the platform gives a deployed app and its installers, before its own variables
 // (DATABRICKS_*) and app.yaml's: its virtualenv and node_modules/.bin first on PATH, then the runtimes of the
 // emulator's PATH. Nothing else of the emulator's environment reaches the app.
-func (m *appManager) platformEnv(d *deployment) []string {
+func (b *builder) platformEnv(d *deployment) []string {
 	var path []string
 	if d.venv != "" {
 		path = append(path, filepath.Join(d.venv, "bin"))
 	}
 	path = append(path, filepath.Join(d.dir, "node_modules", ".bin"))
-	if p := m.userEnv("PATH"); p != "" {
+	if p := b.userEnv("PATH"); p != "" {
 		path = append(path, p)
 	}
 	env := []string{"PATH=" + strings.Join(path, string(os.PathListSeparator)), "LANG=C.UTF-8",
@@ -258,10 +284,10 @@ func (m *appManager) platformEnv(d *deployment) []string {
 // installerEnv is the part of the user's environment that configures installers: pip's, npm's and uv's settings
 // (an index or registry mirror, for an offline machine), the proxy and the certificates. pip.conf and .npmrc in
 // the user's home are named explicitly, since an installer's HOME is the app's.
-func (m *appManager) installerEnv() []string {
+func (b *builder) installerEnv() []string {
 	var env []string
 	has := map[string]bool{}
-	for _, kv := range m.userEnviron {
+	for _, kv := range b.userEnviron {
 		name, _, _ := strings.Cut(kv, "=")
 		upper := strings.ToUpper(name)
 		switch {
@@ -272,9 +298,9 @@ func (m *appManager) installerEnv() []string {
 			has[upper] = true
 		}
 	}
-	home := m.userEnv("HOME")
+	home := b.userEnv("HOME")
 	if !has["PIP_CONFIG_FILE"] && home != "" {
-		configHome := m.userEnv("XDG_CONFIG_HOME")
+		configHome := b.userEnv("XDG_CONFIG_HOME")
 		if configHome == "" {
 			configHome = filepath.Join(home, ".config")
 		}
@@ -292,9 +318,9 @@ func (m *appManager) installerEnv() []string {
 }
 
 // userEnv is a variable of the environment of the user who started the emulator.
-func (m *appManager) userEnv(name string) string {
-	for i := len(m.userEnviron) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(m.userEnviron[i], name+"="); ok {
+func (b *builder) userEnv(name string) string {
+	for i := len(b.userEnviron) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(b.userEnviron[i], name+"="); ok {
 			return v
 		}
 	}
@@ -364,13 +390,13 @@ func inputsKey(dir, tool string, files ...string) string {
 }
 
 // removeOtherInstalls forgets the app's installs that the deployment d does not use, once d runs.
-func (m *appManager) removeOtherInstalls(app string, d *deployment) {
-	entries, err := os.ReadDir(m.appDir(app))
+func (b *builder) removeOtherInstalls(app string, d *deployment) {
+	entries, err := os.ReadDir(b.appDir(app))
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		p := filepath.Join(m.appDir(app), e.Name())
+		p := filepath.Join(b.appDir(app), e.Name())
 		used := p == d.venv || e.Name() == "node-"+d.nodeKey
 		if !used && (strings.HasPrefix(e.Name(), "python-") || strings.HasPrefix(e.Name(), "node-")) {
 			_ = os.RemoveAll(p)

@@ -102,7 +102,7 @@ func TestDeploymentInstallsRequirements(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.NoError(t, json.Unmarshal(body, &seen))
 	assert.Equal(t, "hello from a wheel", seen["greeting"])
-	assert.True(t, strings.HasPrefix(seen["python"], filepath.Join(w.apps.appDir("caller-app"), "python-")),
+	assert.True(t, strings.HasPrefix(seen["python"], filepath.Join(w.apps.build.appDir("caller-app"), "python-")),
 		"the app runs in its own virtualenv: %s", seen["python"])
 	logs := deployLogs(t, w, "caller-app", token)
 	assert.Contains(t, logs, "Running pip install -r requirements.txt")

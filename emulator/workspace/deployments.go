@@ -62,6 +62,13 @@ func (d *deployment) summary(manager bool) *apps.AppDeployment {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
+// withDeployment runs f holding m.mu, which guards the deployments' fields: for the builder (build.go).
+func (m *appManager) withDeployment(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f()
+}
+
 // setStatus records a deployment's progress, as the CLI prints each message while it polls; anyone who may read the
 // app reads it.
 func (m *appManager) setStatus(d *deployment, state apps.AppDeploymentState, message string) {
@@ -136,7 +143,7 @@ func (m *appManager) runDeployment(rec *appRecord, d *deployment, gen uint64, na
 	m.mu.Unlock()
 	removeDeploymentDir(obsolete)
 	if err == nil {
-		m.removeOtherInstalls(name, &succeeded)
+		m.build.removeOtherInstalls(name, &succeeded)
 	}
 	m.changed("apps")
 	m.appSystemLog(name, message)
@@ -157,7 +164,7 @@ func (m *appManager) prepareDeployment(app string, d *deployment) (Launch, error
 	if err := m.files.copyWorkspaceFolder(d.sourceCodePath, dir); err != nil {
 		return Launch{}, fmt.Errorf("copy the source code: %w", err)
 	}
-	if err := m.install(app, d); err != nil {
+	if err := m.build.install(app, d); err != nil {
 		return Launch{}, err
 	}
 	m.setStatus(d, apps.AppDeploymentStateInProgress, "Reading app.yaml")
@@ -200,7 +207,7 @@ func (m *appManager) launchFromSnapshot(app string, d *deployment) (Launch, erro
 	if s == nil {
 		return Launch{}, fmt.Errorf("app %s was deleted", app)
 	}
-	launch.Env = append(m.platformEnv(d), launch.Env...)
+	launch.Env = append(m.build.platformEnv(d), launch.Env...)
 	for _, e := range d.envVars {
 		value := e.Value
 		if e.ValueFrom != "" {
@@ -212,6 +219,6 @@ func (m *appManager) launchFromSnapshot(app string, d *deployment) (Launch, erro
 		}
 		launch.Env = append(launch.Env, e.Name+"="+value)
 	}
-	launch.sandbox = m.appSandbox(app, d)
+	launch.sandbox = m.build.sandbox(app, d)
 	return launch, nil
 }

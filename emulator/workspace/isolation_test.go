@@ -109,7 +109,7 @@ func TestDeployedAppIsIsolated(t *testing.T) {
 
 	assert.Equal(t, d.DeploymentArtifacts.SourceCodePath, probe)
 	assert.Equal(t, w.apps.byName["caller-app"].active.dir, seen.Cwd, "its snapshot is its working folder")
-	assert.Equal(t, w.apps.appHome("caller-app"), seen.Home)
+	assert.Equal(t, w.apps.build.appHome("caller-app"), seen.Home)
 	assert.True(t, strings.HasPrefix(seen.TmpDir, seen.Home+"/"), "its TMPDIR is its own: %s", seen.TmpDir)
 	assert.NotContains(t, seen.Env, "EMULATOR_SHELL_SECRET", "nothing of the emulator's environment")
 	for _, name := range seen.Env {

@@ -19,7 +19,8 @@ import (
 
 // appManager holds the workspace's apps and runs them: the Apps and Permissions APIs (apps_api.go,
 // permissions_api.go), deployments and the builds they install (deployments.go, build.go), the compute lifecycle
-// (lifecycle.go), the processes serving the apps (instances.go), their proxies (proxy.go) and logs (logs.go).
+// (lifecycle.go), the processes serving the apps (instances.go), their proxies (proxy.go) and logs (logs.go). What a
+// deployment installs, and the sandbox its app runs in, are its builder's (build.go, isolation.go).
 //
 // mu guards the records: byName, order, the records' mutable fields (see appRecord), loopbackFallback, closing and
 // savedApps. Lock order: while holding mu, the apps take the locks of the parts they call into (the directory's,
@@ -29,7 +30,7 @@ import (
 type appManager struct {
 	cfg      Config // the model: the workspace's id, the apps it starts with
 	url      string // the workspace's, which apps are given as DATABRICKS_HOST
-	dataDir  string // apps' homes, deployments' snapshots and installs are under it
+	dataDir  string // deployments' snapshots are under it, and the saved paths relative to it (persist.go)
 	logger   *slog.Logger
 	dir      *directory
 	auth     *authServer
@@ -39,10 +40,9 @@ type appManager struct {
 	data     *dataServices
 	faults   *faults
 	// changed tells the store that the apps changed (persist.go); stateChanged also rewrites the state file, and
-	// is called holding no lock. hidden lists the workspace's own files a sandboxed app must not see (isolation.go).
+	// is called holding no lock.
 	changed      func(part string)
 	stateChanged func()
-	hidden       func() []string
 	// serve serves a proxy's listener until the workspace closes.
 	serve func(ln net.Listener, h http.Handler) *http.Server
 
@@ -56,13 +56,9 @@ type appManager struct {
 	stopGrace    time.Duration
 	computeDelay time.Duration
 	computeHold  chan struct{}
-	userEnviron  []string // Options.UserEnv
 	appStdout    *lockedWriter
 	appStderr    *lockedWriter
-
-	pythonOnce sync.Once // the interpreter virtualenvs are made from (build.go)
-	python     string
-	pythonErr  error
+	build        *builder // installs deployments and knows the apps' sandbox (build.go, isolation.go)
 
 	mu     sync.Mutex
 	byName map[string]*appRecord

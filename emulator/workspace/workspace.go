@@ -104,7 +104,8 @@ type Options struct {
 // Workspace is a running emulated workspace with its app proxies. It is safe for concurrent use.
 //
 // It wires subsystems that each own their state and lock (routes.go): OAuth and tokens (authServer), the browser
-// sign-in (sessions), SCIM (scim), workspace files (workspaceFiles), the apps (appManager), the data services
+// sign-in (sessions), SCIM (scim), workspace files (workspaceFiles), the apps (appManager, whose deployments' installs
+// are its builder's), the data services
 // (dataServices), the setting (workspaceSettings), faults and the control API (faults, controlAPI). What it keeps
 // itself is its own listener, the store of a lasting workspace and the files it writes for its users (the state
 // file, the CLI profile).
@@ -116,7 +117,8 @@ type Options struct {
 //	listenMu → the ports' lock  (Down and Up keep and release the workspace's port)
 //
 // No subsystem calls back into the one whose lock it was called under: the sign-in's proxyAt, the token endpoint's
-// appAsksScope and the apps' stateChanged and privateFiles take their locks holding none.
+// appAsksScope, the apps' stateChanged, and the builder's privateFiles and its calls into the apps (withDeployment,
+// setStatus, an app's log) take their locks holding none. The builder (build.go) has no lock of its own.
 type Workspace struct {
 	cfg     Config
 	dir     *directory
@@ -248,14 +250,16 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.sessions = newSessions(opts.TokenLifetime, grants.revoke)
 	w.settings = newWorkspaceSettings(opts.Config, w.logger)
 	w.apps = &appManager{cfg: opts.Config, logger: w.logger, dir: w.dir, sessions: w.sessions, settings: w.settings,
-		files: w.files, faults: &w.faults, changed: w.changed, stateChanged: w.stateChanged, hidden: w.privateFiles,
+		files: w.files, faults: &w.faults, changed: w.changed, stateChanged: w.stateChanged,
 		serve: w.serve, ctx: w.ctx, tasks: &w.tasks, timeout: opts.RequestTimeout, logKeepalive: opts.LogKeepalive,
 		ports: cmp.Or(opts.ports, appPorts), startWait: opts.startWait, stopGrace: opts.StopGrace,
-		computeDelay: opts.ComputeDelay, computeHold: opts.computeHold, userEnviron: opts.UserEnv,
+		computeDelay: opts.ComputeDelay, computeHold: opts.computeHold,
 		appStdout: &lockedWriter{w: opts.AppStdout}, appStderr: &lockedWriter{w: opts.AppStderr},
 		byName: map[string]*appRecord{}}
-	if w.apps.userEnviron == nil {
-		w.apps.userEnviron = os.Environ()
+	w.apps.build = &builder{userEnviron: opts.UserEnv, hidden: w.privateFiles, ctx: w.ctx, stderr: w.apps.appStderr,
+		logger: w.logger, apps: w.apps}
+	if w.apps.build.userEnviron == nil {
+		w.apps.build.userEnviron = os.Environ()
 	}
 	if w.apps.startWait == nil {
 		w.apps.startWait = func(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -338,7 +342,7 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	// Beside the start: the check starts the emulator's own executable in new namespaces, some 25 ms for a binary
 	// of over 100 MB, which nothing the workspace serves waits for (a deployment that sandboxes waits for it). Close
 	// waits for it, so that the check's temp folder is removed even when the workspace closes at once.
-	w.wg.Go(w.apps.reportIsolation)
+	w.wg.Go(w.apps.build.reportIsolation)
 	context.AfterFunc(ctx, func() { _ = w.Close() })
 	w.logger.Info("emulated workspace listening", "url", w.url, "workspace_id", opts.Config.Workspace.ID,
 		"data", w.dataDir, "lasting", !w.removeDataDir)
@@ -354,14 +358,14 @@ func (w *Workspace) openDataDir(dir string) error {
 			return fmt.Errorf("workspace data folder: %w", err)
 		}
 		w.dataDir, w.removeDataDir = tmp, true
-		w.apps.dataDir = tmp
+		w.apps.dataDir, w.apps.build.dataDir = tmp, tmp
 		w.store = newStore("", w.logger, w.subsystems)
 	} else {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return fmt.Errorf("workspace data folder: %w", err)
 		}
-		w.dataDir, w.apps.dataDir = abs, abs
+		w.dataDir, w.apps.dataDir, w.apps.build.dataDir = abs, abs, abs
 		if err := os.MkdirAll(filepath.Join(abs, "workspace"), 0o700); err != nil {
 			return fmt.Errorf("workspace data folder: %w", err)
 		}
