@@ -17,10 +17,10 @@ import (
 	"github.com/databricks-sample/go-apps-api/app/identity"
 )
 
-// appManager holds the workspace's apps and runs them: the Apps and Permissions APIs (apps_api.go,
-// permissions_api.go), deployments and the builds they install (deployments.go, build.go), the compute lifecycle
-// (lifecycle.go), the processes serving the apps (instances.go), their proxies (proxy.go) and logs (logs.go). What a
-// deployment installs, and the sandbox its app runs in, are its builder's (build.go, isolation.go).
+// appManager holds the workspace's apps and runs them: the Apps API (apps_api.go), deployments (deployments.go), the
+// compute lifecycle (lifecycle.go), the processes serving the apps (instances.go), their proxies (proxy.go) and logs
+// (logs.go). What a deployment installs, and the sandbox its app runs in, are its builder's (build.go,
+// isolation.go); the Permissions API over its apps' settings is appPermissions (permissions_api.go).
 //
 // mu guards the records: byName, order, the records' mutable fields (see appRecord), loopbackFallback, closing and
 // savedApps. Lock order: while holding mu, the apps take the locks of the parts they call into (the directory's,
@@ -339,6 +339,15 @@ func (m *appManager) settingsOf(name string) *appSettings {
 		return rec.settings()
 	}
 	return nil
+}
+
+// publish changes an app's settings and publishes them, holding m.mu; it returns what it published.
+func (m *appManager) publish(rec *appRecord, change func(*appSettings)) *appSettings {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := rec.settings().with(change)
+	rec.proxy.settings.Store(s)
+	return s
 }
 
 // canManage reports whether p may manage the named app: CAN_MANAGE on it, or a workspace admin.

@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 
@@ -14,26 +15,38 @@ import (
 // PathAppPermissions is the Permissions API for apps; its object id is /apps/<name>.
 const PathAppPermissions = "/api/2.0/permissions/apps"
 
-// permissionRoutes is the Permissions API for apps. Reading or changing an app's permissions takes CAN_MANAGE on
-// it, or a workspace admin; a change applies at the app's proxy from the next request on.
-func (m *appManager) permissionRoutes(r chi.Router) {
+// appPermissions is the Permissions API for apps. Reading or changing an app's permissions takes CAN_MANAGE on
+// it, or a workspace admin; a change applies at the app's proxy from the next request on. It keeps no state: the
+// permissions are the apps' settings, which appManager keeps, finds for it and publishes under its lock.
+type appPermissions struct {
+	dir    *directory
+	logger *slog.Logger
+	// requireManage is the apps' (apps_api.go): 404 for an unknown app, 403 without CAN_MANAGE, else the app's
+	// record in the request (recordFrom).
+	requireManage func(http.Handler) http.Handler
+	// publish changes an app's settings under the apps' lock and returns what it published.
+	publish      func(rec *appRecord, change func(*appSettings)) *appSettings
+	stateChanged func() // rewrites the state file; called holding no lock
+}
+
+func (p *appPermissions) routes(r chi.Router) {
 	r.Route(PathAppPermissions+"/{name}", func(r chi.Router) {
-		r.Use(m.requireManage)
-		r.Get("/", m.handleGetPermissions())
-		r.Patch("/", m.handleSetPermissions(false))
-		r.Put("/", m.handleSetPermissions(true))
-		r.Get("/permissionLevels", m.handlePermissionLevels())
+		r.Use(p.requireManage)
+		r.Get("/", p.handleGetPermissions())
+		r.Patch("/", p.handleSetPermissions(false))
+		r.Put("/", p.handleSetPermissions(true))
+		r.Get("/permissionLevels", p.handlePermissionLevels())
 	})
 }
 
-func (m *appManager) handleGetPermissions() http.HandlerFunc {
+func (p *appPermissions) handleGetPermissions() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
-		jsonhttp.Write(rw, http.StatusOK, m.permissionsWire(rec.settings()))
+		jsonhttp.Write(rw, http.StatusOK, p.permissionsWire(rec.settings()))
 	}
 }
 
-func (m *appManager) handlePermissionLevels() http.HandlerFunc {
+func (p *appPermissions) handlePermissionLevels() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		jsonhttp.Write(rw, http.StatusOK, apps.GetAppPermissionLevelsResponse{PermissionLevels: []apps.AppPermissionsDescription{
 			{PermissionLevel: apps.AppPermissionLevelCanManage, Description: "Can edit, deploy, start, stop and delete the app, read its logs and change its permissions"},
@@ -44,7 +57,7 @@ func (m *appManager) handlePermissionLevels() http.HandlerFunc {
 
 // handleSetPermissions is PATCH (replace each named principal's permission, keep the others: apps
 // update-permissions) and PUT (replace the whole list: bundles).
-func (m *appManager) handleSetPermissions(replace bool) http.HandlerFunc {
+func (p *appPermissions) handleSetPermissions(replace bool) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		rec := recordFrom(r)
 		var req apps.AppPermissionsRequest
@@ -54,15 +67,14 @@ func (m *appManager) handleSetPermissions(replace bool) http.HandlerFunc {
 		}
 		entries := make([]aclEntry, 0, len(req.AccessControlList))
 		for _, e := range req.AccessControlList {
-			entry, jerr := m.checkACLEntry(e)
+			entry, jerr := p.checkACLEntry(e)
 			if jerr != nil {
 				jsonhttp.WriteError(rw, jerr)
 				return
 			}
 			entries = append(entries, entry)
 		}
-		m.mu.Lock()
-		s := rec.settings().with(func(s *appSettings) {
+		s := p.publish(rec, func(s *appSettings) {
 			if replace {
 				s.acl = nil
 			}
@@ -71,12 +83,10 @@ func (m *appManager) handleSetPermissions(replace bool) http.HandlerFunc {
 				s.acl = append(s.acl, e)
 			}
 		})
-		rec.proxy.settings.Store(s)
-		m.mu.Unlock()
 		who := authFrom(r.Context()).principal
-		m.logger.Info("app permissions changed", "app", s.name, "by", who.UserName, "replace", replace, "entries", len(entries))
-		m.stateChanged()
-		jsonhttp.Write(rw, http.StatusOK, m.permissionsWire(s))
+		p.logger.Info("app permissions changed", "app", s.name, "by", who.UserName, "replace", replace, "entries", len(entries))
+		p.stateChanged()
+		jsonhttp.Write(rw, http.StatusOK, p.permissionsWire(s))
 	}
 }
 
@@ -85,7 +95,7 @@ func (e aclEntry) samePrincipal(o aclEntry) bool {
 }
 
 // checkACLEntry validates one requested entry: one principal that exists, and a level apps have.
-func (m *appManager) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *jsonhttp.Error) {
+func (p *appPermissions) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *jsonhttp.Error) {
 	named := 0
 	for _, n := range []string{e.UserName, e.GroupName, e.ServicePrincipalName} {
 		if n != "" {
@@ -101,15 +111,15 @@ func (m *appManager) checkACLEntry(e apps.AppAccessControlRequest) (aclEntry, *j
 	}
 	switch {
 	case e.UserName != "":
-		if _, ok := m.dir.user(e.UserName); !ok {
+		if _, ok := p.dir.user(e.UserName); !ok {
 			return aclEntry{}, principalNotFound(fmt.Sprintf("User %s does not exist in this workspace", e.UserName))
 		}
 	case e.ServicePrincipalName != "":
-		if _, ok := m.dir.servicePrincipal(e.ServicePrincipalName); !ok {
+		if _, ok := p.dir.servicePrincipal(e.ServicePrincipalName); !ok {
 			return aclEntry{}, principalNotFound(fmt.Sprintf("Service principal %s does not exist in this workspace "+
 				"(service_principal_name is the application id)", e.ServicePrincipalName))
 		}
-	case !m.dir.groupExists(e.GroupName):
+	case !p.dir.groupExists(e.GroupName):
 		return aclEntry{}, principalNotFound(fmt.Sprintf("Group %s does not exist in this workspace", e.GroupName))
 	}
 	return aclEntry{userName: e.UserName, groupName: e.GroupName, servicePrincipalName: e.ServicePrincipalName, level: level}, nil
@@ -120,7 +130,7 @@ func principalNotFound(msg string) *jsonhttp.Error {
 }
 
 // permissionsWire is an app's permissions as the Permissions API reports them.
-func (m *appManager) permissionsWire(s *appSettings) apps.AppPermissions {
+func (p *appPermissions) permissionsWire(s *appSettings) apps.AppPermissions {
 	out := apps.AppPermissions{ObjectId: "/apps/" + s.name, ObjectType: "apps", AccessControlList: []apps.AppAccessControlResponse{}}
 	for _, e := range s.acl {
 		entry := apps.AppAccessControlResponse{UserName: e.userName, GroupName: e.groupName,
@@ -128,12 +138,12 @@ func (m *appManager) permissionsWire(s *appSettings) apps.AppPermissions {
 			AllPermissions:       []apps.AppPermission{{PermissionLevel: apps.AppPermissionLevel(e.level)}}}
 		switch {
 		case e.userName != "":
-			if p, ok := m.dir.user(e.userName); ok {
-				entry.DisplayName = p.DisplayName
+			if u, ok := p.dir.user(e.userName); ok {
+				entry.DisplayName = u.DisplayName
 			}
 		case e.servicePrincipalName != "":
-			if p, ok := m.dir.subject(e.servicePrincipalName); ok {
-				entry.DisplayName = p.DisplayName
+			if sp, ok := p.dir.subject(e.servicePrincipalName); ok {
+				entry.DisplayName = sp.DisplayName
 			}
 		}
 		out.AccessControlList = append(out.AccessControlList, entry)

@@ -66,7 +66,7 @@ func (w *Workspace) routes() http.Handler {
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeApps))
 			w.apps.routes(r)
-			w.apps.permissionRoutes(r)
+			w.perms.routes(r)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(requireScope(ScopeWorkspace))

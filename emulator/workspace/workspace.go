@@ -105,7 +105,7 @@ type Options struct {
 //
 // It wires subsystems that each own their state and lock (routes.go): OAuth and tokens (authServer), the browser
 // sign-in (sessions), SCIM (scim), workspace files (workspaceFiles), the apps (appManager, whose deployments' installs
-// are its builder's), the data services
+// are its builder's) and their permissions (appPermissions), the data services
 // (dataServices), the setting (workspaceSettings), faults and the control API (faults, controlAPI). What it keeps
 // itself is its own listener, the store of a lasting workspace and the files it writes for its users (the state
 // file, the CLI profile).
@@ -117,8 +117,9 @@ type Options struct {
 //	listenMu → the ports' lock  (Down and Up keep and release the workspace's port)
 //
 // No subsystem calls back into the one whose lock it was called under: the sign-in's proxyAt, the token endpoint's
-// appAsksScope, the apps' stateChanged, and the builder's privateFiles and its calls into the apps (withDeployment,
-// setStatus, an app's log) take their locks holding none. The builder (build.go) has no lock of its own.
+// appAsksScope, the apps' stateChanged, the builder's privateFiles and its calls into the apps (withDeployment,
+// setStatus, an app's log), and the Permissions API's publish take their locks holding none. The builder (build.go)
+// and appPermissions have no lock of their own.
 type Workspace struct {
 	cfg     Config
 	dir     *directory
@@ -142,6 +143,7 @@ type Workspace struct {
 	sessions *sessions          // the browsers signed in to apps (sessions.go, login.go)
 	files    *workspaceFiles    // the workspace files APIs (files.go)
 	apps     *appManager        // the apps, their deployments, proxies and processes (model.go)
+	perms    *appPermissions    // the Permissions API for apps, over the apps' settings (permissions_api.go)
 	data     *dataServices      // warehouses, statements, Unity Catalog, volumes, Genie, secrets (data.go)
 	settings *workspaceSettings // the scopes apps may ask of their users (settings.go)
 	faults   faults             // the failures played on purpose (faults.go)
@@ -269,6 +271,8 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.auth = &authServer{cfg: opts.Config, dir: w.dir, grants: grants, sessions: w.sessions, logger: w.logger,
 		appScope: w.apps.appAsksScope}
 	w.apps.auth = w.auth
+	w.perms = &appPermissions{dir: w.dir, logger: w.logger, requireManage: w.apps.requireManage,
+		publish: w.apps.publish, stateChanged: w.stateChanged}
 
 	if err := w.openDataDir(opts.DataDir); err != nil {
 		return nil, err
