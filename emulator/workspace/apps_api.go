@@ -79,7 +79,7 @@ func (m *appManager) requireManage(next http.Handler) http.Handler {
 			return
 		}
 		who := authFrom(r.Context()).principal
-		if !m.mayManage(rec.settings(), who) {
+		if !mayManage(rec.settings(), who) {
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 				Message: fmt.Sprintf("%s does not have CAN_MANAGE permission on app %s", who.UserName, rec.settings().name),
 				Fix:     "ask a manager of the app for CAN_MANAGE, or act as one"})
@@ -114,7 +114,7 @@ func (m *appManager) wire(rec *appRecord, viewer principal) apps.App {
 // wireLocked is wire once the probe is done. Callers hold m.mu.
 func (m *appManager) wireLocked(rec *appRecord, viewer principal, upstreamListens bool) apps.App {
 	s := rec.settings()
-	manager := m.mayManage(s, viewer)
+	manager := mayManage(s, viewer)
 	a := apps.App{
 		Id:                       rec.id,
 		Name:                     s.name,

@@ -57,7 +57,7 @@ func (m *appManager) confusedDeputies() []deputyPath {
 		reached := map[string][]string{} // app -> the apps in between
 		var queue []string
 		for _, name := range order {
-			if m.mayUse(settings[name], n.p) {
+			if mayUse(settings[name], n.p) {
 				reached[name] = nil
 				queue = append(queue, name)
 			}

@@ -353,7 +353,7 @@ func (m *appManager) publish(rec *appRecord, change func(*appSettings)) *appSett
 // canManage reports whether p may manage the named app: CAN_MANAGE on it, or a workspace admin.
 func (m *appManager) canManage(app string, p principal) bool {
 	s := m.settingsOf(app)
-	return s != nil && m.mayManage(s, p)
+	return s != nil && mayManage(s, p)
 }
 
 // appsUsableBy lists the apps p may use, in creation order.

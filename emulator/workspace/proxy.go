@@ -228,7 +228,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 	fwd.principal = who
 	fwd.user = identity.FormatUser(who.ID, p.apps.cfg.Workspace.ID)
 	settings := p.settings.Load()
-	if !p.apps.mayUse(settings, who) {
+	if !mayUse(settings, who) {
 		p.refuse(rw, r, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
 			Message: fmt.Sprintf("%s does not have CAN USE permission on app %s", who.UserName, p.name),
 			Fix: fmt.Sprintf("ask a manager of the app to grant it: databricks apps update-permissions %s --json "+

@@ -80,7 +80,7 @@ func (m *appManager) checkResource(who principal, res apps.AppResource) *jsonhtt
 		switch {
 		case target == nil:
 			return bad("resource %s: app %s does not exist", res.Name, res.App.Name)
-		case !m.mayManage(target, who):
+		case !mayManage(target, who):
 			return forbidden("%s does not have CAN_MANAGE on app %s, so may not grant its access to another app",
 				who.UserName, res.App.Name)
 		}
