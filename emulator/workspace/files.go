@@ -85,9 +85,9 @@ func (wf *workspaceFiles) routes(r chi.Router) {
 	r.Get(PathWorkspaceList, wf.handleList())
 	r.Post(PathWorkspaceMkdirs, wf.handleMkdirs())
 	r.Post(PathWorkspaceDelete, wf.handleDelete())
-	r.With(wf.boundUploads).Post(PathWorkspaceImport, wf.handleImport())
+	r.With(wf.disk.boundUploads).Post(PathWorkspaceImport, wf.handleImport())
 	r.Get(PathWorkspaceExport, wf.handleExport())
-	r.With(wf.boundUploads).Post(PathImportFile+"/*", wf.handleImportFile())
+	r.With(wf.disk.boundUploads).Post(PathImportFile+"/*", wf.handleImportFile())
 }
 
 // objectPath is a validated workspace path: asked is what the client sent, rel is where the object lives inside the

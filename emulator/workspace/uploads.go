@@ -73,9 +73,9 @@ func homeSpace(who principal) string { return folderUsers + "/" + who.UserName }
 
 // boundUploads counts the upload it guards among its principal's uploads in progress while it runs, or refuses it
 // with 429 and Retry-After when the principal has maxUploadsPerPrincipal already. It runs after requireToken.
-func (wf *workspaceFiles) boundUploads(next http.Handler) http.Handler {
+func (d *diskUse) boundUploads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		done, jerr := wf.disk.startUpload(authFrom(r.Context()).principal)
+		done, jerr := d.startUpload(authFrom(r.Context()).principal)
 		if jerr != nil {
 			rw.Header().Set("Retry-After", "1")
 			jsonhttp.WriteError(rw, jerr)
@@ -174,13 +174,12 @@ func (d *diskUse) exceeded(space string) *jsonhttp.Error {
 // fileUpload is a file being received: streamed into a temp file at the top of the files folder, its bytes counted
 // against a space as they arrive, until commit moves it into place or abort drops it.
 type fileUpload struct {
-	files *workspaceFiles
-	root  *os.Root
-	f     *os.File
-	name  string // the temp file, in the files folder
-	space string // where its bytes count meanwhile: where it goes, or its uploader's home
-	size  int64
-	done  bool
+	quotaWriter // into f; its space is where the bytes count meanwhile: where it goes, or its uploader's home
+	files       *workspaceFiles
+	root        *os.Root
+	f           *os.File
+	name        string // the temp file, in the files folder
+	done        bool
 }
 
 // errQuota and errTooBig end an upload that would pass the quota or MaxFileSize.
@@ -191,7 +190,8 @@ var (
 
 // newUpload opens the temp file of an upload whose bytes count against space meanwhile.
 func (wf *workspaceFiles) newUpload(root *os.Root, space string) (*fileUpload, *jsonhttp.Error) {
-	u := &fileUpload{files: wf, root: root, name: uploadPrefix + rand.Text(), space: space}
+	u := &fileUpload{quotaWriter: quotaWriter{disk: wf.disk, space: space, max: MaxFileSize}, files: wf, root: root,
+		name: uploadPrefix + rand.Text()}
 	wf.disk.commitMu.Lock()
 	err := wf.disk.countLocked(u.space, root, u.space)
 	wf.disk.commitMu.Unlock()
@@ -201,21 +201,31 @@ func (wf *workspaceFiles) newUpload(root *os.Root, space string) (*fileUpload, *
 	if u.f, err = root.OpenFile(u.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
 		return nil, internalError("import", objectPath{asked: "a temp file"}, err)
 	}
+	u.w = u.f
 	return u, nil
 }
 
-// Write stores what fits both MaxFileSize and the quota of the upload's space.
-func (u *fileUpload) Write(p []byte) (int, error) {
-	if u.size+int64(len(p)) > MaxFileSize {
+// quotaWriter writes to w what fits both max and the quota of its space, counting it there as it goes: an upload
+// of workspace files (fileUpload) or of a volume's file.
+type quotaWriter struct {
+	w     io.Writer
+	disk  *diskUse
+	space string
+	max   int64
+	size  int64 // written and counted
+}
+
+func (q *quotaWriter) Write(p []byte) (int, error) {
+	if q.size+int64(len(p)) > q.max {
 		return 0, errTooBig
 	}
-	if !u.files.disk.reserve(u.space, int64(len(p))) {
+	if !q.disk.reserve(q.space, int64(len(p))) {
 		return 0, errQuota
 	}
-	n, err := u.f.Write(p)
-	u.size += int64(n)
+	n, err := q.w.Write(p)
+	q.size += int64(n)
 	if n < len(p) {
-		u.files.disk.release(u.space, int64(len(p)-n))
+		q.disk.release(q.space, int64(len(p)-n))
 	}
 	return n, err
 }

@@ -81,7 +81,7 @@ func newVolumes(cfg Config, uc *unityCatalog, dataDir string, quota int64) (*vol
 func (v *volumes) routes(r chi.Router) {
 	r.Get(PathFsFiles+"/*", v.in(PrivReadVolume, download))
 	r.Head(PathFsFiles+"/*", v.in(PrivReadVolume, download))
-	r.Put(PathFsFiles+"/*", v.in(PrivWriteVolume, v.upload))
+	r.With(v.disk.boundUploads).Put(PathFsFiles+"/*", v.in(PrivWriteVolume, v.upload))
 	r.Delete(PathFsFiles+"/*", v.in(PrivWriteVolume, v.deleteFile))
 	r.Get(PathFsDirectories+"/*", v.in(PrivReadVolume, listDirectory))
 	r.Head(PathFsDirectories+"/*", v.in(PrivReadVolume, directoryExists))
@@ -212,13 +212,6 @@ func (v *volumes) upload(rw http.ResponseWriter, r *http.Request, vp volumePath,
 			Message: fmt.Sprintf("%s already exists.", vp.asked), Fix: "send overwrite=true to replace a file"})
 		return
 	}
-	done, jerr := v.disk.startUpload(authFrom(r.Context()).principal)
-	if jerr != nil {
-		rw.Header().Set("Retry-After", "1")
-		jsonhttp.WriteError(rw, jerr)
-		return
-	}
-	defer done()
 	space := vp.volume.fullName()
 	v.disk.commitMu.Lock()
 	err = v.disk.countLocked(space, root, ".")
@@ -275,30 +268,6 @@ func (v *volumes) upload(rw http.ResponseWriter, r *http.Request, vp volumePath,
 	}
 	v.disk.release(space, replaced)
 	rw.WriteHeader(http.StatusNoContent)
-}
-
-// quotaWriter writes what fits both max and the quota of its space, counting it there as it goes.
-type quotaWriter struct {
-	w     io.Writer
-	disk  *diskUse
-	space string
-	max   int64
-	size  int64 // written and counted
-}
-
-func (q *quotaWriter) Write(p []byte) (int, error) {
-	if q.size+int64(len(p)) > q.max {
-		return 0, errTooBig
-	}
-	if !q.disk.reserve(q.space, int64(len(p))) {
-		return 0, errQuota
-	}
-	n, err := q.w.Write(p)
-	q.size += int64(n)
-	if n < len(p) {
-		q.disk.release(q.space, int64(len(p)-n))
-	}
-	return n, err
 }
 
 func volumeTooBig() *jsonhttp.Error {
