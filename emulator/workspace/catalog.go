@@ -185,13 +185,16 @@ func appliesTo(priv, kind string) bool {
 	switch priv {
 	case PrivAllPrivileges, PrivBrowse, PrivManage:
 		return true
+	case PrivUseCatalog:
+		return kind == kindCatalog
+	case PrivUseSchema:
+		return kind == kindSchema
+	case PrivSelect:
+		return kind == kindTable
+	case PrivReadVolume, PrivWriteVolume:
+		return kind == kindVolume
 	}
-	return slices.Contains(map[string][]string{
-		kindCatalog: {PrivUseCatalog},
-		kindSchema:  {PrivUseSchema},
-		kindTable:   {PrivSelect},
-		kindVolume:  {PrivReadVolume, PrivWriteVolume},
-	}[kind], priv)
+	return false
 }
 
 // accessProblem is why p may not use s with priv: the first privilege missing on the way down from its catalog
