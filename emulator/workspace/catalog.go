@@ -66,9 +66,9 @@ func securableKey(kind, fullName string) string { return kind + ":" + strings.To
 
 // newUnityCatalog builds the catalog from the model; owners default to the signed-in user, and principals named by
 // a service principal's name are stored by its application id, as Unity Catalog names them.
-func newUnityCatalog(cfg Config, dir *directory) *unityCatalog {
+func newUnityCatalog(cfg Config, dir *directory, changed func()) *unityCatalog {
 	uc := &unityCatalog{byKey: map[string]*securable{}, created: time.Now().UnixMilli(),
-		metastore: "00000000-0000-4000-8000-00000000ca7a", changed: func() {}}
+		metastore: "00000000-0000-4000-8000-00000000ca7a", changed: changed}
 	name := func(principal string) string {
 		if sp, ok := cfg.ServicePrincipal(principal); ok {
 			return sp.ApplicationID

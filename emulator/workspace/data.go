@@ -40,16 +40,14 @@ var errNoEngine = errors.New("this emulated workspace was started without a SQL 
 func newDataServices(ctx context.Context, opts Options, dir *directory, url, dataDir string, tasks *sync.WaitGroup,
 	logger *slog.Logger, changed func(part string)) (*dataServices, error) {
 	cfg := opts.Config
-	d := &dataServices{uc: newUnityCatalog(cfg, dir)}
-	d.uc.changed = func() { changed(partCatalog) }
+	d := &dataServices{uc: newUnityCatalog(cfg, dir, func() { changed(partCatalog) })}
 	transition := opts.WarehouseTransition
 	if transition == 0 {
 		transition = DefaultWarehouseTransition
 	}
 	d.warehouses = newWarehouses(cfg, dir.signedIn.UserName, url, transition, func() { changed(partWarehouses) })
 	d.genie = newGenieSpaces(cfg, dir.signedIn.UserName, func() { changed(partGenie) })
-	d.secrets = newSecretScopes(cfg, dir)
-	d.secrets.changed = func() { changed(partSecrets) }
+	d.secrets = newSecretScopes(cfg, dir, func() { changed(partSecrets) })
 	var err error
 	if d.volumes, err = newVolumes(cfg, d.uc, dataDir, opts.VolumeQuota); err != nil {
 		return nil, err

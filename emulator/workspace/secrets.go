@@ -42,8 +42,8 @@ type storedSecret struct {
 	updated int64 // ms
 }
 
-func newSecretScopes(cfg Config, dir *directory) *secretScopes {
-	ss := &secretScopes{dir: dir, scopes: map[string]*secretScope{}, changed: func() {}}
+func newSecretScopes(cfg Config, dir *directory, changed func()) *secretScopes {
+	ss := &secretScopes{dir: dir, scopes: map[string]*secretScope{}, changed: changed}
 	now := time.Now().UnixMilli()
 	for _, m := range cfg.SecretScopes {
 		s := &secretScope{name: m.Name, secrets: map[string]storedSecret{},
