@@ -134,8 +134,7 @@ type secretRequest struct {
 
 // withScope reads the request, finds its scope and checks the caller holds perm on it, then calls handle under
 // the lock.
-// handle reports whether it changed the scope.
-func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, *secretScope, secretRequest) bool) http.HandlerFunc {
+func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, *secretScope, secretRequest)) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req secretRequest
 		if r.Method == http.MethodGet {
@@ -160,9 +159,7 @@ func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, 
 				Fix:     "a manager of the scope grants it: databricks secrets put-acl " + s.name + " <principal> " + perm})
 			return
 		}
-		if handle(rw, s, req) {
-			ss.changed()
-		}
+		handle(rw, s, req)
 	}
 }
 
@@ -211,19 +208,19 @@ func (ss *secretScopes) handleCreateScope() http.HandlerFunc {
 	}
 }
 
-func (ss *secretScopes) deleteScope(rw http.ResponseWriter, s *secretScope, _ secretRequest) bool {
+func (ss *secretScopes) deleteScope(rw http.ResponseWriter, s *secretScope, _ secretRequest) {
 	delete(ss.scopes, s.name)
+	ss.changed()
 	jsonhttp.Write(rw, http.StatusOK, struct{}{})
-	return true
 }
 
-func (ss *secretScopes) putSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
+func (ss *secretScopes) putSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) {
 	value := []byte(req.StringValue)
 	if req.BytesValue != "" {
 		b, err := base64.StdEncoding.DecodeString(req.BytesValue)
 		if err != nil || req.StringValue != "" {
 			jsonhttp.WriteError(rw, badParameter("send either string_value or bytes_value (base64)"))
-			return false
+			return
 		}
 		value = b
 	}
@@ -234,20 +231,19 @@ func (ss *secretScopes) putSecret(rw http.ResponseWriter, s *secretScope, req se
 		jsonhttp.WriteError(rw, badParameter("the value is larger than %d bytes", maxSecretBytes))
 	default:
 		s.secrets[req.Key] = storedSecret{value: value, updated: time.Now().UnixMilli()}
+		ss.changed()
 		jsonhttp.Write(rw, http.StatusOK, struct{}{})
-		return true
 	}
-	return false
 }
 
-func (ss *secretScopes) deleteSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
+func (ss *secretScopes) deleteSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) {
 	if _, ok := s.secrets[req.Key]; !ok {
 		jsonhttp.WriteError(rw, secretNotFound(s, req.Key))
-		return false
+		return
 	}
 	delete(s.secrets, req.Key)
+	ss.changed()
 	jsonhttp.Write(rw, http.StatusOK, struct{}{})
-	return true
 }
 
 func secretNotFound(s *secretScope, key string) *jsonhttp.Error {
@@ -255,27 +251,25 @@ func secretNotFound(s *secretScope, key string) *jsonhttp.Error {
 		Message: fmt.Sprintf("Secret %s does not exist in scope %s!", key, s.name)}
 }
 
-func (ss *secretScopes) listSecrets(rw http.ResponseWriter, s *secretScope, _ secretRequest) bool {
+func (ss *secretScopes) listSecrets(rw http.ResponseWriter, s *secretScope, _ secretRequest) {
 	resp := workspace.ListSecretsResponse{Secrets: []workspace.SecretMetadata{}}
 	for _, k := range sortedKeys(s.secrets) {
 		resp.Secrets = append(resp.Secrets, workspace.SecretMetadata{Key: k, LastUpdatedTimestamp: s.secrets[k].updated})
 	}
 	jsonhttp.Write(rw, http.StatusOK, resp)
-	return false
 }
 
 // getSecret answers the value base64-encoded, as the Secrets API does.
-func (ss *secretScopes) getSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
+func (ss *secretScopes) getSecret(rw http.ResponseWriter, s *secretScope, req secretRequest) {
 	v, ok := s.secrets[req.Key]
 	if !ok {
 		jsonhttp.WriteError(rw, secretNotFound(s, req.Key))
-		return false
+		return
 	}
 	jsonhttp.Write(rw, http.StatusOK, workspace.GetSecretResponse{Key: req.Key, Value: base64.StdEncoding.EncodeToString(v.value)})
-	return false
 }
 
-func (ss *secretScopes) putACL(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
+func (ss *secretScopes) putACL(rw http.ResponseWriter, s *secretScope, req secretRequest) {
 	switch {
 	case !slices.Contains(secretPermissions, req.Permission):
 		jsonhttp.WriteError(rw, badParameter("permission must be READ, WRITE or MANAGE, not %q", req.Permission))
@@ -284,39 +278,36 @@ func (ss *secretScopes) putACL(rw http.ResponseWriter, s *secretScope, req secre
 			"(a user name, a group, or a service principal's application id)", req.Principal)))
 	default:
 		s.acl[req.Principal] = req.Permission
+		ss.changed()
 		jsonhttp.Write(rw, http.StatusOK, struct{}{})
-		return true
 	}
-	return false
 }
 
-func (ss *secretScopes) deleteACL(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
+func (ss *secretScopes) deleteACL(rw http.ResponseWriter, s *secretScope, req secretRequest) {
 	if _, ok := s.acl[req.Principal]; !ok {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 			Message: fmt.Sprintf("No ACL for principal %s in scope %s", req.Principal, s.name)})
-		return false
+		return
 	}
 	delete(s.acl, req.Principal)
+	ss.changed()
 	jsonhttp.Write(rw, http.StatusOK, struct{}{})
-	return true
 }
 
-func (ss *secretScopes) listACLs(rw http.ResponseWriter, s *secretScope, _ secretRequest) bool {
+func (ss *secretScopes) listACLs(rw http.ResponseWriter, s *secretScope, _ secretRequest) {
 	resp := workspace.ListAclsResponse{Items: []workspace.AclItem{}}
 	for _, who := range sortedKeys(s.acl) {
 		resp.Items = append(resp.Items, workspace.AclItem{Principal: who, Permission: workspace.AclPermission(s.acl[who])})
 	}
 	jsonhttp.Write(rw, http.StatusOK, resp)
-	return false
 }
 
-func (ss *secretScopes) getACL(rw http.ResponseWriter, s *secretScope, req secretRequest) bool {
+func (ss *secretScopes) getACL(rw http.ResponseWriter, s *secretScope, req secretRequest) {
 	perm, ok := s.acl[req.Principal]
 	if !ok {
 		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusNotFound, Code: jsonhttp.CodeNotFound,
 			Message: fmt.Sprintf("No ACL for principal %s in scope %s", req.Principal, s.name)})
-		return false
+		return
 	}
 	jsonhttp.Write(rw, http.StatusOK, workspace.AclItem{Principal: req.Principal, Permission: workspace.AclPermission(perm)})
-	return false
 }
