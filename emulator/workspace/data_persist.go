@@ -83,14 +83,25 @@ func (ss *secretScopes) load(data []byte) error {
 	return nil
 }
 
+// saved is an ACL entry as a file keeps it: an app's, a warehouse's or a Genie space's.
+func (e aclEntry) saved() savedACLEntry {
+	return savedACLEntry{UserName: e.userName, GroupName: e.groupName, ServicePrincipalName: e.servicePrincipalName,
+		Level: e.level}
+}
+
+// entry is the ACL entry a file kept.
+func (e savedACLEntry) entry() aclEntry {
+	return aclEntry{userName: e.UserName, groupName: e.GroupName, servicePrincipalName: e.ServicePrincipalName,
+		level: e.Level}
+}
+
 // savedEntries is an object's ACL as a file keeps it.
 func (a *objectACL) savedEntries() []savedACLEntry {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	out := make([]savedACLEntry, 0, len(a.entries))
 	for _, e := range a.entries {
-		out = append(out, savedACLEntry{UserName: e.userName, GroupName: e.groupName,
-			ServicePrincipalName: e.servicePrincipalName, Level: e.level})
+		out = append(out, e.saved())
 	}
 	return out
 }
@@ -101,8 +112,7 @@ func (a *objectACL) restore(saved []savedACLEntry) {
 	a.entries = a.entries[:0]
 	for _, e := range saved {
 		if a.rank(e.Level) >= 0 {
-			a.entries = append(a.entries, aclEntry{userName: e.UserName, groupName: e.GroupName,
-				servicePrincipalName: e.ServicePrincipalName, level: e.Level})
+			a.entries = append(a.entries, e.entry())
 		}
 	}
 }
