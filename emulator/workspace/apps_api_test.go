@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -443,6 +444,15 @@ func TestJSONBodiesWhateverTheContentType(t *testing.T) {
 			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 			resp, body = send(t, http.MethodPatch, w.URL()+PathApps+"/api-app", `{"description":"from curl"}`, header)
 			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			resp, body = send(t, http.MethodPost, w.URL()+PathSecrets+"/scopes/create",
+				`{"scope":"bodies-`+strings.NewReplacer("/", "-", ";", "-", "=", "-").Replace(cmp.Or(contentType, "none"))+`"}`, header)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			resp, body = send(t, http.MethodPatch, w.URL()+PathUnityCatalog+"/permissions/catalog/samples",
+				`{"changes":[{"principal":"sales","add":["USE_CATALOG"]}]}`, header)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+			resp, body = send(t, http.MethodPost, w.URL()+PathStatements,
+				`{"warehouse_id":"5b3f9c1e7a2d4e60","statement":"SELECT 1"}`, header)
+			assert.NotEqual(t, http.StatusUnsupportedMediaType, resp.StatusCode, string(body))
 			resp, body = send(t, http.MethodPost, w.URL()+PathApps+"/api-app/deployments", `{not json`, header)
 			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "a body that is not JSON is still refused: %s", body)
 		})

@@ -170,7 +170,7 @@ func (uc *unityCatalog) handleUpdateGrants() http.HandlerFunc {
 		var req struct {
 			Changes []catalog.PermissionsChange `json:"changes"`
 		}
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}

@@ -142,7 +142,7 @@ func objectPermissionRoutes(r chi.Router, objectType string, acls func(id string
 			var req struct {
 				AccessControlList []iam.AccessControlRequest `json:"access_control_list"`
 			}
-			if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+			if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 				jsonhttp.WriteError(rw, jerr)
 				return
 			}

@@ -140,7 +140,7 @@ func (ss *secretScopes) withScope(perm string, handle func(http.ResponseWriter, 
 		if r.Method == http.MethodGet {
 			q := r.URL.Query()
 			req = secretRequest{Scope: q.Get("scope"), Key: q.Get("key"), Principal: q.Get("principal")}
-		} else if jerr := jsonhttp.Decode(rw, r, 2*maxSecretBytes, &req); jerr != nil {
+		} else if jerr := jsonhttp.DecodeAnyType(rw, r, 2*maxSecretBytes, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
@@ -178,7 +178,7 @@ func (ss *secretScopes) handleListScopes() http.HandlerFunc {
 func (ss *secretScopes) handleCreateScope() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req workspace.CreateScope
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}

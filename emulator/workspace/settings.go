@@ -143,7 +143,7 @@ func (st *workspaceSettings) handlePatchSetting() http.HandlerFunc {
 				AllowedScopes []string `json:"allowed_scopes"`
 			} `json:"allowed_apps_user_api_scopes"`
 		}
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}

@@ -99,7 +99,7 @@ var waitTimeout = regexp.MustCompile(`^([0-9]{1,2})s$`)
 func (st *statements) handleExecute() http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		var req sql.ExecuteStatementRequest
-		if jerr := jsonhttp.Decode(rw, r, maxAPIBody, &req); jerr != nil {
+		if jerr := jsonhttp.DecodeAnyType(rw, r, maxAPIBody, &req); jerr != nil {
 			jsonhttp.WriteError(rw, jerr)
 			return
 		}
