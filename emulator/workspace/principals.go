@@ -81,6 +81,21 @@ func newDirectory(cfg Config) *directory {
 	return d
 }
 
+// GroupsOf is every group the model's user (by user name) or service principal (by name) is in, with the groups
+// every principal is in: what the workspace's SQL engine reads for it (is_account_group_member). Nil for a name the
+// model lacks.
+func (c Config) GroupsOf(name string) []string {
+	subject := name
+	if sp, ok := c.ServicePrincipal(name); ok {
+		subject = sp.ApplicationID
+	}
+	p, ok := newDirectory(c).bySubject[subject]
+	if !ok {
+		return nil
+	}
+	return p.groups()
+}
+
 func (d *directory) addLocked(sp ServicePrincipal) {
 	d.sps[sp.ApplicationID] = sp
 	d.bySubject[sp.ApplicationID] = principal{Kind: identity.KindServicePrincipal, ID: sp.ID,

@@ -11,7 +11,6 @@ import (
 	"go/types"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/databricks-sample/go-apps-api/emulator/sqlengine"
@@ -51,11 +50,11 @@ func dataPath(ctx context.Context, ws *workspace.Workspace, root string, rounds,
 	// What the app sends (app/data.go): the region and the default limit, typed as it types them.
 	region, limit := "EMEA", "10"
 	q := sqlengine.Query{SQL: query, Catalog: cfg.Catalogs[0].Name, Schema: "default", User: dataPathUser,
-		Groups: groupsOf(cfg, dataPathUser),
+		Groups: cfg.GroupsOf(dataPathUser),
 		Params: []sqlengine.Param{{Name: "region", Value: &region}, {Name: "limit", Value: &limit, Type: "INT"}}}
 	sp, _ := cfg.ServicePrincipal("api-app")
 	asApp := q
-	asApp.User, asApp.Groups = sp.ApplicationID, groupsOf(cfg, sp.Name)
+	asApp.User, asApp.Groups = sp.ApplicationID, cfg.GroupsOf(sp.Name)
 	url := ws.AppURL("api-app") + "/api/orders?region=" + region
 	header := http.Header{"Authorization": {"Bearer " + token}}
 
@@ -118,18 +117,6 @@ func checkOrders(body []byte) error {
 		return fmt.Errorf("GET /api/orders: no rows read on behalf of %s: %.300s", dataPathUser, body)
 	}
 	return nil
-}
-
-// groupsOf is every group a user or a service principal (by name) of the model is in, as the workspace tells the
-// engine.
-func groupsOf(cfg workspace.Config, principal string) []string {
-	groups := []string{workspace.GroupUsers, workspace.GroupAccountUsers}
-	for _, g := range cfg.Groups {
-		if slices.Contains(g.Users, principal) || slices.Contains(g.ServicePrincipals, principal) {
-			groups = append(groups, g.Name)
-		}
-	}
-	return groups
 }
 
 // stringConst is the value of a package-level string constant of a Go file: the app's own query, read from its
