@@ -450,12 +450,12 @@ func TestServeSharesOneTargetLookup(t *testing.T) {
 			answers <- fmt.Sprint(status, " ", body)
 		}()
 	}
-	require.Eventually(t, func() bool { return entered.Load() == n && slow.Hits() == 1 }, patience, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return entered.Load() == n && slow.Hits() == 1 }, testkit.Patience, 5*time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	_, err = resolver.get(ctx) // returns at all only by its own deadline: the lookup is held until slow.Clear below
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a waiting request gives up at its own deadline")
-	require.Eventually(t, func() bool { return resolver.waiting.Load() == n }, patience, time.Millisecond,
+	require.Eventually(t, func() bool { return resolver.waiting.Load() == n }, testkit.Patience, time.Millisecond,
 		"the five requests wait for the one lookup")
 	slow.Clear() // the lookup goes on to the Apps API
 	for range n {

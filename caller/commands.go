@@ -128,8 +128,11 @@ Flags go before or after the command; a command's own true/false flags (--no-bro
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound for the whole command, retries included")
 	fs.IntVar(&o.retries, "retries", 3, "retries of 429/502/503/504 and connection resets")
 	fs.BoolVar(&o.json, "json", false, "machine-readable output")
-	_ = root.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions(
-		[]string{"local", "external", "app", "federated", "auto"}, cobra.ShellCompDirectiveNoFileComp))
+	modeNames := make([]string, len(modes))
+	for i, m := range modes {
+		modeNames[i] = string(m)
+	}
+	_ = root.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions(modeNames, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(flagError)
 	root.SetHelpTemplate(root.HelpTemplate() + exitCodesText)
 

@@ -165,7 +165,7 @@ func TestE2EPackagedCallerApp(t *testing.T) {
 			_ = app.Stop(time.Second)
 		}
 	})
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	ctx, cancel := context.WithTimeout(t.Context(), testkit.Patience)
 	defer cancel()
 	require.NoError(t, app.WaitListening(ctx, fmt.Sprintf("127.0.0.1:%d", port)), "%s", logs)
 	require.NoError(t, e.ws.SetUpstream("caller-app", fmt.Sprintf("http://127.0.0.1:%d", port)))
@@ -246,7 +246,7 @@ var authorizeURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/oidc/v1/authorize
 func runLogin(t *testing.T, e *emulator, scopes string, extra ...string) result {
 	t.Helper()
 	port := testkit.FreePort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Patience)
 	defer cancel()
 	// stderr "opens" the authorization URL once it appears, as the user's browser would, following the workspace's
 	// redirect to the caller's loopback callback.

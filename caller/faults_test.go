@@ -82,14 +82,14 @@ func TestStressAppRestartsWhileTheCallerRetries(t *testing.T) {
 	case <-saw502:
 	case err := <-done:
 		t.Fatalf("the caller ended before retrying a 502: exit %d\n%s", exitCode(err), stderr)
-	case <-time.After(patience):
+	case <-time.After(testkit.Patience):
 		t.Fatal("the caller never saw the app's 502")
 	}
 	startAPIApp(t, e, addr)
 	var runErr error
 	select {
 	case runErr = <-done:
-	case <-time.After(patience):
+	case <-time.After(testkit.Patience):
 		t.Fatal("the caller did not finish")
 	}
 	r := ran(t, args, stdout.String(), stderr.String(), runErr)

@@ -97,7 +97,7 @@ func startServe(t *testing.T, env map[string]string) (url string) {
 		select {
 		case err := <-done:
 			assert.NoError(t, err, "serve stops cleanly on SIGTERM (context cancel)")
-		case <-time.After(patience):
+		case <-time.After(testkit.Patience):
 			t.Error("serve did not stop")
 		}
 		testkit.AssertNoSecrets(t, logs.String(), modelSecrets)
@@ -109,7 +109,7 @@ func startServe(t *testing.T, env map[string]string) (url string) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, patience, 20*time.Millisecond)
+	}, testkit.Patience, 20*time.Millisecond)
 	return url
 }
 
@@ -144,7 +144,7 @@ func runCallerStdin(t *testing.T, env map[string]string, stdin string, args ...s
 	for k, v := range env {
 		full[k] = v
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Patience)
 	defer cancel()
 	var stdout, stderr strings.Builder
 	err := run(ctx, append([]string{"--timeout", "20s"}, args...), func(k string) string { return full[k] },
@@ -162,10 +162,6 @@ func ran(t *testing.T, args []string, stdout, stderr string, err error) result {
 }
 
 // modelSecrets begins every client secret of the emulator's model, and of the service principals it makes for apps.
-// patience bounds every wait of these tests for something that takes milliseconds: long enough that only a hang
-// reaches it, on a machine however loaded, so that no verdict depends on the machine's speed.
-const patience = 2 * time.Minute
-
 const modelSecrets = "emulator-secret-"
 
 // assertNoSecrets runs on every run of every test: no output holds a client secret or a token (every token here is

@@ -135,7 +135,7 @@ func TestServeBoundsCallsInFlight(t *testing.T) {
 		assert.NotEmpty(t, rec.Header().Get("Retry-After"))
 	case <-fx.held:
 		t.Error("a call over the limit reached the target")
-	case <-time.After(callSlotWait + patience):
+	case <-time.After(callSlotWait + testkit.Patience):
 		t.Fatal("no answer to the call over the limit")
 	}
 	close(fx.hold)

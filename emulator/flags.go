@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,9 +56,6 @@ type options struct {
 	upstreams      map[string]string
 	launches       []*appLaunch
 }
-
-// errHelp means the command line asked for help (or a completion script), which has been printed.
-var errHelp = errors.New("help printed")
 
 // newRootCommand is the emulator's command line. It serves with no command; serve and run record their options in
 // *chosen for the caller of Execute to act on, idp-token does its work at once. getenv is the emulator's own
@@ -197,21 +195,18 @@ func (o *options) check(getenv func(string) string) error {
 	return nil
 }
 
-// parseFlags reads the command line of command (serve or run): the options it chose, or errHelp once help is
-// printed to stdout.
-func parseFlags(command string, args []string, getenv func(string) string, stdout io.Writer) (options, error) {
+// execute runs the command line args (without the program's name): the options serve or run chose, nil when it was
+// help, or idp-token, which has done its work.
+func execute(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (*options, error) {
 	var chosen *options
 	root := newRootCommand(getenv, &chosen)
-	root.SetArgs(append([]string{command}, args...))
+	root.SetArgs(args)
 	root.SetOut(stdout)
-	root.SetErr(io.Discard)
-	if err := root.Execute(); err != nil {
-		return options{}, err
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		return nil, err
 	}
-	if chosen == nil {
-		return options{}, errHelp
-	}
-	return *chosen, nil
+	return chosen, nil
 }
 
 // appLabel names an --app in messages; an empty name is the model's first app.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -51,4 +53,16 @@ func TestCommandLine(t *testing.T) {
 	}
 	_, err = parseFlags("run", []string{"--app-yaml", "a.yaml", "--app-yaml", "b.yaml"}, unset, io.Discard)
 	assert.ErrorContains(t, err, "one --app-yaml per --app")
+}
+
+// parseFlags is what the command line of command (serve or run) chose, as run reads it.
+func parseFlags(command string, args []string, getenv func(string) string, stdout io.Writer) (options, error) {
+	o, err := execute(context.Background(), append([]string{command}, args...), getenv, stdout, io.Discard)
+	if err != nil {
+		return options{}, err
+	}
+	if o == nil {
+		return options{}, errors.New("the command line chose neither serve nor run")
+	}
+	return *o, nil
 }

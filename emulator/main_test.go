@@ -116,14 +116,10 @@ func doApp(t *testing.T, req *http.Request) (int, echoResponse) {
 	return resp.StatusCode, seen
 }
 
-// patience bounds every wait of these tests for something that takes milliseconds or a few seconds: long enough
-// that only a hang reaches it, however loaded the machine, so that no verdict depends on its speed.
-const patience = 2 * time.Minute
-
 // waitForFile polls for a file another goroutine writes, failing the test after a deadline.
 func waitForFile(t *testing.T, path string, errc <-chan error) []byte {
 	t.Helper()
-	deadline := time.Now().Add(patience)
+	deadline := time.Now().Add(testkit.Patience)
 	for time.Now().Before(deadline) {
 		if data, err := os.ReadFile(path); err == nil {
 			return data

@@ -23,12 +23,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && filepath.Base(args[0]) == workspace.CLIFileName {
 		return databrickscli.Run(ctx, args[1:], getenv, stdout, stderr)
 	}
-	var chosen *options
-	root := newRootCommand(getenv, &chosen)
-	root.SetArgs(args[1:])
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
+	chosen, err := execute(ctx, args[1:], getenv, stdout, stderr)
+	if err != nil {
 		return err
 	}
 	if chosen == nil {

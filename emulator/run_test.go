@@ -326,7 +326,7 @@ func stopRun(t *testing.T, cancel context.CancelFunc, errc <-chan error) {
 	select {
 	case err := <-errc:
 		require.NoError(t, err)
-	case <-time.After(patience):
+	case <-time.After(testkit.Patience):
 		t.Fatal("run did not return after cancellation")
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/databricks-sample/go-apps-api/emulator/browser"
 	"github.com/databricks-sample/go-apps-api/emulator/workspace"
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 	"github.com/databricks-sample/go-apps-api/internal/testkit/emulated"
 )
 
@@ -79,7 +80,7 @@ func TestHeadlessReportsARefusedLogin(t *testing.T) {
 	require.NoError(t, open(ws.URL()+workspace.PathAuthorize+"?"+q.Encode()))
 	select {
 	case <-ctx.Done():
-	case <-time.After(2 * time.Minute): // only a hang reaches this
+	case <-time.After(testkit.Patience):
 		t.Fatal("the refused login was never reported")
 	}
 	err := context.Cause(ctx)

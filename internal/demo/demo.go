@@ -82,12 +82,8 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	printTable(stdout, rows)
 	fmt.Fprintln(stdout)
 	printDataTable(stdout, dataRows)
-	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", len(rows)+len(dataRows), time.Since(start).Seconds())
-	for _, r := range dataRows {
-		if r.problem != "" {
-			rows = append(rows, row{path: "data " + r.path, problem: r.problem})
-		}
-	}
+	paths := len(rows) + len(dataRows)
+	fmt.Fprintf(stdout, "\n%d paths in %.1f s.\n", paths, time.Since(start).Seconds())
 
 	var failed []string
 	for _, r := range rows {
@@ -95,9 +91,14 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 			failed = append(failed, r.path+": "+r.problem)
 		}
 	}
+	for _, r := range dataRows {
+		if r.problem != "" {
+			failed = append(failed, "data "+r.path+": "+r.problem)
+		}
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d paths did not behave as expected:\n  %s\nThe emulator's last log lines:\n%s",
-			len(failed), len(rows), strings.Join(failed, "\n  "), emu.logTail(30))
+			len(failed), paths, strings.Join(failed, "\n  "), emu.logTail(30))
 	}
 	fmt.Fprintln(stdout, "Every path behaved as expected.")
 	return nil

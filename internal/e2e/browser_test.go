@@ -29,7 +29,7 @@ func browserClient(t *testing.T) (*http.Client, func() []string) {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	rec := &recordingTransport{next: &http.Transport{Proxy: nil}}
-	return &http.Client{Jar: jar, Transport: rec, Timeout: patience}, rec.requests
+	return &http.Client{Jar: jar, Transport: rec, Timeout: testkit.Patience}, rec.requests
 }
 
 type recordingTransport struct {

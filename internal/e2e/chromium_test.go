@@ -60,7 +60,7 @@ func TestChromium(t *testing.T) {
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, patience)
+	ctx, cancelTimeout := context.WithTimeout(ctx, testkit.Patience)
 	defer cancelTimeout()
 
 	do := func(steps ...chromedp.Action[chromedp.Void]) {

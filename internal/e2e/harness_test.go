@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,11 +18,6 @@ import (
 // (the workspace in-process, the app behind its proxy). What is here is this package's own: the packaged app.
 
 func TestMain(m *testing.M) { os.Exit(testkit.Run(m)) }
-
-// patience bounds every wait of these tests for something that takes milliseconds or seconds (an answer, a process
-// that stops, a connection that closes after its idle timeout): long enough that only a hang reaches it, however
-// loaded the machine, so that no verdict depends on its speed.
-const patience = 2 * time.Minute
 
 var packaging struct {
 	once sync.Once

@@ -103,9 +103,9 @@ func TestStressLoadThroughTheProxy(t *testing.T) {
 		requests, elapsed.Round(time.Millisecond), float64(requests)/elapsed.Seconds(), testkit.RaceEnabled)
 
 	// Idle keep-alive connections of the proxy's transport close after their idle timeout; close ours and wait.
-	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+8 }, patience, 100*time.Millisecond,
+	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+8 }, testkit.Patience, 100*time.Millisecond,
 		"goroutines: %d before the load, %d after", goroutines, runtime.NumGoroutine())
-	assert.Eventually(t, func() bool { return openFiles(t, app.PID()) <= appFiles+8 }, patience, 100*time.Millisecond,
+	assert.Eventually(t, func() bool { return openFiles(t, app.PID()) <= appFiles+8 }, testkit.Patience, 100*time.Millisecond,
 		"the app's open files: %d before the load, %d after", appFiles, openFiles(t, app.PID()))
 	runtime.GC()
 	var after runtime.MemStats
@@ -178,7 +178,7 @@ func TestStressShutdownUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	require.Eventually(t, func() bool { return ok.Load() > 200 }, patience, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return ok.Load() > 200 }, testkit.Patience, 10*time.Millisecond)
 
 	stopped := time.Now()
 	err := app.Stop(t)

@@ -190,7 +190,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	require.Eventually(t, func() bool { return slow.Hits() > 0 }, patience, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return slow.Hits() > 0 }, testkit.Patience, 5*time.Millisecond,
 		"the request never reached the workspace")
 
 	stopped := make(chan error, 1)
@@ -202,7 +202,7 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		}
 		conn.Close()
 		return false
-	}, patience, 20*time.Millisecond, "the app still accepts connections while shutting down")
+	}, testkit.Patience, 20*time.Millisecond, "the app still accepts connections while shutting down")
 	slow.Clear() // the workspace answers the request in flight now
 
 	assert.Equal(t, http.StatusOK, <-done)

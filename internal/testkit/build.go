@@ -27,12 +27,12 @@ var (
 
 	builds struct {
 		sync.Mutex
-		dir  string            // this test binary's builds and scratch files; Run removes it
+		dir  string            // this test binary's scratch files (what its tests package, …); Run removes it
 		bins map[string]string // package and flags → binary
 	}
 )
 
-// Run runs the tests and removes what they built: TestMain is `os.Exit(testkit.Run(m))`.
+// Run runs the tests and removes their scratch folder (ScratchDir): TestMain is `os.Exit(testkit.Run(m))`.
 func Run(m *testing.M) int {
 	code := m.Run()
 	builds.Lock()
@@ -73,15 +73,10 @@ func ScratchDir(t testing.TB) string {
 	t.Helper()
 	builds.Lock()
 	defer builds.Unlock()
-	return scratchLocked(t)
-}
-
-func scratchLocked(t testing.TB) string {
-	t.Helper()
 	if builds.dir == "" {
 		dir, err := os.MkdirTemp("", "go-apps-api-test-builds-")
 		require.NoError(t, err)
-		builds.dir, builds.bins = dir, map[string]string{}
+		builds.dir = dir
 	}
 	return builds.dir
 }
@@ -98,7 +93,6 @@ func Build(t testing.TB, pkg string, flags ...string) string {
 	if bin, ok := builds.bins[key]; ok {
 		return bin
 	}
-	scratchLocked(t)
 	require.NoError(t, userCacheErr, "the user's cache folder, for the programs tests build")
 	dir, err := gotool.CacheDirIn(userCache, RepoRoot(t))
 	require.NoError(t, err)
@@ -114,6 +108,9 @@ func Build(t testing.TB, pkg string, flags ...string) string {
 	args := append(append([]string{"build", "-o", bin}, flags...), Module+"/"+pkg)
 	out, err := GoCommand(t, "go", args...).CombinedOutput()
 	require.NoError(t, err, "go build ./%s:\n%s", pkg, out)
+	if builds.bins == nil {
+		builds.bins = map[string]string{}
+	}
 	builds.bins[key] = bin
 	return bin
 }

@@ -14,9 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// patience bounds every wait here for something that takes milliseconds: long enough that only a hang reaches it, on
-// a machine however loaded, so that no verdict depends on the machine's speed.
-const patience = 2 * time.Minute
+// Patience bounds every wait of a test for something that takes milliseconds or seconds (a log line, an answer, a
+// process that stops): long enough that only a hang reaches it, on a machine however loaded, so that no verdict
+// depends on the machine's speed.
+const Patience = 2 * time.Minute
 
 // Process is a program a test started, with its output captured.
 type Process struct {
@@ -68,7 +69,7 @@ func (p *Process) Err() error {
 }
 
 // Stop sends SIGTERM to the process, as the platform does, and returns its exit status; then it kills what is left of
-// its process group. It kills the whole group of a process that has not exited within patience and fails the test:
+// its process group. It kills the whole group of a process that has not exited within Patience and fails the test:
 // the platform's grace is 15 s, but a loaded machine must not fail a test that a quiet one passes.
 func (p *Process) Stop(t testing.TB) error {
 	t.Helper()
@@ -83,7 +84,7 @@ func (p *Process) Stop(t testing.TB) error {
 	case <-p.exited:
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // what it left behind in its group
 		return p.err
-	case <-time.After(patience):
+	case <-time.After(Patience):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
 		t.Error("the process did not stop after SIGTERM")
@@ -113,7 +114,7 @@ func StartAppAt(t testing.TB, bin, addr string, env map[string]string) *App {
 	}
 	p := StartProcess(t, []string{bin, "--addr", addr}, "", kv)
 	a := &App{Process: p}
-	deadline := time.After(patience)
+	deadline := time.After(Patience)
 	for a.URL == "" {
 		select {
 		case <-p.exited:
@@ -155,7 +156,7 @@ func (a *App) WaitHealthy(t testing.TB) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, patience, 20*time.Millisecond, "no 200 from %s/api/health", a.URL)
+	}, Patience, 20*time.Millisecond, "no 200 from %s/api/health", a.URL)
 	select {
 	case <-a.exited:
 		t.Fatalf("the app exited: %v\n%s%s", a.err, a.Stdout, a.Stderr)

@@ -71,12 +71,12 @@ func TestStopEndsWhatTheProcessLeftBehind(t *testing.T) {
 	p := StartProcess(t, []string{"/bin/sh", "-c", "sleep 30 & echo $!; exec sleep 0.1"}, "", nil)
 	select {
 	case <-p.Exited():
-	case <-time.After(patience):
+	case <-time.After(Patience):
 		t.Fatal("the exit was not seen while the child holds the output")
 	}
 	child, err := strconv.Atoi(strings.TrimSpace(p.Stdout.String()))
 	require.NoError(t, err, "the child's pid: %q", p.Stdout.String())
 	_ = p.Stop(t)
-	require.Eventually(t, func() bool { return syscall.Kill(child, 0) != nil }, patience, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return syscall.Kill(child, 0) != nil }, Patience, 20*time.Millisecond,
 		"the child %d outlived Stop", child)
 }
