@@ -50,12 +50,15 @@ type scim struct {
 
 func (sc *scim) routes(r chi.Router) {
 	r.Get(PathSCIMMe, sc.handleSCIMMe())
-	r.Get(PathSCIMUsers, sc.handleSCIMList(sc.scimUsers))
-	r.Get(PathSCIMUsers+"/{id}", sc.handleSCIMGet(sc.scimUsers, "User"))
-	r.Get(PathSCIMServicePrincipals, sc.handleSCIMList(sc.scimServicePrincipals))
-	r.Get(PathSCIMServicePrincipals+"/{id}", sc.handleSCIMGet(sc.scimServicePrincipals, "Service principal"))
-	r.Get(PathSCIMGroups, sc.handleSCIMList(sc.scimGroups))
-	r.Get(PathSCIMGroups+"/{id}", sc.handleSCIMGet(sc.scimGroups, "Group"))
+	r.Group(func(r chi.Router) {
+		r.Use(requireScope(ScopeAccessManagement)) // or all-apis
+		r.Get(PathSCIMUsers, sc.handleSCIMList(sc.scimUsers))
+		r.Get(PathSCIMUsers+"/{id}", sc.handleSCIMGet(sc.scimUsers, "User"))
+		r.Get(PathSCIMServicePrincipals, sc.handleSCIMList(sc.scimServicePrincipals))
+		r.Get(PathSCIMServicePrincipals+"/{id}", sc.handleSCIMGet(sc.scimServicePrincipals, "Service principal"))
+		r.Get(PathSCIMGroups, sc.handleSCIMList(sc.scimGroups))
+		r.Get(PathSCIMGroups+"/{id}", sc.handleSCIMGet(sc.scimGroups, "Group"))
+	})
 }
 
 // scimResource is one resource as SCIM sends it, with the attributes a filter compares (lower-cased names).
@@ -170,24 +173,10 @@ func (sc *scim) scimGroups() []scimResource {
 	return out
 }
 
-// requireSCIMScope refuses a token without access-management (or all-apis) with 403, as the other APIs do.
-func requireSCIMScope(rw http.ResponseWriter, r *http.Request) bool {
-	if missing := coversScopes(authFrom(r.Context()).claims.scopes(), []string{ScopeAccessManagement}); len(missing) > 0 {
-		jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusForbidden, Code: jsonhttp.CodePermissionDenied,
-			Message: "Provided OAuth token does not have required scopes: " + ScopeAccessManagement,
-			Fix:     "get a token with the scope " + ScopeAccessManagement + " or all-apis"})
-		return false
-	}
-	return true
-}
-
 // handleSCIMList answers a SCIM list: filter, sortBy and sortOrder, startIndex (from 1) and count, attributes and
 // excludedAttributes, as RFC 7644 section 3.4.2 describes them and Databricks supports them.
 func (sc *scim) handleSCIMList(all func() []scimResource) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		if !requireSCIMScope(rw, r) {
-			return
-		}
 		q := r.URL.Query()
 		match, err := parseSCIMFilter(q.Get("filter"))
 		if err != nil {
@@ -235,9 +224,6 @@ func (sc *scim) handleSCIMList(all func() []scimResource) http.HandlerFunc {
 
 func (sc *scim) handleSCIMGet(all func() []scimResource, kind string) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		if !requireSCIMScope(rw, r) {
-			return
-		}
 		id := chi.URLParam(r, "id")
 		for _, res := range all() {
 			if first(res.attrs["id"]) == id {
