@@ -584,15 +584,16 @@ func readImportJSON(rw http.ResponseWriter, r *http.Request, u *fileUpload) (imp
 	var typeErr *json.UnmarshalTypeError
 	err := dec.Decode(&body)
 	if err == nil {
-		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
-			err = errors.New("more than one JSON value")
-			if terr != nil && !errors.As(terr, &syntaxErr) {
-				err = terr
-			}
+		switch _, terr := dec.Token(); {
+		case errors.Is(terr, io.EOF):
+		case terr == nil, errors.As(terr, &syntaxErr):
+			return importRequest{}, malformed(errors.New("more than one JSON value"))
+		default:
+			err = terr
 		}
 	}
 	switch {
-	case errors.As(err, &syntaxErr), errors.As(err, &typeErr), err != nil && strings.HasPrefix(err.Error(), "more than"):
+	case errors.As(err, &syntaxErr), errors.As(err, &typeErr):
 		return importRequest{}, malformed(err)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return importRequest{}, malformed(errors.New("the body ends early"))
