@@ -93,13 +93,13 @@ func (p *appProxy) setUpstream(raw string) error {
 	return nil
 }
 
-// port is the proxy's own port, the one in its URL.
 // host is the proxy's loopback address, the host of its URL.
 func (p *appProxy) host() string {
 	u, _ := url.Parse(p.url)
 	return u.Hostname()
 }
 
+// port is the proxy's own port, the one in its URL.
 func (p *appProxy) port() int {
 	u, _ := url.Parse(p.url)
 	n, _ := strconv.Atoi(u.Port())
@@ -236,7 +236,9 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 				p.name, aclField(who), who.UserName)})
 		return false
 	}
-	scopes := p.apps.settings.effectiveScopes(settings)
+	// One value of the workspace's allowed scopes for the whole request: the scopes checked are those forwarded.
+	allowed := p.apps.settings.allowed.Load()
+	scopes := allowed.effective(settings.userAPIScopes)
 	needsUserToken := who.Kind == identity.KindUser && len(scopes) > 0
 	if needsUserToken {
 		if missing := coversScopes(res.claims.scopes(), scopes); len(missing) > 0 {
@@ -253,7 +255,7 @@ func (p *appProxy) admit(rw http.ResponseWriter, r *http.Request, fwd *forward) 
 		return false
 	}
 	if needsUserToken {
-		token, err := p.forwardedToken(res, settings)
+		token, err := p.forwardedToken(res, settings, allowed)
 		if err != nil {
 			p.apps.logger.Error("issue the forwarded user token", "err", err)
 			jsonhttp.WriteError(rw, &jsonhttp.Error{Status: http.StatusInternalServerError, Code: jsonhttp.CodeInternal,
@@ -286,14 +288,14 @@ func (p *appProxy) refuseNotRunning(rw http.ResponseWriter, r *http.Request) {
 }
 
 // forwardedToken is the user token forwarded to the app for the caller's token: issued on the first request with
-// the app's current effective user_api_scopes (those the workspace allows), then the same token until it expires with the caller's. A revoked or rotated
-// caller token never gets here (authenticate refuses it), and the app's copy is refused by the same checks: it
-// carries the caller's grant and token generation, so a revocation after the caller was checked stops it too.
-func (p *appProxy) forwardedToken(res *authResult, settings *appSettings) (string, error) {
+// the app's effective user_api_scopes under allowed, the value of the workspace's setting the request was checked
+// against, then the same token until it expires with the caller's. A revoked or rotated caller token never gets here
+// (authenticate refuses it), and the app's copy is refused by the same checks: it carries the caller's grant and
+// token generation, so a revocation after the caller was checked stops it too.
+func (p *appProxy) forwardedToken(res *authResult, settings *appSettings, allowed *allowedScopes) (string, error) {
 	// A caller authenticated otherwise than by a bearer token has no hash to key the cache by: it gets a new token
 	// each time rather than another caller's.
 	cacheable := res.tokenHash != tokenHash{}
-	allowed := p.apps.settings.allowed.Load()
 	scopes := allowed.effective(settings.userAPIScopes)
 	key := forwardedKey{caller: res.tokenHash, settings: settings, allowed: allowed}
 	now := p.apps.auth.issuer.now()

@@ -203,7 +203,7 @@ func TestRevocationStopsForwardedTokensSignedDuringIt(t *testing.T) {
 	require.NoError(t, w.RevokeTokens("dev@example.com"))
 
 	p := w.apps.byName["api-app"].proxy
-	forwarded, err := p.forwardedToken(res, p.settings.Load())
+	forwarded, err := p.forwardedToken(res, p.settings.Load(), p.apps.settings.allowed.Load())
 	require.NoError(t, err)
 	assertRevokedAtTheWorkspace(t, w, forwarded)
 }

@@ -219,9 +219,9 @@ func TestForwardedTokenNeedsACallerTokenToBeCached(t *testing.T) {
 	dev, _ := w.dir.subject("dev@example.com")
 	res := &authResult{principal: dev, claims: accessClaims{ClientID: CLIClientID,
 		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}}
-	first, err := p.forwardedToken(res, p.settings.Load())
+	first, err := p.forwardedToken(res, p.settings.Load(), p.apps.settings.allowed.Load())
 	require.NoError(t, err)
-	second, err := p.forwardedToken(res, p.settings.Load())
+	second, err := p.forwardedToken(res, p.settings.Load(), p.apps.settings.allowed.Load())
 	require.NoError(t, err)
 	assert.NotEqual(t, first, second)
 	assert.Zero(t, p.forwarded.len())
