@@ -479,7 +479,8 @@ func (c *contentDiverter) stringByte(b byte) (keep bool, err error) {
 	if c.escape {
 		c.escape = false
 		if !c.divert {
-			return true, c.keyByte('\\', b)
+			c.keyByte('\\', b)
+			return true, nil
 		}
 		switch b {
 		case '/':
@@ -502,24 +503,23 @@ func (c *contentDiverter) stringByte(b byte) (keep bool, err error) {
 		if c.depth == 1 && c.wantKey {
 			c.wantKey = false // until the colon
 		}
-		keep = true
 		c.divert = false
-		return keep, nil
+		return true, nil
 	}
 	if c.divert {
 		_, err := c.content.Write([]byte{b})
 		return false, err
 	}
-	return true, c.keyByte(b)
+	c.keyByte(b)
+	return true, nil
 }
 
 // keyByte adds to the name of the current top-level member, while one is being read.
-func (c *contentDiverter) keyByte(b ...byte) error {
+func (c *contentDiverter) keyByte(b ...byte) {
 	if c.depth == 1 && c.wantKey && !c.keyOver {
 		c.key = append(c.key, b...)
 		c.keyOver = len(c.key) > len("content")
 	}
-	return nil
 }
 
 // base64Writer decodes the base64 text written to it and writes the bytes to out; Close decodes the rest.
