@@ -39,11 +39,10 @@ func RunJob(ctx context.Context, j Job) error {
 		}
 		defer os.RemoveAll(tmpDir)
 	}
-	cmd, cleanup, err := command(j.Command, j.Dir, env, j.Sandbox)
+	cmd, err := command(j.Command, j.Dir, env, j.Sandbox)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.Name, err)
 	}
-	defer cleanup()
 	cmd.Stdout, cmd.Stderr = j.Stdout, j.Stderr
 	cmd.WaitDelay = pipeDelay
 	if err := cmd.Start(); err != nil {

@@ -79,7 +79,7 @@ func Start(spec Spec) (*App, error) {
 	// network around it. The app and the caller listen on APP_LISTEN_ADDR when it is set; ExposedListeners finds
 	// apps that do not.
 	env = append(env, "DATABRICKS_APP_PORT="+port, "APP_LISTEN_ADDR="+net.JoinHostPort("127.0.0.1", port))
-	cmd, cleanup, err := command(argv, spec.Dir, env, spec.Sandbox)
+	cmd, err := command(argv, spec.Dir, env, spec.Sandbox)
 	if err != nil {
 		_ = os.RemoveAll(tmpDir)
 		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
@@ -87,7 +87,6 @@ func Start(spec Spec) (*App, error) {
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	cmd.WaitDelay = pipeDelay
 	if err := cmd.Start(); err != nil {
-		cleanup()
 		_ = os.RemoveAll(tmpDir)
 		return nil, fmt.Errorf("start app %s: %w", spec.Name, err)
 	}
@@ -97,7 +96,6 @@ func Start(spec Spec) (*App, error) {
 		if errors.Is(err, exec.ErrWaitDelay) {
 			err = fmt.Errorf("exited, but something it started kept its output open %s later: %w", pipeDelay, err)
 		}
-		cleanup()
 		if rmErr := os.RemoveAll(tmpDir); rmErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove its TMPDIR: %w", rmErr))
 		}

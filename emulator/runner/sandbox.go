@@ -30,21 +30,21 @@ type Sandbox struct {
 const sandboxArg = "databricks-apps-emulator-sandbox"
 
 // command builds the command that runs argv in dir with env: in sb when sb is set (and the machine allows it), in
-// its own process group either way. cleanup is for after the process has exited.
-func command(argv []string, dir string, env []string, sb *Sandbox) (cmd *exec.Cmd, cleanup func(), err error) {
+// its own process group either way.
+func command(argv []string, dir string, env []string, sb *Sandbox) (cmd *exec.Cmd, err error) {
 	if sb != nil && SandboxProblem() == nil {
 		return sandboxCommand(argv, dir, env, sb)
 	}
 	name := argv[0]
 	if sb != nil { // the app's PATH finds its command (its virtualenv's bin first), not the emulator's
 		if name, err = lookPath(argv[0], env); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	cmd = exec.Command(name, argv[1:]...)
 	cmd.Dir, cmd.Env = dir, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	return cmd, func() {}, nil
+	return cmd, nil
 }
 
 // lookPath finds name in the PATH of env, as a shell in that environment would.

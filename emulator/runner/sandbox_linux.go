@@ -50,21 +50,21 @@ func init() {
 	}
 }
 
-func sandboxCommand(argv []string, dir string, env []string, sb *Sandbox) (*exec.Cmd, func(), error) {
+func sandboxCommand(argv []string, dir string, env []string, sb *Sandbox) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, nil, fmt.Errorf("sandbox: find the emulator's executable: %w", err)
+		return nil, fmt.Errorf("sandbox: find the emulator's executable: %w", err)
 	}
 	spec := sandboxSpec{Hide: sb.Hide, Reveal: append(slices.Clone(sb.Reveal), sb.Home), Dir: dir,
 		UID: os.Getuid(), GID: os.Getgid()}
 	data, err := json.Marshal(spec)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cmd := exec.Command(self, append([]string{sandboxArg, string(data)}, argv...)...)
 	cmd.Env = env
 	cmd.SysProcAttr = namespaces(spec.UID, spec.GID)
-	return cmd, func() {}, nil
+	return cmd, nil
 }
 
 // namespaces are the sandbox's: the first process is root of a new user namespace, mapped to the emulator's user.

@@ -12,6 +12,6 @@ func SandboxProblem() error {
 	return errors.New("isolating apps needs Linux's user and mount namespaces")
 }
 
-func sandboxCommand([]string, string, []string, *Sandbox) (*exec.Cmd, func(), error) {
-	return nil, nil, SandboxProblem()
+func sandboxCommand([]string, string, []string, *Sandbox) (*exec.Cmd, error) {
+	return nil, SandboxProblem()
 }
