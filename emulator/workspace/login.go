@@ -32,6 +32,9 @@ const maxNextURL = 4096
 type signInTarget struct {
 	app  *appProxy
 	next string
+	// scopes are the app's effective user_api_scopes, read once for the request: the scopes the consent shows, its
+	// token covers and the session gets are the same even when the app or the workspace's setting changes meanwhile.
+	scopes []string
 }
 
 func (t signInTarget) url() string { return t.app.url + t.next }
@@ -57,7 +60,7 @@ func (s *sessions) signInTarget(raw string) (signInTarget, string) {
 	if u.RawQuery != "" {
 		next += "?" + u.RawQuery
 	}
-	return signInTarget{app: p, next: next}, ""
+	return signInTarget{app: p, next: next, scopes: s.settings.effectiveScopes(p.settings.Load())}, ""
 }
 
 // loginURL is the login page for a target.
@@ -113,7 +116,7 @@ func (s *sessions) handleLoginPage() http.HandlerFunc {
 			return
 		}
 		d := data{App: target.app.name, AppURL: target.app.url, NextURL: target.url(),
-			Token: s.formToken(browserNonce(rw, r), PathLogin, target.url()), Scopes: s.settings.effectiveScopes(target.app.settings.Load())}
+			Token: s.formToken(browserNonce(rw, r), PathLogin, target.url()), Scopes: target.scopes}
 		for _, u := range s.dir.users() {
 			d.Users = append(d.Users, user{UserName: u.UserName, DisplayName: u.DisplayName,
 				CanUse: target.app.settings.Load().has(u, PermissionCanUse)})
@@ -147,7 +150,7 @@ func (s *sessions) handleSignIn() http.HandlerFunc {
 		if !ok {
 			return
 		}
-		scopes := s.settings.effectiveScopes(target.app.settings.Load())
+		scopes := target.scopes
 		if len(scopes) == 0 {
 			s.finishSignIn(rw, r, target, who, nil)
 			return
@@ -173,7 +176,7 @@ func (s *sessions) handleConsent() http.HandlerFunc {
 				Links: []link{{"Back to sign-in", s.loginURL(target)}}})
 			return
 		}
-		s.finishSignIn(rw, r, target, who, s.settings.effectiveScopes(target.app.settings.Load()))
+		s.finishSignIn(rw, r, target, who, target.scopes)
 	}
 }
 
@@ -193,7 +196,7 @@ func (s *sessions) readSignInForm(rw http.ResponseWriter, r *http.Request, form 
 	userName := r.PostForm.Get("user")
 	parts := []string{form, target.url()}
 	if form == PathConsent {
-		parts = append(parts, userName, strings.Join(s.settings.effectiveScopes(target.app.settings.Load()), " "))
+		parts = append(parts, userName, strings.Join(target.scopes, " "))
 	}
 	if !s.validFormToken(r, parts...) {
 		s.logger.Warn("sign-in form refused: missing or wrong CSRF token", "form", form, "app", target.app.name)
