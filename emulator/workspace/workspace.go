@@ -278,10 +278,21 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	grants.changed = func() { w.changed("grants") }
-	parts := w.subsystems()
-	if err := w.store.load(parts[0]); err != nil { // the address: where to listen again
+	var ln net.Listener
+	fail := func(err error) (*Workspace, error) { // undoes what Start did before it serves
+		w.cancel()
+		if w.data != nil {
+			_ = w.data.close()
+		}
+		if ln != nil {
+			_ = ln.Close()
+		}
 		w.releaseData()
 		return nil, err
+	}
+	parts := w.subsystems()
+	if err := w.store.load(parts[0]); err != nil { // the address: where to listen again
+		return fail(err)
 	}
 
 	addr := opts.Config.Workspace.Host
@@ -291,15 +302,14 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := w.apps.ports.listen(addr)
+	ln, err = w.apps.ports.listen(addr)
 	if err != nil {
-		w.releaseData()
 		if w.savedURL != "" {
-			return nil, fmt.Errorf("listen again on the saved workspace's address %s: %w (stop what listens there, "+
-				"or start a fresh workspace with --fresh)", addr, err)
+			return fail(fmt.Errorf("listen again on the saved workspace's address %s: %w (stop what listens there, "+
+				"or start a fresh workspace with --fresh)", addr, err))
 		}
-		return nil, portTaken(fmt.Errorf("listen for the workspace on %s: %w", addr, err),
-			"the model's workspace.host, such as 127.0.0.1:0")
+		return fail(portTaken(fmt.Errorf("listen for the workspace on %s: %w", addr, err),
+			"the model's workspace.host, such as 127.0.0.1:0"))
 	}
 	w.url = "http://" + ln.Addr().String()
 	w.auth.url, w.apps.url = w.url, w.url
@@ -308,25 +318,16 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	w.sessions.url, w.sessions.dir, w.sessions.settings, w.sessions.apps = w.url, w.dir, w.settings, w.apps
 	w.sessions.generation, w.sessions.logger = grants.generation, w.logger
 	if w.auth.issuer, err = newIssuer(w.url+"/oidc", opts.TokenLifetime, grants.generation); err != nil {
-		_ = ln.Close()
-		w.releaseData()
-		return nil, err
+		return fail(err)
 	}
 	w.auth.federation = newFederation(opts.Config, w.url, func() { w.changed("identity-providers") })
 	if w.data, err = newDataServices(w.ctx, opts, w.dir, w.url, w.dataDir, &w.tasks, w.logger, w.changed); err != nil {
-		w.cancel()
-		_ = ln.Close()
-		w.releaseData()
-		return nil, err
+		return fail(err)
 	}
 	w.apps.data = w.data
 	for _, part := range w.subsystems()[1:] {
 		if err := w.store.load(part); err != nil {
-			w.cancel()
-			_ = w.data.close()
-			_ = ln.Close()
-			w.releaseData()
-			return nil, err
+			return fail(err)
 		}
 	}
 	w.handler = w.routes()
