@@ -182,54 +182,26 @@ func Start(ctx context.Context, opts Options) (*Workspace, error) {
 	if opts.TokenLifetime < time.Second {
 		return nil, fmt.Errorf("token lifetime %s: want at least 1s", opts.TokenLifetime)
 	}
-	if opts.RefreshTokenLifetime == 0 {
-		opts.RefreshTokenLifetime = DefaultRefreshTokenLifetime
-	}
-	if opts.RefreshTokenLifetime < 0 {
-		return nil, fmt.Errorf("refresh token lifetime %s: want a positive duration", opts.RefreshTokenLifetime)
-	}
-	if opts.RequestTimeout == 0 {
-		opts.RequestTimeout = DefaultRequestTimeout
-	}
-	if opts.RequestTimeout < 0 {
-		return nil, fmt.Errorf("request timeout %s: want a positive duration", opts.RequestTimeout)
-	}
-	if opts.LogKeepalive == 0 {
-		opts.LogKeepalive = DefaultLogKeepalive
-	}
-	if opts.LogKeepalive < 0 {
-		return nil, fmt.Errorf("log keepalive %s: want a positive duration", opts.LogKeepalive)
-	}
 	listen, err := newListenTimeouts(opts)
-	if err != nil {
+	if err := cmp.Or( // the first refusal
+		orDefault(&opts.RefreshTokenLifetime, DefaultRefreshTokenLifetime, "refresh token lifetime", positiveDuration),
+		orDefault(&opts.RequestTimeout, DefaultRequestTimeout, "request timeout", positiveDuration),
+		orDefault(&opts.LogKeepalive, DefaultLogKeepalive, "log keepalive", positiveDuration),
+		err,
+		orDefault(&opts.VolumeQuota, DefaultVolumeQuota, "volume quota", "a number of bytes"),
+		orDefault(&opts.DiskQuota, DefaultDiskQuota, "disk quota", "a number of bytes"),
+		orDefault(&opts.ComputeDelay, DefaultComputeDelay, "compute delay", positiveDuration),
+	); err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if opts.DiskQuota == 0 {
-		opts.DiskQuota = DefaultDiskQuota
-	}
-	if opts.VolumeQuota == 0 {
-		opts.VolumeQuota = DefaultVolumeQuota
-	}
-	if opts.VolumeQuota < 0 {
-		return nil, fmt.Errorf("volume quota %d: want a number of bytes", opts.VolumeQuota)
-	}
-	if opts.DiskQuota < 0 {
-		return nil, fmt.Errorf("disk quota %d: want a number of bytes", opts.DiskQuota)
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 2 * time.Minute
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = runner.StopGrace
-	}
-	if opts.ComputeDelay == 0 {
-		opts.ComputeDelay = DefaultComputeDelay
-	}
-	if opts.ComputeDelay < 0 {
-		return nil, fmt.Errorf("compute delay %s: want a positive duration", opts.ComputeDelay)
 	}
 	for _, out := range []*io.Writer{&opts.AppStdout, &opts.AppStderr} {
 		if *out == nil {
@@ -392,23 +364,27 @@ type listenTimeouts struct{ readHeader, read, idle time.Duration }
 
 func newListenTimeouts(opts Options) (listenTimeouts, error) {
 	t := listenTimeouts{readHeader: opts.ReadHeaderTimeout, read: opts.ReadTimeout, idle: opts.IdleTimeout}
-	for _, d := range []struct {
-		value *time.Duration
-		def   time.Duration
-		name  string
-	}{
-		{&t.readHeader, DefaultReadHeaderTimeout, "read header timeout"},
-		{&t.read, DefaultReadTimeout, "read timeout"},
-		{&t.idle, DefaultIdleTimeout, "idle timeout"},
-	} {
-		if *d.value == 0 {
-			*d.value = d.def
-		}
-		if *d.value < 0 {
-			return listenTimeouts{}, fmt.Errorf("%s %s: want a positive duration", d.name, *d.value)
-		}
+	if err := cmp.Or(
+		orDefault(&t.readHeader, DefaultReadHeaderTimeout, "read header timeout", positiveDuration),
+		orDefault(&t.read, DefaultReadTimeout, "read timeout", positiveDuration),
+		orDefault(&t.idle, DefaultIdleTimeout, "idle timeout", positiveDuration),
+	); err != nil {
+		return listenTimeouts{}, err
 	}
 	return t, nil
+}
+
+const positiveDuration = "a positive duration"
+
+// orDefault gives an option left at zero its default, and refuses a negative one: "<what> <value>: want <want>".
+func orDefault[T ~int64](v *T, def T, what, want string) error {
+	if *v == 0 {
+		*v = def
+	}
+	if *v < 0 {
+		return fmt.Errorf("%s %v: want %s", what, *v, want)
+	}
+	return nil
 }
 
 // serve serves h on ln until Close. Its timeouts close a connection whose client is idle or too slow, as the
