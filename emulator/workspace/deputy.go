@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 )
@@ -29,20 +30,6 @@ func (m *appManager) confusedDeputies() []deputyPath {
 	}
 	m.mu.Unlock()
 
-	type named struct {
-		p    principal
-		name string // as the model names it
-	}
-	var everyone []named
-	for _, u := range m.dir.users() {
-		everyone = append(everyone, named{u, u.UserName})
-	}
-	for _, sp := range m.dir.servicePrincipals() {
-		if p, ok := m.dir.subject(sp.ApplicationID); ok {
-			everyone = append(everyone, named{p, sp.Name})
-		}
-	}
-
 	var paths []deputyPath
 	add := func(app string, through []string, who string) {
 		i := slices.IndexFunc(paths, func(d deputyPath) bool { return d.app == app && slices.Equal(d.through, through) })
@@ -52,12 +39,12 @@ func (m *appManager) confusedDeputies() []deputyPath {
 		}
 		paths[i].who = append(paths[i].who, who)
 	}
-	for _, n := range everyone {
-		// Walk the app resources from every app n may use; the first path found to each app is the one reported.
+	for _, p := range m.dir.everyone() {
+		// Walk the app resources from every app p may use; the first path found to each app is the one reported.
 		reached := map[string][]string{} // app -> the apps in between
 		var queue []string
 		for _, name := range order {
-			if mayUse(settings[name], n.p) {
+			if mayUse(settings[name], p) {
 				reached[name] = nil
 				queue = append(queue, name)
 			}
@@ -78,7 +65,7 @@ func (m *appManager) confusedDeputies() []deputyPath {
 		}
 		for _, name := range order {
 			if through, ok := reached[name]; ok && len(through) > 0 {
-				add(name, through, n.name)
+				add(name, through, cmp.Or(p.SPName, p.UserName)) // as the model names it
 			}
 		}
 	}

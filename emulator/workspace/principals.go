@@ -192,6 +192,17 @@ func (d *directory) servicePrincipals() []ServicePrincipal {
 	return out
 }
 
+// everyone lists the principals: the users by userName, then the service principals by name.
+func (d *directory) everyone() []principal {
+	out := d.users()
+	for _, sp := range d.servicePrincipals() {
+		if p, ok := d.subject(sp.ApplicationID); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // newAppServicePrincipal creates the service principal a new app runs as, named after the app as the model's
 // apps are (or app-<name> when that name is taken), with fresh OAuth credentials.
 func (d *directory) newAppServicePrincipal(app string) ServicePrincipal {

@@ -76,12 +76,7 @@ type workspaceGroup struct {
 // directoryGroups lists the workspace's groups: users, which holds every user and service principal, as in
 // Databricks, and the model's groups (admins among them).
 func (sc *scim) directoryGroups() []workspaceGroup {
-	everyone := sc.dir.users()
-	for _, sp := range sc.dir.servicePrincipals() {
-		if p, ok := sc.dir.subject(sp.ApplicationID); ok {
-			everyone = append(everyone, p)
-		}
-	}
+	everyone := sc.dir.everyone()
 	groups := []workspaceGroup{{name: GroupUsers, members: everyone}}
 	for _, g := range sc.groups {
 		members := []principal{}
