@@ -428,8 +428,7 @@ func (m *appManager) save() ([]byte, error) {
 			app.Compute = apps.ComputeStateStopped
 		}
 		for _, e := range s.acl {
-			app.ACL = append(app.ACL, savedACLEntry{UserName: e.userName, GroupName: e.groupName,
-				ServicePrincipalName: e.servicePrincipalName, Level: e.level})
+			app.ACL = append(app.ACL, e.saved())
 		}
 		for _, d := range rec.deployments {
 			app.Deployments = append(app.Deployments, savedDeployment{ID: d.id, SourceCodePath: d.sourceCodePath,
@@ -489,8 +488,7 @@ func (m *appManager) restoreAppLocked(rec *appRecord, saved savedApp) {
 	s := &appSettings{name: saved.Name, description: saved.Description, servicePrincipal: sp,
 		userAPIScopes: saved.UserAPIScopes, resources: saved.Resources}
 	for _, e := range saved.ACL {
-		s.acl = append(s.acl, aclEntry{userName: e.UserName, groupName: e.GroupName,
-			servicePrincipalName: e.ServicePrincipalName, level: e.Level})
+		s.acl = append(s.acl, e.entry())
 	}
 	rec.proxy.settings.Store(s)
 	rec.id, rec.createTime, rec.updateTime = saved.ID, saved.CreateTime, saved.UpdateTime
