@@ -53,6 +53,7 @@ func RunJob(ctx context.Context, j Job) error {
 	go func() {
 		select {
 		case <-ctx.Done():
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 			select {
 			case <-done:
 			case <-time.After(StopGrace):

@@ -14,11 +14,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/databricks-sample/go-apps-api/internal/testkit"
 )
 
-// patience bounds every wait of these tests for something that takes milliseconds: long enough that only a hang
-// reaches it, however loaded the machine, so that no verdict depends on its speed.
-const patience = 2 * time.Minute
+// patience bounds every wait of these tests for something that takes milliseconds (testkit.Patience).
+const patience = testkit.Patience
 
 func TestStopSendsSIGTERMThenKills(t *testing.T) {
 	t.Parallel()

@@ -28,7 +28,7 @@ import (
 // answer): long enough that only a hang reaches it, however loaded the machine. No verdict here depends on how fast
 // the machine is; a duration that is what a test is about (a token lifetime, a request timeout) is set apart from
 // every event the test waits for, or played on a fake clock.
-const patience = 2 * time.Minute
+const patience = testkit.Patience
 
 // startWorkspace starts the default model on free ports and stops it with the test.
 func startWorkspace(t *testing.T, opts Options) (*Workspace, *testkit.Buffer) {
